@@ -1,0 +1,231 @@
+/*
+ * qrlogin core: login requests, tokens, accounts, devices and policy, independent of HTTP.
+ *
+ * Lifecycle: qrl_core_new() -> use from any number of threads -> qrl_core_free(). The core
+ * borrows the store (the caller closes it after qrl_core_free). Every function is thread-safe.
+ *
+ * Secrets handed out by the core (device codes, scan secrets, tokens) are written into caller
+ * buffers of QRL_SECRET_BUF bytes; the caller should sodium_memzero() them after use. The core
+ * keeps only their hashes.
+ */
+#ifndef QRLOGIN_CORE_H
+#define QRLOGIN_CORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "qrlogin/error.h"
+#include "qrlogin/limits.h"
+#include "qrlogin/store.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Every secret we issue fits: "qrl_xx_" + 43 base64url characters + NUL. */
+#define QRL_SECRET_BUF 64
+/* "WDJB-MJHT" + NUL */
+#define QRL_USER_CODE_BUF 10
+
+typedef struct qrl_core qrl_core;
+
+/* Called after every state change of a login request that this process made, with the
+ * request id. Used by the server to wake held requests. Must be quick and must not call back
+ * into the core. */
+typedef void (*qrl_change_fn)(void *ud, int64_t lr_id);
+
+typedef struct qrl_config {
+    int64_t request_ttl_s; /* login request lifetime; default 120 */
+    int64_t access_ttl_s;  /* access token lifetime; default 3600 */
+    int64_t refresh_ttl_s; /* refresh token lifetime; default 30 days */
+    int64_t session_ttl_s; /* phone session lifetime; default 30 days */
+    int interval_s;        /* RFC 8628 polling interval; default 5 */
+    /* user_code guessing limits (design.md section 5): failures per window, per client
+     * address and per account. Defaults 20 per address and 10 per account per 10 minutes. */
+    int64_t user_code_fail_limit_addr;
+    int64_t user_code_fail_limit_account;
+    int64_t user_code_fail_window_s;
+    /* password failures per username and per address per window (sign-in and step-up).
+     * Defaults 10 and 50 per 15 minutes. */
+    int64_t login_fail_limit_user;
+    int64_t login_fail_limit_addr;
+    int64_t login_fail_window_s;
+    /* Argon2id cost for new password hashes; 0 = libsodium INTERACTIVE. */
+    unsigned long long pwhash_ops;
+    size_t pwhash_mem;
+    qrl_change_fn on_change;
+    void *on_change_ud;
+} qrl_config;
+
+/* Fills `cfg` with the defaults above. */
+void qrl_config_defaults(qrl_config *cfg);
+
+/* Creates a core over a borrowed store. Initialises libsodium. Free with qrl_core_free. */
+qrl_err qrl_core_new(const qrl_config *cfg, qrl_store *store, qrl_core **out);
+void qrl_core_free(qrl_core *core);
+
+/* The core's clock, in milliseconds since the Unix epoch. In builds with QRL_TEST_HOOKS it can
+ * be moved forward with qrl_core_clock_advance(). */
+int64_t qrl_core_now_ms(const qrl_core *core);
+#ifdef QRL_TEST_HOOKS
+void qrl_core_clock_advance(qrl_core *core, int64_t ms);
+#endif
+
+/* --- accounts --------------------------------------------------------------------------- */
+
+/* Creates an account. Username: 1..QRL_MAX_USERNAME of [A-Za-z0-9._@-]. Password:
+ * 1..QRL_MAX_PASSWORD bytes. display_name NULL means the username. */
+qrl_err qrl_account_add(qrl_core *core, const char *username, const char *display_name,
+                        const char *password, int64_t *id_out);
+/* Sets a new password for an existing account. */
+qrl_err qrl_account_set_password(qrl_core *core, const char *username, const char *password);
+
+/* --- RFC 8628 screen side ---------------------------------------------------------------- */
+
+typedef struct qrl_device_auth {
+    char device_code[QRL_SECRET_BUF];
+    char scan_secret[QRL_SECRET_BUF];
+    char user_code[QRL_USER_CODE_BUF]; /* display form, XXXX-XXXX */
+    int64_t expires_in_s;
+    int interval_s;
+    int64_t lr_id;
+} qrl_device_auth;
+
+/* RFC 8628 section 3.1/3.2. device_kind NULL means "other"; it must be one of tv, browser,
+ * desktop, cli, other. device_name NULL means "Unnamed device". */
+qrl_err qrl_device_authorize(qrl_core *core, const char *client_id, const char *scope,
+                             const char *device_name, const char *device_kind,
+                             const char *address, qrl_device_auth *out);
+
+typedef struct qrl_tokens {
+    char access_token[QRL_SECRET_BUF];
+    char refresh_token[QRL_SECRET_BUF];
+    int64_t expires_in_s;
+    char scope[QRL_MAX_SCOPE + 1];
+    int64_t device_id;
+    int64_t account_id;
+} qrl_tokens;
+
+/* Flags for qrl_token_device_code. */
+#define QRL_POLL_WAIT 1u    /* the client asked to be held (Prefer: wait >= 1) */
+#define QRL_POLL_RECHECK 2u /* re-evaluation of a held request: no rate bookkeeping */
+#define QRL_POLL_FINAL 4u   /* the hold is over: answer now, never ask to hold again */
+
+typedef struct qrl_poll_result {
+    int64_t lr_id;      /* known once the device code matched */
+    qrl_lr_state state; /* state seen */
+    int hold;           /* QRL_ERR_PENDING only: the caller may hold the request */
+    int64_t expires_ms; /* the request's expiry, to bound a hold */
+    int interval_s;     /* current interval (after slow_down) */
+    qrl_tokens tokens;  /* QRL_OK only */
+} qrl_poll_result;
+
+/* RFC 8628 section 3.4/3.5: the device_code grant. Returns
+ *   QRL_OK (tokens issued, request now REDEEMED), QRL_ERR_PENDING (res->state tells PENDING or
+ *   SCANNED; res->hold says whether the server may hold it), QRL_ERR_SLOW_DOWN,
+ *   QRL_ERR_DENIED, QRL_ERR_EXPIRED, QRL_ERR_REDEEMED (reuse: invalid_grant),
+ *   QRL_ERR_NOT_FOUND (unknown code: invalid_grant), QRL_ERR_INVALID_CLIENT,
+ *   QRL_ERR_INVALID. */
+qrl_err qrl_token_device_code(qrl_core *core, const char *client_id, const char *device_code,
+                              unsigned flags, int wait_s, const char *address,
+                              qrl_poll_result *res);
+
+/* RFC 6749 section 6 with rotation. QRL_ERR_TOKEN_REUSED revokes the device. */
+qrl_err qrl_token_refresh(qrl_core *core, const char *client_id, const char *refresh_token,
+                          qrl_tokens *out);
+
+/* --- phone side ------------------------------------------------------------------------- */
+
+typedef struct qrl_auth {
+    int64_t account_id;
+    int64_t device_id;
+    qrl_account_rec account;
+} qrl_auth;
+
+typedef struct qrl_session {
+    char session_token[QRL_SECRET_BUF];
+    int64_t device_id;
+    int64_t expires_in_s;
+    qrl_account_rec account;
+} qrl_session;
+
+/* POST /v1/sessions: password sign-in of a phone. Creates a device of kind `device_kind`
+ * (default "phone"). Rate-limited per username and address. */
+qrl_err qrl_session_create(qrl_core *core, const char *username, const char *password,
+                           const char *device_name, const char *device_kind,
+                           const char *address, qrl_session *out);
+
+/* Authenticates a phone session bearer token. QRL_ERR_UNAUTHORIZED when unknown, expired,
+ * revoked, or the device/account is no longer valid. Updates the device's last-seen time. */
+qrl_err qrl_session_auth(qrl_core *core, const char *token, const char *address, qrl_auth *out);
+
+typedef struct qrl_lr_view {
+    qrl_lr_rec lr;
+    char user_code[QRL_USER_CODE_BUF]; /* display form */
+    int same_network;
+    int64_t age_s;
+    int64_t expires_in_s;
+} qrl_lr_view;
+
+/* Looks up a login request by scan secret ("qrl_ss_...") or user code (any case, dashes,
+ * spaces) and claims it for the calling phone (PENDING -> SCANNED). Viewing a request this
+ * phone already claimed is allowed again. QRL_ERR_CLAIMED if another phone claimed it,
+ * QRL_ERR_NOT_FOUND, QRL_ERR_EXPIRED, QRL_ERR_CONFLICT (decided already; view->lr.state says),
+ * QRL_ERR_RATE_LIMITED. */
+qrl_err qrl_lr_view_claim(qrl_core *core, const qrl_auth *auth, const char *code,
+                          const char *address, qrl_lr_view *out);
+
+/* Approves a request this phone claimed. `user_code` is what the user confirmed (any format);
+ * `password` is the step-up proof. QRL_ERR_UNAUTHORIZED (wrong password),
+ * QRL_ERR_CODE_MISMATCH, QRL_ERR_CLAIMED, QRL_ERR_CONFLICT (not SCANNED), QRL_ERR_EXPIRED,
+ * QRL_ERR_NOT_FOUND. */
+qrl_err qrl_lr_approve(qrl_core *core, const qrl_auth *auth, const char *code,
+                       const char *user_code, const char *password, const char *address);
+/* Declines a request (PENDING, or SCANNED by this phone). */
+qrl_err qrl_lr_deny(qrl_core *core, const qrl_auth *auth, const char *code, const char *address);
+
+/* Active devices of the caller's account; out has room for `max`. */
+qrl_err qrl_devices_list(qrl_core *core, const qrl_auth *auth, qrl_device_rec *out, size_t max,
+                         size_t *n);
+/* Revokes a device of the caller's account. Ends its sessions and tokens at once, and declines
+ * the login requests it claimed or approved but that are not redeemed. */
+qrl_err qrl_device_revoke(qrl_core *core, const qrl_auth *auth, int64_t device_id);
+
+/* --- resource-server side --------------------------------------------------------------- */
+
+typedef struct qrl_introspection {
+    int active;
+    qrl_token_kind kind;
+    int64_t device_id;
+    int64_t account_id;
+    int64_t iat_s, exp_s;
+    char client_id[QRL_MAX_CLIENT_ID + 1];
+    char scope[QRL_MAX_SCOPE + 1];
+    char username[QRL_MAX_USERNAME + 1];
+} qrl_introspection;
+
+/* RFC 7662: never fails for an unknown token, it is just inactive. */
+qrl_err qrl_introspect(qrl_core *core, const char *token, qrl_introspection *out);
+
+/* RFC 7009: revokes an access or refresh token (a refresh token revokes its whole device, as
+ * RFC 7009 section 2.1 allows). Unknown tokens are not an error. */
+qrl_err qrl_revoke_token(qrl_core *core, const char *token);
+
+/* Housekeeping: deletes long-expired rows and forgets poll state of finished requests. */
+qrl_err qrl_core_sweep(qrl_core *core);
+
+/* --- helpers shared with the server ------------------------------------------------------- */
+
+/* Canonicalises a typed user code: uppercase, drop dashes and spaces; must then be exactly 8
+ * letters of the RFC 8628 base-20 alphabet. `out` has QRL_USER_CODE_LEN + 1 bytes. */
+qrl_err qrl_user_code_normalize(const char *in, char *out);
+/* "WDJBMJHT" -> "WDJB-MJHT"; `out` has QRL_USER_CODE_BUF bytes. */
+void qrl_user_code_format(const char *canonical, char *out);
+/* Validates a device kind word. */
+int qrl_device_kind_valid(const char *kind);
+const char *qrl_lr_state_name(qrl_lr_state s);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,261 @@
+/*
+ * The store interface: every piece of persistent state goes through this table of functions.
+ *
+ * Like SQLite's sqlite3_vfs, a backend is a versioned struct of function pointers
+ * (qrl_store_methods) plus a handle whose first member is `struct qrl_store`. The core library
+ * calls only these functions; no SQL or backend type leaks out of the backend's own file.
+ *
+ * Rules every backend follows:
+ * - Every function is one atomic unit: it either happens completely or not at all.
+ * - A function that returns QRL_OK for a write has made the write durable (survives kill -9 of
+ *   the process; with the SQLite default also a power loss, synchronous=FULL).
+ * - Functions are safe to call from many threads at once on one handle. The SQLite backend
+ *   keeps one connection per calling thread.
+ * - Times are milliseconds on the core's clock (qrl_core_now_ms); the backend never reads a
+ *   clock itself, so tests can move time.
+ * - Secrets arrive only as qrl_hash values; a backend never sees a plain secret.
+ * - Output records are caller-owned structs filled by the backend. Strings in records are
+ *   fixed-size, NUL-terminated arrays; a backend truncates nothing (inputs are validated against
+ *   limits.h before they get here) and returns QRL_ERR_INVALID for an over-long string.
+ *
+ * Errors: QRL_ERR_NOT_FOUND (no such row), QRL_ERR_EXISTS (unique key taken), QRL_ERR_CONFLICT
+ * (a conditional write matched no row), QRL_ERR_STORE (backend failure; details go to the
+ * backend's error log, never containing secrets), QRL_ERR_NOMEM.
+ *
+ * When adding a function: bump QRL_STORE_VERSION, append it at the end of the struct, implement
+ * it in every backend (lib/store/), and cover it in tests/unit/test_store.c.
+ */
+#ifndef QRLOGIN_STORE_H
+#define QRLOGIN_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "qrlogin/error.h"
+#include "qrlogin/limits.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define QRL_STORE_VERSION 1
+#define QRL_HASH_BYTES 32
+/* crypto_pwhash_STRBYTES is 128 in libsodium. */
+#define QRL_PWHASH_MAX 128
+/* user_code stored and compared in canonical form: 8 letters, no dash. */
+#define QRL_USER_CODE_LEN 8
+
+/* Hash of a secret: BLAKE2b-256 (crypto_generichash) of the whole secret string. */
+typedef struct qrl_hash {
+    unsigned char b[QRL_HASH_BYTES];
+} qrl_hash;
+
+/* Login request states, design.md section 3. Numbers are stored; never renumber. */
+typedef enum qrl_lr_state {
+    QRL_LR_PENDING = 0,
+    QRL_LR_SCANNED = 1,
+    QRL_LR_APPROVED = 2,
+    QRL_LR_REDEEMED = 3,
+    QRL_LR_DENIED = 4,
+    QRL_LR_EXPIRED = 5
+} qrl_lr_state;
+
+#define QRL_LR_BIT(s) (1u << (unsigned)(s))
+
+typedef struct qrl_account_rec {
+    int64_t id;
+    char username[QRL_MAX_USERNAME + 1];
+    char display_name[QRL_MAX_DISPLAY_NAME + 1];
+    char pw_hash[QRL_PWHASH_MAX + 1]; /* Argon2id string (crypto_pwhash_str) */
+    int64_t created_ms;
+    int disabled; /* nonzero: every credential of the account is refused */
+} qrl_account_rec;
+
+typedef struct qrl_device_rec {
+    int64_t id;
+    int64_t account_id;
+    char name[QRL_MAX_DEVICE_NAME + 1];
+    char kind[QRL_MAX_DEVICE_KIND + 1];
+    char address[QRL_MAX_ADDRESS + 1]; /* address it was linked from */
+    int64_t created_ms;
+    int64_t last_seen_ms;
+    int64_t revoked_ms; /* 0 while active */
+} qrl_device_rec;
+
+typedef enum qrl_token_kind {
+    QRL_TOKEN_ACCESS = 1,
+    QRL_TOKEN_REFRESH = 2,
+    QRL_TOKEN_SESSION = 3 /* phone session bearer token */
+} qrl_token_kind;
+
+typedef struct qrl_token_rec {
+    qrl_hash hash;
+    qrl_token_kind kind;
+    int64_t device_id;
+    int64_t created_ms;
+    int64_t expires_ms;
+    int64_t used_ms;    /* refresh tokens: when it was rotated; 0 while unused */
+    int64_t revoked_ms; /* 0 while not revoked on its own */
+    char client_id[QRL_MAX_CLIENT_ID + 1];
+    char scope[QRL_MAX_SCOPE + 1];
+    /* Filled by token_lookup only (ignored on insert): */
+    int64_t account_id;
+    int device_revoked;   /* the owning device is revoked */
+    int account_disabled; /* the owning account is disabled */
+} qrl_token_rec;
+
+typedef struct qrl_lr_rec {
+    int64_t id;
+    qrl_hash device_code_hash;
+    qrl_hash scan_hash;
+    char user_code[QRL_USER_CODE_LEN + 1]; /* canonical, e.g. "WDJBMJHT" */
+    char client_id[QRL_MAX_CLIENT_ID + 1];
+    char scope[QRL_MAX_SCOPE + 1];
+    char device_name[QRL_MAX_DEVICE_NAME + 1];
+    char device_kind[QRL_MAX_DEVICE_KIND + 1];
+    char address[QRL_MAX_ADDRESS + 1]; /* the screen's address */
+    int64_t created_ms;
+    int64_t expires_ms;
+    int interval_s; /* polling interval given to the screen */
+    qrl_lr_state state;
+    int64_t updated_ms;          /* time of the last transition */
+    int64_t claimed_device_id;   /* phone that scanned it (0 = none) */
+    int64_t account_id;          /* account that approved it (0 = none) */
+    int64_t approving_device_id; /* phone device that approved (0 = none) */
+    int64_t redeemed_device_id;  /* device created by redemption (0 = none) */
+} qrl_lr_rec;
+
+/* Which key lr_find looks a login request up by. */
+typedef enum qrl_lr_key {
+    QRL_LR_KEY_DEVICE_CODE = 1, /* key: const qrl_hash * */
+    QRL_LR_KEY_SCAN = 2,        /* key: const qrl_hash * */
+    QRL_LR_KEY_USER_CODE = 3    /* key: const char * canonical 8 letters */
+} qrl_lr_key;
+
+/* A conditional state change (compare-and-set), see lr_transition. */
+typedef struct qrl_lr_cas {
+    int64_t id;
+    unsigned from_mask;         /* QRL_LR_BIT()s of states the change is legal from */
+    qrl_lr_state to;
+    int64_t now_ms;
+    int64_t require_claimed_by; /* nonzero: claimed_device_id must equal this */
+    int64_t set_claimed_device_id;   /* nonzero: written */
+    int64_t set_account_id;          /* nonzero: written */
+    int64_t set_approving_device_id; /* nonzero: written */
+} qrl_lr_cas;
+
+typedef struct qrl_store qrl_store;
+
+typedef struct qrl_store_methods {
+    int version; /* QRL_STORE_VERSION the backend was written for */
+    const char *name;
+
+    /* Closes every connection and frees the handle. Accepts NULL. */
+    void (*close)(qrl_store *st);
+
+    /* --- accounts --- */
+    /* Inserts acc (id ignored) and sets acc->id. QRL_ERR_EXISTS when the username is taken. */
+    qrl_err (*account_create)(qrl_store *st, qrl_account_rec *acc);
+    qrl_err (*account_get)(qrl_store *st, int64_t id, qrl_account_rec *out);
+    /* Exact, case-sensitive match on username. */
+    qrl_err (*account_by_name)(qrl_store *st, const char *username, qrl_account_rec *out);
+    qrl_err (*account_set_password)(qrl_store *st, int64_t id, const char *pw_hash);
+
+    /* --- devices --- */
+    /* Inserts dev (id ignored; account_id, name, kind, address, created_ms used; last_seen_ms =
+     * created_ms; revoked_ms = 0) and, in the same transaction, the `ntok` tokens with their
+     * device_id set to the new id. Sets dev->id. */
+    qrl_err (*device_create)(qrl_store *st, qrl_device_rec *dev, qrl_token_rec *tok, size_t ntok);
+    qrl_err (*device_get)(qrl_store *st, int64_t id, qrl_device_rec *out);
+    /* Active (not revoked) devices of an account, oldest first, at most `max`. Fills out[0..*n). */
+    qrl_err (*device_list)(qrl_store *st, int64_t account_id, qrl_device_rec *out, size_t max,
+                           size_t *n);
+    /* Sets last_seen_ms (and address when non-NULL) of an active device. Not durable-critical:
+     * a backend may group these. */
+    qrl_err (*device_touch)(qrl_store *st, int64_t device_id, int64_t now_ms, const char *address);
+    /* Revokes device `device_id` of account `account_id` (sets revoked_ms = now_ms and revoked_ms
+     * of all its tokens). QRL_ERR_NOT_FOUND when the device does not exist or belongs to another
+     * account. Revoking an already revoked device returns QRL_OK and changes nothing. */
+    qrl_err (*device_revoke)(qrl_store *st, int64_t account_id, int64_t device_id, int64_t now_ms);
+
+    /* --- tokens --- */
+    qrl_err (*token_insert)(qrl_store *st, const qrl_token_rec *tok);
+    /* Finds a token by hash and fills every field, including account_id, device_revoked and
+     * account_disabled. It does not judge expiry or revocation: the caller does. */
+    qrl_err (*token_lookup)(qrl_store *st, const qrl_hash *h, qrl_token_rec *out);
+    /* Refresh-token rotation, one transaction (RFC 6749 section 10.4 / OAuth 2.1 rotation):
+     * - no refresh token with hash `old`: QRL_ERR_NOT_FOUND;
+     * - token revoked, expired (expires_ms <= now_ms), device revoked or account disabled:
+     *   QRL_ERR_REVOKED (or QRL_ERR_EXPIRED for expiry), nothing changes;
+     * - token already used (used_ms != 0): reuse of a rotated token. The whole device is revoked
+     *   (as device_revoke), that is committed, and QRL_ERR_TOKEN_REUSED is returned;
+     * - otherwise used_ms = now_ms and the `n` new tokens are inserted with device_id set to the
+     *   old token's device; *device_id receives it; QRL_OK.
+     * `old_out`, when non-NULL, receives the old token's record (client_id, scope, device). */
+    qrl_err (*token_rotate)(qrl_store *st, const qrl_hash *old, int64_t now_ms,
+                            qrl_token_rec *new_tok, size_t n, qrl_token_rec *old_out);
+    /* Sets revoked_ms of one token (no-op if already revoked). QRL_ERR_NOT_FOUND if none. */
+    qrl_err (*token_revoke)(qrl_store *st, const qrl_hash *h, int64_t now_ms);
+
+    /* --- login requests --- */
+    /* Inserts lr (id ignored; state must be PENDING) and sets lr->id. QRL_ERR_EXISTS when an
+     * unexpired login request (expires_ms > lr->created_ms) in a non-terminal state already has
+     * the same user_code, or either hash is taken; the caller draws new codes and retries. */
+    qrl_err (*lr_create)(qrl_store *st, qrl_lr_rec *lr);
+    qrl_err (*lr_get)(qrl_store *st, int64_t id, qrl_lr_rec *out);
+    /* Looks up by one key. For QRL_LR_KEY_USER_CODE only requests with expires_ms > now_ms
+     * match (the newest if several); the hash keys match whatever the expiry (the caller reports
+     * expired_token). */
+    qrl_err (*lr_find)(qrl_store *st, qrl_lr_key kind, const void *key, int64_t now_ms,
+                       qrl_lr_rec *out);
+    /* The one compare-and-set that performs every state change except redemption:
+     *   UPDATE ... SET state = to, updated_ms = now, [claimed/account/approving ids when nonzero]
+     *   WHERE id = ? AND state IN from_mask
+     *     AND (to == EXPIRED ? expires_ms <= now : expires_ms > now)
+     *     AND (require_claimed_by == 0 OR claimed_device_id = require_claimed_by)
+     * QRL_OK when exactly one row changed, QRL_ERR_CONFLICT when none did (lost a race, wrong
+     * state, expired or wrong claimer: the caller re-reads to tell which). */
+    qrl_err (*lr_transition)(qrl_store *st, const qrl_lr_cas *cas);
+    /* Redemption, one transaction:
+     * - state != APPROVED: QRL_ERR_CONFLICT, nothing changes (*state_out = current state);
+     * - expires_ms <= now_ms: QRL_ERR_EXPIRED, nothing changes;
+     * - approving account disabled or approving device revoked: state becomes DENIED (committed),
+     *   QRL_ERR_DENIED;
+     * - otherwise state = REDEEMED, a device is created from `dev` with account_id = the
+     *   request's account_id (dev->id and dev->account_id are set), the `ntok` tokens are inserted
+     *   for it, redeemed_device_id is set; QRL_OK.
+     * `state_out` may be NULL. */
+    qrl_err (*lr_redeem)(qrl_store *st, int64_t id, int64_t now_ms, qrl_device_rec *dev,
+                         qrl_token_rec *tok, size_t ntok, qrl_lr_state *state_out);
+    /* Ids of login requests in SCANNED or APPROVED state whose claimed_device_id or
+     * approving_device_id is `device_id`, at most `max`. */
+    qrl_err (*lr_by_device)(qrl_store *st, int64_t device_id, int64_t *ids, size_t max,
+                            size_t *n);
+
+    /* --- rate limits (fixed windows; shared by every node using the store) --- */
+    /* Adds one hit to `key` and sets *count to the hits in the current window. A window starts
+     * at the first hit and lasts window_ms; a hit after it starts a new window at count 1. */
+    qrl_err (*ratelimit_hit)(qrl_store *st, const char *key, int64_t now_ms, int64_t window_ms,
+                             int64_t *count);
+    /* Hits of `key` in its current window (0 when none or the window is over). */
+    qrl_err (*ratelimit_peek)(qrl_store *st, const char *key, int64_t now_ms, int64_t window_ms,
+                              int64_t *count);
+
+    /* Deletes login requests that expired more than `keep_ms` ago and rate-limit rows whose
+     * windows ended more than `keep_ms` ago. */
+    qrl_err (*sweep)(qrl_store *st, int64_t now_ms, int64_t keep_ms);
+} qrl_store_methods;
+
+struct qrl_store {
+    const qrl_store_methods *m;
+};
+
+/* Opens (creating if needed, migrating to the current schema) the SQLite store at `path`.
+ * On failure returns an error and, when `errbuf` is non-NULL, a message in it. The handle is
+ * freed with st->m->close(st). Thread-safe: each calling thread gets its own connection. */
+qrl_err qrl_store_sqlite_open(const char *path, qrl_store **out, char *errbuf, size_t errlen);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
