@@ -140,6 +140,7 @@ typedef struct qrl_auth {
     int64_t account_id;
     int64_t device_id;
     qrl_account_rec account;
+    qrl_device_rec device;
 } qrl_auth;
 
 typedef struct qrl_session {
@@ -179,10 +180,14 @@ qrl_err qrl_lr_view_claim(qrl_core *core, const qrl_auth *auth, const char *code
  * `password` is the step-up proof. QRL_ERR_UNAUTHORIZED (wrong password),
  * QRL_ERR_CODE_MISMATCH, QRL_ERR_CLAIMED, QRL_ERR_CONFLICT (not SCANNED), QRL_ERR_EXPIRED,
  * QRL_ERR_NOT_FOUND. */
+/* `out` (may be NULL) receives the request as last read: its id, and its state (the new one on
+ * success, the current one on QRL_ERR_CONFLICT). */
 qrl_err qrl_lr_approve(qrl_core *core, const qrl_auth *auth, const char *code,
-                       const char *user_code, const char *password, const char *address);
-/* Declines a request (PENDING, or SCANNED by this phone). */
-qrl_err qrl_lr_deny(qrl_core *core, const qrl_auth *auth, const char *code, const char *address);
+                       const char *user_code, const char *password, const char *address,
+                       qrl_lr_rec *out);
+/* Declines a request (PENDING, or SCANNED by this phone). `out` as for qrl_lr_approve. */
+qrl_err qrl_lr_deny(qrl_core *core, const qrl_auth *auth, const char *code, const char *address,
+                    qrl_lr_rec *out);
 
 /* Active devices of the caller's account; out has room for `max`. */
 qrl_err qrl_devices_list(qrl_core *core, const qrl_auth *auth, qrl_device_rec *out, size_t max,

@@ -1,0 +1,107 @@
+/*
+ * The qrlogin command. Like curl's src/, it is only a client of the public headers: the
+ * subcommands parse arguments and call the library.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+static void usage(FILE *f)
+{
+    fputs("usage: qrlogin <command> [options]\n"
+          "\n"
+          "commands:\n"
+          "  serve                  run the server (see qrlogin serve --help)\n"
+          "  account add USER       create an account (password from a prompt or stdin)\n"
+          "  account passwd USER    set a new password\n"
+          "  help                   show this text\n"
+          "\n"
+          "Documentation: docs/cli.md, docs/api.md\n",
+          f);
+}
+
+void qrl_cli_err(const char *fmt, ...)
+{
+    va_list ap;
+
+    fputs("qrlogin: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
+bool qrl_cli_read_password(const char *prompt, char *buf, size_t len)
+{
+    struct termios old, noecho;
+    bool tty = prompt != NULL && isatty(STDIN_FILENO) && tcgetattr(STDIN_FILENO, &old) == 0;
+    bool ok;
+
+    if (tty) {
+        fputs(prompt, stderr);
+        fflush(stderr);
+        noecho = old;
+        noecho.c_lflag &= ~(tcflag_t)ECHO;
+        tcsetattr(STDIN_FILENO, TCSAFLUSH, &noecho);
+    }
+    ok = fgets(buf, (int)len, stdin) != NULL;
+    if (tty) {
+        tcsetattr(STDIN_FILENO, TCSAFLUSH, &old);
+        fputc('\n', stderr);
+    }
+    if (!ok)
+        return false;
+    size_t n = strlen(buf);
+    if (n > 0 && buf[n - 1] == '\n')
+        buf[--n] = '\0';
+    else if (n == len - 1)
+        return false; /* longer than the buffer */
+    if (n > 0 && buf[n - 1] == '\r')
+        buf[--n] = '\0';
+    return true;
+}
+
+bool qrl_cli_parse_seconds(const char *s, long long min, long long max, long long *out)
+{
+    char *end;
+    long long v;
+
+    if (s == NULL || *s == '\0')
+        return false;
+    v = strtoll(s, &end, 10);
+    if (*end != '\0' || v < min || v > max)
+        return false;
+    *out = v;
+    return true;
+}
+
+const char *qrl_cli_env(const char *name, const char *def)
+{
+    const char *v = getenv(name);
+    return v != NULL && v[0] != '\0' ? v : def;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (strcmp(argv[1], "serve") == 0)
+        return qrl_cli_serve(argc - 1, argv + 1);
+    if (strcmp(argv[1], "account") == 0)
+        return qrl_cli_account(argc - 1, argv + 1);
+    if (strcmp(argv[1], "help") == 0 || strcmp(argv[1], "--help") == 0 ||
+        strcmp(argv[1], "-h") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    qrl_cli_err("unknown command '%s'", argv[1]);
+    usage(stderr);
+    return 2;
+}

@@ -1,0 +1,251 @@
+/*
+ * Accounts, passwords and phone sessions.
+ *
+ * Passwords are hashed with Argon2id (libsodium crypto_pwhash_str) and checked in constant time
+ * by libsodium. Failures are counted per username and per client address in the store, so the
+ * limits hold across server nodes; a success never resets a counter (design.md section 5), so
+ * an attacker cannot interleave one good guess to clear the slate.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "internal.h"
+
+#define PHONE_DEFAULT_NAME "Phone"
+
+static int username_valid(const char *u)
+{
+    size_t n = u != NULL ? strlen(u) : 0;
+
+    if (n == 0 || n > QRL_MAX_USERNAME)
+        return 0;
+    for (const char *p = u; *p != '\0'; p++) {
+        unsigned char c = (unsigned char)*p;
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == '@' || c == '-'))
+            return 0;
+    }
+    return 1;
+}
+
+static int password_valid(const char *p)
+{
+    size_t n = p != NULL ? strlen(p) : 0;
+    return n > 0 && n <= QRL_MAX_PASSWORD;
+}
+
+static qrl_err password_hash(qrl_core *core, const char *password, char out[QRL_PWHASH_MAX + 1])
+{
+    unsigned long long ops = core->cfg.pwhash_ops ? core->cfg.pwhash_ops
+                                                  : crypto_pwhash_OPSLIMIT_INTERACTIVE;
+    size_t mem = core->cfg.pwhash_mem ? core->cfg.pwhash_mem : crypto_pwhash_MEMLIMIT_INTERACTIVE;
+
+    if (crypto_pwhash_str(out, password, strlen(password), ops, mem) != 0)
+        return QRL_ERR_NOMEM; /* libsodium fails here only when it cannot get the memory */
+    return QRL_OK;
+}
+
+qrl_err qrl_account_add(qrl_core *core, const char *username, const char *display_name,
+                        const char *password, int64_t *id_out)
+{
+    qrl_account_rec acc = {0};
+    qrl_err rc;
+
+    if (!username_valid(username) || !password_valid(password))
+        return QRL_ERR_INVALID;
+    if (display_name == NULL || display_name[0] == '\0')
+        display_name = username;
+    if (qrl__strcpy(acc.username, sizeof acc.username, username) != QRL_OK ||
+        qrl__strcpy(acc.display_name, sizeof acc.display_name, display_name) != QRL_OK)
+        return QRL_ERR_INVALID;
+    rc = password_hash(core, password, acc.pw_hash);
+    if (rc != QRL_OK)
+        return rc;
+    acc.created_ms = qrl_core_now_ms(core);
+    rc = core->st->m->account_create(core->st, &acc);
+    if (rc == QRL_OK && id_out != NULL)
+        *id_out = acc.id;
+    return rc;
+}
+
+qrl_err qrl_account_set_password(qrl_core *core, const char *username, const char *password)
+{
+    qrl_account_rec acc;
+    char hash[QRL_PWHASH_MAX + 1];
+    qrl_err rc;
+
+    if (!username_valid(username) || !password_valid(password))
+        return QRL_ERR_INVALID;
+    rc = core->st->m->account_by_name(core->st, username, &acc);
+    if (rc != QRL_OK)
+        return rc;
+    rc = password_hash(core, password, hash);
+    if (rc != QRL_OK)
+        return rc;
+    return core->st->m->account_set_password(core->st, acc.id, hash);
+}
+
+/* Verifies against a fixed hash so that an unknown username costs the same time as a wrong
+ * password and does not reveal which usernames exist. The hash is made once, on first use. */
+static void burn_password_time(qrl_core *core, const char *password)
+{
+    static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+    static char dummy[QRL_PWHASH_MAX + 1];
+    int ready;
+
+    pthread_mutex_lock(&mu);
+    if (dummy[0] == '\0' && password_hash(core, "qrlogin-timing-equaliser", dummy) != QRL_OK)
+        dummy[0] = '\0';
+    ready = dummy[0] != '\0';
+    pthread_mutex_unlock(&mu);
+    /* The result is meaningless by construction; only the time it takes matters. */
+    if (ready && crypto_pwhash_str_verify(dummy, password, strlen(password)) == 0)
+        return;
+}
+
+static void key_user(char *buf, size_t len, const char *username)
+{
+    snprintf(buf, len, "pw:user:%s", username);
+}
+
+static void key_addr(char *buf, size_t len, const char *address)
+{
+    snprintf(buf, len, "pw:addr:%s", address != NULL ? address : "");
+}
+
+/* Checks limits for (username, address) before any password work is done. */
+static qrl_err password_limits(qrl_core *core, const char *username, const char *address)
+{
+    char k[QRL_MAX_USERNAME + QRL_MAX_ADDRESS + 16];
+    qrl_err rc;
+
+    key_user(k, sizeof k, username);
+    rc = qrl__limit_check(core, k, core->cfg.login_fail_limit_user, core->cfg.login_fail_window_s);
+    if (rc != QRL_OK)
+        return rc;
+    key_addr(k, sizeof k, address);
+    return qrl__limit_check(core, k, core->cfg.login_fail_limit_addr,
+                            core->cfg.login_fail_window_s);
+}
+
+static void password_failed(qrl_core *core, const char *username, const char *address)
+{
+    char k[QRL_MAX_USERNAME + QRL_MAX_ADDRESS + 16];
+
+    key_user(k, sizeof k, username);
+    qrl__limit_fail(core, k, core->cfg.login_fail_window_s);
+    key_addr(k, sizeof k, address);
+    qrl__limit_fail(core, k, core->cfg.login_fail_window_s);
+}
+
+qrl_err qrl__password_check(qrl_core *core, const qrl_account_rec *acc, const char *password,
+                            const char *address)
+{
+    qrl_err rc;
+
+    if (!password_valid(password))
+        return QRL_ERR_INVALID;
+    rc = password_limits(core, acc->username, address);
+    if (rc != QRL_OK)
+        return rc;
+    if (crypto_pwhash_str_verify(acc->pw_hash, password, strlen(password)) != 0) {
+        password_failed(core, acc->username, address);
+        return QRL_ERR_UNAUTHORIZED;
+    }
+    return QRL_OK;
+}
+
+qrl_err qrl_session_create(qrl_core *core, const char *username, const char *password,
+                           const char *device_name, const char *device_kind,
+                           const char *address, qrl_session *out)
+{
+    qrl_account_rec acc;
+    qrl_device_rec dev = {0};
+    qrl_token_rec tok = {0};
+    int64_t now = qrl_core_now_ms(core);
+    qrl_err rc;
+
+    memset(out, 0, sizeof *out);
+    if (!username_valid(username) || !password_valid(password))
+        return QRL_ERR_INVALID;
+    if (device_name == NULL || device_name[0] == '\0')
+        device_name = PHONE_DEFAULT_NAME;
+    if (device_kind == NULL)
+        device_kind = "phone";
+    if (!qrl_device_kind_valid(device_kind) ||
+        qrl__strcpy(dev.name, sizeof dev.name, device_name) != QRL_OK ||
+        qrl__strcpy(dev.kind, sizeof dev.kind, device_kind) != QRL_OK ||
+        qrl__strcpy(dev.address, sizeof dev.address, address) != QRL_OK)
+        return QRL_ERR_INVALID;
+
+    rc = password_limits(core, username, address);
+    if (rc != QRL_OK)
+        return rc;
+    rc = core->st->m->account_by_name(core->st, username, &acc);
+    if (rc == QRL_ERR_NOT_FOUND) {
+        burn_password_time(core, password);
+        password_failed(core, username, address);
+        return QRL_ERR_UNAUTHORIZED;
+    }
+    if (rc != QRL_OK)
+        return rc;
+    rc = qrl__password_check(core, &acc, password, address);
+    if (rc != QRL_OK)
+        return rc;
+    if (acc.disabled)
+        return QRL_ERR_UNAUTHORIZED;
+
+    dev.account_id = acc.id;
+    dev.created_ms = now;
+    qrl__secret_new(QRL__PFX_SESSION, QRL__TOKEN_BYTES, out->session_token);
+    qrl__secret_hash(out->session_token, &tok.hash);
+    tok.kind = QRL_TOKEN_SESSION;
+    tok.created_ms = now;
+    tok.expires_ms = now + core->cfg.session_ttl_s * 1000;
+    rc = core->st->m->device_create(core->st, &dev, &tok, 1);
+    if (rc != QRL_OK) {
+        sodium_memzero(out->session_token, sizeof out->session_token);
+        return rc;
+    }
+    out->device_id = dev.id;
+    out->expires_in_s = core->cfg.session_ttl_s;
+    out->account = acc;
+    return QRL_OK;
+}
+
+/* Last-seen times are for people ("seen 3 minutes ago"); writing them more often than this
+ * would turn every authenticated read into a write. */
+#define LAST_SEEN_GRANULARITY_MS 60000
+
+qrl_err qrl_session_auth(qrl_core *core, const char *token, const char *address, qrl_auth *out)
+{
+    qrl_token_rec tok;
+    qrl_hash h;
+    int64_t now = qrl_core_now_ms(core);
+    qrl_err rc;
+
+    memset(out, 0, sizeof *out);
+    if (!qrl__secret_has_prefix(token, QRL__PFX_SESSION))
+        return QRL_ERR_UNAUTHORIZED;
+    qrl__secret_hash(token, &h);
+    rc = core->st->m->token_lookup(core->st, &h, &tok);
+    if (rc == QRL_ERR_NOT_FOUND)
+        return QRL_ERR_UNAUTHORIZED;
+    if (rc != QRL_OK)
+        return rc;
+    if (tok.kind != QRL_TOKEN_SESSION || tok.expires_ms <= now || tok.revoked_ms != 0 ||
+        tok.device_revoked || tok.account_disabled)
+        return QRL_ERR_UNAUTHORIZED;
+    rc = core->st->m->account_get(core->st, tok.account_id, &out->account);
+    if (rc == QRL_OK)
+        rc = core->st->m->device_get(core->st, tok.device_id, &out->device);
+    if (rc != QRL_OK)
+        return rc == QRL_ERR_NOT_FOUND ? QRL_ERR_UNAUTHORIZED : rc;
+    out->account_id = tok.account_id;
+    out->device_id = tok.device_id;
+    if (now - out->device.last_seen_ms > LAST_SEEN_GRANULARITY_MS)
+        (void)core->st->m->device_touch(core->st, tok.device_id, now, address);
+    return QRL_OK;
+}

@@ -1,0 +1,28 @@
+/*
+ * Linked devices of an account: listing and revocation. Revocation is checked on every token
+ * use (token_lookup joins the device), so it takes effect on the very next request; here we
+ * also decline login requests the revoked phone had claimed or approved, so that a screen
+ * waiting on one is answered at once instead of at expiry.
+ */
+#include "internal.h"
+
+qrl_err qrl_devices_list(qrl_core *core, const qrl_auth *auth, qrl_device_rec *out, size_t max,
+                         size_t *n)
+{
+    *n = 0;
+    return core->st->m->device_list(core->st, auth->account_id, out, max, n);
+}
+
+qrl_err qrl_device_revoke(qrl_core *core, const qrl_auth *auth, int64_t device_id)
+{
+    qrl_err rc;
+
+    if (device_id <= 0)
+        return QRL_ERR_NOT_FOUND;
+    rc = core->st->m->device_revoke(core->st, auth->account_id, device_id,
+                                    qrl_core_now_ms(core));
+    if (rc != QRL_OK)
+        return rc;
+    qrl__lr_deny_for_device(core, device_id);
+    return QRL_OK;
+}

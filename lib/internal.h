@@ -1,0 +1,86 @@
+/*
+ * Internals shared by the core library's files (qrl__ prefix). Nothing here is public API.
+ */
+#ifndef QRLOGIN_LIB_INTERNAL_H
+#define QRLOGIN_LIB_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+
+#include "qrlogin/core.h"
+
+/* Prefixes of every secret kind, so leaked ones are easy to recognise (design.md section 5). */
+#define QRL__PFX_DEVICE_CODE "qrl_dc_"
+#define QRL__PFX_SCAN "qrl_ss_"
+#define QRL__PFX_ACCESS "qrl_at_"
+#define QRL__PFX_REFRESH "qrl_rt_"
+#define QRL__PFX_SESSION "qrl_st_"
+#define QRL__PFX_LEN 7
+
+/* Entropy per secret kind: tokens 256 bits (design.md), scan secret 192 bits: above the 128-bit
+ * floor while keeping the QR code small. */
+#define QRL__TOKEN_BYTES 32
+#define QRL__SCAN_BYTES 24
+
+struct qrl__polltab;
+
+struct qrl_core {
+    qrl_config cfg;
+    qrl_store *st;
+    _Atomic int64_t clock_offset_ms; /* test builds only move it */
+    struct qrl__polltab *polls;
+};
+
+/* --- secret.c --- */
+/* Writes prefix + base64url(nbytes of CSPRNG output) into out (QRL_SECRET_BUF). */
+void qrl__secret_new(const char *prefix, size_t nbytes, char out[QRL_SECRET_BUF]);
+/* BLAKE2b-256 of the whole secret string. */
+void qrl__secret_hash(const char *secret, qrl_hash *out);
+/* True when `s` starts with `prefix` and has a plausible length for that kind. */
+bool qrl__secret_has_prefix(const char *s, const char *prefix);
+/* Draws a user code (8 letters, RFC 8628 section 6.1 alphabet), canonical form. */
+void qrl__user_code_new(char out[QRL_USER_CODE_LEN + 1]);
+/* Bounded copy that fails on truncation. */
+qrl_err qrl__strcpy(char *dst, size_t dstlen, const char *src);
+
+/* --- pollrate.c: in-memory per-request poll bookkeeping (RFC 8628 section 3.5) --- */
+struct qrl__polltab *qrl__polltab_new(void);
+void qrl__polltab_free(struct qrl__polltab *t);
+/* Decides about a poll arriving at `now`. Returns QRL_ERR_SLOW_DOWN when too fast (and grows
+ * the interval by 5 s), else QRL_OK. *interval_s gets the current interval; *last_state the
+ * state this client was last told (PENDING if never). */
+qrl_err qrl__poll_arrive(struct qrl__polltab *t, int64_t lr_id, int64_t now_ms, int base_interval_s,
+                         int exempt, int *interval_s, qrl_lr_state *last_state);
+/* Records that the client was answered `state` at `now`. */
+void qrl__poll_answered(struct qrl__polltab *t, int64_t lr_id, int64_t now_ms, qrl_lr_state state);
+/* The state this client was last told (PENDING if never). */
+qrl_lr_state qrl__poll_last_state(struct qrl__polltab *t, int64_t lr_id);
+void qrl__poll_forget(struct qrl__polltab *t, int64_t lr_id);
+/* Drops entries not touched since `before_ms`. */
+void qrl__poll_sweep(struct qrl__polltab *t, int64_t before_ms);
+
+/* --- login_request.c --- */
+/* Moves a request to DENIED because the phone that scanned or approved it was revoked. */
+void qrl__lr_deny_for_device(qrl_core *core, int64_t device_id);
+/* Checks that `s` is valid UTF-8 without control characters, at most `max` bytes. */
+bool qrl__text_valid(const char *s, size_t max);
+
+/* --- token.c --- */
+/* Draws an access + refresh pair into `out` and fills the two records for the store. */
+void qrl__tokens_draw(qrl_core *core, const char *client_id, const char *scope, int64_t now_ms,
+                      qrl_tokens *out, qrl_token_rec rec[2]);
+
+/* --- account.c --- */
+/* Checks `password` against the account's hash, counting failures against the account and
+ * address; QRL_ERR_UNAUTHORIZED or QRL_ERR_RATE_LIMITED on failure. */
+qrl_err qrl__password_check(qrl_core *core, const qrl_account_rec *acc, const char *password,
+                            const char *address);
+
+/* --- core.c --- */
+void qrl__notify(qrl_core *core, int64_t lr_id);
+/* Rate-limit helpers over the store. */
+qrl_err qrl__limit_check(qrl_core *core, const char *key, int64_t limit, int64_t window_s);
+void qrl__limit_fail(qrl_core *core, const char *key, int64_t window_s);
+
+#endif

@@ -1,0 +1,556 @@
+/*
+ * The login request state machine (design.md section 3). Every state change in qrlogin goes
+ * through lr_move() below, which checks the transition against this table and lets the store
+ * perform it as one compare-and-set, so that under any number of concurrent callers exactly one
+ * wins and the others change nothing.
+ *
+ *   from \ to   SCANNED  APPROVED  REDEEMED  DENIED  EXPIRED
+ *   PENDING     scan     -         -         deny    expire
+ *   SCANNED     -        approve   -         deny    expire
+ *   APPROVED    -        -         redeem    revoke  expire
+ *   REDEEMED, DENIED, EXPIRED: terminal, never change.
+ *
+ * APPROVED -> DENIED happens when the approving phone (or its account) is revoked before the
+ * screen redeems: redemption re-checks the approver (store lr_redeem), and revoking a phone
+ * declines what it approved at once, so a waiting screen learns of it immediately.
+ *
+ * When adding a state: extend qrl_lr_state (store.h, never renumber), the `legal` table, the
+ * state names in core.c, the answers in qrl_token_device_code and qrl_lr_view_claim, and the
+ * tests in tests/unit/test_login_request.c.
+ */
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "internal.h"
+
+#define B(s) QRL_LR_BIT(QRL_LR_##s)
+#define LIVE_MASK (B(PENDING) | B(SCANNED) | B(APPROVED))
+
+/* legal[to] = states it may be entered from. REDEEMED goes through lr_redeem, not lr_move. */
+static const unsigned legal[] = {
+    [QRL_LR_PENDING] = 0,
+    [QRL_LR_SCANNED] = B(PENDING),
+    [QRL_LR_APPROVED] = B(SCANNED),
+    [QRL_LR_REDEEMED] = B(APPROVED),
+    [QRL_LR_DENIED] = B(PENDING) | B(SCANNED) | B(APPROVED),
+    [QRL_LR_EXPIRED] = B(PENDING) | B(SCANNED) | B(APPROVED),
+};
+
+/* Performs one transition and notifies waiters. QRL_ERR_CONFLICT when it did not happen. */
+static qrl_err lr_move(qrl_core *core, qrl_lr_cas *cas)
+{
+    qrl_err rc;
+
+    /* A caller asking for an illegal transition is a bug, not a runtime condition. */
+    if ((cas->from_mask & ~legal[cas->to]) != 0 || cas->from_mask == 0)
+        return QRL_ERR_INTERNAL;
+    rc = core->st->m->lr_transition(core->st, cas);
+    if (rc == QRL_OK)
+        qrl__notify(core, cas->id);
+    return rc;
+}
+
+/* If a live request is past its expiry, records EXPIRED (whoever gets there first) and updates
+ * lr->state. Returns true when the request is (now) expired. */
+static bool lr_expire_if_due(qrl_core *core, qrl_lr_rec *lr, int64_t now)
+{
+    if (lr->state == QRL_LR_EXPIRED)
+        return true;
+    if ((QRL_LR_BIT(lr->state) & LIVE_MASK) == 0 || lr->expires_ms > now)
+        return false;
+    qrl_lr_cas cas = {.id = lr->id, .from_mask = LIVE_MASK, .to = QRL_LR_EXPIRED, .now_ms = now};
+    if (lr_move(core, &cas) == QRL_OK) {
+        lr->state = QRL_LR_EXPIRED;
+        return true;
+    }
+    /* Someone else moved it; the fresh state decides. */
+    if (core->st->m->lr_get(core->st, lr->id, lr) != QRL_OK)
+        return false;
+    return lr->state == QRL_LR_EXPIRED;
+}
+
+bool qrl__text_valid(const char *s, size_t max)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    size_t n = strlen(s);
+
+    if (n > max)
+        return false;
+    while (*p != '\0') {
+        unsigned c = *p, len, cp;
+        if (c < 0x20 || c == 0x7f)
+            return false;
+        if (c < 0x80) {
+            p++;
+            continue;
+        }
+        if ((c & 0xe0) == 0xc0) {
+            len = 2, cp = c & 0x1f;
+        } else if ((c & 0xf0) == 0xe0) {
+            len = 3, cp = c & 0x0f;
+        } else if ((c & 0xf8) == 0xf0) {
+            len = 4, cp = c & 0x07;
+        } else {
+            return false;
+        }
+        for (unsigned i = 1; i < len; i++) {
+            if ((p[i] & 0xc0) != 0x80)
+                return false;
+            cp = (cp << 6) | (p[i] & 0x3f);
+        }
+        /* Reject overlong forms, surrogates and out-of-range code points. */
+        if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
+            (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff)
+            return false;
+        p += len;
+    }
+    return true;
+}
+
+static bool client_id_valid(const char *s)
+{
+    size_t n = s != NULL ? strlen(s) : 0;
+
+    if (n == 0 || n > QRL_MAX_CLIENT_ID)
+        return false;
+    for (; *s != '\0'; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == ':' || c == '-'))
+            return false;
+    }
+    return true;
+}
+
+/* RFC 6749 section 3.3: scope tokens are %x21 / %x23-5B / %x5D-7E separated by spaces. */
+static bool scope_valid(const char *s)
+{
+    if (strlen(s) > QRL_MAX_SCOPE)
+        return false;
+    for (; *s != '\0'; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c != ' ' && (c < 0x21 || c > 0x7e || c == '"' || c == '\\'))
+            return false;
+    }
+    return true;
+}
+
+static bool screen_kind_valid(const char *k)
+{
+    return qrl_device_kind_valid(k) && strcmp(k, "phone") != 0;
+}
+
+/* The number of times we draw fresh codes when the store reports a collision. With 20^8 user
+ * codes a second collision in a row means something else is wrong. */
+#define CREATE_ATTEMPTS 4
+
+qrl_err qrl_device_authorize(qrl_core *core, const char *client_id, const char *scope,
+                             const char *device_name, const char *device_kind,
+                             const char *address, qrl_device_auth *out)
+{
+    qrl_lr_rec lr = {0};
+    int64_t now = qrl_core_now_ms(core);
+    qrl_err rc = QRL_ERR_INTERNAL;
+
+    memset(out, 0, sizeof *out);
+    if (scope == NULL)
+        scope = "";
+    if (device_name == NULL || device_name[0] == '\0')
+        device_name = "Unnamed device";
+    if (device_kind == NULL || device_kind[0] == '\0')
+        device_kind = "other";
+    if (!client_id_valid(client_id) || !scope_valid(scope) ||
+        !qrl__text_valid(device_name, QRL_MAX_DEVICE_NAME) || !screen_kind_valid(device_kind))
+        return QRL_ERR_INVALID;
+    if (qrl__strcpy(lr.client_id, sizeof lr.client_id, client_id) != QRL_OK ||
+        qrl__strcpy(lr.scope, sizeof lr.scope, scope) != QRL_OK ||
+        qrl__strcpy(lr.device_name, sizeof lr.device_name, device_name) != QRL_OK ||
+        qrl__strcpy(lr.device_kind, sizeof lr.device_kind, device_kind) != QRL_OK ||
+        qrl__strcpy(lr.address, sizeof lr.address, address) != QRL_OK)
+        return QRL_ERR_INVALID;
+    lr.created_ms = now;
+    lr.updated_ms = now;
+    lr.expires_ms = now + core->cfg.request_ttl_s * 1000;
+    lr.interval_s = core->cfg.interval_s;
+    lr.state = QRL_LR_PENDING;
+
+    for (int attempt = 0; attempt < CREATE_ATTEMPTS; attempt++) {
+        qrl__secret_new(QRL__PFX_DEVICE_CODE, QRL__TOKEN_BYTES, out->device_code);
+        qrl__secret_new(QRL__PFX_SCAN, QRL__SCAN_BYTES, out->scan_secret);
+        qrl__user_code_new(lr.user_code);
+        qrl__secret_hash(out->device_code, &lr.device_code_hash);
+        qrl__secret_hash(out->scan_secret, &lr.scan_hash);
+        rc = core->st->m->lr_create(core->st, &lr);
+        if (rc != QRL_ERR_EXISTS)
+            break;
+    }
+    if (rc != QRL_OK) {
+        sodium_memzero(out, sizeof *out);
+        return rc;
+    }
+    qrl_user_code_format(lr.user_code, out->user_code);
+    out->expires_in_s = core->cfg.request_ttl_s;
+    out->interval_s = lr.interval_s;
+    out->lr_id = lr.id;
+    return QRL_OK;
+}
+
+/* Redeems an APPROVED request for the screen: one store transaction creates the device and its
+ * tokens. */
+static qrl_err lr_redeem(qrl_core *core, qrl_lr_rec *lr, int64_t now, const char *address,
+                         qrl_poll_result *res)
+{
+    qrl_device_rec dev = {0};
+    qrl_token_rec rec[2];
+    qrl_lr_state st = lr->state;
+    qrl_err rc;
+
+    memcpy(dev.name, lr->device_name, sizeof dev.name);
+    memcpy(dev.kind, lr->device_kind, sizeof dev.kind);
+    if (qrl__strcpy(dev.address, sizeof dev.address, address) != QRL_OK)
+        memcpy(dev.address, lr->address, sizeof dev.address);
+    dev.created_ms = now;
+    qrl__tokens_draw(core, lr->client_id, lr->scope, now, &res->tokens, rec);
+    rc = core->st->m->lr_redeem(core->st, lr->id, now, &dev, rec, 2, &st);
+    if (rc != QRL_OK) {
+        sodium_memzero(&res->tokens, sizeof res->tokens);
+        if (rc == QRL_ERR_DENIED)
+            qrl__notify(core, lr->id);
+        if (rc == QRL_ERR_CONFLICT)
+            lr->state = st;
+        return rc;
+    }
+    qrl__notify(core, lr->id);
+    res->tokens.device_id = dev.id;
+    res->tokens.account_id = dev.account_id;
+    res->state = QRL_LR_REDEEMED;
+    return QRL_OK;
+}
+
+/* Maps a decided state to the device-code grant's answer. */
+static qrl_err terminal_answer(qrl_lr_state s)
+{
+    switch (s) {
+    case QRL_LR_REDEEMED:
+        return QRL_ERR_REDEEMED;
+    case QRL_LR_DENIED:
+        return QRL_ERR_DENIED;
+    case QRL_LR_EXPIRED:
+        return QRL_ERR_EXPIRED;
+    default:
+        return QRL_ERR_INTERNAL;
+    }
+}
+
+qrl_err qrl_token_device_code(qrl_core *core, const char *client_id, const char *device_code,
+                              unsigned flags, int wait_s, const char *address,
+                              qrl_poll_result *res)
+{
+    qrl_lr_rec lr;
+    qrl_hash h;
+    qrl_lr_state told;
+    int64_t now = qrl_core_now_ms(core);
+    qrl_err rc;
+
+    memset(res, 0, sizeof *res);
+    if (client_id == NULL || client_id[0] == '\0' || device_code == NULL)
+        return QRL_ERR_INVALID;
+    if (!qrl__secret_has_prefix(device_code, QRL__PFX_DEVICE_CODE))
+        return QRL_ERR_NOT_FOUND;
+    qrl__secret_hash(device_code, &h);
+    rc = core->st->m->lr_find(core->st, QRL_LR_KEY_DEVICE_CODE, &h, now, &lr);
+    if (rc != QRL_OK)
+        return rc;
+    /* RFC 8628 section 3.4 / RFC 6749 section 5.2: a code issued to another client is an
+     * invalid grant; compared in constant time like any secret-adjacent value. */
+    if (strlen(client_id) != strlen(lr.client_id) ||
+        sodium_memcmp(client_id, lr.client_id, strlen(client_id)) != 0)
+        return QRL_ERR_INVALID_CLIENT;
+    res->lr_id = lr.id;
+    res->expires_ms = lr.expires_ms;
+    res->interval_s = lr.interval_s;
+
+    if (flags & QRL_POLL_RECHECK) {
+        told = qrl__poll_last_state(core->polls, lr.id);
+    } else {
+        /* A client that asks to be held for at least the interval is not polling: it is
+         * waiting in the server, which is what we want it to do. */
+        int exempt = (flags & QRL_POLL_WAIT) && wait_s >= lr.interval_s;
+        rc = qrl__poll_arrive(core->polls, lr.id, now, lr.interval_s, exempt, &res->interval_s,
+                              &told);
+        if (rc == QRL_ERR_SLOW_DOWN)
+            return rc;
+    }
+
+    for (int round = 0; round < 3; round++) {
+        res->state = lr.state;
+        if (lr_expire_if_due(core, &lr, now))
+            res->state = lr.state;
+        switch (lr.state) {
+        case QRL_LR_PENDING:
+        case QRL_LR_SCANNED:
+            if ((flags & QRL_POLL_WAIT) && !(flags & QRL_POLL_FINAL) && lr.state == told) {
+                res->hold = 1;
+                return QRL_ERR_PENDING;
+            }
+            qrl__poll_answered(core->polls, lr.id, now, lr.state);
+            return QRL_ERR_PENDING;
+        case QRL_LR_APPROVED:
+            rc = lr_redeem(core, &lr, now, address, res);
+            if (rc == QRL_ERR_CONFLICT)
+                continue; /* lost a race: lr.state is fresh, answer from it */
+            qrl__poll_forget(core->polls, lr.id);
+            return rc;
+        default:
+            qrl__poll_forget(core->polls, lr.id);
+            return terminal_answer(lr.state);
+        }
+    }
+    return QRL_ERR_INTERNAL;
+}
+
+/* --- phone side ----------------------------------------------------------------------- */
+
+static void key_uc(char *buf, size_t len, const char *what, const char *who)
+{
+    snprintf(buf, len, "uc:%s:%s", what, who);
+}
+
+/* Finds a request by scan secret or typed user code. User-code misses are counted per address
+ * and per account before and after normalisation-independent lookup; a hit never resets them. */
+static qrl_err lr_find_by_code(qrl_core *core, const qrl_auth *auth, const char *code,
+                               const char *address, int64_t now, qrl_lr_rec *lr)
+{
+    char canon[QRL_USER_CODE_LEN + 1];
+    char kaddr[QRL_MAX_ADDRESS + 16], kacct[48];
+    qrl_hash h;
+    qrl_err rc;
+
+    if (code == NULL)
+        return QRL_ERR_INVALID;
+    if (strncmp(code, QRL__PFX_SCAN, QRL__PFX_LEN) == 0) {
+        if (!qrl__secret_has_prefix(code, QRL__PFX_SCAN))
+            return QRL_ERR_NOT_FOUND;
+        qrl__secret_hash(code, &h);
+        return core->st->m->lr_find(core->st, QRL_LR_KEY_SCAN, &h, now, lr);
+    }
+    if (qrl_user_code_normalize(code, canon) != QRL_OK)
+        return QRL_ERR_INVALID;
+
+    key_uc(kaddr, sizeof kaddr, "addr", address != NULL ? address : "");
+    snprintf(kacct, sizeof kacct, "uc:acct:%lld", (long long)auth->account_id);
+    rc = qrl__limit_check(core, kaddr, core->cfg.user_code_fail_limit_addr,
+                          core->cfg.user_code_fail_window_s);
+    if (rc == QRL_OK)
+        rc = qrl__limit_check(core, kacct, core->cfg.user_code_fail_limit_account,
+                              core->cfg.user_code_fail_window_s);
+    if (rc != QRL_OK)
+        return rc;
+    rc = core->st->m->lr_find(core->st, QRL_LR_KEY_USER_CODE, canon, now, lr);
+    if (rc == QRL_ERR_NOT_FOUND) {
+        qrl__limit_fail(core, kaddr, core->cfg.user_code_fail_window_s);
+        qrl__limit_fail(core, kacct, core->cfg.user_code_fail_window_s);
+    }
+    return rc;
+}
+
+/* IPv4: same /24; IPv6: same /64; otherwise exact match. Advisory only: shown to the user. */
+static int same_network(const char *a, const char *b)
+{
+    unsigned char x[16], y[16];
+
+    if (a == NULL || b == NULL || a[0] == '\0')
+        return 0;
+    if (inet_pton(AF_INET, a, x) == 1 && inet_pton(AF_INET, b, y) == 1)
+        return memcmp(x, y, 3) == 0;
+    if (inet_pton(AF_INET6, a, x) == 1 && inet_pton(AF_INET6, b, y) == 1)
+        return memcmp(x, y, 8) == 0;
+    return strcmp(a, b) == 0;
+}
+
+static void fill_view(const qrl_lr_rec *lr, const char *address, int64_t now, qrl_lr_view *v)
+{
+    v->lr = *lr;
+    qrl_user_code_format(lr->user_code, v->user_code);
+    v->same_network = same_network(lr->address, address);
+    v->age_s = (now - lr->created_ms) / 1000;
+    v->expires_in_s = lr->expires_ms > now ? (lr->expires_ms - now + 999) / 1000 : 0;
+}
+
+/* Classifies a request the calling phone cannot act on any more. */
+static qrl_err not_actionable(const qrl_lr_rec *lr, const qrl_auth *auth)
+{
+    if (lr->state == QRL_LR_EXPIRED)
+        return QRL_ERR_EXPIRED;
+    if (lr->claimed_device_id != 0 && lr->claimed_device_id != auth->device_id)
+        return QRL_ERR_CLAIMED;
+    return QRL_ERR_CONFLICT;
+}
+
+qrl_err qrl_lr_view_claim(qrl_core *core, const qrl_auth *auth, const char *code,
+                          const char *address, qrl_lr_view *out)
+{
+    qrl_lr_rec lr;
+    int64_t now = qrl_core_now_ms(core);
+    qrl_err rc;
+
+    memset(out, 0, sizeof *out);
+    rc = lr_find_by_code(core, auth, code, address, now, &lr);
+    if (rc != QRL_OK)
+        return rc;
+    for (int round = 0; round < 3; round++) {
+        fill_view(&lr, address, now, out);
+        if (lr_expire_if_due(core, &lr, now)) {
+            out->lr.state = lr.state;
+            return QRL_ERR_EXPIRED;
+        }
+        if (lr.state == QRL_LR_SCANNED && lr.claimed_device_id == auth->device_id)
+            return QRL_OK;
+        if (lr.state != QRL_LR_PENDING)
+            return not_actionable(&lr, auth);
+        qrl_lr_cas cas = {.id = lr.id,
+                          .from_mask = B(PENDING),
+                          .to = QRL_LR_SCANNED,
+                          .now_ms = now,
+                          .set_claimed_device_id = auth->device_id};
+        rc = lr_move(core, &cas);
+        if (rc == QRL_OK) {
+            lr.state = QRL_LR_SCANNED;
+            lr.claimed_device_id = auth->device_id;
+            fill_view(&lr, address, now, out);
+            return QRL_OK;
+        }
+        if (rc != QRL_ERR_CONFLICT)
+            return rc;
+        rc = core->st->m->lr_get(core->st, lr.id, &lr);
+        if (rc != QRL_OK)
+            return rc;
+    }
+    return QRL_ERR_CONFLICT;
+}
+
+/* After a lost compare-and-set, re-reads the request (into *lr) to say why. */
+static qrl_err explain_conflict(qrl_core *core, const qrl_auth *auth, qrl_lr_rec *lr,
+                                int64_t now)
+{
+    if (core->st->m->lr_get(core->st, lr->id, lr) != QRL_OK)
+        return QRL_ERR_CONFLICT;
+    if (lr_expire_if_due(core, lr, now))
+        return QRL_ERR_EXPIRED;
+    return not_actionable(lr, auth);
+}
+
+static qrl_err lr_approve(qrl_core *core, const qrl_auth *auth, const char *code,
+                          const char *user_code, const char *password, const char *address,
+                          qrl_lr_rec *lr)
+{
+    char canon[QRL_USER_CODE_LEN + 1];
+    int64_t now = qrl_core_now_ms(core);
+    qrl_err rc;
+
+    if (user_code == NULL || password == NULL)
+        return QRL_ERR_INVALID;
+    rc = lr_find_by_code(core, auth, code, address, now, lr);
+    if (rc != QRL_OK)
+        return rc;
+    /* Cheap checks first: a request that cannot be approved costs no Argon2id run. */
+    if (lr_expire_if_due(core, lr, now))
+        return QRL_ERR_EXPIRED;
+    if (lr->state != QRL_LR_SCANNED || lr->claimed_device_id != auth->device_id)
+        return not_actionable(lr, auth);
+    if (qrl_user_code_normalize(user_code, canon) != QRL_OK ||
+        sodium_memcmp(canon, lr->user_code, QRL_USER_CODE_LEN) != 0)
+        return QRL_ERR_CODE_MISMATCH;
+    rc = qrl__password_check(core, &auth->account, password, address);
+    if (rc != QRL_OK)
+        return rc;
+
+    /* The decision names this request, this phone and this account; the store applies it only
+     * if the request is still SCANNED by this phone and unexpired. */
+    qrl_lr_cas cas = {.id = lr->id,
+                      .from_mask = B(SCANNED),
+                      .to = QRL_LR_APPROVED,
+                      .now_ms = qrl_core_now_ms(core),
+                      .require_claimed_by = auth->device_id,
+                      .set_account_id = auth->account_id,
+                      .set_approving_device_id = auth->device_id};
+    rc = lr_move(core, &cas);
+    if (rc == QRL_OK)
+        lr->state = QRL_LR_APPROVED;
+    else if (rc == QRL_ERR_CONFLICT)
+        rc = explain_conflict(core, auth, lr, cas.now_ms);
+    return rc;
+}
+
+qrl_err qrl_lr_approve(qrl_core *core, const qrl_auth *auth, const char *code,
+                       const char *user_code, const char *password, const char *address,
+                       qrl_lr_rec *out)
+{
+    qrl_lr_rec lr = {0};
+    qrl_err rc = lr_approve(core, auth, code, user_code, password, address, &lr);
+
+    if (out != NULL)
+        *out = lr;
+    return rc;
+}
+
+static qrl_err lr_deny(qrl_core *core, const qrl_auth *auth, const char *code,
+                       const char *address, qrl_lr_rec *lr)
+{
+    int64_t now = qrl_core_now_ms(core);
+    qrl_err rc;
+
+    rc = lr_find_by_code(core, auth, code, address, now, lr);
+    if (rc != QRL_OK)
+        return rc;
+    if (lr_expire_if_due(core, lr, now))
+        return QRL_ERR_EXPIRED;
+    if (lr->state == QRL_LR_SCANNED && lr->claimed_device_id != auth->device_id)
+        return QRL_ERR_CLAIMED;
+    if (lr->state != QRL_LR_PENDING && lr->state != QRL_LR_SCANNED)
+        return not_actionable(lr, auth);
+    qrl_lr_cas cas = {.id = lr->id,
+                      .from_mask = QRL_LR_BIT(lr->state),
+                      .to = QRL_LR_DENIED,
+                      .now_ms = now,
+                      .require_claimed_by = lr->state == QRL_LR_SCANNED ? auth->device_id : 0};
+    rc = lr_move(core, &cas);
+    if (rc == QRL_OK)
+        lr->state = QRL_LR_DENIED;
+    else if (rc == QRL_ERR_CONFLICT)
+        rc = explain_conflict(core, auth, lr, now);
+    return rc;
+}
+
+qrl_err qrl_lr_deny(qrl_core *core, const qrl_auth *auth, const char *code, const char *address,
+                    qrl_lr_rec *out)
+{
+    qrl_lr_rec lr = {0};
+    qrl_err rc = lr_deny(core, auth, code, address, &lr);
+
+    if (out != NULL)
+        *out = lr;
+    return rc;
+}
+
+void qrl__lr_deny_for_device(qrl_core *core, int64_t device_id)
+{
+    int64_t ids[QRL_MAX_REQUESTS_PER_DEVICE];
+    size_t n = 0;
+    int64_t now = qrl_core_now_ms(core);
+
+    if (core->st->m->lr_by_device(core->st, device_id, ids, QRL_MAX_REQUESTS_PER_DEVICE, &n) !=
+        QRL_OK)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        qrl_lr_cas cas = {.id = ids[i],
+                          .from_mask = B(SCANNED) | B(APPROVED),
+                          .to = QRL_LR_DENIED,
+                          .now_ms = now};
+        /* A conflict means it was decided or expired meanwhile: nothing left to end. */
+        (void)lr_move(core, &cas);
+    }
+}

@@ -1,0 +1,97 @@
+/*
+ * Secrets and codes: drawing them from the OS CSPRNG, hashing them for storage, and the
+ * user_code alphabet of RFC 8628 section 6.1.
+ *
+ * Every secret is prefix + base64url (no padding) of random bytes; only its BLAKE2b-256 hash is
+ * ever stored. The inputs are high-entropy, so a fast unsalted hash is right here: there is
+ * nothing to brute-force (passwords, which are low-entropy, use Argon2id in account.c).
+ */
+#include <ctype.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "internal.h"
+
+/* RFC 8628 section 6.1: base-20 consonants, no vowels (no words), no easily confused letters. */
+static const char user_code_alphabet[] = "BCDFGHJKLMNPQRSTVWXZ";
+
+void qrl__secret_new(const char *prefix, size_t nbytes, char out[QRL_SECRET_BUF])
+{
+    unsigned char raw[QRL__TOKEN_BYTES];
+    size_t plen = strlen(prefix);
+
+    /* Callers pass compile-time sizes that fit; 32 bytes encode to 43 characters. */
+    if (nbytes > sizeof raw)
+        nbytes = sizeof raw;
+    randombytes_buf(raw, nbytes);
+    memcpy(out, prefix, plen);
+    sodium_bin2base64(out + plen, QRL_SECRET_BUF - plen, raw, nbytes,
+                      sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+    sodium_memzero(raw, sizeof raw);
+}
+
+void qrl__secret_hash(const char *secret, qrl_hash *out)
+{
+    crypto_generichash(out->b, sizeof out->b, (const unsigned char *)secret, strlen(secret),
+                       NULL, 0);
+}
+
+bool qrl__secret_has_prefix(const char *s, const char *prefix)
+{
+    size_t n;
+
+    if (s == NULL || strncmp(s, prefix, QRL__PFX_LEN) != 0)
+        return false;
+    n = strlen(s);
+    return n > QRL__PFX_LEN + 16 && n < QRL_SECRET_BUF;
+}
+
+void qrl__user_code_new(char out[QRL_USER_CODE_LEN + 1])
+{
+    for (int i = 0; i < QRL_USER_CODE_LEN; i++)
+        out[i] = user_code_alphabet[randombytes_uniform(sizeof user_code_alphabet - 1)];
+    out[QRL_USER_CODE_LEN] = '\0';
+}
+
+qrl_err qrl_user_code_normalize(const char *in, char *out)
+{
+    size_t n = 0;
+
+    if (in == NULL || strlen(in) > QRL_MAX_USER_CODE_INPUT)
+        return QRL_ERR_INVALID;
+    /* RFC 8628 section 6.1: ignore case and the punctuation people type. */
+    for (const char *p = in; *p != '\0'; p++) {
+        int c = toupper((unsigned char)*p);
+        if (c == '-' || c == ' ')
+            continue;
+        if (strchr(user_code_alphabet, c) == NULL || c == '\0' || n == QRL_USER_CODE_LEN)
+            return QRL_ERR_INVALID;
+        out[n++] = (char)c;
+    }
+    if (n != QRL_USER_CODE_LEN)
+        return QRL_ERR_INVALID;
+    out[n] = '\0';
+    return QRL_OK;
+}
+
+void qrl_user_code_format(const char *canonical, char *out)
+{
+    memcpy(out, canonical, 4);
+    out[4] = '-';
+    memcpy(out + 5, canonical + 4, 4);
+    out[9] = '\0';
+}
+
+qrl_err qrl__strcpy(char *dst, size_t dstlen, const char *src)
+{
+    size_t n;
+
+    if (src == NULL)
+        src = "";
+    n = strlen(src);
+    if (n >= dstlen)
+        return QRL_ERR_INVALID;
+    memcpy(dst, src, n + 1);
+    return QRL_OK;
+}

@@ -1,0 +1,139 @@
+/*
+ * Screen credentials: access and refresh tokens, rotation, introspection and revocation.
+ *
+ * Each redeemed login request becomes one device, and the device owns one refresh-token family:
+ * every refresh spends the presented token and issues a new pair. Presenting a spent token again
+ * means two parties hold the family (OAuth 2.0 Security BCP, RFC 9700 section 4.14.2), so the
+ * whole device is revoked. Access tokens are opaque and checked against the store on every
+ * introspection, which is what makes revocation take effect on the very next request.
+ */
+#include <string.h>
+
+#include <sodium.h>
+
+#include "internal.h"
+
+void qrl__tokens_draw(qrl_core *core, const char *client_id, const char *scope, int64_t now_ms,
+                      qrl_tokens *out, qrl_token_rec rec[2])
+{
+    memset(rec, 0, 2 * sizeof rec[0]);
+    qrl__secret_new(QRL__PFX_ACCESS, QRL__TOKEN_BYTES, out->access_token);
+    qrl__secret_new(QRL__PFX_REFRESH, QRL__TOKEN_BYTES, out->refresh_token);
+    out->expires_in_s = core->cfg.access_ttl_s;
+    (void)qrl__strcpy(out->scope, sizeof out->scope, scope);
+
+    qrl__secret_hash(out->access_token, &rec[0].hash);
+    rec[0].kind = QRL_TOKEN_ACCESS;
+    rec[0].created_ms = now_ms;
+    rec[0].expires_ms = now_ms + core->cfg.access_ttl_s * 1000;
+    qrl__secret_hash(out->refresh_token, &rec[1].hash);
+    rec[1].kind = QRL_TOKEN_REFRESH;
+    rec[1].created_ms = now_ms;
+    rec[1].expires_ms = now_ms + core->cfg.refresh_ttl_s * 1000;
+    for (int i = 0; i < 2; i++) {
+        /* Both were validated against the same limits when the request was made. */
+        (void)qrl__strcpy(rec[i].client_id, sizeof rec[i].client_id, client_id);
+        (void)qrl__strcpy(rec[i].scope, sizeof rec[i].scope, scope);
+    }
+}
+
+qrl_err qrl_token_refresh(qrl_core *core, const char *client_id, const char *refresh_token,
+                          qrl_tokens *out)
+{
+    qrl_token_rec old, fresh[2];
+    qrl_token_rec probe;
+    qrl_hash h;
+    int64_t now = qrl_core_now_ms(core);
+    qrl_err rc;
+
+    memset(out, 0, sizeof *out);
+    if (client_id == NULL || client_id[0] == '\0')
+        return QRL_ERR_INVALID;
+    if (!qrl__secret_has_prefix(refresh_token, QRL__PFX_REFRESH))
+        return QRL_ERR_NOT_FOUND;
+    qrl__secret_hash(refresh_token, &h);
+
+    /* RFC 6749 section 6: the refresh token must have been issued to this client. Checked
+     * before rotating so that a wrong client_id spends nothing. */
+    rc = core->st->m->token_lookup(core->st, &h, &probe);
+    if (rc != QRL_OK)
+        return rc;
+    if (probe.kind != QRL_TOKEN_REFRESH)
+        return QRL_ERR_NOT_FOUND;
+    if (strcmp(probe.client_id, client_id) != 0)
+        return QRL_ERR_INVALID_CLIENT;
+
+    qrl__tokens_draw(core, probe.client_id, probe.scope, now, out, fresh);
+    rc = core->st->m->token_rotate(core->st, &h, now, fresh, 2, &old);
+    if (rc != QRL_OK) {
+        sodium_memzero(out, sizeof *out);
+        return rc;
+    }
+    out->device_id = old.device_id;
+    out->account_id = probe.account_id;
+    return QRL_OK;
+}
+
+qrl_err qrl_introspect(qrl_core *core, const char *token, qrl_introspection *out)
+{
+    qrl_token_rec tok;
+    qrl_account_rec acc;
+    qrl_hash h;
+    qrl_err rc;
+
+    memset(out, 0, sizeof *out);
+    if (!qrl__secret_has_prefix(token, QRL__PFX_ACCESS) &&
+        !qrl__secret_has_prefix(token, QRL__PFX_REFRESH) &&
+        !qrl__secret_has_prefix(token, QRL__PFX_SESSION))
+        return QRL_OK;
+    qrl__secret_hash(token, &h);
+    rc = core->st->m->token_lookup(core->st, &h, &tok);
+    if (rc == QRL_ERR_NOT_FOUND)
+        return QRL_OK;
+    if (rc != QRL_OK)
+        return rc;
+    if (tok.expires_ms <= qrl_core_now_ms(core) || tok.revoked_ms != 0 || tok.used_ms != 0 ||
+        tok.device_revoked || tok.account_disabled)
+        return QRL_OK;
+    rc = core->st->m->account_get(core->st, tok.account_id, &acc);
+    if (rc == QRL_ERR_NOT_FOUND)
+        return QRL_OK;
+    if (rc != QRL_OK)
+        return rc;
+    out->active = 1;
+    out->kind = tok.kind;
+    out->device_id = tok.device_id;
+    out->account_id = tok.account_id;
+    out->iat_s = tok.created_ms / 1000;
+    out->exp_s = tok.expires_ms / 1000;
+    memcpy(out->client_id, tok.client_id, sizeof out->client_id);
+    memcpy(out->scope, tok.scope, sizeof out->scope);
+    memcpy(out->username, acc.username, sizeof out->username);
+    return QRL_OK;
+}
+
+qrl_err qrl_revoke_token(qrl_core *core, const char *token)
+{
+    qrl_token_rec tok;
+    qrl_hash h;
+    int64_t now = qrl_core_now_ms(core);
+    qrl_err rc;
+
+    if (!qrl__secret_has_prefix(token, QRL__PFX_ACCESS) &&
+        !qrl__secret_has_prefix(token, QRL__PFX_REFRESH))
+        return QRL_OK; /* RFC 7009 section 2.2: unknown tokens are not an error */
+    qrl__secret_hash(token, &h);
+    rc = core->st->m->token_lookup(core->st, &h, &tok);
+    if (rc == QRL_ERR_NOT_FOUND)
+        return QRL_OK;
+    if (rc != QRL_OK)
+        return rc;
+    if (tok.kind == QRL_TOKEN_REFRESH) {
+        /* RFC 7009 section 2.1: revoking the refresh token ends the grant; here the grant is the
+         * device, so the device goes with it. */
+        rc = core->st->m->device_revoke(core->st, tok.account_id, tok.device_id, now);
+        return rc == QRL_ERR_NOT_FOUND ? QRL_OK : rc;
+    }
+    rc = core->st->m->token_revoke(core->st, &h, now);
+    return rc == QRL_ERR_NOT_FOUND ? QRL_OK : rc;
+}

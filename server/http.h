@@ -1,0 +1,117 @@
+/*
+ * Internals of the HTTP layer (qrl__ prefix): the per-request context, responses, the error
+ * table, body parsing and the handlers of each endpoint group. libmicrohttpd types stay in
+ * server/.
+ */
+#ifndef QRLOGIN_SERVER_HTTP_H
+#define QRLOGIN_SERVER_HTTP_H
+
+#include <jansson.h>
+#include <microhttpd.h>
+#include <stdbool.h>
+
+#include "qrlogin/core.h"
+#include "qrlogin/server.h"
+
+struct qrl__hub;
+struct qrl__waiter;
+
+struct qrl_server {
+    qrl_server_config cfg;
+    char public_url[256];
+    char introspection_secret[QRL_MAX_TOKEN + 1];
+    qrl_core *core;
+    struct MHD_Daemon *daemon;
+    struct qrl__hub *hub;
+    unsigned short port;
+};
+
+/* Form parameters (application/x-www-form-urlencoded), decoded. */
+#define QRL__MAX_PARAMS 16
+typedef struct qrl__form {
+    size_t n;
+    char *key[QRL__MAX_PARAMS];
+    char *val[QRL__MAX_PARAMS];
+    bool duplicate; /* a key appeared twice (RFC 6749 section 3.1: invalid_request) */
+    char *buf;      /* owns the decoded strings */
+} qrl__form;
+
+/* One HTTP request. Lives from the first call of the access handler to MHD's completion
+ * callback; owned by the server. */
+typedef struct qrl__req {
+    qrl_server *srv;
+    struct MHD_Connection *conn;
+    const char *method; /* borrowed from MHD, valid for the request */
+    const char *url;
+    char *body;
+    size_t body_len;
+    bool too_large;
+    int status;
+    char address[QRL_MAX_ADDRESS + 1];
+    const char *route; /* route template, for the access log (never the raw path) */
+    /* Held token request (Prefer: wait). */
+    struct qrl__waiter *waiter;
+    bool held;
+    int wait_s;
+    int64_t deadline_mono_ms;
+    char client_id[QRL_MAX_CLIENT_ID + 1];
+    char device_code[QRL_SECRET_BUF]; /* zeroed when the request ends */
+} qrl__req;
+
+/* --- http_util.c --- */
+enum qrl__errctx { QRL__CTX_OAUTH, QRL__CTX_API };
+enum MHD_Result qrl__respond_json(qrl__req *r, unsigned status, json_t *body);
+enum MHD_Result qrl__respond_error(qrl__req *r, unsigned status, const char *code,
+                                   const char *desc);
+/* Maps a core error through the one error table. */
+enum MHD_Result qrl__respond_err(qrl__req *r, qrl_err e, enum qrl__errctx ctx);
+enum MHD_Result qrl__respond_empty(qrl__req *r, unsigned status);
+/* Parses the body as a form. QRL_ERR_INVALID on bad encoding. Free with qrl__form_clear. */
+qrl_err qrl__form_parse(const char *body, size_t len, qrl__form *f);
+void qrl__form_clear(qrl__form *f);
+/* Value of `key`, or NULL. */
+const char *qrl__form_get(const qrl__form *f, const char *key);
+/* Parses the body as a JSON object. NULL on failure (caller answers 400). */
+json_t *qrl__json_body(qrl__req *r);
+/* Content-Type check ignoring parameters and case. */
+bool qrl__content_type_is(qrl__req *r, const char *type);
+int64_t qrl__mono_ms(void);
+
+/* --- handlers --- */
+enum MHD_Result qrl__h_metadata(qrl__req *r, const char *arg);
+enum MHD_Result qrl__h_device_authorization(qrl__req *r, const char *arg);
+enum MHD_Result qrl__h_token(qrl__req *r, const char *arg);
+enum MHD_Result qrl__h_token_resume(qrl__req *r);
+enum MHD_Result qrl__h_introspect(qrl__req *r, const char *arg);
+enum MHD_Result qrl__h_revoke(qrl__req *r, const char *arg);
+enum MHD_Result qrl__h_sessions(qrl__req *r, const char *arg);
+enum MHD_Result qrl__h_lr_view(qrl__req *r, const char *arg);
+enum MHD_Result qrl__h_lr_approve(qrl__req *r, const char *arg);
+enum MHD_Result qrl__h_lr_deny(qrl__req *r, const char *arg);
+enum MHD_Result qrl__h_devices(qrl__req *r, const char *arg);
+enum MHD_Result qrl__h_device_delete(qrl__req *r, const char *arg);
+enum MHD_Result qrl__h_me(qrl__req *r, const char *arg);
+#ifdef QRL_TEST_HOOKS
+enum MHD_Result qrl__h_test_clock(qrl__req *r, const char *arg);
+#endif
+
+/* --- waiters.c: held requests --- */
+struct qrl__hub *qrl__hub_new(void);
+void qrl__hub_free(struct qrl__hub *hub);
+/* Snapshot of the change counter, taken before reading a request's state. */
+uint64_t qrl__hub_seq(struct qrl__hub *hub);
+/* Suspends r's connection until lr_id changes or the deadline passes. Returns QRL_OK when
+ * suspended, QRL_ERR_CONFLICT when a change happened since `seq` (re-read and retry),
+ * QRL_ERR_BUSY when too many waiters or shutting down (answer now). */
+qrl_err qrl__hub_wait(struct qrl__hub *hub, qrl__req *r, int64_t lr_id, int64_t deadline_mono_ms,
+                      uint64_t seq);
+/* True when the hold ended by its deadline (not by a change). Clears the waiter state. */
+bool qrl__hub_finish(struct qrl__hub *hub, qrl__req *r);
+/* Removes r's waiter if still registered (connection closed). */
+void qrl__hub_cancel(struct qrl__hub *hub, qrl__req *r);
+void qrl__hub_notify(struct qrl__hub *hub, int64_t lr_id);
+/* Wakes every held request (clock moved, or shutdown when `closing`). */
+void qrl__hub_wake_all(struct qrl__hub *hub, bool closing);
+size_t qrl__hub_count(struct qrl__hub *hub);
+
+#endif

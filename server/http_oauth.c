@@ -1,0 +1,461 @@
+/*
+ * The OAuth endpoints: RFC 8414 metadata, RFC 8628 device authorization and device-code grant
+ * (with our Prefer: wait push extension), RFC 6749 refresh with rotation, RFC 7662
+ * introspection and RFC 7009 revocation. Each handler parses and bounds its input, calls one
+ * core function and maps the result; no policy lives here.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <sodium.h>
+
+#include "http.h"
+
+#define GRANT_DEVICE_CODE "urn:ietf:params:oauth:grant-type:device_code"
+
+enum MHD_Result qrl__h_metadata(qrl__req *r, const char *arg)
+{
+    const char *u = r->srv->public_url;
+    char dae[300], te[300], ie[300], re[300];
+
+    snprintf(dae, sizeof dae, "%s/oauth/device_authorization", u);
+    snprintf(te, sizeof te, "%s/oauth/token", u);
+    snprintf(ie, sizeof ie, "%s/oauth/introspect", u);
+    snprintf(re, sizeof re, "%s/oauth/revoke", u);
+    return qrl__respond_json(
+        r, 200,
+        json_pack("{s:s, s:s, s:s, s:s, s:s, s:[s,s], s:[], s:[s], s:[s], s:[s,s]}", "issuer", u,
+                  "device_authorization_endpoint", dae, "token_endpoint", te,
+                  "introspection_endpoint", ie, "revocation_endpoint", re,
+                  "grant_types_supported", GRANT_DEVICE_CODE, "refresh_token",
+                  "response_types_supported", "token_endpoint_auth_methods_supported", "none",
+                  "revocation_endpoint_auth_methods_supported", "none",
+                  "introspection_endpoint_auth_methods_supported", "client_secret_basic",
+                  "bearer"));
+}
+
+/* Parses a form body, answering 400 itself on any problem (returns false then). */
+static bool read_form(qrl__req *r, qrl__form *f, enum MHD_Result *ret)
+{
+    if (!qrl__content_type_is(r, "application/x-www-form-urlencoded")) {
+        *ret = qrl__respond_error(r, 400, "invalid_request",
+                                  "body must be application/x-www-form-urlencoded");
+        return false;
+    }
+    if (qrl__form_parse(r->body != NULL ? r->body : "", r->body_len, f) != QRL_OK) {
+        qrl__form_clear(f);
+        *ret = qrl__respond_error(r, 400, "invalid_request", "malformed form body");
+        return false;
+    }
+    if (f->duplicate) {
+        qrl__form_clear(f);
+        *ret = qrl__respond_error(r, 400, "invalid_request", "a parameter is repeated");
+        return false;
+    }
+    return true;
+}
+
+enum MHD_Result qrl__h_device_authorization(qrl__req *r, const char *arg)
+{
+    qrl__form f;
+    qrl_device_auth da;
+    enum MHD_Result ret;
+    char complete[512], verify[300];
+    const char *client_id;
+    qrl_err rc;
+
+    if (!read_form(r, &f, &ret))
+        return ret;
+    client_id = qrl__form_get(&f, "client_id");
+    if (client_id == NULL || client_id[0] == '\0') {
+        qrl__form_clear(&f);
+        return qrl__respond_error(r, 400, "invalid_request", "client_id is required");
+    }
+    rc = qrl_device_authorize(r->srv->core, client_id, qrl__form_get(&f, "scope"),
+                              qrl__form_get(&f, "device_name"), qrl__form_get(&f, "device_kind"),
+                              r->address, &da);
+    qrl__form_clear(&f);
+    if (rc == QRL_ERR_INVALID)
+        return qrl__respond_error(r, 400, "invalid_request",
+                                  "client_id, scope, device_name or device_kind is not valid");
+    if (rc != QRL_OK)
+        return qrl__respond_err(r, rc, QRL__CTX_OAUTH);
+    snprintf(verify, sizeof verify, "%s/device", r->srv->public_url);
+    /* The scan secret goes in the fragment: browsers never send it, so no log can hold it. */
+    snprintf(complete, sizeof complete, "%s/s#%s", r->srv->public_url, da.scan_secret);
+    ret = qrl__respond_json(r, 200,
+                            json_pack("{s:s, s:s, s:s, s:s, s:I, s:i}", "device_code",
+                                      da.device_code, "user_code", da.user_code,
+                                      "verification_uri", verify, "verification_uri_complete",
+                                      complete, "expires_in", (json_int_t)da.expires_in_s,
+                                      "interval", da.interval_s));
+    sodium_memzero(&da, sizeof da);
+    sodium_memzero(complete, sizeof complete);
+    return ret;
+}
+
+/* RFC 7240 Prefer: wait=N, possibly among other preferences. Returns N clamped to
+ * QRL_MAX_WAIT_S, or 0 when absent or malformed. */
+static int prefer_wait(qrl__req *r)
+{
+    const char *p = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Prefer");
+    long n = 0;
+
+    while (p != NULL && *p != '\0') {
+        while (*p == ' ' || *p == ',' || *p == '\t')
+            p++;
+        if (strncasecmp(p, "wait", 4) == 0) {
+            const char *q = p + 4;
+            while (*q == ' ')
+                q++;
+            if (*q == '=') {
+                char *end;
+                q++;
+                while (*q == ' ')
+                    q++;
+                if (*q >= '0' && *q <= '9') {
+                    n = strtol(q, &end, 10);
+                    break;
+                }
+            }
+        }
+        p = strchr(p, ',');
+    }
+    if (n < 0)
+        return 0;
+    return n > QRL_MAX_WAIT_S ? QRL_MAX_WAIT_S : (int)n;
+}
+
+static enum MHD_Result answer_tokens(qrl__req *r, const qrl_tokens *t, const char *const *hdr)
+{
+    json_t *o = json_pack("{s:s, s:s, s:I, s:s}", "access_token", t->access_token, "token_type",
+                          "Bearer", "expires_in", (json_int_t)t->expires_in_s, "refresh_token",
+                          t->refresh_token);
+    char *text;
+    struct MHD_Response *resp;
+    enum MHD_Result ret;
+
+    if (o != NULL && t->scope[0] != '\0')
+        json_object_set_new(o, "scope", json_string(t->scope));
+    text = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    if (text == NULL)
+        return MHD_NO;
+    resp = MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_COPY);
+    sodium_memzero(text, strlen(text));
+    free(text);
+    if (resp == NULL)
+        return MHD_NO;
+    MHD_add_response_header(resp, "Content-Type", "application/json");
+    MHD_add_response_header(resp, "Cache-Control", "no-store");
+    MHD_add_response_header(resp, "Pragma", "no-cache");
+    for (size_t i = 0; hdr != NULL && hdr[i] != NULL; i += 2)
+        MHD_add_response_header(resp, hdr[i], hdr[i + 1]);
+    r->status = 200;
+    ret = MHD_queue_response(r->conn, 200, resp);
+    MHD_destroy_response(resp);
+    return ret;
+}
+
+/* Builds the final answer of a device-code grant request. */
+static enum MHD_Result device_code_answer(qrl__req *r, qrl_err rc, qrl_poll_result *res)
+{
+    char applied[16];
+    const char *hdr[3] = {NULL};
+    enum MHD_Result ret;
+    json_t *o;
+
+    if (r->wait_s > 0) {
+        snprintf(applied, sizeof applied, "wait=%d", r->wait_s);
+        hdr[0] = "Preference-Applied";
+        hdr[1] = applied;
+    }
+    if (rc == QRL_OK) {
+        ret = answer_tokens(r, &res->tokens, hdr);
+        sodium_memzero(&res->tokens, sizeof res->tokens);
+        return ret;
+    }
+    switch (rc) {
+    case QRL_ERR_PENDING:
+        /* Our extension: "status" tells a screen that a phone has scanned, so it can say
+         * "Confirm on your phone"; standard clients ignore the extra member. */
+        o = json_pack("{s:s, s:s, s:s, s:i}", "error", "authorization_pending",
+                      "error_description",
+                      res->state == QRL_LR_SCANNED ? "scanned; waiting for the user to confirm"
+                                                   : "waiting for the user to scan the code",
+                      "status", qrl_lr_state_name(res->state), "interval", res->interval_s);
+        break;
+    case QRL_ERR_SLOW_DOWN:
+        o = json_pack("{s:s, s:s, s:i}", "error", "slow_down", "error_description",
+                      "polling faster than the interval; the interval has grown by 5 seconds",
+                      "interval", res->interval_s);
+        break;
+    case QRL_ERR_DENIED:
+        o = json_pack("{s:s, s:s}", "error", "access_denied", "error_description",
+                      "the request was declined");
+        break;
+    case QRL_ERR_EXPIRED:
+        o = json_pack("{s:s, s:s}", "error", "expired_token", "error_description",
+                      "the login request expired; start a new one");
+        break;
+    case QRL_ERR_NOT_FOUND:
+    case QRL_ERR_REDEEMED:
+    case QRL_ERR_INVALID_CLIENT:
+        o = json_pack("{s:s, s:s}", "error", "invalid_grant", "error_description",
+                      rc == QRL_ERR_REDEEMED ? "the device code was already used"
+                      : rc == QRL_ERR_INVALID_CLIENT
+                          ? "the device code was issued to another client"
+                          : "unknown device code");
+        break;
+    default:
+        return qrl__respond_err(r, rc, QRL__CTX_OAUTH);
+    }
+    if (o == NULL)
+        return MHD_NO;
+    char *text = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    if (text == NULL)
+        return MHD_NO;
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
+    if (resp == NULL) {
+        free(text);
+        return MHD_NO;
+    }
+    MHD_add_response_header(resp, "Content-Type", "application/json");
+    MHD_add_response_header(resp, "Cache-Control", "no-store");
+    MHD_add_response_header(resp, "Pragma", "no-cache");
+    if (hdr[0] != NULL)
+        MHD_add_response_header(resp, hdr[0], hdr[1]);
+    r->status = 400;
+    ret = MHD_queue_response(r->conn, 400, resp);
+    MHD_destroy_response(resp);
+    return ret;
+}
+
+/* Runs the grant, holding the request while the core says it may. */
+static enum MHD_Result device_code_run(qrl__req *r, unsigned flags)
+{
+    qrl_poll_result res;
+    qrl_err rc;
+
+    /* A few rounds cover changes racing with suspension; after that, answer. */
+    for (int round = 0; round < 4; round++) {
+        uint64_t seq = qrl__hub_seq(r->srv->hub);
+        if (qrl__mono_ms() >= r->deadline_mono_ms)
+            flags |= QRL_POLL_FINAL;
+        rc = qrl_token_device_code(r->srv->core, r->client_id, r->device_code, flags, r->wait_s,
+                                   r->address, &res);
+        if (!(rc == QRL_ERR_PENDING && res.hold))
+            return device_code_answer(r, rc, &res);
+        if (!r->held) {
+            int64_t left = res.expires_ms - qrl_core_now_ms(r->srv->core);
+            int64_t hold = (int64_t)r->wait_s * 1000;
+            r->deadline_mono_ms = qrl__mono_ms() + (left < hold ? (left > 0 ? left : 0) : hold);
+        }
+        qrl_err w = qrl__hub_wait(r->srv->hub, r, res.lr_id, r->deadline_mono_ms, seq);
+        if (w == QRL_OK) {
+            r->held = true;
+            return MHD_YES;
+        }
+        flags |= QRL_POLL_RECHECK;
+        if (w == QRL_ERR_BUSY)
+            flags |= QRL_POLL_FINAL;
+    }
+    flags |= QRL_POLL_RECHECK | QRL_POLL_FINAL;
+    rc = qrl_token_device_code(r->srv->core, r->client_id, r->device_code, flags, r->wait_s,
+                               r->address, &res);
+    return device_code_answer(r, rc, &res);
+}
+
+enum MHD_Result qrl__h_token_resume(qrl__req *r)
+{
+    unsigned flags = QRL_POLL_WAIT | QRL_POLL_RECHECK;
+
+    if (qrl__hub_finish(r->srv->hub, r))
+        flags |= QRL_POLL_FINAL;
+    return device_code_run(r, flags);
+}
+
+static enum MHD_Result grant_device_code(qrl__req *r, const qrl__form *f)
+{
+    const char *client_id = qrl__form_get(f, "client_id");
+    const char *code = qrl__form_get(f, "device_code");
+
+    if (client_id == NULL || client_id[0] == '\0' || code == NULL || code[0] == '\0')
+        return qrl__respond_error(r, 400, "invalid_request",
+                                  "client_id and device_code are required");
+    if (strlen(client_id) > QRL_MAX_CLIENT_ID || strlen(code) >= sizeof r->device_code)
+        return qrl__respond_error(r, 400, "invalid_grant", "unknown device code");
+    memcpy(r->client_id, client_id, strlen(client_id) + 1);
+    memcpy(r->device_code, code, strlen(code) + 1);
+    r->wait_s = prefer_wait(r);
+    r->deadline_mono_ms = INT64_MAX;
+    return device_code_run(r, r->wait_s > 0 ? QRL_POLL_WAIT : 0);
+}
+
+static enum MHD_Result grant_refresh(qrl__req *r, const qrl__form *f)
+{
+    const char *client_id = qrl__form_get(f, "client_id");
+    const char *token = qrl__form_get(f, "refresh_token");
+    qrl_tokens t;
+    enum MHD_Result ret;
+    qrl_err rc;
+
+    if (client_id == NULL || client_id[0] == '\0' || token == NULL || token[0] == '\0')
+        return qrl__respond_error(r, 400, "invalid_request",
+                                  "client_id and refresh_token are required");
+    if (strlen(token) > QRL_MAX_TOKEN || strlen(client_id) > QRL_MAX_CLIENT_ID)
+        return qrl__respond_error(r, 400, "invalid_grant", "unknown refresh token");
+    rc = qrl_token_refresh(r->srv->core, client_id, token, &t);
+    switch (rc) {
+    case QRL_OK:
+        ret = answer_tokens(r, &t, NULL);
+        sodium_memzero(&t, sizeof t);
+        return ret;
+    case QRL_ERR_TOKEN_REUSED:
+        return qrl__respond_error(r, 400, "invalid_grant",
+                                  "refresh token already used; the device has been signed out");
+    case QRL_ERR_NOT_FOUND:
+    case QRL_ERR_EXPIRED:
+    case QRL_ERR_REVOKED:
+    case QRL_ERR_INVALID_CLIENT:
+        return qrl__respond_error(r, 400, "invalid_grant",
+                                  "refresh token is unknown, expired, revoked or not this "
+                                  "client's");
+    default:
+        return qrl__respond_err(r, rc, QRL__CTX_OAUTH);
+    }
+}
+
+enum MHD_Result qrl__h_token(qrl__req *r, const char *arg)
+{
+    qrl__form f;
+    enum MHD_Result ret;
+    const char *grant;
+
+    if (!read_form(r, &f, &ret))
+        return ret;
+    grant = qrl__form_get(&f, "grant_type");
+    if (grant == NULL || grant[0] == '\0')
+        ret = qrl__respond_error(r, 400, "invalid_request", "grant_type is required");
+    else if (strcmp(grant, GRANT_DEVICE_CODE) == 0)
+        ret = grant_device_code(r, &f);
+    else if (strcmp(grant, "refresh_token") == 0)
+        ret = grant_refresh(r, &f);
+    else
+        ret = qrl__respond_error(r, 400, "unsupported_grant_type",
+                                 "supported: device_code and refresh_token");
+    if (f.buf != NULL)
+        sodium_memzero(f.buf, r->body_len);
+    qrl__form_clear(&f);
+    return ret;
+}
+
+/* RFC 7662 section 2.1: the resource server authenticates. We accept the shared secret as a
+ * bearer token or as the password of HTTP Basic. */
+static bool introspection_authorized(qrl__req *r)
+{
+    const char *h = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Authorization");
+    const char *secret = r->srv->introspection_secret;
+    size_t slen = strlen(secret);
+    unsigned char dec[QRL_MAX_TOKEN * 2 + 2];
+    size_t dlen = 0;
+
+    if (slen == 0 || h == NULL)
+        return false;
+    if (strncasecmp(h, "Bearer ", 7) == 0) {
+        h += 7;
+        return strlen(h) == slen && sodium_memcmp(h, secret, slen) == 0;
+    }
+    if (strncasecmp(h, "Basic ", 6) == 0) {
+        h += 6;
+        if (sodium_base642bin(dec, sizeof dec - 1, h, strlen(h), NULL, &dlen, NULL,
+                              sodium_base64_VARIANT_ORIGINAL) != 0)
+            return false;
+        dec[dlen] = '\0';
+        const unsigned char *colon = memchr(dec, ':', dlen);
+        if (colon == NULL)
+            return false;
+        size_t plen = dlen - (size_t)(colon + 1 - dec);
+        bool ok = plen == slen && sodium_memcmp(colon + 1, secret, slen) == 0;
+        sodium_memzero(dec, sizeof dec);
+        return ok;
+    }
+    return false;
+}
+
+static const char *kind_name(qrl_token_kind k)
+{
+    switch (k) {
+    case QRL_TOKEN_ACCESS:
+        return "access_token";
+    case QRL_TOKEN_REFRESH:
+        return "refresh_token";
+    case QRL_TOKEN_SESSION:
+        return "session_token";
+    }
+    return "unknown";
+}
+
+enum MHD_Result qrl__h_introspect(qrl__req *r, const char *arg)
+{
+    qrl__form f;
+    qrl_introspection in;
+    enum MHD_Result ret;
+    const char *token;
+    char sub[24];
+    qrl_err rc;
+
+    if (!introspection_authorized(r))
+        return qrl__respond_error(r, 401, "invalid_client",
+                                  "introspection needs the resource-server secret");
+    if (!read_form(r, &f, &ret))
+        return ret;
+    token = qrl__form_get(&f, "token");
+    if (token == NULL || token[0] == '\0') {
+        qrl__form_clear(&f);
+        return qrl__respond_error(r, 400, "invalid_request", "token is required");
+    }
+    rc = strlen(token) > QRL_MAX_TOKEN ? (memset(&in, 0, sizeof in), QRL_OK)
+                                       : qrl_introspect(r->srv->core, token, &in);
+    sodium_memzero(f.buf, r->body_len);
+    qrl__form_clear(&f);
+    if (rc != QRL_OK)
+        return qrl__respond_err(r, rc, QRL__CTX_OAUTH);
+    if (!in.active)
+        return qrl__respond_json(r, 200, json_pack("{s:b}", "active", 0));
+    snprintf(sub, sizeof sub, "%lld", (long long)in.account_id);
+    json_t *o = json_pack("{s:b, s:s, s:s, s:s, s:s, s:I, s:I, s:I}", "active", 1, "token_type",
+                          kind_name(in.kind), "sub", sub, "username", in.username, "client_id",
+                          in.client_id, "device_id", (json_int_t)in.device_id, "iat",
+                          (json_int_t)in.iat_s, "exp", (json_int_t)in.exp_s);
+    if (o != NULL && in.scope[0] != '\0')
+        json_object_set_new(o, "scope", json_string(in.scope));
+    return qrl__respond_json(r, 200, o);
+}
+
+enum MHD_Result qrl__h_revoke(qrl__req *r, const char *arg)
+{
+    qrl__form f;
+    enum MHD_Result ret;
+    const char *token;
+    qrl_err rc = QRL_OK;
+
+    if (!read_form(r, &f, &ret))
+        return ret;
+    token = qrl__form_get(&f, "token");
+    if (token == NULL || token[0] == '\0') {
+        qrl__form_clear(&f);
+        return qrl__respond_error(r, 400, "invalid_request", "token is required");
+    }
+    if (strlen(token) <= QRL_MAX_TOKEN)
+        rc = qrl_revoke_token(r->srv->core, token);
+    sodium_memzero(f.buf, r->body_len);
+    qrl__form_clear(&f);
+    if (rc != QRL_OK)
+        return qrl__respond_err(r, rc, QRL__CTX_OAUTH);
+    return qrl__respond_json(r, 200, json_object());
+}

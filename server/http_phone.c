@@ -1,0 +1,291 @@
+/*
+ * The phone API under /v1/: sign-in, looking at and deciding login requests, linked devices.
+ * JSON in and out; every authenticated call carries the phone's session token as a bearer
+ * token (RFC 6750 section 2.1).
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <sodium.h>
+
+#include "http.h"
+
+/* Authenticates the caller; answers 401 itself and returns false on failure. */
+static bool authenticate(qrl__req *r, qrl_auth *auth, enum MHD_Result *ret)
+{
+    const char *h = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Authorization");
+    qrl_err rc = QRL_ERR_UNAUTHORIZED;
+
+    if (h != NULL && strncasecmp(h, "Bearer ", 7) == 0 && strlen(h + 7) <= QRL_MAX_TOKEN)
+        rc = qrl_session_auth(r->srv->core, h + 7, r->address, auth);
+    if (rc == QRL_OK)
+        return true;
+    if (rc == QRL_ERR_UNAUTHORIZED)
+        *ret = qrl__respond_error(r, 401, "unauthorized",
+                                  "a valid session token is required (Authorization: Bearer)");
+    else
+        *ret = qrl__respond_err(r, rc, QRL__CTX_API);
+    return false;
+}
+
+/* Parses a JSON object body; answers 400/415 itself and returns NULL on failure. */
+static json_t *read_json(qrl__req *r, enum MHD_Result *ret)
+{
+    json_t *o;
+
+    if (r->body_len > 0 && !qrl__content_type_is(r, "application/json")) {
+        *ret = qrl__respond_error(r, 415, "unsupported_media_type",
+                                  "body must be application/json");
+        return NULL;
+    }
+    o = qrl__json_body(r);
+    if (o == NULL)
+        *ret = qrl__respond_error(r, 400, "invalid_request", "body must be a JSON object");
+    return o;
+}
+
+/* A string member, or NULL when absent. Sets *bad when present but not a string. */
+static const char *jstr(json_t *o, const char *key, bool *bad)
+{
+    json_t *v = json_object_get(o, key);
+
+    if (v == NULL || json_is_null(v))
+        return NULL;
+    if (!json_is_string(v)) {
+        *bad = true;
+        return NULL;
+    }
+    /* Embedded NULs would make the C string differ from what the client sent. */
+    if (strlen(json_string_value(v)) != json_string_length(v)) {
+        *bad = true;
+        return NULL;
+    }
+    return json_string_value(v);
+}
+
+static json_t *account_json(const qrl_account_rec *a)
+{
+    return json_pack("{s:I, s:s, s:s}", "id", (json_int_t)a->id, "username", a->username,
+                     "display_name", a->display_name);
+}
+
+enum MHD_Result qrl__h_sessions(qrl__req *r, const char *arg)
+{
+    enum MHD_Result ret;
+    qrl_session s;
+    bool bad = false;
+    json_t *o = read_json(r, &ret);
+    qrl_err rc;
+
+    if (o == NULL)
+        return ret;
+    const char *user = jstr(o, "username", &bad), *pw = jstr(o, "password", &bad);
+    const char *name = jstr(o, "device_name", &bad), *kind = jstr(o, "device_kind", &bad);
+    if (bad || user == NULL || pw == NULL) {
+        json_decref(o);
+        return qrl__respond_error(r, 400, "invalid_request",
+                                  "username and password (strings) are required");
+    }
+    rc = qrl_session_create(r->srv->core, user, pw, name, kind, r->address, &s);
+    json_decref(o);
+    sodium_memzero(r->body, r->body_len);
+    if (rc == QRL_ERR_UNAUTHORIZED)
+        return qrl__respond_error(r, 401, "invalid_credentials", "wrong username or password");
+    if (rc == QRL_ERR_INVALID)
+        return qrl__respond_error(r, 400, "invalid_request",
+                                  "username, password, device_name or device_kind is not valid");
+    if (rc != QRL_OK)
+        return qrl__respond_err(r, rc, QRL__CTX_API);
+    ret = qrl__respond_json(r, 201,
+                            json_pack("{s:s, s:s, s:I, s:I, s:o}", "session_token",
+                                      s.session_token, "token_type", "Bearer", "expires_in",
+                                      (json_int_t)s.expires_in_s, "device_id",
+                                      (json_int_t)s.device_id, "account",
+                                      account_json(&s.account)));
+    sodium_memzero(&s, sizeof s);
+    return ret;
+}
+
+/* Answers a failed decision, adding the current state for invalid_state. */
+static enum MHD_Result lr_error(qrl__req *r, qrl_err rc, const qrl_lr_rec *lr)
+{
+    if (rc == QRL_ERR_CONFLICT && lr != NULL && lr->id != 0)
+        return qrl__respond_json(r, 409,
+                                 json_pack("{s:s, s:s, s:s}", "error", "invalid_state",
+                                           "error_description",
+                                           "the login request is already decided", "state",
+                                           qrl_lr_state_name(lr->state)));
+    if (rc == QRL_ERR_INVALID)
+        return qrl__respond_error(r, 400, "invalid_request", "not a scan secret or user code");
+    if (rc == QRL_ERR_UNAUTHORIZED)
+        return qrl__respond_error(r, 403, "step_up_failed", "the password is not correct");
+    return qrl__respond_err(r, rc, QRL__CTX_API);
+}
+
+enum MHD_Result qrl__h_lr_view(qrl__req *r, const char *code)
+{
+    enum MHD_Result ret;
+    qrl_auth auth;
+    qrl_lr_view v;
+    qrl_err rc;
+
+    if (!authenticate(r, &auth, &ret))
+        return ret;
+    rc = qrl_lr_view_claim(r->srv->core, &auth, code, r->address, &v);
+    if (rc != QRL_OK)
+        return lr_error(r, rc, &v.lr);
+    return qrl__respond_json(
+        r, 200,
+        json_pack("{s:I, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:b, s:I, s:I, s:I}", "id",
+                  (json_int_t)v.lr.id, "state", qrl_lr_state_name(v.lr.state), "user_code",
+                  v.user_code, "device_name", v.lr.device_name, "device_kind",
+                  v.lr.device_kind, "client_id", v.lr.client_id, "scope", v.lr.scope, "address",
+                  v.lr.address, "same_network", v.same_network, "age_seconds",
+                  (json_int_t)v.age_s, "expires_in", (json_int_t)v.expires_in_s, "created_at",
+                  (json_int_t)(v.lr.created_ms / 1000)));
+}
+
+static enum MHD_Result decided(qrl__req *r, const qrl_lr_rec *lr)
+{
+    return qrl__respond_json(r, 200,
+                             json_pack("{s:I, s:s}", "id", (json_int_t)lr->id, "state",
+                                       qrl_lr_state_name(lr->state)));
+}
+
+enum MHD_Result qrl__h_lr_approve(qrl__req *r, const char *code)
+{
+    enum MHD_Result ret;
+    qrl_auth auth;
+    bool bad = false;
+    json_t *o;
+    qrl_err rc;
+
+    if (!authenticate(r, &auth, &ret))
+        return ret;
+    if ((o = read_json(r, &ret)) == NULL)
+        return ret;
+    const char *uc = jstr(o, "user_code", &bad), *pw = jstr(o, "password", &bad);
+    if (bad || uc == NULL || pw == NULL) {
+        json_decref(o);
+        return qrl__respond_error(r, 400, "invalid_request",
+                                  "user_code and password (strings) are required");
+    }
+    qrl_lr_rec lr;
+    rc = qrl_lr_approve(r->srv->core, &auth, code, uc, pw, r->address, &lr);
+    json_decref(o);
+    sodium_memzero(r->body, r->body_len);
+    if (rc == QRL_OK)
+        return decided(r, &lr);
+    return lr_error(r, rc, &lr);
+}
+
+enum MHD_Result qrl__h_lr_deny(qrl__req *r, const char *code)
+{
+    enum MHD_Result ret;
+    qrl_auth auth;
+    json_t *o;
+    qrl_err rc;
+
+    if (!authenticate(r, &auth, &ret))
+        return ret;
+    if ((o = read_json(r, &ret)) == NULL)
+        return ret;
+    json_decref(o);
+    qrl_lr_rec lr;
+    rc = qrl_lr_deny(r->srv->core, &auth, code, r->address, &lr);
+    if (rc == QRL_OK)
+        return decided(r, &lr);
+    return lr_error(r, rc, &lr);
+}
+
+static json_t *device_json(const qrl_device_rec *d, int64_t current)
+{
+    return json_pack("{s:I, s:s, s:s, s:s, s:I, s:I, s:b}", "id", (json_int_t)d->id, "name",
+                     d->name, "kind", d->kind, "address", d->address, "created_at",
+                     (json_int_t)(d->created_ms / 1000), "last_seen_at",
+                     (json_int_t)(d->last_seen_ms / 1000), "current", d->id == current);
+}
+
+enum MHD_Result qrl__h_devices(qrl__req *r, const char *arg)
+{
+    enum MHD_Result ret;
+    qrl_auth auth;
+    qrl_device_rec *devs;
+    size_t n = 0;
+    json_t *arr;
+    qrl_err rc;
+
+    if (!authenticate(r, &auth, &ret))
+        return ret;
+    devs = calloc(QRL_MAX_DEVICES_LISTED, sizeof *devs);
+    if (devs == NULL)
+        return qrl__respond_err(r, QRL_ERR_NOMEM, QRL__CTX_API);
+    rc = qrl_devices_list(r->srv->core, &auth, devs, QRL_MAX_DEVICES_LISTED, &n);
+    if (rc != QRL_OK) {
+        free(devs);
+        return qrl__respond_err(r, rc, QRL__CTX_API);
+    }
+    arr = json_array();
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(arr, device_json(&devs[i], auth.device_id));
+    free(devs);
+    return qrl__respond_json(r, 200, json_pack("{s:o}", "devices", arr));
+}
+
+enum MHD_Result qrl__h_device_delete(qrl__req *r, const char *arg)
+{
+    enum MHD_Result ret;
+    qrl_auth auth;
+    char *end;
+    long long id;
+    qrl_err rc;
+
+    if (!authenticate(r, &auth, &ret))
+        return ret;
+    id = strtoll(arg, &end, 10);
+    if (*arg == '\0' || *end != '\0' || id <= 0)
+        return qrl__respond_error(r, 404, "not_found", "no such device");
+    rc = qrl_device_revoke(r->srv->core, &auth, (int64_t)id);
+    if (rc == QRL_ERR_NOT_FOUND)
+        return qrl__respond_error(r, 404, "not_found", "no such device");
+    if (rc != QRL_OK)
+        return qrl__respond_err(r, rc, QRL__CTX_API);
+    return qrl__respond_empty(r, 204);
+}
+
+enum MHD_Result qrl__h_me(qrl__req *r, const char *arg)
+{
+    enum MHD_Result ret;
+    qrl_auth auth;
+
+    if (!authenticate(r, &auth, &ret))
+        return ret;
+    return qrl__respond_json(r, 200,
+                             json_pack("{s:o, s:{s:I, s:s, s:s}}", "account",
+                                       account_json(&auth.account), "device", "id",
+                                       (json_int_t)auth.device.id, "name", auth.device.name,
+                                       "kind", auth.device.kind));
+}
+
+#ifdef QRL_TEST_HOOKS
+enum MHD_Result qrl__h_test_clock(qrl__req *r, const char *arg)
+{
+    enum MHD_Result ret;
+    json_t *o = read_json(r, &ret), *v;
+
+    if (o == NULL)
+        return ret;
+    v = json_object_get(o, "advance_ms");
+    if (!json_is_integer(v) || json_integer_value(v) < 0) {
+        json_decref(o);
+        return qrl__respond_error(r, 400, "invalid_request", "advance_ms >= 0 is required");
+    }
+    qrl_core_clock_advance(r->srv->core, (int64_t)json_integer_value(v));
+    json_decref(o);
+    /* Held requests re-read their state: some may have just expired. */
+    qrl__hub_wake_all(r->srv->hub, false);
+    return qrl__respond_json(r, 200,
+                             json_pack("{s:I}", "now_ms", (json_int_t)qrl_core_now_ms(r->srv->core)));
+}
+#endif

@@ -1,0 +1,254 @@
+/*
+ * Responses, the error table, and request-body parsing for every handler.
+ *
+ * Every answer goes through qrl__respond_json(), which adds the headers our security
+ * invariants require (design.md section 5): no caching of anything (our JSON answers carry
+ * secrets or per-user data), no framing, no referrer, no MIME sniffing.
+ */
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "http.h"
+
+/* The one table mapping core errors to HTTP: the phone API's status and code, and the OAuth
+ * endpoints' status and RFC 6749 / RFC 8628 error code. Add a row with every new qrl_err. */
+static const struct {
+    unsigned api_status;
+    const char *api_code;
+    unsigned oauth_status;
+    const char *oauth_code;
+} errtab[] = {
+    [QRL_OK] = {200, "ok", 200, "ok"},
+    [QRL_ERR_NOMEM] = {503, "temporarily_unavailable", 503, "temporarily_unavailable"},
+    [QRL_ERR_INVALID] = {400, "invalid_request", 400, "invalid_request"},
+    [QRL_ERR_NOT_FOUND] = {404, "not_found", 400, "invalid_grant"},
+    [QRL_ERR_EXISTS] = {409, "already_exists", 400, "invalid_request"},
+    [QRL_ERR_CONFLICT] = {409, "invalid_state", 400, "invalid_grant"},
+    [QRL_ERR_EXPIRED] = {410, "expired", 400, "expired_token"},
+    [QRL_ERR_DENIED] = {403, "access_denied", 400, "access_denied"},
+    [QRL_ERR_PENDING] = {409, "authorization_pending", 400, "authorization_pending"},
+    [QRL_ERR_SLOW_DOWN] = {429, "slow_down", 400, "slow_down"},
+    [QRL_ERR_REDEEMED] = {409, "invalid_state", 400, "invalid_grant"},
+    [QRL_ERR_UNAUTHORIZED] = {401, "unauthorized", 401, "invalid_client"},
+    [QRL_ERR_FORBIDDEN] = {403, "forbidden", 403, "access_denied"},
+    [QRL_ERR_RATE_LIMITED] = {429, "rate_limited", 429, "slow_down"},
+    [QRL_ERR_STORE] = {500, "server_error", 500, "server_error"},
+    [QRL_ERR_CRYPTO] = {500, "server_error", 500, "server_error"},
+    [QRL_ERR_TOKEN_REUSED] = {400, "invalid_grant", 400, "invalid_grant"},
+    [QRL_ERR_CLAIMED] = {409, "already_claimed", 400, "invalid_grant"},
+    [QRL_ERR_CODE_MISMATCH] = {400, "user_code_mismatch", 400, "invalid_grant"},
+    [QRL_ERR_TOO_LARGE] = {413, "payload_too_large", 413, "invalid_request"},
+    [QRL_ERR_INTERNAL] = {500, "server_error", 500, "server_error"},
+    [QRL_ERR_REVOKED] = {400, "invalid_grant", 400, "invalid_grant"},
+    [QRL_ERR_BUSY] = {503, "temporarily_unavailable", 503, "temporarily_unavailable"},
+    [QRL_ERR_INVALID_CLIENT] = {400, "invalid_grant", 400, "invalid_grant"},
+};
+
+static void add_common_headers(struct MHD_Response *resp)
+{
+    MHD_add_response_header(resp, "Cache-Control", "no-store");
+    MHD_add_response_header(resp, "Pragma", "no-cache");
+    MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+    MHD_add_response_header(resp, "Referrer-Policy", "no-referrer");
+    MHD_add_response_header(resp, "Content-Security-Policy",
+                            "default-src 'none'; frame-ancestors 'none'");
+}
+
+static enum MHD_Result queue(qrl__req *r, unsigned status, struct MHD_Response *resp,
+                             const char *const *extra)
+{
+    enum MHD_Result ret;
+
+    if (resp == NULL)
+        return MHD_NO;
+    add_common_headers(resp);
+    for (size_t i = 0; extra != NULL && extra[i] != NULL; i += 2)
+        MHD_add_response_header(resp, extra[i], extra[i + 1]);
+    r->status = (int)status;
+    ret = MHD_queue_response(r->conn, status, resp);
+    MHD_destroy_response(resp);
+    return ret;
+}
+
+/* Extra headers for the next response, set by handlers (Allow, WWW-Authenticate, ...). Kept on
+ * the stack of the handler that calls qrl__respond_json_h. */
+static enum MHD_Result respond_json_h(qrl__req *r, unsigned status, json_t *body,
+                                      const char *const *extra)
+{
+    char *text = body != NULL ? json_dumps(body, JSON_COMPACT) : NULL;
+    struct MHD_Response *resp;
+
+    json_decref(body);
+    if (text == NULL)
+        return MHD_NO;
+    resp = MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
+    if (resp == NULL) {
+        free(text);
+        return MHD_NO;
+    }
+    MHD_add_response_header(resp, "Content-Type", "application/json");
+    return queue(r, status, resp, extra);
+}
+
+enum MHD_Result qrl__respond_json(qrl__req *r, unsigned status, json_t *body)
+{
+    return respond_json_h(r, status, body, NULL);
+}
+
+enum MHD_Result qrl__respond_empty(qrl__req *r, unsigned status)
+{
+    return queue(r, status, MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT),
+                 NULL);
+}
+
+enum MHD_Result qrl__respond_error(qrl__req *r, unsigned status, const char *code,
+                                   const char *desc)
+{
+    json_t *o = json_pack("{s:s, s:s}", "error", code, "error_description", desc);
+    const char *extra[5] = {NULL};
+    size_t n = 0;
+
+    if (status == 401) {
+        extra[n++] = "WWW-Authenticate";
+        extra[n++] = strcmp(code, "invalid_client") == 0 ? "Basic realm=\"qrlogin\""
+                                                         : "Bearer realm=\"qrlogin\"";
+    }
+    if (status == 429) {
+        extra[n++] = "Retry-After";
+        extra[n++] = "60";
+    }
+    return respond_json_h(r, status, o, extra);
+}
+
+enum MHD_Result qrl__respond_err(qrl__req *r, qrl_err e, enum qrl__errctx ctx)
+{
+    if ((unsigned)e >= sizeof errtab / sizeof errtab[0] || errtab[e].api_code == NULL)
+        e = QRL_ERR_INTERNAL;
+    if (ctx == QRL__CTX_OAUTH)
+        return qrl__respond_error(r, errtab[e].oauth_status, errtab[e].oauth_code,
+                                  qrl_strerror(e));
+    return qrl__respond_error(r, errtab[e].api_status, errtab[e].api_code, qrl_strerror(e));
+}
+
+/* --- application/x-www-form-urlencoded ---
+ * Our own decoder rather than libmicrohttpd's post processor: the body is already buffered and
+ * bounded, and the post processor streams values in pieces and cannot report repeated keys,
+ * which RFC 6749 section 3.1 requires us to reject. */
+
+static int hexval(int c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    c = tolower(c);
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    return -1;
+}
+
+/* Decodes s[0..n) in place into dst (which may be s); returns the length, or -1. */
+static long url_decode(const char *s, size_t n, char *dst)
+{
+    size_t o = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '+') {
+            dst[o++] = ' ';
+        } else if (s[i] == '%') {
+            int hi, lo;
+            if (i + 2 >= n)
+                return -1;
+            hi = hexval((unsigned char)s[i + 1]);
+            lo = hexval((unsigned char)s[i + 2]);
+            if (hi < 0 || lo < 0)
+                return -1;
+            dst[o++] = (char)(hi * 16 + lo);
+            i += 2;
+        } else {
+            dst[o++] = s[i];
+        }
+    }
+    dst[o] = '\0';
+    /* A decoded NUL would silently cut the value short later on. */
+    return memchr(dst, '\0', o) != NULL ? -1 : (long)o;
+}
+
+qrl_err qrl__form_parse(const char *body, size_t len, qrl__form *f)
+{
+    size_t pos = 0;
+
+    memset(f, 0, sizeof *f);
+    f->buf = malloc(len + 1);
+    if (f->buf == NULL)
+        return QRL_ERR_NOMEM;
+    memcpy(f->buf, body, len);
+    f->buf[len] = '\0';
+    while (pos < len) {
+        char *pair = f->buf + pos;
+        size_t plen = strcspn(pair, "&");
+        char *eq = memchr(pair, '=', plen);
+        size_t klen = eq != NULL ? (size_t)(eq - pair) : plen;
+
+        pos += plen + 1;
+        if (plen == 0)
+            continue;
+        if (f->n == QRL__MAX_PARAMS)
+            return QRL_ERR_INVALID;
+        pair[plen] = '\0';
+        if (eq != NULL)
+            *eq = '\0';
+        if (url_decode(pair, klen, pair) < 0)
+            return QRL_ERR_INVALID;
+        if (eq != NULL && url_decode(eq + 1, plen - klen - 1, eq + 1) < 0)
+            return QRL_ERR_INVALID;
+        for (size_t i = 0; i < f->n; i++)
+            if (strcmp(f->key[i], pair) == 0)
+                f->duplicate = true;
+        f->key[f->n] = pair;
+        f->val[f->n] = eq != NULL ? eq + 1 : pair + klen;
+        f->n++;
+    }
+    return QRL_OK;
+}
+
+void qrl__form_clear(qrl__form *f)
+{
+    free(f->buf);
+    memset(f, 0, sizeof *f);
+}
+
+const char *qrl__form_get(const qrl__form *f, const char *key)
+{
+    for (size_t i = 0; i < f->n; i++)
+        if (strcmp(f->key[i], key) == 0)
+            return f->val[i];
+    return NULL;
+}
+
+bool qrl__content_type_is(qrl__req *r, const char *type)
+{
+    const char *ct = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Content-Type");
+    size_t n = strlen(type);
+
+    if (ct == NULL)
+        return false;
+    while (*ct == ' ')
+        ct++;
+    return strncasecmp(ct, type, n) == 0 && (ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ');
+}
+
+json_t *qrl__json_body(qrl__req *r)
+{
+    json_t *o;
+
+    if (r->body_len == 0)
+        return json_object();
+    o = json_loadb(r->body, r->body_len, JSON_REJECT_DUPLICATES, NULL);
+    if (o != NULL && !json_is_object(o)) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
+}

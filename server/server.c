@@ -1,0 +1,355 @@
+/*
+ * The server: a libmicrohttpd daemon (epoll, a pool of worker threads, suspend/resume for held
+ * requests) and the routing table that maps each method + path to one handler.
+ *
+ * Request life: MHD calls on_request() first with the headers (we allocate a qrl__req and
+ * refuse oversized bodies by Content-Length at once), then with body pieces (buffered up to
+ * QRL_MAX_BODY), then once more with no data, when we route and answer. A held token request
+ * suspends instead of answering; when it is resumed MHD calls on_request() again and we finish
+ * it. on_completed() frees the request whatever happened.
+ *
+ * Adding an endpoint: write its handler in the file of its group (http_oauth.c, http_phone.c),
+ * declare it in http.h, add a row to `routes`, document it in docs/api.md and test it in
+ * tests/integration/.
+ */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "http.h"
+
+typedef enum MHD_Result (*handler_fn)(qrl__req *r, const char *arg);
+
+/* A path is either exact, or a prefix followed by one argument segment and an optional fixed
+ * suffix: "/v1/login-requests/" + {code} + "/approve". */
+static const struct route {
+    const char *method;
+    const char *prefix;
+    bool has_arg;
+    const char *suffix;
+    handler_fn fn;
+    const char *name;
+} routes[] = {
+    {"GET", "/.well-known/oauth-authorization-server", false, NULL, qrl__h_metadata,
+     "metadata"},
+    {"POST", "/oauth/device_authorization", false, NULL, qrl__h_device_authorization,
+     "device_authorization"},
+    {"POST", "/oauth/token", false, NULL, qrl__h_token, "token"},
+    {"POST", "/oauth/introspect", false, NULL, qrl__h_introspect, "introspect"},
+    {"POST", "/oauth/revoke", false, NULL, qrl__h_revoke, "revoke"},
+    {"POST", "/v1/sessions", false, NULL, qrl__h_sessions, "sessions"},
+    {"GET", "/v1/login-requests/", true, "", qrl__h_lr_view, "login-request"},
+    {"POST", "/v1/login-requests/", true, "/approve", qrl__h_lr_approve, "approve"},
+    {"POST", "/v1/login-requests/", true, "/deny", qrl__h_lr_deny, "deny"},
+    {"GET", "/v1/devices", false, NULL, qrl__h_devices, "devices"},
+    {"DELETE", "/v1/devices/", true, "", qrl__h_device_delete, "device"},
+    {"GET", "/v1/me", false, NULL, qrl__h_me, "me"},
+#ifdef QRL_TEST_HOOKS
+    {"POST", "/_test/clock", false, NULL, qrl__h_test_clock, "test-clock"},
+#endif
+};
+
+/* Matches url against a route; on success *arg receives the argument segment (in buf). */
+static bool route_match(const struct route *rt, const char *url, char *buf, size_t buflen,
+                        const char **arg)
+{
+    size_t plen = strlen(rt->prefix), slen, alen, ulen;
+
+    *arg = NULL;
+    if (!rt->has_arg)
+        return strcmp(url, rt->prefix) == 0;
+    if (strncmp(url, rt->prefix, plen) != 0)
+        return false;
+    ulen = strlen(url + plen);
+    slen = strlen(rt->suffix);
+    if (ulen <= slen || strcmp(url + plen + ulen - slen, rt->suffix) != 0)
+        return false;
+    alen = ulen - slen;
+    if (alen >= buflen || memchr(url + plen, '/', alen) != NULL)
+        return false;
+    memcpy(buf, url + plen, alen);
+    buf[alen] = '\0';
+    *arg = buf;
+    return true;
+}
+
+static enum MHD_Result dispatch(qrl__req *r)
+{
+    char argbuf[QRL_MAX_TOKEN + 1], allow[64] = "";
+    const char *arg;
+
+    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
+        if (!route_match(&routes[i], r->url, argbuf, sizeof argbuf, &arg))
+            continue;
+        if (strcmp(routes[i].method, r->method) == 0) {
+            r->route = routes[i].name;
+            return routes[i].fn(r, arg);
+        }
+        if (strstr(allow, routes[i].method) == NULL)
+            snprintf(allow + strlen(allow), sizeof allow - strlen(allow), "%s%s",
+                     allow[0] ? ", " : "", routes[i].method);
+    }
+    if (allow[0] != '\0') {
+        json_t *o = json_pack("{s:s, s:s}", "error", "method_not_allowed", "error_description",
+                              "method not allowed for this path");
+        struct MHD_Response *resp;
+        char *text = json_dumps(o, JSON_COMPACT);
+        json_decref(o);
+        if (text == NULL)
+            return MHD_NO;
+        resp = MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
+        if (resp == NULL) {
+            free(text);
+            return MHD_NO;
+        }
+        MHD_add_response_header(resp, "Content-Type", "application/json");
+        MHD_add_response_header(resp, "Cache-Control", "no-store");
+        MHD_add_response_header(resp, "Allow", allow);
+        r->status = 405;
+        enum MHD_Result ret = MHD_queue_response(r->conn, 405, resp);
+        MHD_destroy_response(resp);
+        return ret;
+    }
+    r->route = "unknown";
+    return qrl__respond_error(r, 404, "not_found", "no such endpoint");
+}
+
+static void client_address(struct MHD_Connection *conn, char *out, size_t len)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    const struct sockaddr *sa = ci != NULL ? ci->client_addr : NULL;
+
+    out[0] = '\0';
+    if (sa == NULL)
+        return;
+    if (sa->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, out,
+                  (socklen_t)len);
+    else if (sa->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, out,
+                  (socklen_t)len);
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version,
+                                  const char *upload_data, size_t *upload_data_size,
+                                  void **con_cls)
+{
+    qrl_server *srv = cls;
+    qrl__req *r = *con_cls;
+
+    if (r == NULL) {
+        const char *cl;
+        r = calloc(1, sizeof *r);
+        if (r == NULL)
+            return MHD_NO;
+        r->srv = srv;
+        r->conn = conn;
+        r->url = url;
+        r->method = method;
+        client_address(conn, r->address, sizeof r->address);
+        *con_cls = r;
+        cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
+        if (cl != NULL && strtoull(cl, NULL, 10) > QRL_MAX_BODY) {
+            r->route = "too-large";
+            return qrl__respond_err(r, QRL_ERR_TOO_LARGE, QRL__CTX_API);
+        }
+        return MHD_YES;
+    }
+    if (*upload_data_size != 0) {
+        size_t n = *upload_data_size;
+        *upload_data_size = 0;
+        if (r->too_large || r->body_len + n > QRL_MAX_BODY) {
+            r->too_large = true; /* keep reading and discarding; answer at the end */
+            return MHD_YES;
+        }
+        char *nb = realloc(r->body, r->body_len + n + 1);
+        if (nb == NULL)
+            return MHD_NO;
+        memcpy(nb + r->body_len, upload_data, n);
+        r->body = nb;
+        r->body_len += n;
+        r->body[r->body_len] = '\0';
+        return MHD_YES;
+    }
+    if (r->held)
+        return qrl__h_token_resume(r);
+    if (r->too_large)
+        return qrl__respond_err(r, QRL_ERR_TOO_LARGE, QRL__CTX_API);
+    return dispatch(r);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    qrl_server *srv = cls;
+    qrl__req *r = *con_cls;
+
+    if (r == NULL)
+        return;
+    if (srv->cfg.access_log)
+        /* Route names only: raw paths may hold a scan secret or user code. */
+        fprintf(stderr, "qrlogin: %s %s %s %d\n", r->address, r->method,
+                r->route != NULL ? r->route : "-", r->status);
+    qrl__hub_cancel(srv->hub, r);
+    sodium_memzero(r->device_code, sizeof r->device_code);
+    if (r->body != NULL)
+        sodium_memzero(r->body, r->body_len);
+    free(r->body);
+    free(r);
+    *con_cls = NULL;
+}
+
+void qrl_server_config_defaults(qrl_server_config *cfg)
+{
+    *cfg = (qrl_server_config){.listen_host = "127.0.0.1", .port = 8080};
+}
+
+qrl_err qrl_server_new(const qrl_server_config *cfg, qrl_server **out)
+{
+    qrl_server *srv = calloc(1, sizeof *srv);
+
+    *out = NULL;
+    if (srv == NULL)
+        return QRL_ERR_NOMEM;
+    srv->cfg = *cfg;
+    if (cfg->introspection_secret != NULL &&
+        snprintf(srv->introspection_secret, sizeof srv->introspection_secret, "%s",
+                 cfg->introspection_secret) >= (int)sizeof srv->introspection_secret) {
+        free(srv);
+        return QRL_ERR_INVALID;
+    }
+    srv->hub = qrl__hub_new();
+    if (srv->hub == NULL) {
+        free(srv);
+        return QRL_ERR_NOMEM;
+    }
+    *out = srv;
+    return QRL_OK;
+}
+
+void qrl_server_on_change(void *ud, int64_t lr_id)
+{
+    qrl_server *srv = ud;
+    qrl__hub_notify(srv->hub, lr_id);
+}
+
+/* Connections we may hold open: the open-file limit minus a reserve for the database, logs and
+ * the listening socket. */
+static unsigned default_connection_limit(void)
+{
+    struct rlimit rl;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY)
+        return 4096;
+    return rl.rlim_cur > 512 ? (unsigned)rl.rlim_cur - 256 : (unsigned)rl.rlim_cur / 2;
+}
+
+static int bind_address(const qrl_server_config *cfg, struct sockaddr_storage *ss)
+{
+    struct sockaddr_in *in4 = (struct sockaddr_in *)ss;
+    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
+    const char *host = cfg->listen_host != NULL ? cfg->listen_host : "127.0.0.1";
+
+    memset(ss, 0, sizeof *ss);
+    if (inet_pton(AF_INET, host, &in4->sin_addr) == 1) {
+        in4->sin_family = AF_INET;
+        in4->sin_port = htons(cfg->port);
+        return AF_INET;
+    }
+    if (inet_pton(AF_INET6, host, &in6->sin6_addr) == 1) {
+        in6->sin6_family = AF_INET6;
+        in6->sin6_port = htons(cfg->port);
+        return AF_INET6;
+    }
+    return -1;
+}
+
+qrl_err qrl_server_listen(qrl_server *srv, qrl_core *core, char *errbuf, size_t errlen)
+{
+    struct sockaddr_storage ss;
+    const union MHD_DaemonInfo *di;
+    int family = bind_address(&srv->cfg, &ss);
+    unsigned threads = srv->cfg.threads;
+    unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+
+    if (family < 0) {
+        snprintf(errbuf, errlen, "listen address must be a numeric IPv4 or IPv6 address");
+        return QRL_ERR_INVALID;
+    }
+    if (family == AF_INET6)
+        flags |= MHD_USE_IPv6;
+    if (threads == 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        threads = n > 0 ? (unsigned)n * 2 : 2;
+    }
+    srv->core = core;
+    srv->daemon = MHD_start_daemon(
+        flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+        MHD_OPTION_THREAD_POOL_SIZE, threads, MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
+        MHD_OPTION_CONNECTION_LIMIT,
+        srv->cfg.connection_limit ? srv->cfg.connection_limit : default_connection_limit(),
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+        srv->cfg.connection_memory ? srv->cfg.connection_memory : (size_t)16384,
+        MHD_OPTION_CONNECTION_TIMEOUT,
+        srv->cfg.connection_timeout_s ? srv->cfg.connection_timeout_s : 30u,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, srv->cfg.per_ip_limit, MHD_OPTION_LISTEN_BACKLOG_SIZE,
+        1024u, MHD_OPTION_END);
+    if (srv->daemon == NULL) {
+        snprintf(errbuf, errlen, "cannot listen on %s port %u (address in use?)",
+                 srv->cfg.listen_host, (unsigned)srv->cfg.port);
+        return QRL_ERR_INVALID;
+    }
+    di = MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_BIND_PORT);
+    srv->port = di != NULL ? di->port : srv->cfg.port;
+    if (srv->cfg.public_url != NULL && srv->cfg.public_url[0] != '\0') {
+        size_t n = strlen(srv->cfg.public_url);
+        while (n > 0 && srv->cfg.public_url[n - 1] == '/')
+            n--;
+        snprintf(srv->public_url, sizeof srv->public_url, "%.*s", (int)n, srv->cfg.public_url);
+    } else if (family == AF_INET6) {
+        snprintf(srv->public_url, sizeof srv->public_url, "http://[%s]:%u",
+                 srv->cfg.listen_host, (unsigned)srv->port);
+    } else {
+        snprintf(srv->public_url, sizeof srv->public_url, "http://%s:%u", srv->cfg.listen_host,
+                 (unsigned)srv->port);
+    }
+    return QRL_OK;
+}
+
+unsigned short qrl_server_port(const qrl_server *srv)
+{
+    return srv->port;
+}
+
+const char *qrl_server_public_url(const qrl_server *srv)
+{
+    return srv->public_url;
+}
+
+void qrl_server_stop(qrl_server *srv)
+{
+    if (srv == NULL)
+        return;
+    if (srv->daemon != NULL) {
+        /* libmicrohttpd must not be stopped with suspended connections: answer every held
+         * request first (they get the normal pending answer), then give the workers a moment
+         * to send those answers. New holds are refused from here on. */
+        MHD_socket ls = MHD_quiesce_daemon(srv->daemon);
+        if (ls != MHD_INVALID_SOCKET)
+            close(ls);
+        qrl__hub_wake_all(srv->hub, true);
+        usleep(50000);
+        MHD_stop_daemon(srv->daemon);
+    }
+    qrl__hub_free(srv->hub);
+    sodium_memzero(srv->introspection_secret, sizeof srv->introspection_secret);
+    free(srv);
+}
