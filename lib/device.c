@@ -15,9 +15,17 @@ qrl_err qrl_devices_list(qrl_core *core, const qrl_auth *auth, qrl_device_rec *o
 
 qrl_err qrl_device_revoke(qrl_core *core, const qrl_auth *auth, int64_t device_id)
 {
+    qrl_device_rec dev;
     qrl_err rc;
 
     if (device_id <= 0)
+        return QRL_ERR_NOT_FOUND;
+    /* A revoked device is gone from the user's point of view: revoking it again is "not
+     * found", like any id that is not in their list. */
+    rc = core->st->m->device_get(core->st, device_id, &dev);
+    if (rc != QRL_OK)
+        return rc;
+    if (dev.account_id != auth->account_id || dev.revoked_ms != 0)
         return QRL_ERR_NOT_FOUND;
     rc = core->st->m->device_revoke(core->st, auth->account_id, device_id,
                                     qrl_core_now_ms(core));

@@ -314,9 +314,22 @@ qrl_err qrl_token_device_code(qrl_core *core, const char *client_id, const char 
 
 /* --- phone side ----------------------------------------------------------------------- */
 
-static void key_uc(char *buf, size_t len, const char *what, const char *who)
+/* Rate-limit keys of user-code failures: per client address and per account. */
+static void uc_keys(const qrl_auth *auth, const char *address, char *kaddr, size_t alen,
+                    char *kacct, size_t clen)
 {
-    snprintf(buf, len, "uc:%s:%s", what, who);
+    snprintf(kaddr, alen, "uc:addr:%s", address != NULL ? address : "");
+    snprintf(kacct, clen, "uc:acct:%lld", (long long)auth->account_id);
+}
+
+static qrl_err uc_limits(qrl_core *core, const char *kaddr, const char *kacct)
+{
+    qrl_err rc = qrl__limit_check(core, kaddr, core->cfg.user_code_fail_limit_addr,
+                                  core->cfg.user_code_fail_window_s);
+    if (rc == QRL_OK)
+        rc = qrl__limit_check(core, kacct, core->cfg.user_code_fail_limit_account,
+                              core->cfg.user_code_fail_window_s);
+    return rc;
 }
 
 /* Finds a request by scan secret or typed user code. User-code misses are counted per address
@@ -340,13 +353,8 @@ static qrl_err lr_find_by_code(qrl_core *core, const qrl_auth *auth, const char 
     if (qrl_user_code_normalize(code, canon) != QRL_OK)
         return QRL_ERR_INVALID;
 
-    key_uc(kaddr, sizeof kaddr, "addr", address != NULL ? address : "");
-    snprintf(kacct, sizeof kacct, "uc:acct:%lld", (long long)auth->account_id);
-    rc = qrl__limit_check(core, kaddr, core->cfg.user_code_fail_limit_addr,
-                          core->cfg.user_code_fail_window_s);
-    if (rc == QRL_OK)
-        rc = qrl__limit_check(core, kacct, core->cfg.user_code_fail_limit_account,
-                              core->cfg.user_code_fail_window_s);
+    uc_keys(auth, address, kaddr, sizeof kaddr, kacct, sizeof kacct);
+    rc = uc_limits(core, kaddr, kacct);
     if (rc != QRL_OK)
         return rc;
     rc = core->st->m->lr_find(core->st, QRL_LR_KEY_USER_CODE, canon, now, lr);
@@ -443,11 +451,31 @@ static qrl_err explain_conflict(qrl_core *core, const qrl_auth *auth, qrl_lr_rec
     return not_actionable(lr, auth);
 }
 
+/* The user confirms the code shown on the screen. Mismatches count as user-code failures, like
+ * lookups by a wrong code, so confirmation cannot be used to guess either. */
+static qrl_err user_code_confirm(qrl_core *core, const qrl_auth *auth, const qrl_lr_rec *lr,
+                                 const char *user_code, const char *address)
+{
+    char canon[QRL_USER_CODE_LEN + 1];
+    char kaddr[QRL_MAX_ADDRESS + 16], kacct[48];
+    qrl_err rc;
+
+    uc_keys(auth, address, kaddr, sizeof kaddr, kacct, sizeof kacct);
+    rc = uc_limits(core, kaddr, kacct);
+    if (rc != QRL_OK)
+        return rc;
+    if (qrl_user_code_normalize(user_code, canon) == QRL_OK &&
+        sodium_memcmp(canon, lr->user_code, QRL_USER_CODE_LEN) == 0)
+        return QRL_OK;
+    qrl__limit_fail(core, kaddr, core->cfg.user_code_fail_window_s);
+    qrl__limit_fail(core, kacct, core->cfg.user_code_fail_window_s);
+    return QRL_ERR_CODE_MISMATCH;
+}
+
 static qrl_err lr_approve(qrl_core *core, const qrl_auth *auth, const char *code,
                           const char *user_code, const char *password, const char *address,
                           qrl_lr_rec *lr)
 {
-    char canon[QRL_USER_CODE_LEN + 1];
     int64_t now = qrl_core_now_ms(core);
     qrl_err rc;
 
@@ -461,9 +489,9 @@ static qrl_err lr_approve(qrl_core *core, const qrl_auth *auth, const char *code
         return QRL_ERR_EXPIRED;
     if (lr->state != QRL_LR_SCANNED || lr->claimed_device_id != auth->device_id)
         return not_actionable(lr, auth);
-    if (qrl_user_code_normalize(user_code, canon) != QRL_OK ||
-        sodium_memcmp(canon, lr->user_code, QRL_USER_CODE_LEN) != 0)
-        return QRL_ERR_CODE_MISMATCH;
+    rc = user_code_confirm(core, auth, lr, user_code, address);
+    if (rc != QRL_OK)
+        return rc;
     rc = qrl__password_check(core, &auth->account, password, address);
     if (rc != QRL_OK)
         return rc;

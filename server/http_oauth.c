@@ -288,7 +288,8 @@ static enum MHD_Result grant_device_code(qrl__req *r, const qrl__form *f)
         return qrl__respond_error(r, 400, "invalid_request",
                                   "client_id and device_code are required");
     if (strlen(client_id) > QRL_MAX_CLIENT_ID || strlen(code) >= sizeof r->device_code)
-        return qrl__respond_error(r, 400, "invalid_grant", "unknown device code");
+        return qrl__respond_error(r, 400, "invalid_request",
+                                  "client_id or device_code is longer than any we issue");
     memcpy(r->client_id, client_id, strlen(client_id) + 1);
     memcpy(r->device_code, code, strlen(code) + 1);
     r->wait_s = prefer_wait(r);
@@ -308,7 +309,8 @@ static enum MHD_Result grant_refresh(qrl__req *r, const qrl__form *f)
         return qrl__respond_error(r, 400, "invalid_request",
                                   "client_id and refresh_token are required");
     if (strlen(token) > QRL_MAX_TOKEN || strlen(client_id) > QRL_MAX_CLIENT_ID)
-        return qrl__respond_error(r, 400, "invalid_grant", "unknown refresh token");
+        return qrl__respond_error(r, 400, "invalid_request",
+                                  "client_id or refresh_token is longer than any we issue");
     rc = qrl_token_refresh(r->srv->core, client_id, token, &t);
     switch (rc) {
     case QRL_OK:

@@ -111,11 +111,13 @@ enum MHD_Result qrl__h_sessions(qrl__req *r, const char *arg)
 static enum MHD_Result lr_error(qrl__req *r, qrl_err rc, const qrl_lr_rec *lr)
 {
     if (rc == QRL_ERR_CONFLICT && lr != NULL && lr->id != 0)
-        return qrl__respond_json(r, 409,
-                                 json_pack("{s:s, s:s, s:s}", "error", "invalid_state",
-                                           "error_description",
-                                           "the login request is already decided", "state",
-                                           qrl_lr_state_name(lr->state)));
+        return qrl__respond_json(
+            r, 409,
+            json_pack("{s:s, s:s, s:s}", "error", "invalid_state", "error_description",
+                      lr->state == QRL_LR_PENDING
+                          ? "open the login request (GET) on this phone before approving it"
+                          : "the login request is already decided",
+                      "state", qrl_lr_state_name(lr->state)));
     if (rc == QRL_ERR_INVALID)
         return qrl__respond_error(r, 400, "invalid_request", "not a scan secret or user code");
     if (rc == QRL_ERR_UNAUTHORIZED)

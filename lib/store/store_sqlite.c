@@ -1,0 +1,1683 @@
+/*
+ * SQLite store backend: the embedded default store (design.md section 6), one database file in
+ * WAL mode, implementing every function of qrl_store_methods (include/qrlogin/store.h).
+ *
+ * Why it looks the way it does: the store is where the login-request state machine becomes
+ * atomic (design.md section 3) and where every credential lives, so each method is one atomic,
+ * durable unit. A login request changes state only through one conditional UPDATE whose success
+ * is judged by sqlite3_changes() == 1: that is the compare-and-set that gives exactly one winner
+ * among any number of racing callers. Writes of more than one statement run inside
+ * BEGIN IMMEDIATE, which takes the write lock up front; a deferred transaction that reads first
+ * and upgrades later could fail with SQLITE_BUSY instead of waiting in the busy handler.
+ *
+ * Usage profile it is tuned for: one server process with a fixed pool of worker threads, each
+ * running many short operations. Reads dominate (token_lookup on every authenticated request,
+ * lr_find on every poll and scan); writes are a few small rows each, and every write must be
+ * durable when it returns (synchronous=FULL: one fsync of the WAL per commit). Hence:
+ * - one connection per calling thread (pthread key, opened lazily, SQLITE_OPEN_NOMUTEX): no
+ *   connection-level mutex, and in WAL mode readers never block each other or the writer;
+ * - every statement prepared once per connection (SQLITE_PREPARE_PERSISTENT) and kept in an
+ *   array indexed by enum stmt_id;
+ * - device_touch, which runs on every phone request and is not durability-critical, commits
+ *   with synchronous=NORMAL: it survives kill -9 and becomes power-safe with the next durable
+ *   commit (WAL frames are synced in order).
+ * Connections of threads that exit stay open until close; the server's thread pool is fixed, so
+ * their number is bounded by the number of threads that ever used the handle.
+ *
+ * Lifecycle: qrl_store_sqlite_open() -> methods from any thread -> st->m->close() once no thread
+ * uses the handle any more. Close finalizes and closes every connection it opened.
+ *
+ * What to update when...
+ * - the schema changes: append one SQL string to migrations[] (never edit a released entry);
+ *   open applies the missing entries in one transaction and sets PRAGMA user_version;
+ * - a statement is added: one enum stmt_id entry and its SQL in stmt_sql[];
+ * - a record field is added: the *_COLS list, its read_*() function and the INSERT.
+ *
+ * Backend failures are logged to stderr as "qrlogin: sqlite: <message>". SQLite's messages never
+ * contain bound values, so no secret or hash can reach the log.
+ */
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sqlite3.h>
+
+#include "qrlogin/store.h"
+
+/* A writer waits this long for the write lock before giving up with QRL_ERR_STORE. Commits take
+ * milliseconds, so 10 s only runs out when something is badly stuck. */
+#define BUSY_TIMEOUT_MS 10000
+/* Rate-limit keys are built by the core from a prefix and a username or an address
+ * ("pw:user:<64>", "uc:addr:<63>"); 256 is several times that and rejects garbage. */
+#define RATELIMIT_KEY_MAX 256
+
+/* States are stored as numbers and appear as literals in the SQL below. */
+_Static_assert(QRL_LR_PENDING == 0 && QRL_LR_SCANNED == 1 && QRL_LR_APPROVED == 2 &&
+                   QRL_LR_REDEEMED == 3 && QRL_LR_DENIED == 4 && QRL_LR_EXPIRED == 5,
+               "login request states are stored as numbers used in the SQL");
+
+/* Schema migrations: entry i brings the schema from user_version i to i + 1. */
+static const char *const migrations[] = {
+    /* Version 1: the initial schema. Hashes are 32-byte BLOBs, times INTEGER milliseconds,
+     * "0" means "none" for optional ids and times (it is what the records use). */
+    "CREATE TABLE accounts ("
+    " id INTEGER PRIMARY KEY,"
+    " username TEXT NOT NULL UNIQUE,"
+    " display_name TEXT NOT NULL,"
+    " pw_hash TEXT NOT NULL,"
+    " created_ms INTEGER NOT NULL,"
+    " disabled INTEGER NOT NULL DEFAULT 0);"
+    "CREATE TABLE devices ("
+    " id INTEGER PRIMARY KEY,"
+    " account_id INTEGER NOT NULL REFERENCES accounts(id),"
+    " name TEXT NOT NULL,"
+    " kind TEXT NOT NULL,"
+    " address TEXT NOT NULL,"
+    " created_ms INTEGER NOT NULL,"
+    " last_seen_ms INTEGER NOT NULL,"
+    " revoked_ms INTEGER NOT NULL DEFAULT 0);"
+    "CREATE INDEX devices_account ON devices(account_id);"
+    /* Looked up only by hash: WITHOUT ROWID makes the primary key the table itself. */
+    "CREATE TABLE tokens ("
+    " hash BLOB PRIMARY KEY CHECK (length(hash) = 32),"
+    " kind INTEGER NOT NULL,"
+    " device_id INTEGER NOT NULL REFERENCES devices(id),"
+    " created_ms INTEGER NOT NULL,"
+    " expires_ms INTEGER NOT NULL,"
+    " used_ms INTEGER NOT NULL DEFAULT 0,"
+    " revoked_ms INTEGER NOT NULL DEFAULT 0,"
+    " client_id TEXT NOT NULL,"
+    " scope TEXT NOT NULL) WITHOUT ROWID;"
+    "CREATE INDEX tokens_device ON tokens(device_id);"
+    "CREATE TABLE login_requests ("
+    " id INTEGER PRIMARY KEY,"
+    " device_code_hash BLOB NOT NULL UNIQUE CHECK (length(device_code_hash) = 32),"
+    " scan_hash BLOB NOT NULL UNIQUE CHECK (length(scan_hash) = 32),"
+    " user_code TEXT NOT NULL,"
+    " client_id TEXT NOT NULL,"
+    " scope TEXT NOT NULL,"
+    " device_name TEXT NOT NULL,"
+    " device_kind TEXT NOT NULL,"
+    " address TEXT NOT NULL,"
+    " created_ms INTEGER NOT NULL,"
+    " expires_ms INTEGER NOT NULL,"
+    " interval_s INTEGER NOT NULL,"
+    " state INTEGER NOT NULL CHECK (state BETWEEN 0 AND 5),"
+    " updated_ms INTEGER NOT NULL,"
+    " claimed_device_id INTEGER NOT NULL DEFAULT 0,"
+    " account_id INTEGER NOT NULL DEFAULT 0,"
+    " approving_device_id INTEGER NOT NULL DEFAULT 0,"
+    " redeemed_device_id INTEGER NOT NULL DEFAULT 0);"
+    "CREATE INDEX login_requests_user_code ON login_requests(user_code, expires_ms);"
+    "CREATE TABLE rate_limits ("
+    " key TEXT PRIMARY KEY,"
+    " start_ms INTEGER NOT NULL,"
+    " window_ms INTEGER NOT NULL,"
+    " hits INTEGER NOT NULL) WITHOUT ROWID;",
+};
+#define SCHEMA_VERSION ((int)(sizeof migrations / sizeof migrations[0]))
+
+/* Column lists shared by the SELECTs and the read_*() functions that decode them. */
+#define ACCOUNT_COLS "id, username, display_name, pw_hash, created_ms, disabled"
+#define DEVICE_COLS "id, account_id, name, kind, address, created_ms, last_seen_ms, revoked_ms"
+#define TOKEN_COLS                                                                                 \
+    "t.hash, t.kind, t.device_id, t.created_ms, t.expires_ms, t.used_ms, t.revoked_ms, "           \
+    "t.client_id, t.scope, d.account_id, d.revoked_ms != 0, a.disabled != 0"
+#define LR_COLS                                                                                    \
+    "id, device_code_hash, scan_hash, user_code, client_id, scope, device_name, device_kind, "     \
+    "address, created_ms, expires_ms, interval_s, state, updated_ms, claimed_device_id, "          \
+    "account_id, approving_device_id, redeemed_device_id"
+
+enum stmt_id {
+    ST_BEGIN,
+    ST_COMMIT,
+    ST_ROLLBACK,
+    ST_ACCOUNT_INSERT,
+    ST_ACCOUNT_GET,
+    ST_ACCOUNT_BY_NAME,
+    ST_ACCOUNT_SET_PW,
+    ST_DEVICE_INSERT,
+    ST_DEVICE_GET,
+    ST_DEVICE_LIST,
+    ST_DEVICE_TOUCH,
+    ST_DEVICE_SET_REVOKED,
+    ST_DEVICE_REVOKE_TOKENS,
+    ST_TOKEN_INSERT,
+    ST_TOKEN_LOOKUP,
+    ST_TOKEN_SET_USED,
+    ST_TOKEN_REVOKE,
+    ST_LR_CODE_TAKEN,
+    ST_LR_INSERT,
+    ST_LR_GET,
+    ST_LR_BY_DEVICE_CODE,
+    ST_LR_BY_SCAN,
+    ST_LR_BY_USER_CODE,
+    ST_LR_TRANSITION,
+    ST_LR_APPROVER,
+    ST_LR_SET_DENIED,
+    ST_LR_SET_REDEEMED,
+    ST_LR_BY_DEVICE,
+    ST_RL_HIT,
+    ST_RL_PEEK,
+    ST_SWEEP_LR,
+    ST_SWEEP_RL,
+    ST_COUNT
+};
+
+static const char *const stmt_sql[ST_COUNT] = {
+    [ST_BEGIN] = "BEGIN IMMEDIATE",
+    [ST_COMMIT] = "COMMIT",
+    [ST_ROLLBACK] = "ROLLBACK",
+
+    [ST_ACCOUNT_INSERT] = "INSERT INTO accounts (username, display_name, pw_hash, created_ms,"
+                          " disabled) VALUES (?1, ?2, ?3, ?4, ?5)",
+    [ST_ACCOUNT_GET] = "SELECT " ACCOUNT_COLS " FROM accounts WHERE id = ?1",
+    [ST_ACCOUNT_BY_NAME] = "SELECT " ACCOUNT_COLS " FROM accounts WHERE username = ?1",
+    [ST_ACCOUNT_SET_PW] = "UPDATE accounts SET pw_hash = ?2 WHERE id = ?1",
+
+    [ST_DEVICE_INSERT] = "INSERT INTO devices (account_id, name, kind, address, created_ms,"
+                         " last_seen_ms, revoked_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?5, 0)",
+    [ST_DEVICE_GET] = "SELECT " DEVICE_COLS " FROM devices WHERE id = ?1",
+    [ST_DEVICE_LIST] = "SELECT " DEVICE_COLS " FROM devices WHERE account_id = ?1"
+                       " AND revoked_ms = 0 ORDER BY created_ms, id LIMIT ?2",
+    [ST_DEVICE_TOUCH] = "UPDATE devices SET last_seen_ms = ?2, address = coalesce(?3, address)"
+                        " WHERE id = ?1 AND revoked_ms = 0",
+    [ST_DEVICE_SET_REVOKED] = "UPDATE devices SET revoked_ms = ?2 WHERE id = ?1 AND revoked_ms = 0",
+    [ST_DEVICE_REVOKE_TOKENS] = "UPDATE tokens SET revoked_ms = ?2"
+                                " WHERE device_id = ?1 AND revoked_ms = 0",
+
+    [ST_TOKEN_INSERT] = "INSERT INTO tokens (hash, kind, device_id, created_ms, expires_ms,"
+                        " used_ms, revoked_ms, client_id, scope)"
+                        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    [ST_TOKEN_LOOKUP] = "SELECT " TOKEN_COLS " FROM tokens t JOIN devices d ON d.id = t.device_id"
+                        " JOIN accounts a ON a.id = d.account_id WHERE t.hash = ?1",
+    [ST_TOKEN_SET_USED] = "UPDATE tokens SET used_ms = ?2 WHERE hash = ?1 AND used_ms = 0",
+    /* Rewrites an already set revoked_ms with itself, so that changes() tells existence. */
+    [ST_TOKEN_REVOKE] = "UPDATE tokens SET revoked_ms = CASE WHEN revoked_ms = 0 THEN ?2"
+                        " ELSE revoked_ms END WHERE hash = ?1",
+
+    [ST_LR_CODE_TAKEN] = "SELECT 1 FROM login_requests WHERE user_code = ?1 AND expires_ms > ?2"
+                         " AND state IN (0, 1, 2) LIMIT 1",
+    [ST_LR_INSERT] = "INSERT INTO login_requests (device_code_hash, scan_hash, user_code,"
+                     " client_id, scope, device_name, device_kind, address, created_ms,"
+                     " expires_ms, interval_s, state, updated_ms, claimed_device_id, account_id,"
+                     " approving_device_id, redeemed_device_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6,"
+                     " ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+    [ST_LR_GET] = "SELECT " LR_COLS " FROM login_requests WHERE id = ?1",
+    [ST_LR_BY_DEVICE_CODE] = "SELECT " LR_COLS " FROM login_requests WHERE device_code_hash = ?1",
+    [ST_LR_BY_SCAN] = "SELECT " LR_COLS " FROM login_requests WHERE scan_hash = ?1",
+    [ST_LR_BY_USER_CODE] = "SELECT " LR_COLS " FROM login_requests WHERE user_code = ?1"
+                           " AND expires_ms > ?2 ORDER BY id DESC LIMIT 1",
+    /* The compare-and-set of store.h's lr_transition; ?4 is the from_mask. */
+    [ST_LR_TRANSITION] =
+        "UPDATE login_requests SET state = ?2, updated_ms = ?3,"
+        " claimed_device_id = CASE WHEN ?5 != 0 THEN ?5 ELSE claimed_device_id END,"
+        " account_id = CASE WHEN ?6 != 0 THEN ?6 ELSE account_id END,"
+        " approving_device_id = CASE WHEN ?7 != 0 THEN ?7 ELSE approving_device_id END"
+        " WHERE id = ?1 AND ((?4 >> state) & 1) = 1"
+        " AND CASE WHEN ?2 = 5 THEN expires_ms <= ?3 ELSE expires_ms > ?3 END"
+        " AND (?8 = 0 OR claimed_device_id = ?8)",
+    /* NULL columns mean the account, or a device of that account, does not exist. */
+    [ST_LR_APPROVER] = "SELECT (SELECT disabled FROM accounts WHERE id = ?1),"
+                       " (SELECT revoked_ms FROM devices WHERE id = ?2 AND account_id = ?1)",
+    [ST_LR_SET_DENIED] = "UPDATE login_requests SET state = 4, updated_ms = ?2"
+                         " WHERE id = ?1 AND state = 2",
+    [ST_LR_SET_REDEEMED] = "UPDATE login_requests SET state = 3, updated_ms = ?2,"
+                           " redeemed_device_id = ?3 WHERE id = ?1 AND state = 2",
+    [ST_LR_BY_DEVICE] = "SELECT id FROM login_requests WHERE state IN (1, 2)"
+                        " AND (claimed_device_id = ?1 OR approving_device_id = ?1)"
+                        " ORDER BY id LIMIT ?2",
+
+    /* One statement, so the read-modify-write of a counter cannot interleave. In DO UPDATE the
+     * bare column names are the row's values before the update. */
+    [ST_RL_HIT] = "INSERT INTO rate_limits (key, start_ms, window_ms, hits) VALUES (?1, ?2, ?3, 1)"
+                  " ON CONFLICT (key) DO UPDATE SET"
+                  " hits = CASE WHEN ?2 < start_ms + ?3 THEN hits + 1 ELSE 1 END,"
+                  " start_ms = CASE WHEN ?2 < start_ms + ?3 THEN start_ms ELSE ?2 END,"
+                  " window_ms = ?3 RETURNING hits",
+    [ST_RL_PEEK] = "SELECT hits, start_ms FROM rate_limits WHERE key = ?1",
+    [ST_SWEEP_LR] = "DELETE FROM login_requests WHERE expires_ms < ?1 - ?2",
+    [ST_SWEEP_RL] = "DELETE FROM rate_limits WHERE start_ms + window_ms < ?1 - ?2",
+};
+
+/* One thread's connection. Used only by that thread; reached by others only in close. */
+struct conn {
+    sqlite3 *db;
+    sqlite3_stmt *stmt[ST_COUNT];
+    int sync_relaxed; /* synchronous=NORMAL is in effect and must be restored */
+    struct conn *next;
+};
+
+typedef struct sqlite_store {
+    struct qrl_store base; /* first member: the handle is a qrl_store */
+    char *path;
+    pthread_key_t key; /* the calling thread's struct conn */
+    pthread_mutex_t lock;
+    struct conn *conns; /* every connection opened, guarded by lock */
+} sqlite_store;
+
+/* --- small helpers ------------------------------------------------------------------------ */
+
+/* True when `s` is a NUL-terminated string that fits an array of `cap` bytes. */
+static int str_fits(const char *s, size_t cap)
+{
+    return s != NULL && memchr(s, '\0', cap) != NULL;
+}
+
+static void log_db(sqlite3 *db, const char *what)
+{
+    fprintf(stderr, "qrlogin: sqlite: %s: %s\n", what,
+            db != NULL ? sqlite3_errmsg(db) : "out of memory");
+}
+
+/* Maps an SQLite result code (extended codes are on) to a qrl_err, logging real failures. */
+static qrl_err db_fail(struct conn *c, int rc, const char *what)
+{
+    if (rc == SQLITE_CONSTRAINT_UNIQUE || rc == SQLITE_CONSTRAINT_PRIMARYKEY)
+        return QRL_ERR_EXISTS;
+    log_db(c->db, what);
+    return (rc & 0xff) == SQLITE_NOMEM ? QRL_ERR_NOMEM : QRL_ERR_STORE;
+}
+
+/* A value read back does not fit its record: someone else wrote the file, or it is damaged. */
+static qrl_err bad_row(const char *what)
+{
+    fprintf(stderr, "qrlogin: sqlite: %s: unexpected value in database\n", what);
+    return QRL_ERR_STORE;
+}
+
+static void set_errbuf(char *errbuf, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Open-time errors go to the caller's buffer, or to the log when there is none. */
+static void set_errbuf(char *errbuf, size_t errlen, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (errbuf != NULL && errlen > 0)
+        snprintf(errbuf, errlen, "sqlite: %s", msg);
+    else
+        fprintf(stderr, "qrlogin: sqlite: %s\n", msg);
+}
+
+/* Binding fails only on a programming error or out of memory. A failed bind would leave the
+ * previous call's value in place, so every call site checks: the helpers keep the first error. */
+static void bind_i64(sqlite3_stmt *s, int i, int64_t v, int *brc)
+{
+    int rc = sqlite3_bind_int64(s, i, v);
+    if (*brc == SQLITE_OK)
+        *brc = rc;
+}
+
+static void bind_text(sqlite3_stmt *s, int i, const char *v, int *brc)
+{
+    int rc = v != NULL ? sqlite3_bind_text(s, i, v, -1, SQLITE_STATIC) : sqlite3_bind_null(s, i);
+    if (*brc == SQLITE_OK)
+        *brc = rc;
+}
+
+static void bind_hash(sqlite3_stmt *s, int i, const qrl_hash *h, int *brc)
+{
+    int rc = sqlite3_bind_blob(s, i, h->b, QRL_HASH_BYTES, SQLITE_STATIC);
+    if (*brc == SQLITE_OK)
+        *brc = rc;
+}
+
+/* Sizes handed to LIMIT: a size_t may exceed what SQLite's integers hold. */
+static int64_t limit_of(size_t max)
+{
+    return max > (size_t)INT64_MAX ? INT64_MAX : (int64_t)max;
+}
+
+/* Copies a TEXT column into a fixed array; never truncates (-1 when it does not fit). */
+static int col_text(sqlite3_stmt *s, int col, char *dst, size_t cap)
+{
+    const unsigned char *p = sqlite3_column_text(s, col);
+    size_t n = (size_t)sqlite3_column_bytes(s, col);
+
+    if (p == NULL || n >= cap)
+        return -1;
+    memcpy(dst, p, n);
+    dst[n] = '\0';
+    return 0;
+}
+
+static int col_hash(sqlite3_stmt *s, int col, qrl_hash *h)
+{
+    const void *p = sqlite3_column_blob(s, col);
+
+    if (p == NULL || sqlite3_column_bytes(s, col) != QRL_HASH_BYTES)
+        return -1;
+    memcpy(h->b, p, QRL_HASH_BYTES);
+    return 0;
+}
+
+/* --- row decoders (column order: the *_COLS lists) ------------------------------------------ */
+
+static qrl_err read_account(sqlite3_stmt *s, qrl_account_rec *out)
+{
+    memset(out, 0, sizeof *out);
+    out->id = sqlite3_column_int64(s, 0);
+    if (col_text(s, 1, out->username, sizeof out->username) != 0 ||
+        col_text(s, 2, out->display_name, sizeof out->display_name) != 0 ||
+        col_text(s, 3, out->pw_hash, sizeof out->pw_hash) != 0)
+        return bad_row("account");
+    out->created_ms = sqlite3_column_int64(s, 4);
+    out->disabled = sqlite3_column_int(s, 5) != 0;
+    return QRL_OK;
+}
+
+static qrl_err read_device(sqlite3_stmt *s, qrl_device_rec *out)
+{
+    memset(out, 0, sizeof *out);
+    out->id = sqlite3_column_int64(s, 0);
+    out->account_id = sqlite3_column_int64(s, 1);
+    if (col_text(s, 2, out->name, sizeof out->name) != 0 ||
+        col_text(s, 3, out->kind, sizeof out->kind) != 0 ||
+        col_text(s, 4, out->address, sizeof out->address) != 0)
+        return bad_row("device");
+    out->created_ms = sqlite3_column_int64(s, 5);
+    out->last_seen_ms = sqlite3_column_int64(s, 6);
+    out->revoked_ms = sqlite3_column_int64(s, 7);
+    return QRL_OK;
+}
+
+static qrl_err read_token(sqlite3_stmt *s, qrl_token_rec *out)
+{
+    int kind;
+
+    memset(out, 0, sizeof *out);
+    kind = sqlite3_column_int(s, 1);
+    if (col_hash(s, 0, &out->hash) != 0 || kind < QRL_TOKEN_ACCESS || kind > QRL_TOKEN_SESSION ||
+        col_text(s, 7, out->client_id, sizeof out->client_id) != 0 ||
+        col_text(s, 8, out->scope, sizeof out->scope) != 0)
+        return bad_row("token");
+    out->kind = (qrl_token_kind)kind;
+    out->device_id = sqlite3_column_int64(s, 2);
+    out->created_ms = sqlite3_column_int64(s, 3);
+    out->expires_ms = sqlite3_column_int64(s, 4);
+    out->used_ms = sqlite3_column_int64(s, 5);
+    out->revoked_ms = sqlite3_column_int64(s, 6);
+    out->account_id = sqlite3_column_int64(s, 9);
+    out->device_revoked = sqlite3_column_int(s, 10);
+    out->account_disabled = sqlite3_column_int(s, 11);
+    return QRL_OK;
+}
+
+static qrl_err read_lr(sqlite3_stmt *s, qrl_lr_rec *out)
+{
+    int state;
+
+    memset(out, 0, sizeof *out);
+    state = sqlite3_column_int(s, 12);
+    if (col_hash(s, 1, &out->device_code_hash) != 0 || col_hash(s, 2, &out->scan_hash) != 0 ||
+        col_text(s, 3, out->user_code, sizeof out->user_code) != 0 ||
+        col_text(s, 4, out->client_id, sizeof out->client_id) != 0 ||
+        col_text(s, 5, out->scope, sizeof out->scope) != 0 ||
+        col_text(s, 6, out->device_name, sizeof out->device_name) != 0 ||
+        col_text(s, 7, out->device_kind, sizeof out->device_kind) != 0 ||
+        col_text(s, 8, out->address, sizeof out->address) != 0 || state < QRL_LR_PENDING ||
+        state > QRL_LR_EXPIRED)
+        return bad_row("login request");
+    out->id = sqlite3_column_int64(s, 0);
+    out->created_ms = sqlite3_column_int64(s, 9);
+    out->expires_ms = sqlite3_column_int64(s, 10);
+    out->interval_s = sqlite3_column_int(s, 11);
+    out->state = (qrl_lr_state)state;
+    out->updated_ms = sqlite3_column_int64(s, 13);
+    out->claimed_device_id = sqlite3_column_int64(s, 14);
+    out->account_id = sqlite3_column_int64(s, 15);
+    out->approving_device_id = sqlite3_column_int64(s, 16);
+    out->redeemed_device_id = sqlite3_column_int64(s, 17);
+    return QRL_OK;
+}
+
+/* --- connections and statements ------------------------------------------------------------ */
+
+/* Returns the cached statement `id`, preparing it on first use. The caller resets it after use
+ * (sqlite3_reset), which also ends the read transaction a SELECT holds. */
+static qrl_err stmt_get(struct conn *c, enum stmt_id id, sqlite3_stmt **out)
+{
+    if (c->stmt[id] == NULL) {
+        int rc = sqlite3_prepare_v3(c->db, stmt_sql[id], -1, SQLITE_PREPARE_PERSISTENT,
+                                    &c->stmt[id], NULL);
+        if (rc != SQLITE_OK)
+            return db_fail(c, rc, "prepare");
+    }
+    *out = c->stmt[id];
+    return QRL_OK;
+}
+
+/* Runs a statement that returns no row to completion. Needs no bindings or has them set. */
+static qrl_err stmt_run(struct conn *c, sqlite3_stmt *s, const char *what)
+{
+    int rc = sqlite3_step(s);
+
+    sqlite3_reset(s);
+    return rc == SQLITE_DONE ? QRL_OK : db_fail(c, rc, what);
+}
+
+static qrl_err exec_id(struct conn *c, enum stmt_id id, const char *what)
+{
+    sqlite3_stmt *s = NULL;
+    qrl_err rc = stmt_get(c, id, &s);
+
+    return rc != QRL_OK ? rc : stmt_run(c, s, what);
+}
+
+static qrl_err tx_begin(struct conn *c)
+{
+    return exec_id(c, ST_BEGIN, "begin");
+}
+
+/* Ends the transaction: commits when `commit`, else rolls back. A failed COMMIT is rolled
+ * back too, so the connection never stays inside a transaction. */
+static qrl_err tx_end(struct conn *c, int commit)
+{
+    qrl_err rc = QRL_OK;
+
+    if (commit)
+        rc = exec_id(c, ST_COMMIT, "commit");
+    /* SQLite may already have rolled back by itself after some errors (e.g. SQLITE_FULL). */
+    if ((!commit || rc != QRL_OK) && !sqlite3_get_autocommit(c->db))
+        (void)exec_id(c, ST_ROLLBACK, "rollback");
+    return rc;
+}
+
+/* PRAGMA synchronous does its work when it is prepared, not when it is stepped, so it cannot
+ * be a cached statement: sqlite3_exec prepares it each time. */
+static qrl_err set_synchronous(struct conn *c, int full)
+{
+    int rc = sqlite3_exec(c->db, full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL",
+                          NULL, NULL, NULL);
+
+    return rc == SQLITE_OK ? QRL_OK : db_fail(c, rc, "synchronous");
+}
+
+static void conn_close(struct conn *c)
+{
+    if (c == NULL)
+        return;
+    for (int i = 0; i < ST_COUNT; i++)
+        sqlite3_finalize(c->stmt[i]);
+    if (sqlite3_close(c->db) != SQLITE_OK)
+        log_db(c->db, "close");
+    free(c);
+}
+
+/* Opens a connection and applies the per-connection settings. */
+static qrl_err conn_open(const char *path, struct conn **out, char *errbuf, size_t errlen)
+{
+    struct conn *c;
+    sqlite3_stmt *s = NULL;
+    const unsigned char *mode;
+    int src;
+    qrl_err rc = QRL_ERR_STORE;
+
+    c = calloc(1, sizeof *c);
+    if (c == NULL)
+        return QRL_ERR_NOMEM;
+    src = sqlite3_open_v2(path, &c->db,
+                          SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+    if (src != SQLITE_OK) {
+        set_errbuf(errbuf, errlen, "cannot open %s: %s", path,
+                   c->db != NULL ? sqlite3_errmsg(c->db) : "out of memory");
+        goto out;
+    }
+    sqlite3_extended_result_codes(c->db, 1);
+    sqlite3_busy_timeout(c->db, BUSY_TIMEOUT_MS);
+    if (sqlite3_exec(c->db, "PRAGMA foreign_keys=ON; PRAGMA synchronous=FULL", NULL, NULL, NULL) !=
+        SQLITE_OK) {
+        set_errbuf(errbuf, errlen, "%s: %s", path, sqlite3_errmsg(c->db));
+        goto out;
+    }
+    /* Setting WAL on a database already in WAL mode is a cheap no-op; the answer tells whether
+     * the mode is in effect (a file system without shared memory refuses it). */
+    src = sqlite3_prepare_v2(c->db, "PRAGMA journal_mode=WAL", -1, &s, NULL);
+    if (src == SQLITE_OK)
+        src = sqlite3_step(s);
+    mode = src == SQLITE_ROW ? sqlite3_column_text(s, 0) : NULL;
+    if (mode == NULL || strcmp((const char *)mode, "wal") != 0) {
+        set_errbuf(errbuf, errlen, "%s: cannot enable WAL journal mode: %s", path,
+                   src == SQLITE_ROW ? "refused" : sqlite3_errmsg(c->db));
+        goto out;
+    }
+    rc = QRL_OK;
+out:
+    sqlite3_finalize(s);
+    if (rc != QRL_OK) {
+        conn_close(c);
+        c = NULL;
+    }
+    *out = c;
+    return rc;
+}
+
+/* The calling thread's connection, opened on its first call. */
+static qrl_err conn_get(sqlite_store *s, struct conn **out)
+{
+    struct conn *c = pthread_getspecific(s->key);
+    qrl_err rc;
+
+    if (c == NULL) {
+        rc = conn_open(s->path, &c, NULL, 0);
+        if (rc != QRL_OK)
+            return rc;
+        if (pthread_setspecific(s->key, c) != 0) {
+            conn_close(c);
+            return QRL_ERR_NOMEM;
+        }
+        pthread_mutex_lock(&s->lock);
+        c->next = s->conns;
+        s->conns = c;
+        pthread_mutex_unlock(&s->lock);
+    }
+    /* A device_touch that could not restore synchronous=FULL must not leave later writes on
+     * this connection less durable than promised: retry the restore before anything else. */
+    if (c->sync_relaxed) {
+        rc = set_synchronous(c, 1);
+        if (rc != QRL_OK)
+            return rc;
+        c->sync_relaxed = 0;
+    }
+    *out = c;
+    return QRL_OK;
+}
+
+static qrl_err store_conn(qrl_store *st, struct conn **out)
+{
+    if (st == NULL)
+        return QRL_ERR_INVALID;
+    return conn_get((sqlite_store *)st, out);
+}
+
+/* --- schema ------------------------------------------------------------------------------- */
+
+static int user_version(sqlite3 *db, int *v)
+{
+    sqlite3_stmt *s = NULL;
+    int rc = sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &s, NULL);
+
+    if (rc == SQLITE_OK)
+        rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        *v = sqlite3_column_int(s, 0);
+        rc = SQLITE_OK;
+    }
+    sqlite3_finalize(s);
+    return rc;
+}
+
+/* Brings the schema to SCHEMA_VERSION: every missing migration and the new user_version in one
+ * IMMEDIATE transaction, so a second process opening the file at the same moment waits and then
+ * sees the finished schema. */
+static qrl_err schema_migrate(struct conn *c, const char *path, char *errbuf, size_t errlen)
+{
+    char sql[64];
+    char *msg = NULL;
+    int v = 0;
+    int in_tx = 0;
+    qrl_err rc = QRL_ERR_STORE;
+
+    if (user_version(c->db, &v) != SQLITE_OK)
+        goto fail;
+    if (v == SCHEMA_VERSION)
+        return QRL_OK;
+    if (sqlite3_exec(c->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+        goto fail;
+    in_tx = 1;
+    if (user_version(c->db, &v) != SQLITE_OK)
+        goto fail;
+    if (v < 0 || v > SCHEMA_VERSION) {
+        set_errbuf(errbuf, errlen, "%s: schema version %d is not known to this program (%d)", path,
+                   v, SCHEMA_VERSION);
+        goto out;
+    }
+    for (int i = v; i < SCHEMA_VERSION; i++) {
+        if (sqlite3_exec(c->db, migrations[i], NULL, NULL, &msg) != SQLITE_OK) {
+            set_errbuf(errbuf, errlen, "%s: migration to version %d: %s", path, i + 1,
+                       msg != NULL ? msg : "failed");
+            goto out;
+        }
+    }
+    snprintf(sql, sizeof sql, "PRAGMA user_version=%d", SCHEMA_VERSION);
+    if (sqlite3_exec(c->db, sql, NULL, NULL, NULL) != SQLITE_OK ||
+        sqlite3_exec(c->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+        goto fail;
+    in_tx = 0;
+    rc = QRL_OK;
+    goto out;
+fail:
+    set_errbuf(errbuf, errlen, "%s: schema: %s", path, sqlite3_errmsg(c->db));
+out:
+    if (in_tx && !sqlite3_get_autocommit(c->db))
+        sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
+    sqlite3_free(msg);
+    return rc;
+}
+
+/* --- accounts ----------------------------------------------------------------------------- */
+
+static qrl_err account_create(qrl_store *st, qrl_account_rec *acc)
+{
+    struct conn *c;
+    sqlite3_stmt *s = NULL;
+    int brc = SQLITE_OK;
+    qrl_err rc;
+
+    if (acc == NULL || !str_fits(acc->username, sizeof acc->username) ||
+        !str_fits(acc->display_name, sizeof acc->display_name) ||
+        !str_fits(acc->pw_hash, sizeof acc->pw_hash))
+        return QRL_ERR_INVALID;
+    if ((rc = store_conn(st, &c)) != QRL_OK || (rc = stmt_get(c, ST_ACCOUNT_INSERT, &s)) != QRL_OK)
+        return rc;
+    bind_text(s, 1, acc->username, &brc);
+    bind_text(s, 2, acc->display_name, &brc);
+    bind_text(s, 3, acc->pw_hash, &brc);
+    bind_i64(s, 4, acc->created_ms, &brc);
+    bind_i64(s, 5, acc->disabled != 0, &brc);
+    if (brc != SQLITE_OK)
+        return db_fail(c, brc, "account_create");
+    rc = stmt_run(c, s, "account_create");
+    if (rc == QRL_OK)
+        acc->id = sqlite3_last_insert_rowid(c->db);
+    return rc;
+}
+
+/* Looks up one account with a prepared statement whose ?1 the caller bound. */
+static qrl_err account_fetch(struct conn *c, sqlite3_stmt *s, qrl_account_rec *out)
+{
+    int src = sqlite3_step(s);
+    qrl_err rc;
+
+    if (src == SQLITE_ROW)
+        rc = read_account(s, out);
+    else if (src == SQLITE_DONE)
+        rc = QRL_ERR_NOT_FOUND;
+    else
+        rc = db_fail(c, src, "account");
+    sqlite3_reset(s);
+    return rc;
+}
+
+static qrl_err account_get(qrl_store *st, int64_t id, qrl_account_rec *out)
+{
+    struct conn *c;
+    sqlite3_stmt *s = NULL;
+    int brc = SQLITE_OK;
+    qrl_err rc;
+
+    if (out == NULL)
+        return QRL_ERR_INVALID;
+    if ((rc = store_conn(st, &c)) != QRL_OK || (rc = stmt_get(c, ST_ACCOUNT_GET, &s)) != QRL_OK)
+        return rc;
+    bind_i64(s, 1, id, &brc);
+    if (brc != SQLITE_OK)
+        return db_fail(c, brc, "account_get");
+    return account_fetch(c, s, out);
+}
+
+static qrl_err account_by_name(qrl_store *st, const char *username, qrl_account_rec *out)
+{
+    struct conn *c;
+    sqlite3_stmt *s = NULL;
+    int brc = SQLITE_OK;
+    qrl_err rc;
+
+    if (out == NULL || !str_fits(username, sizeof out->username))
+        return QRL_ERR_INVALID;
+    if ((rc = store_conn(st, &c)) != QRL_OK || (rc = stmt_get(c, ST_ACCOUNT_BY_NAME, &s)) != QRL_OK)
+        return rc;
+    bind_text(s, 1, username, &brc);
+    if (brc != SQLITE_OK)
+        return db_fail(c, brc, "account_by_name");
+    return account_fetch(c, s, out);
+}
+
+static qrl_err account_set_password(qrl_store *st, int64_t id, const char *pw_hash)
+{
+    struct conn *c;
+    sqlite3_stmt *s = NULL;
+    int brc = SQLITE_OK;
+    qrl_err rc;
+
+    if (!str_fits(pw_hash, QRL_PWHASH_MAX + 1))
+        return QRL_ERR_INVALID;
+    if ((rc = store_conn(st, &c)) != QRL_OK || (rc = stmt_get(c, ST_ACCOUNT_SET_PW, &s)) != QRL_OK)
+        return rc;
+    bind_i64(s, 1, id, &brc);
+    bind_text(s, 2, pw_hash, &brc);
+    if (brc != SQLITE_OK)
+        return db_fail(c, brc, "account_set_password");
+    rc = stmt_run(c, s, "account_set_password");
+    if (rc == QRL_OK && sqlite3_changes(c->db) != 1)
+        rc = QRL_ERR_NOT_FOUND;
+    return rc;
+}
+
+/* --- devices and tokens (shared pieces run inside the caller's transaction) ----------------- */
+
+static int device_valid(const qrl_device_rec *dev)
+{
+    return dev != NULL && str_fits(dev->name, sizeof dev->name) &&
+           str_fits(dev->kind, sizeof dev->kind) && str_fits(dev->address, sizeof dev->address);
+}
+
+static int token_valid(const qrl_token_rec *tok)
+{
+    return tok != NULL && tok->kind >= QRL_TOKEN_ACCESS && tok->kind <= QRL_TOKEN_SESSION &&
+           str_fits(tok->client_id, sizeof tok->client_id) &&
+           str_fits(tok->scope, sizeof tok->scope);
+}
+
+static int tokens_valid(const qrl_token_rec *tok, size_t n)
+{
+    if (n > 0 && tok == NULL)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!token_valid(&tok[i]))
+            return 0;
+    return 1;
+}
+
+static qrl_err insert_device(struct conn *c, const qrl_device_rec *dev, int64_t account_id,
+                             int64_t *id)
+{
+    sqlite3_stmt *s = NULL;
+    int brc = SQLITE_OK;
+    qrl_err rc = stmt_get(c, ST_DEVICE_INSERT, &s);
+
+    if (rc != QRL_OK)
+        return rc;
+    bind_i64(s, 1, account_id, &brc);
+    bind_text(s, 2, dev->name, &brc);
+    bind_text(s, 3, dev->kind, &brc);
+    bind_text(s, 4, dev->address, &brc);
+    bind_i64(s, 5, dev->created_ms, &brc);
+    if (brc != SQLITE_OK)
+        return db_fail(c, brc, "device insert");
+    rc = stmt_run(c, s, "device insert");
+    if (rc == QRL_OK)
+        *id = sqlite3_last_insert_rowid(c->db);
+    return rc;
+}
+
+static qrl_err insert_token(struct conn *c, const qrl_token_rec *tok, int64_t device_id)
+{
+    sqlite3_stmt *s = NULL;
+    int brc = SQLITE_OK;
+    qrl_err rc = stmt_get(c, ST_TOKEN_INSERT, &s);
+
+    if (rc != QRL_OK)
+        return rc;
+    bind_hash(s, 1, &tok->hash, &brc);
+    bind_i64(s, 2, (int64_t)tok->kind, &brc);
+    bind_i64(s, 3, device_id, &brc);
+    bind_i64(s, 4, tok->created_ms, &brc);
+    bind_i64(s, 5, tok->expires_ms, &brc);
+    bind_i64(s, 6, tok->used_ms, &brc);
+    bind_i64(s, 7, tok->revoked_ms, &brc);
+    bind_text(s, 8, tok->client_id, &brc);
+    bind_text(s, 9, tok->scope, &brc);
+    if (brc != SQLITE_OK)
+        return db_fail(c, brc, "token insert");
+    return stmt_run(c, s, "token insert");
+}
+
+static qrl_err insert_tokens(struct conn *c, const qrl_token_rec *tok, size_t n, int64_t device_id)
+{
+    qrl_err rc = QRL_OK;
+
+    for (size_t i = 0; i < n && rc == QRL_OK; i++)
+        rc = insert_token(c, &tok[i], device_id);
+    return rc;
+}
+
+/* Sets revoked_ms of an active device and of its tokens not revoked yet. */
+static qrl_err revoke_device_tx(struct conn *c, int64_t device_id, int64_t now_ms)
+{
+    enum stmt_id ids[] = {ST_DEVICE_SET_REVOKED, ST_DEVICE_REVOKE_TOKENS};
+    sqlite3_stmt *s = NULL;
+    qrl_err rc = QRL_OK;
+
+    for (size_t i = 0; i < sizeof ids / sizeof ids[0] && rc == QRL_OK; i++) {
+        int brc = SQLITE_OK;
+
+        if ((rc = stmt_get(c, ids[i], &s)) != QRL_OK)
+            break;
+        bind_i64(s, 1, device_id, &brc);
+        bind_i64(s, 2, now_ms, &brc);
+        rc = brc != SQLITE_OK ? db_fail(c, brc, "device revoke") : stmt_run(c, s, "device revoke");
+    }
+    return rc;
+}
+
+/* Runs a bound device SELECT and decodes its first row. */
+static qrl_err fetch_device(struct conn *c, sqlite3_stmt *s, qrl_device_rec *out)
+{
+    int src = sqlite3_step(s);
+    qrl_err rc;
+
+    if (src == SQLITE_ROW)
+        rc = read_device(s, out);
+    else if (src == SQLITE_DONE)
+        rc = QRL_ERR_NOT_FOUND;
+    else
+        rc = db_fail(c, src, "device");
+    sqlite3_reset(s);
+    return rc;
+}
+
+static qrl_err device_get_conn(struct conn *c, int64_t id, qrl_device_rec *out)
+{
+    sqlite3_stmt *s = NULL;
+    int brc = SQLITE_OK;
+    qrl_err rc = stmt_get(c, ST_DEVICE_GET, &s);
+
+    if (rc != QRL_OK)
+        return rc;
+    bind_i64(s, 1, id, &brc);
+    if (brc != SQLITE_OK)
+        return db_fail(c, brc, "device_get");
+    return fetch_device(c, s, out);
+}
+
+static qrl_err token_lookup_conn(struct conn *c, const qrl_hash *h, qrl_token_rec *out)
+{
+    sqlite3_stmt *s = NULL;
+    int brc = SQLITE_OK;
+    int src;
+    qrl_err rc = stmt_get(c, ST_TOKEN_LOOKUP, &s);
+
+    if (rc != QRL_OK)
+        return rc;
+    bind_hash(s, 1, h, &brc);
+    if (brc != SQLITE_OK)
+        return db_fail(c, brc, "token_lookup");
+    src = sqlite3_step(s);
+    if (src == SQLITE_ROW)
+        rc = read_token(s, out);
+    else if (src == SQLITE_DONE)
+        rc = QRL_ERR_NOT_FOUND;
+    else
+        rc = db_fail(c, src, "token_lookup");
+    sqlite3_reset(s);
+    return rc;
+}
+
+/* --- devices ------------------------------------------------------------------------------ */
+
+static qrl_err device_create(qrl_store *st, qrl_device_rec *dev, qrl_token_rec *tok, size_t ntok)
+{
+    struct conn *c;
+    int64_t id = 0;
+    qrl_err rc;
+
+    if (!device_valid(dev) || !tokens_valid(tok, ntok))
+        return QRL_ERR_INVALID;
+    if ((rc = store_conn(st, &c)) != QRL_OK || (rc = tx_begin(c)) != QRL_OK)
+        return rc;
+    rc = insert_device(c, dev, dev->account_id, &id);
+    if (rc == QRL_OK)
+        rc = insert_tokens(c, tok, ntok, id);
+    if (rc != QRL_OK) {
+        tx_end(c, 0);
+        return rc;
+    }
+    if ((rc = tx_end(c, 1)) != QRL_OK)
+        return rc;
+    dev->id = id;
+    dev->last_seen_ms = dev->created_ms;
+    dev->revoked_ms = 0;
+    for (size_t i = 0; i < ntok; i++)
+        tok[i].device_id = id;
+    return QRL_OK;
+}
+
+static qrl_err device_get(qrl_store *st, int64_t id, qrl_device_rec *out)
+{
+    struct conn *c;
+    qrl_err rc;
+
+    if (out == NULL)
+        return QRL_ERR_INVALID;
+    if ((rc = store_conn(st, &c)) != QRL_OK)
+        return rc;
+    return device_get_conn(c, id, out);
+}
+
+static qrl_err device_list(qrl_store *st, int64_t account_id, qrl_device_rec *out, size_t max,
+                           size_t *n)
+{
+    struct conn *c;
+    sqlite3_stmt *s = NULL;
+    int brc = SQLITE_OK;
+    int src;
+    size_t k = 0;
+    qrl_err rc;
+
+    if (n == NULL || (max > 0 && out == NULL))
+        return QRL_ERR_INVALID;
+    *n = 0;
+    if (max == 0)
+        return QRL_OK;
+    if ((rc = store_conn(st, &c)) != QRL_OK || (rc = stmt_get(c, ST_DEVICE_LIST, &s)) != QRL_OK)
+        return rc;
+    bind_i64(s, 1, account_id, &brc);
+    bind_i64(s, 2, limit_of(max), &brc);
+    if (brc != SQLITE_OK)
+        return db_fail(c, brc, "device_list");
+    while ((src = sqlite3_step(s)) == SQLITE_ROW && k < max) {
+        if ((rc = read_device(s, &out[k])) != QRL_OK)
+            break;
+        k++;
+    }
+    if (rc == QRL_OK && src != SQLITE_DONE && src != SQLITE_ROW)
+        rc = db_fail(c, src, "device_list");
+    sqlite3_reset(s);
+    if (rc == QRL_OK)
+        *n = k;
+    return rc;
+}
+
+static qrl_err device_touch(qrl_store *st, int64_t device_id, int64_t now_ms, const char *address)
+{
+    struct conn *c;
+    sqlite3_stmt *s = NULL;
+    int brc = SQLITE_OK;
+    qrl_err rc;
+
+    if (address != NULL && !str_fits(address, QRL_MAX_ADDRESS + 1))
+        return QRL_ERR_INVALID;
+    if ((rc = store_conn(st, &c)) != QRL_OK || (rc = stmt_get(c, ST_DEVICE_TOUCH, &s)) != QRL_OK)
+        return rc;
+    bind_i64(s, 1, device_id, &brc);
+    bind_i64(s, 2, now_ms, &brc);
+    bind_text(s, 3, address, &brc);
+    if (brc != SQLITE_OK)
+        return db_fail(c, brc, "device_touch");
+    /* store.h allows touches to be grouped: this commit skips its fsync (see file comment). */
+    if ((rc = set_synchronous(c, 0)) != QRL_OK)
+        return rc;
+    c->sync_relaxed = 1;
+    rc = stmt_run(c, s, "device_touch");
+    if (rc == QRL_OK && sqlite3_changes(c->db) != 1)
+        rc = QRL_ERR_NOT_FOUND;
+    if (set_synchronous(c, 1) == QRL_OK)
+        c->sync_relaxed = 0;
+    return rc;
+}
+
+static qrl_err device_revoke(qrl_store *st, int64_t account_id, int64_t device_id, int64_t now_ms)
+{
+    struct conn *c;
+    qrl_device_rec dev;
+    int commit = 0;
+    qrl_err rc;
+
+    /* revoked_ms == 0 means active: a revocation at time 0 would silently not happen. */
+    if (now_ms <= 0)
+        return QRL_ERR_INVALID;
+    if ((rc = store_conn(st, &c)) != QRL_OK || (rc = tx_begin(c)) != QRL_OK)
+        return rc;
+    rc = device_get_conn(c, device_id, &dev);
+    if (rc == QRL_OK && dev.account_id != account_id)
+        rc = QRL_ERR_NOT_FOUND;
+    if (rc == QRL_OK && dev.revoked_ms == 0) {
+        rc = revoke_device_tx(c, device_id, now_ms);
+        commit = rc == QRL_OK;
+    }
+    if (commit)
+        return tx_end(c, 1);
+    tx_end(c, 0);
+    return rc;
+}
+
+/* --- tokens ------------------------------------------------------------------------------- */
+
+static qrl_err token_insert(qrl_store *st, const qrl_token_rec *tok)
+{
+    struct conn *c;
+    qrl_err rc;
+
+    if (!token_valid(tok))
+        return QRL_ERR_INVALID;
+    if ((rc = store_conn(st, &c)) != QRL_OK)
+        return rc;
+    return insert_token(c, tok, tok->device_id);
+}
+
+static qrl_err token_lookup(qrl_store *st, const qrl_hash *h, qrl_token_rec *out)
+{
+    struct conn *c;
+    qrl_err rc;
+
+    if (h == NULL || out == NULL)
+        return QRL_ERR_INVALID;
+    if ((rc = store_conn(st, &c)) != QRL_OK)
+        return rc;
+    return token_lookup_conn(c, h, out);
+}
+
+/* The checks and writes of token_rotate inside its transaction. Sets *commit when the outcome
+ * must be committed (success, and the device revocation on reuse). */
+static qrl_err token_rotate_tx(struct conn *c, const qrl_hash *old, int64_t now_ms,
+                               qrl_token_rec *new_tok, size_t n, qrl_token_rec *rec, int *commit)
+{
+    sqlite3_stmt *s = NULL;
+    int brc = SQLITE_OK;
+    qrl_err rc = token_lookup_conn(c, old, rec);
+
+    if (rc == QRL_OK && rec->kind != QRL_TOKEN_REFRESH)
+        rc = QRL_ERR_NOT_FOUND;
+    if (rc != QRL_OK)
+        return rc;
+    if (rec->revoked_ms != 0 || rec->device_revoked || rec->account_disabled)
+        return QRL_ERR_REVOKED;
+    if (rec->expires_ms <= now_ms)
+        return QRL_ERR_EXPIRED;
+    if (rec->used_ms != 0) {
+        /* RFC 6749 section 10.4: a rotated token came back, so one of its holders is an
+         * attacker. Revoke the whole device and keep that even though the call fails. */
+        rc = revoke_device_tx(c, rec->device_id, now_ms);
+        *commit = rc == QRL_OK;
+        return rc == QRL_OK ? QRL_ERR_TOKEN_REUSED : rc;
+    }
+    if ((rc = stmt_get(c, ST_TOKEN_SET_USED, &s)) != QRL_OK)
+        return rc;
+    bind_hash(s, 1, old, &brc);
+    bind_i64(s, 2, now_ms, &brc);
+    rc = brc != SQLITE_OK ? db_fail(c, brc, "token_rotate") : stmt_run(c, s, "token_rotate");
+    if (rc == QRL_OK && sqlite3_changes(c->db) != 1)
+        rc = QRL_ERR_CONFLICT; /* cannot happen under the write lock */
+    if (rc == QRL_OK)
+        rc = insert_tokens(c, new_tok, n, rec->device_id);
+    *commit = rc == QRL_OK;
+    return rc;
+}
+
+static qrl_err token_rotate(qrl_store *st, const qrl_hash *old, int64_t now_ms,
+                            qrl_token_rec *new_tok, size_t n, qrl_token_rec *old_out)
+{
+    struct conn *c;
+    qrl_token_rec rec;
+    int commit = 0;
+    qrl_err rc, erc;
+
+    memset(&rec, 0, sizeof rec);
+    /* used_ms == 0 means unused: a rotation at time 0 would make reuse undetectable. */
+    if (old == NULL || now_ms <= 0 || !tokens_valid(new_tok, n))
+        return QRL_ERR_INVALID;
+    if ((rc = store_conn(st, &c)) != QRL_OK || (rc = tx_begin(c)) != QRL_OK)
+        return rc;
+    rc = token_rotate_tx(c, old, now_ms, new_tok, n, &rec, &commit);
+    erc = tx_end(c, commit);
+    if (erc != QRL_OK)
+        return erc;
+    if (rc == QRL_OK) {
+        rec.used_ms = now_ms;
+        for (size_t i = 0; i < n; i++)
+            new_tok[i].device_id = rec.device_id;
+    }
+    if (old_out != NULL && (rc == QRL_OK || rc == QRL_ERR_REVOKED || rc == QRL_ERR_EXPIRED ||
+                            rc == QRL_ERR_TOKEN_REUSED))
+        *old_out = rec;
+    return rc;
+}
+
+static qrl_err token_revoke(qrl_store *st, const qrl_hash *h, int64_t now_ms)
+{
+    struct conn *c;
+    sqlite3_stmt *s = NULL;
+    int brc = SQLITE_OK;
+    qrl_err rc;
+
+    if (h == NULL || now_ms <= 0)
+        return QRL_ERR_INVALID;
+    if ((rc = store_conn(st, &c)) != QRL_OK || (rc = stmt_get(c, ST_TOKEN_REVOKE, &s)) != QRL_OK)
+        return rc;
+    bind_hash(s, 1, h, &brc);
+    bind_i64(s, 2, now_ms, &brc);
+    if (brc != SQLITE_OK)
+        return db_fail(c, brc, "token_revoke");
+    rc = stmt_run(c, s, "token_revoke");
+    if (rc == QRL_OK && sqlite3_changes(c->db) != 1)
+        rc = QRL_ERR_NOT_FOUND;
+    return rc;
+}
+
+/* --- login requests ----------------------------------------------------------------------- */
+
+static int lr_valid(const qrl_lr_rec *lr)
+{
+    return lr != NULL && lr->state == QRL_LR_PENDING &&
+           str_fits(lr->user_code, sizeof lr->user_code) &&
+           str_fits(lr->client_id, sizeof lr->client_id) && str_fits(lr->scope, sizeof lr->scope) &&
+           str_fits(lr->device_name, sizeof lr->device_name) &&
+           str_fits(lr->device_kind, sizeof lr->device_kind) &&
+           str_fits(lr->address, sizeof lr->address);
+}
+
+/* The user-code check and the insert of lr_create, inside its transaction. */
+static qrl_err lr_create_tx(struct conn *c, const qrl_lr_rec *lr)
+{
+    sqlite3_stmt *s = NULL;
+    int brc = SQLITE_OK;
+    int src;
+    qrl_err rc = stmt_get(c, ST_LR_CODE_TAKEN, &s);
+
+    if (rc != QRL_OK)
+        return rc;
+    bind_text(s, 1, lr->user_code, &brc);
+    bind_i64(s, 2, lr->created_ms, &brc);
+    if (brc != SQLITE_OK)
+        return db_fail(c, brc, "lr_create");
+    src = sqlite3_step(s);
+    sqlite3_reset(s);
+    if (src == SQLITE_ROW)
+        return QRL_ERR_EXISTS;
+    if (src != SQLITE_DONE)
+        return db_fail(c, src, "lr_create");
+
+    if ((rc = stmt_get(c, ST_LR_INSERT, &s)) != QRL_OK)
+        return rc;
+    bind_hash(s, 1, &lr->device_code_hash, &brc);
+    bind_hash(s, 2, &lr->scan_hash, &brc);
+    bind_text(s, 3, lr->user_code, &brc);
+    bind_text(s, 4, lr->client_id, &brc);
+    bind_text(s, 5, lr->scope, &brc);
+    bind_text(s, 6, lr->device_name, &brc);
+    bind_text(s, 7, lr->device_kind, &brc);
+    bind_text(s, 8, lr->address, &brc);
+    bind_i64(s, 9, lr->created_ms, &brc);
+    bind_i64(s, 10, lr->expires_ms, &brc);
+    bind_i64(s, 11, lr->interval_s, &brc);
+    bind_i64(s, 12, (int64_t)lr->state, &brc);
+    bind_i64(s, 13, lr->updated_ms, &brc);
+    bind_i64(s, 14, lr->claimed_device_id, &brc);
+    bind_i64(s, 15, lr->account_id, &brc);
+    bind_i64(s, 16, lr->approving_device_id, &brc);
+    bind_i64(s, 17, lr->redeemed_device_id, &brc);
+    if (brc != SQLITE_OK)
+        return db_fail(c, brc, "lr_create");
+    return stmt_run(c, s, "lr_create");
+}
+
+static qrl_err lr_create(qrl_store *st, qrl_lr_rec *lr)
+{
+    struct conn *c;
+    int64_t id;
+    qrl_err rc;
+
+    if (!lr_valid(lr))
+        return QRL_ERR_INVALID;
+    if ((rc = store_conn(st, &c)) != QRL_OK || (rc = tx_begin(c)) != QRL_OK)
+        return rc;
+    rc = lr_create_tx(c, lr);
+    id = sqlite3_last_insert_rowid(c->db);
+    if (rc != QRL_OK) {
+        tx_end(c, 0);
+        return rc;
+    }
+    if ((rc = tx_end(c, 1)) == QRL_OK)
+        lr->id = id;
+    return rc;
+}
+
+/* Runs a bound login-request SELECT and decodes its first row. */
+static qrl_err fetch_lr(struct conn *c, sqlite3_stmt *s, qrl_lr_rec *out)
+{
+    int src = sqlite3_step(s);
+    qrl_err rc;
+
+    if (src == SQLITE_ROW)
+        rc = read_lr(s, out);
+    else if (src == SQLITE_DONE)
+        rc = QRL_ERR_NOT_FOUND;
+    else
+        rc = db_fail(c, src, "login request");
+    sqlite3_reset(s);
+    return rc;
+}
+
+static qrl_err lr_get_conn(struct conn *c, int64_t id, qrl_lr_rec *out)
+{
+    sqlite3_stmt *s = NULL;
+    int brc = SQLITE_OK;
+    qrl_err rc = stmt_get(c, ST_LR_GET, &s);
+
+    if (rc != QRL_OK)
+        return rc;
+    bind_i64(s, 1, id, &brc);
+    if (brc != SQLITE_OK)
+        return db_fail(c, brc, "lr_get");
+    return fetch_lr(c, s, out);
+}
+
+static qrl_err lr_get(qrl_store *st, int64_t id, qrl_lr_rec *out)
+{
+    struct conn *c;
+    qrl_err rc;
+
+    if (out == NULL)
+        return QRL_ERR_INVALID;
+    if ((rc = store_conn(st, &c)) != QRL_OK)
+        return rc;
+    return lr_get_conn(c, id, out);
+}
+
+static qrl_err lr_find(qrl_store *st, qrl_lr_key kind, const void *key, int64_t now_ms,
+                       qrl_lr_rec *out)
+{
+    struct conn *c;
+    sqlite3_stmt *s = NULL;
+    int brc = SQLITE_OK;
+    enum stmt_id id;
+    qrl_err rc;
+
+    if (key == NULL || out == NULL)
+        return QRL_ERR_INVALID;
+    switch (kind) {
+    case QRL_LR_KEY_DEVICE_CODE:
+        id = ST_LR_BY_DEVICE_CODE;
+        break;
+    case QRL_LR_KEY_SCAN:
+        id = ST_LR_BY_SCAN;
+        break;
+    case QRL_LR_KEY_USER_CODE:
+        if (!str_fits(key, QRL_USER_CODE_LEN + 1))
+            return QRL_ERR_INVALID;
+        id = ST_LR_BY_USER_CODE;
+        break;
+    default:
+        return QRL_ERR_INVALID;
+    }
+    if ((rc = store_conn(st, &c)) != QRL_OK || (rc = stmt_get(c, id, &s)) != QRL_OK)
+        return rc;
+    if (kind == QRL_LR_KEY_USER_CODE) {
+        bind_text(s, 1, key, &brc);
+        bind_i64(s, 2, now_ms, &brc);
+    } else {
+        bind_hash(s, 1, key, &brc);
+    }
+    if (brc != SQLITE_OK)
+        return db_fail(c, brc, "lr_find");
+    return fetch_lr(c, s, out);
+}
+
+static qrl_err lr_transition(qrl_store *st, const qrl_lr_cas *cas)
+{
+    struct conn *c;
+    sqlite3_stmt *s = NULL;
+    int brc = SQLITE_OK;
+    qrl_err rc;
+
+    if (cas == NULL || cas->to < QRL_LR_PENDING || cas->to > QRL_LR_EXPIRED)
+        return QRL_ERR_INVALID;
+    if ((rc = store_conn(st, &c)) != QRL_OK || (rc = stmt_get(c, ST_LR_TRANSITION, &s)) != QRL_OK)
+        return rc;
+    bind_i64(s, 1, cas->id, &brc);
+    bind_i64(s, 2, (int64_t)cas->to, &brc);
+    bind_i64(s, 3, cas->now_ms, &brc);
+    bind_i64(s, 4, (int64_t)cas->from_mask, &brc);
+    bind_i64(s, 5, cas->set_claimed_device_id, &brc);
+    bind_i64(s, 6, cas->set_account_id, &brc);
+    bind_i64(s, 7, cas->set_approving_device_id, &brc);
+    bind_i64(s, 8, cas->require_claimed_by, &brc);
+    if (brc != SQLITE_OK)
+        return db_fail(c, brc, "lr_transition");
+    rc = stmt_run(c, s, "lr_transition");
+    if (rc == QRL_OK && sqlite3_changes(c->db) != 1)
+        rc = QRL_ERR_CONFLICT;
+    return rc;
+}
+
+/* Whether the approver of a request is still valid: the account exists and is not disabled,
+ * and the approving device exists, belongs to it and is not revoked. */
+static qrl_err approver_valid(struct conn *c, const qrl_lr_rec *lr, int *valid)
+{
+    sqlite3_stmt *s = NULL;
+    int brc = SQLITE_OK;
+    int src;
+    qrl_err rc = stmt_get(c, ST_LR_APPROVER, &s);
+
+    if (rc != QRL_OK)
+        return rc;
+    bind_i64(s, 1, lr->account_id, &brc);
+    bind_i64(s, 2, lr->approving_device_id, &brc);
+    if (brc != SQLITE_OK)
+        return db_fail(c, brc, "lr_redeem");
+    src = sqlite3_step(s);
+    if (src == SQLITE_ROW) {
+        *valid = sqlite3_column_type(s, 0) != SQLITE_NULL && sqlite3_column_int(s, 0) == 0 &&
+                 sqlite3_column_type(s, 1) != SQLITE_NULL && sqlite3_column_int64(s, 1) == 0;
+    } else {
+        rc = db_fail(c, src, "lr_redeem");
+    }
+    sqlite3_reset(s);
+    return rc;
+}
+
+/* Runs a bound UPDATE of one login request in APPROVED state; CONFLICT when it matched none. */
+static qrl_err lr_update_approved(struct conn *c, sqlite3_stmt *s, int brc)
+{
+    qrl_err rc;
+
+    if (brc != SQLITE_OK)
+        return db_fail(c, brc, "lr_redeem");
+    rc = stmt_run(c, s, "lr_redeem");
+    if (rc == QRL_OK && sqlite3_changes(c->db) != 1)
+        rc = QRL_ERR_CONFLICT; /* cannot happen under the write lock */
+    return rc;
+}
+
+/* The checks and writes of lr_redeem inside its transaction; *state receives the state the
+ * request is in afterwards, *commit whether to commit. */
+static qrl_err lr_redeem_tx(struct conn *c, int64_t id, int64_t now_ms, qrl_device_rec *dev,
+                            const qrl_token_rec *tok, size_t ntok, qrl_lr_rec *lr, int *commit)
+{
+    sqlite3_stmt *s = NULL;
+    int brc = SQLITE_OK;
+    int valid = 0;
+    int64_t dev_id = 0;
+    qrl_err rc = lr_get_conn(c, id, lr);
+
+    if (rc != QRL_OK)
+        return rc;
+    if (lr->state != QRL_LR_APPROVED)
+        return QRL_ERR_CONFLICT;
+    if (lr->expires_ms <= now_ms)
+        return QRL_ERR_EXPIRED;
+    if ((rc = approver_valid(c, lr, &valid)) != QRL_OK)
+        return rc;
+    if (!valid) {
+        /* Design.md section 3: redemption re-checks the approver; a request approved by a
+         * device or account that is no longer valid is declined for good. */
+        if ((rc = stmt_get(c, ST_LR_SET_DENIED, &s)) != QRL_OK)
+            return rc;
+        bind_i64(s, 1, id, &brc);
+        bind_i64(s, 2, now_ms, &brc);
+        rc = lr_update_approved(c, s, brc);
+        if (rc != QRL_OK)
+            return rc;
+        lr->state = QRL_LR_DENIED;
+        *commit = 1;
+        return QRL_ERR_DENIED;
+    }
+    rc = insert_device(c, dev, lr->account_id, &dev_id);
+    if (rc == QRL_OK)
+        rc = insert_tokens(c, tok, ntok, dev_id);
+    if (rc == QRL_OK)
+        rc = stmt_get(c, ST_LR_SET_REDEEMED, &s);
+    if (rc != QRL_OK)
+        return rc;
+    bind_i64(s, 1, id, &brc);
+    bind_i64(s, 2, now_ms, &brc);
+    bind_i64(s, 3, dev_id, &brc);
+    if ((rc = lr_update_approved(c, s, brc)) != QRL_OK)
+        return rc;
+    lr->state = QRL_LR_REDEEMED;
+    lr->redeemed_device_id = dev_id;
+    *commit = 1;
+    return QRL_OK;
+}
+
+static qrl_err lr_redeem(qrl_store *st, int64_t id, int64_t now_ms, qrl_device_rec *dev,
+                         qrl_token_rec *tok, size_t ntok, qrl_lr_state *state_out)
+{
+    struct conn *c;
+    qrl_lr_rec lr;
+    int commit = 0;
+    qrl_err rc, erc;
+
+    memset(&lr, 0, sizeof lr);
+    if (!device_valid(dev) || !tokens_valid(tok, ntok))
+        return QRL_ERR_INVALID;
+    if ((rc = store_conn(st, &c)) != QRL_OK || (rc = tx_begin(c)) != QRL_OK)
+        return rc;
+    rc = lr_redeem_tx(c, id, now_ms, dev, tok, ntok, &lr, &commit);
+    erc = tx_end(c, commit);
+    if (erc != QRL_OK)
+        return erc;
+    if (state_out != NULL &&
+        (rc == QRL_OK || rc == QRL_ERR_CONFLICT || rc == QRL_ERR_EXPIRED || rc == QRL_ERR_DENIED))
+        *state_out = lr.state;
+    if (rc != QRL_OK)
+        return rc;
+    dev->id = lr.redeemed_device_id;
+    dev->account_id = lr.account_id;
+    dev->last_seen_ms = dev->created_ms;
+    dev->revoked_ms = 0;
+    for (size_t i = 0; i < ntok; i++)
+        tok[i].device_id = dev->id;
+    return QRL_OK;
+}
+
+static qrl_err lr_by_device(qrl_store *st, int64_t device_id, int64_t *ids, size_t max, size_t *n)
+{
+    struct conn *c;
+    sqlite3_stmt *s = NULL;
+    int brc = SQLITE_OK;
+    int src;
+    size_t k = 0;
+    qrl_err rc;
+
+    if (n == NULL || (max > 0 && ids == NULL))
+        return QRL_ERR_INVALID;
+    *n = 0;
+    if (max == 0)
+        return QRL_OK;
+    if ((rc = store_conn(st, &c)) != QRL_OK || (rc = stmt_get(c, ST_LR_BY_DEVICE, &s)) != QRL_OK)
+        return rc;
+    bind_i64(s, 1, device_id, &brc);
+    bind_i64(s, 2, limit_of(max), &brc);
+    if (brc != SQLITE_OK)
+        return db_fail(c, brc, "lr_by_device");
+    while ((src = sqlite3_step(s)) == SQLITE_ROW && k < max)
+        ids[k++] = sqlite3_column_int64(s, 0);
+    if (src != SQLITE_DONE && src != SQLITE_ROW)
+        rc = db_fail(c, src, "lr_by_device");
+    sqlite3_reset(s);
+    if (rc == QRL_OK)
+        *n = k;
+    return rc;
+}
+
+/* --- rate limits and housekeeping ----------------------------------------------------------- */
+
+static qrl_err ratelimit_hit(qrl_store *st, const char *key, int64_t now_ms, int64_t window_ms,
+                             int64_t *count)
+{
+    struct conn *c;
+    sqlite3_stmt *s = NULL;
+    int brc = SQLITE_OK;
+    int src;
+    int64_t hits = 0;
+    qrl_err rc;
+
+    if (!str_fits(key, RATELIMIT_KEY_MAX + 1) || window_ms <= 0 || count == NULL)
+        return QRL_ERR_INVALID;
+    if ((rc = store_conn(st, &c)) != QRL_OK || (rc = stmt_get(c, ST_RL_HIT, &s)) != QRL_OK)
+        return rc;
+    bind_text(s, 1, key, &brc);
+    bind_i64(s, 2, now_ms, &brc);
+    bind_i64(s, 3, window_ms, &brc);
+    if (brc != SQLITE_OK)
+        return db_fail(c, brc, "ratelimit_hit");
+    /* Step to SQLITE_DONE: with RETURNING the autocommit transaction ends only then. */
+    while ((src = sqlite3_step(s)) == SQLITE_ROW)
+        hits = sqlite3_column_int64(s, 0);
+    sqlite3_reset(s);
+    if (src != SQLITE_DONE)
+        return db_fail(c, src, "ratelimit_hit");
+    *count = hits;
+    return QRL_OK;
+}
+
+static qrl_err ratelimit_peek(qrl_store *st, const char *key, int64_t now_ms, int64_t window_ms,
+                              int64_t *count)
+{
+    struct conn *c;
+    sqlite3_stmt *s = NULL;
+    int brc = SQLITE_OK;
+    int src;
+    qrl_err rc;
+
+    if (!str_fits(key, RATELIMIT_KEY_MAX + 1) || window_ms <= 0 || count == NULL)
+        return QRL_ERR_INVALID;
+    if ((rc = store_conn(st, &c)) != QRL_OK || (rc = stmt_get(c, ST_RL_PEEK, &s)) != QRL_OK)
+        return rc;
+    bind_text(s, 1, key, &brc);
+    if (brc != SQLITE_OK)
+        return db_fail(c, brc, "ratelimit_peek");
+    src = sqlite3_step(s);
+    *count = 0;
+    if (src == SQLITE_ROW && now_ms < sqlite3_column_int64(s, 1) + window_ms)
+        *count = sqlite3_column_int64(s, 0);
+    else if (src != SQLITE_ROW && src != SQLITE_DONE)
+        rc = db_fail(c, src, "ratelimit_peek");
+    sqlite3_reset(s);
+    return rc;
+}
+
+static qrl_err sweep(qrl_store *st, int64_t now_ms, int64_t keep_ms)
+{
+    enum stmt_id ids[] = {ST_SWEEP_LR, ST_SWEEP_RL};
+    struct conn *c;
+    sqlite3_stmt *s = NULL;
+    qrl_err rc;
+
+    if (keep_ms < 0)
+        return QRL_ERR_INVALID;
+    if ((rc = store_conn(st, &c)) != QRL_OK || (rc = tx_begin(c)) != QRL_OK)
+        return rc;
+    for (size_t i = 0; i < sizeof ids / sizeof ids[0] && rc == QRL_OK; i++) {
+        int brc = SQLITE_OK;
+
+        if ((rc = stmt_get(c, ids[i], &s)) != QRL_OK)
+            break;
+        bind_i64(s, 1, now_ms, &brc);
+        bind_i64(s, 2, keep_ms, &brc);
+        rc = brc != SQLITE_OK ? db_fail(c, brc, "sweep") : stmt_run(c, s, "sweep");
+    }
+    if (rc != QRL_OK) {
+        tx_end(c, 0);
+        return rc;
+    }
+    return tx_end(c, 1);
+}
+
+/* --- handle ------------------------------------------------------------------------------- */
+
+static void store_close(qrl_store *st)
+{
+    sqlite_store *s = (sqlite_store *)st;
+    struct conn *c, *next;
+
+    if (s == NULL)
+        return;
+    pthread_key_delete(s->key);
+    for (c = s->conns; c != NULL; c = next) {
+        next = c->next;
+        conn_close(c);
+    }
+    pthread_mutex_destroy(&s->lock);
+    free(s->path);
+    free(s);
+}
+
+static const qrl_store_methods sqlite_methods = {
+    .version = QRL_STORE_VERSION,
+    .name = "sqlite",
+    .close = store_close,
+    .account_create = account_create,
+    .account_get = account_get,
+    .account_by_name = account_by_name,
+    .account_set_password = account_set_password,
+    .device_create = device_create,
+    .device_get = device_get,
+    .device_list = device_list,
+    .device_touch = device_touch,
+    .device_revoke = device_revoke,
+    .token_insert = token_insert,
+    .token_lookup = token_lookup,
+    .token_rotate = token_rotate,
+    .token_revoke = token_revoke,
+    .lr_create = lr_create,
+    .lr_get = lr_get,
+    .lr_find = lr_find,
+    .lr_transition = lr_transition,
+    .lr_redeem = lr_redeem,
+    .lr_by_device = lr_by_device,
+    .ratelimit_hit = ratelimit_hit,
+    .ratelimit_peek = ratelimit_peek,
+    .sweep = sweep,
+};
+
+qrl_err qrl_store_sqlite_open(const char *path, qrl_store **out, char *errbuf, size_t errlen)
+{
+    sqlite_store *s = NULL;
+    struct conn *c = NULL;
+    int have_key = 0, have_lock = 0;
+    qrl_err rc = QRL_ERR_NOMEM;
+
+    if (errbuf != NULL && errlen > 0)
+        errbuf[0] = '\0';
+    if (out == NULL || path == NULL)
+        return QRL_ERR_INVALID;
+    *out = NULL;
+    /* Every thread opens its own connection to `path`: an in-memory or temporary database
+     * would give each thread a different, private database. */
+    if (path[0] == '\0' || strcmp(path, ":memory:") == 0) {
+        set_errbuf(errbuf, errlen, "a database file is required (not in-memory or temporary)");
+        return QRL_ERR_INVALID;
+    }
+    if (!sqlite3_threadsafe()) {
+        set_errbuf(errbuf, errlen, "libsqlite3 was built without thread support");
+        return QRL_ERR_STORE;
+    }
+    s = calloc(1, sizeof *s);
+    if (s == NULL || (s->path = strdup(path)) == NULL)
+        goto out;
+    if (pthread_key_create(&s->key, NULL) != 0)
+        goto out;
+    have_key = 1;
+    if (pthread_mutex_init(&s->lock, NULL) != 0)
+        goto out;
+    have_lock = 1;
+    s->base.m = &sqlite_methods;
+
+    /* The opening thread's connection checks that the file is usable and migrates it. */
+    if ((rc = conn_open(path, &c, errbuf, errlen)) != QRL_OK ||
+        (rc = schema_migrate(c, path, errbuf, errlen)) != QRL_OK)
+        goto out;
+    if (pthread_setspecific(s->key, c) != 0) {
+        rc = QRL_ERR_NOMEM;
+        goto out;
+    }
+    s->conns = c;
+    c = NULL;
+    *out = &s->base;
+    s = NULL;
+    rc = QRL_OK;
+out:
+    conn_close(c);
+    if (s != NULL) {
+        if (have_key)
+            pthread_key_delete(s->key);
+        if (have_lock)
+            pthread_mutex_destroy(&s->lock);
+        free(s->path);
+        free(s);
+    }
+    if (rc == QRL_ERR_NOMEM && errbuf != NULL && errlen > 0 && errbuf[0] == '\0')
+        set_errbuf(errbuf, errlen, "out of memory");
+    return rc;
+}

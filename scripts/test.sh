@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Builds and runs every test: unit, integration (real server on 127.0.0.1), and the OAuth
+# interop suite (openid-client under Node), twice: a warnings-as-errors build, then an
+# AddressSanitizer + UndefinedBehaviorSanitizer build. Installs missing packages first.
+#   QRL_TEST_QUICK=1 ./scripts/test.sh   skips the sanitizer pass (local iteration only)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+./scripts/deps.sh
+jobs="$(nproc)"
+
+run_suite() {
+    local dir="$1"; shift
+    echo "== building $dir ($*)"
+    cmake -S . -B "$dir" -DQRL_TEST_HOOKS=ON -DQRL_WERROR=ON "$@" >/dev/null
+    cmake --build "$dir" -j"$jobs"
+    echo "== testing $dir"
+    (cd "$dir" && ctest --output-on-failure -j"$jobs")
+}
+
+run_suite build/test -DCMAKE_BUILD_TYPE=RelWithDebInfo
+if [ "${QRL_TEST_QUICK:-0}" != "1" ]; then
+    export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1:strict_string_checks=1"
+    export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
+    run_suite build/asan -DCMAKE_BUILD_TYPE=Debug -DQRL_SANITIZE=ON
+fi
+echo "== all tests passed"

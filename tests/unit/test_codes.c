@@ -1,0 +1,127 @@
+/*
+ * Unit tests of secrets and codes: user-code alphabet and normalisation (RFC 8628 section 6.1),
+ * secret prefixes and lengths, hashing, text validation, and the error table.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <sodium.h>
+
+#include "internal.h"
+
+static void test_user_code_alphabet(void **state)
+{
+    char code[QRL_USER_CODE_LEN + 1];
+    int seen[26] = {0};
+
+    for (int i = 0; i < 2000; i++) {
+        qrl__user_code_new(code);
+        assert_int_equal(strlen(code), 8);
+        for (int j = 0; j < 8; j++) {
+            assert_non_null(strchr("BCDFGHJKLMNPQRSTVWXZ", code[j]));
+            seen[code[j] - 'A']++;
+        }
+    }
+    /* All 20 letters show up; no vowel ever does. */
+    for (const char *p = "BCDFGHJKLMNPQRSTVWXZ"; *p; p++)
+        assert_true(seen[*p - 'A'] > 0);
+    for (const char *p = "AEIOUY"; *p; p++)
+        assert_int_equal(seen[*p - 'A'], 0);
+}
+
+static void test_user_code_normalize(void **state)
+{
+    char out[QRL_USER_CODE_LEN + 1];
+
+    assert_int_equal(qrl_user_code_normalize("WDJB-MJHT", out), QRL_OK);
+    assert_string_equal(out, "WDJBMJHT");
+    assert_int_equal(qrl_user_code_normalize("wdjb mjht", out), QRL_OK);
+    assert_string_equal(out, "WDJBMJHT");
+    assert_int_equal(qrl_user_code_normalize(" w-d-j-b-m-j-h-t ", out), QRL_OK);
+    assert_string_equal(out, "WDJBMJHT");
+    /* Wrong length, vowels, digits, other punctuation, NULL, overlong input. */
+    assert_int_equal(qrl_user_code_normalize("WDJB-MJH", out), QRL_ERR_INVALID);
+    assert_int_equal(qrl_user_code_normalize("WDJB-MJHTT", out), QRL_ERR_INVALID);
+    assert_int_equal(qrl_user_code_normalize("WDJB-MJHA", out), QRL_ERR_INVALID);
+    assert_int_equal(qrl_user_code_normalize("WDJB-MJH1", out), QRL_ERR_INVALID);
+    assert_int_equal(qrl_user_code_normalize("WDJB_MJHT", out), QRL_ERR_INVALID);
+    assert_int_equal(qrl_user_code_normalize(NULL, out), QRL_ERR_INVALID);
+    assert_int_equal(qrl_user_code_normalize("W - - - - - - - - - - - - - - - - DJBMJHT", out),
+                     QRL_ERR_INVALID);
+}
+
+static void test_user_code_format(void **state)
+{
+    char out[QRL_USER_CODE_BUF];
+
+    qrl_user_code_format("WDJBMJHT", out);
+    assert_string_equal(out, "WDJB-MJHT");
+}
+
+static void test_secrets(void **state)
+{
+    char a[QRL_SECRET_BUF], b[QRL_SECRET_BUF];
+    qrl_hash ha, hb, ha2;
+
+    qrl__secret_new(QRL__PFX_ACCESS, QRL__TOKEN_BYTES, a);
+    qrl__secret_new(QRL__PFX_ACCESS, QRL__TOKEN_BYTES, b);
+    assert_int_equal(strncmp(a, "qrl_at_", 7), 0);
+    /* 32 bytes = 256 bits -> 43 base64url characters. */
+    assert_int_equal(strlen(a), 7 + 43);
+    assert_string_not_equal(a, b);
+    assert_true(strspn(a + 7, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") ==
+                43);
+    qrl__secret_new(QRL__PFX_SCAN, QRL__SCAN_BYTES, b);
+    assert_int_equal(strlen(b), 7 + 32); /* 192 bits */
+    assert_true(qrl__secret_has_prefix(a, QRL__PFX_ACCESS));
+    assert_false(qrl__secret_has_prefix(a, QRL__PFX_REFRESH));
+    assert_false(qrl__secret_has_prefix("qrl_at_short", QRL__PFX_ACCESS));
+
+    qrl__secret_hash(a, &ha);
+    qrl__secret_hash(a, &ha2);
+    qrl__secret_hash(b, &hb);
+    assert_memory_equal(ha.b, ha2.b, QRL_HASH_BYTES);
+    assert_memory_not_equal(ha.b, hb.b, QRL_HASH_BYTES);
+    /* The hash is not the secret. */
+    assert_null(memmem(ha.b, QRL_HASH_BYTES, a + 7, 8));
+}
+
+static void test_text_valid(void **state)
+{
+    assert_true(qrl__text_valid("Living Room TV", 64));
+    assert_true(qrl__text_valid("Wohnzimmer-Fernseher \xc3\xa4\xc3\xb6", 64));
+    assert_true(qrl__text_valid("\xf0\x9f\x93\xba TV", 64));
+    assert_false(qrl__text_valid("tab\there", 64));
+    assert_false(qrl__text_valid("line\nbreak", 64));
+    assert_false(qrl__text_valid("\xc3", 64));             /* truncated sequence */
+    assert_false(qrl__text_valid("\xc0\xaf", 64));         /* overlong '/' */
+    assert_false(qrl__text_valid("\xed\xa0\x80", 64));     /* surrogate */
+    assert_false(qrl__text_valid("\xf4\x90\x80\x80", 64)); /* > U+10FFFF */
+    assert_false(qrl__text_valid("0123456789", 9));
+}
+
+static void test_strerror_complete(void **state)
+{
+    for (int e = QRL_OK; e <= QRL_ERR_INVALID_CLIENT; e++) {
+        const char *m = qrl_strerror((qrl_err)e);
+        assert_non_null(m);
+        assert_string_not_equal(m, "unknown error");
+    }
+    assert_string_equal(qrl_strerror((qrl_err)9999), "unknown error");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_user_code_alphabet), cmocka_unit_test(test_user_code_normalize),
+        cmocka_unit_test(test_user_code_format),   cmocka_unit_test(test_secrets),
+        cmocka_unit_test(test_text_valid),         cmocka_unit_test(test_strerror_complete),
+    };
+    if (sodium_init() < 0)
+        return 1;
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

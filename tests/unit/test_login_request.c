@@ -1,0 +1,433 @@
+/*
+ * Unit tests of the login request state machine and the token rules, through the core API on a
+ * real SQLite store in a temporary directory, with the core's test clock instead of sleeps.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <sodium.h>
+
+#include "qrlogin/core.h"
+
+#define PW "correct horse"
+
+typedef struct fx {
+    char dir[64], db[96];
+    qrl_store *st;
+    qrl_core *core;
+    int changes;
+    int64_t last_change;
+    qrl_auth phone, phone2;
+} fx;
+
+static void on_change(void *ud, int64_t id)
+{
+    fx *f = ud;
+    f->changes++;
+    f->last_change = id;
+}
+
+static void sign_in(fx *f, const char *user, qrl_auth *auth)
+{
+    qrl_session s;
+
+    assert_int_equal(qrl_session_create(f->core, user, PW, "Phone", NULL, "10.0.0.5", &s),
+                     QRL_OK);
+    assert_int_equal(qrl_session_auth(f->core, s.session_token, "10.0.0.5", auth), QRL_OK);
+}
+
+static int setup(void **state)
+{
+    fx *f = calloc(1, sizeof *f);
+    qrl_config cfg;
+    char err[128];
+
+    snprintf(f->dir, sizeof f->dir, "/tmp/qrl-unit-XXXXXX");
+    assert_non_null(mkdtemp(f->dir));
+    snprintf(f->db, sizeof f->db, "%s/t.db", f->dir);
+    assert_int_equal(qrl_store_sqlite_open(f->db, &f->st, err, sizeof err), QRL_OK);
+    qrl_config_defaults(&cfg);
+    cfg.pwhash_ops = crypto_pwhash_OPSLIMIT_MIN; /* fast hashes: these tests are not about cost */
+    cfg.pwhash_mem = crypto_pwhash_MEMLIMIT_MIN;
+    cfg.user_code_fail_limit_addr = 3;
+    cfg.user_code_fail_limit_account = 3;
+    cfg.on_change = on_change;
+    cfg.on_change_ud = f;
+    assert_int_equal(qrl_core_new(&cfg, f->st, &f->core), QRL_OK);
+    assert_int_equal(qrl_account_add(f->core, "alice", "Alice", PW, NULL), QRL_OK);
+    assert_int_equal(qrl_account_add(f->core, "bob", NULL, PW, NULL), QRL_OK);
+    sign_in(f, "alice", &f->phone);
+    sign_in(f, "alice", &f->phone2);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fx *f = *state;
+    char cmd[128];
+
+    qrl_core_free(f->core);
+    f->st->m->close(f->st);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
+    assert_int_equal(system(cmd), 0);
+    free(f);
+    return 0;
+}
+
+static qrl_err poll(fx *f, const qrl_device_auth *da, unsigned flags, qrl_poll_result *res)
+{
+    return qrl_token_device_code(f->core, "tv-app", da->device_code, flags, 30, "10.0.0.7", res);
+}
+
+static void start(fx *f, qrl_device_auth *da)
+{
+    assert_int_equal(qrl_device_authorize(f->core, "tv-app", "profile", "Living Room TV", "tv",
+                                          "10.0.0.7", da),
+                     QRL_OK);
+}
+
+static void scan_secret_of(const qrl_device_auth *da, char *out)
+{
+    strcpy(out, da->scan_secret);
+}
+
+static void test_full_flow(void **state)
+{
+    fx *f = *state;
+    qrl_device_auth da;
+    qrl_poll_result res;
+    qrl_lr_view v;
+    qrl_lr_rec lr;
+    qrl_introspection in;
+    char ss[QRL_SECRET_BUF];
+
+    start(f, &da);
+    assert_int_equal(strncmp(da.device_code, "qrl_dc_", 7), 0);
+    assert_int_equal(strncmp(da.scan_secret, "qrl_ss_", 7), 0);
+    assert_int_equal(da.expires_in_s, 120);
+    assert_int_equal(da.interval_s, 5);
+    scan_secret_of(&da, ss);
+
+    assert_int_equal(poll(f, &da, 0, &res), QRL_ERR_PENDING);
+    assert_int_equal(res.state, QRL_LR_PENDING);
+
+    f->changes = 0;
+    assert_int_equal(qrl_lr_view_claim(f->core, &f->phone, ss, "10.0.0.9", &v), QRL_OK);
+    assert_int_equal(v.lr.state, QRL_LR_SCANNED);
+    assert_string_equal(v.lr.device_name, "Living Room TV");
+    assert_string_equal(v.user_code, da.user_code);
+    assert_true(v.same_network);
+    assert_int_equal(f->changes, 1);
+    assert_int_equal(f->last_change, da.lr_id);
+    /* Viewing again from the same phone is fine and changes nothing. */
+    assert_int_equal(qrl_lr_view_claim(f->core, &f->phone, ss, "10.0.0.9", &v), QRL_OK);
+    assert_int_equal(f->changes, 1);
+
+    qrl_core_clock_advance(f->core, 5000);
+    assert_int_equal(poll(f, &da, 0, &res), QRL_ERR_PENDING);
+    assert_int_equal(res.state, QRL_LR_SCANNED);
+
+    assert_int_equal(qrl_lr_approve(f->core, &f->phone, ss, "wdjb", PW, "10.0.0.9", &lr),
+                     QRL_ERR_CODE_MISMATCH);
+    assert_int_equal(qrl_lr_approve(f->core, &f->phone, ss, da.user_code, "wrong", "10.0.0.9",
+                                    &lr),
+                     QRL_ERR_UNAUTHORIZED);
+    assert_int_equal(f->changes, 1);
+    assert_int_equal(qrl_lr_approve(f->core, &f->phone, ss, da.user_code, PW, "10.0.0.9", &lr),
+                     QRL_OK);
+    assert_int_equal(lr.state, QRL_LR_APPROVED);
+    assert_int_equal(f->changes, 2);
+
+    qrl_core_clock_advance(f->core, 5000);
+    assert_int_equal(poll(f, &da, 0, &res), QRL_OK);
+    assert_int_equal(strncmp(res.tokens.access_token, "qrl_at_", 7), 0);
+    assert_int_equal(strncmp(res.tokens.refresh_token, "qrl_rt_", 7), 0);
+    assert_string_equal(res.tokens.scope, "profile");
+    assert_int_equal(res.tokens.account_id, f->phone.account_id);
+    assert_int_equal(qrl_introspect(f->core, res.tokens.access_token, &in), QRL_OK);
+    assert_true(in.active);
+    assert_string_equal(in.username, "alice");
+    assert_int_equal(in.device_id, res.tokens.device_id);
+
+    /* Replay of the redeemed device code. */
+    qrl_core_clock_advance(f->core, 5000);
+    assert_int_equal(poll(f, &da, 0, &res), QRL_ERR_REDEEMED);
+}
+
+static void test_second_phone_and_replays(void **state)
+{
+    fx *f = *state;
+    qrl_device_auth da;
+    qrl_lr_view v;
+    qrl_lr_rec lr;
+
+    start(f, &da);
+    /* Approve before scanning: not allowed. */
+    assert_int_equal(qrl_lr_approve(f->core, &f->phone, da.scan_secret, da.user_code, PW, "",
+                                    &lr),
+                     QRL_ERR_CONFLICT);
+    assert_int_equal(qrl_lr_view_claim(f->core, &f->phone, da.user_code, "", &v), QRL_OK);
+    assert_int_equal(qrl_lr_view_claim(f->core, &f->phone2, da.scan_secret, "", &v),
+                     QRL_ERR_CLAIMED);
+    assert_int_equal(qrl_lr_approve(f->core, &f->phone2, da.scan_secret, da.user_code, PW, "",
+                                    &lr),
+                     QRL_ERR_CLAIMED);
+    assert_int_equal(qrl_lr_deny(f->core, &f->phone2, da.scan_secret, "", &lr),
+                     QRL_ERR_CLAIMED);
+    assert_int_equal(qrl_lr_approve(f->core, &f->phone, da.scan_secret, da.user_code, PW, "",
+                                    &lr),
+                     QRL_OK);
+    assert_int_equal(qrl_lr_approve(f->core, &f->phone, da.scan_secret, da.user_code, PW, "",
+                                    &lr),
+                     QRL_ERR_CONFLICT);
+    assert_int_equal(lr.state, QRL_LR_APPROVED);
+    assert_int_equal(qrl_lr_deny(f->core, &f->phone, da.scan_secret, "", &lr), QRL_ERR_CONFLICT);
+}
+
+static void test_deny(void **state)
+{
+    fx *f = *state;
+    qrl_device_auth da;
+    qrl_poll_result res;
+    qrl_lr_rec lr;
+    qrl_lr_view v;
+
+    start(f, &da);
+    assert_int_equal(qrl_lr_deny(f->core, &f->phone, da.scan_secret, "", &lr), QRL_OK);
+    assert_int_equal(lr.state, QRL_LR_DENIED);
+    assert_int_equal(poll(f, &da, 0, &res), QRL_ERR_DENIED);
+    assert_int_equal(qrl_lr_view_claim(f->core, &f->phone, da.scan_secret, "", &v),
+                     QRL_ERR_CONFLICT);
+    assert_int_equal(v.lr.state, QRL_LR_DENIED);
+    /* Terminal: stays denied even after expiry time passes. */
+    qrl_core_clock_advance(f->core, 200000);
+    assert_int_equal(poll(f, &da, 0, &res), QRL_ERR_DENIED);
+}
+
+static void test_expiry(void **state)
+{
+    fx *f = *state;
+    qrl_device_auth a, b;
+    qrl_poll_result res;
+    qrl_lr_view v;
+    qrl_lr_rec lr;
+
+    start(f, &a);
+    start(f, &b);
+    assert_int_equal(qrl_lr_view_claim(f->core, &f->phone, b.scan_secret, "", &v), QRL_OK);
+    assert_int_equal(qrl_lr_approve(f->core, &f->phone, b.scan_secret, b.user_code, PW, "", &lr),
+                     QRL_OK);
+    qrl_core_clock_advance(f->core, 120000);
+    assert_int_equal(qrl_lr_view_claim(f->core, &f->phone, a.scan_secret, "", &v),
+                     QRL_ERR_EXPIRED);
+    assert_int_equal(poll(f, &a, 0, &res), QRL_ERR_EXPIRED);
+    /* APPROVED but not redeemed in time: expired too (design.md section 3). */
+    assert_int_equal(poll(f, &b, 0, &res), QRL_ERR_EXPIRED);
+    assert_int_equal(poll(f, &b, 0, &res), QRL_ERR_EXPIRED);
+}
+
+static void test_slow_down(void **state)
+{
+    fx *f = *state;
+    qrl_device_auth da;
+    qrl_poll_result res;
+
+    start(f, &da);
+    assert_int_equal(poll(f, &da, 0, &res), QRL_ERR_PENDING);
+    assert_int_equal(poll(f, &da, 0, &res), QRL_ERR_SLOW_DOWN);
+    assert_int_equal(res.interval_s, 10);
+    /* The new interval holds from now on: 5 s is now too soon, 10 s is fine. */
+    qrl_core_clock_advance(f->core, 5000);
+    assert_int_equal(poll(f, &da, 0, &res), QRL_ERR_SLOW_DOWN);
+    assert_int_equal(res.interval_s, 15);
+    qrl_core_clock_advance(f->core, 15000);
+    assert_int_equal(poll(f, &da, 0, &res), QRL_ERR_PENDING);
+    /* A compliant client polling at its interval never sees slow_down. */
+    for (int i = 0; i < 5; i++) {
+        qrl_core_clock_advance(f->core, 15000);
+        assert_int_equal(poll(f, &da, 0, &res), QRL_ERR_PENDING);
+    }
+}
+
+static void test_hold_decisions(void **state)
+{
+    fx *f = *state;
+    qrl_device_auth da;
+    qrl_poll_result res;
+    qrl_lr_view v;
+
+    start(f, &da);
+    /* Nothing new for the client: hold it. */
+    assert_int_equal(poll(f, &da, QRL_POLL_WAIT, &res), QRL_ERR_PENDING);
+    assert_true(res.hold);
+    /* Deadline passed: answer pending. */
+    assert_int_equal(poll(f, &da, QRL_POLL_WAIT | QRL_POLL_RECHECK | QRL_POLL_FINAL, &res),
+                     QRL_ERR_PENDING);
+    assert_false(res.hold);
+    assert_int_equal(qrl_lr_view_claim(f->core, &f->phone, da.scan_secret, "", &v), QRL_OK);
+    /* Scanned is news to this client: answer at once even though it asked to wait. */
+    assert_int_equal(poll(f, &da, QRL_POLL_WAIT | QRL_POLL_RECHECK, &res), QRL_ERR_PENDING);
+    assert_false(res.hold);
+    assert_int_equal(res.state, QRL_LR_SCANNED);
+    /* Told scanned already: hold again, and a held client is never slowed down. */
+    assert_int_equal(poll(f, &da, QRL_POLL_WAIT, &res), QRL_ERR_PENDING);
+    assert_true(res.hold);
+}
+
+static void test_revoked_approver(void **state)
+{
+    fx *f = *state;
+    qrl_device_auth a, b;
+    qrl_poll_result res;
+    qrl_lr_view v;
+    qrl_lr_rec lr;
+    qrl_auth gone;
+
+    start(f, &a);
+    start(f, &b);
+    assert_int_equal(qrl_lr_view_claim(f->core, &f->phone, a.scan_secret, "", &v), QRL_OK);
+    assert_int_equal(qrl_lr_approve(f->core, &f->phone, a.scan_secret, a.user_code, PW, "", &lr),
+                     QRL_OK);
+    assert_int_equal(qrl_lr_view_claim(f->core, &f->phone, b.scan_secret, "", &v), QRL_OK);
+    f->changes = 0;
+    /* The other phone of the account revokes this one. */
+    assert_int_equal(qrl_device_revoke(f->core, &f->phone2, f->phone.device_id), QRL_OK);
+    assert_int_equal(f->changes, 2); /* both requests declined, waiters told */
+    assert_int_equal(poll(f, &a, 0, &res), QRL_ERR_DENIED);
+    assert_int_equal(poll(f, &b, 0, &res), QRL_ERR_DENIED);
+    gone = f->phone;
+    (void)gone;
+    /* Revoking a device of another account is "not found". */
+    qrl_auth bob;
+    sign_in(f, "bob", &bob);
+    assert_int_equal(qrl_device_revoke(f->core, &bob, f->phone2.device_id), QRL_ERR_NOT_FOUND);
+}
+
+static void test_refresh_rotation(void **state)
+{
+    fx *f = *state;
+    qrl_device_auth da;
+    qrl_poll_result res;
+    qrl_lr_view v;
+    qrl_lr_rec lr;
+    qrl_tokens t1, t2;
+    qrl_introspection in;
+
+    start(f, &da);
+    assert_int_equal(qrl_lr_view_claim(f->core, &f->phone, da.scan_secret, "", &v), QRL_OK);
+    assert_int_equal(qrl_lr_approve(f->core, &f->phone, da.scan_secret, da.user_code, PW, "", &lr),
+                     QRL_OK);
+    assert_int_equal(poll(f, &da, 0, &res), QRL_OK);
+    assert_int_equal(qrl_token_refresh(f->core, "other-app", res.tokens.refresh_token, &t1),
+                     QRL_ERR_INVALID_CLIENT);
+    assert_int_equal(qrl_token_refresh(f->core, "tv-app", res.tokens.refresh_token, &t1), QRL_OK);
+    assert_string_not_equal(t1.refresh_token, res.tokens.refresh_token);
+    assert_int_equal(qrl_introspect(f->core, t1.access_token, &in), QRL_OK);
+    assert_true(in.active);
+    /* Reuse of the spent token: the whole device is signed out. */
+    assert_int_equal(qrl_token_refresh(f->core, "tv-app", res.tokens.refresh_token, &t2),
+                     QRL_ERR_TOKEN_REUSED);
+    assert_int_equal(qrl_introspect(f->core, t1.access_token, &in), QRL_OK);
+    assert_false(in.active);
+    assert_int_not_equal(qrl_token_refresh(f->core, "tv-app", t1.refresh_token, &t2), QRL_OK);
+}
+
+static void test_user_code_rate_limit(void **state)
+{
+    fx *f = *state;
+    qrl_device_auth da;
+    qrl_lr_view v;
+    const char *wrong[] = {"BBBB-BBBB", "CCCC-CCCC", "DDDD-DDDD"};
+
+    start(f, &da);
+    for (int i = 0; i < 3; i++)
+        if (strcmp(wrong[i], da.user_code) != 0)
+            assert_int_equal(qrl_lr_view_claim(f->core, &f->phone, wrong[i], "10.1.1.1", &v),
+                             QRL_ERR_NOT_FOUND);
+    /* The limit is reached: even the right code is refused now, and a success would not have
+     * reset the counter anyway. */
+    assert_int_equal(qrl_lr_view_claim(f->core, &f->phone, da.user_code, "10.1.1.1", &v),
+                     QRL_ERR_RATE_LIMITED);
+    /* The scan secret is not a guessable code and is not limited. */
+    assert_int_equal(qrl_lr_view_claim(f->core, &f->phone, da.scan_secret, "10.1.1.1", &v),
+                     QRL_OK);
+}
+
+static void test_bad_input(void **state)
+{
+    fx *f = *state;
+    qrl_device_auth da;
+    qrl_poll_result res;
+    char longname[QRL_MAX_DEVICE_NAME + 2];
+
+    memset(longname, 'x', sizeof longname - 1);
+    longname[sizeof longname - 1] = '\0';
+    assert_int_equal(qrl_device_authorize(f->core, "", NULL, NULL, NULL, "", &da),
+                     QRL_ERR_INVALID);
+    assert_int_equal(qrl_device_authorize(f->core, "a b", NULL, NULL, NULL, "", &da),
+                     QRL_ERR_INVALID);
+    assert_int_equal(qrl_device_authorize(f->core, "tv", NULL, longname, NULL, "", &da),
+                     QRL_ERR_INVALID);
+    assert_int_equal(qrl_device_authorize(f->core, "tv", NULL, "TV", "toaster", "", &da),
+                     QRL_ERR_INVALID);
+    assert_int_equal(qrl_device_authorize(f->core, "tv", "a\"b", "TV", "tv", "", &da),
+                     QRL_ERR_INVALID);
+    start(f, &da);
+    assert_int_equal(qrl_token_device_code(f->core, "other", da.device_code, 0, 0, "", &res),
+                     QRL_ERR_INVALID_CLIENT);
+    assert_int_equal(qrl_token_device_code(f->core, "tv-app", "qrl_dc_nope", 0, 0, "", &res),
+                     QRL_ERR_NOT_FOUND);
+    assert_int_equal(qrl_account_add(f->core, "alice", NULL, PW, NULL), QRL_ERR_EXISTS);
+    assert_int_equal(qrl_account_add(f->core, "bad name", NULL, PW, NULL), QRL_ERR_INVALID);
+    assert_int_equal(qrl_account_add(f->core, "carol", NULL, "", NULL), QRL_ERR_INVALID);
+}
+
+static void test_sessions(void **state)
+{
+    fx *f = *state;
+    qrl_session s;
+    qrl_auth a;
+
+    assert_int_equal(qrl_session_create(f->core, "alice", "nope", NULL, NULL, "", &s),
+                     QRL_ERR_UNAUTHORIZED);
+    assert_int_equal(qrl_session_create(f->core, "nobody", PW, NULL, NULL, "", &s),
+                     QRL_ERR_UNAUTHORIZED);
+    assert_int_equal(qrl_session_create(f->core, "alice", PW, NULL, NULL, "", &s), QRL_OK);
+    assert_int_equal(strncmp(s.session_token, "qrl_st_", 7), 0);
+    assert_int_equal(qrl_session_auth(f->core, s.session_token, "", &a), QRL_OK);
+    assert_string_equal(a.device.kind, "phone");
+    assert_int_equal(qrl_device_revoke(f->core, &a, a.device_id), QRL_OK);
+    assert_int_equal(qrl_session_auth(f->core, s.session_token, "", &a), QRL_ERR_UNAUTHORIZED);
+    assert_int_equal(qrl_session_auth(f->core, "qrl_st_garbage-garbage-garbage", "", &a),
+                     QRL_ERR_UNAUTHORIZED);
+    /* Sessions expire. */
+    assert_int_equal(qrl_session_create(f->core, "alice", PW, NULL, NULL, "", &s), QRL_OK);
+    qrl_core_clock_advance(f->core, 31LL * 24 * 3600 * 1000);
+    assert_int_equal(qrl_session_auth(f->core, s.session_token, "", &a), QRL_ERR_UNAUTHORIZED);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_full_flow, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_second_phone_and_replays, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_deny, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_expiry, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_slow_down, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_hold_decisions, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_revoked_approver, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_refresh_rotation, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_user_code_rate_limit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bad_input, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sessions, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
