@@ -190,8 +190,9 @@ typedef struct qrl_store_methods {
      * - token already used (used_ms != 0): reuse of a rotated token. The whole device is revoked
      *   (as device_revoke), that is committed, and QRL_ERR_TOKEN_REUSED is returned;
      * - otherwise used_ms = now_ms and the `n` new tokens are inserted with device_id set to the
-     *   old token's device; *device_id receives it; QRL_OK.
-     * `old_out`, when non-NULL, receives the old token's record (client_id, scope, device). */
+     *   old token's device (written back into new_tok[i].device_id); QRL_OK.
+     * Checks run in the order revoked, expired, reused. `old_out`, when non-NULL, receives the
+     * old token's record (client_id, scope, device_id) whenever a refresh token was found. */
     qrl_err (*token_rotate)(qrl_store *st, const qrl_hash *old, int64_t now_ms,
                             qrl_token_rec *new_tok, size_t n, qrl_token_rec *old_out);
     /* Sets revoked_ms of one token (no-op if already revoked). QRL_ERR_NOT_FOUND if none. */
