@@ -4,6 +4,10 @@
  * also decline login requests the revoked phone had claimed or approved, so that a screen
  * waiting on one is answered at once instead of at expiry.
  */
+#include <string.h>
+
+#include <sodium.h>
+
 #include "internal.h"
 
 qrl_err qrl_devices_list(qrl_core *core, const qrl_auth *auth, qrl_device_rec *out, size_t max,
@@ -33,4 +37,22 @@ qrl_err qrl_device_revoke(qrl_core *core, const qrl_auth *auth, int64_t device_i
         return rc;
     qrl__lr_deny_for_device(core, device_id);
     return QRL_OK;
+}
+
+qrl_err qrl_device_set_key(qrl_core *core, const qrl_auth *auth, const char *pubkey_b64,
+                           const char *password, const char *address)
+{
+    unsigned char pk[QRL_PUBKEY_BYTES];
+    size_t len = 0;
+    qrl_err rc;
+
+    if (pubkey_b64 == NULL || password == NULL ||
+        sodium_base642bin(pk, sizeof pk, pubkey_b64, strlen(pubkey_b64), NULL, &len, NULL,
+                          sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0 ||
+        len != sizeof pk)
+        return QRL_ERR_INVALID;
+    rc = qrl__password_check(core, &auth->account, password, address);
+    if (rc != QRL_OK)
+        return rc;
+    return core->st->m->device_set_pubkey(core->st, auth->account_id, auth->device_id, pk);
 }

@@ -35,6 +35,8 @@ struct qrl_core {
 /* --- secret.c --- */
 /* Writes prefix + base64url(nbytes of CSPRNG output) into out (QRL_SECRET_BUF). */
 void qrl__secret_new(const char *prefix, size_t nbytes, char out[QRL_SECRET_BUF]);
+/* The scan secret of a device code: prefix + base64url(BLAKE2b-192 keyed by the device code). */
+void qrl__scan_from_device_code(const char *device_code, char out[QRL_SECRET_BUF]);
 /* BLAKE2b-256 of the whole secret string. */
 void qrl__secret_hash(const char *secret, qrl_hash *out);
 /* True when `s` starts with `prefix` and has a plausible length for that kind. */

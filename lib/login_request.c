@@ -179,7 +179,7 @@ qrl_err qrl_device_authorize(qrl_core *core, const char *client_id, const char *
 
     for (int attempt = 0; attempt < CREATE_ATTEMPTS; attempt++) {
         qrl__secret_new(QRL__PFX_DEVICE_CODE, QRL__TOKEN_BYTES, out->device_code);
-        qrl__secret_new(QRL__PFX_SCAN, QRL__SCAN_BYTES, out->scan_secret);
+        qrl__scan_from_device_code(out->device_code, out->scan_secret);
         qrl__user_code_new(lr.user_code);
         qrl__secret_hash(out->device_code, &lr.device_code_hash);
         qrl__secret_hash(out->scan_secret, &lr.scan_hash);
@@ -365,6 +365,52 @@ static qrl_err lr_find_by_code(qrl_core *core, const qrl_auth *auth, const char 
     return rc;
 }
 
+/* The approval nonce given to the phone that claims a request: 128 random bits. */
+static void nonce_new(char out[QRL_NONCE_MAX + 1])
+{
+    unsigned char raw[16];
+
+    randombytes_buf(raw, sizeof raw);
+    sodium_bin2base64(out, QRL_NONCE_MAX + 1, raw, sizeof raw,
+                      sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+}
+
+size_t qrl_decision_message(int64_t lr_id, const char *decision, const char *nonce,
+                            const char *user_code, char *buf, size_t len)
+{
+    int n;
+
+    if (decision == NULL || nonce == NULL || user_code == NULL || buf == NULL ||
+        (strcmp(decision, "approve") != 0 && strcmp(decision, "deny") != 0))
+        return 0;
+    n = snprintf(buf, len, "qrlogin-decision-v1\n%lld\n%s\n%s\n%s\n", (long long)lr_id,
+                 decision, nonce, user_code);
+    return n > 0 && (size_t)n < len ? (size_t)n : 0;
+}
+
+/* Verifies a decision signature by the calling phone's device key. */
+static qrl_err signature_check(qrl_core *core, const qrl_auth *auth, const qrl_lr_rec *lr,
+                               const char *decision, const char *sig_b64)
+{
+    unsigned char sig[crypto_sign_BYTES];
+    char msg[160];
+    size_t siglen = 0, mlen;
+
+    if (!auth->device.has_pubkey || lr->nonce[0] == '\0')
+        return QRL_ERR_FORBIDDEN;
+    if (sodium_base642bin(sig, sizeof sig, sig_b64, strlen(sig_b64), NULL, &siglen, NULL,
+                          sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0 ||
+        siglen != sizeof sig)
+        return QRL_ERR_FORBIDDEN;
+    mlen = qrl_decision_message(lr->id, decision, lr->nonce, lr->user_code, msg, sizeof msg);
+    if (mlen == 0 ||
+        crypto_sign_verify_detached(sig, (const unsigned char *)msg, mlen, auth->device.pubkey) !=
+            0)
+        return QRL_ERR_FORBIDDEN;
+    (void)core;
+    return QRL_OK;
+}
+
 /* IPv4: same /24; IPv6: same /64; otherwise exact match. Advisory only: shown to the user. */
 static int same_network(const char *a, const char *b)
 {
@@ -419,15 +465,19 @@ qrl_err qrl_lr_view_claim(qrl_core *core, const qrl_auth *auth, const char *code
             return QRL_OK;
         if (lr.state != QRL_LR_PENDING)
             return not_actionable(&lr, auth);
+        char nonce[QRL_NONCE_MAX + 1];
+        nonce_new(nonce);
         qrl_lr_cas cas = {.id = lr.id,
                           .from_mask = B(PENDING),
                           .to = QRL_LR_SCANNED,
                           .now_ms = now,
-                          .set_claimed_device_id = auth->device_id};
+                          .set_claimed_device_id = auth->device_id,
+                          .set_nonce = nonce};
         rc = lr_move(core, &cas);
         if (rc == QRL_OK) {
             lr.state = QRL_LR_SCANNED;
             lr.claimed_device_id = auth->device_id;
+            memcpy(lr.nonce, nonce, sizeof lr.nonce);
             fill_view(&lr, address, now, out);
             return QRL_OK;
         }
@@ -473,13 +523,13 @@ static qrl_err user_code_confirm(qrl_core *core, const qrl_auth *auth, const qrl
 }
 
 static qrl_err lr_approve(qrl_core *core, const qrl_auth *auth, const char *code,
-                          const char *user_code, const char *password, const char *address,
+                          const char *user_code, const qrl_proof *proof, const char *address,
                           qrl_lr_rec *lr)
 {
     int64_t now = qrl_core_now_ms(core);
     qrl_err rc;
 
-    if (user_code == NULL || password == NULL)
+    if (user_code == NULL || proof == NULL || (proof->password == NULL) == (proof->signature == NULL))
         return QRL_ERR_INVALID;
     rc = lr_find_by_code(core, auth, code, address, now, lr);
     if (rc != QRL_OK)
@@ -492,19 +542,24 @@ static qrl_err lr_approve(qrl_core *core, const qrl_auth *auth, const char *code
     rc = user_code_confirm(core, auth, lr, user_code, address);
     if (rc != QRL_OK)
         return rc;
-    rc = qrl__password_check(core, &auth->account, password, address);
+    if (proof->signature != NULL)
+        rc = signature_check(core, auth, lr, "approve", proof->signature);
+    else
+        rc = qrl__password_check(core, &auth->account, proof->password, address);
     if (rc != QRL_OK)
         return rc;
 
-    /* The decision names this request, this phone and this account; the store applies it only
-     * if the request is still SCANNED by this phone and unexpired. */
+    /* The decision names this request, this phone and this account (and, when signed, the
+     * nonce the signature covers); the store applies it only if the request is still SCANNED
+     * by this phone, unexpired, and still carries that nonce. */
     qrl_lr_cas cas = {.id = lr->id,
                       .from_mask = B(SCANNED),
                       .to = QRL_LR_APPROVED,
                       .now_ms = qrl_core_now_ms(core),
                       .require_claimed_by = auth->device_id,
                       .set_account_id = auth->account_id,
-                      .set_approving_device_id = auth->device_id};
+                      .set_approving_device_id = auth->device_id,
+                      .require_nonce = proof->signature != NULL ? lr->nonce : NULL};
     rc = lr_move(core, &cas);
     if (rc == QRL_OK)
         lr->state = QRL_LR_APPROVED;
@@ -514,11 +569,11 @@ static qrl_err lr_approve(qrl_core *core, const qrl_auth *auth, const char *code
 }
 
 qrl_err qrl_lr_approve(qrl_core *core, const qrl_auth *auth, const char *code,
-                       const char *user_code, const char *password, const char *address,
+                       const char *user_code, const qrl_proof *proof, const char *address,
                        qrl_lr_rec *out)
 {
     qrl_lr_rec lr = {0};
-    qrl_err rc = lr_approve(core, auth, code, user_code, password, address, &lr);
+    qrl_err rc = lr_approve(core, auth, code, user_code, proof, address, &lr);
 
     if (out != NULL)
         *out = lr;
@@ -526,7 +581,7 @@ qrl_err qrl_lr_approve(qrl_core *core, const qrl_auth *auth, const char *code,
 }
 
 static qrl_err lr_deny(qrl_core *core, const qrl_auth *auth, const char *code,
-                       const char *address, qrl_lr_rec *lr)
+                       const char *signature, const char *address, qrl_lr_rec *lr)
 {
     int64_t now = qrl_core_now_ms(core);
     qrl_err rc;
@@ -540,11 +595,15 @@ static qrl_err lr_deny(qrl_core *core, const qrl_auth *auth, const char *code,
         return QRL_ERR_CLAIMED;
     if (lr->state != QRL_LR_PENDING && lr->state != QRL_LR_SCANNED)
         return not_actionable(lr, auth);
+    if (signature != NULL && (lr->state != QRL_LR_SCANNED ||
+                              signature_check(core, auth, lr, "deny", signature) != QRL_OK))
+        return QRL_ERR_FORBIDDEN;
     qrl_lr_cas cas = {.id = lr->id,
                       .from_mask = QRL_LR_BIT(lr->state),
                       .to = QRL_LR_DENIED,
                       .now_ms = now,
-                      .require_claimed_by = lr->state == QRL_LR_SCANNED ? auth->device_id : 0};
+                      .require_claimed_by = lr->state == QRL_LR_SCANNED ? auth->device_id : 0,
+                      .require_nonce = signature != NULL ? lr->nonce : NULL};
     rc = lr_move(core, &cas);
     if (rc == QRL_OK)
         lr->state = QRL_LR_DENIED;
@@ -553,15 +612,43 @@ static qrl_err lr_deny(qrl_core *core, const qrl_auth *auth, const char *code,
     return rc;
 }
 
-qrl_err qrl_lr_deny(qrl_core *core, const qrl_auth *auth, const char *code, const char *address,
-                    qrl_lr_rec *out)
+qrl_err qrl_lr_deny(qrl_core *core, const qrl_auth *auth, const char *code,
+                    const qrl_proof *proof, const char *address, qrl_lr_rec *out)
 {
     qrl_lr_rec lr = {0};
-    qrl_err rc = lr_deny(core, auth, code, address, &lr);
+    qrl_err rc = lr_deny(core, auth, code, proof != NULL ? proof->signature : NULL, address, &lr);
 
     if (out != NULL)
         *out = lr;
     return rc;
+}
+
+qrl_err qrl_screen_scan_secret(qrl_core *core, const char *client_id, const char *device_code,
+                               char *scan)
+{
+    qrl_lr_rec lr;
+    qrl_hash h;
+    int64_t now = qrl_core_now_ms(core);
+    qrl_err rc;
+
+    scan[0] = '\0';
+    if (client_id == NULL || client_id[0] == '\0' || device_code == NULL)
+        return QRL_ERR_INVALID;
+    if (!qrl__secret_has_prefix(device_code, QRL__PFX_DEVICE_CODE))
+        return QRL_ERR_NOT_FOUND;
+    qrl__secret_hash(device_code, &h);
+    rc = core->st->m->lr_find(core->st, QRL_LR_KEY_DEVICE_CODE, &h, now, &lr);
+    if (rc != QRL_OK)
+        return rc;
+    if (strlen(client_id) != strlen(lr.client_id) ||
+        sodium_memcmp(client_id, lr.client_id, strlen(client_id)) != 0)
+        return QRL_ERR_INVALID_CLIENT;
+    if (lr_expire_if_due(core, &lr, now))
+        return QRL_ERR_EXPIRED;
+    if (lr.state != QRL_LR_PENDING && lr.state != QRL_LR_SCANNED)
+        return lr.state == QRL_LR_APPROVED ? QRL_ERR_CONFLICT : terminal_answer(lr.state);
+    qrl__scan_from_device_code(device_code, scan);
+    return QRL_OK;
 }
 
 void qrl__lr_deny_for_device(qrl_core *core, int64_t device_id)

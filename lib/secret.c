@@ -31,6 +31,23 @@ void qrl__secret_new(const char *prefix, size_t nbytes, char out[QRL_SECRET_BUF]
     sodium_memzero(raw, sizeof raw);
 }
 
+void qrl__scan_from_device_code(const char *device_code, char out[QRL_SECRET_BUF])
+{
+    static const char label[] = "qrlogin scan secret v1";
+    unsigned char raw[QRL__SCAN_BYTES];
+    size_t klen = strlen(device_code);
+
+    /* BLAKE2b keys are at most 64 bytes; our device codes are 50 characters. */
+    if (klen > crypto_generichash_KEYBYTES_MAX)
+        klen = crypto_generichash_KEYBYTES_MAX;
+    crypto_generichash(raw, sizeof raw, (const unsigned char *)label, sizeof label - 1,
+                       (const unsigned char *)device_code, klen);
+    memcpy(out, QRL__PFX_SCAN, QRL__PFX_LEN);
+    sodium_bin2base64(out + QRL__PFX_LEN, QRL_SECRET_BUF - QRL__PFX_LEN, raw, sizeof raw,
+                      sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+    sodium_memzero(raw, sizeof raw);
+}
+
 void qrl__secret_hash(const char *secret, qrl_hash *out)
 {
     crypto_generichash(out->b, sizeof out->b, (const unsigned char *)secret, strlen(secret),

@@ -7,6 +7,7 @@ PKGS=(
   build-essential cmake pkg-config
   libsqlite3-dev libsodium-dev libmicrohttpd-dev libjansson-dev
   libcurl4-openssl-dev libcmocka-dev
+  libqrencode-dev libpng-dev libzbar-dev zbar-tools librsvg2-bin
   nodejs npm
 )
 

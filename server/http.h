@@ -91,6 +91,8 @@ enum MHD_Result qrl__h_lr_deny(qrl__req *r, const char *arg);
 enum MHD_Result qrl__h_devices(qrl__req *r, const char *arg);
 enum MHD_Result qrl__h_device_delete(qrl__req *r, const char *arg);
 enum MHD_Result qrl__h_me(qrl__req *r, const char *arg);
+enum MHD_Result qrl__h_device_key(qrl__req *r, const char *arg);
+enum MHD_Result qrl__h_screen_qr(qrl__req *r, const char *arg);
 #ifdef QRL_TEST_HOOKS
 enum MHD_Result qrl__h_test_clock(qrl__req *r, const char *arg);
 #endif

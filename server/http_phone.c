@@ -122,6 +122,10 @@ static enum MHD_Result lr_error(qrl__req *r, qrl_err rc, const qrl_lr_rec *lr)
         return qrl__respond_error(r, 400, "invalid_request", "not a scan secret or user code");
     if (rc == QRL_ERR_UNAUTHORIZED)
         return qrl__respond_error(r, 403, "step_up_failed", "the password is not correct");
+    if (rc == QRL_ERR_FORBIDDEN)
+        return qrl__respond_error(r, 403, "signature_invalid",
+                                  "the signature does not verify with this phone's device key "
+                                  "for this request, decision and nonce");
     return qrl__respond_err(r, rc, QRL__CTX_API);
 }
 
@@ -139,13 +143,13 @@ enum MHD_Result qrl__h_lr_view(qrl__req *r, const char *code)
         return lr_error(r, rc, &v.lr);
     return qrl__respond_json(
         r, 200,
-        json_pack("{s:I, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:b, s:I, s:I, s:I}", "id",
+        json_pack("{s:I, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:b, s:I, s:I, s:I, s:s}", "id",
                   (json_int_t)v.lr.id, "state", qrl_lr_state_name(v.lr.state), "user_code",
                   v.user_code, "device_name", v.lr.device_name, "device_kind",
                   v.lr.device_kind, "client_id", v.lr.client_id, "scope", v.lr.scope, "address",
                   v.lr.address, "same_network", v.same_network, "age_seconds",
                   (json_int_t)v.age_s, "expires_in", (json_int_t)v.expires_in_s, "created_at",
-                  (json_int_t)(v.lr.created_ms / 1000)));
+                  (json_int_t)(v.lr.created_ms / 1000), "nonce", v.lr.nonce));
 }
 
 static enum MHD_Result decided(qrl__req *r, const qrl_lr_rec *lr)
@@ -167,14 +171,17 @@ enum MHD_Result qrl__h_lr_approve(qrl__req *r, const char *code)
         return ret;
     if ((o = read_json(r, &ret)) == NULL)
         return ret;
-    const char *uc = jstr(o, "user_code", &bad), *pw = jstr(o, "password", &bad);
-    if (bad || uc == NULL || pw == NULL) {
+    const char *uc = jstr(o, "user_code", &bad);
+    qrl_proof proof = {.password = jstr(o, "password", &bad),
+                       .signature = jstr(o, "signature", &bad)};
+    if (bad || uc == NULL || (proof.password == NULL) == (proof.signature == NULL)) {
         json_decref(o);
         return qrl__respond_error(r, 400, "invalid_request",
-                                  "user_code and password (strings) are required");
+                                  "user_code and one of password or signature (strings) are "
+                                  "required");
     }
     qrl_lr_rec lr;
-    rc = qrl_lr_approve(r->srv->core, &auth, code, uc, pw, r->address, &lr);
+    rc = qrl_lr_approve(r->srv->core, &auth, code, uc, &proof, r->address, &lr);
     json_decref(o);
     sodium_memzero(r->body, r->body_len);
     if (rc == QRL_OK)
@@ -193,9 +200,15 @@ enum MHD_Result qrl__h_lr_deny(qrl__req *r, const char *code)
         return ret;
     if ((o = read_json(r, &ret)) == NULL)
         return ret;
-    json_decref(o);
+    bool bad = false;
+    qrl_proof proof = {.signature = jstr(o, "signature", &bad)};
+    if (bad) {
+        json_decref(o);
+        return qrl__respond_error(r, 400, "invalid_request", "signature must be a string");
+    }
     qrl_lr_rec lr;
-    rc = qrl_lr_deny(r->srv->core, &auth, code, r->address, &lr);
+    rc = qrl_lr_deny(r->srv->core, &auth, code, &proof, r->address, &lr);
+    json_decref(o);
     if (rc == QRL_OK)
         return decided(r, &lr);
     return lr_error(r, rc, &lr);
@@ -264,10 +277,42 @@ enum MHD_Result qrl__h_me(qrl__req *r, const char *arg)
     if (!authenticate(r, &auth, &ret))
         return ret;
     return qrl__respond_json(r, 200,
-                             json_pack("{s:o, s:{s:I, s:s, s:s}}", "account",
+                             json_pack("{s:o, s:{s:I, s:s, s:s, s:b}}", "account",
                                        account_json(&auth.account), "device", "id",
                                        (json_int_t)auth.device.id, "name", auth.device.name,
-                                       "kind", auth.device.kind));
+                                       "kind", auth.device.kind, "has_key",
+                                       auth.device.has_pubkey));
+}
+
+enum MHD_Result qrl__h_device_key(qrl__req *r, const char *arg)
+{
+    enum MHD_Result ret;
+    qrl_auth auth;
+    bool bad = false;
+    json_t *o;
+    qrl_err rc;
+
+    if (!authenticate(r, &auth, &ret))
+        return ret;
+    if ((o = read_json(r, &ret)) == NULL)
+        return ret;
+    const char *pk = jstr(o, "public_key", &bad), *pw = jstr(o, "password", &bad);
+    if (bad || pk == NULL || pw == NULL) {
+        json_decref(o);
+        return qrl__respond_error(r, 400, "invalid_request",
+                                  "public_key and password (strings) are required");
+    }
+    rc = qrl_device_set_key(r->srv->core, &auth, pk, pw, r->address);
+    json_decref(o);
+    sodium_memzero(r->body, r->body_len);
+    if (rc == QRL_OK)
+        return qrl__respond_empty(r, 204);
+    if (rc == QRL_ERR_INVALID)
+        return qrl__respond_error(r, 400, "invalid_request",
+                                  "public_key must be a base64url Ed25519 key (32 bytes)");
+    if (rc == QRL_ERR_UNAUTHORIZED)
+        return qrl__respond_error(r, 403, "step_up_failed", "the password is not correct");
+    return qrl__respond_err(r, rc, QRL__CTX_API);
 }
 
 #ifdef QRL_TEST_HOOKS

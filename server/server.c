@@ -50,6 +50,8 @@ static const struct route {
     {"GET", "/v1/devices", false, NULL, qrl__h_devices, "devices"},
     {"DELETE", "/v1/devices/", true, "", qrl__h_device_delete, "device"},
     {"GET", "/v1/me", false, NULL, qrl__h_me, "me"},
+    {"PUT", "/v1/device-key", false, NULL, qrl__h_device_key, "device-key"},
+    {"POST", "/v1/screen/qr", false, NULL, qrl__h_screen_qr, "screen-qr"},
 #ifdef QRL_TEST_HOOKS
     {"POST", "/_test/clock", false, NULL, qrl__h_test_clock, "test-clock"},
 #endif

@@ -180,14 +180,47 @@ qrl_err qrl_lr_view_claim(qrl_core *core, const qrl_auth *auth, const char *code
  * `password` is the step-up proof. QRL_ERR_UNAUTHORIZED (wrong password),
  * QRL_ERR_CODE_MISMATCH, QRL_ERR_CLAIMED, QRL_ERR_CONFLICT (not SCANNED), QRL_ERR_EXPIRED,
  * QRL_ERR_NOT_FOUND. */
-/* `out` (may be NULL) receives the request as last read: its id, and its state (the new one on
- * success, the current one on QRL_ERR_CONFLICT). */
+/* The step-up proof of a decision: the account password, or a signature by the phone's
+ * registered device key over qrl_decision_message() (base64url, no padding). */
+typedef struct qrl_proof {
+    const char *password;
+    const char *signature;
+} qrl_proof;
+
+/* Approves a request this phone claimed. `user_code` is what the user confirmed (any format).
+ * QRL_ERR_UNAUTHORIZED (wrong password), QRL_ERR_FORBIDDEN (bad signature or no device key),
+ * QRL_ERR_CODE_MISMATCH, QRL_ERR_CLAIMED, QRL_ERR_CONFLICT (not SCANNED), QRL_ERR_EXPIRED,
+ * QRL_ERR_NOT_FOUND, QRL_ERR_RATE_LIMITED. `out` (may be NULL) receives the request as last
+ * read: its id, and its state (the new one on success, the current one on QRL_ERR_CONFLICT). */
 qrl_err qrl_lr_approve(qrl_core *core, const qrl_auth *auth, const char *code,
-                       const char *user_code, const char *password, const char *address,
+                       const char *user_code, const qrl_proof *proof, const char *address,
                        qrl_lr_rec *out);
-/* Declines a request (PENDING, or SCANNED by this phone). `out` as for qrl_lr_approve. */
-qrl_err qrl_lr_deny(qrl_core *core, const qrl_auth *auth, const char *code, const char *address,
-                    qrl_lr_rec *out);
+/* Declines a request (PENDING, or SCANNED by this phone). No step-up is needed to decline;
+ * a signature, when given (proof->signature), must verify. `proof` may be NULL. */
+qrl_err qrl_lr_deny(qrl_core *core, const qrl_auth *auth, const char *code,
+                    const qrl_proof *proof, const char *address, qrl_lr_rec *out);
+
+/* The exact bytes a phone signs for a decision ("approve" or "deny"):
+ *   "qrlogin-decision-v1\n<id>\n<decision>\n<nonce>\n<USERCODE>\n"
+ * with the request id in decimal, the nonce from the view, and the canonical user code (8
+ * letters, no dash). Binding the request, the decision and a server-issued single-use nonce
+ * means a captured approval cannot be replayed or moved to another request. Returns the length
+ * written (excluding NUL), or 0 if `len` is too small or an argument is invalid. */
+size_t qrl_decision_message(int64_t lr_id, const char *decision, const char *nonce,
+                            const char *user_code, char *buf, size_t len);
+
+/* Registers (or replaces) the Ed25519 public key (base64url, 32 bytes) of the calling phone.
+ * Needs the account password, so a stolen session token alone cannot add a key. */
+qrl_err qrl_device_set_key(qrl_core *core, const qrl_auth *auth, const char *pubkey_b64,
+                           const char *password, const char *address);
+
+/* For the screen's QR endpoint: checks that `device_code` belongs to `client_id` and is still
+ * waiting (PENDING or SCANNED, unexpired), and writes its scan secret into `scan` (of
+ * QRL_SECRET_BUF bytes). The scan secret is derived from the device code by a keyed hash, so
+ * the server can rebuild the QR from the device code alone and nobody can get from the scan
+ * secret to the device code. Errors as for qrl_token_device_code. */
+qrl_err qrl_screen_scan_secret(qrl_core *core, const char *client_id, const char *device_code,
+                               char *scan);
 
 /* Active devices of the caller's account; out has room for `max`. */
 qrl_err qrl_devices_list(qrl_core *core, const qrl_auth *auth, qrl_device_rec *out, size_t max,

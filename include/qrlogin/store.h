@@ -38,10 +38,14 @@
 extern "C" {
 #endif
 
-#define QRL_STORE_VERSION 1
+#define QRL_STORE_VERSION 2
 #define QRL_HASH_BYTES 32
 /* crypto_pwhash_STRBYTES is 128 in libsodium. */
 #define QRL_PWHASH_MAX 128
+/* Ed25519 public keys of phones (crypto_sign_PUBLICKEYBYTES). */
+#define QRL_PUBKEY_BYTES 32
+/* Server-issued approval nonce: base64url of 16 random bytes is 22 characters. */
+#define QRL_NONCE_MAX 32
 /* user_code stored and compared in canonical form: 8 letters, no dash. */
 #define QRL_USER_CODE_LEN 8
 
@@ -80,6 +84,8 @@ typedef struct qrl_device_rec {
     int64_t created_ms;
     int64_t last_seen_ms;
     int64_t revoked_ms; /* 0 while active */
+    int has_pubkey;     /* a phone registered a device key (store version 2) */
+    unsigned char pubkey[QRL_PUBKEY_BYTES];
 } qrl_device_rec;
 
 typedef enum qrl_token_kind {
@@ -123,6 +129,7 @@ typedef struct qrl_lr_rec {
     int64_t account_id;          /* account that approved it (0 = none) */
     int64_t approving_device_id; /* phone device that approved (0 = none) */
     int64_t redeemed_device_id;  /* device created by redemption (0 = none) */
+    char nonce[QRL_NONCE_MAX + 1]; /* approval nonce issued to the claiming phone ("" = none) */
 } qrl_lr_rec;
 
 /* Which key lr_find looks a login request up by. */
@@ -142,6 +149,8 @@ typedef struct qrl_lr_cas {
     int64_t set_claimed_device_id;   /* nonzero: written */
     int64_t set_account_id;          /* nonzero: written */
     int64_t set_approving_device_id; /* nonzero: written */
+    const char *set_nonce;     /* non-NULL: written (store version 2) */
+    const char *require_nonce; /* non-NULL: the stored nonce must equal this */
 } qrl_lr_cas;
 
 typedef struct qrl_store qrl_store;
@@ -214,6 +223,7 @@ typedef struct qrl_store_methods {
      *   WHERE id = ? AND state IN from_mask
      *     AND (to == EXPIRED ? expires_ms <= now : expires_ms > now)
      *     AND (require_claimed_by == 0 OR claimed_device_id = require_claimed_by)
+     *     AND (require_nonce IS NULL OR nonce = require_nonce)
      * QRL_OK when exactly one row changed, QRL_ERR_CONFLICT when none did (lost a race, wrong
      * state, expired or wrong claimer: the caller re-reads to tell which). */
     qrl_err (*lr_transition)(qrl_store *st, const qrl_lr_cas *cas);
@@ -245,6 +255,12 @@ typedef struct qrl_store_methods {
     /* Deletes login requests that expired more than `keep_ms` ago and rate-limit rows whose
      * windows ended more than `keep_ms` ago. */
     qrl_err (*sweep)(qrl_store *st, int64_t now_ms, int64_t keep_ms);
+
+    /* --- version 2 --- */
+    /* Sets (or replaces) the Ed25519 public key of active device `device_id` of account
+     * `account_id`. QRL_ERR_NOT_FOUND when there is no such active device of that account. */
+    qrl_err (*device_set_pubkey)(qrl_store *st, int64_t account_id, int64_t device_id,
+                                 const unsigned char pubkey[QRL_PUBKEY_BYTES]);
 } qrl_store_methods;
 
 struct qrl_store {

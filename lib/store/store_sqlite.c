@@ -117,19 +117,23 @@ static const char *const migrations[] = {
     " start_ms INTEGER NOT NULL,"
     " window_ms INTEGER NOT NULL,"
     " hits INTEGER NOT NULL) WITHOUT ROWID;",
+    /* Version 2: phone device keys and the approval nonce a phone signs. */
+    "ALTER TABLE devices ADD COLUMN pubkey BLOB;"
+    "ALTER TABLE login_requests ADD COLUMN nonce TEXT NOT NULL DEFAULT '';",
 };
 #define SCHEMA_VERSION ((int)(sizeof migrations / sizeof migrations[0]))
 
 /* Column lists shared by the SELECTs and the read_*() functions that decode them. */
 #define ACCOUNT_COLS "id, username, display_name, pw_hash, created_ms, disabled"
-#define DEVICE_COLS "id, account_id, name, kind, address, created_ms, last_seen_ms, revoked_ms"
+#define DEVICE_COLS                                                                                \
+    "id, account_id, name, kind, address, created_ms, last_seen_ms, revoked_ms, pubkey"
 #define TOKEN_COLS                                                                                 \
     "t.hash, t.kind, t.device_id, t.created_ms, t.expires_ms, t.used_ms, t.revoked_ms, "           \
     "t.client_id, t.scope, d.account_id, d.revoked_ms != 0, a.disabled != 0"
 #define LR_COLS                                                                                    \
     "id, device_code_hash, scan_hash, user_code, client_id, scope, device_name, device_kind, "     \
     "address, created_ms, expires_ms, interval_s, state, updated_ms, claimed_device_id, "          \
-    "account_id, approving_device_id, redeemed_device_id"
+    "account_id, approving_device_id, redeemed_device_id, nonce"
 
 enum stmt_id {
     ST_BEGIN,
@@ -164,6 +168,7 @@ enum stmt_id {
     ST_RL_PEEK,
     ST_SWEEP_LR,
     ST_SWEEP_RL,
+    ST_DEVICE_SET_PUBKEY,
     ST_COUNT
 };
 
@@ -216,10 +221,11 @@ static const char *const stmt_sql[ST_COUNT] = {
         "UPDATE login_requests SET state = ?2, updated_ms = ?3,"
         " claimed_device_id = CASE WHEN ?5 != 0 THEN ?5 ELSE claimed_device_id END,"
         " account_id = CASE WHEN ?6 != 0 THEN ?6 ELSE account_id END,"
-        " approving_device_id = CASE WHEN ?7 != 0 THEN ?7 ELSE approving_device_id END"
+        " approving_device_id = CASE WHEN ?7 != 0 THEN ?7 ELSE approving_device_id END,"
+        " nonce = coalesce(?9, nonce)"
         " WHERE id = ?1 AND ((?4 >> state) & 1) = 1"
         " AND CASE WHEN ?2 = 5 THEN expires_ms <= ?3 ELSE expires_ms > ?3 END"
-        " AND (?8 = 0 OR claimed_device_id = ?8)",
+        " AND (?8 = 0 OR claimed_device_id = ?8) AND (?10 IS NULL OR nonce = ?10)",
     /* NULL columns mean the account, or a device of that account, does not exist. */
     [ST_LR_APPROVER] = "SELECT (SELECT disabled FROM accounts WHERE id = ?1),"
                        " (SELECT revoked_ms FROM devices WHERE id = ?2 AND account_id = ?1)",
@@ -241,6 +247,8 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_RL_PEEK] = "SELECT hits, start_ms FROM rate_limits WHERE key = ?1",
     [ST_SWEEP_LR] = "DELETE FROM login_requests WHERE expires_ms < ?1 - ?2",
     [ST_SWEEP_RL] = "DELETE FROM rate_limits WHERE start_ms + window_ms < ?1 - ?2",
+    [ST_DEVICE_SET_PUBKEY] = "UPDATE devices SET pubkey = ?3 WHERE id = ?1 AND account_id = ?2"
+                             " AND revoked_ms = 0",
 };
 
 /* One thread's connection. Used only by that thread; reached by others only in close. */
@@ -386,6 +394,12 @@ static qrl_err read_device(sqlite3_stmt *s, qrl_device_rec *out)
     out->created_ms = sqlite3_column_int64(s, 5);
     out->last_seen_ms = sqlite3_column_int64(s, 6);
     out->revoked_ms = sqlite3_column_int64(s, 7);
+    if (sqlite3_column_type(s, 8) == SQLITE_BLOB) {
+        if (sqlite3_column_bytes(s, 8) != QRL_PUBKEY_BYTES)
+            return bad_row("device");
+        memcpy(out->pubkey, sqlite3_column_blob(s, 8), QRL_PUBKEY_BYTES);
+        out->has_pubkey = 1;
+    }
     return QRL_OK;
 }
 
@@ -436,6 +450,8 @@ static qrl_err read_lr(sqlite3_stmt *s, qrl_lr_rec *out)
     out->account_id = sqlite3_column_int64(s, 15);
     out->approving_device_id = sqlite3_column_int64(s, 16);
     out->redeemed_device_id = sqlite3_column_int64(s, 17);
+    if (col_text(s, 18, out->nonce, sizeof out->nonce) != 0)
+        return bad_row("login request");
     return QRL_OK;
 }
 
@@ -1331,6 +1347,8 @@ static qrl_err lr_transition(qrl_store *st, const qrl_lr_cas *cas)
     bind_i64(s, 6, cas->set_account_id, &brc);
     bind_i64(s, 7, cas->set_approving_device_id, &brc);
     bind_i64(s, 8, cas->require_claimed_by, &brc);
+    bind_text(s, 9, cas->set_nonce, &brc);
+    bind_text(s, 10, cas->require_nonce, &brc);
     if (brc != SQLITE_OK)
         return db_fail(c, brc, "lr_transition");
     rc = stmt_run(c, s, "lr_transition");
@@ -1593,6 +1611,31 @@ static void store_close(qrl_store *st)
     free(s);
 }
 
+static qrl_err device_set_pubkey(qrl_store *st, int64_t account_id, int64_t device_id,
+                                 const unsigned char pubkey[QRL_PUBKEY_BYTES])
+{
+    struct conn *c;
+    sqlite3_stmt *s = NULL;
+    int brc = SQLITE_OK;
+    qrl_err rc;
+
+    if (pubkey == NULL)
+        return QRL_ERR_INVALID;
+    if ((rc = store_conn(st, &c)) != QRL_OK ||
+        (rc = stmt_get(c, ST_DEVICE_SET_PUBKEY, &s)) != QRL_OK)
+        return rc;
+    bind_i64(s, 1, device_id, &brc);
+    bind_i64(s, 2, account_id, &brc);
+    if (brc == SQLITE_OK)
+        brc = sqlite3_bind_blob(s, 3, pubkey, QRL_PUBKEY_BYTES, SQLITE_STATIC);
+    if (brc != SQLITE_OK)
+        return db_fail(c, brc, "device_set_pubkey");
+    rc = stmt_run(c, s, "device_set_pubkey");
+    if (rc == QRL_OK && sqlite3_changes(c->db) != 1)
+        rc = QRL_ERR_NOT_FOUND;
+    return rc;
+}
+
 static const qrl_store_methods sqlite_methods = {
     .version = QRL_STORE_VERSION,
     .name = "sqlite",
@@ -1619,6 +1662,7 @@ static const qrl_store_methods sqlite_methods = {
     .ratelimit_hit = ratelimit_hit,
     .ratelimit_peek = ratelimit_peek,
     .sweep = sweep,
+    .device_set_pubkey = device_set_pubkey,
 };
 
 qrl_err qrl_store_sqlite_open(const char *path, qrl_store **out, char *errbuf, size_t errlen)

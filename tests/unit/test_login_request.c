@@ -18,6 +18,9 @@
 
 #define PW "correct horse"
 
+static const qrl_proof PWP = {.password = PW};
+static const qrl_proof WRONGP = {.password = "wrong"};
+
 typedef struct fx {
     char dir[64], db[96];
     qrl_store *st;
@@ -135,13 +138,13 @@ static void test_full_flow(void **state)
     assert_int_equal(poll(f, &da, 0, &res), QRL_ERR_PENDING);
     assert_int_equal(res.state, QRL_LR_SCANNED);
 
-    assert_int_equal(qrl_lr_approve(f->core, &f->phone, ss, "wdjb", PW, "10.0.0.9", &lr),
+    assert_int_equal(qrl_lr_approve(f->core, &f->phone, ss, "wdjb", &PWP, "10.0.0.9", &lr),
                      QRL_ERR_CODE_MISMATCH);
-    assert_int_equal(qrl_lr_approve(f->core, &f->phone, ss, da.user_code, "wrong", "10.0.0.9",
+    assert_int_equal(qrl_lr_approve(f->core, &f->phone, ss, da.user_code, &WRONGP, "10.0.0.9",
                                     &lr),
                      QRL_ERR_UNAUTHORIZED);
     assert_int_equal(f->changes, 1);
-    assert_int_equal(qrl_lr_approve(f->core, &f->phone, ss, da.user_code, PW, "10.0.0.9", &lr),
+    assert_int_equal(qrl_lr_approve(f->core, &f->phone, ss, da.user_code, &PWP, "10.0.0.9", &lr),
                      QRL_OK);
     assert_int_equal(lr.state, QRL_LR_APPROVED);
     assert_int_equal(f->changes, 2);
@@ -171,25 +174,25 @@ static void test_second_phone_and_replays(void **state)
 
     start(f, &da);
     /* Approve before scanning: not allowed. */
-    assert_int_equal(qrl_lr_approve(f->core, &f->phone, da.scan_secret, da.user_code, PW, "",
+    assert_int_equal(qrl_lr_approve(f->core, &f->phone, da.scan_secret, da.user_code, &PWP, "",
                                     &lr),
                      QRL_ERR_CONFLICT);
     assert_int_equal(qrl_lr_view_claim(f->core, &f->phone, da.user_code, "", &v), QRL_OK);
     assert_int_equal(qrl_lr_view_claim(f->core, &f->phone2, da.scan_secret, "", &v),
                      QRL_ERR_CLAIMED);
-    assert_int_equal(qrl_lr_approve(f->core, &f->phone2, da.scan_secret, da.user_code, PW, "",
+    assert_int_equal(qrl_lr_approve(f->core, &f->phone2, da.scan_secret, da.user_code, &PWP, "",
                                     &lr),
                      QRL_ERR_CLAIMED);
-    assert_int_equal(qrl_lr_deny(f->core, &f->phone2, da.scan_secret, "", &lr),
+    assert_int_equal(qrl_lr_deny(f->core, &f->phone2, da.scan_secret, NULL, "", &lr),
                      QRL_ERR_CLAIMED);
-    assert_int_equal(qrl_lr_approve(f->core, &f->phone, da.scan_secret, da.user_code, PW, "",
+    assert_int_equal(qrl_lr_approve(f->core, &f->phone, da.scan_secret, da.user_code, &PWP, "",
                                     &lr),
                      QRL_OK);
-    assert_int_equal(qrl_lr_approve(f->core, &f->phone, da.scan_secret, da.user_code, PW, "",
+    assert_int_equal(qrl_lr_approve(f->core, &f->phone, da.scan_secret, da.user_code, &PWP, "",
                                     &lr),
                      QRL_ERR_CONFLICT);
     assert_int_equal(lr.state, QRL_LR_APPROVED);
-    assert_int_equal(qrl_lr_deny(f->core, &f->phone, da.scan_secret, "", &lr), QRL_ERR_CONFLICT);
+    assert_int_equal(qrl_lr_deny(f->core, &f->phone, da.scan_secret, NULL, "", &lr), QRL_ERR_CONFLICT);
 }
 
 static void test_deny(void **state)
@@ -201,7 +204,7 @@ static void test_deny(void **state)
     qrl_lr_view v;
 
     start(f, &da);
-    assert_int_equal(qrl_lr_deny(f->core, &f->phone, da.scan_secret, "", &lr), QRL_OK);
+    assert_int_equal(qrl_lr_deny(f->core, &f->phone, da.scan_secret, NULL, "", &lr), QRL_OK);
     assert_int_equal(lr.state, QRL_LR_DENIED);
     assert_int_equal(poll(f, &da, 0, &res), QRL_ERR_DENIED);
     assert_int_equal(qrl_lr_view_claim(f->core, &f->phone, da.scan_secret, "", &v),
@@ -223,7 +226,7 @@ static void test_expiry(void **state)
     start(f, &a);
     start(f, &b);
     assert_int_equal(qrl_lr_view_claim(f->core, &f->phone, b.scan_secret, "", &v), QRL_OK);
-    assert_int_equal(qrl_lr_approve(f->core, &f->phone, b.scan_secret, b.user_code, PW, "", &lr),
+    assert_int_equal(qrl_lr_approve(f->core, &f->phone, b.scan_secret, b.user_code, &PWP, "", &lr),
                      QRL_OK);
     qrl_core_clock_advance(f->core, 120000);
     assert_int_equal(qrl_lr_view_claim(f->core, &f->phone, a.scan_secret, "", &v),
@@ -294,7 +297,7 @@ static void test_revoked_approver(void **state)
     start(f, &a);
     start(f, &b);
     assert_int_equal(qrl_lr_view_claim(f->core, &f->phone, a.scan_secret, "", &v), QRL_OK);
-    assert_int_equal(qrl_lr_approve(f->core, &f->phone, a.scan_secret, a.user_code, PW, "", &lr),
+    assert_int_equal(qrl_lr_approve(f->core, &f->phone, a.scan_secret, a.user_code, &PWP, "", &lr),
                      QRL_OK);
     assert_int_equal(qrl_lr_view_claim(f->core, &f->phone, b.scan_secret, "", &v), QRL_OK);
     f->changes = 0;
@@ -323,7 +326,7 @@ static void test_refresh_rotation(void **state)
 
     start(f, &da);
     assert_int_equal(qrl_lr_view_claim(f->core, &f->phone, da.scan_secret, "", &v), QRL_OK);
-    assert_int_equal(qrl_lr_approve(f->core, &f->phone, da.scan_secret, da.user_code, PW, "", &lr),
+    assert_int_equal(qrl_lr_approve(f->core, &f->phone, da.scan_secret, da.user_code, &PWP, "", &lr),
                      QRL_OK);
     assert_int_equal(poll(f, &da, 0, &res), QRL_OK);
     assert_int_equal(qrl_token_refresh(f->core, "other-app", res.tokens.refresh_token, &t1),
@@ -414,6 +417,119 @@ static void test_sessions(void **state)
     assert_int_equal(qrl_session_auth(f->core, s.session_token, "", &a), QRL_ERR_UNAUTHORIZED);
 }
 
+/* Signs a decision the way a phone does. */
+static void sign(const unsigned char *sk, const qrl_lr_view *v, const char *decision, char *out)
+{
+    char msg[200], canon[QRL_USER_CODE_LEN + 1];
+    unsigned char sig[crypto_sign_BYTES];
+    size_t n;
+
+    assert_int_equal(qrl_user_code_normalize(v->user_code, canon), QRL_OK);
+    n = qrl_decision_message(v->lr.id, decision, v->lr.nonce, canon, msg, sizeof msg);
+    assert_true(n > 0);
+    crypto_sign_detached(sig, NULL, (const unsigned char *)msg, n, sk);
+    sodium_bin2base64(out, 100, sig, sizeof sig, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+}
+
+static void test_signed_decisions(void **state)
+{
+    fx *f = *state;
+    unsigned char pk[crypto_sign_PUBLICKEYBYTES], sk[crypto_sign_SECRETKEYBYTES];
+    unsigned char pk2[crypto_sign_PUBLICKEYBYTES], sk2[crypto_sign_SECRETKEYBYTES];
+    char pkb[64], sig[100], sig_b[100];
+    qrl_session s;
+    qrl_auth a;
+    qrl_device_auth da, db;
+    qrl_lr_view va, vb;
+    qrl_lr_rec lr;
+    qrl_proof p = {0};
+
+    crypto_sign_keypair(pk, sk);
+    crypto_sign_keypair(pk2, sk2);
+    sodium_bin2base64(pkb, sizeof pkb, pk, sizeof pk, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+    assert_int_equal(qrl_session_create(f->core, "alice", PW, "Signer", NULL, "", &s), QRL_OK);
+    assert_int_equal(qrl_session_auth(f->core, s.session_token, "", &a), QRL_OK);
+    start(f, &da);
+    start(f, &db);
+    assert_int_equal(qrl_lr_view_claim(f->core, &a, da.scan_secret, "", &va), QRL_OK);
+    assert_int_equal(qrl_lr_view_claim(f->core, &a, db.scan_secret, "", &vb), QRL_OK);
+    assert_true(strlen(va.lr.nonce) >= 22);
+    assert_string_not_equal(va.lr.nonce, vb.lr.nonce);
+
+    /* Without a registered key a signature is refused. */
+    sign(sk, &va, "approve", sig);
+    p.signature = sig;
+    assert_int_equal(qrl_lr_approve(f->core, &a, da.scan_secret, da.user_code, &p, "", &lr),
+                     QRL_ERR_FORBIDDEN);
+    /* Registering a key needs the password. */
+    assert_int_equal(qrl_device_set_key(f->core, &a, pkb, "wrong", ""), QRL_ERR_UNAUTHORIZED);
+    assert_int_equal(qrl_device_set_key(f->core, &a, "not-a-key", PW, ""), QRL_ERR_INVALID);
+    assert_int_equal(qrl_device_set_key(f->core, &a, pkb, PW, ""), QRL_OK);
+    assert_int_equal(qrl_session_auth(f->core, s.session_token, "", &a), QRL_OK);
+    assert_true(a.device.has_pubkey);
+
+    /* Tampering: another request's signature, the opposite decision, another key. */
+    sign(sk, &vb, "approve", sig_b);
+    p.signature = sig_b;
+    assert_int_equal(qrl_lr_approve(f->core, &a, da.scan_secret, da.user_code, &p, "", &lr),
+                     QRL_ERR_FORBIDDEN);
+    sign(sk, &va, "deny", sig);
+    p.signature = sig;
+    assert_int_equal(qrl_lr_approve(f->core, &a, da.scan_secret, da.user_code, &p, "", &lr),
+                     QRL_ERR_FORBIDDEN);
+    sign(sk2, &va, "approve", sig);
+    assert_int_equal(qrl_lr_approve(f->core, &a, da.scan_secret, da.user_code, &p, "", &lr),
+                     QRL_ERR_FORBIDDEN);
+    sign(sk, &va, "approve", sig);
+    sig[3] = sig[3] == 'A' ? 'B' : 'A';
+    assert_int_equal(qrl_lr_approve(f->core, &a, da.scan_secret, da.user_code, &p, "", &lr),
+                     QRL_ERR_FORBIDDEN);
+    assert_int_equal(qrl_lr_view_claim(f->core, &a, da.scan_secret, "", &va), QRL_OK);
+    assert_int_equal(va.lr.state, QRL_LR_SCANNED); /* nothing changed */
+
+    /* The real thing. */
+    sign(sk, &va, "approve", sig);
+    assert_int_equal(qrl_lr_approve(f->core, &a, da.scan_secret, da.user_code, &p, "", &lr),
+                     QRL_OK);
+    assert_int_equal(lr.state, QRL_LR_APPROVED);
+    /* Replaying it: on the same request (decided) and, with A's id and nonce, on B. */
+    assert_int_equal(qrl_lr_approve(f->core, &a, da.scan_secret, da.user_code, &p, "", &lr),
+                     QRL_ERR_CONFLICT);
+    assert_int_equal(qrl_lr_approve(f->core, &a, db.scan_secret, db.user_code, &p, "", &lr),
+                     QRL_ERR_FORBIDDEN);
+    /* Signed decline of B. */
+    assert_int_equal(qrl_lr_view_claim(f->core, &a, db.scan_secret, "", &vb), QRL_OK);
+    sign(sk, &vb, "approve", sig_b);
+    p.signature = sig_b;
+    assert_int_equal(qrl_lr_deny(f->core, &a, db.scan_secret, &p, "", &lr), QRL_ERR_FORBIDDEN);
+    sign(sk, &vb, "deny", sig_b);
+    assert_int_equal(qrl_lr_deny(f->core, &a, db.scan_secret, &p, "", &lr), QRL_OK);
+    assert_int_equal(lr.state, QRL_LR_DENIED);
+}
+
+static void test_screen_scan_secret(void **state)
+{
+    fx *f = *state;
+    qrl_device_auth da;
+    qrl_lr_view v;
+    qrl_lr_rec lr;
+    char scan[QRL_SECRET_BUF];
+
+    start(f, &da);
+    assert_int_equal(qrl_screen_scan_secret(f->core, "tv-app", da.device_code, scan), QRL_OK);
+    assert_string_equal(scan, da.scan_secret);
+    assert_int_equal(qrl_screen_scan_secret(f->core, "other", da.device_code, scan),
+                     QRL_ERR_INVALID_CLIENT);
+    assert_int_equal(qrl_screen_scan_secret(f->core, "tv-app", "qrl_dc_unknown-unknown-unknown",
+                                            scan),
+                     QRL_ERR_NOT_FOUND);
+    assert_int_equal(qrl_lr_view_claim(f->core, &f->phone, da.scan_secret, "", &v), QRL_OK);
+    assert_int_equal(qrl_screen_scan_secret(f->core, "tv-app", da.device_code, scan), QRL_OK);
+    assert_int_equal(qrl_lr_deny(f->core, &f->phone, da.scan_secret, NULL, "", &lr), QRL_OK);
+    assert_int_equal(qrl_screen_scan_secret(f->core, "tv-app", da.device_code, scan),
+                     QRL_ERR_DENIED);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -428,6 +544,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_user_code_rate_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_input, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sessions, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_signed_decisions, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_screen_scan_secret, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -262,11 +262,11 @@ static void test_open_migrate_reopen(void **state)
 
     assert_int_equal(f->st->m->version, QRL_STORE_VERSION);
     assert_string_equal(f->st->m->name, "sqlite");
-    assert_int_equal(db_int(f->path, "PRAGMA user_version"), 1);
+    assert_int_equal(db_int(f->path, "PRAGMA user_version"), 2);
     add_account(f->st, "alice", 0);
 
     reopen(f);
-    assert_int_equal(db_int(f->path, "PRAGMA user_version"), 1);
+    assert_int_equal(db_int(f->path, "PRAGMA user_version"), 2);
     assert_int_equal(db_int(f->path, "SELECT count(*) FROM sqlite_master WHERE type = 'table'"
                                      " AND name IN ('accounts', 'devices', 'tokens',"
                                      " 'login_requests', 'rate_limits')"),
@@ -1331,10 +1331,93 @@ static void test_durability_sigkill(void **state)
     st->m->close(st);
 }
 
+/* --- version 2: device keys and nonces ------------------------------------------------------- */
+
+static void test_device_pubkey(void **state)
+{
+    fixture *f = *state;
+    unsigned char pk[QRL_PUBKEY_BYTES];
+    qrl_device_rec d;
+    int64_t alice = add_account(f->st, "alice", 0), bob = add_account(f->st, "bob", 0);
+    int64_t dev = add_device(f->st, alice, "Phone", T0);
+
+    memset(pk, 0xab, sizeof pk);
+    assert_int_equal(f->st->m->device_get(f->st, dev, &d), QRL_OK);
+    assert_false(d.has_pubkey);
+    /* Another account's device, or an unknown one, is not found and nothing changes. */
+    assert_int_equal(f->st->m->device_set_pubkey(f->st, bob, dev, pk), QRL_ERR_NOT_FOUND);
+    assert_int_equal(f->st->m->device_set_pubkey(f->st, alice, dev + 100, pk), QRL_ERR_NOT_FOUND);
+    assert_int_equal(f->st->m->device_get(f->st, dev, &d), QRL_OK);
+    assert_false(d.has_pubkey);
+    assert_int_equal(f->st->m->device_set_pubkey(f->st, alice, dev, pk), QRL_OK);
+    reopen(f);
+    assert_int_equal(f->st->m->device_get(f->st, dev, &d), QRL_OK);
+    assert_true(d.has_pubkey);
+    assert_memory_equal(d.pubkey, pk, sizeof pk);
+    /* A revoked device cannot get a key. */
+    assert_int_equal(f->st->m->device_revoke(f->st, alice, dev, T0 + 1), QRL_OK);
+    assert_int_equal(f->st->m->device_set_pubkey(f->st, alice, dev, pk), QRL_ERR_NOT_FOUND);
+}
+
+static void test_lr_nonce(void **state)
+{
+    fixture *f = *state;
+    qrl_lr_rec lr;
+    int64_t id = add_lr(f->st, 1, "BCDFGHJK", T0);
+
+    qrl_lr_cas claim = {.id = id,
+                        .from_mask = QRL_LR_BIT(QRL_LR_PENDING),
+                        .to = QRL_LR_SCANNED,
+                        .now_ms = T0 + 1,
+                        .set_claimed_device_id = 7,
+                        .set_nonce = "nonce-one"};
+    assert_int_equal(f->st->m->lr_transition(f->st, &claim), QRL_OK);
+    assert_int_equal(f->st->m->lr_get(f->st, id, &lr), QRL_OK);
+    assert_string_equal(lr.nonce, "nonce-one");
+    /* A decision naming another nonce does not apply. */
+    qrl_lr_cas approve = {.id = id,
+                          .from_mask = QRL_LR_BIT(QRL_LR_SCANNED),
+                          .to = QRL_LR_APPROVED,
+                          .now_ms = T0 + 2,
+                          .require_claimed_by = 7,
+                          .set_account_id = 1,
+                          .set_approving_device_id = 7,
+                          .require_nonce = "nonce-two"};
+    assert_int_equal(f->st->m->lr_transition(f->st, &approve), QRL_ERR_CONFLICT);
+    assert_int_equal(f->st->m->lr_get(f->st, id, &lr), QRL_OK);
+    assert_int_equal(lr.state, QRL_LR_SCANNED);
+    approve.require_nonce = "nonce-one";
+    assert_int_equal(f->st->m->lr_transition(f->st, &approve), QRL_OK);
+}
+
+static void test_migrate_from_v1(void **state)
+{
+    fixture *f = *state;
+    char err[256] = "";
+    qrl_device_rec d;
+    int64_t alice = add_account(f->st, "alice", 0);
+    int64_t dev = add_device(f->st, alice, "Phone", T0);
+
+    /* Turn the file back into a version-1 database holding data, then open it again. */
+    f->st->m->close(f->st);
+    f->st = NULL;
+    db_exec(f->path, "ALTER TABLE devices DROP COLUMN pubkey;"
+                     "ALTER TABLE login_requests DROP COLUMN nonce; PRAGMA user_version = 1;");
+    assert_int_equal(db_int(f->path, "PRAGMA user_version"), 1);
+    assert_int_equal(qrl_store_sqlite_open(f->path, &f->st, err, sizeof err), QRL_OK);
+    assert_int_equal(db_int(f->path, "PRAGMA user_version"), 2);
+    assert_int_equal(f->st->m->device_get(f->st, dev, &d), QRL_OK);
+    assert_string_equal(d.name, "Phone");
+    assert_false(d.has_pubkey);
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, fixture_setup, fixture_teardown)
     const struct CMUnitTest tests[] = {
+        T(test_device_pubkey),
+        T(test_lr_nonce),
+        T(test_migrate_from_v1),
         T(test_open_migrate_reopen),
         T(test_open_errors),
         T(test_accounts),

@@ -1,0 +1,116 @@
+/*
+ * Screen-side extras: the QR code of a login request, rendered by the server for screens that
+ * cannot draw one themselves (a web page, a thin TV app). Only the holder of the device code
+ * gets it: the request is a POST with the device code in the body, never in a URL that could be
+ * logged, and the QR's scan secret is derived from that device code (lib/secret.c).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "http.h"
+#include "qrlogin/qr.h"
+
+/* Pixels (PNG) or user units (SVG) per module unless the screen asks otherwise: 8 gives a
+ * 330-pixel image for our usual version-4 symbol with its quiet zone. */
+#define DEFAULT_SCALE 8
+
+static enum MHD_Result send_image(qrl__req *r, const char *type, void *data, size_t len)
+{
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(len, data, MHD_RESPMEM_MUST_FREE);
+    enum MHD_Result ret;
+
+    if (resp == NULL) {
+        free(data);
+        return MHD_NO;
+    }
+    MHD_add_response_header(resp, "Content-Type", type);
+    /* The image carries the scan secret: never cache it anywhere. */
+    MHD_add_response_header(resp, "Cache-Control", "no-store");
+    MHD_add_response_header(resp, "Pragma", "no-cache");
+    MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+    MHD_add_response_header(resp, "Content-Security-Policy",
+                            "default-src 'none'; frame-ancestors 'none'");
+    r->status = 200;
+    ret = MHD_queue_response(r->conn, 200, resp);
+    MHD_destroy_response(resp);
+    return ret;
+}
+
+enum MHD_Result qrl__h_screen_qr(qrl__req *r, const char *arg)
+{
+    qrl__form f;
+    char scan[QRL_SECRET_BUF], url[512];
+    const char *client_id, *code, *format, *scale_s;
+    long scale = DEFAULT_SCALE;
+    qrl_qr *qr = NULL;
+    enum MHD_Result ret;
+    qrl_err rc;
+
+    if (!qrl__content_type_is(r, "application/x-www-form-urlencoded"))
+        return qrl__respond_error(r, 400, "invalid_request",
+                                  "body must be application/x-www-form-urlencoded");
+    if (qrl__form_parse(r->body != NULL ? r->body : "", r->body_len, &f) != QRL_OK ||
+        f.duplicate) {
+        qrl__form_clear(&f);
+        return qrl__respond_error(r, 400, "invalid_request", "malformed or repeated parameters");
+    }
+    client_id = qrl__form_get(&f, "client_id");
+    code = qrl__form_get(&f, "device_code");
+    format = qrl__form_get(&f, "format");
+    scale_s = qrl__form_get(&f, "scale");
+    if (format == NULL)
+        format = "svg";
+    if (scale_s != NULL) {
+        char *end;
+        scale = strtol(scale_s, &end, 10);
+        if (*scale_s == '\0' || *end != '\0')
+            scale = 0;
+    }
+    if (client_id == NULL || code == NULL || strlen(code) > QRL_MAX_TOKEN ||
+        strlen(client_id) > QRL_MAX_CLIENT_ID || scale < 1 || scale > QRL_QR_MAX_SCALE ||
+        (strcmp(format, "svg") != 0 && strcmp(format, "png") != 0)) {
+        sodium_memzero(f.buf, r->body_len);
+        qrl__form_clear(&f);
+        return qrl__respond_error(r, 400, "invalid_request",
+                                  "client_id and device_code are required; format is svg or "
+                                  "png; scale is 1..64");
+    }
+    rc = qrl_screen_scan_secret(r->srv->core, client_id, code, scan);
+    sodium_memzero(f.buf, r->body_len);
+    qrl__form_clear(&f);
+    switch (rc) {
+    case QRL_OK:
+        break;
+    case QRL_ERR_NOT_FOUND:
+    case QRL_ERR_INVALID_CLIENT:
+    case QRL_ERR_REDEEMED:
+        return qrl__respond_error(r, 400, "invalid_grant", "unknown device code");
+    case QRL_ERR_CONFLICT:
+        return qrl__respond_error(r, 400, "invalid_grant",
+                                  "the request is approved: redeem it at the token endpoint");
+    default:
+        return qrl__respond_err(r, rc, QRL__CTX_OAUTH);
+    }
+    snprintf(url, sizeof url, "%s/s#%s", r->srv->public_url, scan);
+    sodium_memzero(scan, sizeof scan);
+    rc = qrl_qr_encode(url, &qr);
+    sodium_memzero(url, sizeof url);
+    if (rc == QRL_OK) {
+        void *data = NULL;
+        size_t len = 0;
+        if (strcmp(format, "png") == 0)
+            rc = qrl_qr_png(qr, (int)scale, (unsigned char **)&data, &len);
+        else
+            rc = qrl_qr_svg(qr, (int)scale, (char **)&data, &len);
+        qrl_qr_free(qr);
+        if (rc == QRL_OK)
+            return send_image(r, strcmp(format, "png") == 0 ? "image/png" : "image/svg+xml", data,
+                              len);
+    }
+    ret = qrl__respond_err(r, rc, QRL__CTX_OAUTH);
+    return ret;
+}
