@@ -31,8 +31,7 @@ static bool get_password(bool from_stdin, char *pw, size_t len)
         return qrl_cli_read_password(NULL, pw, len) && pw[0] != '\0';
     if (!qrl_cli_read_password("Password: ", pw, len) || pw[0] == '\0')
         return false;
-    ok = qrl_cli_read_password("Repeat password: ", again, sizeof again) &&
-         strcmp(pw, again) == 0;
+    ok = qrl_cli_read_password("Repeat password: ", again, sizeof again) && strcmp(pw, again) == 0;
     sodium_memzero(again, sizeof again);
     if (!ok)
         qrl_cli_err("passwords do not match");
@@ -60,11 +59,21 @@ int qrl_cli_account(int argc, char **argv)
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
         switch (c) {
-        case 'd': db = optarg; break;
-        case 'n': display = optarg; break;
-        case 'p': pw_stdin = true; break;
-        case 'h': account_usage(stdout); return 0;
-        default: account_usage(stderr); return 2;
+        case 'd':
+            db = optarg;
+            break;
+        case 'n':
+            display = optarg;
+            break;
+        case 'p':
+            pw_stdin = true;
+            break;
+        case 'h':
+            account_usage(stdout);
+            return 0;
+        default:
+            account_usage(stderr);
+            return 2;
         }
     }
     if (argc - optind != 2 ||
@@ -103,8 +112,8 @@ int qrl_cli_account(int argc, char **argv)
     else if (e != QRL_OK)
         qrl_cli_err("%s", qrl_strerror(e));
     else {
-        printf("qrlogin: account '%s' %s\n", user, strcmp(verb, "add") == 0 ? "created"
-                                                                             : "updated");
+        printf("qrlogin: account '%s' %s\n", user,
+               strcmp(verb, "add") == 0 ? "created" : "updated");
         rc = 0;
     }
 out:

@@ -5,8 +5,34 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include <jansson.h>
+
 int qrl_cli_serve(int argc, char **argv);
 int qrl_cli_account(int argc, char **argv);
+int qrl_cli_phone(int argc, char **argv);
+int qrl_cli_tv(int argc, char **argv);
+
+/* http.c: one HTTP request with an optional JSON body and bearer token. Returns 0 when an
+ * answer arrived (any status), -1 on a transport failure (message in out->error). Free the
+ * answer with qrl_cli_resp_free. */
+typedef struct qrl_cli_resp {
+    long status;
+    json_t *json; /* parsed body, or NULL */
+    char error[256];
+} qrl_cli_resp;
+int qrl_cli_http(const char *method, const char *url, const char *bearer, const char *json_body,
+                 qrl_cli_resp *out);
+void qrl_cli_resp_free(qrl_cli_resp *r);
+const char *qrl_cli_resp_str(const qrl_cli_resp *r, const char *key);
+/* Prints why a request failed: transport error, or the server's error_description. */
+void qrl_cli_resp_report(const char *what, const qrl_cli_resp *r);
+
+/* qrdecode.c: decodes the first QR code in a PNG file with zbar into `out`. */
+bool qrl_cli_qr_decode_png(const char *path, char *out, size_t len, char *err, size_t errlen);
+/* Reads one answer key from the terminal (raw, one keystroke) or a line from stdin. */
+int qrl_cli_read_key(const char *prompt);
+/* Writes `text` to `path` with mode 0600 (creating directories 0700), atomically. */
+bool qrl_cli_write_private(const char *path, const char *text, char *err, size_t errlen);
 
 /* Prints "qrlogin: <message>" to stderr. */
 void qrl_cli_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -13,16 +13,19 @@
 
 static void usage(FILE *f)
 {
-    fputs("usage: qrlogin <command> [options]\n"
-          "\n"
-          "commands:\n"
-          "  serve                  run the server (see qrlogin serve --help)\n"
-          "  account add USER       create an account (password from a prompt or stdin)\n"
-          "  account passwd USER    set a new password\n"
-          "  help                   show this text\n"
-          "\n"
-          "Documentation: docs/cli.md, docs/api.md\n",
-          f);
+    fputs(
+        "usage: qrlogin <command> [options]\n"
+        "\n"
+        "commands:\n"
+        "  serve                  run the server (see qrlogin serve --help)\n"
+        "  account add USER       create an account (password from a prompt or stdin)\n"
+        "  account passwd USER    set a new password\n"
+        "  tv                     act as a screen: show a QR code and sign in (qrlogin tv --help)\n"
+        "  phone                  act as a phone: sign in, approve, list and revoke devices\n"
+        "  help                   show this text\n"
+        "\n"
+        "Documentation: docs/cli.md, docs/api.md\n",
+        f);
 }
 
 void qrl_cli_err(const char *fmt, ...)
@@ -96,6 +99,10 @@ int main(int argc, char **argv)
         return qrl_cli_serve(argc - 1, argv + 1);
     if (strcmp(argv[1], "account") == 0)
         return qrl_cli_account(argc - 1, argv + 1);
+    if (strcmp(argv[1], "phone") == 0)
+        return qrl_cli_phone(argc - 1, argv + 1);
+    if (strcmp(argv[1], "tv") == 0)
+        return qrl_cli_tv(argc - 1, argv + 1);
     if (strcmp(argv[1], "help") == 0 || strcmp(argv[1], "--help") == 0 ||
         strcmp(argv[1], "-h") == 0) {
         usage(stdout);

@@ -43,8 +43,7 @@ struct serve_opts {
     int access_log, demo;
 };
 
-static bool ttl_opt(const char *name, const char *val, long long min, long long max,
-                    long long *out)
+static bool ttl_opt(const char *name, const char *val, long long min, long long max, long long *out)
 {
     if (val == NULL)
         return true;
@@ -85,19 +84,45 @@ static int parse_opts(int argc, char **argv, struct serve_opts *o)
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
         switch (c) {
-        case 'l': o->listen = optarg; break;
-        case 'u': o->public_url = optarg; break;
-        case 'd': o->db = optarg; break;
-        case 'r': rt = optarg; break;
-        case 'a': at = optarg; break;
-        case 'f': ft = optarg; break;
-        case 's': st = optarg; break;
-        case 'i': o->secret = optarg; break;
-        case 't': th = optarg; break;
-        case 'L': o->access_log = 1; break;
-        case 'D': o->demo = 1; break;
-        case 'h': serve_usage(stdout); return 0;
-        default: serve_usage(stderr); return 2;
+        case 'l':
+            o->listen = optarg;
+            break;
+        case 'u':
+            o->public_url = optarg;
+            break;
+        case 'd':
+            o->db = optarg;
+            break;
+        case 'r':
+            rt = optarg;
+            break;
+        case 'a':
+            at = optarg;
+            break;
+        case 'f':
+            ft = optarg;
+            break;
+        case 's':
+            st = optarg;
+            break;
+        case 'i':
+            o->secret = optarg;
+            break;
+        case 't':
+            th = optarg;
+            break;
+        case 'L':
+            o->access_log = 1;
+            break;
+        case 'D':
+            o->demo = 1;
+            break;
+        case 'h':
+            serve_usage(stdout);
+            return 0;
+        default:
+            serve_usage(stderr);
+            return 2;
         }
     }
     if (optind < argc) {
@@ -216,10 +241,14 @@ int qrl_cli_serve(int argc, char **argv)
         goto out;
     }
     qrl_config_defaults(&cfg);
-    if (o.request_ttl) cfg.request_ttl_s = o.request_ttl;
-    if (o.access_ttl) cfg.access_ttl_s = o.access_ttl;
-    if (o.refresh_ttl) cfg.refresh_ttl_s = o.refresh_ttl;
-    if (o.session_ttl) cfg.session_ttl_s = o.session_ttl;
+    if (o.request_ttl)
+        cfg.request_ttl_s = o.request_ttl;
+    if (o.access_ttl)
+        cfg.access_ttl_s = o.access_ttl;
+    if (o.refresh_ttl)
+        cfg.refresh_ttl_s = o.refresh_ttl;
+    if (o.session_ttl)
+        cfg.session_ttl_s = o.session_ttl;
     cfg.on_change = qrl_server_on_change;
     cfg.on_change_ud = srv;
     e = qrl_core_new(&cfg, st, &core);

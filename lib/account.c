@@ -6,6 +6,7 @@
  * limits hold across server nodes; a success never resets a counter (design.md section 5), so
  * an attacker cannot interleave one good guess to clear the slate.
  */
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -38,8 +39,8 @@ static int password_valid(const char *p)
 
 static qrl_err password_hash(qrl_core *core, const char *password, char out[QRL_PWHASH_MAX + 1])
 {
-    unsigned long long ops = core->cfg.pwhash_ops ? core->cfg.pwhash_ops
-                                                  : crypto_pwhash_OPSLIMIT_INTERACTIVE;
+    unsigned long long ops =
+        core->cfg.pwhash_ops ? core->cfg.pwhash_ops : crypto_pwhash_OPSLIMIT_INTERACTIVE;
     size_t mem = core->cfg.pwhash_mem ? core->cfg.pwhash_mem : crypto_pwhash_MEMLIMIT_INTERACTIVE;
 
     if (crypto_pwhash_str(out, password, strlen(password), ops, mem) != 0)
@@ -158,8 +159,8 @@ qrl_err qrl__password_check(qrl_core *core, const qrl_account_rec *acc, const ch
 }
 
 qrl_err qrl_session_create(qrl_core *core, const char *username, const char *password,
-                           const char *device_name, const char *device_kind,
-                           const char *address, qrl_session *out)
+                           const char *device_name, const char *device_kind, const char *address,
+                           qrl_session *out)
 {
     qrl_account_rec acc;
     qrl_device_rec dev = {0};
@@ -219,7 +220,8 @@ qrl_err qrl_session_create(qrl_core *core, const char *username, const char *pas
  * would turn every authenticated read into a write. */
 #define LAST_SEEN_GRANULARITY_MS 60000
 
-qrl_err qrl_session_auth(qrl_core *core, const char *token, const char *address, qrl_auth *out)
+static qrl_err bearer_auth(qrl_core *core, const char *token, const char *address, bool any,
+                           qrl_auth *out)
 {
     qrl_token_rec tok;
     qrl_hash h;
@@ -227,7 +229,8 @@ qrl_err qrl_session_auth(qrl_core *core, const char *token, const char *address,
     qrl_err rc;
 
     memset(out, 0, sizeof *out);
-    if (!qrl__secret_has_prefix(token, QRL__PFX_SESSION))
+    if (!qrl__secret_has_prefix(token, QRL__PFX_SESSION) &&
+        !(any && qrl__secret_has_prefix(token, QRL__PFX_ACCESS)))
         return QRL_ERR_UNAUTHORIZED;
     qrl__secret_hash(token, &h);
     rc = core->st->m->token_lookup(core->st, &h, &tok);
@@ -235,8 +238,8 @@ qrl_err qrl_session_auth(qrl_core *core, const char *token, const char *address,
         return QRL_ERR_UNAUTHORIZED;
     if (rc != QRL_OK)
         return rc;
-    if (tok.kind != QRL_TOKEN_SESSION || tok.expires_ms <= now || tok.revoked_ms != 0 ||
-        tok.device_revoked || tok.account_disabled)
+    if (!(tok.kind == QRL_TOKEN_SESSION || (any && tok.kind == QRL_TOKEN_ACCESS)) ||
+        tok.expires_ms <= now || tok.revoked_ms != 0 || tok.device_revoked || tok.account_disabled)
         return QRL_ERR_UNAUTHORIZED;
     rc = core->st->m->account_get(core->st, tok.account_id, &out->account);
     if (rc == QRL_OK)
@@ -248,4 +251,14 @@ qrl_err qrl_session_auth(qrl_core *core, const char *token, const char *address,
     if (now - out->device.last_seen_ms > LAST_SEEN_GRANULARITY_MS)
         (void)core->st->m->device_touch(core->st, tok.device_id, now, address);
     return QRL_OK;
+}
+
+qrl_err qrl_session_auth(qrl_core *core, const char *token, const char *address, qrl_auth *out)
+{
+    return bearer_auth(core, token, address, false, out);
+}
+
+qrl_err qrl_device_auth_any(qrl_core *core, const char *token, const char *address, qrl_auth *out)
+{
+    return bearer_auth(core, token, address, true, out);
 }

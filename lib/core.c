@@ -58,6 +58,11 @@ qrl_err qrl_core_new(const qrl_config *cfg, qrl_store *store, qrl_core **out)
     return QRL_OK;
 }
 
+const qrl_config *qrl_core_config(const qrl_core *core)
+{
+    return &core->cfg;
+}
+
 void qrl_core_free(qrl_core *core)
 {
     if (core == NULL)
@@ -90,8 +95,8 @@ void qrl__notify(qrl_core *core, int64_t lr_id)
 qrl_err qrl__limit_check(qrl_core *core, const char *key, int64_t limit, int64_t window_s)
 {
     int64_t count = 0;
-    qrl_err rc = core->st->m->ratelimit_peek(core->st, key, qrl_core_now_ms(core),
-                                             window_s * 1000, &count);
+    qrl_err rc =
+        core->st->m->ratelimit_peek(core->st, key, qrl_core_now_ms(core), window_s * 1000, &count);
     if (rc != QRL_OK)
         return rc;
     return count >= limit ? QRL_ERR_RATE_LIMITED : QRL_OK;
@@ -102,8 +107,7 @@ void qrl__limit_fail(qrl_core *core, const char *key, int64_t window_s)
     int64_t count;
 
     /* A failure to count is logged by the store; the caller's answer is an error anyway. */
-    (void)core->st->m->ratelimit_hit(core->st, key, qrl_core_now_ms(core), window_s * 1000,
-                                     &count);
+    (void)core->st->m->ratelimit_hit(core->st, key, qrl_core_now_ms(core), window_s * 1000, &count);
 }
 
 qrl_err qrl_core_sweep(qrl_core *core)

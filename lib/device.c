@@ -31,8 +31,7 @@ qrl_err qrl_device_revoke(qrl_core *core, const qrl_auth *auth, int64_t device_i
         return rc;
     if (dev.account_id != auth->account_id || dev.revoked_ms != 0)
         return QRL_ERR_NOT_FOUND;
-    rc = core->st->m->device_revoke(core->st, auth->account_id, device_id,
-                                    qrl_core_now_ms(core));
+    rc = core->st->m->device_revoke(core->st, auth->account_id, device_id, qrl_core_now_ms(core));
     if (rc != QRL_OK)
         return rc;
     qrl__lr_deny_for_device(core, device_id);

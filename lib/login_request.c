@@ -148,8 +148,8 @@ static bool screen_kind_valid(const char *k)
 #define CREATE_ATTEMPTS 4
 
 qrl_err qrl_device_authorize(qrl_core *core, const char *client_id, const char *scope,
-                             const char *device_name, const char *device_kind,
-                             const char *address, qrl_device_auth *out)
+                             const char *device_name, const char *device_kind, const char *address,
+                             qrl_device_auth *out)
 {
     qrl_lr_rec lr = {0};
     int64_t now = qrl_core_now_ms(core);
@@ -246,8 +246,7 @@ static qrl_err terminal_answer(qrl_lr_state s)
 }
 
 qrl_err qrl_token_device_code(qrl_core *core, const char *client_id, const char *device_code,
-                              unsigned flags, int wait_s, const char *address,
-                              qrl_poll_result *res)
+                              unsigned flags, int wait_s, const char *address, qrl_poll_result *res)
 {
     qrl_lr_rec lr;
     qrl_hash h;
@@ -383,8 +382,8 @@ size_t qrl_decision_message(int64_t lr_id, const char *decision, const char *non
     if (decision == NULL || nonce == NULL || user_code == NULL || buf == NULL ||
         (strcmp(decision, "approve") != 0 && strcmp(decision, "deny") != 0))
         return 0;
-    n = snprintf(buf, len, "qrlogin-decision-v1\n%lld\n%s\n%s\n%s\n", (long long)lr_id,
-                 decision, nonce, user_code);
+    n = snprintf(buf, len, "qrlogin-decision-v1\n%lld\n%s\n%s\n%s\n", (long long)lr_id, decision,
+                 nonce, user_code);
     return n > 0 && (size_t)n < len ? (size_t)n : 0;
 }
 
@@ -403,9 +402,8 @@ static qrl_err signature_check(qrl_core *core, const qrl_auth *auth, const qrl_l
         siglen != sizeof sig)
         return QRL_ERR_FORBIDDEN;
     mlen = qrl_decision_message(lr->id, decision, lr->nonce, lr->user_code, msg, sizeof msg);
-    if (mlen == 0 ||
-        crypto_sign_verify_detached(sig, (const unsigned char *)msg, mlen, auth->device.pubkey) !=
-            0)
+    if (mlen == 0 || crypto_sign_verify_detached(sig, (const unsigned char *)msg, mlen,
+                                                 auth->device.pubkey) != 0)
         return QRL_ERR_FORBIDDEN;
     (void)core;
     return QRL_OK;
@@ -491,8 +489,7 @@ qrl_err qrl_lr_view_claim(qrl_core *core, const qrl_auth *auth, const char *code
 }
 
 /* After a lost compare-and-set, re-reads the request (into *lr) to say why. */
-static qrl_err explain_conflict(qrl_core *core, const qrl_auth *auth, qrl_lr_rec *lr,
-                                int64_t now)
+static qrl_err explain_conflict(qrl_core *core, const qrl_auth *auth, qrl_lr_rec *lr, int64_t now)
 {
     if (core->st->m->lr_get(core->st, lr->id, lr) != QRL_OK)
         return QRL_ERR_CONFLICT;
@@ -529,7 +526,8 @@ static qrl_err lr_approve(qrl_core *core, const qrl_auth *auth, const char *code
     int64_t now = qrl_core_now_ms(core);
     qrl_err rc;
 
-    if (user_code == NULL || proof == NULL || (proof->password == NULL) == (proof->signature == NULL))
+    if (user_code == NULL || proof == NULL ||
+        (proof->password == NULL) == (proof->signature == NULL))
         return QRL_ERR_INVALID;
     rc = lr_find_by_code(core, auth, code, address, now, lr);
     if (rc != QRL_OK)
@@ -612,8 +610,8 @@ static qrl_err lr_deny(qrl_core *core, const qrl_auth *auth, const char *code,
     return rc;
 }
 
-qrl_err qrl_lr_deny(qrl_core *core, const qrl_auth *auth, const char *code,
-                    const qrl_proof *proof, const char *address, qrl_lr_rec *out)
+qrl_err qrl_lr_deny(qrl_core *core, const qrl_auth *auth, const char *code, const qrl_proof *proof,
+                    const char *address, qrl_lr_rec *out)
 {
     qrl_lr_rec lr = {0};
     qrl_err rc = lr_deny(core, auth, code, proof != NULL ? proof->signature : NULL, address, &lr);

@@ -50,8 +50,8 @@ void qrl__scan_from_device_code(const char *device_code, char out[QRL_SECRET_BUF
 
 void qrl__secret_hash(const char *secret, qrl_hash *out)
 {
-    crypto_generichash(out->b, sizeof out->b, (const unsigned char *)secret, strlen(secret),
-                       NULL, 0);
+    crypto_generichash(out->b, sizeof out->b, (const unsigned char *)secret, strlen(secret), NULL,
+                       0);
 }
 
 bool qrl__secret_has_prefix(const char *s, const char *prefix)

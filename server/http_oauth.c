@@ -4,7 +4,9 @@
  * introspection and RFC 7009 revocation. Each handler parses and bounds its input, calls one
  * core function and maps the result; no policy lives here.
  */
+#include <poll.h>
 #include <stdio.h>
+#include <sys/socket.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -26,14 +28,13 @@ enum MHD_Result qrl__h_metadata(qrl__req *r, const char *arg)
     snprintf(re, sizeof re, "%s/oauth/revoke", u);
     return qrl__respond_json(
         r, 200,
-        json_pack("{s:s, s:s, s:s, s:s, s:s, s:[s,s], s:[], s:[s], s:[s], s:[s,s]}", "issuer", u,
-                  "device_authorization_endpoint", dae, "token_endpoint", te,
-                  "introspection_endpoint", ie, "revocation_endpoint", re,
-                  "grant_types_supported", GRANT_DEVICE_CODE, "refresh_token",
-                  "response_types_supported", "token_endpoint_auth_methods_supported", "none",
-                  "revocation_endpoint_auth_methods_supported", "none",
-                  "introspection_endpoint_auth_methods_supported", "client_secret_basic",
-                  "bearer"));
+        json_pack(
+            "{s:s, s:s, s:s, s:s, s:s, s:[s,s], s:[], s:[s], s:[s], s:[s,s]}", "issuer", u,
+            "device_authorization_endpoint", dae, "token_endpoint", te, "introspection_endpoint",
+            ie, "revocation_endpoint", re, "grant_types_supported", GRANT_DEVICE_CODE,
+            "refresh_token", "response_types_supported", "token_endpoint_auth_methods_supported",
+            "none", "revocation_endpoint_auth_methods_supported", "none",
+            "introspection_endpoint_auth_methods_supported", "client_secret_basic", "bearer"));
 }
 
 /* Parses a form body, answering 400 itself on any problem (returns false then). */
@@ -87,10 +88,9 @@ enum MHD_Result qrl__h_device_authorization(qrl__req *r, const char *arg)
     snprintf(complete, sizeof complete, "%s/s#%s", r->srv->public_url, da.scan_secret);
     ret = qrl__respond_json(r, 200,
                             json_pack("{s:s, s:s, s:s, s:s, s:I, s:i}", "device_code",
-                                      da.device_code, "user_code", da.user_code,
-                                      "verification_uri", verify, "verification_uri_complete",
-                                      complete, "expires_in", (json_int_t)da.expires_in_s,
-                                      "interval", da.interval_s));
+                                      da.device_code, "user_code", da.user_code, "verification_uri",
+                                      verify, "verification_uri_complete", complete, "expires_in",
+                                      (json_int_t)da.expires_in_s, "interval", da.interval_s));
     sodium_memzero(&da, sizeof da);
     sodium_memzero(complete, sizeof complete);
     return ret;
@@ -130,9 +130,9 @@ static int prefer_wait(qrl__req *r)
 
 static enum MHD_Result answer_tokens(qrl__req *r, const qrl_tokens *t, const char *const *hdr)
 {
-    json_t *o = json_pack("{s:s, s:s, s:I, s:s}", "access_token", t->access_token, "token_type",
-                          "Bearer", "expires_in", (json_int_t)t->expires_in_s, "refresh_token",
-                          t->refresh_token);
+    json_t *o =
+        json_pack("{s:s, s:s, s:I, s:s}", "access_token", t->access_token, "token_type", "Bearer",
+                  "expires_in", (json_int_t)t->expires_in_s, "refresh_token", t->refresh_token);
     char *text;
     struct MHD_Response *resp;
     enum MHD_Result ret;
@@ -181,8 +181,7 @@ static enum MHD_Result device_code_answer(qrl__req *r, qrl_err rc, qrl_poll_resu
     case QRL_ERR_PENDING:
         /* Our extension: "status" tells a screen that a phone has scanned, so it can say
          * "Confirm on your phone"; standard clients ignore the extra member. */
-        o = json_pack("{s:s, s:s, s:s, s:i}", "error", "authorization_pending",
-                      "error_description",
+        o = json_pack("{s:s, s:s, s:s, s:i}", "error", "authorization_pending", "error_description",
                       res->state == QRL_LR_SCANNED ? "scanned; waiting for the user to confirm"
                                                    : "waiting for the user to scan the code",
                       "status", qrl_lr_state_name(res->state), "interval", res->interval_s);
@@ -270,9 +269,34 @@ static enum MHD_Result device_code_run(qrl__req *r, unsigned flags)
     return device_code_answer(r, rc, &res);
 }
 
+/* True when the client of a held request has gone away (closed or reset its connection).
+ * libmicrohttpd does not watch suspended connections, so we look at the socket ourselves. */
+static bool peer_gone(qrl__req *r)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    struct pollfd p;
+    char c;
+
+    if (ci == NULL)
+        return false;
+    p = (struct pollfd){.fd = ci->connect_fd, .events = POLLIN | POLLRDHUP};
+    if (poll(&p, 1, 0) <= 0)
+        return false;
+    if (p.revents & (POLLHUP | POLLERR | POLLRDHUP))
+        return true;
+    return (p.revents & POLLIN) && recv(ci->connect_fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) == 0;
+}
+
 enum MHD_Result qrl__h_token_resume(qrl__req *r)
 {
     unsigned flags = QRL_POLL_WAIT | QRL_POLL_RECHECK;
+
+    /* A screen that gave up while held must not have the request redeemed on its behalf: the
+     * tokens would go to a closed socket and its next poll would find the code spent. Close
+     * the connection instead; the request stays APPROVED for the screen's next poll. */
+    if (peer_gone(r))
+        return MHD_NO;
 
     if (qrl__hub_finish(r->srv->hub, r))
         flags |= QRL_POLL_FINAL;

@@ -11,14 +11,16 @@
 
 #include "http.h"
 
-/* Authenticates the caller; answers 401 itself and returns false on failure. */
-static bool authenticate(qrl__req *r, qrl_auth *auth, enum MHD_Result *ret)
+/* Authenticates the caller (a phone session; with `any`, also a screen's access token);
+ * answers 401 itself and returns false on failure. */
+static bool authenticate_as(qrl__req *r, qrl_auth *auth, bool any, enum MHD_Result *ret)
 {
     const char *h = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Authorization");
     qrl_err rc = QRL_ERR_UNAUTHORIZED;
 
     if (h != NULL && strncasecmp(h, "Bearer ", 7) == 0 && strlen(h + 7) <= QRL_MAX_TOKEN)
-        rc = qrl_session_auth(r->srv->core, h + 7, r->address, auth);
+        rc = any ? qrl_device_auth_any(r->srv->core, h + 7, r->address, auth)
+                 : qrl_session_auth(r->srv->core, h + 7, r->address, auth);
     if (rc == QRL_OK)
         return true;
     if (rc == QRL_ERR_UNAUTHORIZED)
@@ -29,14 +31,19 @@ static bool authenticate(qrl__req *r, qrl_auth *auth, enum MHD_Result *ret)
     return false;
 }
 
+static bool authenticate(qrl__req *r, qrl_auth *auth, enum MHD_Result *ret)
+{
+    return authenticate_as(r, auth, false, ret);
+}
+
 /* Parses a JSON object body; answers 400/415 itself and returns NULL on failure. */
 static json_t *read_json(qrl__req *r, enum MHD_Result *ret)
 {
     json_t *o;
 
     if (r->body_len > 0 && !qrl__content_type_is(r, "application/json")) {
-        *ret = qrl__respond_error(r, 415, "unsupported_media_type",
-                                  "body must be application/json");
+        *ret =
+            qrl__respond_error(r, 415, "unsupported_media_type", "body must be application/json");
         return NULL;
     }
     o = qrl__json_body(r);
@@ -97,12 +104,11 @@ enum MHD_Result qrl__h_sessions(qrl__req *r, const char *arg)
                                   "username, password, device_name or device_kind is not valid");
     if (rc != QRL_OK)
         return qrl__respond_err(r, rc, QRL__CTX_API);
-    ret = qrl__respond_json(r, 201,
-                            json_pack("{s:s, s:s, s:I, s:I, s:o}", "session_token",
-                                      s.session_token, "token_type", "Bearer", "expires_in",
-                                      (json_int_t)s.expires_in_s, "device_id",
-                                      (json_int_t)s.device_id, "account",
-                                      account_json(&s.account)));
+    ret = qrl__respond_json(
+        r, 201,
+        json_pack("{s:s, s:s, s:I, s:I, s:o}", "session_token", s.session_token, "token_type",
+                  "Bearer", "expires_in", (json_int_t)s.expires_in_s, "device_id",
+                  (json_int_t)s.device_id, "account", account_json(&s.account)));
     sodium_memzero(&s, sizeof s);
     return ret;
 }
@@ -145,18 +151,18 @@ enum MHD_Result qrl__h_lr_view(qrl__req *r, const char *code)
         r, 200,
         json_pack("{s:I, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:b, s:I, s:I, s:I, s:s}", "id",
                   (json_int_t)v.lr.id, "state", qrl_lr_state_name(v.lr.state), "user_code",
-                  v.user_code, "device_name", v.lr.device_name, "device_kind",
-                  v.lr.device_kind, "client_id", v.lr.client_id, "scope", v.lr.scope, "address",
-                  v.lr.address, "same_network", v.same_network, "age_seconds",
-                  (json_int_t)v.age_s, "expires_in", (json_int_t)v.expires_in_s, "created_at",
-                  (json_int_t)(v.lr.created_ms / 1000), "nonce", v.lr.nonce));
+                  v.user_code, "device_name", v.lr.device_name, "device_kind", v.lr.device_kind,
+                  "client_id", v.lr.client_id, "scope", v.lr.scope, "address", v.lr.address,
+                  "same_network", v.same_network, "age_seconds", (json_int_t)v.age_s, "expires_in",
+                  (json_int_t)v.expires_in_s, "created_at", (json_int_t)(v.lr.created_ms / 1000),
+                  "nonce", v.lr.nonce));
 }
 
 static enum MHD_Result decided(qrl__req *r, const qrl_lr_rec *lr)
 {
-    return qrl__respond_json(r, 200,
-                             json_pack("{s:I, s:s}", "id", (json_int_t)lr->id, "state",
-                                       qrl_lr_state_name(lr->state)));
+    return qrl__respond_json(
+        r, 200,
+        json_pack("{s:I, s:s}", "id", (json_int_t)lr->id, "state", qrl_lr_state_name(lr->state)));
 }
 
 enum MHD_Result qrl__h_lr_approve(qrl__req *r, const char *code)
@@ -274,14 +280,13 @@ enum MHD_Result qrl__h_me(qrl__req *r, const char *arg)
     enum MHD_Result ret;
     qrl_auth auth;
 
-    if (!authenticate(r, &auth, &ret))
+    if (!authenticate_as(r, &auth, true, &ret))
         return ret;
     return qrl__respond_json(r, 200,
                              json_pack("{s:o, s:{s:I, s:s, s:s, s:b}}", "account",
                                        account_json(&auth.account), "device", "id",
-                                       (json_int_t)auth.device.id, "name", auth.device.name,
-                                       "kind", auth.device.kind, "has_key",
-                                       auth.device.has_pubkey));
+                                       (json_int_t)auth.device.id, "name", auth.device.name, "kind",
+                                       auth.device.kind, "has_key", auth.device.has_pubkey));
 }
 
 enum MHD_Result qrl__h_device_key(qrl__req *r, const char *arg)
@@ -332,7 +337,7 @@ enum MHD_Result qrl__h_test_clock(qrl__req *r, const char *arg)
     json_decref(o);
     /* Held requests re-read their state: some may have just expired. */
     qrl__hub_wake_all(r->srv->hub, false);
-    return qrl__respond_json(r, 200,
-                             json_pack("{s:I}", "now_ms", (json_int_t)qrl_core_now_ms(r->srv->core)));
+    return qrl__respond_json(
+        r, 200, json_pack("{s:I}", "now_ms", (json_int_t)qrl_core_now_ms(r->srv->core)));
 }
 #endif

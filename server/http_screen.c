@@ -19,8 +19,7 @@
 
 static enum MHD_Result send_image(qrl__req *r, const char *type, void *data, size_t len)
 {
-    struct MHD_Response *resp =
-        MHD_create_response_from_buffer(len, data, MHD_RESPMEM_MUST_FREE);
+    struct MHD_Response *resp = MHD_create_response_from_buffer(len, data, MHD_RESPMEM_MUST_FREE);
     enum MHD_Result ret;
 
     if (resp == NULL) {
@@ -53,8 +52,7 @@ enum MHD_Result qrl__h_screen_qr(qrl__req *r, const char *arg)
     if (!qrl__content_type_is(r, "application/x-www-form-urlencoded"))
         return qrl__respond_error(r, 400, "invalid_request",
                                   "body must be application/x-www-form-urlencoded");
-    if (qrl__form_parse(r->body != NULL ? r->body : "", r->body_len, &f) != QRL_OK ||
-        f.duplicate) {
+    if (qrl__form_parse(r->body != NULL ? r->body : "", r->body_len, &f) != QRL_OK || f.duplicate) {
         qrl__form_clear(&f);
         return qrl__respond_error(r, 400, "invalid_request", "malformed or repeated parameters");
     }
@@ -79,6 +77,8 @@ enum MHD_Result qrl__h_screen_qr(qrl__req *r, const char *arg)
                                   "client_id and device_code are required; format is svg or "
                                   "png; scale is 1..64");
     }
+    /* `format` lives in the form buffer, which is wiped next. */
+    bool is_png = strcmp(format, "png") == 0;
     rc = qrl_screen_scan_secret(r->srv->core, client_id, code, scan);
     sodium_memzero(f.buf, r->body_len);
     qrl__form_clear(&f);
@@ -100,16 +100,15 @@ enum MHD_Result qrl__h_screen_qr(qrl__req *r, const char *arg)
     rc = qrl_qr_encode(url, &qr);
     sodium_memzero(url, sizeof url);
     if (rc == QRL_OK) {
-        void *data = NULL;
+        unsigned char *png = NULL;
+        char *svg = NULL;
         size_t len = 0;
-        if (strcmp(format, "png") == 0)
-            rc = qrl_qr_png(qr, (int)scale, (unsigned char **)&data, &len);
-        else
-            rc = qrl_qr_svg(qr, (int)scale, (char **)&data, &len);
+        rc = is_png ? qrl_qr_png(qr, (int)scale, &png, &len)
+                    : qrl_qr_svg(qr, (int)scale, &svg, &len);
         qrl_qr_free(qr);
         if (rc == QRL_OK)
-            return send_image(r, strcmp(format, "png") == 0 ? "image/png" : "image/svg+xml", data,
-                              len);
+            return is_png ? send_image(r, "image/png", png, len)
+                          : send_image(r, "image/svg+xml", svg, len);
     }
     ret = qrl__respond_err(r, rc, QRL__CTX_OAUTH);
     return ret;

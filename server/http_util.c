@@ -100,12 +100,10 @@ enum MHD_Result qrl__respond_json(qrl__req *r, unsigned status, json_t *body)
 
 enum MHD_Result qrl__respond_empty(qrl__req *r, unsigned status)
 {
-    return queue(r, status, MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT),
-                 NULL);
+    return queue(r, status, MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT), NULL);
 }
 
-enum MHD_Result qrl__respond_error(qrl__req *r, unsigned status, const char *code,
-                                   const char *desc)
+enum MHD_Result qrl__respond_error(qrl__req *r, unsigned status, const char *code, const char *desc)
 {
     json_t *o = json_pack("{s:s, s:s}", "error", code, "error_description", desc);
     const char *extra[5] = {NULL};
@@ -116,9 +114,17 @@ enum MHD_Result qrl__respond_error(qrl__req *r, unsigned status, const char *cod
         extra[n++] = strcmp(code, "invalid_client") == 0 ? "Basic realm=\"qrlogin\""
                                                          : "Bearer realm=\"qrlogin\"";
     }
+    char retry[24];
     if (status == 429) {
+        /* Failure limits use fixed windows that start at the first failure, so the longest
+         * window is an honest upper bound of when attempts are accepted again. */
+        const qrl_config *c = qrl_core_config(r->srv->core);
+        int64_t w = c->login_fail_window_s > c->user_code_fail_window_s
+                        ? c->login_fail_window_s
+                        : c->user_code_fail_window_s;
+        snprintf(retry, sizeof retry, "%lld", (long long)w);
         extra[n++] = "Retry-After";
-        extra[n++] = "60";
+        extra[n++] = retry;
     }
     return respond_json_h(r, status, o, extra);
 }
@@ -128,8 +134,7 @@ enum MHD_Result qrl__respond_err(qrl__req *r, qrl_err e, enum qrl__errctx ctx)
     if ((unsigned)e >= sizeof errtab / sizeof errtab[0] || errtab[e].api_code == NULL)
         e = QRL_ERR_INTERNAL;
     if (ctx == QRL__CTX_OAUTH)
-        return qrl__respond_error(r, errtab[e].oauth_status, errtab[e].oauth_code,
-                                  qrl_strerror(e));
+        return qrl__respond_error(r, errtab[e].oauth_status, errtab[e].oauth_code, qrl_strerror(e));
     return qrl__respond_error(r, errtab[e].api_status, errtab[e].api_code, qrl_strerror(e));
 }
 

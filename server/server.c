@@ -36,8 +36,7 @@ static const struct route {
     handler_fn fn;
     const char *name;
 } routes[] = {
-    {"GET", "/.well-known/oauth-authorization-server", false, NULL, qrl__h_metadata,
-     "metadata"},
+    {"GET", "/.well-known/oauth-authorization-server", false, NULL, qrl__h_metadata, "metadata"},
     {"POST", "/oauth/device_authorization", false, NULL, qrl__h_device_authorization,
      "device_authorization"},
     {"POST", "/oauth/token", false, NULL, qrl__h_token, "token"},
@@ -140,9 +139,8 @@ static void client_address(struct MHD_Connection *conn, char *out, size_t len)
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_data_size,
-                                  void **con_cls)
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls)
 {
     qrl_server *srv = cls;
     qrl__req *r = *con_cls;
@@ -317,8 +315,8 @@ qrl_err qrl_server_listen(qrl_server *srv, qrl_core *core, char *errbuf, size_t 
             n--;
         snprintf(srv->public_url, sizeof srv->public_url, "%.*s", (int)n, srv->cfg.public_url);
     } else if (family == AF_INET6) {
-        snprintf(srv->public_url, sizeof srv->public_url, "http://[%s]:%u",
-                 srv->cfg.listen_host, (unsigned)srv->port);
+        snprintf(srv->public_url, sizeof srv->public_url, "http://[%s]:%u", srv->cfg.listen_host,
+                 (unsigned)srv->port);
     } else {
         snprintf(srv->public_url, sizeof srv->public_url, "http://%s:%u", srv->cfg.listen_host,
                  (unsigned)srv->port);

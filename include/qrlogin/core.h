@@ -60,6 +60,9 @@ typedef struct qrl_config {
 /* Fills `cfg` with the defaults above. */
 void qrl_config_defaults(qrl_config *cfg);
 
+/* The configuration in force (borrowed; valid while the core lives). */
+const qrl_config *qrl_core_config(const qrl_core *core);
+
 /* Creates a core over a borrowed store. Initialises libsodium. Free with qrl_core_free. */
 qrl_err qrl_core_new(const qrl_config *cfg, qrl_store *store, qrl_core **out);
 void qrl_core_free(qrl_core *core);
@@ -94,8 +97,8 @@ typedef struct qrl_device_auth {
 /* RFC 8628 section 3.1/3.2. device_kind NULL means "other"; it must be one of tv, browser,
  * desktop, cli, other. device_name NULL means "Unnamed device". */
 qrl_err qrl_device_authorize(qrl_core *core, const char *client_id, const char *scope,
-                             const char *device_name, const char *device_kind,
-                             const char *address, qrl_device_auth *out);
+                             const char *device_name, const char *device_kind, const char *address,
+                             qrl_device_auth *out);
 
 typedef struct qrl_tokens {
     char access_token[QRL_SECRET_BUF];
@@ -153,12 +156,15 @@ typedef struct qrl_session {
 /* POST /v1/sessions: password sign-in of a phone. Creates a device of kind `device_kind`
  * (default "phone"). Rate-limited per username and address. */
 qrl_err qrl_session_create(qrl_core *core, const char *username, const char *password,
-                           const char *device_name, const char *device_kind,
-                           const char *address, qrl_session *out);
+                           const char *device_name, const char *device_kind, const char *address,
+                           qrl_session *out);
 
 /* Authenticates a phone session bearer token. QRL_ERR_UNAUTHORIZED when unknown, expired,
  * revoked, or the device/account is no longer valid. Updates the device's last-seen time. */
 qrl_err qrl_session_auth(qrl_core *core, const char *token, const char *address, qrl_auth *out);
+/* As qrl_session_auth, but also accepts a screen's access token (for read-only calls such as
+ * GET /v1/me, which a signed-in TV uses to greet the user). Never use it where a phone acts. */
+qrl_err qrl_device_auth_any(qrl_core *core, const char *token, const char *address, qrl_auth *out);
 
 typedef struct qrl_lr_view {
     qrl_lr_rec lr;
@@ -197,8 +203,8 @@ qrl_err qrl_lr_approve(qrl_core *core, const qrl_auth *auth, const char *code,
                        qrl_lr_rec *out);
 /* Declines a request (PENDING, or SCANNED by this phone). No step-up is needed to decline;
  * a signature, when given (proof->signature), must verify. `proof` may be NULL. */
-qrl_err qrl_lr_deny(qrl_core *core, const qrl_auth *auth, const char *code,
-                    const qrl_proof *proof, const char *address, qrl_lr_rec *out);
+qrl_err qrl_lr_deny(qrl_core *core, const qrl_auth *auth, const char *code, const qrl_proof *proof,
+                    const char *address, qrl_lr_rec *out);
 
 /* The exact bytes a phone signs for a decision ("approve" or "deny"):
  *   "qrlogin-decision-v1\n<id>\n<decision>\n<nonce>\n<USERCODE>\n"

@@ -124,11 +124,11 @@ typedef struct qrl_lr_rec {
     int64_t expires_ms;
     int interval_s; /* polling interval given to the screen */
     qrl_lr_state state;
-    int64_t updated_ms;          /* time of the last transition */
-    int64_t claimed_device_id;   /* phone that scanned it (0 = none) */
-    int64_t account_id;          /* account that approved it (0 = none) */
-    int64_t approving_device_id; /* phone device that approved (0 = none) */
-    int64_t redeemed_device_id;  /* device created by redemption (0 = none) */
+    int64_t updated_ms;            /* time of the last transition */
+    int64_t claimed_device_id;     /* phone that scanned it (0 = none) */
+    int64_t account_id;            /* account that approved it (0 = none) */
+    int64_t approving_device_id;   /* phone device that approved (0 = none) */
+    int64_t redeemed_device_id;    /* device created by redemption (0 = none) */
     char nonce[QRL_NONCE_MAX + 1]; /* approval nonce issued to the claiming phone ("" = none) */
 } qrl_lr_rec;
 
@@ -142,15 +142,15 @@ typedef enum qrl_lr_key {
 /* A conditional state change (compare-and-set), see lr_transition. */
 typedef struct qrl_lr_cas {
     int64_t id;
-    unsigned from_mask;         /* QRL_LR_BIT()s of states the change is legal from */
+    unsigned from_mask; /* QRL_LR_BIT()s of states the change is legal from */
     qrl_lr_state to;
     int64_t now_ms;
-    int64_t require_claimed_by; /* nonzero: claimed_device_id must equal this */
+    int64_t require_claimed_by;      /* nonzero: claimed_device_id must equal this */
     int64_t set_claimed_device_id;   /* nonzero: written */
     int64_t set_account_id;          /* nonzero: written */
     int64_t set_approving_device_id; /* nonzero: written */
-    const char *set_nonce;     /* non-NULL: written (store version 2) */
-    const char *require_nonce; /* non-NULL: the stored nonce must equal this */
+    const char *set_nonce;           /* non-NULL: written (store version 2) */
+    const char *require_nonce;       /* non-NULL: the stored nonce must equal this */
 } qrl_lr_cas;
 
 typedef struct qrl_store qrl_store;
@@ -240,8 +240,7 @@ typedef struct qrl_store_methods {
                          qrl_token_rec *tok, size_t ntok, qrl_lr_state *state_out);
     /* Ids of login requests in SCANNED or APPROVED state whose claimed_device_id or
      * approving_device_id is `device_id`, at most `max`. */
-    qrl_err (*lr_by_device)(qrl_store *st, int64_t device_id, int64_t *ids, size_t max,
-                            size_t *n);
+    qrl_err (*lr_by_device)(qrl_store *st, int64_t device_id, int64_t *ids, size_t max, size_t *n);
 
     /* --- rate limits (fixed windows; shared by every node using the store) --- */
     /* Adds one hit to `key` and sets *count to the hits in the current window. A window starts

@@ -57,8 +57,8 @@
 #define GLYPH_MAX 3
 
 struct qrl_qr {
-    int width;             /* modules a side, without the quiet zone */
-    unsigned char dark[];  /* width * width, row-major, 1 = dark */
+    int width;            /* modules a side, without the quiet zone */
+    unsigned char dark[]; /* width * width, row-major, 1 = dark */
 };
 
 /* ---- allocation (with fault injection in test builds) ---------------------------------- */
@@ -142,6 +142,8 @@ qrl_err qrl_qr_encode(const char *text, qrl_qr **out)
     qr = NULL;
     rc = QRL_OK;
 out:
+    if (code != NULL)
+        explicit_bzero(code->data, (size_t)code->width * (size_t)code->width);
     QRcode_free(code);
     free(qr);
     return rc;
@@ -149,6 +151,11 @@ out:
 
 void qrl_qr_free(qrl_qr *qr)
 {
+    if (qr == NULL)
+        return;
+    /* The modules spell out the URL, and the URL carries a scan secret (design.md section 5:
+     * secrets are zeroed after use). Copies inside libqrencode and libpng are out of reach. */
+    explicit_bzero(qr->dark, (size_t)qr->width * (size_t)qr->width);
     free(qr);
 }
 
@@ -436,8 +443,7 @@ static int png_encode(png_structp png, png_infop info, const qrl_qr *qr, int sca
     png_write_info(png, info);
     for (int y = 0; y < full; y++) {
         for (int x = 0; x < full; x++)
-            memset(row + (size_t)x * (size_t)scale, dark_at(qr, x, y) ? 0x00 : 0xff,
-                   (size_t)scale);
+            memset(row + (size_t)x * (size_t)scale, dark_at(qr, x, y) ? 0x00 : 0xff, (size_t)scale);
         for (int r = 0; r < scale; r++)
             png_write_row(png, row);
     }

@@ -41,8 +41,7 @@ static void sign_in(fx *f, const char *user, qrl_auth *auth)
 {
     qrl_session s;
 
-    assert_int_equal(qrl_session_create(f->core, user, PW, "Phone", NULL, "10.0.0.5", &s),
-                     QRL_OK);
+    assert_int_equal(qrl_session_create(f->core, user, PW, "Phone", NULL, "10.0.0.5", &s), QRL_OK);
     assert_int_equal(qrl_session_auth(f->core, s.session_token, "10.0.0.5", auth), QRL_OK);
 }
 
@@ -92,9 +91,9 @@ static qrl_err poll(fx *f, const qrl_device_auth *da, unsigned flags, qrl_poll_r
 
 static void start(fx *f, qrl_device_auth *da)
 {
-    assert_int_equal(qrl_device_authorize(f->core, "tv-app", "profile", "Living Room TV", "tv",
-                                          "10.0.0.7", da),
-                     QRL_OK);
+    assert_int_equal(
+        qrl_device_authorize(f->core, "tv-app", "profile", "Living Room TV", "tv", "10.0.0.7", da),
+        QRL_OK);
 }
 
 static void scan_secret_of(const qrl_device_auth *da, char *out)
@@ -140,8 +139,7 @@ static void test_full_flow(void **state)
 
     assert_int_equal(qrl_lr_approve(f->core, &f->phone, ss, "wdjb", &PWP, "10.0.0.9", &lr),
                      QRL_ERR_CODE_MISMATCH);
-    assert_int_equal(qrl_lr_approve(f->core, &f->phone, ss, da.user_code, &WRONGP, "10.0.0.9",
-                                    &lr),
+    assert_int_equal(qrl_lr_approve(f->core, &f->phone, ss, da.user_code, &WRONGP, "10.0.0.9", &lr),
                      QRL_ERR_UNAUTHORIZED);
     assert_int_equal(f->changes, 1);
     assert_int_equal(qrl_lr_approve(f->core, &f->phone, ss, da.user_code, &PWP, "10.0.0.9", &lr),
@@ -159,6 +157,15 @@ static void test_full_flow(void **state)
     assert_true(in.active);
     assert_string_equal(in.username, "alice");
     assert_int_equal(in.device_id, res.tokens.device_id);
+    /* The screen's access token reads /v1/me but can never act as a phone. */
+    qrl_auth tv;
+    assert_int_equal(qrl_session_auth(f->core, res.tokens.access_token, "", &tv),
+                     QRL_ERR_UNAUTHORIZED);
+    assert_int_equal(qrl_device_auth_any(f->core, res.tokens.access_token, "", &tv), QRL_OK);
+    assert_string_equal(tv.account.display_name, "Alice");
+    assert_string_equal(tv.device.name, "Living Room TV");
+    assert_int_equal(qrl_device_auth_any(f->core, res.tokens.refresh_token, "", &tv),
+                     QRL_ERR_UNAUTHORIZED);
 
     /* Replay of the redeemed device code. */
     qrl_core_clock_advance(f->core, 5000);
@@ -174,25 +181,25 @@ static void test_second_phone_and_replays(void **state)
 
     start(f, &da);
     /* Approve before scanning: not allowed. */
-    assert_int_equal(qrl_lr_approve(f->core, &f->phone, da.scan_secret, da.user_code, &PWP, "",
-                                    &lr),
-                     QRL_ERR_CONFLICT);
+    assert_int_equal(
+        qrl_lr_approve(f->core, &f->phone, da.scan_secret, da.user_code, &PWP, "", &lr),
+        QRL_ERR_CONFLICT);
     assert_int_equal(qrl_lr_view_claim(f->core, &f->phone, da.user_code, "", &v), QRL_OK);
     assert_int_equal(qrl_lr_view_claim(f->core, &f->phone2, da.scan_secret, "", &v),
                      QRL_ERR_CLAIMED);
-    assert_int_equal(qrl_lr_approve(f->core, &f->phone2, da.scan_secret, da.user_code, &PWP, "",
-                                    &lr),
-                     QRL_ERR_CLAIMED);
+    assert_int_equal(
+        qrl_lr_approve(f->core, &f->phone2, da.scan_secret, da.user_code, &PWP, "", &lr),
+        QRL_ERR_CLAIMED);
     assert_int_equal(qrl_lr_deny(f->core, &f->phone2, da.scan_secret, NULL, "", &lr),
                      QRL_ERR_CLAIMED);
-    assert_int_equal(qrl_lr_approve(f->core, &f->phone, da.scan_secret, da.user_code, &PWP, "",
-                                    &lr),
-                     QRL_OK);
-    assert_int_equal(qrl_lr_approve(f->core, &f->phone, da.scan_secret, da.user_code, &PWP, "",
-                                    &lr),
-                     QRL_ERR_CONFLICT);
+    assert_int_equal(
+        qrl_lr_approve(f->core, &f->phone, da.scan_secret, da.user_code, &PWP, "", &lr), QRL_OK);
+    assert_int_equal(
+        qrl_lr_approve(f->core, &f->phone, da.scan_secret, da.user_code, &PWP, "", &lr),
+        QRL_ERR_CONFLICT);
     assert_int_equal(lr.state, QRL_LR_APPROVED);
-    assert_int_equal(qrl_lr_deny(f->core, &f->phone, da.scan_secret, NULL, "", &lr), QRL_ERR_CONFLICT);
+    assert_int_equal(qrl_lr_deny(f->core, &f->phone, da.scan_secret, NULL, "", &lr),
+                     QRL_ERR_CONFLICT);
 }
 
 static void test_deny(void **state)
@@ -229,8 +236,7 @@ static void test_expiry(void **state)
     assert_int_equal(qrl_lr_approve(f->core, &f->phone, b.scan_secret, b.user_code, &PWP, "", &lr),
                      QRL_OK);
     qrl_core_clock_advance(f->core, 120000);
-    assert_int_equal(qrl_lr_view_claim(f->core, &f->phone, a.scan_secret, "", &v),
-                     QRL_ERR_EXPIRED);
+    assert_int_equal(qrl_lr_view_claim(f->core, &f->phone, a.scan_secret, "", &v), QRL_ERR_EXPIRED);
     assert_int_equal(poll(f, &a, 0, &res), QRL_ERR_EXPIRED);
     /* APPROVED but not redeemed in time: expired too (design.md section 3). */
     assert_int_equal(poll(f, &b, 0, &res), QRL_ERR_EXPIRED);
@@ -326,8 +332,8 @@ static void test_refresh_rotation(void **state)
 
     start(f, &da);
     assert_int_equal(qrl_lr_view_claim(f->core, &f->phone, da.scan_secret, "", &v), QRL_OK);
-    assert_int_equal(qrl_lr_approve(f->core, &f->phone, da.scan_secret, da.user_code, &PWP, "", &lr),
-                     QRL_OK);
+    assert_int_equal(
+        qrl_lr_approve(f->core, &f->phone, da.scan_secret, da.user_code, &PWP, "", &lr), QRL_OK);
     assert_int_equal(poll(f, &da, 0, &res), QRL_OK);
     assert_int_equal(qrl_token_refresh(f->core, "other-app", res.tokens.refresh_token, &t1),
                      QRL_ERR_INVALID_CLIENT);
@@ -360,8 +366,7 @@ static void test_user_code_rate_limit(void **state)
     assert_int_equal(qrl_lr_view_claim(f->core, &f->phone, da.user_code, "10.1.1.1", &v),
                      QRL_ERR_RATE_LIMITED);
     /* The scan secret is not a guessable code and is not limited. */
-    assert_int_equal(qrl_lr_view_claim(f->core, &f->phone, da.scan_secret, "10.1.1.1", &v),
-                     QRL_OK);
+    assert_int_equal(qrl_lr_view_claim(f->core, &f->phone, da.scan_secret, "10.1.1.1", &v), QRL_OK);
 }
 
 static void test_bad_input(void **state)
@@ -373,8 +378,7 @@ static void test_bad_input(void **state)
 
     memset(longname, 'x', sizeof longname - 1);
     longname[sizeof longname - 1] = '\0';
-    assert_int_equal(qrl_device_authorize(f->core, "", NULL, NULL, NULL, "", &da),
-                     QRL_ERR_INVALID);
+    assert_int_equal(qrl_device_authorize(f->core, "", NULL, NULL, NULL, "", &da), QRL_ERR_INVALID);
     assert_int_equal(qrl_device_authorize(f->core, "a b", NULL, NULL, NULL, "", &da),
                      QRL_ERR_INVALID);
     assert_int_equal(qrl_device_authorize(f->core, "tv", NULL, longname, NULL, "", &da),
@@ -520,9 +524,9 @@ static void test_screen_scan_secret(void **state)
     assert_string_equal(scan, da.scan_secret);
     assert_int_equal(qrl_screen_scan_secret(f->core, "other", da.device_code, scan),
                      QRL_ERR_INVALID_CLIENT);
-    assert_int_equal(qrl_screen_scan_secret(f->core, "tv-app", "qrl_dc_unknown-unknown-unknown",
-                                            scan),
-                     QRL_ERR_NOT_FOUND);
+    assert_int_equal(
+        qrl_screen_scan_secret(f->core, "tv-app", "qrl_dc_unknown-unknown-unknown", scan),
+        QRL_ERR_NOT_FOUND);
     assert_int_equal(qrl_lr_view_claim(f->core, &f->phone, da.scan_secret, "", &v), QRL_OK);
     assert_int_equal(qrl_screen_scan_secret(f->core, "tv-app", da.device_code, scan), QRL_OK);
     assert_int_equal(qrl_lr_deny(f->core, &f->phone, da.scan_secret, NULL, "", &lr), QRL_OK);

@@ -1,0 +1,109 @@
+/*
+ * A small libcurl client for the terminal roles (`qrlogin phone`, `qrlogin tv` helpers): one
+ * request, JSON or form body, JSON answer. Bodies are bounded: our answers are small.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include <curl/curl.h>
+#include <sodium.h>
+
+#include "cli.h"
+
+/* Largest answer we accept; the biggest is a device list of a few kilobytes. */
+#define MAX_ANSWER (1024 * 1024)
+
+struct buf {
+    char *p;
+    size_t n;
+};
+
+static size_t on_data(char *ptr, size_t size, size_t nmemb, void *ud)
+{
+    struct buf *b = ud;
+    size_t add = size * nmemb;
+    char *np;
+
+    if (b->n + add > MAX_ANSWER)
+        return 0;
+    np = realloc(b->p, b->n + add + 1);
+    if (np == NULL)
+        return 0;
+    memcpy(np + b->n, ptr, add);
+    b->p = np;
+    b->n += add;
+    b->p[b->n] = '\0';
+    return add;
+}
+
+int qrl_cli_http(const char *method, const char *url, const char *bearer, const char *json_body,
+                 qrl_cli_resp *out)
+{
+    CURL *c = curl_easy_init();
+    struct curl_slist *h = NULL;
+    struct buf b = {0};
+    char auth[256];
+    CURLcode cc;
+    int rc = -1;
+
+    memset(out, 0, sizeof *out);
+    if (c == NULL)
+        return -1;
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+    if (bearer != NULL) {
+        snprintf(auth, sizeof auth, "Authorization: Bearer %s", bearer);
+        h = curl_slist_append(h, auth);
+        sodium_memzero(auth, sizeof auth);
+    }
+    if (json_body != NULL) {
+        h = curl_slist_append(h, "Content-Type: application/json");
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, json_body);
+    }
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+    cc = curl_easy_perform(c);
+    if (cc != CURLE_OK) {
+        snprintf(out->error, sizeof out->error, "%s", curl_easy_strerror(cc));
+        goto out;
+    }
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &out->status);
+    if (b.n > 0)
+        out->json = json_loadb(b.p, b.n, 0, NULL);
+    rc = 0;
+out:
+    if (b.p != NULL)
+        sodium_memzero(b.p, b.n);
+    free(b.p);
+    curl_slist_free_all(h);
+    curl_easy_cleanup(c);
+    return rc;
+}
+
+void qrl_cli_resp_free(qrl_cli_resp *r)
+{
+    json_decref(r->json);
+    r->json = NULL;
+}
+
+const char *qrl_cli_resp_str(const qrl_cli_resp *r, const char *key)
+{
+    json_t *v = r->json != NULL ? json_object_get(r->json, key) : NULL;
+    return json_is_string(v) ? json_string_value(v) : NULL;
+}
+
+void qrl_cli_resp_report(const char *what, const qrl_cli_resp *r)
+{
+    const char *d = qrl_cli_resp_str(r, "error_description");
+    const char *e = qrl_cli_resp_str(r, "error");
+
+    if (r->error[0] != '\0')
+        qrl_cli_err("%s: cannot reach the server: %s", what, r->error);
+    else
+        qrl_cli_err("%s: %s (HTTP %ld%s%s)", what, d != NULL ? d : "failed", r->status,
+                    e != NULL ? ", " : "", e != NULL ? e : "");
+}

@@ -1,0 +1,521 @@
+/*
+ * qrlogin phone: a phone in a terminal. It signs in with a password, keeps an Ed25519 device
+ * key encrypted under an app PIN (Argon2id + XSalsa20-Poly1305 secretbox), and approves login
+ * requests with a signature over the request, the decision and the server's nonce.
+ *
+ * State lives in one JSON file readable only by the user (--config, $QRLOGIN_PHONE_CONFIG, or
+ * $XDG_CONFIG_HOME/qrlogin/phone.json): server URL, session token, device id, public key and
+ * the encrypted private key. The PIN and the private key exist in memory only while signing.
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "cli.h"
+#include "qrlogin/core.h"
+
+#define MIN_PIN 4
+#define MAX_PIN 64
+
+struct phone_opts {
+    const char *server, *config, *name, *image;
+    bool password_stdin;
+};
+
+static void phone_usage(FILE *f)
+{
+    fputs("usage: qrlogin phone login --server URL [--name NAME] USER\n"
+          "       qrlogin phone approve (URL | USER-CODE | --image FILE.png)\n"
+          "       qrlogin phone devices\n"
+          "       qrlogin phone revoke DEVICE-ID\n"
+          "  --config FILE   state file (QRLOGIN_PHONE_CONFIG; default\n"
+          "                  $XDG_CONFIG_HOME/qrlogin/phone.json)\n"
+          "  --server URL    the qrlogin server (login only)\n"
+          "  --name NAME     this phone's device name (default: \"qrlogin phone on HOST\")\n"
+          "  --image FILE    decode the QR code from a PNG image\n"
+          "Prompts read from the terminal, or line by line from standard input.\n",
+          f);
+}
+
+static void config_path(const struct phone_opts *o, char *out, size_t len)
+{
+    const char *xdg = getenv("XDG_CONFIG_HOME"), *home = getenv("HOME");
+
+    if (o->config != NULL)
+        snprintf(out, len, "%s", o->config);
+    else if (getenv("QRLOGIN_PHONE_CONFIG") != NULL)
+        snprintf(out, len, "%s", getenv("QRLOGIN_PHONE_CONFIG"));
+    else if (xdg != NULL && xdg[0] != '\0')
+        snprintf(out, len, "%s/qrlogin/phone.json", xdg);
+    else
+        snprintf(out, len, "%s/.config/qrlogin/phone.json", home != NULL ? home : ".");
+}
+
+static json_t *config_load(const struct phone_opts *o)
+{
+    char path[4096];
+    json_error_t je;
+    json_t *c;
+
+    config_path(o, path, sizeof path);
+    c = json_load_file(path, 0, &je);
+    if (c == NULL)
+        qrl_cli_err("not signed in (no readable %s); run 'qrlogin phone login' first", path);
+    return c;
+}
+
+static const char *cfg_str(json_t *c, const char *k)
+{
+    json_t *v = json_object_get(c, k);
+    return json_is_string(v) ? json_string_value(v) : "";
+}
+
+/* Prints untrusted text from the server with control characters neutralised, so a device
+ * name cannot move the cursor or rewrite what the user sees. */
+static void print_safe(const char *s)
+{
+    for (; *s != '\0'; s++)
+        fputc(((unsigned char)*s < 0x20 || *s == 0x7f) ? '?' : *s, stderr);
+}
+
+static bool b64(const unsigned char *bin, size_t n, char *out, size_t len)
+{
+    return sodium_bin2base64(out, len, bin, n, sodium_base64_VARIANT_URLSAFE_NO_PADDING) != NULL;
+}
+
+static bool unb64(const char *s, unsigned char *bin, size_t n)
+{
+    size_t got = 0;
+    return sodium_base642bin(bin, n, s, strlen(s), NULL, &got, NULL,
+                             sodium_base64_VARIANT_URLSAFE_NO_PADDING) == 0 &&
+           got == n;
+}
+
+/* Derives the key-encryption key from the PIN. */
+static bool pin_key(const char *pin, const unsigned char *salt, unsigned long long ops, size_t mem,
+                    unsigned char key[crypto_secretbox_KEYBYTES])
+{
+    return crypto_pwhash(key, crypto_secretbox_KEYBYTES, pin, strlen(pin), salt, ops, mem,
+                         crypto_pwhash_ALG_ARGON2ID13) == 0;
+}
+
+/* Generates the device key, encrypts it under a new PIN and stores it in `cfg`. */
+static bool make_device_key(json_t *cfg, char *pk_b64, size_t pklen)
+{
+    unsigned char pk[crypto_sign_PUBLICKEYBYTES], sk[crypto_sign_SECRETKEYBYTES];
+    unsigned char salt[crypto_pwhash_SALTBYTES], nonce[crypto_secretbox_NONCEBYTES];
+    unsigned char key[crypto_secretbox_KEYBYTES], box[crypto_secretbox_MACBYTES + sizeof sk];
+    char pin[MAX_PIN + 2], again[MAX_PIN + 2], tmp[256];
+    unsigned long long ops = crypto_pwhash_OPSLIMIT_INTERACTIVE;
+    size_t mem = crypto_pwhash_MEMLIMIT_INTERACTIVE;
+    bool ok = false;
+
+    if (!qrl_cli_read_password("Choose an app PIN (4 or more characters): ", pin, sizeof pin) ||
+        strlen(pin) < MIN_PIN) {
+        qrl_cli_err("the PIN must have %d to %d characters", MIN_PIN, MAX_PIN);
+        goto out;
+    }
+    if (!qrl_cli_read_password("Repeat the PIN: ", again, sizeof again) || strcmp(pin, again)) {
+        qrl_cli_err("the PINs do not match");
+        goto out;
+    }
+    crypto_sign_keypair(pk, sk);
+    randombytes_buf(salt, sizeof salt);
+    randombytes_buf(nonce, sizeof nonce);
+    if (!pin_key(pin, salt, ops, mem, key)) {
+        qrl_cli_err("out of memory deriving the PIN key");
+        goto out;
+    }
+    crypto_secretbox_easy(box, sk, sizeof sk, nonce, key);
+    b64(pk, sizeof pk, pk_b64, pklen);
+    json_object_set_new(cfg, "public_key", json_string(pk_b64));
+    b64(salt, sizeof salt, tmp, sizeof tmp);
+    json_object_set_new(cfg, "key_salt", json_string(tmp));
+    b64(nonce, sizeof nonce, tmp, sizeof tmp);
+    json_object_set_new(cfg, "key_nonce", json_string(tmp));
+    b64(box, sizeof box, tmp, sizeof tmp);
+    json_object_set_new(cfg, "key_box", json_string(tmp));
+    json_object_set_new(cfg, "key_opslimit", json_integer((json_int_t)ops));
+    json_object_set_new(cfg, "key_memlimit", json_integer((json_int_t)mem));
+    ok = true;
+out:
+    sodium_memzero(sk, sizeof sk);
+    sodium_memzero(key, sizeof key);
+    sodium_memzero(pin, sizeof pin);
+    sodium_memzero(again, sizeof again);
+    return ok;
+}
+
+/* Asks for the PIN and decrypts the device key into sk. */
+static bool unlock_key(json_t *cfg, unsigned char sk[crypto_sign_SECRETKEYBYTES])
+{
+    unsigned char salt[crypto_pwhash_SALTBYTES], nonce[crypto_secretbox_NONCEBYTES];
+    unsigned char key[crypto_secretbox_KEYBYTES];
+    unsigned char box[crypto_secretbox_MACBYTES + crypto_sign_SECRETKEYBYTES];
+    json_int_t ops = json_integer_value(json_object_get(cfg, "key_opslimit"));
+    json_int_t mem = json_integer_value(json_object_get(cfg, "key_memlimit"));
+    char pin[MAX_PIN + 2];
+    bool ok = false;
+
+    if (!unb64(cfg_str(cfg, "key_salt"), salt, sizeof salt) ||
+        !unb64(cfg_str(cfg, "key_nonce"), nonce, sizeof nonce) ||
+        !unb64(cfg_str(cfg, "key_box"), box, sizeof box) || ops <= 0 || mem <= 0) {
+        qrl_cli_err("the device key in the state file is damaged; sign in again");
+        return false;
+    }
+    if (!qrl_cli_read_password("App PIN: ", pin, sizeof pin)) {
+        qrl_cli_err("no PIN given");
+        return false;
+    }
+    if (pin_key(pin, salt, (unsigned long long)ops, (size_t)mem, key) &&
+        crypto_secretbox_open_easy(sk, box, sizeof box, nonce, key) == 0)
+        ok = true;
+    else
+        qrl_cli_err("wrong PIN");
+    sodium_memzero(pin, sizeof pin);
+    sodium_memzero(key, sizeof key);
+    return ok;
+}
+
+static int cmd_login(const struct phone_opts *o, const char *user)
+{
+    char path[4096], url[1024], pw[QRL_MAX_PASSWORD + 2], pk[64], name[QRL_MAX_DEVICE_NAME + 1];
+    char host[64] = "terminal", err[256];
+    qrl_cli_resp r = {0};
+    json_t *cfg = NULL, *req;
+    char *body = NULL, *text = NULL;
+    int rc = 1;
+
+    if (o->server == NULL) {
+        qrl_cli_err("phone login needs --server URL");
+        return 2;
+    }
+    gethostname(host, sizeof host - 1);
+    snprintf(name, sizeof name, "%s", o->name != NULL ? o->name : "");
+    if (o->name == NULL)
+        snprintf(name, sizeof name, "qrlogin phone on %.30s", host);
+    if (!qrl_cli_read_password(o->password_stdin ? NULL : "Password: ", pw, sizeof pw) ||
+        pw[0] == '\0') {
+        qrl_cli_err("no password given");
+        return 2;
+    }
+    snprintf(url, sizeof url, "%s/v1/sessions", o->server);
+    req = json_pack("{s:s, s:s, s:s, s:s}", "username", user, "password", pw, "device_name", name,
+                    "device_kind", "phone");
+    body = json_dumps(req, JSON_COMPACT);
+    json_decref(req);
+    if (body == NULL || qrl_cli_http("POST", url, NULL, body, &r) != 0 || r.status != 201) {
+        qrl_cli_resp_report("sign-in failed", &r);
+        goto out;
+    }
+    cfg = json_pack("{s:s, s:s, s:s, s:O}", "server", o->server, "username", user, "session_token",
+                    qrl_cli_resp_str(&r, "session_token"), "device_id",
+                    json_object_get(r.json, "device_id"));
+    qrl_cli_resp_free(&r);
+    if (cfg == NULL || !make_device_key(cfg, pk, sizeof pk))
+        goto out;
+    /* Register the public key; the password proves it is the account holder adding it. */
+    snprintf(url, sizeof url, "%s/v1/device-key", o->server);
+    sodium_memzero(body, strlen(body));
+    free(body);
+    req = json_pack("{s:s, s:s}", "public_key", pk, "password", pw);
+    body = json_dumps(req, JSON_COMPACT);
+    json_decref(req);
+    if (body == NULL || qrl_cli_http("PUT", url, cfg_str(cfg, "session_token"), body, &r) != 0 ||
+        r.status != 204) {
+        qrl_cli_resp_report("registering the device key failed", &r);
+        goto out;
+    }
+    config_path(o, path, sizeof path);
+    text = json_dumps(cfg, JSON_INDENT(2));
+    if (text == NULL || !qrl_cli_write_private(path, text, err, sizeof err)) {
+        qrl_cli_err("%s", text == NULL ? "out of memory" : err);
+        goto out;
+    }
+    fprintf(stderr, "Signed in as %s; device key registered. State saved in %s\n", user, path);
+    rc = 0;
+out:
+    qrl_cli_resp_free(&r);
+    sodium_memzero(pw, sizeof pw);
+    if (body != NULL)
+        sodium_memzero(body, strlen(body));
+    free(body);
+    if (text != NULL)
+        sodium_memzero(text, strlen(text));
+    free(text);
+    json_decref(cfg);
+    return rc;
+}
+
+/* Turns the argument of approve into the code the API takes: the scan secret from a QR URL's
+ * fragment, or a user code as typed. */
+static bool code_from(const struct phone_opts *o, const char *arg, char *code, size_t len)
+{
+    char text[1024], err[256];
+    const char *hash;
+
+    if (o->image != NULL) {
+        if (!qrl_cli_qr_decode_png(o->image, text, sizeof text, err, sizeof err)) {
+            qrl_cli_err("%s", err);
+            return false;
+        }
+        arg = text;
+    }
+    if (arg == NULL)
+        return false;
+    hash = strchr(arg, '#');
+    if (strncmp(arg, "http://", 7) == 0 || strncmp(arg, "https://", 8) == 0) {
+        if (hash == NULL || strncmp(hash + 1, "qrl_ss_", 7) != 0) {
+            qrl_cli_err("that URL is not a qrlogin QR code (no #qrl_ss_ part)");
+            return false;
+        }
+        arg = hash + 1;
+    }
+    if (strlen(arg) >= len || strspn(arg, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                                          "0123456789-_ ") != strlen(arg)) {
+        qrl_cli_err("not a login code: expected a QR URL, a qrl_ss_ secret or a user code");
+        return false;
+    }
+    snprintf(code, len, "%s", arg);
+    /* Spaces in a typed user code would break the URL path; the server ignores dashes too. */
+    for (char *p = code; *p != '\0'; p++)
+        if (*p == ' ')
+            *p = '-';
+    return true;
+}
+
+static void show_request(const qrl_cli_resp *r)
+{
+    json_t *j = r->json;
+    long long age = json_integer_value(json_object_get(j, "age_seconds"));
+    long long left = json_integer_value(json_object_get(j, "expires_in"));
+
+    fputs("\nSign in on \"", stderr);
+    print_safe(qrl_cli_resp_str(r, "device_name") ? qrl_cli_resp_str(r, "device_name") : "?");
+    fputs("\" (", stderr);
+    print_safe(qrl_cli_resp_str(r, "device_kind") ? qrl_cli_resp_str(r, "device_kind") : "?");
+    fputs(")?\n  requested from ", stderr);
+    print_safe(qrl_cli_resp_str(r, "address") ? qrl_cli_resp_str(r, "address") : "?");
+    fprintf(stderr, " (%s), %lld s ago; expires in %lld s\n",
+            json_is_true(json_object_get(j, "same_network")) ? "your network" : "NOT your network",
+            age, left);
+    fputs("  app: ", stderr);
+    print_safe(qrl_cli_resp_str(r, "client_id") ? qrl_cli_resp_str(r, "client_id") : "?");
+    fputs("\n\nThe screen shows a code. Check that it is ", stderr);
+    print_safe(qrl_cli_resp_str(r, "user_code") ? qrl_cli_resp_str(r, "user_code") : "?");
+    fputs(".\n", stderr);
+}
+
+/* Signs the decision with the device key (asks for the PIN). */
+static bool sign_decision(json_t *cfg, const qrl_cli_resp *view, const char *decision,
+                          char *sig_b64, size_t len)
+{
+    unsigned char sk[crypto_sign_SECRETKEYBYTES], sig[crypto_sign_BYTES];
+    char canon[QRL_USER_CODE_LEN + 1], msg[200];
+    const char *uc = qrl_cli_resp_str(view, "user_code"), *nonce = qrl_cli_resp_str(view, "nonce");
+    json_int_t id = json_integer_value(json_object_get(view->json, "id"));
+    size_t n;
+
+    if (uc == NULL || nonce == NULL || qrl_user_code_normalize(uc, canon) != QRL_OK) {
+        qrl_cli_err("the server's answer is incomplete");
+        return false;
+    }
+    n = qrl_decision_message((int64_t)id, decision, nonce, canon, msg, sizeof msg);
+    if (n == 0 || !unlock_key(cfg, sk))
+        return false;
+    crypto_sign_detached(sig, NULL, (const unsigned char *)msg, n, sk);
+    sodium_memzero(sk, sizeof sk);
+    return b64(sig, sizeof sig, sig_b64, len);
+}
+
+static int cmd_approve(const struct phone_opts *o, const char *arg)
+{
+    char code[QRL_MAX_TOKEN + 1], url[1024], sig[128];
+    qrl_cli_resp view = {0}, r = {0};
+    json_t *cfg = config_load(o), *req = NULL;
+    const char *server, *tok;
+    char *body = NULL;
+    int rc = 1, key;
+
+    if (cfg == NULL)
+        return 1;
+    if (!code_from(o, arg, code, sizeof code)) {
+        json_decref(cfg);
+        return 2;
+    }
+    server = cfg_str(cfg, "server");
+    tok = cfg_str(cfg, "session_token");
+    snprintf(url, sizeof url, "%s/v1/login-requests/%s", server, code);
+    if (qrl_cli_http("GET", url, tok, NULL, &view) != 0 || view.status != 200) {
+        qrl_cli_resp_report("cannot open the login request", &view);
+        goto out;
+    }
+    show_request(&view);
+    key = qrl_cli_read_key("[a] approve   [d] decline: ");
+    if (key == 'd' || key == 'D') {
+        snprintf(url, sizeof url, "%s/v1/login-requests/%s/deny", server, code);
+        if (qrl_cli_http("POST", url, tok, "{}", &r) != 0 || r.status != 200) {
+            qrl_cli_resp_report("declining failed", &r);
+            goto out;
+        }
+        fputs("Declined.\n", stderr);
+        rc = 3;
+        goto out;
+    }
+    if (key != 'a' && key != 'A') {
+        qrl_cli_err("nothing was decided (answer a or d)");
+        goto out;
+    }
+    if (!sign_decision(cfg, &view, "approve", sig, sizeof sig))
+        goto out;
+    req = json_pack("{s:s, s:s}", "user_code", qrl_cli_resp_str(&view, "user_code"), "signature",
+                    sig);
+    body = json_dumps(req, JSON_COMPACT);
+    snprintf(url, sizeof url, "%s/v1/login-requests/%s/approve", server, code);
+    if (body == NULL || qrl_cli_http("POST", url, tok, body, &r) != 0 || r.status != 200) {
+        qrl_cli_resp_report("approving failed", &r);
+        goto out;
+    }
+    fputs("Approved. The screen is signing in.\n", stderr);
+    rc = 0;
+out:
+    sodium_memzero(code, sizeof code);
+    free(body);
+    json_decref(req);
+    qrl_cli_resp_free(&view);
+    qrl_cli_resp_free(&r);
+    json_decref(cfg);
+    return rc;
+}
+
+static int cmd_devices(const struct phone_opts *o)
+{
+    char url[1024];
+    qrl_cli_resp r = {0};
+    json_t *cfg = config_load(o), *arr, *d;
+    size_t i;
+    int rc = 1;
+
+    if (cfg == NULL)
+        return 1;
+    snprintf(url, sizeof url, "%s/v1/devices", cfg_str(cfg, "server"));
+    if (qrl_cli_http("GET", url, cfg_str(cfg, "session_token"), NULL, &r) != 0 || r.status != 200) {
+        qrl_cli_resp_report("cannot list devices", &r);
+        goto out;
+    }
+    arr = json_object_get(r.json, "devices");
+    printf("%-6s %-8s %-20s %-24s %s\n", "ID", "KIND", "LAST SEEN (UTC)", "FROM", "NAME");
+    json_array_foreach(arr, i, d)
+    {
+        char seen[32];
+        time_t t = (time_t)json_integer_value(json_object_get(d, "last_seen_at"));
+        struct tm tm;
+        gmtime_r(&t, &tm);
+        strftime(seen, sizeof seen, "%Y-%m-%d %H:%M", &tm);
+        printf("%-6lld %-8s %-20s %-24s ", (long long)json_integer_value(json_object_get(d, "id")),
+               json_string_value(json_object_get(d, "kind")), seen,
+               json_string_value(json_object_get(d, "address")));
+        fflush(stdout);
+        for (const char *p = json_string_value(json_object_get(d, "name")); p && *p; p++)
+            putchar(((unsigned char)*p < 0x20 || *p == 0x7f) ? '?' : *p);
+        printf("%s\n", json_is_true(json_object_get(d, "current")) ? "  (this phone)" : "");
+    }
+    rc = 0;
+out:
+    qrl_cli_resp_free(&r);
+    json_decref(cfg);
+    return rc;
+}
+
+static int cmd_revoke(const struct phone_opts *o, const char *id)
+{
+    char url[1024];
+    qrl_cli_resp r = {0};
+    json_t *cfg;
+    long long v;
+    int rc = 1;
+
+    if (!qrl_cli_parse_seconds(id, 1, INT64_MAX, &v)) {
+        qrl_cli_err("revoke takes a device id (a number, see 'qrlogin phone devices')");
+        return 2;
+    }
+    if ((cfg = config_load(o)) == NULL)
+        return 1;
+    snprintf(url, sizeof url, "%s/v1/devices/%lld", cfg_str(cfg, "server"), v);
+    if (qrl_cli_http("DELETE", url, cfg_str(cfg, "session_token"), NULL, &r) != 0 ||
+        r.status != 204) {
+        qrl_cli_resp_report("revoking failed", &r);
+        goto out;
+    }
+    printf("Device %lld revoked.\n", v);
+    rc = 0;
+out:
+    qrl_cli_resp_free(&r);
+    json_decref(cfg);
+    return rc;
+}
+
+int qrl_cli_phone(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"server", required_argument, NULL, 's'},
+        {"config", required_argument, NULL, 'c'},
+        {"name", required_argument, NULL, 'n'},
+        {"image", required_argument, NULL, 'i'},
+        {"password-stdin", no_argument, NULL, 'p'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    struct phone_opts o = {0};
+    const char *verb;
+    int c;
+
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+        switch (c) {
+        case 's':
+            o.server = optarg;
+            break;
+        case 'c':
+            o.config = optarg;
+            break;
+        case 'n':
+            o.name = optarg;
+            break;
+        case 'i':
+            o.image = optarg;
+            break;
+        case 'p':
+            o.password_stdin = true;
+            break;
+        case 'h':
+            phone_usage(stdout);
+            return 0;
+        default:
+            phone_usage(stderr);
+            return 2;
+        }
+    }
+    if (optind >= argc) {
+        phone_usage(stderr);
+        return 2;
+    }
+    if (sodium_init() < 0)
+        return 1;
+    verb = argv[optind];
+    if (strcmp(verb, "login") == 0 && argc - optind == 2)
+        return cmd_login(&o, argv[optind + 1]);
+    if (strcmp(verb, "approve") == 0 && argc - optind == (o.image != NULL ? 1 : 2))
+        return cmd_approve(&o, o.image != NULL ? NULL : argv[optind + 1]);
+    if (strcmp(verb, "devices") == 0 && argc - optind == 1)
+        return cmd_devices(&o);
+    if (strcmp(verb, "revoke") == 0 && argc - optind == 2)
+        return cmd_revoke(&o, argv[optind + 1]);
+    phone_usage(stderr);
+    return 2;
+}

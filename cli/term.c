@@ -1,0 +1,83 @@
+/*
+ * Terminal and file helpers shared by the subcommands: one-keystroke answers, and writing
+ * credential files that only the user can read.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+int qrl_cli_read_key(const char *prompt)
+{
+    struct termios old, raw;
+    char line[64];
+    int c;
+
+    fputs(prompt, stderr);
+    fflush(stderr);
+    if (isatty(STDIN_FILENO) && tcgetattr(STDIN_FILENO, &old) == 0) {
+        raw = old;
+        raw.c_lflag &= ~(tcflag_t)(ICANON | ECHO);
+        raw.c_cc[VMIN] = 1;
+        raw.c_cc[VTIME] = 0;
+        tcsetattr(STDIN_FILENO, TCSAFLUSH, &raw);
+        c = getchar();
+        tcsetattr(STDIN_FILENO, TCSAFLUSH, &old);
+        fputc('\n', stderr);
+        return c;
+    }
+    if (fgets(line, sizeof line, stdin) == NULL)
+        return EOF;
+    return (unsigned char)line[0];
+}
+
+/* mkdir -p for the parent directories of `path`, mode 0700. */
+static bool make_parents(const char *path)
+{
+    char tmp[4096];
+
+    if (snprintf(tmp, sizeof tmp, "%s", path) >= (int)sizeof tmp)
+        return false;
+    for (char *p = tmp + 1; *p != '\0'; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(tmp, 0700) != 0 && errno != EEXIST)
+            return false;
+        *p = '/';
+    }
+    return true;
+}
+
+bool qrl_cli_write_private(const char *path, const char *text, char *err, size_t errlen)
+{
+    char tmp[4096];
+    size_t n = strlen(text);
+    int fd;
+
+    if (!make_parents(path) || snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp) {
+        snprintf(err, errlen, "cannot create the directory of %s", path);
+        return false;
+    }
+    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0 || fchmod(fd, 0600) != 0 || write(fd, text, n) != (ssize_t)n || fsync(fd) != 0) {
+        snprintf(err, errlen, "cannot write %s: %s", tmp, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        unlink(tmp);
+        return false;
+    }
+    close(fd);
+    if (rename(tmp, path) != 0) {
+        snprintf(err, errlen, "cannot write %s: %s", path, strerror(errno));
+        unlink(tmp);
+        return false;
+    }
+    return true;
+}

@@ -1,0 +1,433 @@
+/*
+ * qrlogin tv: a screen in a terminal, built only on the client SDK (include/qrlogin/client.h).
+ * It shows the QR code, the user code and a countdown, renews the code when it expires, says
+ * when a phone has scanned it, and on approval stores the credential in a file only the user
+ * can read. `qrlogin tv whoami` and `qrlogin tv logout` use that file.
+ *
+ * Threads: the login runs on the main thread inside qrl_client_login(); a signal thread turns
+ * Ctrl-C into qrl_client_cancel(); on a terminal a countdown thread redraws one status line
+ * once a second.
+ */
+#include <getopt.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "cli.h"
+#include "qrlogin/client.h"
+
+#define DEFAULT_CLIENT_ID "qrlogin-tv"
+
+struct tv_opts {
+    const char *server, *name, *kind, *client_id, *scope, *credentials, *qr_png;
+};
+
+struct tv_state {
+    qrl_client *c;
+    const struct tv_opts *o;
+    bool tty;
+    pthread_mutex_t mu;
+    time_t deadline; /* expiry of the code on screen */
+    const char *status;
+    bool done;
+};
+
+static void tv_usage(FILE *f)
+{
+    fputs("usage: qrlogin tv --server URL [--name NAME] [options]   sign this terminal in\n"
+          "       qrlogin tv whoami [--credentials FILE]             who is signed in here\n"
+          "       qrlogin tv logout [--credentials FILE]             sign out (revokes it)\n"
+          "  --server URL        the qrlogin server (QRLOGIN_SERVER)\n"
+          "  --name NAME         device name shown on the phone (default \"qrlogin tv\")\n"
+          "  --kind KIND         tv, browser, desktop, cli or other (default tv)\n"
+          "  --client-id ID      OAuth client id (default " DEFAULT_CLIENT_ID ")\n"
+          "  --scope SCOPE       scopes to ask for\n"
+          "  --credentials FILE  where the credential is kept (QRLOGIN_TV_CREDENTIALS; default\n"
+          "                      $XDG_CONFIG_HOME/qrlogin/tv.json)\n"
+          "  --qr-png FILE       also write each QR code as a PNG image to FILE\n"
+          "Exit status: 0 signed in, 3 declined on the phone, 4 code expired, 1 other errors.\n",
+          f);
+}
+
+static void cred_path(const struct tv_opts *o, char *out, size_t len)
+{
+    const char *xdg = getenv("XDG_CONFIG_HOME"), *home = getenv("HOME");
+
+    if (o->credentials != NULL)
+        snprintf(out, len, "%s", o->credentials);
+    else if (getenv("QRLOGIN_TV_CREDENTIALS") != NULL)
+        snprintf(out, len, "%s", getenv("QRLOGIN_TV_CREDENTIALS"));
+    else if (xdg != NULL && xdg[0] != '\0')
+        snprintf(out, len, "%s/qrlogin/tv.json", xdg);
+    else
+        snprintf(out, len, "%s/.config/qrlogin/tv.json", home != NULL ? home : ".");
+}
+
+static void write_png(struct tv_state *s)
+{
+    unsigned char *png = NULL;
+    size_t len = 0;
+    char tmp[4096];
+    FILE *f;
+
+    if (s->o->qr_png == NULL || qrl_client_qr_png(s->c, 8, &png, &len) != QRL_OK)
+        return;
+    snprintf(tmp, sizeof tmp, "%s.tmp", s->o->qr_png);
+    f = fopen(tmp, "wb");
+    if (f != NULL && fwrite(png, 1, len, f) == len && fclose(f) == 0)
+        rename(tmp, s->o->qr_png);
+    else if (f != NULL)
+        fclose(f);
+    qrl_client_buf_free(s->c, png);
+}
+
+static void on_event(void *user, const qrl_client_event *ev)
+{
+    struct tv_state *s = user;
+    char *qr = NULL;
+    size_t len;
+
+    pthread_mutex_lock(&s->mu);
+    switch (ev->type) {
+    case QRL_CLIENT_EV_STARTED:
+    case QRL_CLIENT_EV_RENEWED:
+        if (qrl_client_qr_terminal(s->c, s->tty, &qr, &len) == QRL_OK) {
+            printf("%s%s", s->tty ? "\r\033[K\n" : "\n", qr);
+            qrl_client_buf_free(s->c, qr);
+        }
+        printf("%sScan the code with your phone, or open %s\nand enter the code  %s\n",
+               ev->type == QRL_CLIENT_EV_RENEWED ? "The code was renewed. " : "",
+               ev->verification_uri, ev->user_code);
+        if (!s->tty)
+            printf("The code expires in %d seconds.\n", ev->expires_in);
+        s->deadline = time(NULL) + ev->expires_in;
+        s->status = "Waiting for a phone";
+        write_png(s);
+        break;
+    case QRL_CLIENT_EV_SCANNED:
+        printf("%sScanned - confirm on your phone.\n", s->tty ? "\r\033[K" : "");
+        s->status = "Scanned - confirm on your phone";
+        break;
+    case QRL_CLIENT_EV_RETRYING:
+        printf("%sThe server is not answering (%s); trying again in %ld s.\n",
+               s->tty ? "\r\033[K" : "", qrl_client_strerror(ev->error),
+               (ev->retry_in_ms + 999) / 1000);
+        break;
+    default:
+        break;
+    }
+    fflush(stdout);
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* Redraws "<status> - expires in m:ss" once a second on a terminal. */
+static void *countdown_main(void *arg)
+{
+    struct tv_state *s = arg;
+
+    for (;;) {
+        pthread_mutex_lock(&s->mu);
+        if (s->done) {
+            pthread_mutex_unlock(&s->mu);
+            return NULL;
+        }
+        if (s->deadline != 0) {
+            long left = (long)(s->deadline - time(NULL));
+            printf("\r\033[K%s - code expires in %ld:%02ld", s->status, left > 0 ? left / 60 : 0,
+                   left > 0 ? left % 60 : 0);
+            fflush(stdout);
+        }
+        pthread_mutex_unlock(&s->mu);
+        sleep(1);
+    }
+}
+
+/* Turns SIGINT/SIGTERM into a cancellation of the running login. */
+static void *signal_main(void *arg)
+{
+    struct tv_state *s = arg;
+    sigset_t set;
+    int sig;
+
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    if (sigwait(&set, &sig) == 0)
+        qrl_client_cancel(s->c);
+    return NULL;
+}
+
+static qrl_err client_for(const struct tv_opts *o, const char *server, const char *client_id,
+                          void *user, qrl_client **out)
+{
+    qrl_client_options co = {
+        .server_url = server,
+        .client_id = client_id,
+        .scope = o->scope,
+        .device_name = o->name != NULL ? o->name : "qrlogin tv",
+        .device_kind = o->kind != NULL ? o->kind : "tv",
+        .on_event = on_event,
+        .user = user,
+    };
+    char why[256] = "";
+    qrl_err rc = qrl_client_new(&co, out);
+
+    if (rc != QRL_OK) {
+        (void)qrl_client_check_options(&co, why, sizeof why);
+        qrl_cli_err("%s", why[0] ? why : qrl_client_strerror(rc));
+    }
+    return rc;
+}
+
+/* Asks the server who the access token belongs to; prints "Signed in as ...". */
+static int greet(const char *server, const char *access, const char *prefix)
+{
+    char url[1024];
+    qrl_cli_resp r = {0};
+    json_t *acc, *dev;
+
+    snprintf(url, sizeof url, "%s/v1/me", server);
+    if (qrl_cli_http("GET", url, access, NULL, &r) != 0 || r.status != 200) {
+        int status = (int)r.status;
+        qrl_cli_resp_free(&r);
+        return status == 401 ? 401 : -1;
+    }
+    acc = json_object_get(r.json, "account");
+    dev = json_object_get(r.json, "device");
+    printf("%s%s (%s) on device \"%s\"\n", prefix,
+           json_string_value(json_object_get(acc, "display_name")),
+           json_string_value(json_object_get(acc, "username")),
+           json_string_value(json_object_get(dev, "name")));
+    qrl_cli_resp_free(&r);
+    return 0;
+}
+
+static bool save_credentials(const struct tv_opts *o, const char *server, const char *client_id,
+                             const qrl_client_tokens *t)
+{
+    char path[4096], err[256];
+    json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:I}", "server", server, "client_id", client_id,
+                          "access_token", t->access_token, "refresh_token", t->refresh_token,
+                          "expires_at", (json_int_t)t->expires_at);
+    char *text = j != NULL ? json_dumps(j, JSON_INDENT(2)) : NULL;
+    bool ok;
+
+    json_decref(j);
+    cred_path(o, path, sizeof path);
+    ok = text != NULL && qrl_cli_write_private(path, text, err, sizeof err);
+    if (!ok)
+        qrl_cli_err("cannot save the credential: %s", text != NULL ? err : "out of memory");
+    if (text != NULL)
+        sodium_memzero(text, strlen(text));
+    free(text);
+    return ok;
+}
+
+static int cmd_login(const struct tv_opts *o)
+{
+    struct tv_state s = {.o = o, .tty = isatty(STDOUT_FILENO), .status = "Waiting"};
+    pthread_t sig_thread, cd_thread;
+    bool cd_started = false;
+    qrl_client_tokens t;
+    int rc = 1;
+    qrl_err e;
+
+    if (o->server == NULL) {
+        qrl_cli_err("tv needs --server URL (or QRLOGIN_SERVER)");
+        return 2;
+    }
+    pthread_mutex_init(&s.mu, NULL);
+    if (client_for(o, o->server, o->client_id, &s, &s.c) != QRL_OK)
+        return 2;
+    pthread_create(&sig_thread, NULL, signal_main, &s);
+    if (s.tty)
+        cd_started = pthread_create(&cd_thread, NULL, countdown_main, &s) == 0;
+    e = qrl_client_login(s.c, &t);
+    pthread_mutex_lock(&s.mu);
+    s.done = true;
+    if (s.tty)
+        printf("\r\033[K");
+    pthread_mutex_unlock(&s.mu);
+    if (cd_started)
+        pthread_join(cd_thread, NULL);
+    switch (e) {
+    case QRL_OK:
+        if (save_credentials(o, o->server, o->client_id, &t) &&
+            greet(o->server, t.access_token, "Signed in as ") == 0)
+            rc = 0;
+        break;
+    case QRL_ERR_DENIED:
+        qrl_cli_err("the sign-in was declined on the phone");
+        rc = 3;
+        break;
+    case QRL_ERR_EXPIRED:
+        qrl_cli_err("the code expired; run qrlogin tv again");
+        rc = 4;
+        break;
+    default:
+        qrl_cli_err("sign-in failed: %s (%s)", qrl_client_strerror(e), qrl_client_last_error(s.c));
+        break;
+    }
+    qrl_client_tokens_clear(&t);
+    pthread_kill(sig_thread, SIGTERM);
+    pthread_join(sig_thread, NULL);
+    qrl_client_free(s.c);
+    pthread_mutex_destroy(&s.mu);
+    return rc;
+}
+
+static json_t *load_credentials(const struct tv_opts *o)
+{
+    char path[4096];
+    json_t *j;
+
+    cred_path(o, path, sizeof path);
+    j = json_load_file(path, 0, NULL);
+    if (j == NULL || !json_is_string(json_object_get(j, "refresh_token")))
+        qrl_cli_err("not signed in (no credential in %s)", path);
+    return j;
+}
+
+static const char *jget(json_t *j, const char *k)
+{
+    json_t *v = json_object_get(j, k);
+    return json_is_string(v) ? json_string_value(v) : "";
+}
+
+static int cmd_whoami(const struct tv_opts *o)
+{
+    json_t *j = load_credentials(o);
+    qrl_client *c = NULL;
+    qrl_client_tokens t;
+    int g, rc = 1;
+
+    if (j == NULL)
+        return 1;
+    g = greet(jget(j, "server"), jget(j, "access_token"), "Signed in as ");
+    if (g == 0) {
+        rc = 0;
+        goto out;
+    }
+    if (g != 401) {
+        qrl_cli_err("cannot reach %s", jget(j, "server"));
+        goto out;
+    }
+    /* The access token expired or was revoked: try the refresh token once. */
+    if (client_for(o, jget(j, "server"), jget(j, "client_id"), NULL, &c) != QRL_OK ||
+        qrl_client_set_refresh_token(c, jget(j, "refresh_token")) != QRL_OK)
+        goto out;
+    if (qrl_client_refresh(c, &t) != QRL_OK) {
+        qrl_cli_err("not signed in any more (%s)", qrl_client_last_error(c));
+        goto out;
+    }
+    if (save_credentials(o, jget(j, "server"), jget(j, "client_id"), &t) &&
+        greet(jget(j, "server"), t.access_token, "Signed in as ") == 0)
+        rc = 0;
+    qrl_client_tokens_clear(&t);
+out:
+    qrl_client_free(c);
+    json_decref(j);
+    return rc;
+}
+
+static int cmd_logout(const struct tv_opts *o)
+{
+    json_t *j = load_credentials(o);
+    qrl_client *c = NULL;
+    char path[4096];
+    qrl_err e;
+    int rc = 1;
+
+    if (j == NULL)
+        return 1;
+    if (client_for(o, jget(j, "server"), jget(j, "client_id"), NULL, &c) != QRL_OK ||
+        qrl_client_set_refresh_token(c, jget(j, "refresh_token")) != QRL_OK)
+        goto out;
+    e = qrl_client_logout(c);
+    cred_path(o, path, sizeof path);
+    unlink(path);
+    if (e != QRL_OK) {
+        qrl_cli_err("signed out here, but the server could not be told: %s",
+                    qrl_client_last_error(c));
+        goto out;
+    }
+    printf("Signed out.\n");
+    rc = 0;
+out:
+    qrl_client_free(c);
+    json_decref(j);
+    return rc;
+}
+
+int qrl_cli_tv(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"server", required_argument, NULL, 's'},
+        {"name", required_argument, NULL, 'n'},
+        {"kind", required_argument, NULL, 'k'},
+        {"client-id", required_argument, NULL, 'c'},
+        {"scope", required_argument, NULL, 'S'},
+        {"credentials", required_argument, NULL, 'f'},
+        {"qr-png", required_argument, NULL, 'q'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    struct tv_opts o = {.server = qrl_cli_env("QRLOGIN_SERVER", NULL),
+                        .client_id = DEFAULT_CLIENT_ID};
+    sigset_t set;
+    int c;
+
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+        switch (c) {
+        case 's':
+            o.server = optarg;
+            break;
+        case 'n':
+            o.name = optarg;
+            break;
+        case 'k':
+            o.kind = optarg;
+            break;
+        case 'c':
+            o.client_id = optarg;
+            break;
+        case 'S':
+            o.scope = optarg;
+            break;
+        case 'f':
+            o.credentials = optarg;
+            break;
+        case 'q':
+            o.qr_png = optarg;
+            break;
+        case 'h':
+            tv_usage(stdout);
+            return 0;
+        default:
+            tv_usage(stderr);
+            return 2;
+        }
+    }
+    if (sodium_init() < 0)
+        return 1;
+    /* Signals go to the signal thread only. */
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    if (optind == argc)
+        return cmd_login(&o);
+    if (argc - optind == 1 && strcmp(argv[optind], "whoami") == 0)
+        return cmd_whoami(&o);
+    if (argc - optind == 1 && strcmp(argv[optind], "logout") == 0)
+        return cmd_logout(&o);
+    tv_usage(stderr);
+    return 2;
+}

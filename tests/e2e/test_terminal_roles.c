@@ -1,0 +1,283 @@
+/*
+ * The whole story with two processes, as a person would run it: `qrlogin tv` in a
+ * pseudo-terminal shows a QR code (and writes it as a PNG), `qrlogin phone approve --image`
+ * decodes that PNG with zbar, shows what is asking, and approves with a signature made by the
+ * PIN-protected device key; the TV prints who signed in. Also: declining, a wrong PIN, whoami,
+ * logout and revoking from the phone.
+ */
+#include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pty.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+#define PIN "4711-pin"
+
+typedef struct tv_proc {
+    pid_t pid;
+    int fd; /* pty master */
+    char out[256 * 1024];
+    size_t len;
+} tv_proc;
+
+static const char *bin(void)
+{
+    const char *b = getenv("QRLOGIN_BIN");
+    assert_non_null(b);
+    return b;
+}
+
+/* Runs the qrlogin binary with argv, feeding `input` on stdin; captures stdout+stderr. */
+static int run(const char *input, char *out, size_t outlen, const char *const *args)
+{
+    int in[2], o[2], status;
+    const char *argv[32];
+    size_t n = 0, got = 0;
+    pid_t pid;
+
+    argv[n++] = bin();
+    for (size_t i = 0; args[i] != NULL && n < 31; i++)
+        argv[n++] = args[i];
+    argv[n] = NULL;
+    assert_int_equal(pipe(in), 0);
+    assert_int_equal(pipe(o), 0);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        dup2(in[0], 0);
+        dup2(o[1], 1);
+        dup2(o[1], 2);
+        close(in[1]);
+        close(o[0]);
+        execv(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    close(in[0]);
+    close(o[1]);
+    if (input != NULL && write(in[1], input, strlen(input)) < 0)
+        fail_msg("write to child: %s", strerror(errno));
+    close(in[1]);
+    for (;;) {
+        ssize_t r = read(o[0], out + got, outlen - 1 - got);
+        if (r <= 0)
+            break;
+        got += (size_t)r;
+        if (got == outlen - 1)
+            break;
+    }
+    out[got] = '\0';
+    close(o[0]);
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    fprintf(stderr, "--- qrlogin %s %s -> %d\n%s", args[0], args[1] ? args[1] : "",
+            WIFEXITED(status) ? WEXITSTATUS(status) : -1, out);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+static void tv_start(tv_proc *tv, const it_server *s, const char *cred, const char *png)
+{
+    memset(tv, 0, sizeof *tv);
+    tv->pid = forkpty(&tv->fd, NULL, NULL, NULL);
+    assert_true(tv->pid >= 0);
+    if (tv->pid == 0) {
+        execl(bin(), bin(), "tv", "--server", s->base, "--name", "Living Room TV", "--credentials",
+              cred, "--qr-png", png, (char *)NULL);
+        _exit(127);
+    }
+    fcntl(tv->fd, F_SETFL, O_NONBLOCK);
+}
+
+/* Reads the TV's terminal until `needle` shows up (true) or `seconds` pass (false). */
+static bool tv_expect(tv_proc *tv, const char *needle, double seconds)
+{
+    double end = it_now() + seconds;
+
+    while (it_now() < end) {
+        struct pollfd p = {.fd = tv->fd, .events = POLLIN};
+        if (strstr(tv->out, needle) != NULL)
+            return true;
+        if (poll(&p, 1, 100) > 0) {
+            ssize_t r = read(tv->fd, tv->out + tv->len, sizeof tv->out - 1 - tv->len);
+            if (r > 0) {
+                tv->len += (size_t)r;
+                tv->out[tv->len] = '\0';
+            } else if (r == 0 || (r < 0 && errno != EAGAIN)) {
+                break; /* the TV exited */
+            }
+        }
+    }
+    return strstr(tv->out, needle) != NULL;
+}
+
+static int tv_wait(tv_proc *tv)
+{
+    int status;
+
+    (void)tv_expect(tv, "\x01never\x01", 0.3); /* drain what is left */
+    assert_int_equal(waitpid(tv->pid, &status, 0), tv->pid);
+    close(tv->fd);
+    fprintf(stderr, "--- qrlogin tv terminal:\n%s\n", tv->out);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+static void wait_for_file(const char *path)
+{
+    struct stat st;
+    double end = it_now() + 15;
+
+    while (it_now() < end) {
+        if (stat(path, &st) == 0 && st.st_size > 0)
+            return;
+        it_sleep_ms(50);
+    }
+    fail_msg("%s was not written", path);
+}
+
+static void phone_login(const it_server *s, const char *cfg)
+{
+    char out[8192];
+    const char *args[] = {"phone", "login",  "--server",      s->base, "--config",
+                          cfg,     "--name", "Alice's phone", IT_USER, NULL};
+
+    assert_int_equal(run(IT_PASSWORD "\n" PIN "\n" PIN "\n", out, sizeof out, args), 0);
+    assert_non_null(strstr(out, "device key registered"));
+}
+
+static void paths(const it_server *s, char *cfg, char *cred, char *png)
+{
+    snprintf(cfg, 512, "%s/phone/phone.json", s->dir);
+    snprintf(cred, 512, "%s/tv/tv.json", s->dir);
+    snprintf(png, 512, "%s/qr.png", s->dir);
+}
+
+static void test_full_story(void **state)
+{
+    it_server *s = *state;
+    char cfg[512], cred[512], png[512], out[16384];
+    struct stat st;
+    tv_proc tv;
+
+    paths(s, cfg, cred, png);
+    phone_login(s, cfg);
+    assert_int_equal(stat(cfg, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
+    /* The private key is not in the state file in the clear. */
+    FILE *f = fopen(cfg, "r");
+    char text[8192] = "";
+    assert_non_null(f);
+    assert_true(fread(text, 1, sizeof text - 1, f) > 0);
+    fclose(f);
+    assert_non_null(strstr(text, "key_box"));
+    assert_null(strstr(text, "secret_key"));
+
+    tv_start(&tv, s, cred, png);
+    assert_true(tv_expect(&tv, "Scan the code", 15));
+    assert_true(tv_expect(&tv, "\xe2\x96", 1)); /* half-block characters of the QR code */
+    wait_for_file(png);
+
+    const char *approve[] = {"phone", "approve", "--config", cfg, "--image", png, NULL};
+    assert_int_equal(run("a\n" PIN "\n", out, sizeof out, approve), 0);
+    assert_non_null(strstr(out, "Living Room TV"));
+    assert_non_null(strstr(out, "your network"));
+    assert_true(tv_expect(&tv, "Scanned", 10));
+    assert_true(tv_expect(&tv, "Signed in as Alice", 15));
+    assert_int_equal(tv_wait(&tv), 0);
+
+    assert_int_equal(stat(cred, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
+    const char *whoami[] = {"tv", "whoami", "--credentials", cred, NULL};
+    assert_int_equal(run(NULL, out, sizeof out, whoami), 0);
+    assert_non_null(strstr(out, "Signed in as Alice (alice)"));
+
+    const char *devices[] = {"phone", "devices", "--config", cfg, NULL};
+    assert_int_equal(run(NULL, out, sizeof out, devices), 0);
+    assert_non_null(strstr(out, "Living Room TV"));
+    assert_non_null(strstr(out, "(this phone)"));
+
+    const char *logout[] = {"tv", "logout", "--credentials", cred, NULL};
+    assert_int_equal(run(NULL, out, sizeof out, logout), 0);
+    assert_int_not_equal(run(NULL, out, sizeof out, whoami), 0);
+    assert_int_equal(run(NULL, out, sizeof out, devices), 0);
+    assert_null(strstr(out, "Living Room TV"));
+}
+
+static void test_decline_and_wrong_pin(void **state)
+{
+    it_server *s = *state;
+    char cfg[512], cred[512], png[512], out[16384];
+    tv_proc tv;
+
+    paths(s, cfg, cred, png);
+    phone_login(s, cfg);
+    tv_start(&tv, s, cred, png);
+    wait_for_file(png);
+
+    /* A wrong PIN: nothing is sent, the TV keeps waiting. */
+    const char *approve[] = {"phone", "approve", "--config", cfg, "--image", png, NULL};
+    assert_int_equal(run("a\nnot-the-pin\n", out, sizeof out, approve), 1);
+    assert_non_null(strstr(out, "wrong PIN"));
+    assert_false(tv_expect(&tv, "Signed in", 1));
+
+    /* Declining is one keystroke. */
+    assert_int_equal(run("d\n", out, sizeof out, approve), 3);
+    assert_non_null(strstr(out, "Declined"));
+    assert_true(tv_expect(&tv, "declined", 10));
+    assert_int_equal(tv_wait(&tv), 3);
+    struct stat st;
+    assert_int_not_equal(stat(cred, &st), 0); /* no credential was stored */
+}
+
+static void test_revoke_from_phone(void **state)
+{
+    it_server *s = *state;
+    char cfg[512], cred[512], png[512], out[16384], id[32];
+    tv_proc tv;
+
+    paths(s, cfg, cred, png);
+    phone_login(s, cfg);
+    tv_start(&tv, s, cred, png);
+    wait_for_file(png);
+    const char *approve[] = {"phone", "approve", "--config", cfg, "--image", png, NULL};
+    assert_int_equal(run("a\n" PIN "\n", out, sizeof out, approve), 0);
+    assert_true(tv_expect(&tv, "Signed in as Alice", 15));
+    assert_int_equal(tv_wait(&tv), 0);
+
+    const char *devices[] = {"phone", "devices", "--config", cfg, NULL};
+    assert_int_equal(run(NULL, out, sizeof out, devices), 0);
+    /* The TV's row: "<id> tv ...". */
+    char *row = strstr(out, "\n");
+    long long tv_id = -1;
+    while (row != NULL) {
+        long long v;
+        char kind[16];
+        if (sscanf(row + 1, "%lld %15s", &v, kind) == 2 && strcmp(kind, "tv") == 0)
+            tv_id = v;
+        row = strchr(row + 1, '\n');
+    }
+    assert_true(tv_id > 0);
+    snprintf(id, sizeof id, "%lld", tv_id);
+    const char *revoke[] = {"phone", "revoke", "--config", cfg, id, NULL};
+    assert_int_equal(run(NULL, out, sizeof out, revoke), 0);
+    const char *whoami[] = {"tv", "whoami", "--credentials", cred, NULL};
+    assert_int_not_equal(run(NULL, out, sizeof out, whoami), 0);
+    assert_non_null(strstr(out, "not signed in"));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_full_story, it_setup_alice, it_teardown),
+        cmocka_unit_test_setup_teardown(test_decline_and_wrong_pin, it_setup_alice, it_teardown),
+        cmocka_unit_test_setup_teardown(test_revoke_from_phone, it_setup_alice, it_teardown),
+    };
+    signal(SIGPIPE, SIG_IGN);
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
