@@ -30,7 +30,14 @@ static void serve_usage(FILE *f)
           "  --session-ttl SECONDS     phone session lifetime (QRLOGIN_SESSION_TTL; 2592000)\n"
           "  --introspection-secret S  secret resource servers use for /oauth/introspect\n"
           "                            (QRLOGIN_INTROSPECTION_SECRET; unset disables it)\n"
-          "  --threads N               worker threads (QRLOGIN_THREADS; default 2 x cores)\n"
+          "  --threads N               worker threads (QRLOGIN_THREADS; default 16)\n"
+          "  --max-connections N       open connections at most (QRLOGIN_MAX_CONNECTIONS;\n"
+          "                            default: open-file limit minus 256)\n"
+          "  --connection-memory B     per-connection buffer in bytes (QRLOGIN_CONNECTION_MEMORY;\n"
+          "                            default 8192, 4096..1048576)\n"
+          "  --connection-timeout S    idle timeout of connections not held (default 30)\n"
+          "  --per-ip-limit N          connections per client address (QRLOGIN_PER_IP_LIMIT;\n"
+          "                            default 0 = unlimited)\n"
           "  --access-log              log one line per request to stderr (no secrets)\n"
           "  --demo                    create or reset the account 'demo' with a fresh random\n"
           "                            password and print it\n",
@@ -40,6 +47,7 @@ static void serve_usage(FILE *f)
 struct serve_opts {
     const char *listen, *public_url, *db, *secret;
     long long request_ttl, access_ttl, refresh_ttl, session_ttl, threads;
+    long long max_conn, conn_mem, conn_timeout, per_ip;
     int access_log, demo;
 };
 
@@ -66,6 +74,10 @@ static int parse_opts(int argc, char **argv, struct serve_opts *o)
         {"introspection-secret", required_argument, NULL, 'i'},
         {"threads", required_argument, NULL, 't'},
         {"access-log", no_argument, NULL, 'L'},
+        {"max-connections", required_argument, NULL, 'M'},
+        {"connection-memory", required_argument, NULL, 'm'},
+        {"connection-timeout", required_argument, NULL, 'T'},
+        {"per-ip-limit", required_argument, NULL, 'P'},
         {"demo", no_argument, NULL, 'D'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -75,6 +87,10 @@ static int parse_opts(int argc, char **argv, struct serve_opts *o)
     const char *ft = qrl_cli_env("QRLOGIN_REFRESH_TTL", NULL);
     const char *st = qrl_cli_env("QRLOGIN_SESSION_TTL", NULL);
     const char *th = qrl_cli_env("QRLOGIN_THREADS", NULL);
+    const char *mc = qrl_cli_env("QRLOGIN_MAX_CONNECTIONS", NULL);
+    const char *cm = qrl_cli_env("QRLOGIN_CONNECTION_MEMORY", NULL);
+    const char *ct = qrl_cli_env("QRLOGIN_CONNECTION_TIMEOUT", NULL);
+    const char *pi = qrl_cli_env("QRLOGIN_PER_IP_LIMIT", NULL);
     int c;
 
     o->listen = qrl_cli_env("QRLOGIN_LISTEN", "127.0.0.1:8080");
@@ -133,7 +149,11 @@ static int parse_opts(int argc, char **argv, struct serve_opts *o)
         !ttl_opt("--access-ttl", at, 60, 86400 * 30, &o->access_ttl) ||
         !ttl_opt("--refresh-ttl", ft, 60, 86400 * 3650LL, &o->refresh_ttl) ||
         !ttl_opt("--session-ttl", st, 60, 86400 * 3650LL, &o->session_ttl) ||
-        !ttl_opt("--threads", th, 1, 1024, &o->threads))
+        !ttl_opt("--threads", th, 1, 1024, &o->threads) ||
+        !ttl_opt("--max-connections", mc, 1, 1000000, &o->max_conn) ||
+        !ttl_opt("--connection-memory", cm, 4096, 1048576, &o->conn_mem) ||
+        !ttl_opt("--connection-timeout", ct, 1, 3600, &o->conn_timeout) ||
+        !ttl_opt("--per-ip-limit", pi, 0, 1000000, &o->per_ip))
         return 2;
     return -1;
 }
@@ -221,6 +241,10 @@ int qrl_cli_serve(int argc, char **argv)
     scfg.introspection_secret = o.secret;
     scfg.threads = (unsigned)o.threads;
     scfg.access_log = o.access_log;
+    scfg.connection_limit = (unsigned)o.max_conn;
+    scfg.connection_memory = (size_t)o.conn_mem;
+    scfg.connection_timeout_s = (unsigned)o.conn_timeout;
+    scfg.per_ip_limit = (unsigned)o.per_ip;
 
     /* Signals are taken synchronously by sigtimedwait; block them before any thread starts so
      * that every thread inherits the mask. */

@@ -68,7 +68,9 @@ char *qrl__strdup(qrl_client *c, const char *s)
     return d;
 }
 
-void qrl__wipe(void *p, size_t n)
+/* Not inlined: GCC 12 would otherwise see explicit_bzero over a whole struct through a pointer
+ * to its first member and warn of an overflow that is not there (-Wstringop-overflow). */
+__attribute__((noinline)) void qrl__wipe(void *p, size_t n)
 {
     if (p != NULL && n > 0)
         explicit_bzero(p, n);
@@ -153,8 +155,8 @@ static qrl_err check_strings(const qrl_client_options *o, char *buf, size_t len)
     if (o->scope != NULL && strlen(o->scope) > QRL_CLIENT_SCOPE_MAX)
         return bad(buf, len, QRL_ERR_TOO_LARGE, "scope is longer than %d bytes",
                    QRL_CLIENT_SCOPE_MAX);
-    if (o->scope != NULL && (!printable(o->scope) || strchr(o->scope, '"') != NULL ||
-                             strchr(o->scope, '\\') != NULL))
+    if (o->scope != NULL &&
+        (!printable(o->scope) || strchr(o->scope, '"') != NULL || strchr(o->scope, '\\') != NULL))
         return bad(buf, len, QRL_ERR_INVALID, "scope has characters RFC 6749 section 3.3 forbids");
     if (o->device_name != NULL && strlen(o->device_name) > QRL__MAX_DEVICE_NAME)
         return bad(buf, len, QRL_ERR_TOO_LARGE, "device_name is longer than %d bytes",
@@ -180,8 +182,7 @@ static int in_range(long v, long lo, long hi)
     return v >= lo && v <= hi;
 }
 
-QRL_CLIENT_API qrl_err qrl_client_check_options(const qrl_client_options *o, char *buf,
-                                                size_t len)
+QRL_CLIENT_API qrl_err qrl_client_check_options(const qrl_client_options *o, char *buf, size_t len)
 {
     if (buf != NULL && len > 0)
         buf[0] = '\0';
@@ -335,9 +336,9 @@ QRL_CLIENT_API void qrl_client_free(qrl_client *c)
     qrl__transport_free(c);
     forget_request(c);
     forget_tokens(c);
-    char **strs[] = {&c->server_url, &c->client_id, &c->scope,     &c->device_name,
-                     &c->device_kind, &c->ca_file,  &c->token_ep,  &c->devauth_ep,
-                     &c->revoke_ep};
+    char **strs[] = {&c->server_url,  &c->client_id,   &c->scope,
+                     &c->device_name, &c->device_kind, &c->ca_file,
+                     &c->token_ep,    &c->devauth_ep,  &c->revoke_ep};
     for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++)
         qrl__free(c, *strs[i]);
     qrl_client_allocator al = c->al;
@@ -514,8 +515,7 @@ static const char *oauth_error(qrl_client *c, const qrl__resp *r, const char *wh
 
 /* --- discovery (RFC 8414) ------------------------------------------------------------------ */
 
-static qrl_err take_endpoint(qrl_client *c, json_t *meta, const char *key, int required,
-                             char **dst)
+static qrl_err take_endpoint(qrl_client *c, json_t *meta, const char *key, int required, char **dst)
 {
     const char *v = json_string_value(json_object_get(meta, key));
     char why[QRL_CLIENT_ERROR_MAX];
@@ -599,14 +599,15 @@ static qrl_err take_tokens(qrl_client *c, const qrl__resp *r, int refreshing)
     long long exp = get_int(r->json, "expires_in", 0, 10LL * 365 * 24 * 3600, 0);
 
     memset(&t, 0, sizeof t);
-    if (r->json == NULL || !copy_str(t.access_token, sizeof t.access_token, r->json,
-                                     "access_token"))
+    if (r->json == NULL ||
+        !copy_str(t.access_token, sizeof t.access_token, r->json, "access_token"))
         return qrl__fail(c, QRL_ERR_INTERNAL, "token answer without a usable access_token");
     /* RFC 6749 section 7.1: the token type is case-insensitive; we only speak Bearer. */
     if (type == NULL || strcasecmp(type, "Bearer") != 0 || exp < 0) {
         qrl__wipe(&t, sizeof t);
-        return qrl__fail(c, QRL_ERR_INTERNAL, "token answer: token_type is not Bearer or "
-                                              "expires_in is not a valid number");
+        return qrl__fail(c, QRL_ERR_INTERNAL,
+                         "token answer: token_type is not Bearer or "
+                         "expires_in is not a valid number");
     }
     if (json_object_get(r->json, "refresh_token") != NULL &&
         !copy_str(t.refresh_token, sizeof t.refresh_token, r->json, "refresh_token")) {
@@ -677,8 +678,7 @@ static qrl_err refresh_locked(qrl_client *c, qrl_client_tokens *out)
     if (rc == QRL_OK)
         rc = qrl__form(c,
                        (const char *const[]){"grant_type", "refresh_token", "refresh_token",
-                                             c->tok.refresh_token, "client_id", c->client_id,
-                                             NULL},
+                                             c->tok.refresh_token, "client_id", c->client_id, NULL},
                        &form);
     if (rc == QRL_OK)
         rc = fetch(c, c->token_ep, form, 0, 0, &r, NULL);
@@ -798,11 +798,11 @@ static qrl_err start_request(qrl_client *c, qrl_client_event *ev)
     qrl__resp r = {0};
     qrl_err rc;
 
-    rc = qrl__form(c,
-                   (const char *const[]){"client_id", c->client_id, "scope", c->scope,
-                                         "device_name", c->device_name, "device_kind",
-                                         c->device_kind, NULL},
-                   &form);
+    rc =
+        qrl__form(c,
+                  (const char *const[]){"client_id", c->client_id, "scope", c->scope, "device_name",
+                                        c->device_name, "device_kind", c->device_kind, NULL},
+                  &form);
     if (rc == QRL_OK)
         rc = fetch(c, c->devauth_ep, form, 0, 1, &r, ev);
     qrl__form_free(c, form);
@@ -854,8 +854,7 @@ static qrl_err on_expired(qrl_client *c, qrl_client_event *ev)
                          "the login request expired and the renewal limit (%d) is reached",
                          c->max_renewals == QRL_CLIENT_NO_RENEWAL ? 0 : c->max_renewals);
     c->renewals++;
-    c->phase = QRL__RENEWING;
-    forget_request(c);
+    forget_request(c); /* the old code is dead: events show "" until the new one arrives */
     c->phase = QRL__RENEWING;
     return start_request(c, ev);
 }
@@ -921,12 +920,11 @@ static qrl_err poll_once(qrl_client *c, qrl_client_event *ev)
         if (wait > QRL__MAX_WAIT_S)
             wait = QRL__MAX_WAIT_S;
     }
-    rc = qrl__form(c,
-                   (const char *const[]){"grant_type",
-                                         "urn:ietf:params:oauth:grant-type:device_code",
-                                         "device_code", c->device_code, "client_id",
-                                         c->client_id, NULL},
-                   &form);
+    rc = qrl__form(
+        c,
+        (const char *const[]){"grant_type", "urn:ietf:params:oauth:grant-type:device_code",
+                              "device_code", c->device_code, "client_id", c->client_id, NULL},
+        &form);
     sent_ms = qrl__mono_ms();
     if (rc == QRL_OK)
         rc = fetch(c, c->token_ep, form, wait, 1, &r, ev);

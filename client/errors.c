@@ -21,7 +21,7 @@ static const char *const messages[] = {
     [QRL_ERR_CONFLICT] = "not possible in the handle's current state",
     [QRL_ERR_EXPIRED] = "the login request expired",
     [QRL_ERR_DENIED] = "the sign-in was declined on the phone",
-    [QRL_ERR_PENDING] = "cancelled",
+    [QRL_ERR_PENDING] = "authorization pending",
     [QRL_ERR_SLOW_DOWN] = "polling too fast",
     [QRL_ERR_REDEEMED] = "already redeemed",
     [QRL_ERR_UNAUTHORIZED] = "the refresh token is no longer valid; sign in again",
@@ -37,6 +37,7 @@ static const char *const messages[] = {
     [QRL_ERR_REVOKED] = "revoked",
     [QRL_ERR_BUSY] = "server unreachable or temporarily unavailable",
     [QRL_ERR_INVALID_CLIENT] = "the server does not accept this client_id",
+    [QRL_ERR_CANCELLED] = "cancelled",
 };
 
 QRL_CLIENT_API const char *qrl_client_strerror(qrl_err err)

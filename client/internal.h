@@ -53,20 +53,20 @@ typedef enum qrl__push { QRL__PUSH_UNKNOWN = 0, QRL__PUSH_YES, QRL__PUSH_NO } qr
 
 /* Where the login of a handle stands. */
 typedef enum qrl__phase {
-    QRL__IDLE = 0,  /* no login running: the next step starts one */
-    QRL__STARTING,  /* a login began; its first login request is still to be obtained */
-    QRL__RENEWING,  /* the request expired; a new one is to be obtained */
-    QRL__WAITING    /* a login request is live: ask the token endpoint */
+    QRL__IDLE = 0, /* no login running: the next step starts one */
+    QRL__STARTING, /* a login began; its first login request is still to be obtained */
+    QRL__RENEWING, /* the request expired; a new one is to be obtained */
+    QRL__WAITING   /* a login request is live: ask the token endpoint */
 } qrl__phase;
 
 /* One HTTP answer. body is allocated with the handle's allocator and wiped before release
  * (token responses hold secrets). */
 typedef struct qrl__resp {
-    long status;      /* HTTP status; 0 before an answer */
-    char *body;       /* NUL-terminated */
+    long status; /* HTTP status; 0 before an answer */
+    char *body;  /* NUL-terminated */
     size_t len, cap;
-    int too_large;    /* body passed QRL__MAX_RESPONSE */
-    json_t *json;     /* the body parsed, when it is a JSON object; else NULL */
+    int too_large;          /* body passed QRL__MAX_RESPONSE */
+    json_t *json;           /* the body parsed, when it is a JSON object; else NULL */
     int preference_applied; /* a Preference-Applied header with wait= came back */
     long retry_after_s;     /* Retry-After in seconds, -1 when absent */
     int sent;               /* some of the request left this machine */
@@ -135,8 +135,7 @@ void qrl__transport_free(qrl_client *c);
  * whatever its status. QRL_ERR_BUSY: no answer (r->sent tells whether the request left this
  * machine; the detail names the libcurl error); QRL_CLIENT_ERR_CANCELLED; QRL_ERR_TOO_LARGE;
  * QRL_ERR_NOMEM. Release *r with qrl__resp_free in every case. */
-qrl_err qrl__http(qrl_client *c, const char *url, const char *body, int prefer_wait,
-                  qrl__resp *r);
+qrl_err qrl__http(qrl_client *c, const char *url, const char *body, int prefer_wait, qrl__resp *r);
 void qrl__resp_free(qrl_client *c, qrl__resp *r);
 /* Sleeps `ms` (through opts.sleep when set); returns early with QRL_CLIENT_ERR_CANCELLED. */
 qrl_err qrl__sleep(qrl_client *c, long ms);

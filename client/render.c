@@ -12,26 +12,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The QR library is linked into the SDK privately, and the SDK must not re-export it: a program
- * that links the QR library itself as well as the SDK (the qrlogin CLI) would otherwise have
- * its copy interposed on the SDK's, and AddressSanitizer aborts such a program with an
- * odr-violation. ELF gives a symbol the most constraining visibility of all its references, so
- * hidden references keep the QR library's symbols out of the SDK's dynamic symbol table: the
- * pragma covers what we call, the .hidden directives the rest (the functions we do not call,
- * and in test builds the fault-injection counter of lib/qr/qr.c with the "ODR indicator" GCC's
- * AddressSanitizer adds for it). Linking the SDK with -Wl,--exclude-libs,ALL does the same from
- * the build; once the build does that, the directives can go. */
-#pragma GCC visibility push(hidden)
+/* The QR library is linked into the SDK privately and not re-exported: the build links the SDK
+ * with -Wl,--exclude-libs,ALL (CMakeLists.txt), which keeps every symbol of the static
+ * libraries out of the SDK's dynamic symbol table. A program that links the QR library itself
+ * as well as the SDK (the qrlogin command) thus has two private copies, not an interposed one. */
 #include "qrlogin/qr.h"
-#pragma GCC visibility pop
-__asm__(".hidden qrl_qr_width\n"
-        ".hidden qrl_qr_module\n");
-#ifdef QRL_TEST_HOOKS
-__asm__(".hidden qrl__qr_fail_alloc\n");
-#if defined(__SANITIZE_ADDRESS__) && !defined(__clang__)
-__asm__(".hidden __odr_asan.qrl__qr_fail_alloc\n");
-#endif
-#endif
 
 typedef enum kind { KIND_TERMINAL, KIND_SVG, KIND_PNG } kind;
 
@@ -107,8 +92,7 @@ QRL_CLIENT_API qrl_err qrl_client_qr_svg(qrl_client *c, int scale, char **out, s
     return rc;
 }
 
-QRL_CLIENT_API qrl_err qrl_client_qr_png(qrl_client *c, int scale, unsigned char **out,
-                                         size_t *len)
+QRL_CLIENT_API qrl_err qrl_client_qr_png(qrl_client *c, int scale, unsigned char **out, size_t *len)
 {
     void *p = NULL;
     qrl_err rc;

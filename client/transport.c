@@ -291,8 +291,7 @@ static qrl_err run(qrl_client *c, CURLcode *cc)
     return running ? QRL_CLIENT_ERR_CANCELLED : QRL_OK;
 }
 
-qrl_err qrl__http(qrl_client *c, const char *url, const char *body, int prefer_wait,
-                  qrl__resp *r)
+qrl_err qrl__http(qrl_client *c, const char *url, const char *body, int prefer_wait, qrl__resp *r)
 {
     char errbuf[CURL_ERROR_SIZE] = "";
     struct curl_slist *hdrs = NULL;
@@ -367,8 +366,7 @@ qrl_err qrl__form(qrl_client *c, const char *const *kv, char **out)
                 /* RFC 3986 unreserved characters pass; everything else is percent-encoded
                  * (the HTML form encoding's '+' for space is not needed). */
                 if ((*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z') ||
-                    (*s >= '0' && *s <= '9') || *s == '-' || *s == '.' || *s == '_' ||
-                    *s == '~') {
+                    (*s >= '0' && *s <= '9') || *s == '-' || *s == '.' || *s == '_' || *s == '~') {
                     buf[len++] = (char)*s;
                 } else {
                     static const char hex[] = "0123456789ABCDEF";

@@ -12,6 +12,8 @@
  * qrlogin-client). The tokens are secrets: a real app keeps the refresh token in the
  * platform's secure storage and never prints them.
  */
+#define _POSIX_C_SOURCE 200809L /* sigwait, localtime_r, pthread_kill */
+
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -58,8 +60,8 @@ static void on_event(void *user, const qrl_client_event *ev)
         printf("Confirm on your phone.\n");
         break;
     case QRL_CLIENT_EV_RETRYING:
-        printf("Connection problem (%s); trying again in %ld ms.\n",
-               qrl_client_strerror(ev->error), ev->retry_in_ms);
+        printf("Connection problem (%s); trying again in %ld ms.\n", qrl_client_strerror(ev->error),
+               ev->retry_in_ms);
         break;
     case QRL_CLIENT_EV_APPROVED:
     case QRL_CLIENT_EV_NONE:
@@ -134,8 +136,7 @@ int main(int argc, char **argv)
         struct tm tm;
         strftime(when, sizeof when, "%H:%M:%S", localtime_r(&at, &tm));
         printf("Signed in. The access token expires in %ld seconds (at %s)%s%s.\n",
-               tokens.expires_in, when, tokens.scope[0] != '\0' ? "; scope: " : "",
-               tokens.scope);
+               tokens.expires_in, when, tokens.scope[0] != '\0' ? "; scope: " : "", tokens.scope);
     } else if (rc == QRL_CLIENT_ERR_CANCELLED) {
         printf("Cancelled.\n");
     } else {

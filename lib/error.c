@@ -31,6 +31,7 @@ static const char *const messages[] = {
     [QRL_ERR_REVOKED] = "revoked",
     [QRL_ERR_BUSY] = "temporarily unavailable",
     [QRL_ERR_INVALID_CLIENT] = "client does not match",
+    [QRL_ERR_CANCELLED] = "cancelled",
 };
 
 const char *qrl_strerror(qrl_err err)

@@ -4,7 +4,7 @@
 set -euo pipefail
 
 PKGS=(
-  build-essential cmake pkg-config
+  build-essential cmake pkg-config curl
   libsqlite3-dev libsodium-dev libmicrohttpd-dev libjansson-dev
   libcurl4-openssl-dev libcmocka-dev
   libqrencode-dev libpng-dev libzbar-dev zbar-tools librsvg2-bin

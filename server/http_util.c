@@ -45,6 +45,7 @@ static const struct {
     [QRL_ERR_REVOKED] = {400, "invalid_grant", 400, "invalid_grant"},
     [QRL_ERR_BUSY] = {503, "temporarily_unavailable", 503, "temporarily_unavailable"},
     [QRL_ERR_INVALID_CLIENT] = {400, "invalid_grant", 400, "invalid_grant"},
+    [QRL_ERR_CANCELLED] = {500, "server_error", 500, "server_error"},
 };
 
 static void add_common_headers(struct MHD_Response *resp)
@@ -125,6 +126,11 @@ enum MHD_Result qrl__respond_error(qrl__req *r, unsigned status, const char *cod
         snprintf(retry, sizeof retry, "%lld", (long long)w);
         extra[n++] = "Retry-After";
         extra[n++] = retry;
+    }
+    if (status == 503) {
+        /* Transient (memory, load): tell clients they may retry shortly (RFC 9110 10.2.3). */
+        extra[n++] = "Retry-After";
+        extra[n++] = "1";
     }
     return respond_json_h(r, status, o, extra);
 }

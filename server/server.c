@@ -286,10 +286,10 @@ qrl_err qrl_server_listen(qrl_server *srv, qrl_core *core, char *errbuf, size_t 
     }
     if (family == AF_INET6)
         flags |= MHD_USE_IPv6;
-    if (threads == 0) {
-        long n = sysconf(_SC_NPROCESSORS_ONLN);
-        threads = n > 0 ? (unsigned)n * 2 : 2;
-    }
+    /* Durable writes wait for a group commit (one fsync for many writes, lib/store); a worker
+     * blocked there costs no CPU, and more workers mean bigger groups. */
+    if (threads == 0)
+        threads = 16;
     srv->core = core;
     srv->daemon = MHD_start_daemon(
         flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
@@ -297,7 +297,7 @@ qrl_err qrl_server_listen(qrl_server *srv, qrl_core *core, char *errbuf, size_t 
         MHD_OPTION_CONNECTION_LIMIT,
         srv->cfg.connection_limit ? srv->cfg.connection_limit : default_connection_limit(),
         MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-        srv->cfg.connection_memory ? srv->cfg.connection_memory : (size_t)16384,
+        srv->cfg.connection_memory ? srv->cfg.connection_memory : (size_t)8192,
         MHD_OPTION_CONNECTION_TIMEOUT,
         srv->cfg.connection_timeout_s ? srv->cfg.connection_timeout_s : 30u,
         MHD_OPTION_PER_IP_CONNECTION_LIMIT, srv->cfg.per_ip_limit, MHD_OPTION_LISTEN_BACKLOG_SIZE,

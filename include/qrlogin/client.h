@@ -26,8 +26,8 @@
  *
  * Global state: none of our own. libcurl needs curl_global_init(); the SDK calls
  * curl_global_init(CURL_GLOBAL_DEFAULT) once per process (pthread_once) from the first
- * qrl_client_new(). It never calls curl_global_cleanup(): an app that wants to may call it at
- * exit, after freeing every handle.
+ * qrl_client_new() or qrl_client_check_options(). It never calls curl_global_cleanup(): an
+ * app that wants to may call it at exit, after freeing every handle.
  *
  * Ownership: the SDK copies every string passed in. Strings it returns (event fields,
  * qrl_client_last_error) are borrowed from the handle and valid until the next call on the
@@ -58,11 +58,8 @@ extern "C" {
 #define QRL_CLIENT_NODISCARD
 #endif
 
-/* A blocking call that was stopped by qrl_client_cancel() returns this code. The shared enum
- * has no "cancelled" value yet; QRL_ERR_PENDING ("not decided yet") is what a cancelled login
- * is, and the SDK never returns it for anything else. Compare against this name, not the
- * number. */
-#define QRL_CLIENT_ERR_CANCELLED QRL_ERR_PENDING
+/* A blocking call that was stopped by qrl_client_cancel() returns this code. */
+#define QRL_CLIENT_ERR_CANCELLED QRL_ERR_CANCELLED
 
 /* Longest token or device code the SDK accepts. qrlogin issues 50 characters; 128 (the
  * server's own input limit) leaves room for other RFC 8628 servers and rejects garbage. */
@@ -73,9 +70,9 @@ extern "C" {
 #define QRL_CLIENT_ERROR_MAX 256
 
 /* Defaults used when an option is left 0. */
-#define QRL_CLIENT_DEFAULT_WAIT_S 30        /* Prefer: wait=30: far under proxy idle timeouts */
-#define QRL_CLIENT_DEFAULT_RENEWALS 10      /* 11 requests of ~2 minutes: ~20 minutes of QR */
-#define QRL_CLIENT_DEFAULT_RETRIES 5        /* consecutive transient failures before giving up */
+#define QRL_CLIENT_DEFAULT_WAIT_S 30   /* Prefer: wait=30: far under proxy idle timeouts */
+#define QRL_CLIENT_DEFAULT_RENEWALS 10 /* 11 requests of ~2 minutes: ~20 minutes of QR */
+#define QRL_CLIENT_DEFAULT_RETRIES 5   /* consecutive transient failures before giving up */
 #define QRL_CLIENT_DEFAULT_RETRY_BASE_MS 1000L
 #define QRL_CLIENT_DEFAULT_RETRY_MAX_MS 30000L
 #define QRL_CLIENT_DEFAULT_CONNECT_TIMEOUT_MS 10000L
@@ -170,8 +167,8 @@ typedef struct qrl_client_options {
      * gives up with QRL_ERR_BUSY, 1-100; default 5. */
     int max_retries;
     /* Exponential back-off between retries: base * 2^(n-1), capped, with jitter. */
-    long retry_base_ms; /* default 1000 */
-    long retry_max_ms;  /* default 30000 */
+    long retry_base_ms;      /* default 1000 */
+    long retry_max_ms;       /* default 30000 */
     long connect_timeout_ms; /* default 10000 */
     long timeout_ms;         /* per request, added to any held wait; default 15000 */
 
@@ -225,8 +222,7 @@ QRL_CLIENT_API void qrl_client_free(qrl_client *c);
  * that breaks the protocol), QRL_ERR_TOO_LARGE, QRL_ERR_NOMEM, QRL_ERR_INVALID (no on_event
  * callback), QRL_ERR_CONFLICT (the handle is busy on another thread). qrl_client_last_error()
  * has details. */
-QRL_CLIENT_API QRL_CLIENT_NODISCARD qrl_err qrl_client_login(qrl_client *c,
-                                                             qrl_client_tokens *out);
+QRL_CLIENT_API QRL_CLIENT_NODISCARD qrl_err qrl_client_login(qrl_client *c, qrl_client_tokens *out);
 
 /* The same login, one step at a time, for apps with their own loop (each call blocks for at
  * most one held request or one polling interval). The first call starts a login request and
@@ -260,7 +256,8 @@ QRL_CLIENT_API qrl_err qrl_client_set_refresh_token(qrl_client *c, const char *r
 /* Trades the handle's refresh token for new tokens (RFC 6749 section 6). The server rotates
  * refresh tokens: the old one is spent, the handle keeps the new one, and *out (may be NULL)
  * receives both - persist the new refresh token. Presenting a spent token again revokes the
- * device, so the SDK retries only failures where the request never left this machine.
+ * device, so the SDK retries only failures where the request never left this machine or the
+ * server said it did not process it (HTTP 429, 503).
  * QRL_ERR_UNAUTHORIZED: the refresh token is no longer valid (expired, revoked, already used);
  * the handle drops its tokens and the app must sign in again. Also QRL_ERR_CONFLICT (no refresh
  * token), QRL_ERR_BUSY, QRL_CLIENT_ERR_CANCELLED, QRL_ERR_INTERNAL. */

@@ -37,7 +37,8 @@ typedef enum qrl_err {
     QRL_ERR_INTERNAL = 20,      /* bug or unexpected condition */
     QRL_ERR_REVOKED = 21,       /* device or token was revoked */
     QRL_ERR_BUSY = 22,          /* resource temporarily exhausted */
-    QRL_ERR_INVALID_CLIENT = 23 /* client_id missing or does not match the request */
+    QRL_ERR_INVALID_CLIENT = 23, /* client_id missing or does not match the request */
+    QRL_ERR_CANCELLED = 24       /* the caller cancelled the operation (client SDK) */
 } qrl_err;
 
 /* Returns a static, human-readable English description of `err`. Never NULL. */

@@ -83,6 +83,7 @@ it_server *it_server_new(void)
     assert_non_null(mkdtemp(s->dir));
     snprintf(s->db, sizeof(s->db), "%s/qrlogin.db", s->dir);
     s->out_fd = -1;
+    s->created_at = it_now();
     return s;
 }
 
@@ -388,10 +389,77 @@ void it_server_free(it_server *s)
     free(s);
 }
 
+/* Template databases, one per accounts array, removed at exit. */
+#define IT_MAX_TEMPLATES 8
+static struct {
+    const it_account *key;
+    it_server *tmpl;
+} templates[IT_MAX_TEMPLATES];
+
+static void free_templates(void)
+{
+    for (int i = 0; i < IT_MAX_TEMPLATES; i++) {
+        it_server_free(templates[i].tmpl);
+        templates[i].tmpl = NULL;
+    }
+}
+
+static void copy_file(const char *from, const char *to)
+{
+    FILE *in = fopen(from, "rb");
+    if (in == NULL) {
+        assert_int_equal(errno, ENOENT); /* -wal and -shm may not exist */
+        return;
+    }
+    FILE *out = fopen(to, "wb");
+    assert_non_null(out);
+    char buf[65536];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof(buf), in)) > 0) {
+        assert_int_equal(fwrite(buf, 1, n, out), n);
+    }
+    assert_int_equal(ferror(in), 0);
+    fclose(in);
+    assert_int_equal(fclose(out), 0);
+}
+
+it_server *it_server_new_with_accounts(const it_account *accounts)
+{
+    int slot = -1;
+    for (int i = 0; i < IT_MAX_TEMPLATES && slot < 0; i++) {
+        if (templates[i].key == accounts || templates[i].key == NULL) {
+            slot = i;
+        }
+    }
+    assert_true(slot >= 0);
+    if (templates[slot].key == NULL) {
+        it_server *t = it_server_new();
+        for (const it_account *a = accounts; a->user != NULL; a++) {
+            it_account_add(t, a->user, a->password, a->display_name);
+        }
+        if (slot == 0) {
+            atexit(free_templates);
+        }
+        templates[slot].key = accounts;
+        templates[slot].tmpl = t;
+    }
+    it_server *s = it_server_new();
+    static const char *const suffixes[] = {"", "-wal", "-shm"};
+    for (size_t i = 0; i < sizeof(suffixes) / sizeof(suffixes[0]); i++) {
+        char from[320], to[320];
+        snprintf(from, sizeof(from), "%s%s", templates[slot].tmpl->db, suffixes[i]);
+        snprintf(to, sizeof(to), "%s%s", s->db, suffixes[i]);
+        copy_file(from, to);
+    }
+    return s;
+}
+
+static const it_account alice_only[] = {{IT_USER, IT_PASSWORD, IT_DISPLAY_NAME},
+                                        {NULL, NULL, NULL}};
+
 int it_setup_alice(void **state)
 {
-    it_server *s = it_server_new();
-    it_account_add(s, IT_USER, IT_PASSWORD, IT_DISPLAY_NAME);
+    it_server *s = it_server_new_with_accounts(alice_only);
     it_server_start(s);
     *state = s;
     return 0;
@@ -400,6 +468,9 @@ int it_setup_alice(void **state)
 int it_teardown(void **state)
 {
     it_server *s = *state;
+    if (s != NULL && getenv("QRL_IT_TIMING") != NULL) {
+        fprintf(stderr, "harness: test took %.2f s\n", it_now() - s->created_at);
+    }
     if (s != NULL && s->pid > 0) {
         it_server_stop(s);
     }

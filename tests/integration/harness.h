@@ -50,6 +50,7 @@ typedef struct it_server {
     int request_ttl;             /* 0: server default (120 s) */
     int no_introspection_secret; /* 1: start without --introspection-secret */
     void *drain;                 /* thread copying later stdout lines to our stderr */
+    double created_at;           /* it_now() at it_server_new(); QRL_IT_TIMING=1 prints times */
 } it_server;
 
 typedef struct it_resp {
@@ -96,6 +97,19 @@ void it_server_start(it_server *s);
 void it_server_stop(it_server *s);  /* SIGTERM, waitpid, asserts exit status 0 */
 void it_server_kill9(it_server *s); /* SIGKILL, waitpid */
 void it_server_free(it_server *s);  /* stops if running (no assertion), removes the temp dir */
+
+/* Accounts for it_server_new_with_accounts(); arrays end with an entry whose user is NULL. */
+typedef struct it_account {
+    const char *user;
+    const char *password;
+    const char *display_name;
+} it_account;
+
+/* A new server (not started) whose database already holds `accounts`. The accounts are created
+ * with `qrlogin account add` once per process and per array (the array's address is the key, so
+ * pass a static array); later calls copy that template database. This keeps the Argon2id cost of
+ * account creation out of every test. */
+it_server *it_server_new_with_accounts(const it_account *accounts);
 
 /* cmocka fixtures: a fresh server with account alice (display name Alice), started. */
 int it_setup_alice(void **state);

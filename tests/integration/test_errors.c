@@ -293,8 +293,8 @@ static void test_revoke_unknown_token_is_200(void **state)
 
 static int setup_no_secret(void **state)
 {
-    it_server *s = it_server_new();
-    it_account_add(s, IT_USER, IT_PASSWORD, IT_DISPLAY_NAME);
+    static const it_account alice[] = {{IT_USER, IT_PASSWORD, IT_DISPLAY_NAME}, {NULL, NULL, NULL}};
+    it_server *s = it_server_new_with_accounts(alice);
     s->no_introspection_secret = 1;
     it_server_start(s);
     *state = s;

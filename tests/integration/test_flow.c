@@ -325,8 +325,8 @@ static void test_device_name_is_returned_verbatim(void **state)
 
 static int setup_short_ttl(void **state)
 {
-    it_server *s = it_server_new();
-    it_account_add(s, IT_USER, IT_PASSWORD, IT_DISPLAY_NAME);
+    static const it_account alice[] = {{IT_USER, IT_PASSWORD, IT_DISPLAY_NAME}, {NULL, NULL, NULL}};
+    it_server *s = it_server_new_with_accounts(alice);
     s->request_ttl = 30;
     it_server_start(s);
     *state = s;

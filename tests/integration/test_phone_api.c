@@ -12,9 +12,10 @@
 /* alice plus a second account, bob, whose phone plays the "other phone". */
 static int setup_two(void **state)
 {
-    it_server *s = it_server_new();
-    it_account_add(s, IT_USER, IT_PASSWORD, IT_DISPLAY_NAME);
-    it_account_add(s, "bob", "bob's own password", "Bob");
+    static const it_account two[] = {{IT_USER, IT_PASSWORD, IT_DISPLAY_NAME},
+                                     {"bob", "bob's own password", "Bob"},
+                                     {NULL, NULL, NULL}};
+    it_server *s = it_server_new_with_accounts(two);
     it_server_start(s);
     *state = s;
     return 0;

@@ -345,7 +345,7 @@ static void test_held_requests_do_not_block_others(void **state)
         hs[i].s = s;
         hs[i].client_id = IT_CLIENT_ID;
         hs[i].device_code = das[i].device_code;
-        hs[i].wait_s = 3;
+        hs[i].wait_s = 2;
         hs[i].t_start = it_now();
         assert_int_equal(pthread_create(&hs[i].th, NULL, held_main, &hs[i]), 0);
     }

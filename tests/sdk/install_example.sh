@@ -2,7 +2,7 @@
 # The client SDK as an app developer gets it: install the build into a temporary prefix, build
 # examples/ against the installed copy with pkg-config (examples/Makefile), check that the
 # program links to the installed library, then sign the example in against a real server,
-# playing the phone with curl.
+# playing the phone with curl(1).
 #
 # usage: tests/sdk/install_example.sh BUILD_DIR
 # env:   QRLOGIN_BIN  the qrlogin binary for the live part (default BUILD_DIR/qrlogin)
@@ -17,8 +17,8 @@ server_pid=
 tv_pid=
 
 cleanup() {
-    [ -n "$tv_pid" ] && kill "$tv_pid" 2>/dev/null || true
-    [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null || true
+    if [ -n "$tv_pid" ]; then kill "$tv_pid" 2>/dev/null || true; fi
+    if [ -n "$server_pid" ]; then kill "$server_pid" 2>/dev/null || true; fi
     wait 2>/dev/null || true
     if [ -n "${QRL_IT_KEEP:-}" ]; then
         echo "install_example: keeping $tmp" >&2
@@ -70,7 +70,8 @@ export ASAN_OPTIONS
 [ -x "$bin" ] || fail "no qrlogin binary at $bin (set QRLOGIN_BIN)"
 db="$tmp/qrlogin.db"
 pw="correct horse battery staple"
-printf '%s\n' "$pw" | "$bin" account add alice --db "$db" --password-stdin >"$tmp/account.log" 2>&1 ||
+printf '%s\n' "$pw" |
+    "$bin" account add alice --db "$db" --password-stdin >"$tmp/account.log" 2>&1 ||
     fail "account add"
 "$bin" serve --listen 127.0.0.1:0 --db "$db" >"$tmp/server.log" 2>&1 &
 server_pid=$!
@@ -92,9 +93,10 @@ grep -q "Link: $base/s#qrl_ss_" "$tmp/tv.log" || fail "tv_login showed no QR lin
 secret=$(sed -n 's/^Link: .*#\(qrl_ss_[A-Za-z0-9_-]*\).*/\1/p' "$tmp/tv.log" | head -n 1)
 code=$(sed -n 's/^ *Code: \([A-Z-]*\).*/\1/p' "$tmp/tv.log" | head -n 1)
 
-session=$(curl -sf -H 'Content-Type: application/json' \
-    -d "{\"username\":\"alice\",\"password\":\"$pw\"}" "$base/v1/sessions" | jq -r .session_token) ||
-    fail "phone sign-in"
+curl -sf -H 'Content-Type: application/json' -d "{\"username\":\"alice\",\"password\":\"$pw\"}" \
+    "$base/v1/sessions" >"$tmp/session.log" || fail "phone sign-in"
+session=$(sed -n 's/.*"session_token" *: *"\(qrl_st_[^"]*\)".*/\1/p' "$tmp/session.log")
+[ -n "$session" ] || fail "no session token in the sign-in answer"
 curl -sf -H "Authorization: Bearer $session" "$base/v1/login-requests/$secret" >"$tmp/view.log" ||
     fail "phone view"
 wait_for "$tmp/tv.log" "Confirm on your phone" 10 || fail "tv_login did not report the scan"

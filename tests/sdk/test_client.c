@@ -56,9 +56,9 @@ typedef struct screen {
     long sleeps[MAX_SLEEPS];
     int nsleep;
     /* sleep hook behaviour */
-    int advance;             /* move the server clock by each sleep */
-    long first_advance_ms;   /* > 0: the first sleep moves it by this much only */
-    int gate;                /* each sleep waits for a tick from the main thread */
+    int advance;           /* move the server clock by each sleep */
+    long first_advance_ms; /* > 0: the first sleep moves it by this much only */
+    int gate;              /* each sleep waits for a tick from the main thread */
     int ticks;
     /* result of qrl_client_login on the screen thread */
     int done;

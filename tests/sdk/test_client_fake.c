@@ -36,7 +36,7 @@ typedef struct canned {
     int status;          /* 0: read the request, then close without answering */
     const char *headers; /* extra header lines, each ending in \r\n */
     const char *body;
-    size_t big;          /* > 0: a body of this many bytes instead */
+    size_t big; /* > 0: a body of this many bytes instead */
 } canned;
 
 typedef struct fake {
@@ -56,12 +56,12 @@ typedef struct fake {
 } fake;
 
 #define PENDING "{\"error\":\"authorization_pending\",\"status\":\"pending\"}"
-#define TOKENS                                                                                 \
-    "{\"access_token\":\"qrl_at_fake\",\"token_type\":\"bearer\",\"expires_in\":60,"           \
+#define TOKENS                                                                                     \
+    "{\"access_token\":\"qrl_at_fake\",\"token_type\":\"bearer\",\"expires_in\":60,"               \
     "\"refresh_token\":\"qrl_rt_fake2\"}"
-#define DEVAUTH                                                                                \
-    "{\"device_code\":\"qrl_dc_fake\",\"user_code\":\"BCDF-GHJK\",\"verification_uri\":"       \
-    "\"http://127.0.0.1/device\",\"verification_uri_complete\":\"http://127.0.0.1/s#x\","      \
+#define DEVAUTH                                                                                    \
+    "{\"device_code\":\"qrl_dc_fake\",\"user_code\":\"BCDF-GHJK\",\"verification_uri\":"           \
+    "\"http://127.0.0.1/device\",\"verification_uri_complete\":\"http://127.0.0.1/s#x\","          \
     "\"expires_in\":120,\"interval\":7}"
 
 static void send_all(int fd, const char *p, size_t n)
@@ -370,8 +370,8 @@ static void test_retry_after(void **state)
     /* Past max_retries (2) the login gives up with the last reason. */
     c = client_for(f, &a);
     script(f,
-           (canned[]){{503, NULL, "", 0}, {503, NULL, "", 0}, {503, NULL, "", 0},
-                      {200, NULL, TOKENS, 0}},
+           (canned[]){
+               {503, NULL, "", 0}, {503, NULL, "", 0}, {503, NULL, "", 0}, {200, NULL, TOKENS, 0}},
            4);
     assert_int_equal(qrl_client_login(c, NULL), QRL_ERR_BUSY);
     assert_non_null(strstr(qrl_client_last_error(c), "HTTP 503"));
@@ -390,15 +390,21 @@ static void test_bad_answers(void **state)
         const char *says;
     } cases[] = {
         {{200, NULL, "not json", 0}, NULL, QRL_ERR_INTERNAL, "access_token"},
-        {{200, NULL, "{\"access_token\":\"a\",\"token_type\":\"mac\"}", 0}, NULL,
-         QRL_ERR_INTERNAL, "Bearer"},
+        {{200, NULL, "{\"access_token\":\"a\",\"token_type\":\"mac\"}", 0},
+         NULL,
+         QRL_ERR_INTERNAL,
+         "Bearer"},
         {{200, NULL, NULL, 200000}, NULL, QRL_ERR_TOO_LARGE, "larger"},
         {{400, NULL, "{\"error\":\"invalid_grant\"}", 0}, NULL, QRL_ERR_NOT_FOUND, "invalid_grant"},
         {{401, NULL, "{\"error\":\"invalid_client\",\"error_description\":\"who\\u0007?\"}", 0},
-         NULL, QRL_ERR_INVALID_CLIENT, "invalid_client: who?"},
+         NULL,
+         QRL_ERR_INVALID_CLIENT,
+         "invalid_client: who?"},
         {{400, NULL, "{\"error\":\"access_denied\"}", 0}, NULL, QRL_ERR_DENIED, "access_denied"},
-        {{200, NULL, TOKENS, 0}, "{\"device_code\":\"qrl_dc_x\",\"expires_in\":120}",
-         QRL_ERR_INTERNAL, "user_code"},
+        {{200, NULL, TOKENS, 0},
+         "{\"device_code\":\"qrl_dc_x\",\"expires_in\":120}",
+         QRL_ERR_INTERNAL,
+         "user_code"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         fake *f = fake_start();
@@ -457,8 +463,8 @@ static void test_refresh_not_repeated(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_fallback_to_polling), cmocka_unit_test(test_early_held_answer),
-        cmocka_unit_test(test_retry_after),         cmocka_unit_test(test_bad_answers),
+        cmocka_unit_test(test_fallback_to_polling),  cmocka_unit_test(test_early_held_answer),
+        cmocka_unit_test(test_retry_after),          cmocka_unit_test(test_bad_answers),
         cmocka_unit_test(test_refresh_not_repeated),
     };
     return cmocka_run_group_tests_name("sdk/client_fake", tests, NULL, NULL);

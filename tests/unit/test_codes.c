@@ -106,7 +106,7 @@ static void test_text_valid(void **state)
 
 static void test_strerror_complete(void **state)
 {
-    for (int e = QRL_OK; e <= QRL_ERR_INVALID_CLIENT; e++) {
+    for (int e = QRL_OK; e <= QRL_ERR_CANCELLED; e++) {
         const char *m = qrl_strerror((qrl_err)e);
         assert_non_null(m);
         assert_string_not_equal(m, "unknown error");
