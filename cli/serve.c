@@ -275,6 +275,7 @@ int qrl_cli_serve(int argc, char **argv)
         cfg.session_ttl_s = o.session_ttl;
     cfg.on_change = qrl_server_on_change;
     cfg.on_change_ud = srv;
+    qrl_server_handoff(srv, &cfg.handoff);
     e = qrl_core_new(&cfg, st, &core);
     if (e != QRL_OK) {
         qrl_cli_err("cannot start: %s", qrl_strerror(e));

@@ -519,6 +519,44 @@ static qrl_err user_code_confirm(qrl_core *core, const qrl_auth *auth, const qrl
     return QRL_ERR_CODE_MISMATCH;
 }
 
+/* When the screen is held on this node, approval and redemption become one durable commit and
+ * the screen's held request is answered with its tokens directly: one fsync instead of two,
+ * and the screen hears of the approval as soon as the phone does. QRL_OK when that happened;
+ * anything else leaves the request as it was, for the ordinary approval. */
+static qrl_err approve_to_waiting_screen(qrl_core *core, qrl_lr_rec *lr, const qrl_lr_cas *cas)
+{
+    const qrl_handoff *h = &core->cfg.handoff;
+    qrl_device_rec dev = {0};
+    qrl_token_rec rec[2];
+    qrl_tokens t = {0};
+    void *held;
+    qrl_err rc;
+
+    if (h->take == NULL || h->give == NULL)
+        return QRL_ERR_NOT_FOUND;
+    held = h->take(h->ud, lr->id, dev.address, sizeof dev.address);
+    if (held == NULL)
+        return QRL_ERR_NOT_FOUND;
+    memcpy(dev.name, lr->device_name, sizeof dev.name);
+    memcpy(dev.kind, lr->device_kind, sizeof dev.kind);
+    dev.created_ms = cas->now_ms;
+    qrl__tokens_draw(core, lr->client_id, lr->scope, cas->now_ms, &t, rec);
+    rc = core->st->m->lr_approve_redeem(core->st, cas, &dev, rec, 2);
+    if (rc != QRL_OK) {
+        sodium_memzero(&t, sizeof t);
+        h->give(h->ud, held, rc, NULL);
+        return rc;
+    }
+    t.device_id = dev.id;
+    t.account_id = dev.account_id;
+    lr->state = QRL_LR_APPROVED; /* the phone's decision; the screen redeemed it at once */
+    qrl__poll_forget(core->polls, lr->id);
+    qrl__notify(core, lr->id);
+    h->give(h->ud, held, QRL_OK, &t);
+    sodium_memzero(&t, sizeof t);
+    return QRL_OK;
+}
+
 static qrl_err lr_approve(qrl_core *core, const qrl_auth *auth, const char *code,
                           const char *user_code, const qrl_proof *proof, const char *address,
                           qrl_lr_rec *lr)
@@ -558,6 +596,8 @@ static qrl_err lr_approve(qrl_core *core, const qrl_auth *auth, const char *code
                       .set_account_id = auth->account_id,
                       .set_approving_device_id = auth->device_id,
                       .require_nonce = proof->signature != NULL ? lr->nonce : NULL};
+    if (approve_to_waiting_screen(core, lr, &cas) == QRL_OK)
+        return QRL_OK;
     rc = lr_move(core, &cas);
     if (rc == QRL_OK)
         lr->state = QRL_LR_APPROVED;

@@ -56,6 +56,10 @@ typedef struct qrl__req {
     int64_t deadline_mono_ms;
     char client_id[QRL_MAX_CLIENT_ID + 1];
     char device_code[QRL_SECRET_BUF]; /* zeroed when the request ends */
+    /* Handed to an approval (qrl_handoff): its answer, set before the connection resumes. */
+    bool handed;
+    qrl_err handed_rc;
+    qrl_tokens handed_tokens; /* zeroed after answering */
 } qrl__req;
 
 /* --- http_util.c --- */
@@ -115,5 +119,10 @@ void qrl__hub_notify(struct qrl__hub *hub, int64_t lr_id);
 /* Wakes every held request (clock moved, or shutdown when `closing`). */
 void qrl__hub_wake_all(struct qrl__hub *hub, bool closing);
 size_t qrl__hub_count(struct qrl__hub *hub);
+/* qrl_handoff for the core: take a live held request of lr_id, give it its answer. */
+void *qrl__hub_take(void *srv, int64_t lr_id, char *address, size_t len);
+void qrl__hub_give(void *srv, void *held, qrl_err rc, const qrl_tokens *t);
+/* True when the client of a (held) request has closed its connection. */
+bool qrl__peer_gone(qrl__req *r);
 
 #endif

@@ -4,9 +4,7 @@
  * introspection and RFC 7009 revocation. Each handler parses and bounds its input, calls one
  * core function and maps the result; no policy lives here.
  */
-#include <poll.h>
 #include <stdio.h>
-#include <sys/socket.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -269,25 +267,6 @@ static enum MHD_Result device_code_run(qrl__req *r, unsigned flags)
     return device_code_answer(r, rc, &res);
 }
 
-/* True when the client of a held request has gone away (closed or reset its connection).
- * libmicrohttpd does not watch suspended connections, so we look at the socket ourselves. */
-static bool peer_gone(qrl__req *r)
-{
-    const union MHD_ConnectionInfo *ci =
-        MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
-    struct pollfd p;
-    char c;
-
-    if (ci == NULL)
-        return false;
-    p = (struct pollfd){.fd = ci->connect_fd, .events = POLLIN | POLLRDHUP};
-    if (poll(&p, 1, 0) <= 0)
-        return false;
-    if (p.revents & (POLLHUP | POLLERR | POLLRDHUP))
-        return true;
-    return (p.revents & POLLIN) && recv(ci->connect_fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) == 0;
-}
-
 enum MHD_Result qrl__h_token_resume(qrl__req *r)
 {
     unsigned flags = QRL_POLL_WAIT | QRL_POLL_RECHECK;
@@ -295,7 +274,14 @@ enum MHD_Result qrl__h_token_resume(qrl__req *r)
     /* A screen that gave up while held must not have the request redeemed on its behalf: the
      * tokens would go to a closed socket and its next poll would find the code spent. Close
      * the connection instead; the request stays APPROVED for the screen's next poll. */
-    if (peer_gone(r))
+    if (r->handed) {
+        qrl_poll_result res = {.state = QRL_LR_REDEEMED, .tokens = r->handed_tokens};
+        enum MHD_Result ret = device_code_answer(r, QRL_OK, &res);
+        sodium_memzero(&r->handed_tokens, sizeof r->handed_tokens);
+        r->handed = false;
+        return ret;
+    }
+    if (qrl__peer_gone(r))
         return MHD_NO;
 
     if (qrl__hub_finish(r->srv->hub, r))

@@ -6,6 +6,8 @@
  * secrets or per-user data), no framing, no referrer, no MIME sniffing.
  */
 #include <ctype.h>
+#include <poll.h>
+#include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -262,4 +264,23 @@ json_t *qrl__json_body(qrl__req *r)
         return NULL;
     }
     return o;
+}
+
+/* True when the client of a held request has gone away (closed or reset its connection).
+ * libmicrohttpd does not watch suspended connections, so we look at the socket ourselves. */
+bool qrl__peer_gone(qrl__req *r)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    struct pollfd p;
+    char c;
+
+    if (ci == NULL)
+        return false;
+    p = (struct pollfd){.fd = ci->connect_fd, .events = POLLIN | POLLRDHUP};
+    if (poll(&p, 1, 0) <= 0)
+        return false;
+    if (p.revents & (POLLHUP | POLLERR | POLLRDHUP))
+        return true;
+    return (p.revents & POLLIN) && recv(ci->connect_fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) == 0;
 }

@@ -200,6 +200,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                 r->route != NULL ? r->route : "-", r->status);
     qrl__hub_cancel(srv->hub, r);
     sodium_memzero(r->device_code, sizeof r->device_code);
+    sodium_memzero(&r->handed_tokens, sizeof r->handed_tokens);
     if (r->body != NULL)
         sodium_memzero(r->body, r->body_len);
     free(r->body);
@@ -239,6 +240,13 @@ void qrl_server_on_change(void *ud, int64_t lr_id)
 {
     qrl_server *srv = ud;
     qrl__hub_notify(srv->hub, lr_id);
+}
+
+void qrl_server_handoff(qrl_server *srv, qrl_handoff *h)
+{
+    h->take = qrl__hub_take;
+    h->give = qrl__hub_give;
+    h->ud = srv;
 }
 
 /* Connections we may hold open: the open-file limit minus a reserve for the database, logs and

@@ -17,6 +17,7 @@
  * Lock order: hub->mu, then libmicrohttpd's internal locks (inside suspend/resume).
  */
 #include <errno.h>
+#include <stdio.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -333,4 +334,39 @@ size_t qrl__hub_count(struct qrl__hub *h)
     n = h->heap_len;
     pthread_mutex_unlock(&h->mu);
     return n;
+}
+
+void *qrl__hub_take(void *ud, int64_t lr_id, char *address, size_t len)
+{
+    qrl_server *srv = ud;
+    struct qrl__hub *h = srv->hub;
+    qrl__req *taken = NULL;
+
+    pthread_mutex_lock(&h->mu);
+    for (qrl__waiter *w = h->buckets[bucket_of(lr_id)]; w != NULL; w = w->next) {
+        /* A screen that hung up must not get the tokens: they would be lost with it. */
+        if (w->lr_id != lr_id || h->closing || qrl__peer_gone(w->req))
+            continue;
+        bucket_unlink(h, w);
+        heap_remove(h, w);
+        w->heap_idx = SIZE_MAX;
+        taken = w->req;
+        snprintf(address, len, "%s", taken->address);
+        break;
+    }
+    pthread_mutex_unlock(&h->mu);
+    return taken;
+}
+
+void qrl__hub_give(void *ud, void *held, qrl_err rc, const qrl_tokens *t)
+{
+    qrl__req *r = held;
+
+    (void)ud;
+    r->handed = rc == QRL_OK;
+    r->handed_rc = rc;
+    if (rc == QRL_OK)
+        r->handed_tokens = *t;
+    /* From here the worker that resumes it owns the request again. */
+    MHD_resume_connection(r->conn);
 }

@@ -34,6 +34,22 @@ typedef struct qrl_core qrl_core;
  * into the core. */
 typedef void (*qrl_change_fn)(void *ud, int64_t lr_id);
 
+struct qrl_tokens;
+
+/* A screen's token request held on this node can be handed to the approval of its login
+ * request, so that approval and redemption are one durable commit and the screen is answered
+ * with its tokens as soon as the phone is (see qrl_lr_approve). Both functions must be quick
+ * and must not call back into the core. */
+typedef struct qrl_handoff {
+    /* Takes one live request held for lr_id away from its other wake-ups and copies the screen's
+     * address into `address`; returns it, or NULL when none is held here. */
+    void *(*take)(void *ud, int64_t lr_id, char *address, size_t len);
+    /* Answers a taken request exactly once: with the tokens when rc is QRL_OK; any other rc
+     * puts it back to waiting (it re-reads the state). */
+    void (*give)(void *ud, void *held, qrl_err rc, const struct qrl_tokens *tokens);
+    void *ud;
+} qrl_handoff;
+
 typedef struct qrl_config {
     int64_t request_ttl_s; /* login request lifetime; default 120 */
     int64_t access_ttl_s;  /* access token lifetime; default 3600 */
@@ -55,6 +71,7 @@ typedef struct qrl_config {
     size_t pwhash_mem;
     qrl_change_fn on_change;
     void *on_change_ud;
+    qrl_handoff handoff; /* optional: all NULL disables it */
 } qrl_config;
 
 /* Fills `cfg` with the defaults above. */

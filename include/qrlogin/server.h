@@ -39,6 +39,8 @@ void qrl_server_config_defaults(qrl_server_config *cfg);
 qrl_err qrl_server_new(const qrl_server_config *cfg, qrl_server **out);
 /* Hook for qrl_config.on_change; `ud` is the qrl_server. */
 void qrl_server_on_change(void *ud, int64_t lr_id);
+/* Fills `h` so that approvals hand tokens straight to screens held by this server. */
+void qrl_server_handoff(qrl_server *srv, qrl_handoff *h);
 qrl_err qrl_server_listen(qrl_server *srv, qrl_core *core, char *errbuf, size_t errlen);
 /* The bound port (useful with port 0) and the public URL. */
 unsigned short qrl_server_port(const qrl_server *srv);

@@ -260,6 +260,12 @@ typedef struct qrl_store_methods {
      * `account_id`. QRL_ERR_NOT_FOUND when there is no such active device of that account. */
     qrl_err (*device_set_pubkey)(qrl_store *st, int64_t account_id, int64_t device_id,
                                  const unsigned char pubkey[QRL_PUBKEY_BYTES]);
+    /* Approval and redemption as one atomic unit, for a screen already waiting: performs `cas`
+     * (which must move the request to APPROVED) and then exactly what lr_redeem does. Either
+     * both happen or neither: QRL_ERR_CONFLICT when the compare-and-set matched no row, or
+     * lr_redeem's error (then the approval is undone too). */
+    qrl_err (*lr_approve_redeem)(qrl_store *st, const qrl_lr_cas *cas, qrl_device_rec *dev,
+                                 qrl_token_rec *tok, size_t ntok);
 } qrl_store_methods;
 
 struct qrl_store {

@@ -1529,6 +1529,23 @@ static qrl_err lr_by_device(qrl_store *st, int64_t device_id, int64_t *ids, size
     return rc;
 }
 
+static qrl_err lr_approve_redeem_w(qrl_store *st, const qrl_lr_cas *cas, qrl_device_rec *dev,
+                                   qrl_token_rec *tok, size_t ntok)
+{
+    struct conn *c;
+    qrl_err rc, erc;
+
+    if (cas == NULL || cas->to != QRL_LR_APPROVED)
+        return QRL_ERR_INVALID;
+    if ((rc = store_conn(st, &c)) != QRL_OK || (rc = tx_begin(c)) != QRL_OK)
+        return rc;
+    rc = lr_transition_w(st, cas);
+    if (rc == QRL_OK)
+        rc = lr_redeem_w(st, cas->id, cas->now_ms, dev, tok, ntok, NULL);
+    erc = tx_end(c, rc == QRL_OK);
+    return rc != QRL_OK ? rc : erc;
+}
+
 /* --- rate limits and housekeeping ----------------------------------------------------------- */
 
 static qrl_err ratelimit_hit_w(qrl_store *st, const char *key, int64_t now_ms, int64_t window_ms,
@@ -1968,6 +1985,25 @@ static qrl_err lr_redeem(qrl_store *st, int64_t id, int64_t now_ms, qrl_device_r
     return submit(st, t_lr_redeem, &a, DURABLE);
 }
 
+struct a_approve_redeem {
+    qrl_store *st;
+    const qrl_lr_cas *cas;
+    qrl_device_rec *dev;
+    qrl_token_rec *tok;
+    size_t ntok;
+};
+static qrl_err t_lr_approve_redeem(void *p)
+{
+    struct a_approve_redeem *a = p;
+    return lr_approve_redeem_w(a->st, a->cas, a->dev, a->tok, a->ntok);
+}
+static qrl_err lr_approve_redeem(qrl_store *st, const qrl_lr_cas *cas, qrl_device_rec *dev,
+                                 qrl_token_rec *tok, size_t ntok)
+{
+    struct a_approve_redeem a = {.st = st, .cas = cas, .dev = dev, .tok = tok, .ntok = ntok};
+    return submit(st, t_lr_approve_redeem, &a, DURABLE);
+}
+
 struct a_misc {
     qrl_store *st;
     const char *key;
@@ -2025,6 +2061,7 @@ static const qrl_store_methods sqlite_methods = {
     .ratelimit_peek = ratelimit_peek,
     .sweep = sweep,
     .device_set_pubkey = device_set_pubkey,
+    .lr_approve_redeem = lr_approve_redeem,
 };
 
 qrl_err qrl_store_sqlite_open(const char *path, qrl_store **out, char *errbuf, size_t errlen)

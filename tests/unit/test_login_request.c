@@ -534,6 +534,72 @@ static void test_screen_scan_secret(void **state)
                      QRL_ERR_DENIED);
 }
 
+/* A fake held screen request for the handoff test. */
+struct fake_held {
+    int taken, given;
+    qrl_err rc;
+    qrl_tokens t;
+};
+
+static void *fake_take(void *ud, int64_t lr_id, char *address, size_t len)
+{
+    struct fake_held *h = ud;
+    (void)lr_id;
+    if (h->taken)
+        return NULL;
+    h->taken = 1;
+    snprintf(address, len, "10.0.0.7");
+    return h;
+}
+
+static void fake_give(void *ud, void *held, qrl_err rc, const qrl_tokens *t)
+{
+    struct fake_held *h = held;
+    (void)ud;
+    h->given++;
+    h->rc = rc;
+    if (rc == QRL_OK)
+        h->t = *t;
+}
+
+static void test_approval_hands_tokens_to_waiting_screen(void **state)
+{
+    fx *f = *state;
+    struct fake_held held = {0};
+    qrl_device_auth da;
+    qrl_poll_result res;
+    qrl_introspection in;
+    qrl_lr_view v;
+    qrl_lr_rec lr;
+    qrl_config cfg;
+    qrl_core *core;
+
+    qrl_config_defaults(&cfg);
+    cfg.handoff = (qrl_handoff){.take = fake_take, .give = fake_give, .ud = &held};
+    assert_int_equal(qrl_core_new(&cfg, f->st, &core), QRL_OK);
+    assert_int_equal(qrl_device_authorize(core, "tv-app", NULL, "TV", "tv", "10.0.0.7", &da),
+                     QRL_OK);
+    assert_int_equal(qrl_lr_view_claim(core, &f->phone, da.scan_secret, "", &v), QRL_OK);
+    /* A failed approval never touches the waiting screen. */
+    assert_int_equal(
+        qrl_lr_approve(core, &f->phone, da.scan_secret, da.user_code, &WRONGP, "", &lr),
+        QRL_ERR_UNAUTHORIZED);
+    assert_int_equal(held.taken, 0);
+    assert_int_equal(qrl_lr_approve(core, &f->phone, da.scan_secret, da.user_code, &PWP, "", &lr),
+                     QRL_OK);
+    assert_int_equal(lr.state, QRL_LR_APPROVED);
+    assert_int_equal(held.given, 1);
+    assert_int_equal(held.rc, QRL_OK);
+    assert_int_equal(strncmp(held.t.access_token, "qrl_at_", 7), 0);
+    assert_int_equal(qrl_introspect(core, held.t.access_token, &in), QRL_OK);
+    assert_true(in.active);
+    assert_string_equal(in.username, "alice");
+    /* Redeemed already: the device code is spent. */
+    assert_int_equal(qrl_token_device_code(core, "tv-app", da.device_code, 0, 0, "", &res),
+                     QRL_ERR_REDEEMED);
+    qrl_core_free(core);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -550,6 +616,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_sessions, setup, teardown),
         cmocka_unit_test_setup_teardown(test_signed_decisions, setup, teardown),
         cmocka_unit_test_setup_teardown(test_screen_scan_secret, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_approval_hands_tokens_to_waiting_screen, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1411,6 +1411,60 @@ static void test_migrate_from_v1(void **state)
     assert_false(d.has_pubkey);
 }
 
+static void test_lr_approve_redeem(void **state)
+{
+    fixture *f = *state;
+    qrl_lr_rec lr;
+    qrl_token_rec tok[2];
+    qrl_device_rec dev;
+    int64_t alice = add_account(f->st, "alice", 0);
+    int64_t phone = add_device(f->st, alice, "Phone", T0);
+    int64_t id = add_lr(f->st, 1, "BCDFGHJK", T0);
+
+    assert_int_equal(move(f->st, id, QRL_LR_BIT(QRL_LR_PENDING), QRL_LR_SCANNED, T0 + 1), QRL_OK);
+    qrl_lr_cas cas = {.id = id,
+                      .from_mask = QRL_LR_BIT(QRL_LR_SCANNED),
+                      .to = QRL_LR_APPROVED,
+                      .now_ms = T0 + 2,
+                      .set_account_id = alice,
+                      .set_approving_device_id = phone,
+                      .require_claimed_by = 99};
+    /* The compare-and-set fails (wrong claimer): nothing at all happens. */
+    dev = make_device(0, "Living Room TV", T0 + 2);
+    tok[0] = make_token(1, QRL_TOKEN_ACCESS, T0 + 2, T0 + 100000);
+    tok[1] = make_token(2, QRL_TOKEN_REFRESH, T0 + 2, T0 + 100000);
+    assert_int_equal(f->st->m->lr_approve_redeem(f->st, &cas, &dev, tok, 2), QRL_ERR_CONFLICT);
+    assert_int_equal(f->st->m->lr_get(f->st, id, &lr), QRL_OK);
+    assert_int_equal(lr.state, QRL_LR_SCANNED);
+    qrl_token_rec probe;
+    assert_int_equal(f->st->m->token_lookup(f->st, &tok[0].hash, &probe), QRL_ERR_NOT_FOUND);
+
+    /* Approved and redeemed in one unit: device and tokens exist, state REDEEMED. */
+    cas.require_claimed_by = 0;
+    assert_int_equal(f->st->m->lr_approve_redeem(f->st, &cas, &dev, tok, 2), QRL_OK);
+    assert_true(dev.id > 0);
+    assert_int_equal(dev.account_id, alice);
+    assert_int_equal(f->st->m->lr_get(f->st, id, &lr), QRL_OK);
+    assert_int_equal(lr.state, QRL_LR_REDEEMED);
+    assert_int_equal(lr.approving_device_id, phone);
+    assert_int_equal(lr.redeemed_device_id, dev.id);
+    assert_int_equal(f->st->m->token_lookup(f->st, &tok[1].hash, &probe), QRL_OK);
+    assert_int_equal(probe.device_id, dev.id);
+
+    /* If redemption would fail (approver revoked), the approval is undone as well. */
+    int64_t id2 = add_lr(f->st, 2, "CDFGHJKL", T0);
+    assert_int_equal(move(f->st, id2, QRL_LR_BIT(QRL_LR_PENDING), QRL_LR_SCANNED, T0 + 1), QRL_OK);
+    assert_int_equal(f->st->m->device_revoke(f->st, alice, phone, T0 + 3), QRL_OK);
+    cas.id = id2;
+    cas.now_ms = T0 + 4;
+    dev = make_device(0, "Kitchen TV", T0 + 4);
+    tok[0] = make_token(3, QRL_TOKEN_ACCESS, T0 + 4, T0 + 100000);
+    tok[1] = make_token(4, QRL_TOKEN_REFRESH, T0 + 4, T0 + 100000);
+    assert_int_equal(f->st->m->lr_approve_redeem(f->st, &cas, &dev, tok, 2), QRL_ERR_DENIED);
+    assert_int_equal(f->st->m->lr_get(f->st, id2, &lr), QRL_OK);
+    assert_int_equal(lr.state, QRL_LR_SCANNED);
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, fixture_setup, fixture_teardown)
@@ -1418,6 +1472,7 @@ int main(void)
         T(test_device_pubkey),
         T(test_lr_nonce),
         T(test_migrate_from_v1),
+        T(test_lr_approve_redeem),
         T(test_open_migrate_reopen),
         T(test_open_errors),
         T(test_accounts),

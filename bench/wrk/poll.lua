@@ -1,0 +1,114 @@
+-- wrk script: RFC 8628 device-code token polls of pending login requests
+-- (POST /oauth/token, grant_type=urn:ietf:params:oauth:grant-type:device_code, no Prefer: wait).
+--
+-- The server answers slow_down to a poll of the same device code within about 4 s of the
+-- previous answer (interval 5 s minus 1 s slack), so a loop over a few codes would measure
+-- slow_down, not real pending answers. This script therefore cycles through many distinct codes
+-- that bench/loadgen created beforehand ("device_code scan_secret user_code" per line).
+--
+-- Arguments (after "--"): CODES_FILE SEGMENT NSEGMENTS [NTHREADS]
+--   The file is cut into NSEGMENTS equal parts; this run uses part SEGMENT (0-based), so that
+--   consecutive runs can alternate between parts and a code is never polled twice within 5 s
+--   across runs. Within a run each thread cycles through its share of the part.
+--
+-- The response callback counts 400 authorization_pending (the expected answer), slow_down,
+-- other 400s, 200s and anything else; request() counts a "reuse" whenever it sends a code that
+-- it sent less than 5 s before (the ring was too small for the rate). done() prints one
+-- "BENCH key=value ..." line for bench/run.sh.
+
+local ffi = require("ffi")
+ffi.cdef [[
+typedef struct { long tv_sec; long tv_nsec; } bench_timespec;
+int clock_gettime(int clk, bench_timespec *ts);
+]]
+local ts = ffi.new("bench_timespec")
+local function now_ms()
+   ffi.C.clock_gettime(1, ts) -- CLOCK_MONOTONIC
+   return tonumber(ts.tv_sec) * 1000 + tonumber(ts.tv_nsec) / 1e6
+end
+
+local threads = {}
+local nthreads_setup = 0
+
+function setup(thread)
+   thread:set("tid", nthreads_setup)
+   nthreads_setup = nthreads_setup + 1
+   table.insert(threads, thread)
+end
+
+local bodies, last = {}, {}
+local pos, n = 1, 0
+
+function init(args)
+   local file, seg, nseg, nthr = args[1], tonumber(args[2] or 0), tonumber(args[3] or 1),
+                                 tonumber(args[4] or 1)
+   pending, slow, other400, ok200, other, reuse = 0, 0, 0, 0, 0, 0
+   local codes = {}
+   for line in io.lines(file) do
+      local dc = line:match("^(%S+)")
+      if dc then
+         codes[#codes + 1] = dc
+      end
+   end
+   local per = math.floor(#codes / nseg)
+   local first, lastidx = seg * per + 1, (seg + 1) * per
+   local k = 0
+   for i = first, lastidx do
+      if k % nthr == tid then
+         bodies[#bodies + 1] = "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Adevice_code" ..
+                                  "&device_code=" .. codes[i] .. "&client_id=bench"
+      end
+      k = k + 1
+   end
+   n = #bodies
+   codes_used = n
+   if n == 0 then
+      error("poll.lua: no codes in " .. file .. " segment " .. seg)
+   end
+end
+
+local headers = {["Content-Type"] = "application/x-www-form-urlencoded"}
+
+function request()
+   local i = pos
+   pos = pos + 1
+   if pos > n then
+      pos = 1
+   end
+   local t = now_ms()
+   if last[i] and t - last[i] < 5000 then
+      reuse = reuse + 1
+   end
+   last[i] = t
+   return wrk.format("POST", "/oauth/token", headers, bodies[i])
+end
+
+function response(status, hdrs, body)
+   if status == 400 then
+      if body:find("authorization_pending", 1, true) then
+         pending = pending + 1
+      elseif body:find("slow_down", 1, true) then
+         slow = slow + 1
+      else
+         other400 = other400 + 1
+      end
+   elseif status == 200 then
+      ok200 = ok200 + 1
+   else
+      other = other + 1
+   end
+end
+
+function done(summary, latency, requests)
+   local s = {pending = 0, slow = 0, other400 = 0, ok200 = 0, other = 0, reuse = 0, codes_used = 0}
+   for _, t in ipairs(threads) do
+      for k, _ in pairs(s) do
+         s[k] = s[k] + t:get(k)
+      end
+   end
+   io.write(string.format(
+               "BENCH pending=%d slow_down=%d other400=%d ok200=%d other=%d reuse=%d codes=%d errors=%d p50_us=%d p99_us=%d\n",
+               s.pending, s.slow, s.other400, s.ok200, s.other, s.reuse, s.codes_used,
+               summary.errors.connect + summary.errors.read + summary.errors.write +
+                  summary.errors.timeout, latency:percentile(50), latency:percentile(99)))
+end
