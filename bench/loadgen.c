@@ -13,8 +13,9 @@
  *           the server's RSS growth per held request and its CPU use while they are held;
  *   wake    with B background held requests open, repeatedly hold a token request for a fresh
  *           login request, approve it through the phone API (device-key signature) and time
- *           from the approve response to the held response (also from the claim to the
- *           "scanned" wake-up);
+ *           from the approve response to the held response (signed: it may come first), from
+ *           sending the approve to the held response, and from the claim response to the
+ *           "scanned" wake-up;
  *   flows   run C concurrent complete flows (device authorization, claim, signed approve,
  *           redeem) and report flows per second over several timed windows.
  *
@@ -968,12 +969,15 @@ static bool parse_claim(const conn *c, struct lr *lr)
 /* ------------------------------------------------------------------------------------------ */
 /* wake                                                                                        */
 
+/* Prints percentiles of signed nanosecond samples in microseconds (sorts v). */
 static void percentiles_out(const char *name, int64_t *v, size_t n)
 {
     qsort(v, n, sizeof *v, cmp_i64);
-    printf("%s_samples=%zu\n%s_p50_us=%.1f\n%s_p99_us=%.1f\n%s_p999_us=%.1f\n%s_max_us=%.1f\n",
+    printf("%s_samples=%zu\n%s_p50_us=%.1f\n%s_p99_us=%.1f\n%s_p999_us=%.1f\n%s_min_us=%.1f\n"
+           "%s_max_us=%.1f\n",
            name, n, name, (double)pct(v, n, 50) / 1e3, name, (double)pct(v, n, 99) / 1e3, name,
-           (double)pct(v, n, 99.9) / 1e3, name, n ? (double)v[n - 1] / 1e3 : 0.0);
+           (double)pct(v, n, 99.9) / 1e3, name, n ? (double)v[0] / 1e3 : 0.0, name,
+           n ? (double)v[n - 1] / 1e3 : 0.0);
 }
 
 static int cmd_wake(const struct opts *o)
@@ -985,9 +989,11 @@ static int cmd_wake(const struct opts *o)
     conn *bg = NULL, tv = {.fd = -1}, phc = {.fd = -1}, h = {.fd = -1};
     int64_t t0 = now_ns(), until = t0 + (int64_t)(o->time_limit * 1e9);
     int64_t *lat = calloc((size_t)total, sizeof *lat), *slat = calloc((size_t)total, sizeof *slat);
+    int64_t *elat = calloc((size_t)total, sizeof *elat);
     bool stop = false;
 
-    if (o->codes == NULL || o->samples < 1 || o->background < 0 || lat == NULL || slat == NULL)
+    if (o->codes == NULL || o->samples < 1 || o->background < 0 || lat == NULL || slat == NULL ||
+        elat == NULL)
         usage();
     phone_setup(&ph, o->user, o->password_file);
     if (o->background > 0) {
@@ -1008,7 +1014,7 @@ static int cmd_wake(const struct opts *o)
 
     for (long i = 0; i < total && now_ns() < until; i++) {
         struct lr lr;
-        int64_t t_claim, t_scan, t_appr = 0, t_held = 0;
+        int64_t t_claim, t_scan, t_appr_sent, t_appr = 0, t_held = 0;
 
         send_device_auth(&tv);
         if (!await(&tv, 5) || !parse_device_auth(&tv, &lr))
@@ -1032,6 +1038,7 @@ static int cmd_wake(const struct opts *o)
         if (!h.pending)
             goto fail;
         send_approve(&phc, &ph, lr.ss, lr.id, lr.nonce, lr.uc);
+        t_appr_sent = phc.t_sent;
         while ((phc.pending || h.pending) && now_ns() < until)
             ev_run(now_ns() + 1000000, &stop);
         if (!phc.complete || phc.status != 200 || !h.complete || h.status != 200 ||
@@ -1040,10 +1047,12 @@ static int cmd_wake(const struct opts *o)
         t_appr = phc.t_done;
         t_held = h.t_done;
         if (i >= o->warm_samples) {
-            if (t_held < t_appr)
-                before++;
-            lat[got++] = t_held > t_appr ? t_held - t_appr : 0;
-            slat[scan_got++] = t_scan > t_claim ? t_scan - t_claim : 0;
+            /* Signed: the server may answer the held request before the approve request (it
+             * hands the tokens over in the same commit), so the difference can be negative. */
+            before += t_held < t_appr;
+            elat[got] = t_held - t_appr_sent;
+            lat[got++] = t_held - t_appr;
+            slat[scan_got++] = t_scan - t_claim;
         }
         continue;
     fail:
@@ -1062,6 +1071,7 @@ static int cmd_wake(const struct opts *o)
            "wake_held_before_approve_response=%ld\nwake_seconds=%.1f\n",
            o->background, unanswered_bg, errors, before, (double)(now_ns() - t0) / 1e9);
     percentiles_out("wake", lat, (size_t)got);
+    percentiles_out("approvewake", elat, (size_t)got);
     percentiles_out("scanwake", slat, (size_t)scan_got);
     for (long i = 0; bg != NULL && i < o->background; i++)
         conn_close(&bg[i]);

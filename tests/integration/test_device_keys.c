@@ -7,9 +7,10 @@
  * instead of re-entering the password. What a user would notice if this broke: a captured
  * signature that approves another request, turns an approval into a decline, or works twice.
  *
- * The test signs with the openssl command line tool (Ed25519, "pkeyutl -rawin") so that the
- * suite needs no extra library; each test is skipped when openssl is not installed.
+ * The test signs with libsodium's Ed25519, as a phone app would.
  */
+#include <sodium.h>
+
 #include "harness.h"
 
 #include <stdio.h>
@@ -41,74 +42,52 @@ static void b64url(const unsigned char *in, size_t n, char *out)
     out[o] = '\0';
 }
 
-static size_t read_file(const char *path, unsigned char *buf, size_t cap)
-{
-    FILE *f = fopen(path, "rb");
-    assert_non_null(f);
-    size_t n = fread(buf, 1, cap, f);
-    fclose(f);
-    return n;
-}
+/* Key pairs made by this test binary, by name; the secret keys stay in this process. */
+static struct {
+    char name[32];
+    unsigned char sk[crypto_sign_SECRETKEYBYTES];
+} keys[16];
 
-static void run(const char *cmd)
-{
-    int rc = system(cmd);
-    if (rc != 0) {
-        print_error("command failed (%d): %s\n", rc, cmd);
-        fail();
-    }
-}
-
-static void require_openssl(void)
-{
-    if (system("openssl version >/dev/null 2>&1") != 0) {
-        printf("openssl not installed: skipping\n");
-        skip();
-    }
-}
-
-/* An Ed25519 key pair in the server's temp dir; `pub` gets the base64url raw public key. */
+/* An Ed25519 key pair (libsodium); `pub` gets the base64url raw public key. */
 static void keypair_new(const it_server *s, const char *name, char pub[64])
 {
-    char cmd[1024];
-    snprintf(cmd, sizeof(cmd),
-             "openssl genpkey -algorithm ed25519 -out %s/%s.pem 2>/dev/null && "
-             "openssl pkey -in %s/%s.pem -pubout -outform DER -out %s/%s.pub.der 2>/dev/null",
-             s->dir, name, s->dir, name, s->dir, name);
-    run(cmd);
-    char path[512];
-    snprintf(path, sizeof(path), "%s/%s.pub.der", s->dir, name);
-    unsigned char der[128];
-    size_t n = read_file(path, der, sizeof(der));
-    assert_int_equal(n, 44); /* SubjectPublicKeyInfo: 12-byte prefix + 32-byte key */
-    b64url(der + 12, 32, pub);
+    unsigned char pk[crypto_sign_PUBLICKEYBYTES];
+    size_t i;
+
+    (void)s;
+    for (i = 0; i < sizeof keys / sizeof keys[0]; i++)
+        if (keys[i].name[0] == '\0' || strcmp(keys[i].name, name) == 0)
+            break;
+    assert_true(i < sizeof keys / sizeof keys[0]);
+    snprintf(keys[i].name, sizeof keys[i].name, "%s", name);
+    crypto_sign_keypair(pk, keys[i].sk);
+    b64url(pk, sizeof pk, pub);
 }
 
 /* Signs the decision message with key `name`; `sig` gets base64url of the 64-byte signature. */
 static void sign_decision(const it_server *s, const char *name, long long id, const char *decision,
                           const char *nonce, const char *user_code, char sig[128])
 {
-    char canonical[16];
-    size_t n = 0;
+    char canonical[16], msg[256];
+    unsigned char raw[crypto_sign_BYTES];
+    size_t n = 0, i;
+
+    (void)s;
     for (const char *p = user_code; *p != '\0' && n < 8; p++) {
         if (*p != '-') {
             canonical[n++] = *p;
         }
     }
     canonical[n] = '\0';
-    char msg_path[512], sig_path[512], cmd[1600];
-    snprintf(msg_path, sizeof(msg_path), "%s/msg.bin", s->dir);
-    snprintf(sig_path, sizeof(sig_path), "%s/sig.bin", s->dir);
-    FILE *f = fopen(msg_path, "wb");
-    assert_non_null(f);
-    fprintf(f, "qrlogin-decision-v1\n%lld\n%s\n%s\n%s\n", id, decision, nonce, canonical);
-    fclose(f);
-    snprintf(cmd, sizeof(cmd), "openssl pkeyutl -sign -rawin -inkey %s/%s.pem -in %s -out %s",
-             s->dir, name, msg_path, sig_path);
-    run(cmd);
-    unsigned char raw[128];
-    assert_int_equal(read_file(sig_path, raw, sizeof(raw)), 64);
-    b64url(raw, 64, sig);
+    int len = snprintf(msg, sizeof msg, "qrlogin-decision-v1\n%lld\n%s\n%s\n%s\n", id, decision,
+                       nonce, canonical);
+    for (i = 0; i < sizeof keys / sizeof keys[0]; i++)
+        if (strcmp(keys[i].name, name) == 0)
+            break;
+    assert_true(i < sizeof keys / sizeof keys[0]);
+    crypto_sign_detached(raw, NULL, (const unsigned char *)msg, (unsigned long long)len,
+                         keys[i].sk);
+    b64url(raw, sizeof raw, sig);
 }
 
 static it_resp *put_key(const it_server *s, const it_phone *p, const char *pub,
@@ -187,7 +166,6 @@ static int has_key(const it_server *s, const it_phone *p)
 
 static void test_signed_approval(void **state)
 {
-    require_openssl();
     it_server *s = *state;
     it_phone phone;
     it_phone_sign_in(s, IT_USER, IT_PASSWORD, NULL, &phone);
@@ -216,7 +194,6 @@ static void test_signed_approval(void **state)
 
 static void test_device_key_registration_errors(void **state)
 {
-    require_openssl();
     it_server *s = *state;
     it_phone phone;
     it_phone_sign_in(s, IT_USER, IT_PASSWORD, NULL, &phone);
@@ -256,7 +233,6 @@ static void test_device_key_registration_errors(void **state)
  * 403 signature_invalid and leaves the request SCANNED. */
 static void test_bad_signatures_change_nothing(void **state)
 {
-    require_openssl();
     it_server *s = *state;
     it_phone phone;
     it_phone_sign_in(s, IT_USER, IT_PASSWORD, NULL, &phone);
@@ -313,7 +289,6 @@ static void test_bad_signatures_change_nothing(void **state)
 
 static void test_signature_without_registered_key(void **state)
 {
-    require_openssl();
     it_server *s = *state;
     it_phone phone;
     it_phone_sign_in(s, IT_USER, IT_PASSWORD, NULL, &phone);
@@ -331,7 +306,6 @@ static void test_signature_without_registered_key(void **state)
 
 static void test_signed_deny(void **state)
 {
-    require_openssl();
     it_server *s = *state;
     it_phone phone;
     it_phone_sign_in(s, IT_USER, IT_PASSWORD, NULL, &phone);
@@ -361,7 +335,6 @@ static void test_signed_deny(void **state)
 /* Replacing the key: signatures by the old key stop working. */
 static void test_replaced_key(void **state)
 {
-    require_openssl();
     it_server *s = *state;
     it_phone phone;
     it_phone_sign_in(s, IT_USER, IT_PASSWORD, NULL, &phone);
@@ -392,5 +365,7 @@ int main(void)
         T(test_replaced_key),
     };
 #undef T
+    if (sodium_init() < 0)
+        return 1;
     return cmocka_run_group_tests_name("integration/device_keys", tests, NULL, NULL);
 }
