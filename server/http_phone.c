@@ -48,7 +48,8 @@ static json_t *read_json(qrl__req *r, enum MHD_Result *ret)
     }
     o = qrl__json_body(r);
     if (o == NULL)
-        *ret = qrl__respond_error(r, 400, "invalid_request", "body must be a JSON object");
+        *ret = qrl__respond_error(r, 400, "invalid_request",
+                                  "body must be one JSON object, without repeated keys");
     return o;
 }
 
