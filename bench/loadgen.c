@@ -196,10 +196,10 @@ enum { C_CLOSED, C_CONNECTING, C_BUSY, C_IDLE };
 struct conn {
     int fd;
     int state;
-    uint32_t src;  /* source IPv4 address (host order); 0 = let the kernel choose */
-    bool pending;  /* a request is queued or in flight */
-    bool complete; /* the last response was read completely */
-    bool failed;   /* connection failed or closed before the response was complete */
+    uint32_t src;     /* source IPv4 address (host order); 0 = let the kernel choose */
+    bool pending;     /* a request is queued or in flight */
+    bool complete;    /* the last response was read completely */
+    bool failed;      /* connection failed or closed before the response was complete */
     bool close_after; /* the server said Connection: close */
     size_t out_len, out_off;
     size_t in_len, hdr_len;
@@ -886,11 +886,10 @@ static void phone_setup(struct phone *ph, const char *user, const char *pwfile)
         usage();
     read_password(pwfile, pw, sizeof pw);
     snprintf(body, sizeof body,
-             "{\"username\":\"%s\",\"password\":\"%s\",\"device_name\":\"bench phone\"}", user,
-             pw);
+             "{\"username\":\"%s\",\"password\":\"%s\",\"device_name\":\"bench phone\"}", user, pw);
     conn_send(&c, fmt_post(&c, "/v1/sessions", "application/json", NULL, body));
-    if (!await(&c, 10) || c.status != 201 || !jstr(resp_body(&c), "session_token", ph->token,
-                                                   sizeof ph->token))
+    if (!await(&c, 10) || c.status != 201 ||
+        !jstr(resp_body(&c), "session_token", ph->token, sizeof ph->token))
         die("phone sign-in failed: status %d: %.200s", c.status, resp_body(&c));
     crypto_sign_keypair(ph->pk, ph->sk);
     sodium_bin2base64(pkb64, sizeof pkb64, ph->pk, sizeof ph->pk,
@@ -929,8 +928,8 @@ static void send_approve(conn *c, const struct phone *ph, const char *ss, long l
         if (*p != '-')
             uc8[k++] = *p;
     uc8[k] = '\0';
-    mlen = snprintf(msg, sizeof msg, "qrlogin-decision-v1\n%lld\napprove\n%s\n%s\n", id, nonce,
-                    uc8);
+    mlen =
+        snprintf(msg, sizeof msg, "qrlogin-decision-v1\n%lld\napprove\n%s\n%s\n", id, nonce, uc8);
     crypto_sign_detached(sig, NULL, (const unsigned char *)msg, (unsigned long long)mlen, ph->sk);
     sodium_bin2base64(sigb64, sizeof sigb64, sig, sizeof sig,
                       sodium_base64_VARIANT_URLSAFE_NO_PADDING);
@@ -1057,8 +1056,8 @@ static int cmd_wake(const struct opts *o)
         continue;
     fail:
         if (errors++ < 5)
-            note("wake sample %ld failed: tv %d, phone %d (%.120s), held %d (%.120s)", i,
-                 tv.status, phc.status, resp_body(&phc), h.status, resp_body(&h));
+            note("wake sample %ld failed: tv %d, phone %d (%.120s), held %d (%.120s)", i, tv.status,
+                 phc.status, resp_body(&phc), h.status, resp_body(&h));
         conn_close(&tv);
         conn_close(&phc);
         conn_close(&h);
@@ -1114,8 +1113,7 @@ static void flow_fail(struct flow *f, conn *c)
 {
     fl.err_by_step[f->step]++;
     if (fl.errors++ < 5)
-        note("flow step %s failed: status %d: %.160s", step_name[f->step], c->status,
-             resp_body(c));
+        note("flow step %s failed: status %d: %.160s", step_name[f->step], c->status, resp_body(c));
     conn_close(&f->tv);
     conn_close(&f->ph);
     if (fl.errors > 1000)
@@ -1130,8 +1128,7 @@ static void flow_done(conn *c)
     flow_record(f->step, c->t_done - c->t_sent);
     switch (f->step) {
     case S_DA:
-        if (!parse_device_auth(c, &f->lr))
-            {
+        if (!parse_device_auth(c, &f->lr)) {
             flow_fail(f, c);
             return;
         }
@@ -1139,8 +1136,7 @@ static void flow_done(conn *c)
         send_claim(&f->ph, &fl.ph, f->lr.ss);
         return;
     case S_CLAIM:
-        if (!parse_claim(c, &f->lr))
-            {
+        if (!parse_claim(c, &f->lr)) {
             flow_fail(f, c);
             return;
         }
@@ -1148,8 +1144,7 @@ static void flow_done(conn *c)
         send_approve(&f->ph, &fl.ph, f->lr.ss, f->lr.id, f->lr.nonce, f->lr.uc);
         return;
     case S_APPROVE:
-        if (c->status != 200)
-            {
+        if (c->status != 200) {
             flow_fail(f, c);
             return;
         }
@@ -1157,8 +1152,7 @@ static void flow_done(conn *c)
         send_token(&f->tv, f->lr.dc, 0);
         return;
     case S_REDEEM:
-        if (c->status != 200 || strstr(resp_body(c), "access_token") == NULL)
-            {
+        if (c->status != 200 || strstr(resp_body(c), "access_token") == NULL) {
             flow_fail(f, c);
             return;
         }

@@ -12,7 +12,7 @@
 # - the same wrk scripts are run against bench/ceiling.c, a trivial libmicrohttpd responder with
 #   qrlogin's daemon flags, and each throughput is also shown as a fraction of that ceiling;
 # - every loop is bounded in count and in time; the whole suite takes about 5 minutes.
-# Knobs (environment): BENCH_RUNS (3), BENCH_DURATION (5 s), BENCH_WARMUP (2 s), BENCH_CONNS
+# Knobs (environment): BENCH_RUNS (5), BENCH_DURATION (5 s), BENCH_WARMUP (2 s), BENCH_CONNS
 # (64 wrk connections), BENCH_THREADS (16 server threads), BENCH_HELD (19000), BENCH_SOURCES
 # (64 client addresses), BENCH_WAKE_BACKGROUND (10000), BENCH_WAKE_SAMPLES (1000),
 # BENCH_FLOW_CONC (256), BENCH_PROFILE=1 (also perf-record the server in each throughput
@@ -24,7 +24,7 @@ BENCH=$ROOT/bench
 BUILD=$ROOT/build/bench
 WORK=$BUILD/run
 
-RUNS=${BENCH_RUNS:-3}
+RUNS=${BENCH_RUNS:-5}
 DURATION=${BENCH_DURATION:-5}
 WARMUP=${BENCH_WARMUP:-2}
 CONNS=${BENCH_CONNS:-64}
@@ -176,12 +176,44 @@ kv() { sed -n "s/^$2=//p" "$1" | tail -1; }
 # bench_field LINE KEY: the value of KEY=... in a "BENCH ..." line of the wrk scripts.
 bench_field() { printf '%s\n' "$1" | tr ' ' '\n' | sed -n "s/^$2=//p"; }
 
-# wrk_once OUTFILE SECONDS PATH SCRIPT [script args]: one wrk run against SERVER_PORT.
+# CPU accounting around a measurement, from /proc: "wall cpu0_busy cpu1_busy server_ticks".
+# The server is pinned to CPU 0, so CPU 0's busy time minus the server's is what other
+# processes took from it: a run with much of that is not a clean measurement.
+cpu_snap() {
+  local busy srv
+  busy=$(awk '$1 == "cpu0" || $1 == "cpu1" { printf "%d ", $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat)
+  srv=$(awk '{ print $14 + $15 }' "/proc/$SERVER_PID/stat" 2>/dev/null || echo 0)
+  echo "$(date +%s.%N) $busy$srv"
+}
+# cpu_diff "SNAP0" "SNAP1": "server% others-on-cpu0% cpu1%" (of one CPU each).
+cpu_diff() {
+  awk -v a="$1" -v b="$2" -v hz="$(getconf CLK_TCK)" 'BEGIN { split(a, x, " "); split(b, y, " ");
+    w = (y[1] - x[1]) * hz; if (w <= 0) w = 1; srv = y[4] - x[4];
+    printf "%.0f %.0f %.0f\n", 100 * srv / w, 100 * (y[2] - x[2] - srv) / w, 100 * (y[3] - x[3]) / w }'
+}
+
+# wrk_once OUTFILE SECONDS PATH SCRIPT [script args]: one wrk run against SERVER_PORT; the CPU
+# use during it goes to OUTFILE.cpu.
 wrk_once() {
-  local out=$1 secs=$2 path=$3 script=$4
+  local out=$1 secs=$2 path=$3 script=$4 c0
   shift 4
+  c0=$(cpu_snap)
   client wrk -t1 -c"$CONNS" -d"${secs}s" --timeout 10s -s "$script" \
     "http://127.0.0.1:$SERVER_PORT$path" -- "$@" >"$out" 2>&1 || true
+  cpu_diff "$c0" "$(cpu_snap)" >"$out.cpu"
+}
+# cpu_summary NAME FILES...: median server CPU % and the worst other load on CPU 0 over runs.
+cpu_summary() {
+  local name=$1 f srv=() oth=() worst=0
+  shift
+  for f in "$@"; do
+    read -r a b _ <"$f.cpu"
+    srv+=("$a")
+    oth+=("$b")
+    [ "$b" -gt "$worst" ] && worst=$b
+  done
+  R[${name}_cpu]=$(median "${srv[@]}")
+  R[${name}_others]=$worst
 }
 rps_of() { sed -n 's/^Requests\/sec:[[:space:]]*//p' "$1"; }
 bench_line_of() { grep '^BENCH ' "$1" | tail -1; }
@@ -218,6 +250,7 @@ scenario_ceiling() {
   done
   R[ceiling_$key]=$(median "${rates[@]}")
   R[ceiling_${key}_runs]="${rates[*]}"
+  cpu_summary "ceiling_$key" $(for i in $(seq 1 "$RUNS"); do echo "$WORK/ceiling-$key-$i.txt"; done)
   log "ceiling ($key script): ${rates[*]} req/s"
 }
 
@@ -255,6 +288,7 @@ run_device_auth() {
   stop_server
   R[device_auth]=$(median "${rates[@]}")
   R[device_auth_runs]="${rates[*]}"
+  cpu_summary device_auth $(for i in $(seq 1 "$RUNS"); do echo "$WORK/device_auth-$i.txt"; done)
   R[device_auth_ok]=$ok
   R[device_auth_bad]=$other
   log "device authorization: ${rates[*]} req/s ($other non-200 or socket errors)"
@@ -299,6 +333,7 @@ run_poll() {
   stop_server
   R[poll]=$(median "${rates[@]}")
   R[poll_runs]="${rates[*]}"
+  cpu_summary poll $(for i in $(seq 1 "$RUNS"); do echo "$WORK/poll-$i.txt"; done)
   R[poll_pending]=$sum_p
   R[poll_slow]=$sum_s
   R[poll_bad]=$sum_o
@@ -373,9 +408,13 @@ run_flows() {
   new_db "$WORK/flows"
   start_qrlogin flows "$WORK/flows/qrlogin.db"
   profile_start flows
+  # CPU is accounted over the whole loadgen run (two Argon2id checks and the warm-up included).
+  local c0
+  c0=$(cpu_snap)
   client "$LOADGEN" flows --port "$SERVER_PORT" --conc "$FLOW_CONC" --user bench \
     --password-file "$WORK/password" --warmup "$WARMUP" --runs "$RUNS" --duration "$DURATION" \
     >"$WORK/flows.txt" 2>"$WORK/flows.log" || true
+  cpu_diff "$c0" "$(cpu_snap)" >"$WORK/flows.txt.cpu"
   profile_stop
   stop_server
   cat "$WORK/flows.log" >&2
@@ -384,6 +423,7 @@ run_flows() {
   done
   R[flows]=$(median "${rates[@]}")
   R[flows_runs]="${rates[*]}"
+  cpu_summary flows "$WORK/flows.txt"
   log "full flows: ${rates[*]} flows/s"
 }
 
@@ -419,26 +459,30 @@ report() {
   printf 'server: %s worker threads on CPU %s; load generators on CPU %s; %s warm-up + %s x %s s runs, median\n' \
     "$THREADS" "$SERVER_CPU" "$CLIENT_CPU" "${WARMUP}s" "$RUNS" "$DURATION"
   echo
-  printf '| %-40s | %-22s | %-12s | %-26s |\n' "measure" "result" "target" "of ceiling"
-  printf '|%s|%s|%s|%s|\n' "$(printf -- '-%.0s' {1..42})" "$(printf -- '-%.0s' {1..24})" \
-    "$(printf -- '-%.0s' {1..14})" "$(printf -- '-%.0s' {1..28})"
-  row() { printf '| %-40s | %-22s | %-12s | %-26s |\n' "$@"; }
-  row "ceiling, device-auth script (req/s)" "$(num "$cd")" "" "runs: ${R[ceiling_device_auth_runs]:-}"
-  row "ceiling, poll script (req/s)" "$(num "$cp")" "" "runs: ${R[ceiling_poll_runs]:-}"
-  row "device authorization (req/s)" "$(num "${R[device_auth]:-}")" "" "$(frac "${R[device_auth]:-}" "$cd")"
-  row "pending poll (req/s)" "$(num "${R[poll]:-}")" "" "$(frac "${R[poll]:-}" "$cp")"
-  row "full flows (flows/s, 4 requests each)" "$(num "$flows")" ">= 3000" \
-    "$(frac "$flows" "$cd") ($(frac "$(awk -v f="$flows" 'BEGIN { print f * 4 }')" "$cd") as req)"
-  row "wake latency p50 / p99 / p999 (ms)" \
-    "$(awk -v a="$(kv "$w" wake_p50_us)" -v b="$(kv "$w" wake_p99_us)" -v c="$(kv "$w" wake_p999_us)" \
-      'BEGIN { printf "%.2f / %.2f / %.2f", a / 1000, b / 1000, c / 1000 }')" "< 1 / < 5" \
-    "$(kv "$w" wake_samples) samples"
-  row "held requests (held / target)" "$(kv "$h" held_unanswered) / $(kv "$h" held_target)" "19000" \
-    "CPU while held $(kv "$h" cpu_pct_while_held) %"
-  row "RSS per held request" "$rss" "<= 10 KiB" \
-    "$(kv "$h" rss_before_kb) -> $(kv "$h" rss_after_kb) KiB"
+  ms3() { awk -v a="$(kv "$w" "${1}_p50_us")" -v b="$(kv "$w" "${1}_p99_us")" \
+    -v c="$(kv "$w" "${1}_p999_us")" 'BEGIN { printf "%.2f / %.2f / %.2f", a / 1000, b / 1000, c / 1000 }'; }
+  cpu() { [ -n "${R[${1}_cpu]:-}" ] && echo "${R[${1}_cpu]} % (others ${R[${1}_others]} %)"; }
+  row() { printf '| %-44s | %-20s | %-10s | %-22s | %-22s |\n' "$@"; }
+  row "measure" "result" "target" "of ceiling" "server CPU 0 (others)"
+  printf '|%s|%s|%s|%s|%s|\n' "$(printf -- '-%.0s' {1..46})" "$(printf -- '-%.0s' {1..22})" \
+    "$(printf -- '-%.0s' {1..12})" "$(printf -- '-%.0s' {1..24})" "$(printf -- '-%.0s' {1..24})"
+  row "ceiling, device-auth script (req/s)" "$(num "$cd")" "" "1" "$(cpu ceiling_device_auth)"
+  row "ceiling, poll script (req/s)" "$(num "$cp")" "" "1" "$(cpu ceiling_poll)"
+  row "device authorization (req/s)" "$(num "${R[device_auth]:-}")" "" \
+    "$(frac "${R[device_auth]:-}" "$cd")" "$(cpu device_auth)"
+  row "pending poll (req/s)" "$(num "${R[poll]:-}")" "" "$(frac "${R[poll]:-}" "$cp")" "$(cpu poll)"
+  row "full flows (flows/s; 4 HTTP requests each)" "$(num "$flows")" ">= 3000" \
+    "$(frac "$flows" "$cd") (req: $(frac "$(awk -v f="$flows" 'BEGIN { print f * 4 }')" "$cd"))" \
+    "$(cpu flows)"
+  row "wake latency p50 / p99 / p999 (ms)" "$(ms3 wake)" "<1 / <5" "" ""
+  row "  approve sent -> tokens p50 / p99 / p999 (ms)" "$(ms3 approvewake)" "" "" ""
+  row "  claim answered -> scanned p50/p99/p999 (ms)" "$(ms3 scanwake)" "" "" ""
+  row "held requests (held / opened)" "$(kv "$h" held_unanswered) / $(kv "$h" held_target)" \
+    "19000" "" "$(kv "$h" cpu_pct_while_held) % while held"
+  row "RSS per held request" "$rss" "<= 10 KiB" "" ""
   echo
   echo "details:"
+  echo "  ceiling runs (req/s): device-auth script ${R[ceiling_device_auth_runs]:-}; poll script ${R[ceiling_poll_runs]:-}"
   echo "  device authorization runs (req/s): ${R[device_auth_runs]:-}; non-200 answers or socket errors: ${R[device_auth_bad]:-}"
   echo "  pending poll runs (req/s): ${R[poll_runs]:-}; $((${R[poll_codes]:-0})) distinct device codes;" \
     "answers: ${R[poll_pending]:-} authorization_pending, ${R[poll_slow]:-} slow_down ($slowpct), ${R[poll_bad]:-} other;" \
@@ -453,10 +497,13 @@ report() {
   echo "    approve sent -> held token response: p50 / p99 / p999 $(kv "$w" approvewake_p50_us) / $(kv "$w" approvewake_p99_us) / $(kv "$w" approvewake_p999_us) us"
   echo "    claim response -> held \"scanned\" answer: p50 / p99 / p999 $(kv "$w" scanwake_p50_us) / $(kv "$w" scanwake_p99_us) / $(kv "$w" scanwake_p999_us) us"
   echo "  held: $(kv "$h" held_sent) sent in $(kv "$h" open_seconds) s, $(kv "$h" held_answered_early) answered early," \
-    "$(kv "$h" held_failed) failed, $(kv "$h" connect_errors) connect errors; CPU $(kv "$h" cpu_ticks_while_held) ticks in $(kv "$h" cpu_window_s) s"
+    "$(kv "$h" held_failed) failed, $(kv "$h" connect_errors) connect errors; CPU $(kv "$h" cpu_ticks_while_held) ticks in $(kv "$h" cpu_window_s) s;" \
+    "VmRSS $(kv "$h" rss_before_kb) KiB before, $(kv "$h" rss_after_kb) KiB after"
   echo "    at server shutdown: $(kv "$h" shutdown_pending_answers) answered authorization_pending," \
     "$(kv "$h" shutdown_other_answers) other answers, $(kv "$h" shutdown_closed_unanswered) closed without an answer"
   echo "    server options: ${HELD_FLAGS[*]:-} ${HELD_ENV[*]:-}"
+  echo "  server CPU 0 (others): the server's use of CPU 0 during the timed runs (median) and the"
+  echo "    most that other processes took of CPU 0 in any run; above ~10 % the machine was not quiet."
   if [ "$PROFILE" = 1 ]; then
     echo "  perf profiles: $WORK/*.perf.data (perf report -i FILE --no-children)"
   fi

@@ -1303,8 +1303,12 @@ static void test_durability_sigkill(void **state)
     pid_t pid;
 
     /* The parent keeps no connection to this file across the fork: SQLite connections must not
-     * cross a fork, and the child must be the only writer. */
+     * cross a fork, and the child must be the only writer. It has no other threads either (the
+     * fixture's store, with its writer and checkpoint threads, is closed first): a lock held by
+     * another thread at the fork would stay locked forever in the child. */
     snprintf(path, sizeof path, "%s/durable.db", f->dir);
+    f->st->m->close(f->st);
+    f->st = NULL;
     fflush(NULL);
     pid = fork();
     assert_true(pid >= 0);
@@ -1328,7 +1332,7 @@ static void test_durability_sigkill(void **state)
     assert_int_equal(qrl_store_sqlite_open(path, &st, NULL, 0), QRL_OK);
     assert_int_equal(st->m->account_by_name(st, "survivor", &a), QRL_OK);
     assert_int_equal(a.created_ms, T0);
-    st->m->close(st);
+    f->st = st; /* closed by the teardown */
 }
 
 /* --- version 2: device keys and nonces ------------------------------------------------------- */
