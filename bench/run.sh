@@ -202,21 +202,26 @@ wrk_once() {
     "http://127.0.0.1:$SERVER_PORT$path" -- "$@" >"$out" 2>&1 || true
   cpu_diff "$c0" "$(cpu_snap)" >"$out.cpu"
 }
-# cpu_summary NAME FILES...: median server CPU % and the worst other load on CPU 0 over runs.
+# cpu_summary NAME FILES...: over the runs whose outputs are FILES (each with FILE.cpu and a
+# rate: wrk's Requests/sec or loadgen's flows), the median server CPU %, the most other processes
+# took of CPU 0, the median CPU 1 use, and the median rate per second of server CPU time.
 cpu_summary() {
-  local name=$1 f srv=() oth=() worst=0
+  local name=$1 f a b c rate srv=() c1=() eff=() worst=0
   shift
   for f in "$@"; do
-    read -r a b _ <"$f.cpu"
+    read -r a b c <"$f.cpu"
+    rate=$(rps_of "$f")
+    [ -z "$rate" ] && rate=${R[$name]:-0}
     srv+=("$a")
-    oth+=("$b")
+    c1+=("$c")
+    eff+=("$(awk -v r="$rate" -v s="$a" 'BEGIN { if (s > 0) printf "%.0f", r * 100 / s; else print 0 }')")
     [ "$b" -gt "$worst" ] && worst=$b
   done
   R[${name}_cpu]=$(median "${srv[@]}")
   R[${name}_others]=$worst
+  R[${name}_cpu1]=$(median "${c1[@]}")
+  R[${name}_eff]=$(median "${eff[@]}")
 }
-rps_of() { sed -n 's/^Requests\/sec:[[:space:]]*//p' "$1"; }
-bench_line_of() { grep '^BENCH ' "$1" | tail -1; }
 
 # profile_start NAME / profile_stop: optional perf record of the server during one run.
 PERF_PID=""
@@ -462,12 +467,12 @@ report() {
   ms3() { awk -v a="$(kv "$w" "${1}_p50_us")" -v b="$(kv "$w" "${1}_p99_us")" \
     -v c="$(kv "$w" "${1}_p999_us")" 'BEGIN { printf "%.2f / %.2f / %.2f", a / 1000, b / 1000, c / 1000 }'; }
   cpu() { [ -n "${R[${1}_cpu]:-}" ] && echo "${R[${1}_cpu]} % (others ${R[${1}_others]} %)"; }
-  row() { printf '| %-44s | %-20s | %-10s | %-22s | %-22s |\n' "$@"; }
+  row() { printf '| %-46s | %-20s | %-10s | %-22s | %-22s |\n' "$@"; }
   row "measure" "result" "target" "of ceiling" "server CPU 0 (others)"
-  printf '|%s|%s|%s|%s|%s|\n' "$(printf -- '-%.0s' {1..46})" "$(printf -- '-%.0s' {1..22})" \
+  printf '|%s|%s|%s|%s|%s|\n' "$(printf -- '-%.0s' {1..48})" "$(printf -- '-%.0s' {1..22})" \
     "$(printf -- '-%.0s' {1..12})" "$(printf -- '-%.0s' {1..24})" "$(printf -- '-%.0s' {1..24})"
-  row "ceiling, device-auth script (req/s)" "$(num "$cd")" "" "1" "$(cpu ceiling_device_auth)"
-  row "ceiling, poll script (req/s)" "$(num "$cp")" "" "1" "$(cpu ceiling_poll)"
+  row "ceiling, device-auth script (req/s)" "$(num "$cd")" "" "100 %" "$(cpu ceiling_device_auth)"
+  row "ceiling, poll script (req/s)" "$(num "$cp")" "" "100 %" "$(cpu ceiling_poll)"
   row "device authorization (req/s)" "$(num "${R[device_auth]:-}")" "" \
     "$(frac "${R[device_auth]:-}" "$cd")" "$(cpu device_auth)"
   row "pending poll (req/s)" "$(num "${R[poll]:-}")" "" "$(frac "${R[poll]:-}" "$cp")" "$(cpu poll)"
@@ -504,6 +509,11 @@ report() {
   echo "    server options: ${HELD_FLAGS[*]:-} ${HELD_ENV[*]:-}"
   echo "  server CPU 0 (others): the server's use of CPU 0 during the timed runs (median) and the"
   echo "    most that other processes took of CPU 0 in any run; above ~10 % the machine was not quiet."
+  local k
+  for k in ceiling_device_auth ceiling_poll device_auth poll flows; do
+    [ -n "${R[${k}_cpu]:-}" ] || continue
+    echo "    $k: per second of server CPU ${R[${k}_eff]}; CPU 1 (load generator and others) ${R[${k}_cpu1]} %"
+  done
   if [ "$PROFILE" = 1 ]; then
     echo "  perf profiles: $WORK/*.perf.data (perf report -i FILE --no-children)"
   fi

@@ -64,7 +64,11 @@ typedef struct qrl__req {
 
 /* --- http_util.c --- */
 enum qrl__errctx { QRL__CTX_OAUTH, QRL__CTX_API };
+/* Answers with a JSON body (reference stolen) and the common security headers; `extra` is
+ * NULL or a NULL-terminated list of header name/value pairs. The body is wiped when freed. */
 enum MHD_Result qrl__respond_json(qrl__req *r, unsigned status, json_t *body);
+enum MHD_Result qrl__respond_json_hdr(qrl__req *r, unsigned status, json_t *body,
+                                      const char *const *extra);
 enum MHD_Result qrl__respond_error(qrl__req *r, unsigned status, const char *code,
                                    const char *desc);
 /* Maps a core error through the one error table. */

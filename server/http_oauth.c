@@ -131,30 +131,10 @@ static enum MHD_Result answer_tokens(qrl__req *r, const qrl_tokens *t, const cha
     json_t *o =
         json_pack("{s:s, s:s, s:I, s:s}", "access_token", t->access_token, "token_type", "Bearer",
                   "expires_in", (json_int_t)t->expires_in_s, "refresh_token", t->refresh_token);
-    char *text;
-    struct MHD_Response *resp;
-    enum MHD_Result ret;
 
     if (o != NULL && t->scope[0] != '\0')
         json_object_set_new(o, "scope", json_string(t->scope));
-    text = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
-    json_decref(o);
-    if (text == NULL)
-        return MHD_NO;
-    resp = MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_COPY);
-    sodium_memzero(text, strlen(text));
-    free(text);
-    if (resp == NULL)
-        return MHD_NO;
-    MHD_add_response_header(resp, "Content-Type", "application/json");
-    MHD_add_response_header(resp, "Cache-Control", "no-store");
-    MHD_add_response_header(resp, "Pragma", "no-cache");
-    for (size_t i = 0; hdr != NULL && hdr[i] != NULL; i += 2)
-        MHD_add_response_header(resp, hdr[i], hdr[i + 1]);
-    r->status = 200;
-    ret = MHD_queue_response(r->conn, 200, resp);
-    MHD_destroy_response(resp);
-    return ret;
+    return qrl__respond_json_hdr(r, 200, o, hdr);
 }
 
 /* Builds the final answer of a device-code grant request. */
@@ -209,27 +189,7 @@ static enum MHD_Result device_code_answer(qrl__req *r, qrl_err rc, qrl_poll_resu
     default:
         return qrl__respond_err(r, rc, QRL__CTX_OAUTH);
     }
-    if (o == NULL)
-        return MHD_NO;
-    char *text = json_dumps(o, JSON_COMPACT);
-    json_decref(o);
-    if (text == NULL)
-        return MHD_NO;
-    struct MHD_Response *resp =
-        MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
-    if (resp == NULL) {
-        free(text);
-        return MHD_NO;
-    }
-    MHD_add_response_header(resp, "Content-Type", "application/json");
-    MHD_add_response_header(resp, "Cache-Control", "no-store");
-    MHD_add_response_header(resp, "Pragma", "no-cache");
-    if (hdr[0] != NULL)
-        MHD_add_response_header(resp, hdr[0], hdr[1]);
-    r->status = 400;
-    ret = MHD_queue_response(r->conn, 400, resp);
-    MHD_destroy_response(resp);
-    return ret;
+    return qrl__respond_json_hdr(r, 400, o, hdr);
 }
 
 /* Runs the grant, holding the request while the core says it may. */

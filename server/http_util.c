@@ -13,6 +13,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include <sodium.h>
+
 #include "http.h"
 
 /* The one table mapping core errors to HTTP: the phone API's status and code, and the OAuth
@@ -76,9 +78,15 @@ static enum MHD_Result queue(qrl__req *r, unsigned status, struct MHD_Response *
     return ret;
 }
 
-/* Extra headers for the next response, set by handlers (Allow, WWW-Authenticate, ...). Kept on
- * the stack of the handler that calls qrl__respond_json_h. */
-static enum MHD_Result respond_json_h(qrl__req *r, unsigned status, json_t *body,
+/* Frees a response body after wiping it: bodies carry tokens, device codes and session tokens,
+ * which must not linger in freed memory. */
+static void zero_free(void *text)
+{
+    sodium_memzero(text, strlen(text));
+    free(text);
+}
+
+enum MHD_Result qrl__respond_json_hdr(qrl__req *r, unsigned status, json_t *body,
                                       const char *const *extra)
 {
     char *text = body != NULL ? json_dumps(body, JSON_COMPACT) : NULL;
@@ -87,9 +95,9 @@ static enum MHD_Result respond_json_h(qrl__req *r, unsigned status, json_t *body
     json_decref(body);
     if (text == NULL)
         return MHD_NO;
-    resp = MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
+    resp = MHD_create_response_from_buffer_with_free_callback(strlen(text), text, zero_free);
     if (resp == NULL) {
-        free(text);
+        zero_free(text);
         return MHD_NO;
     }
     MHD_add_response_header(resp, "Content-Type", "application/json");
@@ -98,7 +106,7 @@ static enum MHD_Result respond_json_h(qrl__req *r, unsigned status, json_t *body
 
 enum MHD_Result qrl__respond_json(qrl__req *r, unsigned status, json_t *body)
 {
-    return respond_json_h(r, status, body, NULL);
+    return qrl__respond_json_hdr(r, status, body, NULL);
 }
 
 enum MHD_Result qrl__respond_empty(qrl__req *r, unsigned status)
@@ -134,7 +142,7 @@ enum MHD_Result qrl__respond_error(qrl__req *r, unsigned status, const char *cod
         extra[n++] = "Retry-After";
         extra[n++] = "1";
     }
-    return respond_json_h(r, status, o, extra);
+    return qrl__respond_json_hdr(r, status, o, extra);
 }
 
 enum MHD_Result qrl__respond_err(qrl__req *r, qrl_err e, enum qrl__errctx ctx)

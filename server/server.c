@@ -97,25 +97,12 @@ static enum MHD_Result dispatch(qrl__req *r)
                      allow[0] ? ", " : "", routes[i].method);
     }
     if (allow[0] != '\0') {
-        json_t *o = json_pack("{s:s, s:s}", "error", "method_not_allowed", "error_description",
-                              "method not allowed for this path");
-        struct MHD_Response *resp;
-        char *text = json_dumps(o, JSON_COMPACT);
-        json_decref(o);
-        if (text == NULL)
-            return MHD_NO;
-        resp = MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
-        if (resp == NULL) {
-            free(text);
-            return MHD_NO;
-        }
-        MHD_add_response_header(resp, "Content-Type", "application/json");
-        MHD_add_response_header(resp, "Cache-Control", "no-store");
-        MHD_add_response_header(resp, "Allow", allow);
-        r->status = 405;
-        enum MHD_Result ret = MHD_queue_response(r->conn, 405, resp);
-        MHD_destroy_response(resp);
-        return ret;
+        const char *extra[] = {"Allow", allow, NULL};
+        return qrl__respond_json_hdr(r, 405,
+                                     json_pack("{s:s, s:s}", "error", "method_not_allowed",
+                                               "error_description",
+                                               "method not allowed for this path"),
+                                     extra);
     }
     r->route = "unknown";
     return qrl__respond_error(r, 404, "not_found", "no such endpoint");
