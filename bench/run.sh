@@ -11,7 +11,7 @@
 # - throughput: one warm-up run, then BENCH_RUNS timed runs; the table shows the median;
 # - the same wrk scripts are run against bench/ceiling.c, a trivial libmicrohttpd responder with
 #   qrlogin's daemon flags, and each throughput is also shown as a fraction of that ceiling;
-# - every loop is bounded in count and in time; the whole suite takes about 5 minutes.
+# - every loop is bounded in count and in time; the whole suite takes about 4 minutes.
 # Knobs (environment): BENCH_RUNS (5), BENCH_DURATION (5 s), BENCH_WARMUP (2 s), BENCH_CONNS
 # (64 wrk connections), BENCH_THREADS (16 server threads), BENCH_HELD (19000), BENCH_SOURCES
 # (64 client addresses), BENCH_WAKE_BACKGROUND (10000), BENCH_WAKE_SAMPLES (1000),
@@ -539,6 +539,13 @@ main() {
   fi
   head -c 18 /dev/urandom | base64 | tr -d '/+=' >"$WORK/password"
   held_flags
+  local c0 busy
+  c0=$(cpu_snap)
+  sleep 1
+  busy=$(cpu_diff "$c0" "$(cpu_snap)")
+  log "CPU 0 / CPU 1 busy before the run: $(echo "$busy" | awk '{ print $2 " % / " $3 " %" }')"
+  echo "$busy" | awk '{ exit !($2 > 10 || $3 > 10) }' &&
+    log "warning: the machine is not quiet; see the 'others' column before trusting the numbers"
 
   run_ceiling
   run_device_auth

@@ -31,6 +31,10 @@ void qrl_cli_resp_report(const char *what, const qrl_cli_resp *r);
 bool qrl_cli_qr_decode_png(const char *path, char *out, size_t len, char *err, size_t errlen);
 /* Reads one answer key from the terminal (raw, one keystroke) or a line from stdin. */
 int qrl_cli_read_key(const char *prompt);
+/* Where a terminal role keeps its state: `explicit_path` (an option) when given, else the
+ * environment variable `env`, else $XDG_CONFIG_HOME/qrlogin/<file> or ~/.config/qrlogin/<file>. */
+void qrl_cli_state_path(const char *explicit_path, const char *env, const char *file, char *out,
+                        size_t len);
 /* Writes `text` to `path` with mode 0600 (creating directories 0700), atomically. */
 bool qrl_cli_write_private(const char *path, const char *text, char *err, size_t errlen);
 

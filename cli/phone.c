@@ -44,16 +44,7 @@ static void phone_usage(FILE *f)
 
 static void config_path(const struct phone_opts *o, char *out, size_t len)
 {
-    const char *xdg = getenv("XDG_CONFIG_HOME"), *home = getenv("HOME");
-
-    if (o->config != NULL)
-        snprintf(out, len, "%s", o->config);
-    else if (getenv("QRLOGIN_PHONE_CONFIG") != NULL)
-        snprintf(out, len, "%s", getenv("QRLOGIN_PHONE_CONFIG"));
-    else if (xdg != NULL && xdg[0] != '\0')
-        snprintf(out, len, "%s/qrlogin/phone.json", xdg);
-    else
-        snprintf(out, len, "%s/.config/qrlogin/phone.json", home != NULL ? home : ".");
+    qrl_cli_state_path(o->config, "QRLOGIN_PHONE_CONFIG", "phone.json", out, len);
 }
 
 static json_t *config_load(const struct phone_opts *o)

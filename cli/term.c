@@ -81,3 +81,18 @@ bool qrl_cli_write_private(const char *path, const char *text, char *err, size_t
     }
     return true;
 }
+
+void qrl_cli_state_path(const char *explicit_path, const char *env, const char *file, char *out,
+                        size_t len)
+{
+    const char *xdg = getenv("XDG_CONFIG_HOME"), *home = getenv("HOME");
+
+    if (explicit_path != NULL)
+        snprintf(out, len, "%s", explicit_path);
+    else if (getenv(env) != NULL && getenv(env)[0] != '\0')
+        snprintf(out, len, "%s", getenv(env));
+    else if (xdg != NULL && xdg[0] != '\0')
+        snprintf(out, len, "%s/qrlogin/%s", xdg, file);
+    else
+        snprintf(out, len, "%s/.config/qrlogin/%s", home != NULL ? home : ".", file);
+}

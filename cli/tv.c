@@ -57,16 +57,7 @@ static void tv_usage(FILE *f)
 
 static void cred_path(const struct tv_opts *o, char *out, size_t len)
 {
-    const char *xdg = getenv("XDG_CONFIG_HOME"), *home = getenv("HOME");
-
-    if (o->credentials != NULL)
-        snprintf(out, len, "%s", o->credentials);
-    else if (getenv("QRLOGIN_TV_CREDENTIALS") != NULL)
-        snprintf(out, len, "%s", getenv("QRLOGIN_TV_CREDENTIALS"));
-    else if (xdg != NULL && xdg[0] != '\0')
-        snprintf(out, len, "%s/qrlogin/tv.json", xdg);
-    else
-        snprintf(out, len, "%s/.config/qrlogin/tv.json", home != NULL ? home : ".");
+    qrl_cli_state_path(o->credentials, "QRLOGIN_TV_CREDENTIALS", "tv.json", out, len);
 }
 
 static void write_png(struct tv_state *s)
