@@ -133,6 +133,18 @@ static int parse_opts(int argc, char **argv, struct serve_opts *o)
         case 'D':
             o->demo = 1;
             break;
+        case 'M':
+            mc = optarg;
+            break;
+        case 'm':
+            cm = optarg;
+            break;
+        case 'T':
+            ct = optarg;
+            break;
+        case 'P':
+            pi = optarg;
+            break;
         case 'h':
             serve_usage(stdout);
             return 0;

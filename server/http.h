@@ -8,6 +8,7 @@
 
 #include <jansson.h>
 #include <microhttpd.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 
 #include "qrlogin/core.h"
@@ -24,6 +25,9 @@ struct qrl_server {
     struct MHD_Daemon *daemon;
     struct qrl__hub *hub;
     unsigned short port;
+    /* Held requests not answered yet (suspended, or resumed and not yet completed): shutdown
+     * waits for it to reach 0 so that every held screen gets an answer. */
+    _Atomic long held_live;
 };
 
 /* Form parameters (application/x-www-form-urlencoded), decoded. */

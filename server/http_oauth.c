@@ -214,6 +214,8 @@ static enum MHD_Result device_code_run(qrl__req *r, unsigned flags)
         }
         qrl_err w = qrl__hub_wait(r->srv->hub, r, res.lr_id, r->deadline_mono_ms, seq);
         if (w == QRL_OK) {
+            if (!r->held)
+                atomic_fetch_add(&r->srv->held_live, 1);
             r->held = true;
             return MHD_YES;
         }

@@ -186,6 +186,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         fprintf(stderr, "qrlogin: %s %s %s %d\n", r->address, r->method,
                 r->route != NULL ? r->route : "-", r->status);
     qrl__hub_cancel(srv->hub, r);
+    if (r->held)
+        atomic_fetch_sub(&srv->held_live, 1);
     sodium_memzero(r->device_code, sizeof r->device_code);
     sodium_memzero(&r->handed_tokens, sizeof r->handed_tokens);
     if (r->body != NULL)
@@ -329,19 +331,25 @@ const char *qrl_server_public_url(const qrl_server *srv)
     return srv->public_url;
 }
 
+/* Longest shutdown waits for held requests to be answered. */
+#define STOP_WAIT_MS 10000
+
 void qrl_server_stop(qrl_server *srv)
 {
     if (srv == NULL)
         return;
     if (srv->daemon != NULL) {
         /* libmicrohttpd must not be stopped with suspended connections: answer every held
-         * request first (they get the normal pending answer), then give the workers a moment
-         * to send those answers. New holds are refused from here on. */
+         * request first (they get the normal pending answer) and wait until the workers have
+         * sent those answers. New holds are refused from here on. */
         MHD_socket ls = MHD_quiesce_daemon(srv->daemon);
         if (ls != MHD_INVALID_SOCKET)
             close(ls);
         qrl__hub_wake_all(srv->hub, true);
-        usleep(50000);
+        /* Every held request now gets its answer on a worker; wait for them all (bounded, in
+         * case a client does not read its answer). */
+        for (int i = 0; i < STOP_WAIT_MS / 10 && atomic_load(&srv->held_live) > 0; i++)
+            usleep(10000);
         MHD_stop_daemon(srv->daemon);
     }
     qrl__hub_free(srv->hub);
