@@ -66,9 +66,24 @@ bool qrl__secret_has_prefix(const char *s, const char *prefix)
 
 void qrl__user_code_new(char out[QRL_USER_CODE_LEN + 1])
 {
-    for (int i = 0; i < QRL_USER_CODE_LEN; i++)
-        out[i] = user_code_alphabet[randombytes_uniform(sizeof user_code_alphabet - 1)];
+    /* One draw from the CSPRNG for the whole code (each draw is a system call with libsodium
+     * 1.0.18). Bytes of 240 and above are rejected so that every letter is exactly equally
+     * likely (240 = 12 x 20); 32 bytes run out with probability ~1e-20, then we draw again. */
+    unsigned char raw[32];
+    size_t used = sizeof raw;
+    int n = 0;
+
+    while (n < QRL_USER_CODE_LEN) {
+        if (used == sizeof raw) {
+            randombytes_buf(raw, sizeof raw);
+            used = 0;
+        }
+        unsigned char b = raw[used++];
+        if (b < 240)
+            out[n++] = user_code_alphabet[b % (sizeof user_code_alphabet - 1)];
+    }
     out[QRL_USER_CODE_LEN] = '\0';
+    sodium_memzero(raw, sizeof raw);
 }
 
 qrl_err qrl_user_code_normalize(const char *in, char *out)

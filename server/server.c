@@ -286,7 +286,7 @@ qrl_err qrl_server_listen(qrl_server *srv, qrl_core *core, char *errbuf, size_t 
     /* Durable writes wait for a group commit (one fsync for many writes, lib/store); a worker
      * blocked there costs no CPU, and more workers mean bigger groups. */
     if (threads == 0)
-        threads = 16;
+        threads = 64;
     srv->core = core;
     srv->daemon = MHD_start_daemon(
         flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,

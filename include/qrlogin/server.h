@@ -23,7 +23,7 @@ typedef struct qrl_server_config {
     unsigned short port;              /* 0 = any free port */
     const char *public_url;           /* issuer; NULL = http://<listen>:<port> */
     const char *introspection_secret; /* NULL or "" disables introspection */
-    unsigned threads;                 /* worker threads; 0 = 16 (writes block on group commit) */
+    unsigned threads;                 /* worker threads; 0 = 64 (writes block on group commit) */
     unsigned connection_limit;        /* 0 = open-file limit minus a reserve */
     size_t connection_memory;         /* per-connection buffer; 0 = 8 KiB */
     unsigned connection_timeout_s;    /* idle timeout of non-held connections; 0 = 30 */
