@@ -136,9 +136,11 @@ static int64_t pct(const int64_t *v, size_t n, double p)
     return v[k - 1];
 }
 
-static long long proc_rss_kb(int pid)
+/* A "Name:   N kB" field of /proc/<pid>/status (VmRSS, RssAnon, RssFile), in KiB; -1 if absent. */
+static long long proc_status_kb(int pid, const char *field)
 {
     char path[64], line[256];
+    size_t flen = strlen(field);
     long long kb = -1;
     FILE *f;
 
@@ -147,8 +149,8 @@ static long long proc_rss_kb(int pid)
     if (f == NULL)
         return -1;
     while (fgets(line, sizeof line, f) != NULL)
-        if (strncmp(line, "VmRSS:", 6) == 0)
-            kb = strtoll(line + 6, NULL, 10);
+        if (strncmp(line, field, flen) == 0 && line[flen] == ':')
+            kb = strtoll(line + flen + 1, NULL, 10);
     fclose(f);
     return kb;
 }
@@ -795,7 +797,7 @@ static int cmd_held(const struct opts *o)
     code_t *codes;
     conn *cs;
     int64_t t0 = now_ns(), until = t0 + (int64_t)(o->time_limit * 1e9);
-    long long rss0, rss1, cpu0, cpu1;
+    long long rss0, rss1, anon0, anon1, file0, file1, cpu0, cpu1;
     long sent, unanswered;
     double window, cpu_pct;
     bool stop = false;
@@ -814,7 +816,9 @@ static int cmd_held(const struct opts *o)
     warm_polls(codes, o->warm_polls);
     note("held: %ld warm-up polls (%ld pending answers, %ld other)", wp.done, wp.ok, wp.other);
     ev_run(now_ns() + 1000000000, &stop);
-    rss0 = proc_rss_kb(o->pid);
+    rss0 = proc_status_kb(o->pid, "VmRSS");
+    anon0 = proc_status_kb(o->pid, "RssAnon");
+    file0 = proc_status_kb(o->pid, "RssFile");
 
     sent = open_holds(cs, codes + o->warm_polls, o->n, o->sources, (int)o->wait_s, until);
     double open_s = (double)(now_ns() - t0) / 1e9;
@@ -822,7 +826,9 @@ static int cmd_held(const struct opts *o)
          o->settle);
     ev_run(now_ns() + (int64_t)(o->settle * 1e9), &stop);
 
-    rss1 = proc_rss_kb(o->pid);
+    rss1 = proc_status_kb(o->pid, "VmRSS");
+    anon1 = proc_status_kb(o->pid, "RssAnon");
+    file1 = proc_status_kb(o->pid, "RssFile");
     cpu0 = proc_cpu_ticks(o->pid);
     int64_t w0 = now_ns();
     ev_run(now_ns() + (int64_t)(o->cpu_window * 1e9), &stop);
@@ -834,10 +840,14 @@ static int cmd_held(const struct opts *o)
     printf("held_target=%ld\nheld_sent=%ld\nheld_unanswered=%ld\nheld_answered_early=%ld\n"
            "held_failed=%ld\nconnect_errors=%lld\nclosed_early=%lld\nopen_seconds=%.2f\n"
            "rss_before_kb=%lld\nrss_after_kb=%lld\nrss_per_held_bytes=%.0f\n"
-           "cpu_ticks_while_held=%lld\ncpu_window_s=%.2f\ncpu_pct_while_held=%.2f\n",
+           "cpu_ticks_while_held=%lld\ncpu_window_s=%.2f\ncpu_pct_while_held=%.2f\n"
+           "rss_anon_before_kb=%lld\nrss_anon_after_kb=%lld\nrss_anon_per_held_bytes=%.0f\n"
+           "rss_file_before_kb=%lld\nrss_file_after_kb=%lld\n",
            o->n, sent, unanswered, hs.answered, hs.failed, g_conn_errors, g_closed_early, open_s,
            rss0, rss1, unanswered > 0 ? (double)(rss1 - rss0) * 1024.0 / (double)unanswered : 0.0,
-           cpu1 - cpu0, window, cpu_pct);
+           cpu1 - cpu0, window, cpu_pct, anon0, anon1,
+           unanswered > 0 ? (double)(anon1 - anon0) * 1024.0 / (double)unanswered : 0.0, file0,
+           file1);
     fflush(stdout);
 
     if (o->shutdown_check) {

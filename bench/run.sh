@@ -13,7 +13,8 @@
 #   qrlogin's daemon flags, and each throughput is also shown as a fraction of that ceiling;
 # - every loop is bounded in count and in time; the whole suite takes about 4 minutes.
 # Knobs (environment): BENCH_RUNS (5), BENCH_DURATION (5 s), BENCH_WARMUP (2 s), BENCH_CONNS
-# (64 wrk connections), BENCH_THREADS (16 server threads), BENCH_HELD (19000), BENCH_SOURCES
+# (64 wrk connections), BENCH_THREADS (server worker threads, also the ceiling's; default: what
+# qrlogin serve uses by default), BENCH_HELD (19000), BENCH_SOURCES
 # (64 client addresses), BENCH_WAKE_BACKGROUND (10000), BENCH_WAKE_SAMPLES (1000),
 # BENCH_FLOW_CONC (256), BENCH_PROFILE=1 (also perf-record the server in each throughput
 # scenario), BENCH_QUICK=1 (a small, fast smoke run; its numbers are not the benchmark).
@@ -28,7 +29,7 @@ RUNS=${BENCH_RUNS:-5}
 DURATION=${BENCH_DURATION:-5}
 WARMUP=${BENCH_WARMUP:-2}
 CONNS=${BENCH_CONNS:-64}
-THREADS=${BENCH_THREADS:-16}
+THREADS=${BENCH_THREADS:-} # default: qrlogin serve's own default, read from its --help
 HELD=${BENCH_HELD:-19000}
 SOURCES=${BENCH_SOURCES:-64}
 WAKE_BG=${BENCH_WAKE_BACKGROUND:-10000}
@@ -202,6 +203,16 @@ wrk_once() {
     "http://127.0.0.1:$SERVER_PORT$path" -- "$@" >"$out" 2>&1 || true
   cpu_diff "$c0" "$(cpu_snap)" >"$out.cpu"
 }
+rps_of() { sed -n 's/^Requests\/sec:[[:space:]]*//p' "$1"; }
+bench_line_of() { grep '^BENCH ' "$1" | tail -1; }
+
+# run_files PREFIX: sets RUN_FILES to the outputs of the timed runs, PREFIX-1.txt ...
+run_files() {
+  local i
+  RUN_FILES=()
+  for i in $(seq 1 "$RUNS"); do RUN_FILES+=("$1-$i.txt"); done
+}
+
 # cpu_summary NAME FILES...: over the runs whose outputs are FILES (each with FILE.cpu and a
 # rate: wrk's Requests/sec or loadgen's flows), the median server CPU %, the most other processes
 # took of CPU 0, the median CPU 1 use, and the median rate per second of server CPU time.
@@ -255,7 +266,8 @@ scenario_ceiling() {
   done
   R[ceiling_$key]=$(median "${rates[@]}")
   R[ceiling_${key}_runs]="${rates[*]}"
-  cpu_summary "ceiling_$key" $(for i in $(seq 1 "$RUNS"); do echo "$WORK/ceiling-$key-$i.txt"; done)
+  run_files "$WORK/ceiling-$key"
+  cpu_summary "ceiling_$key" "${RUN_FILES[@]}"
   log "ceiling ($key script): ${rates[*]} req/s"
 }
 
@@ -293,7 +305,8 @@ run_device_auth() {
   stop_server
   R[device_auth]=$(median "${rates[@]}")
   R[device_auth_runs]="${rates[*]}"
-  cpu_summary device_auth $(for i in $(seq 1 "$RUNS"); do echo "$WORK/device_auth-$i.txt"; done)
+  run_files "$WORK/device_auth"
+  cpu_summary device_auth "${RUN_FILES[@]}"
   R[device_auth_ok]=$ok
   R[device_auth_bad]=$other
   log "device authorization: ${rates[*]} req/s ($other non-200 or socket errors)"
@@ -338,7 +351,8 @@ run_poll() {
   stop_server
   R[poll]=$(median "${rates[@]}")
   R[poll_runs]="${rates[*]}"
-  cpu_summary poll $(for i in $(seq 1 "$RUNS"); do echo "$WORK/poll-$i.txt"; done)
+  run_files "$WORK/poll"
+  cpu_summary poll "${RUN_FILES[@]}"
   R[poll_pending]=$sum_p
   R[poll_slow]=$sum_s
   R[poll_bad]=$sum_o
@@ -371,7 +385,7 @@ held_flags() {
   if ! "$QRL" serve "${HELD_FLAGS[@]}" --help >/dev/null 2>&1; then
     log "qrlogin serve rejects --max-connections & co.; passing them as QRLOGIN_* variables"
     HELD_ENV=(QRLOGIN_MAX_CONNECTIONS=$((HELD + 600)) QRLOGIN_CONNECTION_MEMORY=8192
-      QRLOGIN_CONNECTION_TIMEOUT=30 QRLOGIN_PER_IP_LIMIT=$per_ip)
+      QRLOGIN_CONNECTION_TIMEOUT=30 "QRLOGIN_PER_IP_LIMIT=$per_ip")
     HELD_FLAGS=()
   fi
 }
@@ -485,6 +499,8 @@ report() {
   row "held requests (held / opened)" "$(kv "$h" held_unanswered) / $(kv "$h" held_target)" \
     "19000" "" "$(kv "$h" cpu_pct_while_held) % while held"
   row "RSS per held request" "$rss" "<= 10 KiB" "" ""
+  row "  of which anonymous (RssAnon)" "$(awk -v b="$(kv "$h" rss_anon_per_held_bytes)" \
+    'BEGIN { if (b == "") print "-"; else printf "%.2f KiB", b / 1024 }')" "" "" ""
   echo
   echo "details:"
   echo "  ceiling runs (req/s): device-auth script ${R[ceiling_device_auth_runs]:-}; poll script ${R[ceiling_poll_runs]:-}"
@@ -504,6 +520,8 @@ report() {
   echo "  held: $(kv "$h" held_sent) sent in $(kv "$h" open_seconds) s, $(kv "$h" held_answered_early) answered early," \
     "$(kv "$h" held_failed) failed, $(kv "$h" connect_errors) connect errors; CPU $(kv "$h" cpu_ticks_while_held) ticks in $(kv "$h" cpu_window_s) s;" \
     "VmRSS $(kv "$h" rss_before_kb) KiB before, $(kv "$h" rss_after_kb) KiB after"
+  echo "    of which RssAnon $(kv "$h" rss_anon_before_kb) -> $(kv "$h" rss_anon_after_kb) KiB," \
+    "RssFile (file pages mapped, counted once per mapping) $(kv "$h" rss_file_before_kb) -> $(kv "$h" rss_file_after_kb) KiB"
   echo "    at server shutdown: $(kv "$h" shutdown_pending_answers) answered authorization_pending," \
     "$(kv "$h" shutdown_other_answers) other answers, $(kv "$h" shutdown_closed_unanswered) closed without an answer"
   echo "    server options: ${HELD_FLAGS[*]:-} ${HELD_ENV[*]:-}"
@@ -538,6 +556,11 @@ main() {
     SHM=$(mktemp -d "$WORK/setup.XXXXXX")
   fi
   head -c 18 /dev/urandom | base64 | tr -d '/+=' >"$WORK/password"
+  if [ -z "$THREADS" ]; then
+    THREADS=$("$QRL" serve --help 2>&1 | sed -n 's/.*--threads N.*default \([0-9][0-9]*\).*/\1/p')
+    [ -n "$THREADS" ] || THREADS=16
+  fi
+  log "worker threads: $THREADS (server and ceiling)"
   held_flags
   local c0 busy
   c0=$(cpu_snap)

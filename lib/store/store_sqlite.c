@@ -592,12 +592,12 @@ static qrl_err conn_open(const char *path, struct conn **out, char *errbuf, size
     /* page_size applies to a new file only. Small pages: each login request touches three
      * random-keyed index leaves, and every touched page is written whole to the WAL, so 1 KiB
      * pages write a quarter of what 4 KiB pages do. journal_size_limit truncates a WAL that a
-     * burst made large once it restarts. mmap_size lets readers use the database file through
-     * memory instead of a pread per page: every commit empties the page caches of the other
-     * connections, so without it the same pages are read again and again. */
+     * burst made large once it restarts. (mmap_size was tried for the readers and dropped: each
+     * of the worker connections remaps the growing file, and mapped file pages count against
+     * every held request's share of the resident memory.) */
     if (sqlite3_exec(c->db,
                      "PRAGMA page_size=1024; PRAGMA foreign_keys=ON; PRAGMA synchronous=FULL;"
-                     " PRAGMA journal_size_limit=67108864; PRAGMA mmap_size=268435456",
+                     " PRAGMA journal_size_limit=67108864",
                      NULL, NULL, NULL) != SQLITE_OK) {
         set_errbuf(errbuf, errlen, "%s: %s", path, sqlite3_errmsg(c->db));
         goto out;
