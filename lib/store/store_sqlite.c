@@ -39,7 +39,9 @@
  * Backend failures are logged to stderr as "qrlogin: sqlite: <message>". SQLite's messages never
  * contain bound values, so no secret or hash can reach the log.
  */
+#include <errno.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -280,7 +282,7 @@ typedef struct sqlite_store {
     pthread_t writer;
     int writer_started;
     pthread_mutex_t wmu;
-    pthread_cond_t wwork, wdone;
+    pthread_cond_t wwork;
     struct wop *whead, *wtail;
     int wstop;
     /* Checkpoints run on their own thread so that the writer never waits for one. */
@@ -294,8 +296,8 @@ struct wop {
     qrl_err (*fn)(void *arg);
     void *arg;
     int durable; /* its commit must reach the disk before the caller hears of it */
-    int done;
     qrl_err rc;
+    sem_t done; /* posted by the writer once the batch holding it is committed */
     struct wop *next;
 };
 
@@ -1663,7 +1665,6 @@ static void store_close(qrl_store *st)
             pthread_join(s->ckpt, NULL);
         pthread_cond_destroy(&s->ckpt_cv);
         pthread_cond_destroy(&s->wwork);
-        pthread_cond_destroy(&s->wdone);
         pthread_mutex_destroy(&s->wmu);
     }
     pthread_key_delete(s->key);
@@ -1860,10 +1861,13 @@ static void *writer_main(void *arg)
         else
             run_batch(c, batch);
 
+        /* Wake exactly the writers of this batch; the ones queued for the next batch sleep
+         * on. (A shared condition variable would wake them all at every commit.) */
+        for (struct wop *w = batch, *next; w != NULL; w = next) {
+            next = w->next;
+            sem_post(&w->done);
+        }
         pthread_mutex_lock(&s->wmu);
-        for (struct wop *w = batch; w != NULL; w = w->next)
-            w->done = 1;
-        pthread_cond_broadcast(&s->wdone);
     }
     pthread_mutex_unlock(&s->wmu);
     return NULL;
@@ -1880,6 +1884,8 @@ static qrl_err submit(qrl_store *st, qrl_err (*fn)(void *), void *arg, int durab
     /* The writer itself never queues (a write calling a write would wait for itself). */
     if (pthread_equal(pthread_self(), s->writer))
         return fn(arg);
+    if (sem_init(&w.done, 0, 0) != 0)
+        return QRL_ERR_NOMEM;
     pthread_mutex_lock(&s->wmu);
     if (s->wtail != NULL)
         s->wtail->next = &w;
@@ -1887,9 +1893,10 @@ static qrl_err submit(qrl_store *st, qrl_err (*fn)(void *), void *arg, int durab
         s->whead = &w;
     s->wtail = &w;
     pthread_cond_signal(&s->wwork);
-    while (!w.done)
-        pthread_cond_wait(&s->wdone, &s->wmu);
     pthread_mutex_unlock(&s->wmu);
+    while (sem_wait(&w.done) != 0 && errno == EINTR)
+        ;
+    sem_destroy(&w.done);
     return w.rc;
 }
 
@@ -2193,10 +2200,8 @@ qrl_err qrl_store_sqlite_open(const char *path, qrl_store **out, char *errbuf, s
     c = NULL;
     pthread_mutex_init(&s->wmu, NULL);
     pthread_cond_init(&s->wwork, NULL);
-    pthread_cond_init(&s->wdone, NULL);
     if (pthread_create(&s->writer, NULL, writer_main, s) != 0) {
         pthread_cond_destroy(&s->wwork);
-        pthread_cond_destroy(&s->wdone);
         pthread_mutex_destroy(&s->wmu);
         set_errbuf(errbuf, errlen, "cannot start the writer thread");
         rc = QRL_ERR_NOMEM;
