@@ -32,6 +32,34 @@ static it_resp *qr(const it_server *s, const char *client_id, const char *device
     return r;
 }
 
+/* Decodes an image the server sent with zbarimg (an SVG is first rasterised with rsvg-convert)
+ * and returns the text of its QR code in `out` ("" if none). Fails loudly if a tool is missing. */
+static void decode(const it_server *s, const it_resp *r, int svg, char *out, size_t len)
+{
+    char path[512], png[512], cmd[1400];
+    FILE *f;
+
+    snprintf(path, sizeof path, "%s/qr.%s", s->dir, svg ? "svg" : "png");
+    snprintf(png, sizeof png, "%s/qr-decoded.png", s->dir);
+    f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(r->body, 1, r->body_len, f), r->body_len);
+    fclose(f);
+    if (svg) {
+        snprintf(cmd, sizeof cmd, "rsvg-convert -w 400 -b white -o '%s' '%s'", png, path);
+        assert_int_equal(system(cmd), 0);
+    } else {
+        snprintf(png, sizeof png, "%s", path);
+    }
+    snprintf(cmd, sizeof cmd, "zbarimg --raw -q --nodbus -Sdisable -Sqrcode.enable '%s'", png);
+    f = popen(cmd, "r");
+    assert_non_null(f);
+    out[0] = '\0';
+    if (fgets(out, (int)len, f) != NULL)
+        out[strcspn(out, "\n")] = '\0';
+    assert_int_equal(pclose(f), 0);
+}
+
 static unsigned png_width(const it_resp *r)
 {
     static const unsigned char magic[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
@@ -47,17 +75,23 @@ static void test_qr_svg_and_png(void **state)
     it_devauth da;
     it_device_authorization(s, IT_CLIENT_ID, "Living Room TV", "tv", NULL, &da);
 
+    char text[1024];
     it_resp *r = qr(s, IT_CLIENT_ID, da.device_code, NULL, NULL);
     it_expect(r, 200, NULL);
     assert_true(it_contains_ci(r->content_type, "image/svg+xml"));
     assert_true(it_contains_ci(r->cache_control, "no-store"));
     assert_non_null(strstr(r->body, "<svg"));
+    /* An independent decoder reads exactly the URL the screen was given. */
+    decode(s, r, 1, text, sizeof text);
+    assert_string_equal(text, da.verification_uri_complete);
     it_resp_free(r);
 
     r = qr(s, IT_CLIENT_ID, da.device_code, "png", "4");
     it_expect(r, 200, NULL);
     assert_true(it_contains_ci(r->content_type, "image/png"));
     assert_true(it_contains_ci(r->cache_control, "no-store"));
+    decode(s, r, 0, text, sizeof text);
+    assert_string_equal(text, da.verification_uri_complete);
     unsigned w4 = png_width(r);
     it_resp_free(r);
     r = qr(s, IT_CLIENT_ID, da.device_code, "png", "8");
