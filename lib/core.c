@@ -88,6 +88,7 @@ void qrl_core_clock_advance(qrl_core *core, int64_t ms)
 
 void qrl__notify(qrl_core *core, int64_t lr_id)
 {
+    qrl__poll_unlearn(core->polls, lr_id);
     if (core->cfg.on_change != NULL)
         core->cfg.on_change(core->cfg.on_change_ud, lr_id);
 }

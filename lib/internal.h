@@ -61,6 +61,19 @@ qrl_lr_state qrl__poll_last_state(struct qrl__polltab *t, int64_t lr_id);
 void qrl__poll_forget(struct qrl__polltab *t, int64_t lr_id);
 /* Drops entries not touched since `before_ms`. */
 void qrl__poll_sweep(struct qrl__polltab *t, int64_t before_ms);
+/* The number of transitions recorded so far; take it before the store read that a later
+ * qrl__poll_learn() reports. */
+uint64_t qrl__poll_gen(struct qrl__polltab *t);
+/* Remembers a PENDING or SCANNED request read from the store (or just created), unless a
+ * transition was recorded since `gen`. Other states are ignored. */
+void qrl__poll_learn(struct qrl__polltab *t, uint64_t gen, const qrl_lr_rec *lr, int64_t now_ms);
+/* Records a committed transition of the request: forgets what was learned of it. */
+void qrl__poll_unlearn(struct qrl__polltab *t, int64_t lr_id);
+/* A plain poll (no hold) answered from memory: QRL_ERR_PENDING (answered; res filled),
+ * QRL_ERR_SLOW_DOWN, QRL_ERR_INVALID_CLIENT, or QRL_ERR_NOT_FOUND when nothing is known of
+ * the code or it has expired, and the store must answer. */
+qrl_err qrl__poll_fast(struct qrl__polltab *t, const qrl_hash *h, const char *client_id,
+                       int64_t now_ms, qrl_poll_result *res);
 
 /* --- login_request.c --- */
 /* Moves a request to DENIED because the phone that scanned or approved it was revoked. */

@@ -153,6 +153,7 @@ qrl_err qrl_device_authorize(qrl_core *core, const char *client_id, const char *
 {
     qrl_lr_rec lr = {0};
     int64_t now = qrl_core_now_ms(core);
+    uint64_t gen = 0;
     qrl_err rc = QRL_ERR_INTERNAL;
 
     memset(out, 0, sizeof *out);
@@ -183,6 +184,7 @@ qrl_err qrl_device_authorize(qrl_core *core, const char *client_id, const char *
         qrl__user_code_new(lr.user_code);
         qrl__secret_hash(out->device_code, &lr.device_code_hash);
         qrl__secret_hash(out->scan_secret, &lr.scan_hash);
+        gen = qrl__poll_gen(core->polls);
         rc = core->st->m->lr_create(core->st, &lr);
         if (rc != QRL_ERR_EXISTS)
             break;
@@ -191,6 +193,9 @@ qrl_err qrl_device_authorize(qrl_core *core, const char *client_id, const char *
         sodium_memzero(out, sizeof *out);
         return rc;
     }
+    /* Its screen polls next: answer those polls from memory. */
+    if (!core->cfg.shared_store)
+        qrl__poll_learn(core->polls, gen, &lr, now);
     qrl_user_code_format(lr.user_code, out->user_code);
     out->expires_in_s = core->cfg.request_ttl_s;
     out->interval_s = lr.interval_s;
@@ -252,6 +257,7 @@ qrl_err qrl_token_device_code(qrl_core *core, const char *client_id, const char 
     qrl_hash h;
     qrl_lr_state told;
     int64_t now = qrl_core_now_ms(core);
+    uint64_t gen;
     qrl_err rc;
 
     memset(res, 0, sizeof *res);
@@ -260,6 +266,13 @@ qrl_err qrl_token_device_code(qrl_core *core, const char *client_id, const char 
     if (!qrl__secret_has_prefix(device_code, QRL__PFX_DEVICE_CODE))
         return QRL_ERR_NOT_FOUND;
     qrl__secret_hash(device_code, &h);
+    /* A plain poll of a request this process knows to be pending needs no store read. */
+    if (flags == 0 && !core->cfg.shared_store) {
+        rc = qrl__poll_fast(core->polls, &h, client_id, now, res);
+        if (rc != QRL_ERR_NOT_FOUND)
+            return rc;
+    }
+    gen = qrl__poll_gen(core->polls);
     rc = core->st->m->lr_find(core->st, QRL_LR_KEY_DEVICE_CODE, &h, now, &lr);
     if (rc != QRL_OK)
         return rc;
@@ -296,6 +309,8 @@ qrl_err qrl_token_device_code(qrl_core *core, const char *client_id, const char 
                 return QRL_ERR_PENDING;
             }
             qrl__poll_answered(core->polls, lr.id, now, lr.state);
+            if (!core->cfg.shared_store)
+                qrl__poll_learn(core->polls, gen, &lr, now);
             return QRL_ERR_PENDING;
         case QRL_LR_APPROVED:
             rc = lr_redeem(core, &lr, now, address, res);

@@ -9,9 +9,25 @@
  * and losing it costs nothing but one lenient poll after a restart. A screen normally talks to
  * one node; if a load balancer moves it, the new node starts lenient.
  *
- * Open hashing on the request id, one mutex: the critical sections are a few loads and stores.
+ * The same entries also remember what this process knows of a request that is still PENDING or
+ * SCANNED (its device-code hash, client, expiry and state: "learned"), so that a plain poll of
+ * a request nobody has acted on is answered from memory, without a store read. That is only
+ * sound while every state change of a login request goes through this process's core, which
+ * the core guarantees by calling qrl__poll_unlearn() after each committed transition
+ * (qrl__notify) and which the embedding server promises by leaving qrl_config.shared_store 0
+ * (the SQLite store: one server per database). The race that matters is a poll that read the
+ * store before a transition and learns after it: learning is refused unless no transition was
+ * recorded since the caller took qrl__poll_gen() before its store read, so a stale "pending"
+ * is never stored. Answering "pending" from memory while a transition is being committed is
+ * the same answer the poll would have had a moment earlier.
+ *
+ * Open hashing on the request id and, for learned entries, on the device-code hash; one mutex:
+ * the critical sections are a few loads and stores.
  */
 #include <stdlib.h>
+#include <string.h>
+
+#include <sodium.h>
 
 #include "internal.h"
 
@@ -22,20 +38,31 @@
 #define SLOW_DOWN_STEP_S 5
 /* Interval never grows past this, so a buggy client can still finish within a request's life. */
 #define MAX_INTERVAL_S 60
-#define NBUCKETS 4096
+/* Power of two. 65,536 buckets keep chains short with hundreds of thousands of live requests
+ * and cost 512 KiB per index, touched only as buckets are used. */
+#define NBUCKETS (1u << 16)
 
 struct entry {
-    struct entry *next;
+    struct entry *next;  /* chain by request id */
+    struct entry *hnext; /* chain by device-code hash, while learned */
     int64_t lr_id;
     int64_t last_answer_ms;
     int64_t touched_ms;
     int interval_s;
     qrl_lr_state last_state;
+    /* What this process knows of the request, valid while `learned`. */
+    bool learned;
+    qrl_lr_state state; /* PENDING or SCANNED */
+    int64_t expires_ms;
+    qrl_hash dc_hash;
+    char client_id[QRL_MAX_CLIENT_ID + 1];
 };
 
 struct qrl__polltab {
     pthread_mutex_t mu;
+    uint64_t gen; /* transitions recorded so far (qrl__poll_unlearn) */
     struct entry *buckets[NBUCKETS];
+    struct entry *hbuckets[NBUCKETS];
 };
 
 struct qrl__polltab *qrl__polltab_new(void)
@@ -65,7 +92,16 @@ void qrl__polltab_free(struct qrl__polltab *t)
 
 static size_t bucket_of(int64_t id)
 {
-    return (size_t)((uint64_t)id * 0x9E3779B97F4A7C15ull >> 52) % NBUCKETS;
+    return (size_t)((uint64_t)id * 0x9E3779B97F4A7C15ull >> 48) & (NBUCKETS - 1);
+}
+
+/* The hash is BLAKE2b output: any 8 bytes of it are uniform. */
+static size_t hbucket_of(const qrl_hash *h)
+{
+    uint64_t v;
+
+    memcpy(&v, h->b, sizeof v);
+    return (size_t)v & (NBUCKETS - 1);
 }
 
 /* Returns the entry for id, creating it when `create`; NULL when absent or out of memory.
@@ -91,6 +127,36 @@ static struct entry *lookup(struct qrl__polltab *t, int64_t id, int create, int 
     return e;
 }
 
+/* Takes a learned entry out of the hash index. Caller holds t->mu. */
+static void unlearn(struct qrl__polltab *t, struct entry *e)
+{
+    if (!e->learned)
+        return;
+    for (struct entry **pp = &t->hbuckets[hbucket_of(&e->dc_hash)]; *pp != NULL;
+         pp = &(*pp)->hnext) {
+        if (*pp == e) {
+            *pp = e->hnext;
+            break;
+        }
+    }
+    e->hnext = NULL;
+    e->learned = false;
+}
+
+/* The rate decision of a poll on entry e; caller holds t->mu. */
+static qrl_err arrive(struct entry *e, int64_t now_ms, int exempt)
+{
+    e->touched_ms = now_ms;
+    if (!exempt && e->last_answer_ms != 0 &&
+        now_ms - e->last_answer_ms < (int64_t)e->interval_s * 1000 - SLACK_MS) {
+        if (e->interval_s + SLOW_DOWN_STEP_S <= MAX_INTERVAL_S)
+            e->interval_s += SLOW_DOWN_STEP_S;
+        e->last_answer_ms = now_ms;
+        return QRL_ERR_SLOW_DOWN;
+    }
+    return QRL_OK;
+}
+
 qrl_err qrl__poll_arrive(struct qrl__polltab *t, int64_t lr_id, int64_t now_ms, int base_interval_s,
                          int exempt, int *interval_s, qrl_lr_state *last_state)
 {
@@ -105,14 +171,7 @@ qrl_err qrl__poll_arrive(struct qrl__polltab *t, int64_t lr_id, int64_t now_ms, 
         *last_state = QRL_LR_PENDING;
         goto out;
     }
-    e->touched_ms = now_ms;
-    if (!exempt && e->last_answer_ms != 0 &&
-        now_ms - e->last_answer_ms < (int64_t)e->interval_s * 1000 - SLACK_MS) {
-        if (e->interval_s + SLOW_DOWN_STEP_S <= MAX_INTERVAL_S)
-            e->interval_s += SLOW_DOWN_STEP_S;
-        e->last_answer_ms = now_ms;
-        rc = QRL_ERR_SLOW_DOWN;
-    }
+    rc = arrive(e, now_ms, exempt);
     *interval_s = e->interval_s;
     *last_state = e->last_state;
 out:
@@ -147,6 +206,16 @@ qrl_lr_state qrl__poll_last_state(struct qrl__polltab *t, int64_t lr_id)
     return s;
 }
 
+/* Unlinks and frees e, whose id chain link is *pp. Caller holds t->mu. */
+static void drop(struct qrl__polltab *t, struct entry **pp)
+{
+    struct entry *e = *pp;
+
+    unlearn(t, e);
+    *pp = e->next;
+    free(e);
+}
+
 void qrl__poll_forget(struct qrl__polltab *t, int64_t lr_id)
 {
     size_t b = bucket_of(lr_id);
@@ -154,9 +223,7 @@ void qrl__poll_forget(struct qrl__polltab *t, int64_t lr_id)
     pthread_mutex_lock(&t->mu);
     for (struct entry **pp = &t->buckets[b]; *pp != NULL; pp = &(*pp)->next) {
         if ((*pp)->lr_id == lr_id) {
-            struct entry *e = *pp;
-            *pp = e->next;
-            free(e);
+            drop(t, pp);
             break;
         }
     }
@@ -169,14 +236,89 @@ void qrl__poll_sweep(struct qrl__polltab *t, int64_t before_ms)
     for (size_t b = 0; b < NBUCKETS; b++) {
         struct entry **pp = &t->buckets[b];
         while (*pp != NULL) {
-            struct entry *e = *pp;
-            if (e->touched_ms < before_ms) {
-                *pp = e->next;
-                free(e);
-            } else {
-                pp = &e->next;
-            }
+            if ((*pp)->touched_ms < before_ms)
+                drop(t, pp);
+            else
+                pp = &(*pp)->next;
         }
     }
     pthread_mutex_unlock(&t->mu);
+}
+
+uint64_t qrl__poll_gen(struct qrl__polltab *t)
+{
+    uint64_t g;
+
+    pthread_mutex_lock(&t->mu);
+    g = t->gen;
+    pthread_mutex_unlock(&t->mu);
+    return g;
+}
+
+void qrl__poll_learn(struct qrl__polltab *t, uint64_t gen, const qrl_lr_rec *lr, int64_t now_ms)
+{
+    struct entry *e;
+
+    if (lr->state != QRL_LR_PENDING && lr->state != QRL_LR_SCANNED)
+        return;
+    pthread_mutex_lock(&t->mu);
+    if (t->gen == gen && (e = lookup(t, lr->id, 1, lr->interval_s)) != NULL) {
+        if (e->touched_ms == 0)
+            e->touched_ms = now_ms;
+        unlearn(t, e);
+        e->state = lr->state;
+        e->expires_ms = lr->expires_ms;
+        e->dc_hash = lr->device_code_hash;
+        memcpy(e->client_id, lr->client_id, sizeof e->client_id);
+        e->learned = true;
+        size_t hb = hbucket_of(&e->dc_hash);
+        e->hnext = t->hbuckets[hb];
+        t->hbuckets[hb] = e;
+    }
+    pthread_mutex_unlock(&t->mu);
+}
+
+void qrl__poll_unlearn(struct qrl__polltab *t, int64_t lr_id)
+{
+    struct entry *e;
+
+    pthread_mutex_lock(&t->mu);
+    t->gen++;
+    e = lookup(t, lr_id, 0, 0);
+    if (e != NULL)
+        unlearn(t, e);
+    pthread_mutex_unlock(&t->mu);
+}
+
+qrl_err qrl__poll_fast(struct qrl__polltab *t, const qrl_hash *h, const char *client_id,
+                       int64_t now_ms, qrl_poll_result *res)
+{
+    size_t clen = strlen(client_id);
+    qrl_err rc = QRL_ERR_NOT_FOUND;
+    struct entry *e;
+
+    pthread_mutex_lock(&t->mu);
+    for (e = t->hbuckets[hbucket_of(h)]; e != NULL; e = e->hnext)
+        if (sodium_memcmp(e->dc_hash.b, h->b, sizeof h->b) == 0)
+            break;
+    /* Past its expiry the store must record EXPIRED: leave that to the slow path. */
+    if (e == NULL || now_ms >= e->expires_ms)
+        goto out;
+    if (clen != strlen(e->client_id) || sodium_memcmp(client_id, e->client_id, clen) != 0) {
+        rc = QRL_ERR_INVALID_CLIENT;
+        goto out;
+    }
+    res->lr_id = e->lr_id;
+    res->expires_ms = e->expires_ms;
+    res->state = e->state;
+    rc = arrive(e, now_ms, 0);
+    if (rc == QRL_OK) {
+        e->last_answer_ms = now_ms;
+        e->last_state = e->state;
+        rc = QRL_ERR_PENDING;
+    }
+    res->interval_s = e->interval_s;
+out:
+    pthread_mutex_unlock(&t->mu);
+    return rc;
 }

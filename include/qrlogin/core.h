@@ -72,6 +72,11 @@ typedef struct qrl_config {
     qrl_change_fn on_change;
     void *on_change_ud;
     qrl_handoff handoff; /* optional: all NULL disables it */
+    /* Nonzero when other processes may change login requests in the same store (several
+     * nodes on one database). The core then reads every poll from the store; with 0 (the
+     * default, right for the SQLite store: one server per database) it answers polls of
+     * requests it knows to be pending from memory. */
+    int shared_store;
 } qrl_config;
 
 /* Fills `cfg` with the defaults above. */

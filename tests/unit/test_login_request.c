@@ -600,6 +600,113 @@ static void test_approval_hands_tokens_to_waiting_screen(void **state)
     qrl_core_free(core);
 }
 
+/* Counts the store's device-code lookups: the fixture's store gets a copy of its method table
+ * whose lr_find counts and calls the real one. */
+static qrl_store_methods counting_m;
+static const qrl_store_methods *real_m;
+static int dc_finds;
+
+static qrl_err counting_lr_find(qrl_store *st, qrl_lr_key kind, const void *key, int64_t now_ms,
+                                qrl_lr_rec *out)
+{
+    if (kind == QRL_LR_KEY_DEVICE_CODE)
+        dc_finds++;
+    return real_m->lr_find(st, kind, key, now_ms, out);
+}
+
+static void test_polls_answered_from_memory_follow_every_change(void **state)
+{
+    fx *f = *state;
+    qrl_device_auth da, db;
+    qrl_poll_result res;
+    qrl_lr_view v;
+    qrl_lr_rec lr;
+    qrl_config cfg;
+    qrl_core *core, *other;
+
+    /* One core plays the server: the screen's polls and the phone's actions all go through
+     * it, as they do through one `qrlogin serve`. */
+    real_m = f->st->m;
+    counting_m = *real_m;
+    counting_m.lr_find = counting_lr_find;
+    f->st->m = &counting_m;
+    dc_finds = 0;
+    qrl_config_defaults(&cfg);
+    assert_int_equal(qrl_core_new(&cfg, f->st, &core), QRL_OK);
+    assert_int_equal(qrl_device_authorize(core, "tv-app", NULL, "TV", "tv", "10.0.0.7", &da),
+                     QRL_OK);
+
+    /* Pending polls of a request this core created need no store read. */
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(qrl_token_device_code(core, "tv-app", da.device_code, 0, 0, "", &res),
+                         QRL_ERR_PENDING);
+        assert_int_equal(res.state, QRL_LR_PENDING);
+        assert_int_equal(res.lr_id, da.lr_id);
+        qrl_core_clock_advance(core, 5000);
+    }
+    assert_int_equal(dc_finds, 0);
+    /* The rules still apply: too fast is slow_down, another client's poll is refused. */
+    assert_int_equal(qrl_token_device_code(core, "tv-app", da.device_code, 0, 0, "", &res),
+                     QRL_ERR_PENDING);
+    assert_int_equal(qrl_token_device_code(core, "tv-app", da.device_code, 0, 0, "", &res),
+                     QRL_ERR_SLOW_DOWN);
+    assert_int_equal(res.interval_s, 10);
+    assert_int_equal(qrl_token_device_code(core, "other-app", da.device_code, 0, 0, "", &res),
+                     QRL_ERR_INVALID_CLIENT);
+    assert_int_equal(dc_finds, 0);
+
+    /* Each transition is seen by the very next poll: scan, approve (tokens), replay. */
+    assert_int_equal(qrl_lr_view_claim(core, &f->phone, da.scan_secret, "", &v), QRL_OK);
+    qrl_core_clock_advance(core, 10000);
+    assert_int_equal(qrl_token_device_code(core, "tv-app", da.device_code, 0, 0, "", &res),
+                     QRL_ERR_PENDING);
+    assert_int_equal(res.state, QRL_LR_SCANNED);
+    assert_int_equal(qrl_lr_approve(core, &f->phone, da.scan_secret, da.user_code, &PWP, "", &lr),
+                     QRL_OK);
+    qrl_core_clock_advance(core, 10000);
+    assert_int_equal(qrl_token_device_code(core, "tv-app", da.device_code, 0, 0, "", &res), QRL_OK);
+    assert_int_equal(qrl_token_device_code(core, "tv-app", da.device_code, 0, 0, "", &res),
+                     QRL_ERR_REDEEMED);
+
+    /* A request created before this core existed (as after a restart) is read once, then
+     * answered from memory; a decline is seen at once; expiry too. */
+    assert_int_equal(qrl_device_authorize(f->core, "tv-app", NULL, "TV", "tv", "", &db), QRL_OK);
+    dc_finds = 0;
+    assert_int_equal(qrl_token_device_code(core, "tv-app", db.device_code, 0, 0, "", &res),
+                     QRL_ERR_PENDING);
+    qrl_core_clock_advance(core, 5000);
+    assert_int_equal(qrl_token_device_code(core, "tv-app", db.device_code, 0, 0, "", &res),
+                     QRL_ERR_PENDING);
+    assert_int_equal(dc_finds, 1);
+    assert_int_equal(qrl_lr_deny(core, &f->phone, db.scan_secret, NULL, "", &lr), QRL_OK);
+    qrl_core_clock_advance(core, 5000);
+    assert_int_equal(qrl_token_device_code(core, "tv-app", db.device_code, 0, 0, "", &res),
+                     QRL_ERR_DENIED);
+    assert_int_equal(qrl_device_authorize(core, "tv-app", NULL, "TV", "tv", "", &db), QRL_OK);
+    qrl_core_clock_advance(core, 120000);
+    assert_int_equal(qrl_token_device_code(core, "tv-app", db.device_code, 0, 0, "", &res),
+                     QRL_ERR_EXPIRED);
+    qrl_core_free(core);
+
+    /* With shared_store set, a change made by another process (here: another core on the same
+     * store) is seen by the next poll, because every poll reads the store. */
+    cfg.shared_store = 1;
+    assert_int_equal(qrl_core_new(&cfg, f->st, &core), QRL_OK);
+    assert_int_equal(qrl_core_new(&cfg, f->st, &other), QRL_OK);
+    assert_int_equal(qrl_device_authorize(core, "tv-app", NULL, "TV", "tv", "", &da), QRL_OK);
+    dc_finds = 0;
+    assert_int_equal(qrl_token_device_code(core, "tv-app", da.device_code, 0, 0, "", &res),
+                     QRL_ERR_PENDING);
+    assert_int_equal(qrl_lr_deny(other, &f->phone, da.scan_secret, NULL, "", &lr), QRL_OK);
+    qrl_core_clock_advance(core, 5000);
+    assert_int_equal(qrl_token_device_code(core, "tv-app", da.device_code, 0, 0, "", &res),
+                     QRL_ERR_DENIED);
+    assert_int_equal(dc_finds, 2);
+    qrl_core_free(other);
+    qrl_core_free(core);
+    f->st->m = real_m;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -617,6 +724,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_signed_decisions, setup, teardown),
         cmocka_unit_test_setup_teardown(test_screen_scan_secret, setup, teardown),
         cmocka_unit_test_setup_teardown(test_approval_hands_tokens_to_waiting_screen, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_polls_answered_from_memory_follow_every_change, setup,
                                         teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
