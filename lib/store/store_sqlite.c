@@ -14,9 +14,10 @@
  * running many short operations. Reads dominate (token_lookup on every authenticated request,
  * lr_find on every poll and scan); writes are a few small rows each, and every write must be
  * durable when it returns (synchronous=FULL: an fsync of the WAL per commit). Hence:
- * - reads use one connection per calling thread (pthread key, opened lazily,
- *   SQLITE_OPEN_NOMUTEX): no connection-level mutex, and in WAL mode readers never block each
- *   other or the writer;
+ * - reads lease one of a few shared connections (READ_CONNS, opened lazily, SQLITE_OPEN_NOMUTEX)
+ *   for the duration of one method: few enough that their page caches stay warm between the
+ *   writer's commits ("reads" below), and in WAL mode readers never block each other or the
+ *   writer;
  * - writes go to one writer thread that commits whatever is queued as one transaction: group
  *   commit, one fsync for a whole batch (see "group commit" below);
  * - every statement prepared once per connection (SQLITE_PREPARE_PERSISTENT) and kept in an
@@ -27,8 +28,8 @@
  * - connections use the walbuf VFS (walbuf.c), which hands the WAL frames of a commit to the
  *   kernel as one write instead of two per frame. It needs synchronous=FULL on every connection,
  *   always, so the writer never switches to NORMAL: it asks walbuf to skip the fsync instead.
- * Connections of threads that exit stay open until close; the server's thread pool is fixed, so
- * their number is bounded by the number of threads that ever used the handle.
+ * The writer, the checkpointer and the opening thread have their own connections; a thread
+ * that calls a write method runs it on the writer's. All stay open until close.
  *
  * Lifecycle: qrl_store_sqlite_open() -> methods from any thread -> st->m->close() once no thread
  * uses the handle any more. Close finalizes and closes every connection it opened.
@@ -273,6 +274,7 @@ struct conn {
     sqlite3_stmt *stmt[ST_COUNT];
     int in_batch; /* the writer's connection, inside a group-commit transaction */
     struct conn *next;
+    struct conn *rnext; /* in sqlite_store.rfree */
 };
 
 typedef struct sqlite_store {
@@ -292,6 +294,11 @@ typedef struct sqlite_store {
     pthread_t ckpt;
     int ckpt_started, ckpt_due;
     pthread_cond_t ckpt_cv;
+    /* Reading connections, shared by all threads (see "reads" below). */
+    pthread_mutex_t rmu;
+    pthread_cond_t rfree_cv;
+    struct conn *rfree; /* idle reading connections, linked by rnext */
+    int ropen;          /* reading connections opened */
 } sqlite_store;
 
 /* One queued write: a function to run on the writer's connection, and its result. */
@@ -643,10 +650,107 @@ static qrl_err conn_get(sqlite_store *s, struct conn **out)
     return QRL_OK;
 }
 
+/* --- reads ---------------------------------------------------------------------------------
+ *
+ * Reads run on a few connections shared by every thread, not on one per thread. In WAL mode a
+ * connection empties its page cache whenever another connection has committed since its last
+ * read, and the group-commit writer commits hundreds of times a second: with one connection per
+ * worker thread (64 by default) nearly every read started from an empty cache and read each
+ * b-tree page of its lookup again with a pread (58 per full flow, measured). A few connections
+ * that serve every thread stay warm between commits. A read method leases one for its duration
+ * (READ_METHOD below); store_conn() then returns the lease. The writer thread never leases: its
+ * reads must see the batch it is writing. */
+
+/* Enough that a worker rarely waits for a free connection on the machines we target (reads
+ * are short and do not block), few enough that each stays warm. */
+#define READ_CONNS 4
+
+/* Set on the writer thread of a store. */
+static _Thread_local sqlite_store *writer_of;
+
+static _Thread_local struct {
+    sqlite_store *s;
+    struct conn *c;
+    int depth;
+} lease;
+
+static qrl_err lease_begin(qrl_store *st)
+{
+    sqlite_store *s = (sqlite_store *)st;
+    struct conn *c = NULL;
+    qrl_err rc = QRL_OK;
+
+    if (s == NULL)
+        return QRL_ERR_INVALID;
+    if (lease.s == s) {
+        lease.depth++;
+        return QRL_OK;
+    }
+    /* The writer reads on its own connection; a thread already leasing from another store
+     * handle (tests open several) uses its own too. */
+    if (lease.s != NULL || writer_of == s)
+        return QRL_OK;
+    pthread_mutex_lock(&s->rmu);
+    while (s->rfree == NULL && s->ropen >= READ_CONNS)
+        pthread_cond_wait(&s->rfree_cv, &s->rmu);
+    if (s->rfree != NULL) {
+        c = s->rfree;
+        s->rfree = c->rnext;
+    } else {
+        rc = conn_open(s->path, &c, NULL, 0);
+        if (rc == QRL_OK) {
+            s->ropen++;
+            pthread_mutex_lock(&s->lock);
+            c->next = s->conns;
+            s->conns = c;
+            pthread_mutex_unlock(&s->lock);
+        }
+    }
+    pthread_mutex_unlock(&s->rmu);
+    if (rc != QRL_OK)
+        return rc;
+    lease.s = s;
+    lease.c = c;
+    lease.depth = 1;
+    return QRL_OK;
+}
+
+static void lease_end(qrl_store *st)
+{
+    sqlite_store *s = (sqlite_store *)st;
+    struct conn *c = lease.c;
+
+    if (lease.s != s || --lease.depth > 0)
+        return;
+    lease.s = NULL;
+    lease.c = NULL;
+    pthread_mutex_lock(&s->rmu);
+    c->rnext = s->rfree;
+    s->rfree = c;
+    pthread_cond_signal(&s->rfree_cv);
+    pthread_mutex_unlock(&s->rmu);
+}
+
+/* Defines the read method `name` as its body name##_r run under a lease. */
+#define READ_METHOD(name, params, args)                                                            \
+    static qrl_err name params                                                                     \
+    {                                                                                              \
+        qrl_err rc = lease_begin(st);                                                              \
+        if (rc != QRL_OK)                                                                          \
+            return rc;                                                                             \
+        rc = name##_r args;                                                                        \
+        lease_end(st);                                                                             \
+        return rc;                                                                                 \
+    }
+
 static qrl_err store_conn(qrl_store *st, struct conn **out)
 {
     if (st == NULL)
         return QRL_ERR_INVALID;
+    if (lease.s == (sqlite_store *)st) {
+        *out = lease.c;
+        return QRL_OK;
+    }
     return conn_get((sqlite_store *)st, out);
 }
 
@@ -759,7 +863,7 @@ static qrl_err account_fetch(struct conn *c, sqlite3_stmt *s, qrl_account_rec *o
     return rc;
 }
 
-static qrl_err account_get(qrl_store *st, int64_t id, qrl_account_rec *out)
+static qrl_err account_get_r(qrl_store *st, int64_t id, qrl_account_rec *out)
 {
     struct conn *c;
     sqlite3_stmt *s = NULL;
@@ -776,7 +880,9 @@ static qrl_err account_get(qrl_store *st, int64_t id, qrl_account_rec *out)
     return account_fetch(c, s, out);
 }
 
-static qrl_err account_by_name(qrl_store *st, const char *username, qrl_account_rec *out)
+READ_METHOD(account_get, (qrl_store * st, int64_t id, qrl_account_rec *out), (st, id, out))
+
+static qrl_err account_by_name_r(qrl_store *st, const char *username, qrl_account_rec *out)
 {
     struct conn *c;
     sqlite3_stmt *s = NULL;
@@ -792,6 +898,9 @@ static qrl_err account_by_name(qrl_store *st, const char *username, qrl_account_
         return db_fail(c, brc, "account_by_name");
     return account_fetch(c, s, out);
 }
+
+READ_METHOD(account_by_name, (qrl_store * st, const char *username, qrl_account_rec *out),
+            (st, username, out))
 
 static qrl_err account_set_password_w(qrl_store *st, int64_t id, const char *pw_hash)
 {
@@ -993,7 +1102,7 @@ static qrl_err device_create_w(qrl_store *st, qrl_device_rec *dev, qrl_token_rec
     return QRL_OK;
 }
 
-static qrl_err device_get(qrl_store *st, int64_t id, qrl_device_rec *out)
+static qrl_err device_get_r(qrl_store *st, int64_t id, qrl_device_rec *out)
 {
     struct conn *c;
     qrl_err rc;
@@ -1005,8 +1114,10 @@ static qrl_err device_get(qrl_store *st, int64_t id, qrl_device_rec *out)
     return device_get_conn(c, id, out);
 }
 
-static qrl_err device_list(qrl_store *st, int64_t account_id, qrl_device_rec *out, size_t max,
-                           size_t *n)
+READ_METHOD(device_get, (qrl_store * st, int64_t id, qrl_device_rec *out), (st, id, out))
+
+static qrl_err device_list_r(qrl_store *st, int64_t account_id, qrl_device_rec *out, size_t max,
+                             size_t *n)
 {
     struct conn *c;
     sqlite3_stmt *s = NULL;
@@ -1038,6 +1149,10 @@ static qrl_err device_list(qrl_store *st, int64_t account_id, qrl_device_rec *ou
         *n = k;
     return rc;
 }
+
+READ_METHOD(device_list,
+            (qrl_store * st, int64_t account_id, qrl_device_rec *out, size_t max, size_t *n),
+            (st, account_id, out, max, n))
 
 static qrl_err device_touch_w(qrl_store *st, int64_t device_id, int64_t now_ms, const char *address)
 {
@@ -1100,7 +1215,7 @@ static qrl_err token_insert_w(qrl_store *st, const qrl_token_rec *tok)
     return insert_token(c, tok, tok->device_id);
 }
 
-static qrl_err token_lookup(qrl_store *st, const qrl_hash *h, qrl_token_rec *out)
+static qrl_err token_lookup_r(qrl_store *st, const qrl_hash *h, qrl_token_rec *out)
 {
     struct conn *c;
     qrl_err rc;
@@ -1111,6 +1226,8 @@ static qrl_err token_lookup(qrl_store *st, const qrl_hash *h, qrl_token_rec *out
         return rc;
     return token_lookup_conn(c, h, out);
 }
+
+READ_METHOD(token_lookup, (qrl_store * st, const qrl_hash *h, qrl_token_rec *out), (st, h, out))
 
 /* The checks and writes of token_rotate inside its transaction. Sets *commit when the outcome
  * must be committed (success, and the device revocation on reuse). */
@@ -1307,7 +1424,7 @@ static qrl_err lr_get_conn(struct conn *c, int64_t id, qrl_lr_rec *out)
     return fetch_lr(c, s, out);
 }
 
-static qrl_err lr_get(qrl_store *st, int64_t id, qrl_lr_rec *out)
+static qrl_err lr_get_r(qrl_store *st, int64_t id, qrl_lr_rec *out)
 {
     struct conn *c;
     qrl_err rc;
@@ -1319,8 +1436,10 @@ static qrl_err lr_get(qrl_store *st, int64_t id, qrl_lr_rec *out)
     return lr_get_conn(c, id, out);
 }
 
-static qrl_err lr_find(qrl_store *st, qrl_lr_key kind, const void *key, int64_t now_ms,
-                       qrl_lr_rec *out)
+READ_METHOD(lr_get, (qrl_store * st, int64_t id, qrl_lr_rec *out), (st, id, out))
+
+static qrl_err lr_find_r(qrl_store *st, qrl_lr_key kind, const void *key, int64_t now_ms,
+                         qrl_lr_rec *out)
 {
     struct conn *c;
     sqlite3_stmt *s = NULL;
@@ -1357,6 +1476,10 @@ static qrl_err lr_find(qrl_store *st, qrl_lr_key kind, const void *key, int64_t 
         return db_fail(c, brc, "lr_find");
     return fetch_lr(c, s, out);
 }
+
+READ_METHOD(lr_find,
+            (qrl_store * st, qrl_lr_key kind, const void *key, int64_t now_ms, qrl_lr_rec *out),
+            (st, kind, key, now_ms, out))
 
 static qrl_err lr_transition_w(qrl_store *st, const qrl_lr_cas *cas)
 {
@@ -1508,7 +1631,7 @@ static qrl_err lr_redeem_w(qrl_store *st, int64_t id, int64_t now_ms, qrl_device
     return QRL_OK;
 }
 
-static qrl_err lr_by_device(qrl_store *st, int64_t device_id, int64_t *ids, size_t max, size_t *n)
+static qrl_err lr_by_device_r(qrl_store *st, int64_t device_id, int64_t *ids, size_t max, size_t *n)
 {
     struct conn *c;
     sqlite3_stmt *s = NULL;
@@ -1537,6 +1660,9 @@ static qrl_err lr_by_device(qrl_store *st, int64_t device_id, int64_t *ids, size
         *n = k;
     return rc;
 }
+
+READ_METHOD(lr_by_device, (qrl_store * st, int64_t device_id, int64_t *ids, size_t max, size_t *n),
+            (st, device_id, ids, max, n))
 
 static qrl_err lr_approve_redeem_w(qrl_store *st, const qrl_lr_cas *cas, qrl_device_rec *dev,
                                    qrl_token_rec *tok, size_t ntok)
@@ -1586,8 +1712,8 @@ static qrl_err ratelimit_hit_w(qrl_store *st, const char *key, int64_t now_ms, i
     return QRL_OK;
 }
 
-static qrl_err ratelimit_peek(qrl_store *st, const char *key, int64_t now_ms, int64_t window_ms,
-                              int64_t *count)
+static qrl_err ratelimit_peek_r(qrl_store *st, const char *key, int64_t now_ms, int64_t window_ms,
+                                int64_t *count)
 {
     struct conn *c;
     sqlite3_stmt *s = NULL;
@@ -1611,6 +1737,10 @@ static qrl_err ratelimit_peek(qrl_store *st, const char *key, int64_t now_ms, in
     sqlite3_reset(s);
     return rc;
 }
+
+READ_METHOD(ratelimit_peek,
+            (qrl_store * st, const char *key, int64_t now_ms, int64_t window_ms, int64_t *count),
+            (st, key, now_ms, window_ms, count))
 
 static qrl_err sweep_w(qrl_store *st, int64_t now_ms, int64_t keep_ms)
 {
@@ -1666,6 +1796,8 @@ static void store_close(qrl_store *st)
         next = c->next;
         conn_close(c);
     }
+    pthread_cond_destroy(&s->rfree_cv);
+    pthread_mutex_destroy(&s->rmu);
     pthread_mutex_destroy(&s->lock);
     free(s->path);
     free(s);
@@ -1843,7 +1975,10 @@ static void *writer_main(void *arg)
 {
     sqlite_store *s = arg;
     struct conn *c = NULL;
-    qrl_err open_rc = conn_get(s, &c);
+    qrl_err open_rc;
+
+    writer_of = s;
+    open_rc = conn_get(s, &c);
 
     if (open_rc == QRL_OK)
         sqlite3_wal_hook(c->db, wal_hook, s);
@@ -2202,6 +2337,11 @@ qrl_err qrl_store_sqlite_open(const char *path, qrl_store **out, char *errbuf, s
     have_key = 1;
     if (pthread_mutex_init(&s->lock, NULL) != 0)
         goto out;
+    if (pthread_mutex_init(&s->rmu, NULL) != 0) {
+        pthread_mutex_destroy(&s->lock);
+        goto out;
+    }
+    pthread_cond_init(&s->rfree_cv, NULL);
     have_lock = 1;
     s->base.m = &sqlite_methods;
 
@@ -2243,8 +2383,11 @@ out:
         }
         if (have_key)
             pthread_key_delete(s->key);
-        if (have_lock)
+        if (have_lock) {
+            pthread_cond_destroy(&s->rfree_cv);
+            pthread_mutex_destroy(&s->rmu);
             pthread_mutex_destroy(&s->lock);
+        }
         free(s->path);
         free(s);
     }

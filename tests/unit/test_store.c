@@ -5,9 +5,9 @@
  * it afterwards, so tests are independent and can run in any order. They call the backend only
  * through its method table, as the core does; a separate sqlite3 connection is used only to
  * check what the file holds (schema version, deleted rows). Besides one test per method family
- * there are two race tests (16 threads on one handle, so 16 connections, compete for one login
- * request and exactly one may win) and a durability test (a child killed with SIGKILL right
- * after a write returned; the parent must find the row).
+ * there are two race tests (16 threads on one handle compete for one login request and exactly
+ * one may win), a test of many readers during writes, and a durability test (a child killed
+ * with SIGKILL right after a write returned; the parent must find the row).
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -1469,6 +1469,88 @@ static void test_lr_approve_redeem(void **state)
     assert_int_equal(lr.state, QRL_LR_SCANNED);
 }
 
+/* Many threads reading while writes commit: every read sees the writes committed before it
+ * started, and the store keeps a few reading connections whatever the number of threads (each
+ * is a file descriptor on the database, and each cold connection re-reads pages). */
+#define READERS 32
+#define READS_EACH 200
+
+struct reader_arg {
+    qrl_store *st;
+    const int64_t *ids;
+    _Atomic int *committed; /* ids[0..*committed) are committed */
+    int bad;
+};
+
+static void *reader_main(void *arg)
+{
+    struct reader_arg *a = arg;
+    qrl_lr_rec got;
+
+    for (int i = 0; i < READS_EACH; i++) {
+        int n = *a->committed;
+        if (n == 0)
+            continue;
+        int64_t id = a->ids[(unsigned)i % (unsigned)n];
+        if (a->st->m->lr_get(a->st, id, &got) != QRL_OK || got.id != id)
+            a->bad++;
+    }
+    return NULL;
+}
+
+static int db_fds(const char *path)
+{
+    char link[PATH_MAX], target[PATH_MAX];
+    struct dirent *e;
+    DIR *d = opendir("/proc/self/fd");
+    int n = 0;
+
+    assert_non_null(d);
+    while ((e = readdir(d)) != NULL) {
+        snprintf(link, sizeof link, "/proc/self/fd/%s", e->d_name);
+        ssize_t len = readlink(link, target, sizeof target - 1);
+        if (len <= 0)
+            continue;
+        target[len] = '\0';
+        if (strcmp(target, path) == 0)
+            n++;
+    }
+    closedir(d);
+    return n;
+}
+
+static void test_many_readers_few_connections(void **state)
+{
+    fixture *f = *state;
+    static int64_t ids[64];
+    _Atomic int committed = 0;
+    pthread_t th[READERS];
+    struct reader_arg args[READERS];
+    char real[PATH_MAX];
+
+    ids[0] = add_lr(f->st, 1, "WDJBMJHT", T0);
+    committed = 1;
+    for (int i = 0; i < READERS; i++) {
+        args[i] = (struct reader_arg){.st = f->st, .ids = ids, .committed = &committed};
+        assert_int_equal(pthread_create(&th[i], NULL, reader_main, &args[i]), 0);
+    }
+    for (int i = 1; i < 64; i++) {
+        char uc[9];
+        snprintf(uc, sizeof uc, "BCDFGH%c%c", "BCDFGHJKLMNPQRSTVWXZ"[i % 20],
+                 "BCDFGHJKLMNPQRSTVWXZ"[i / 20]);
+        ids[i] = add_lr(f->st, 10 + (unsigned)i, uc, T0);
+        committed = i + 1;
+    }
+    for (int i = 0; i < READERS; i++) {
+        pthread_join(th[i], NULL);
+        assert_int_equal(args[i].bad, 0);
+    }
+    /* The opening connection, the writer, the checkpointer and at most 4 shared readers:
+     * never one per thread. */
+    assert_non_null(realpath(f->path, real));
+    assert_in_range(db_fds(real), 1, 7);
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, fixture_setup, fixture_teardown)
@@ -1477,6 +1559,7 @@ int main(void)
         T(test_lr_nonce),
         T(test_migrate_from_v1),
         T(test_lr_approve_redeem),
+        T(test_many_readers_few_connections),
         T(test_open_migrate_reopen),
         T(test_open_errors),
         T(test_accounts),
