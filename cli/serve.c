@@ -266,14 +266,6 @@ int qrl_cli_serve(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    /* Every login request draws three secrets and every redemption four. libsodium's default
-     * generator makes a getrandom system call for each; its "internal" one (ChaCha20 with fast
-     * key erasure, a state per thread, seeded and reseeded from getrandom, fork-safe) makes
-     * none after seeding. It must be chosen before sodium_init, which qrl_core_new calls. */
-    if (randombytes_set_implementation(&randombytes_internal_implementation) != 0) {
-        qrl_cli_err("cannot select the random generator");
-        goto out;
-    }
     e = qrl_store_sqlite_open(o.db, &st, err, sizeof err);
     if (e != QRL_OK) {
         qrl_cli_err("cannot open database %s: %s", o.db, err[0] ? err : qrl_strerror(e));

@@ -33,6 +33,8 @@ struct qrl_core {
 };
 
 /* --- secret.c --- */
+/* n bytes from the OS CSPRNG (libsodium), through a per-thread pool. */
+void qrl__random(void *out, size_t n);
 /* Writes prefix + base64url(nbytes of CSPRNG output) into out (QRL_SECRET_BUF). */
 void qrl__secret_new(const char *prefix, size_t nbytes, char out[QRL_SECRET_BUF]);
 /* The scan secret of a device code: prefix + base64url(BLAKE2b-192 keyed by the device code). */

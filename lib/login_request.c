@@ -384,9 +384,10 @@ static void nonce_new(char out[QRL_NONCE_MAX + 1])
 {
     unsigned char raw[16];
 
-    randombytes_buf(raw, sizeof raw);
+    qrl__random(raw, sizeof raw);
     sodium_bin2base64(out, QRL_NONCE_MAX + 1, raw, sizeof raw,
                       sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+    sodium_memzero(raw, sizeof raw);
 }
 
 size_t qrl_decision_message(int64_t lr_id, const char *decision, const char *nonce,

@@ -1,6 +1,6 @@
 /*
- * Secrets and codes: drawing them from the OS CSPRNG, hashing them for storage, and the
- * user_code alphabet of RFC 8628 section 6.1.
+ * Secrets and codes: drawing them from the OS CSPRNG (through a small per-thread pool), hashing
+ * them for storage, and the user_code alphabet of RFC 8628 section 6.1.
  *
  * Every secret is prefix + base64url (no padding) of random bytes; only its BLAKE2b-256 hash is
  * ever stored. The inputs are high-entropy, so a fast unsalted hash is right here: there is
@@ -16,6 +16,51 @@
 /* RFC 8628 section 6.1: base-20 consonants, no vowels (no words), no easily confused letters. */
 static const char user_code_alphabet[] = "BCDFGHJKLMNPQRSTVWXZ";
 
+/* Random bytes are drawn from libsodium's generator (the OS CSPRNG) a kilobyte at a time per
+ * thread: libsodium 1.0.18 makes one getrandom system call per draw, and a login request needs
+ * two draws, a redemption two, a claim one. Bytes are handed out once and erased as they go, so
+ * the pool only ever holds bytes nobody has seen. A forked child must not hand out its parent's
+ * bytes: pthread_atfork empties the forking thread's pool in the child (the only thread the
+ * child has). */
+#define POOL_BYTES 1024
+
+static _Thread_local struct {
+    unsigned char b[POOL_BYTES];
+    size_t left; /* the last `left` bytes of b are unused */
+} pool;
+
+static pthread_once_t pool_once = PTHREAD_ONCE_INIT;
+
+static void pool_forget(void)
+{
+    sodium_memzero(&pool, sizeof pool);
+}
+
+static void pool_init(void)
+{
+    (void)pthread_atfork(NULL, NULL, pool_forget);
+}
+
+void qrl__random(void *out, size_t n)
+{
+    unsigned char *o = out;
+
+    pthread_once(&pool_once, pool_init);
+    while (n > 0) {
+        if (pool.left == 0) {
+            randombytes_buf(pool.b, sizeof pool.b);
+            pool.left = sizeof pool.b;
+        }
+        size_t take = n < pool.left ? n : pool.left;
+        unsigned char *src = pool.b + sizeof pool.b - pool.left;
+        memcpy(o, src, take);
+        sodium_memzero(src, take);
+        pool.left -= take;
+        o += take;
+        n -= take;
+    }
+}
+
 void qrl__secret_new(const char *prefix, size_t nbytes, char out[QRL_SECRET_BUF])
 {
     unsigned char raw[QRL__TOKEN_BYTES];
@@ -24,7 +69,7 @@ void qrl__secret_new(const char *prefix, size_t nbytes, char out[QRL_SECRET_BUF]
     /* Callers pass compile-time sizes that fit; 32 bytes encode to 43 characters. */
     if (nbytes > sizeof raw)
         nbytes = sizeof raw;
-    randombytes_buf(raw, nbytes);
+    qrl__random(raw, nbytes);
     memcpy(out, prefix, plen);
     sodium_bin2base64(out + plen, QRL_SECRET_BUF - plen, raw, nbytes,
                       sodium_base64_VARIANT_URLSAFE_NO_PADDING);
@@ -66,16 +111,15 @@ bool qrl__secret_has_prefix(const char *s, const char *prefix)
 
 void qrl__user_code_new(char out[QRL_USER_CODE_LEN + 1])
 {
-    /* One draw from the CSPRNG for the whole code (each draw is a system call with libsodium
-     * 1.0.18). Bytes of 240 and above are rejected so that every letter is exactly equally
-     * likely (240 = 12 x 20); 32 bytes run out with probability ~1e-20, then we draw again. */
+    /* Bytes of 240 and above are rejected so that every letter is exactly equally likely
+     * (240 = 12 x 20); 32 bytes run out with probability ~1e-20, then we draw again. */
     unsigned char raw[32];
     size_t used = sizeof raw;
     int n = 0;
 
     while (n < QRL_USER_CODE_LEN) {
         if (used == sizeof raw) {
-            randombytes_buf(raw, sizeof raw);
+            qrl__random(raw, sizeof raw);
             used = 0;
         }
         unsigned char b = raw[used++];

@@ -2,11 +2,15 @@
  * Unit tests of secrets and codes: user-code alphabet and normalisation (RFC 8628 section 6.1),
  * secret prefixes and lengths, hashing, text validation, and the error table.
  */
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 #include <sodium.h>
@@ -114,12 +118,68 @@ static void test_strerror_complete(void **state)
     assert_string_equal(qrl_strerror((qrl_err)9999), "unknown error");
 }
 
+/* Random bytes come from a per-thread pool: never handed out twice, across threads too, and a
+ * forked child never repeats what its parent draws next. */
+#define DRAWS 3000
+
+static void *draw_secrets(void *arg)
+{
+    char(*out)[QRL_SECRET_BUF] = arg;
+
+    for (int i = 0; i < DRAWS; i++)
+        qrl__secret_new("qrl_dc_", QRL__TOKEN_BYTES, out[i]);
+    return NULL;
+}
+
+static int cmp_secret(const void *a, const void *b)
+{
+    return strcmp(a, b);
+}
+
+static void test_random_pool(void **state)
+{
+    static char got[2 * DRAWS][QRL_SECRET_BUF];
+    pthread_t th;
+    unsigned char parent[32], child[32];
+    int fds[2];
+    pid_t pid;
+    int st;
+
+    (void)state;
+    assert_int_equal(pthread_create(&th, NULL, draw_secrets, got[DRAWS]), 0);
+    draw_secrets(got);
+    pthread_join(th, NULL);
+    qsort(got, 2 * DRAWS, QRL_SECRET_BUF, cmp_secret);
+    for (int i = 1; i < 2 * DRAWS; i++)
+        assert_string_not_equal(got[i - 1], got[i]);
+
+    qrl__random(parent, 1); /* the pool now holds unused bytes */
+    assert_int_equal(pipe(fds), 0);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        qrl__random(child, sizeof child);
+        _exit(write(fds[1], child, sizeof child) == (ssize_t)sizeof child ? 0 : 1);
+    }
+    qrl__random(parent, sizeof parent);
+    assert_int_equal(read(fds[0], child, sizeof child), (ssize_t)sizeof child);
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    assert_memory_not_equal(parent, child, sizeof parent);
+    close(fds[0]);
+    close(fds[1]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_user_code_alphabet), cmocka_unit_test(test_user_code_normalize),
-        cmocka_unit_test(test_user_code_format),   cmocka_unit_test(test_secrets),
-        cmocka_unit_test(test_text_valid),         cmocka_unit_test(test_strerror_complete),
+        cmocka_unit_test(test_random_pool),
+        cmocka_unit_test(test_user_code_alphabet),
+        cmocka_unit_test(test_user_code_normalize),
+        cmocka_unit_test(test_user_code_format),
+        cmocka_unit_test(test_secrets),
+        cmocka_unit_test(test_text_valid),
+        cmocka_unit_test(test_strerror_complete),
     };
     if (sodium_init() < 0)
         return 1;
