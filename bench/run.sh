@@ -11,7 +11,7 @@
 # - throughput: one warm-up run, then BENCH_RUNS timed runs; the table shows the median;
 # - the same wrk scripts are run against bench/ceiling.c, a trivial libmicrohttpd responder with
 #   qrlogin's daemon flags, and each throughput is also shown as a fraction of that ceiling;
-# - every loop is bounded in count and in time; the whole suite takes about 4 minutes.
+# - every loop is bounded in count and in time; the whole suite takes about 7 minutes.
 # Knobs (environment): BENCH_RUNS (5), BENCH_DURATION (5 s), BENCH_WARMUP (2 s), BENCH_CONNS
 # (64 wrk connections), BENCH_THREADS (server worker threads, also the ceiling's; default: what
 # qrlogin serve uses by default), BENCH_HELD (19000), BENCH_SOURCES
@@ -37,7 +37,7 @@ WAKE_SAMPLES=${BENCH_WAKE_SAMPLES:-1000}
 FLOW_CONC=${BENCH_FLOW_CONC:-256}
 PROFILE=${BENCH_PROFILE:-0}
 HELD_WARM=2000    # plain polls before the RSS baseline of the held scenario
-POLL_SETUP_S=80   # at most this long making login requests for the poll scenario
+POLL_SETUP_S=110  # at most this long making login requests for the poll scenario
 if [ "${BENCH_QUICK:-0}" = 1 ]; then
   RUNS=1 DURATION=2 WARMUP=1 HELD=2000 WAKE_BG=1000 WAKE_SAMPLES=100 POLL_SETUP_S=10
   HELD_WARM=500
@@ -318,7 +318,7 @@ run_poll() {
   # Enough codes that no code is polled twice within 5 s, at up to the ceiling's rate: two
   # segments (runs alternate between them) of 5.5 s each. Bounded by POLL_SETUP_S seconds.
   target=$(awk -v c="${R[ceiling_poll]}" 'BEGIN { n = int(c * 11); if (n < 40000) n = 40000;
-    if (n > 700000) n = 700000; print n }')
+    if (n > 800000) n = 800000; print n }')
   # The server that answers the polls is the one that made the requests, on disk, as a screen's
   # requests are made and polled on one server; what it answers from memory is measured here.
   # The first poll of each code after a restart (a store read) is measured last.
