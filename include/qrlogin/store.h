@@ -10,7 +10,7 @@
  * - A function that returns QRL_OK for a write has made the write durable (survives kill -9 of
  *   the process; with the SQLite default also a power loss, synchronous=FULL).
  * - Functions are safe to call from many threads at once on one handle. The SQLite backend
- *   keeps one connection per calling thread.
+ *   runs reads on a few shared connections and every write on one writer thread.
  * - Times are milliseconds on the core's clock (qrl_core_now_ms); the backend never reads a
  *   clock itself, so tests can move time.
  * - Secrets arrive only as qrl_hash values; a backend never sees a plain secret.

@@ -1845,9 +1845,6 @@ static qrl_err device_set_pubkey_w(qrl_store *st, int64_t account_id, int64_t de
  * commit, whose fsync of the WAL covers every frame written before it. (This used to switch
  * the connection to synchronous=NORMAL, which walbuf must never see: walbuf.h.) */
 
-/* The writer connection's page cache, in KiB (a string: it goes into a PRAGMA). */
-#define WRITER_CACHE_KIB "65536"
-
 /* Most writes taken into one transaction. Bounds how long the first of them waits. */
 #define BATCH_MAX 1024
 
@@ -1989,17 +1986,8 @@ static void *writer_main(void *arg)
     writer_of = s;
     open_rc = conn_get(s, &c);
 
-    if (open_rc == QRL_OK) {
+    if (open_rc == QRL_OK)
         sqlite3_wal_hook(c->db, wal_hook, s);
-        /* Every write of the server runs here, and the writer's cache is never emptied (no
-         * other connection writes), so it can keep the b-tree pages that inserts touch: the
-         * random-keyed indexes of login requests outgrow SQLite's default 2 MiB within seconds
-         * of sustained sign-ins. Measured after 12 s of device authorizations: 4.9 pread calls
-         * per request instead of 10. Pages are allocated only as they are used. */
-        if (sqlite3_exec(c->db, "PRAGMA cache_size=-" WRITER_CACHE_KIB, NULL, NULL, NULL) !=
-            SQLITE_OK)
-            log_db(c->db, "cache_size");
-    }
 
     pthread_mutex_lock(&s->wmu);
     for (;;) {
