@@ -329,6 +329,10 @@ run_poll() {
   created=$(kv "$WORK/poll-setup.txt" created)
   log "poll setup: $created login requests (target $target) at $(kv "$WORK/poll-setup.txt" rate)/s"
   R[poll_codes]=$created
+  # Making that many requests leaves hundreds of megabytes of the WAL and the database to be
+  # written back; let the disk settle so that the runs measure polls, not the setup's writeback.
+  sync
+  sleep 3
   # The warm-up classifies every answer (authorization_pending, slow_down, other); the timed
   # runs only count them by status ("count": see wrk/poll.lua), all of which must be 400.
   wrk_once "$WORK/poll-warm.txt" "$WARMUP" /oauth/token "$BENCH/wrk/poll.lua" \
