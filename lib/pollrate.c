@@ -38,8 +38,8 @@
 #define SLOW_DOWN_STEP_S 5
 /* Interval never grows past this, so a buggy client can still finish within a request's life. */
 #define MAX_INTERVAL_S 60
-/* Power of two. 65,536 buckets keep chains short with hundreds of thousands of live requests
- * and cost 512 KiB per index, touched only as buckets are used. */
+/* Power of two, a multiple of SWEEP_SLICE. 65,536 buckets keep chains short with hundreds of
+ * thousands of live requests and cost 512 KiB per index, touched only as buckets are used. */
 #define NBUCKETS (1u << 16)
 
 struct entry {
@@ -230,19 +230,26 @@ void qrl__poll_forget(struct qrl__polltab *t, int64_t lr_id)
     pthread_mutex_unlock(&t->mu);
 }
 
+/* Buckets swept per hold of the mutex: a walk over hundreds of thousands of entries at once
+ * would hold up every poll for tens of milliseconds. */
+#define SWEEP_SLICE 1024
+_Static_assert(NBUCKETS % SWEEP_SLICE == 0, "the sweep walks whole slices");
+
 void qrl__poll_sweep(struct qrl__polltab *t, int64_t before_ms)
 {
-    pthread_mutex_lock(&t->mu);
-    for (size_t b = 0; b < NBUCKETS; b++) {
-        struct entry **pp = &t->buckets[b];
-        while (*pp != NULL) {
-            if ((*pp)->touched_ms < before_ms)
-                drop(t, pp);
-            else
-                pp = &(*pp)->next;
+    for (size_t b0 = 0; b0 < NBUCKETS; b0 += SWEEP_SLICE) {
+        pthread_mutex_lock(&t->mu);
+        for (size_t b = b0; b < b0 + SWEEP_SLICE; b++) {
+            struct entry **pp = &t->buckets[b];
+            while (*pp != NULL) {
+                if ((*pp)->touched_ms < before_ms)
+                    drop(t, pp);
+                else
+                    pp = &(*pp)->next;
+            }
         }
+        pthread_mutex_unlock(&t->mu);
     }
-    pthread_mutex_unlock(&t->mu);
 }
 
 uint64_t qrl__poll_gen(struct qrl__polltab *t)

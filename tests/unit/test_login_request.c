@@ -707,6 +707,26 @@ static void test_polls_answered_from_memory_follow_every_change(void **state)
     f->st->m = real_m;
 }
 
+/* The sweep forgets what memory held about old requests and deletes rows expired for a day:
+ * afterwards their codes are simply unknown. */
+static void test_sweep(void **state)
+{
+    fx *f = *state;
+    qrl_device_auth old, fresh;
+    qrl_poll_result res;
+
+    start(f, &old);
+    assert_int_equal(poll(f, &old, 0, &res), QRL_ERR_PENDING); /* learned, then polled */
+    qrl_core_clock_advance(f->core, 25LL * 3600 * 1000);
+    start(f, &fresh);
+    assert_int_equal(poll(f, &old, 0, &res), QRL_ERR_EXPIRED);
+    assert_int_equal(qrl_core_sweep(f->core), QRL_OK);
+    assert_int_equal(poll(f, &old, 0, &res), QRL_ERR_NOT_FOUND);
+    /* A live request is untouched, in memory and in the store. */
+    assert_int_equal(poll(f, &fresh, 0, &res), QRL_ERR_PENDING);
+    assert_int_equal(res.lr_id, fresh.lr_id);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -727,6 +747,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_polls_answered_from_memory_follow_every_change, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_sweep, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
