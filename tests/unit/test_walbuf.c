@@ -34,6 +34,7 @@
 #include <sqlite3.h>
 
 #include "qrlogin/store.h"
+#include "tmpdir.h"
 #include "store/walbuf.h"
 
 #define T0 1700000000000LL /* a plausible "now" in ms */
@@ -50,24 +51,6 @@ typedef struct fixture {
 } fixture;
 
 /* --- fixture ------------------------------------------------------------------------------ */
-
-static void remove_dir(const char *dir)
-{
-    char p[PATH_MAX];
-    struct dirent *e;
-    DIR *d = opendir(dir);
-
-    if (d == NULL)
-        return;
-    while ((e = readdir(d)) != NULL) {
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-            continue;
-        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-        unlink(p);
-    }
-    closedir(d);
-    rmdir(dir);
-}
 
 static int fixture_setup(void **state)
 {
