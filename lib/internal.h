@@ -22,6 +22,9 @@
  * floor while keeping the QR code small. */
 #define QRL__TOKEN_BYTES 32
 #define QRL__SCAN_BYTES 24
+/* A device code and a scan secret also carry their login request's id, 8 bytes big-endian
+ * before the secret part (a selector: the store reads the request by primary key). */
+#define QRL__LR_ID_BYTES 8
 
 struct qrl__polltab;
 
@@ -37,8 +40,20 @@ struct qrl_core {
 void qrl__random(void *out, size_t n);
 /* Writes prefix + base64url(nbytes of CSPRNG output) into out (QRL_SECRET_BUF). */
 void qrl__secret_new(const char *prefix, size_t nbytes, char out[QRL_SECRET_BUF]);
-/* The scan secret of a device code: prefix + base64url(BLAKE2b-192 keyed by the device code). */
-void qrl__scan_from_device_code(const char *device_code, char out[QRL_SECRET_BUF]);
+/* A new login request id: the wall clock in milliseconds times 2048 plus 11 random bits. Ids
+ * grow with time, so new rows go to the end of the table, and they stay below 2^53 (exact in
+ * JSON numbers read by JavaScript) until the year 2109. Two servers sharing a store can draw
+ * the same id: the insert then fails with QRL_ERR_EXISTS and the caller draws again. */
+int64_t qrl__lr_id_new(void);
+/* A device code for request `id`: prefix + base64url(id || 256 random bits). */
+void qrl__device_code_new(int64_t id, char out[QRL_SECRET_BUF]);
+/* The scan secret of a device code: prefix + base64url(the same id || BLAKE2b-192 keyed by
+ * the device code). False (and out = "") if device_code is not a well-formed device code. */
+bool qrl__scan_from_device_code(const char *device_code, char out[QRL_SECRET_BUF]);
+/* Parses a device code (QRL__PFX_DEVICE_CODE) or scan secret (QRL__PFX_SCAN): exactly the
+ * length of its kind, valid base64url, an id > 0. Fills key with the id and the hash of the
+ * whole string. False when malformed: the caller answers as for an unknown secret. */
+bool qrl__lr_secret_key(const char *secret, const char *prefix, qrl_lr_secret_key *key);
 /* BLAKE2b-256 of the whole secret string. */
 void qrl__secret_hash(const char *secret, qrl_hash *out);
 /* True when `s` starts with `prefix` and has a plausible length for that kind. */

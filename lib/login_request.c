@@ -179,8 +179,9 @@ qrl_err qrl_device_authorize(qrl_core *core, const char *client_id, const char *
     lr.state = QRL_LR_PENDING;
 
     for (int attempt = 0; attempt < CREATE_ATTEMPTS; attempt++) {
-        qrl__secret_new(QRL__PFX_DEVICE_CODE, QRL__TOKEN_BYTES, out->device_code);
-        qrl__scan_from_device_code(out->device_code, out->scan_secret);
+        lr.id = qrl__lr_id_new();
+        qrl__device_code_new(lr.id, out->device_code);
+        (void)qrl__scan_from_device_code(out->device_code, out->scan_secret);
         qrl__user_code_new(lr.user_code);
         qrl__secret_hash(out->device_code, &lr.device_code_hash);
         qrl__secret_hash(out->scan_secret, &lr.scan_hash);
@@ -254,7 +255,7 @@ qrl_err qrl_token_device_code(qrl_core *core, const char *client_id, const char 
                               unsigned flags, int wait_s, const char *address, qrl_poll_result *res)
 {
     qrl_lr_rec lr;
-    qrl_hash h;
+    qrl_lr_secret_key key;
     qrl_lr_state told;
     int64_t now = qrl_core_now_ms(core);
     uint64_t gen;
@@ -263,17 +264,16 @@ qrl_err qrl_token_device_code(qrl_core *core, const char *client_id, const char 
     memset(res, 0, sizeof *res);
     if (client_id == NULL || client_id[0] == '\0' || device_code == NULL)
         return QRL_ERR_INVALID;
-    if (!qrl__secret_has_prefix(device_code, QRL__PFX_DEVICE_CODE))
+    if (!qrl__lr_secret_key(device_code, QRL__PFX_DEVICE_CODE, &key))
         return QRL_ERR_NOT_FOUND;
-    qrl__secret_hash(device_code, &h);
     /* A plain poll of a request this process knows to be pending needs no store read. */
     if (flags == 0 && !core->cfg.shared_store) {
-        rc = qrl__poll_fast(core->polls, &h, client_id, now, res);
+        rc = qrl__poll_fast(core->polls, &key.hash, client_id, now, res);
         if (rc != QRL_ERR_NOT_FOUND)
             return rc;
     }
     gen = qrl__poll_gen(core->polls);
-    rc = core->st->m->lr_find(core->st, QRL_LR_KEY_DEVICE_CODE, &h, now, &lr);
+    rc = core->st->m->lr_find(core->st, QRL_LR_KEY_DEVICE_CODE, &key, now, &lr);
     if (rc != QRL_OK)
         return rc;
     /* RFC 8628 section 3.4 / RFC 6749 section 5.2: a code issued to another client is an
@@ -353,16 +353,15 @@ static qrl_err lr_find_by_code(qrl_core *core, const qrl_auth *auth, const char 
 {
     char canon[QRL_USER_CODE_LEN + 1];
     char kaddr[QRL_MAX_ADDRESS + 16], kacct[48];
-    qrl_hash h;
+    qrl_lr_secret_key key;
     qrl_err rc;
 
     if (code == NULL)
         return QRL_ERR_INVALID;
     if (strncmp(code, QRL__PFX_SCAN, QRL__PFX_LEN) == 0) {
-        if (!qrl__secret_has_prefix(code, QRL__PFX_SCAN))
+        if (!qrl__lr_secret_key(code, QRL__PFX_SCAN, &key))
             return QRL_ERR_NOT_FOUND;
-        qrl__secret_hash(code, &h);
-        return core->st->m->lr_find(core->st, QRL_LR_KEY_SCAN, &h, now, lr);
+        return core->st->m->lr_find(core->st, QRL_LR_KEY_SCAN, &key, now, lr);
     }
     if (qrl_user_code_normalize(code, canon) != QRL_OK)
         return QRL_ERR_INVALID;
@@ -681,17 +680,16 @@ qrl_err qrl_screen_scan_secret(qrl_core *core, const char *client_id, const char
                                char *scan)
 {
     qrl_lr_rec lr;
-    qrl_hash h;
+    qrl_lr_secret_key key;
     int64_t now = qrl_core_now_ms(core);
     qrl_err rc;
 
     scan[0] = '\0';
     if (client_id == NULL || client_id[0] == '\0' || device_code == NULL)
         return QRL_ERR_INVALID;
-    if (!qrl__secret_has_prefix(device_code, QRL__PFX_DEVICE_CODE))
+    if (!qrl__lr_secret_key(device_code, QRL__PFX_DEVICE_CODE, &key))
         return QRL_ERR_NOT_FOUND;
-    qrl__secret_hash(device_code, &h);
-    rc = core->st->m->lr_find(core->st, QRL_LR_KEY_DEVICE_CODE, &h, now, &lr);
+    rc = core->st->m->lr_find(core->st, QRL_LR_KEY_DEVICE_CODE, &key, now, &lr);
     if (rc != QRL_OK)
         return rc;
     if (strlen(client_id) != strlen(lr.client_id) ||
@@ -701,8 +699,7 @@ qrl_err qrl_screen_scan_secret(qrl_core *core, const char *client_id, const char
         return QRL_ERR_EXPIRED;
     if (lr.state != QRL_LR_PENDING && lr.state != QRL_LR_SCANNED)
         return lr.state == QRL_LR_APPROVED ? QRL_ERR_CONFLICT : terminal_answer(lr.state);
-    qrl__scan_from_device_code(device_code, scan);
-    return QRL_OK;
+    return qrl__scan_from_device_code(device_code, scan) ? QRL_OK : QRL_ERR_NOT_FOUND;
 }
 
 void qrl__lr_deny_for_device(qrl_core *core, int64_t device_id)

@@ -3,11 +3,16 @@
  * them for storage, and the user_code alphabet of RFC 8628 section 6.1.
  *
  * Every secret is prefix + base64url (no padding) of random bytes; only its BLAKE2b-256 hash is
- * ever stored. The inputs are high-entropy, so a fast unsalted hash is right here: there is
+ * ever stored. A device code and a scan secret carry their login request's id in front of the
+ * random part, so that the store finds the request by primary key and then compares the hash of
+ * the whole string (a selector and a verifier): a new login request adds no index entry for
+ * either secret, which halves the cost of writing one. The inputs are high-entropy, so a fast unsalted hash is right here: there is
  * nothing to brute-force (passwords, which are low-entropy, use Argon2id in account.c).
  */
 #include <ctype.h>
+#include <stdint.h>
 #include <string.h>
+#include <time.h>
 
 #include <sodium.h>
 
@@ -76,21 +81,109 @@ void qrl__secret_new(const char *prefix, size_t nbytes, char out[QRL_SECRET_BUF]
     sodium_memzero(raw, sizeof raw);
 }
 
-void qrl__scan_from_device_code(const char *device_code, char out[QRL_SECRET_BUF])
-{
-    static const char label[] = "qrlogin scan secret v1";
-    unsigned char raw[QRL__SCAN_BYTES];
-    size_t klen = strlen(device_code);
+/* Raw sizes of the two login-request secrets: id || secret part. */
+#define DC_RAW (QRL__LR_ID_BYTES + QRL__TOKEN_BYTES)
+#define SCAN_RAW (QRL__LR_ID_BYTES + QRL__SCAN_BYTES)
+#define B64_LEN(n) (sodium_base64_ENCODED_LEN((n), sodium_base64_VARIANT_URLSAFE_NO_PADDING) - 1)
 
-    /* BLAKE2b keys are at most 64 bytes; our device codes are 50 characters. */
+int64_t qrl__lr_id_new(void)
+{
+    struct timespec ts;
+    uint16_t r;
+    int64_t ms;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    if (ms < 1)
+        ms = 1; /* a clock set before 1970: still a valid id */
+    qrl__random(&r, sizeof r);
+    return (int64_t)(((uint64_t)ms << 11 | (r & 2047u)) & ((UINT64_C(1) << 53) - 1));
+}
+
+static void id_put(int64_t id, unsigned char *p)
+{
+    for (int i = QRL__LR_ID_BYTES - 1; i >= 0; i--, id >>= 8)
+        p[i] = (unsigned char)(id & 0xff);
+}
+
+static int64_t id_get(const unsigned char *p)
+{
+    uint64_t v = 0;
+
+    for (int i = 0; i < QRL__LR_ID_BYTES; i++)
+        v = v << 8 | p[i];
+    return v > INT64_MAX ? 0 : (int64_t)v;
+}
+
+static void encode(const char *prefix, const unsigned char *raw, size_t n, char out[QRL_SECRET_BUF])
+{
+    memcpy(out, prefix, QRL__PFX_LEN);
+    sodium_bin2base64(out + QRL__PFX_LEN, QRL_SECRET_BUF - QRL__PFX_LEN, raw, n,
+                      sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+}
+
+/* Decodes prefix + base64url of exactly n bytes. */
+static bool decode(const char *s, const char *prefix, unsigned char *raw, size_t n)
+{
+    size_t len, got = 0;
+    const char *end = NULL;
+
+    if (s == NULL || strncmp(s, prefix, QRL__PFX_LEN) != 0)
+        return false;
+    len = strlen(s + QRL__PFX_LEN);
+    if (len != B64_LEN(n))
+        return false;
+    return sodium_base642bin(raw, n, s + QRL__PFX_LEN, len, NULL, &got, &end,
+                             sodium_base64_VARIANT_URLSAFE_NO_PADDING) == 0 &&
+           got == n && end == s + QRL__PFX_LEN + len;
+}
+
+void qrl__device_code_new(int64_t id, char out[QRL_SECRET_BUF])
+{
+    unsigned char raw[DC_RAW];
+
+    id_put(id, raw);
+    qrl__random(raw + QRL__LR_ID_BYTES, QRL__TOKEN_BYTES);
+    encode(QRL__PFX_DEVICE_CODE, raw, sizeof raw, out);
+    sodium_memzero(raw, sizeof raw);
+}
+
+bool qrl__scan_from_device_code(const char *device_code, char out[QRL_SECRET_BUF])
+{
+    static const char label[] = "qrlogin scan secret v2";
+    unsigned char dc[DC_RAW], raw[SCAN_RAW];
+    size_t klen;
+
+    out[0] = '\0';
+    if (!decode(device_code, QRL__PFX_DEVICE_CODE, dc, sizeof dc))
+        return false;
+    sodium_memzero(dc + QRL__LR_ID_BYTES, QRL__TOKEN_BYTES);
+    memcpy(raw, dc, QRL__LR_ID_BYTES);
+    /* BLAKE2b keys are at most 64 bytes; device codes are 61 characters. */
+    klen = strlen(device_code);
     if (klen > crypto_generichash_KEYBYTES_MAX)
         klen = crypto_generichash_KEYBYTES_MAX;
-    crypto_generichash(raw, sizeof raw, (const unsigned char *)label, sizeof label - 1,
-                       (const unsigned char *)device_code, klen);
-    memcpy(out, QRL__PFX_SCAN, QRL__PFX_LEN);
-    sodium_bin2base64(out + QRL__PFX_LEN, QRL_SECRET_BUF - QRL__PFX_LEN, raw, sizeof raw,
-                      sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+    crypto_generichash(raw + QRL__LR_ID_BYTES, QRL__SCAN_BYTES, (const unsigned char *)label,
+                       sizeof label - 1, (const unsigned char *)device_code, klen);
+    encode(QRL__PFX_SCAN, raw, sizeof raw, out);
     sodium_memzero(raw, sizeof raw);
+    return true;
+}
+
+bool qrl__lr_secret_key(const char *secret, const char *prefix, qrl_lr_secret_key *key)
+{
+    unsigned char raw[DC_RAW > SCAN_RAW ? DC_RAW : SCAN_RAW];
+    size_t n = strcmp(prefix, QRL__PFX_DEVICE_CODE) == 0 ? DC_RAW : SCAN_RAW;
+    bool ok = decode(secret, prefix, raw, n);
+
+    memset(key, 0, sizeof *key);
+    if (ok)
+        key->id = id_get(raw);
+    sodium_memzero(raw, sizeof raw);
+    if (!ok || key->id <= 0)
+        return false;
+    qrl__secret_hash(secret, &key->hash);
+    return true;
 }
 
 void qrl__secret_hash(const char *secret, qrl_hash *out)

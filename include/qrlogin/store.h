@@ -38,7 +38,7 @@
 extern "C" {
 #endif
 
-#define QRL_STORE_VERSION 2
+#define QRL_STORE_VERSION 3
 #define QRL_HASH_BYTES 32
 /* crypto_pwhash_STRBYTES is 128 in libsodium. */
 #define QRL_PWHASH_MAX 128
@@ -134,10 +134,19 @@ typedef struct qrl_lr_rec {
 
 /* Which key lr_find looks a login request up by. */
 typedef enum qrl_lr_key {
-    QRL_LR_KEY_DEVICE_CODE = 1, /* key: const qrl_hash * */
-    QRL_LR_KEY_SCAN = 2,        /* key: const qrl_hash * */
+    QRL_LR_KEY_DEVICE_CODE = 1, /* key: const qrl_lr_secret_key *, hash = device_code_hash */
+    QRL_LR_KEY_SCAN = 2,        /* key: const qrl_lr_secret_key *, hash = scan_hash */
     QRL_LR_KEY_USER_CODE = 3    /* key: const char * canonical 8 letters */
 } qrl_lr_key;
+
+/* A device code and a scan secret carry their request's id (a selector) next to their secret
+ * part: the request is read by primary key, and matches only if the hash of the whole secret
+ * equals the stored one, compared in constant time. So a new request adds no index entry for
+ * either secret. */
+typedef struct qrl_lr_secret_key {
+    int64_t id;
+    qrl_hash hash;
+} qrl_lr_secret_key;
 
 /* A conditional state change (compare-and-set), see lr_transition. */
 typedef struct qrl_lr_cas {
@@ -208,14 +217,15 @@ typedef struct qrl_store_methods {
     qrl_err (*token_revoke)(qrl_store *st, const qrl_hash *h, int64_t now_ms);
 
     /* --- login requests --- */
-    /* Inserts lr (id ignored; state must be PENDING) and sets lr->id. QRL_ERR_EXISTS when an
+    /* Inserts lr (state must be PENDING) under the id the caller chose (lr->id > 0: the
+     * device code and scan secret carry it). QRL_ERR_EXISTS when the id is taken, or an
      * unexpired login request (expires_ms > lr->created_ms) in a non-terminal state already has
-     * the same user_code, or either hash is taken; the caller draws new codes and retries. */
+     * the same user_code; the caller draws a new id and new codes and retries. */
     qrl_err (*lr_create)(qrl_store *st, qrl_lr_rec *lr);
     qrl_err (*lr_get)(qrl_store *st, int64_t id, qrl_lr_rec *out);
     /* Looks up by one key. For QRL_LR_KEY_USER_CODE only requests with expires_ms > now_ms
-     * match (the newest if several); the hash keys match whatever the expiry (the caller reports
-     * expired_token). */
+     * match (the newest if several); the secret keys match whatever the expiry (the caller
+     * reports expired_token), and QRL_ERR_NOT_FOUND when the id exists but its hash differs. */
     qrl_err (*lr_find)(qrl_store *st, qrl_lr_key kind, const void *key, int64_t now_ms,
                        qrl_lr_rec *out);
     /* The one compare-and-set that performs every state change except redemption:

@@ -53,6 +53,7 @@
 #include <string.h>
 #include <time.h>
 
+#include <sodium.h>
 #include <sqlite3.h>
 
 #include "qrlogin/store.h"
@@ -131,6 +132,38 @@ static const char *const migrations[] = {
     /* Version 2: phone device keys and the approval nonce a phone signs. */
     "ALTER TABLE devices ADD COLUMN pubkey BLOB;"
     "ALTER TABLE login_requests ADD COLUMN nonce TEXT NOT NULL DEFAULT '';",
+    /* Version 3: device codes and scan secrets carry the request id (store.h,
+     * qrl_lr_secret_key), so their hashes need no unique index: each was a random-keyed index
+     * leaf written per new request. SQLite drops a UNIQUE constraint only by rebuilding the
+     * table. Requests made before carry no id in their codes and can no longer be found; they
+     * expire as usual (minutes) and the screens ask for new ones. */
+    "CREATE TABLE login_requests_v3 ("
+    " id INTEGER PRIMARY KEY,"
+    " device_code_hash BLOB NOT NULL CHECK (length(device_code_hash) = 32),"
+    " scan_hash BLOB NOT NULL CHECK (length(scan_hash) = 32),"
+    " user_code TEXT NOT NULL,"
+    " client_id TEXT NOT NULL,"
+    " scope TEXT NOT NULL,"
+    " device_name TEXT NOT NULL,"
+    " device_kind TEXT NOT NULL,"
+    " address TEXT NOT NULL,"
+    " created_ms INTEGER NOT NULL,"
+    " expires_ms INTEGER NOT NULL,"
+    " interval_s INTEGER NOT NULL,"
+    " state INTEGER NOT NULL CHECK (state BETWEEN 0 AND 5),"
+    " updated_ms INTEGER NOT NULL,"
+    " claimed_device_id INTEGER NOT NULL DEFAULT 0,"
+    " account_id INTEGER NOT NULL DEFAULT 0,"
+    " approving_device_id INTEGER NOT NULL DEFAULT 0,"
+    " redeemed_device_id INTEGER NOT NULL DEFAULT 0,"
+    " nonce TEXT NOT NULL DEFAULT '');"
+    "INSERT INTO login_requests_v3 SELECT id, device_code_hash, scan_hash, user_code, client_id,"
+    " scope, device_name, device_kind, address, created_ms, expires_ms, interval_s, state,"
+    " updated_ms, claimed_device_id, account_id, approving_device_id, redeemed_device_id, nonce"
+    " FROM login_requests;"
+    "DROP TABLE login_requests;"
+    "ALTER TABLE login_requests_v3 RENAME TO login_requests;"
+    "CREATE INDEX login_requests_user_code ON login_requests(user_code, expires_ms);",
 };
 #define SCHEMA_VERSION ((int)(sizeof migrations / sizeof migrations[0]))
 
@@ -167,8 +200,6 @@ enum stmt_id {
     ST_LR_CODE_TAKEN,
     ST_LR_INSERT,
     ST_LR_GET,
-    ST_LR_BY_DEVICE_CODE,
-    ST_LR_BY_SCAN,
     ST_LR_BY_USER_CODE,
     ST_LR_TRANSITION,
     ST_LR_APPROVER,
@@ -223,11 +254,9 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_LR_INSERT] = "INSERT INTO login_requests (device_code_hash, scan_hash, user_code,"
                      " client_id, scope, device_name, device_kind, address, created_ms,"
                      " expires_ms, interval_s, state, updated_ms, claimed_device_id, account_id,"
-                     " approving_device_id, redeemed_device_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6,"
-                     " ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+                     " approving_device_id, redeemed_device_id, id) VALUES (?1, ?2, ?3, ?4, ?5,"
+                     " ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
     [ST_LR_GET] = "SELECT " LR_COLS " FROM login_requests WHERE id = ?1",
-    [ST_LR_BY_DEVICE_CODE] = "SELECT " LR_COLS " FROM login_requests WHERE device_code_hash = ?1",
-    [ST_LR_BY_SCAN] = "SELECT " LR_COLS " FROM login_requests WHERE scan_hash = ?1",
     [ST_LR_BY_USER_CODE] = "SELECT " LR_COLS " FROM login_requests WHERE user_code = ?1"
                            " AND expires_ms > ?2 ORDER BY id DESC LIMIT 1",
     /* The compare-and-set of store.h's lr_transition; ?4 is the from_mask. */
@@ -1369,6 +1398,7 @@ static qrl_err lr_create_tx(struct conn *c, const qrl_lr_rec *lr)
     bind_i64(s, 15, lr->account_id, &brc);
     bind_i64(s, 16, lr->approving_device_id, &brc);
     bind_i64(s, 17, lr->redeemed_device_id, &brc);
+    bind_i64(s, 18, lr->id, &brc);
     if (brc != SQLITE_OK)
         return db_fail(c, brc, "lr_create");
     return stmt_run(c, s, "lr_create");
@@ -1377,22 +1407,18 @@ static qrl_err lr_create_tx(struct conn *c, const qrl_lr_rec *lr)
 static qrl_err lr_create_w(qrl_store *st, qrl_lr_rec *lr)
 {
     struct conn *c;
-    int64_t id;
     qrl_err rc;
 
-    if (!lr_valid(lr))
+    if (!lr_valid(lr) || lr->id <= 0)
         return QRL_ERR_INVALID;
     if ((rc = store_conn(st, &c)) != QRL_OK || (rc = tx_begin(c)) != QRL_OK)
         return rc;
     rc = lr_create_tx(c, lr);
-    id = sqlite3_last_insert_rowid(c->db);
     if (rc != QRL_OK) {
         tx_end(c, 0);
         return rc;
     }
-    if ((rc = tx_end(c, 1)) == QRL_OK)
-        lr->id = id;
-    return rc;
+    return tx_end(c, 1);
 }
 
 /* Runs a bound login-request SELECT and decodes its first row. */
@@ -1439,6 +1465,25 @@ static qrl_err lr_get_r(qrl_store *st, int64_t id, qrl_lr_rec *out)
 
 READ_METHOD(lr_get, (qrl_store * st, int64_t id, qrl_lr_rec *out), (st, id, out))
 
+/* By device code or scan secret: the row with the key's id, if the hash matches (constant
+ * time). A wrong hash is answered like a missing row. */
+static qrl_err lr_by_secret(qrl_store *st, qrl_lr_key kind, const qrl_lr_secret_key *key,
+                            qrl_lr_rec *out)
+{
+    struct conn *c;
+    const qrl_hash *h;
+    qrl_err rc;
+
+    if ((rc = store_conn(st, &c)) != QRL_OK || (rc = lr_get_conn(c, key->id, out)) != QRL_OK)
+        return rc;
+    h = kind == QRL_LR_KEY_DEVICE_CODE ? &out->device_code_hash : &out->scan_hash;
+    if (sodium_memcmp(h->b, key->hash.b, sizeof h->b) != 0) {
+        sodium_memzero(out, sizeof *out);
+        return QRL_ERR_NOT_FOUND;
+    }
+    return QRL_OK;
+}
+
 static qrl_err lr_find_r(qrl_store *st, qrl_lr_key kind, const void *key, int64_t now_ms,
                          qrl_lr_rec *out)
 {
@@ -1452,11 +1497,8 @@ static qrl_err lr_find_r(qrl_store *st, qrl_lr_key kind, const void *key, int64_
         return QRL_ERR_INVALID;
     switch (kind) {
     case QRL_LR_KEY_DEVICE_CODE:
-        id = ST_LR_BY_DEVICE_CODE;
-        break;
     case QRL_LR_KEY_SCAN:
-        id = ST_LR_BY_SCAN;
-        break;
+        return lr_by_secret(st, kind, key, out);
     case QRL_LR_KEY_USER_CODE:
         if (!str_fits(key, QRL_USER_CODE_LEN + 1))
             return QRL_ERR_INVALID;
@@ -1467,12 +1509,8 @@ static qrl_err lr_find_r(qrl_store *st, qrl_lr_key kind, const void *key, int64_
     }
     if ((rc = store_conn(st, &c)) != QRL_OK || (rc = stmt_get(c, id, &s)) != QRL_OK)
         return rc;
-    if (kind == QRL_LR_KEY_USER_CODE) {
-        bind_text(s, 1, key, &brc);
-        bind_i64(s, 2, now_ms, &brc);
-    } else {
-        bind_hash(s, 1, key, &brc);
-    }
+    bind_text(s, 1, key, &brc);
+    bind_i64(s, 2, now_ms, &brc);
     if (brc != SQLITE_OK)
         return db_fail(c, brc, "lr_find");
     return fetch_lr(c, s, out);

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -92,6 +93,79 @@ static void test_secrets(void **state)
     assert_memory_not_equal(ha.b, hb.b, QRL_HASH_BYTES);
     /* The hash is not the secret. */
     assert_null(memmem(ha.b, QRL_HASH_BYTES, a + 7, 8));
+}
+
+/* Device codes and scan secrets carry their request id (a selector) before the secret part. */
+static void test_lr_secrets(void **state)
+{
+    char dc[QRL_SECRET_BUF], dc2[QRL_SECRET_BUF], scan[QRL_SECRET_BUF], scan2[QRL_SECRET_BUF];
+    char bad[QRL_SECRET_BUF + 8];
+    qrl_lr_secret_key k, k2;
+    qrl_hash h;
+    int64_t id = qrl__lr_id_new(), id2;
+    struct timespec ts;
+
+    (void)state;
+    /* Ids: the wall clock in ms times 2048, plus 11 bits; exact in a JavaScript number. */
+    clock_gettime(CLOCK_REALTIME, &ts);
+    assert_true(id > 0 && id < (INT64_C(1) << 53));
+    assert_true(llabs((id >> 11) - ((int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000)) < 1000);
+    usleep(3000);
+    id2 = qrl__lr_id_new();
+    assert_true(id2 > id); /* later requests sort after earlier ones */
+
+    qrl__device_code_new(id, dc);
+    qrl__device_code_new(id, dc2);
+    assert_string_not_equal(dc, dc2); /* 256 random bits each */
+    /* 8 + 32 bytes = 54 base64url characters. */
+    assert_int_equal(strlen(dc), 7 + 54);
+    assert_int_equal(strncmp(dc, "qrl_dc_", 7), 0);
+    assert_true(qrl__lr_secret_key(dc, QRL__PFX_DEVICE_CODE, &k));
+    assert_int_equal(k.id, id);
+    qrl__secret_hash(dc, &h);
+    assert_memory_equal(k.hash.b, h.b, QRL_HASH_BYTES);
+    assert_true(qrl__lr_secret_key(dc2, QRL__PFX_DEVICE_CODE, &k2));
+    assert_int_equal(k2.id, id);
+    assert_memory_not_equal(k.hash.b, k2.hash.b, QRL_HASH_BYTES);
+
+    /* The scan secret: same id, derived (the same device code gives the same secret), 8 + 24
+     * bytes = 43 characters, and not a device code. */
+    assert_true(qrl__scan_from_device_code(dc, scan));
+    assert_true(qrl__scan_from_device_code(dc, scan2));
+    assert_string_equal(scan, scan2);
+    assert_int_equal(strlen(scan), 7 + 43);
+    assert_true(qrl__lr_secret_key(scan, QRL__PFX_SCAN, &k2));
+    assert_int_equal(k2.id, id);
+    assert_false(qrl__lr_secret_key(scan, QRL__PFX_DEVICE_CODE, &k2));
+    assert_false(qrl__lr_secret_key(dc, QRL__PFX_SCAN, &k2));
+    assert_true(qrl__scan_from_device_code(dc2, scan2));
+    assert_string_not_equal(scan, scan2);
+    assert_false(qrl__scan_from_device_code("qrl_dc_short", scan2));
+    assert_string_equal(scan2, "");
+
+    /* Malformed: one character more or less, a character outside base64url, the length of
+     * the old format (no id), an id of 0, a different prefix, nothing. */
+    snprintf(bad, sizeof bad, "%sA", dc);
+    assert_false(qrl__lr_secret_key(bad, QRL__PFX_DEVICE_CODE, &k2));
+    snprintf(bad, sizeof bad, "%s", dc);
+    bad[strlen(bad) - 1] = '\0';
+    assert_false(qrl__lr_secret_key(bad, QRL__PFX_DEVICE_CODE, &k2));
+    snprintf(bad, sizeof bad, "%s", dc);
+    bad[20] = '+';
+    assert_false(qrl__lr_secret_key(bad, QRL__PFX_DEVICE_CODE, &k2));
+    qrl__secret_new(QRL__PFX_DEVICE_CODE, QRL__TOKEN_BYTES, bad);
+    assert_false(qrl__lr_secret_key(bad, QRL__PFX_DEVICE_CODE, &k2));
+    qrl__device_code_new(0, bad);
+    assert_false(qrl__lr_secret_key(bad, QRL__PFX_DEVICE_CODE, &k2));
+    snprintf(bad, sizeof bad, "qrl_at_%s", dc + 7);
+    assert_false(qrl__lr_secret_key(bad, QRL__PFX_DEVICE_CODE, &k2));
+    assert_false(qrl__lr_secret_key("", QRL__PFX_DEVICE_CODE, &k2));
+    /* Another character in the secret part: same id, another hash (the store refuses it). */
+    snprintf(bad, sizeof bad, "%s", dc);
+    bad[strlen(bad) - 5] = bad[strlen(bad) - 5] == 'A' ? 'B' : 'A';
+    assert_true(qrl__lr_secret_key(bad, QRL__PFX_DEVICE_CODE, &k2));
+    assert_int_equal(k2.id, id);
+    assert_memory_not_equal(k.hash.b, k2.hash.b, QRL_HASH_BYTES);
 }
 
 static void test_text_valid(void **state)
@@ -178,6 +252,7 @@ int main(void)
         cmocka_unit_test(test_user_code_normalize),
         cmocka_unit_test(test_user_code_format),
         cmocka_unit_test(test_secrets),
+        cmocka_unit_test(test_lr_secrets),
         cmocka_unit_test(test_text_valid),
         cmocka_unit_test(test_strerror_complete),
     };

@@ -14,6 +14,7 @@
 #include <cmocka.h>
 #include <sodium.h>
 
+#include "internal.h"
 #include "qrlogin/core.h"
 
 #define PW "correct horse"
@@ -534,6 +535,41 @@ static void test_screen_scan_secret(void **state)
                      QRL_ERR_DENIED);
 }
 
+/* A device code or scan secret that names a real request's id but not its secret finds
+ * nothing, whether the poll would be answered from memory or from the store; nothing changes. */
+static void test_forged_secrets(void **state)
+{
+    fx *f = *state;
+    qrl_device_auth da;
+    qrl_poll_result res;
+    qrl_lr_view v;
+    qrl_lr_rec lr;
+    char forged[QRL_SECRET_BUF], scan[QRL_SECRET_BUF];
+
+    start(f, &da);
+    qrl__device_code_new(da.lr_id, forged);
+    assert_string_not_equal(forged, da.device_code);
+    assert_int_equal(qrl_token_device_code(f->core, "tv-app", forged, 0, 0, "", &res),
+                     QRL_ERR_NOT_FOUND);
+    assert_int_equal(qrl_token_device_code(f->core, "tv-app", forged, QRL_POLL_WAIT, 30, "", &res),
+                     QRL_ERR_NOT_FOUND);
+    assert_int_equal(qrl_screen_scan_secret(f->core, "tv-app", forged, scan), QRL_ERR_NOT_FOUND);
+    /* A scan secret derived from the forged code: right id, wrong secret part. */
+    assert_true(qrl__scan_from_device_code(forged, scan));
+    assert_int_equal(qrl_lr_view_claim(f->core, &f->phone, scan, "", &v), QRL_ERR_NOT_FOUND);
+    assert_int_equal(qrl_lr_approve(f->core, &f->phone, scan, da.user_code, &PWP, "", &lr),
+                     QRL_ERR_NOT_FOUND);
+    /* An old-format device code (no id) is unknown too. */
+    qrl__secret_new(QRL__PFX_DEVICE_CODE, QRL__TOKEN_BYTES, forged);
+    assert_int_equal(qrl_token_device_code(f->core, "tv-app", forged, 0, 0, "", &res),
+                     QRL_ERR_NOT_FOUND);
+    /* The real ones still work, and the request was not touched. */
+    assert_int_equal(qrl_token_device_code(f->core, "tv-app", da.device_code, 0, 0, "", &res),
+                     QRL_ERR_PENDING);
+    assert_int_equal(qrl_lr_view_claim(f->core, &f->phone, da.scan_secret, "", &v), QRL_OK);
+    assert_int_equal(v.lr.state, QRL_LR_SCANNED);
+}
+
 /* A fake held screen request for the handoff test. */
 struct fake_held {
     int taken, given;
@@ -733,6 +769,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_full_flow, setup, teardown),
         cmocka_unit_test_setup_teardown(test_second_phone_and_replays, setup, teardown),
         cmocka_unit_test_setup_teardown(test_deny, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_forged_secrets, setup, teardown),
         cmocka_unit_test_setup_teardown(test_expiry, setup, teardown),
         cmocka_unit_test_setup_teardown(test_slow_down, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hold_decisions, setup, teardown),

@@ -181,6 +181,7 @@ static qrl_lr_rec make_lr(unsigned seed, const char *user_code, int64_t created)
     qrl_lr_rec lr;
 
     memset(&lr, 0, sizeof lr);
+    lr.id = 1000 + (int64_t)seed; /* the caller chooses ids (store.h: lr_create) */
     lr.device_code_hash = hash_of(seed * 2 + 1000);
     lr.scan_hash = hash_of(seed * 2 + 1001);
     snprintf(lr.user_code, sizeof lr.user_code, "%s", user_code);
@@ -245,11 +246,11 @@ static void test_open_migrate_reopen(void **state)
 
     assert_int_equal(f->st->m->version, QRL_STORE_VERSION);
     assert_string_equal(f->st->m->name, "sqlite");
-    assert_int_equal(db_int(f->path, "PRAGMA user_version"), 2);
+    assert_int_equal(db_int(f->path, "PRAGMA user_version"), 3);
     add_account(f->st, "alice", 0);
 
     reopen(f);
-    assert_int_equal(db_int(f->path, "PRAGMA user_version"), 2);
+    assert_int_equal(db_int(f->path, "PRAGMA user_version"), 3);
     assert_int_equal(db_int(f->path, "SELECT count(*) FROM sqlite_master WHERE type = 'table'"
                                      " AND name IN ('accounts', 'devices', 'tokens',"
                                      " 'login_requests', 'rate_limits')"),
@@ -751,14 +752,17 @@ static void test_lr_create(void **state)
     /* Same user code while the first is alive: taken. */
     b = make_lr(2, "WDJBMJHT", T0 + TTL - 1);
     assert_int_equal(st->m->lr_create(st, &b), QRL_ERR_EXISTS);
-    /* Same device code hash or scan hash: taken. */
+    /* Same id: taken, and the first is unchanged. */
     b = make_lr(3, "BCDFGHJK", T0);
-    b.device_code_hash = lr.device_code_hash;
-    assert_int_equal(st->m->lr_create(st, &b), QRL_ERR_EXISTS);
-    b = make_lr(3, "BCDFGHJK", T0);
-    b.scan_hash = lr.scan_hash;
+    b.id = first;
     assert_int_equal(st->m->lr_create(st, &b), QRL_ERR_EXISTS);
     assert_int_equal(db_int(f->path, "SELECT count(*) FROM login_requests"), 1);
+    assert_int_equal(st->m->lr_get(st, first, &got), QRL_OK);
+    assert_string_equal(got.user_code, "WDJBMJHT");
+    /* No id: refused. */
+    b = make_lr(3, "BCDFGHJK", T0);
+    b.id = 0;
+    assert_int_equal(st->m->lr_create(st, &b), QRL_ERR_INVALID);
 
     /* Once the first has expired (expires_ms <= created_ms of the new one) the code is free,
      * even though the first still says PENDING. */
@@ -796,21 +800,33 @@ static void test_lr_find(void **state)
     fixture *f = *state;
     qrl_store *st = f->st;
     qrl_lr_rec lr = make_lr(1, "WDJBMJHT", T0), got;
+    qrl_lr_secret_key dc, scan, bad;
     int64_t newer;
 
     assert_int_equal(st->m->lr_create(st, &lr), QRL_OK);
+    dc = (qrl_lr_secret_key){.id = lr.id, .hash = lr.device_code_hash};
+    scan = (qrl_lr_secret_key){.id = lr.id, .hash = lr.scan_hash};
 
-    assert_int_equal(st->m->lr_find(st, QRL_LR_KEY_DEVICE_CODE, &lr.device_code_hash, T0, &got),
-                     QRL_OK);
+    assert_int_equal(st->m->lr_find(st, QRL_LR_KEY_DEVICE_CODE, &dc, T0, &got), QRL_OK);
     assert_int_equal(got.id, lr.id);
-    assert_int_equal(st->m->lr_find(st, QRL_LR_KEY_SCAN, &lr.scan_hash, T0, &got), QRL_OK);
+    assert_int_equal(st->m->lr_find(st, QRL_LR_KEY_SCAN, &scan, T0, &got), QRL_OK);
     assert_int_equal(got.id, lr.id);
     assert_int_equal(st->m->lr_find(st, QRL_LR_KEY_USER_CODE, "WDJBMJHT", T0, &got), QRL_OK);
     assert_int_equal(got.id, lr.id);
     assert_string_equal(got.device_name, "Living Room TV");
 
-    /* The two hashes are different keys. */
-    assert_int_equal(st->m->lr_find(st, QRL_LR_KEY_SCAN, &lr.device_code_hash, T0, &got),
+    /* The two hashes are different keys; the right id with a wrong hash is no match, nor the
+     * right hash under another id. */
+    assert_int_equal(st->m->lr_find(st, QRL_LR_KEY_SCAN, &dc, T0, &got), QRL_ERR_NOT_FOUND);
+    assert_int_equal(st->m->lr_find(st, QRL_LR_KEY_DEVICE_CODE, &scan, T0, &got),
+                     QRL_ERR_NOT_FOUND);
+    bad = dc;
+    bad.hash.b[QRL_HASH_BYTES - 1] ^= 1;
+    assert_int_equal(st->m->lr_find(st, QRL_LR_KEY_DEVICE_CODE, &bad, T0, &got),
+                     QRL_ERR_NOT_FOUND);
+    bad = dc;
+    bad.id = lr.id + 1;
+    assert_int_equal(st->m->lr_find(st, QRL_LR_KEY_DEVICE_CODE, &bad, T0, &got),
                      QRL_ERR_NOT_FOUND);
     assert_int_equal(st->m->lr_find(st, QRL_LR_KEY_USER_CODE, "WDJBMJHX", T0, &got),
                      QRL_ERR_NOT_FOUND);
@@ -820,12 +836,10 @@ static void test_lr_find(void **state)
                      QRL_OK);
     assert_int_equal(st->m->lr_find(st, QRL_LR_KEY_USER_CODE, "WDJBMJHT", T0 + TTL, &got),
                      QRL_ERR_NOT_FOUND);
-    assert_int_equal(
-        st->m->lr_find(st, QRL_LR_KEY_DEVICE_CODE, &lr.device_code_hash, T0 + 10 * TTL, &got),
-        QRL_OK);
-    assert_int_equal(got.id, lr.id);
-    assert_int_equal(st->m->lr_find(st, QRL_LR_KEY_SCAN, &lr.scan_hash, T0 + 10 * TTL, &got),
+    assert_int_equal(st->m->lr_find(st, QRL_LR_KEY_DEVICE_CODE, &dc, T0 + 10 * TTL, &got),
                      QRL_OK);
+    assert_int_equal(got.id, lr.id);
+    assert_int_equal(st->m->lr_find(st, QRL_LR_KEY_SCAN, &scan, T0 + 10 * TTL, &got), QRL_OK);
 
     /* Several alive with the same code (the older one decided): the newest wins. */
     assert_int_equal(move(st, lr.id, QRL_LR_BIT(QRL_LR_PENDING), QRL_LR_DENIED, T0 + 5), QRL_OK);
@@ -1392,10 +1406,57 @@ static void test_migrate_from_v1(void **state)
                      "ALTER TABLE login_requests DROP COLUMN nonce; PRAGMA user_version = 1;");
     assert_int_equal(db_int(f->path, "PRAGMA user_version"), 1);
     assert_int_equal(qrl_store_sqlite_open(f->path, &f->st, err, sizeof err), QRL_OK);
-    assert_int_equal(db_int(f->path, "PRAGMA user_version"), 2);
+    assert_int_equal(db_int(f->path, "PRAGMA user_version"), 3);
     assert_int_equal(f->st->m->device_get(f->st, dev, &d), QRL_OK);
     assert_string_equal(d.name, "Phone");
     assert_false(d.has_pubkey);
+}
+
+/* Version 3 drops the unique indexes of the two secret hashes and keeps every row. */
+static void test_migrate_from_v2(void **state)
+{
+    fixture *f = *state;
+    char err[256] = "";
+    qrl_lr_rec lr = make_lr(1, "WDJBMJHT", T0), got;
+    qrl_lr_secret_key dc;
+
+    assert_int_equal(f->st->m->lr_create(f->st, &lr), QRL_OK);
+    assert_int_equal(move(f->st, lr.id, QRL_LR_BIT(QRL_LR_PENDING), QRL_LR_SCANNED, T0 + 1),
+                     QRL_OK);
+    f->st->m->close(f->st);
+    f->st = NULL;
+    /* The version-2 table: both hashes UNIQUE. */
+    db_exec(f->path,
+            "CREATE TABLE v2 (id INTEGER PRIMARY KEY,"
+            " device_code_hash BLOB NOT NULL UNIQUE CHECK (length(device_code_hash) = 32),"
+            " scan_hash BLOB NOT NULL UNIQUE CHECK (length(scan_hash) = 32),"
+            " user_code TEXT NOT NULL, client_id TEXT NOT NULL, scope TEXT NOT NULL,"
+            " device_name TEXT NOT NULL, device_kind TEXT NOT NULL, address TEXT NOT NULL,"
+            " created_ms INTEGER NOT NULL, expires_ms INTEGER NOT NULL,"
+            " interval_s INTEGER NOT NULL, state INTEGER NOT NULL CHECK (state BETWEEN 0 AND 5),"
+            " updated_ms INTEGER NOT NULL, claimed_device_id INTEGER NOT NULL DEFAULT 0,"
+            " account_id INTEGER NOT NULL DEFAULT 0,"
+            " approving_device_id INTEGER NOT NULL DEFAULT 0,"
+            " redeemed_device_id INTEGER NOT NULL DEFAULT 0, nonce TEXT NOT NULL DEFAULT '');"
+            "INSERT INTO v2 SELECT * FROM login_requests; DROP TABLE login_requests;"
+            "ALTER TABLE v2 RENAME TO login_requests;"
+            "CREATE INDEX login_requests_user_code ON login_requests(user_code, expires_ms);"
+            "PRAGMA user_version = 2;");
+    assert_int_equal(db_int(f->path, "SELECT count(*) FROM sqlite_master WHERE type = 'index'"
+                                     " AND tbl_name = 'login_requests'"),
+                     3);
+    assert_int_equal(qrl_store_sqlite_open(f->path, &f->st, err, sizeof err), QRL_OK);
+    assert_int_equal(db_int(f->path, "PRAGMA user_version"), 3);
+    assert_int_equal(db_int(f->path, "SELECT count(*) FROM sqlite_master WHERE type = 'index'"
+                                     " AND tbl_name = 'login_requests'"),
+                     1);
+    dc = (qrl_lr_secret_key){.id = lr.id, .hash = lr.device_code_hash};
+    assert_int_equal(f->st->m->lr_find(f->st, QRL_LR_KEY_DEVICE_CODE, &dc, T0, &got), QRL_OK);
+    assert_int_equal(got.state, QRL_LR_SCANNED);
+    assert_string_equal(got.user_code, "WDJBMJHT");
+    assert_int_equal(f->st->m->lr_find(f->st, QRL_LR_KEY_USER_CODE, "WDJBMJHT", T0, &got),
+                     QRL_OK);
+    assert_int_equal(got.id, lr.id);
 }
 
 static void test_lr_approve_redeem(void **state)
@@ -1541,6 +1602,7 @@ int main(void)
         T(test_device_pubkey),
         T(test_lr_nonce),
         T(test_migrate_from_v1),
+        T(test_migrate_from_v2),
         T(test_lr_approve_redeem),
         T(test_many_readers_few_connections),
         T(test_open_migrate_reopen),

@@ -425,6 +425,7 @@ static qrl_lr_rec make_lr(unsigned seed)
     qrl_lr_rec lr;
 
     memset(&lr, 0, sizeof lr);
+    lr.id = 1 + (int64_t)seed;
     lr.device_code_hash.b[0] = 1;
     lr.scan_hash.b[0] = 2;
     memcpy(lr.device_code_hash.b + 1, &seed, sizeof seed);
