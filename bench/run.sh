@@ -276,7 +276,7 @@ run_ceiling() {
   # The poll script needs a codes file; the ceiling ignores the codes, so made-up ones of the
   # real length do.
   awk 'BEGIN { srand(1); for (i = 0; i < 100000; i++) { s = "qrl_dc_";
-         for (j = 0; j < 43; j++) s = s sprintf("%c", 97 + int(rand() * 26));
+         for (j = 0; j < 54; j++) s = s sprintf("%c", 97 + int(rand() * 26));
          print s, "qrl_ss_x", "BCDF-GHJK" } }' >"$WORK/fake-codes.txt"
   start_ceiling
   scenario_ceiling device_auth /oauth/device_authorization "$BENCH/wrk/device_auth.lua"
