@@ -233,19 +233,31 @@ static qrl_err bearer_auth(qrl_core *core, const char *token, const char *addres
         !(any && qrl__secret_has_prefix(token, QRL__PFX_ACCESS)))
         return QRL_ERR_UNAUTHORIZED;
     qrl__secret_hash(token, &h);
-    rc = core->st->m->token_lookup(core->st, &h, &tok);
+    /* One read for the token, its account and its device where the store can (version 4). */
+    if (core->st->m->version >= 4 && core->st->m->token_auth != NULL)
+        rc = core->st->m->token_auth(core->st, &h, &tok, &out->account, &out->device);
+    else
+        rc = core->st->m->token_lookup(core->st, &h, &tok);
     if (rc == QRL_ERR_NOT_FOUND)
-        return QRL_ERR_UNAUTHORIZED;
-    if (rc != QRL_OK)
+        rc = QRL_ERR_UNAUTHORIZED;
+    if (rc != QRL_OK) {
+        memset(out, 0, sizeof *out);
         return rc;
+    }
     if (!(tok.kind == QRL_TOKEN_SESSION || (any && tok.kind == QRL_TOKEN_ACCESS)) ||
-        tok.expires_ms <= now || tok.revoked_ms != 0 || tok.device_revoked || tok.account_disabled)
+        tok.expires_ms <= now || tok.revoked_ms != 0 || tok.device_revoked || tok.account_disabled) {
+        memset(out, 0, sizeof *out);
         return QRL_ERR_UNAUTHORIZED;
-    rc = core->st->m->account_get(core->st, tok.account_id, &out->account);
-    if (rc == QRL_OK)
-        rc = core->st->m->device_get(core->st, tok.device_id, &out->device);
-    if (rc != QRL_OK)
-        return rc == QRL_ERR_NOT_FOUND ? QRL_ERR_UNAUTHORIZED : rc;
+    }
+    if (core->st->m->version < 4 || core->st->m->token_auth == NULL) {
+        rc = core->st->m->account_get(core->st, tok.account_id, &out->account);
+        if (rc == QRL_OK)
+            rc = core->st->m->device_get(core->st, tok.device_id, &out->device);
+        if (rc != QRL_OK) {
+            memset(out, 0, sizeof *out);
+            return rc == QRL_ERR_NOT_FOUND ? QRL_ERR_UNAUTHORIZED : rc;
+        }
+    }
     out->account_id = tok.account_id;
     out->device_id = tok.device_id;
     if (now - out->device.last_seen_ms > LAST_SEEN_GRANULARITY_MS)

@@ -38,7 +38,7 @@
 extern "C" {
 #endif
 
-#define QRL_STORE_VERSION 3
+#define QRL_STORE_VERSION 4
 #define QRL_HASH_BYTES 32
 /* crypto_pwhash_STRBYTES is 128 in libsodium. */
 #define QRL_PWHASH_MAX 128
@@ -276,6 +276,12 @@ typedef struct qrl_store_methods {
      * lr_redeem's error (then the approval is undone too). */
     qrl_err (*lr_approve_redeem)(qrl_store *st, const qrl_lr_cas *cas, qrl_device_rec *dev,
                                  qrl_token_rec *tok, size_t ntok);
+    /* --- version 4 --- */
+    /* What token_lookup finds, with the token's account and device, read together (one
+     * lookup per authenticated request instead of three). QRL_ERR_NOT_FOUND if no token has
+     * hash `h`. Like token_lookup it does not judge expiry or revocation. */
+    qrl_err (*token_auth)(qrl_store *st, const qrl_hash *h, qrl_token_rec *tok,
+                          qrl_account_rec *acc, qrl_device_rec *dev);
 } qrl_store_methods;
 
 struct qrl_store {

@@ -195,6 +195,7 @@ enum stmt_id {
     ST_DEVICE_REVOKE_TOKENS,
     ST_TOKEN_INSERT,
     ST_TOKEN_LOOKUP,
+    ST_TOKEN_AUTH,
     ST_TOKEN_SET_USED,
     ST_TOKEN_REVOKE,
     ST_LR_CODE_TAKEN,
@@ -244,6 +245,12 @@ static const char *const stmt_sql[ST_COUNT] = {
                         " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     [ST_TOKEN_LOOKUP] = "SELECT " TOKEN_COLS " FROM tokens t JOIN devices d ON d.id = t.device_id"
                         " JOIN accounts a ON a.id = d.account_id WHERE t.hash = ?1",
+    /* TOKEN_COLS (12 columns), then ACCOUNT_COLS at column 12 and DEVICE_COLS at 18. */
+    [ST_TOKEN_AUTH] = "SELECT " TOKEN_COLS ", a.id, a.username, a.display_name, a.pw_hash,"
+                      " a.created_ms, a.disabled, d.id, d.account_id, d.name, d.kind, d.address,"
+                      " d.created_ms, d.last_seen_ms, d.revoked_ms, d.pubkey FROM tokens t"
+                      " JOIN devices d ON d.id = t.device_id JOIN accounts a ON a.id = d.account_id"
+                      " WHERE t.hash = ?1",
     [ST_TOKEN_SET_USED] = "UPDATE tokens SET used_ms = ?2 WHERE hash = ?1 AND used_ms = 0",
     /* Rewrites an already set revoked_ms with itself, so that changes() tells existence. */
     [ST_TOKEN_REVOKE] = "UPDATE tokens SET revoked_ms = CASE WHEN revoked_ms = 0 THEN ?2"
@@ -443,38 +450,49 @@ static int col_hash(sqlite3_stmt *s, int col, qrl_hash *h)
 
 /* --- row decoders (column order: the *_COLS lists) ------------------------------------------ */
 
-static qrl_err read_account(sqlite3_stmt *s, qrl_account_rec *out)
+/* The readers decode ACCOUNT_COLS / DEVICE_COLS starting at column `b`. */
+static qrl_err read_account_at(sqlite3_stmt *s, int b, qrl_account_rec *out)
 {
     memset(out, 0, sizeof *out);
-    out->id = sqlite3_column_int64(s, 0);
-    if (col_text(s, 1, out->username, sizeof out->username) != 0 ||
-        col_text(s, 2, out->display_name, sizeof out->display_name) != 0 ||
-        col_text(s, 3, out->pw_hash, sizeof out->pw_hash) != 0)
+    out->id = sqlite3_column_int64(s, b);
+    if (col_text(s, b + 1, out->username, sizeof out->username) != 0 ||
+        col_text(s, b + 2, out->display_name, sizeof out->display_name) != 0 ||
+        col_text(s, b + 3, out->pw_hash, sizeof out->pw_hash) != 0)
         return bad_row("account");
-    out->created_ms = sqlite3_column_int64(s, 4);
-    out->disabled = sqlite3_column_int(s, 5) != 0;
+    out->created_ms = sqlite3_column_int64(s, b + 4);
+    out->disabled = sqlite3_column_int(s, b + 5) != 0;
+    return QRL_OK;
+}
+
+static qrl_err read_account(sqlite3_stmt *s, qrl_account_rec *out)
+{
+    return read_account_at(s, 0, out);
+}
+
+static qrl_err read_device_at(sqlite3_stmt *s, int b, qrl_device_rec *out)
+{
+    memset(out, 0, sizeof *out);
+    out->id = sqlite3_column_int64(s, b);
+    out->account_id = sqlite3_column_int64(s, b + 1);
+    if (col_text(s, b + 2, out->name, sizeof out->name) != 0 ||
+        col_text(s, b + 3, out->kind, sizeof out->kind) != 0 ||
+        col_text(s, b + 4, out->address, sizeof out->address) != 0)
+        return bad_row("device");
+    out->created_ms = sqlite3_column_int64(s, b + 5);
+    out->last_seen_ms = sqlite3_column_int64(s, b + 6);
+    out->revoked_ms = sqlite3_column_int64(s, b + 7);
+    if (sqlite3_column_type(s, b + 8) == SQLITE_BLOB) {
+        if (sqlite3_column_bytes(s, b + 8) != QRL_PUBKEY_BYTES)
+            return bad_row("device");
+        memcpy(out->pubkey, sqlite3_column_blob(s, b + 8), QRL_PUBKEY_BYTES);
+        out->has_pubkey = 1;
+    }
     return QRL_OK;
 }
 
 static qrl_err read_device(sqlite3_stmt *s, qrl_device_rec *out)
 {
-    memset(out, 0, sizeof *out);
-    out->id = sqlite3_column_int64(s, 0);
-    out->account_id = sqlite3_column_int64(s, 1);
-    if (col_text(s, 2, out->name, sizeof out->name) != 0 ||
-        col_text(s, 3, out->kind, sizeof out->kind) != 0 ||
-        col_text(s, 4, out->address, sizeof out->address) != 0)
-        return bad_row("device");
-    out->created_ms = sqlite3_column_int64(s, 5);
-    out->last_seen_ms = sqlite3_column_int64(s, 6);
-    out->revoked_ms = sqlite3_column_int64(s, 7);
-    if (sqlite3_column_type(s, 8) == SQLITE_BLOB) {
-        if (sqlite3_column_bytes(s, 8) != QRL_PUBKEY_BYTES)
-            return bad_row("device");
-        memcpy(out->pubkey, sqlite3_column_blob(s, 8), QRL_PUBKEY_BYTES);
-        out->has_pubkey = 1;
-    }
-    return QRL_OK;
+    return read_device_at(s, 0, out);
 }
 
 static qrl_err read_token(sqlite3_stmt *s, qrl_token_rec *out)
@@ -1258,6 +1276,43 @@ static qrl_err token_lookup_r(qrl_store *st, const qrl_hash *h, qrl_token_rec *o
 }
 
 READ_METHOD(token_lookup, (qrl_store * st, const qrl_hash *h, qrl_token_rec *out), (st, h, out))
+
+#define AUTH_ACCOUNT_COL 12
+#define AUTH_DEVICE_COL 18
+
+static qrl_err token_auth_r(qrl_store *st, const qrl_hash *h, qrl_token_rec *tok,
+                            qrl_account_rec *acc, qrl_device_rec *dev)
+{
+    struct conn *c;
+    sqlite3_stmt *s = NULL;
+    int brc = SQLITE_OK, src;
+    qrl_err rc;
+
+    if (h == NULL || tok == NULL || acc == NULL || dev == NULL)
+        return QRL_ERR_INVALID;
+    if ((rc = store_conn(st, &c)) != QRL_OK || (rc = stmt_get(c, ST_TOKEN_AUTH, &s)) != QRL_OK)
+        return rc;
+    bind_hash(s, 1, h, &brc);
+    if (brc != SQLITE_OK)
+        return db_fail(c, brc, "token_auth");
+    src = sqlite3_step(s);
+    if (src == SQLITE_ROW) {
+        rc = read_token(s, tok);
+        if (rc == QRL_OK)
+            rc = read_account_at(s, AUTH_ACCOUNT_COL, acc);
+        if (rc == QRL_OK)
+            rc = read_device_at(s, AUTH_DEVICE_COL, dev);
+    } else {
+        rc = src == SQLITE_DONE ? QRL_ERR_NOT_FOUND : db_fail(c, src, "token_auth");
+    }
+    sqlite3_reset(s);
+    return rc;
+}
+
+READ_METHOD(token_auth,
+            (qrl_store * st, const qrl_hash *h, qrl_token_rec *tok, qrl_account_rec *acc,
+             qrl_device_rec *dev),
+            (st, h, tok, acc, dev))
 
 /* The checks and writes of token_rotate inside its transaction. Sets *commit when the outcome
  * must be committed (success, and the device revocation on reuse). */
@@ -2345,6 +2400,7 @@ static const qrl_store_methods sqlite_methods = {
     .sweep = sweep,
     .device_set_pubkey = device_set_pubkey,
     .lr_approve_redeem = lr_approve_redeem,
+    .token_auth = token_auth,
 };
 
 qrl_err qrl_store_sqlite_open(const char *path, qrl_store **out, char *errbuf, size_t errlen)

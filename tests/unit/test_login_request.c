@@ -650,6 +650,46 @@ static qrl_err counting_lr_find(qrl_store *st, qrl_lr_key kind, const void *key,
     return real_m->lr_find(st, kind, key, now_ms, out);
 }
 
+/* Session authentication reads the token, account and device with one token_auth where the
+ * store has it, and falls back to three lookups for a store without it (version < 4); both give
+ * the same answer, and both refuse a revoked device. */
+static int account_gets;
+static qrl_err counting_account_get(qrl_store *st, int64_t id, qrl_account_rec *out)
+{
+    account_gets++;
+    return real_m->account_get(st, id, out);
+}
+
+static void test_session_auth_one_lookup(void **state)
+{
+    fx *f = *state;
+    qrl_session s;
+    qrl_auth a, b;
+
+    assert_int_equal(qrl_session_create(f->core, "bob", PW, "Tablet", NULL, "10.0.0.6", &s), QRL_OK);
+    real_m = f->st->m;
+    counting_m = *real_m;
+    counting_m.account_get = counting_account_get;
+    f->st->m = &counting_m;
+    account_gets = 0;
+    assert_int_equal(qrl_session_auth(f->core, s.session_token, "10.0.0.6", &a), QRL_OK);
+    assert_int_equal(account_gets, 0);
+    counting_m.token_auth = NULL; /* a store without it */
+    assert_int_equal(qrl_session_auth(f->core, s.session_token, "10.0.0.6", &b), QRL_OK);
+    assert_int_equal(account_gets, 1);
+    assert_string_equal(a.account.username, "bob");
+    assert_int_equal(a.account_id, b.account_id);
+    assert_int_equal(a.device_id, b.device_id);
+    assert_string_equal(a.device.name, "Tablet");
+    assert_string_equal(b.device.name, "Tablet");
+    assert_int_equal(qrl_device_revoke(f->core, &a, a.device_id), QRL_OK);
+    assert_int_equal(qrl_session_auth(f->core, s.session_token, "", &b), QRL_ERR_UNAUTHORIZED);
+    counting_m.token_auth = real_m->token_auth;
+    assert_int_equal(qrl_session_auth(f->core, s.session_token, "", &b), QRL_ERR_UNAUTHORIZED);
+    f->st->m = real_m;
+    sodium_memzero(&s, sizeof s);
+}
+
 static void test_polls_answered_from_memory_follow_every_change(void **state)
 {
     fx *f = *state;
@@ -770,6 +810,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_second_phone_and_replays, setup, teardown),
         cmocka_unit_test_setup_teardown(test_deny, setup, teardown),
         cmocka_unit_test_setup_teardown(test_forged_secrets, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_session_auth_one_lookup, setup, teardown),
         cmocka_unit_test_setup_teardown(test_expiry, setup, teardown),
         cmocka_unit_test_setup_teardown(test_slow_down, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hold_decisions, setup, teardown),

@@ -592,6 +592,48 @@ static void test_token_insert_lookup_revoke(void **state)
     assert_int_equal(st->m->token_lookup(st, &t.hash, &got), QRL_ERR_NOT_FOUND);
 }
 
+/* token_auth reads what token_lookup, account_get and device_get read, in one lookup. */
+static void test_token_auth(void **state)
+{
+    fixture *f = *state;
+    qrl_store *st = f->st;
+    int64_t acct = add_account(st, "alice", 0);
+    int64_t dev = add_device(st, acct, "Pixel", T0);
+    unsigned char pk[QRL_PUBKEY_BYTES];
+    qrl_token_rec t = make_token(7, QRL_TOKEN_SESSION, T0, T0 + 5000), tok, tok2;
+    qrl_account_rec a, a2;
+    qrl_device_rec d, d2;
+    qrl_hash unknown = hash_of(999);
+
+    memset(pk, 0x5a, sizeof pk);
+    assert_int_equal(st->m->device_set_pubkey(st, acct, dev, pk), QRL_OK);
+    t.device_id = dev;
+    assert_int_equal(st->m->token_insert(st, &t), QRL_OK);
+    assert_true(st->m->version >= 4);
+    assert_non_null(st->m->token_auth);
+
+    assert_int_equal(st->m->token_auth(st, &t.hash, &tok, &a, &d), QRL_OK);
+    assert_int_equal(st->m->token_lookup(st, &t.hash, &tok2), QRL_OK);
+    assert_int_equal(st->m->account_get(st, acct, &a2), QRL_OK);
+    assert_int_equal(st->m->device_get(st, dev, &d2), QRL_OK);
+    assert_memory_equal(&tok, &tok2, sizeof tok);
+    assert_memory_equal(&a, &a2, sizeof a);
+    assert_memory_equal(&d, &d2, sizeof d);
+    assert_string_equal(a.username, "alice");
+    assert_string_equal(d.name, "Pixel");
+    assert_true(d.has_pubkey);
+    assert_memory_equal(d.pubkey, pk, sizeof pk);
+
+    /* Revocation shows, as in token_lookup. */
+    assert_int_equal(st->m->device_revoke(st, acct, dev, T0 + 1), QRL_OK);
+    assert_int_equal(st->m->token_auth(st, &t.hash, &tok, &a, &d), QRL_OK);
+    assert_int_equal(tok.device_revoked, 1);
+    assert_int_equal(d.revoked_ms, T0 + 1);
+
+    assert_int_equal(st->m->token_auth(st, &unknown, &tok, &a, &d), QRL_ERR_NOT_FOUND);
+    assert_int_equal(st->m->token_auth(st, NULL, &tok, &a, &d), QRL_ERR_INVALID);
+}
+
 static void test_token_rotate(void **state)
 {
     fixture *f = *state;
@@ -1612,6 +1654,7 @@ int main(void)
         T(test_device_touch),
         T(test_device_revoke),
         T(test_token_insert_lookup_revoke),
+        T(test_token_auth),
         T(test_token_rotate),
         T(test_token_rotate_refused),
         T(test_lr_create),
