@@ -30,7 +30,7 @@ static void serve_usage(FILE *f)
           "  --session-ttl SECONDS     phone session lifetime (QRLOGIN_SESSION_TTL; 2592000)\n"
           "  --introspection-secret S  secret resource servers use for /oauth/introspect\n"
           "                            (QRLOGIN_INTROSPECTION_SECRET; unset disables it)\n"
-          "  --threads N               worker threads (QRLOGIN_THREADS; default 64)\n"
+          "  --threads N               worker threads (QRLOGIN_THREADS; default 8, 2 per CPU above 4)\n"
           "  --max-connections N       open connections at most (QRLOGIN_MAX_CONNECTIONS;\n"
           "                            default: open-file limit minus 256)\n"
           "  --connection-memory B     per-connection buffer in bytes (QRLOGIN_CONNECTION_MEMORY;\n"

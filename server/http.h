@@ -8,6 +8,7 @@
 
 #include <jansson.h>
 #include <microhttpd.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 
@@ -28,6 +29,8 @@ struct qrl_server {
     /* Held requests not answered yet (suspended, or resumed and not yet completed): shutdown
      * waits for it to reach 0 so that every held screen gets an answer. */
     _Atomic long held_live;
+    /* Handlers parked on a fiber (waiting for a commit): shutdown waits for them too. */
+    _Atomic long fibers_live;
 };
 
 /* Form parameters (application/x-www-form-urlencoded), decoded. */
@@ -60,6 +63,15 @@ typedef struct qrl__req {
     int64_t deadline_mono_ms;
     char client_id[QRL_MAX_CLIENT_ID + 1];
     char device_code[QRL_SECRET_BUF]; /* zeroed when the request ends */
+    /* The handler's fiber while it waits for a store commit (server.c, include/qrlogin/fiber.h);
+     * `mu` orders the writer's wake against the worker's suspension. */
+    struct qrl_fiber *fiber;
+    enum MHD_Result (*fiber_fn)(struct qrl__req *r);
+    enum MHD_Result fiber_ret;
+    pthread_mutex_t mu;
+    pthread_cond_t cv; /* signals `woken` to a handler finished after its client left */
+    bool suspended, woken;
+    bool gone; /* the connection ended while the handler was parked: answers go nowhere */
     /* Handed to an approval (qrl_handoff): its answer, set before the connection resumes. */
     bool handed;
     qrl_err handed_rc;

@@ -26,6 +26,10 @@ static enum MHD_Result send_image(qrl__req *r, const char *type, void *data, siz
         free(data);
         return MHD_NO;
     }
+    if (r->gone) {
+        MHD_destroy_response(resp);
+        return MHD_NO;
+    }
     MHD_add_response_header(resp, "Content-Type", type);
     /* The image carries the scan secret: never cache it anywhere. */
     MHD_add_response_header(resp, "Cache-Control", "no-store");

@@ -69,6 +69,10 @@ static enum MHD_Result queue(qrl__req *r, unsigned status, struct MHD_Response *
 
     if (resp == NULL)
         return MHD_NO;
+    if (r->gone) {
+        MHD_destroy_response(resp);
+        return MHD_NO;
+    }
     add_common_headers(resp);
     for (size_t i = 0; extra != NULL && extra[i] != NULL; i += 2)
         MHD_add_response_header(resp, extra[i], extra[i + 1]);

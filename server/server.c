@@ -13,6 +13,7 @@
  * tests/integration/.
  */
 #include <arpa/inet.h>
+#include <sched.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +24,7 @@
 #include <sodium.h>
 
 #include "http.h"
+#include "qrlogin/fiber.h"
 
 typedef enum MHD_Result (*handler_fn)(qrl__req *r, const char *arg);
 
@@ -125,6 +127,85 @@ static void client_address(struct MHD_Connection *conn, char *out, size_t len)
                   (socklen_t)len);
 }
 
+/*
+ * Every handler runs on a fiber (include/qrlogin/fiber.h). When a store write parks it, the
+ * connection is suspended and the worker thread serves other connections; the store's writer
+ * wakes the fiber after the commit, which resumes the connection, and libmicrohttpd calls
+ * on_request() again on the same thread, which continues the fiber. The wake can come before
+ * the worker has suspended the connection: `woken` records it under r->mu, and the worker then
+ * continues the fiber at once instead of suspending.
+ */
+static void fiber_main(void *arg)
+{
+    qrl__req *r = arg;
+    r->fiber_ret = r->fiber_fn(r);
+}
+
+static void fiber_woken(void *ud)
+{
+    qrl__req *r = ud;
+    struct MHD_Connection *resume = NULL;
+
+    pthread_mutex_lock(&r->mu);
+    if (r->suspended) {
+        r->suspended = false;
+        resume = r->conn;
+    } else {
+        r->woken = true;
+        pthread_cond_signal(&r->cv);
+    }
+    pthread_mutex_unlock(&r->mu);
+    /* Last, and without r: once resumed, the worker may end the request and free r at once. */
+    if (resume != NULL)
+        MHD_resume_connection(resume);
+}
+
+/* libmicrohttpd ends a resumed connection whose client has gone before it calls the handler
+ * again; the handler's fiber, woken by its commit, is then still parked. Finish it here, on the
+ * connection's thread: its writes complete as they would have, its answer goes nowhere
+ * (r->gone), and a further wait blocks this thread for one commit. */
+static void fiber_finish_detached(qrl__req *r)
+{
+    r->gone = true;
+    r->fiber = qrl_fiber_resume(r->fiber);
+    while (r->fiber != NULL) {
+        pthread_mutex_lock(&r->mu);
+        while (!r->woken)
+            pthread_cond_wait(&r->cv, &r->mu);
+        r->woken = false;
+        pthread_mutex_unlock(&r->mu);
+        r->fiber = qrl_fiber_resume(r->fiber);
+    }
+    atomic_fetch_sub(&r->srv->fibers_live, 1);
+}
+
+/* After the fiber returned to us: its handler's result, or suspend until it is woken. */
+static enum MHD_Result fiber_settle(qrl__req *r)
+{
+    while (r->fiber != NULL) {
+        pthread_mutex_lock(&r->mu);
+        if (!r->woken) {
+            r->suspended = true;
+            MHD_suspend_connection(r->conn);
+            pthread_mutex_unlock(&r->mu);
+            return MHD_YES;
+        }
+        r->woken = false;
+        pthread_mutex_unlock(&r->mu);
+        r->fiber = qrl_fiber_resume(r->fiber);
+    }
+    atomic_fetch_sub(&r->srv->fibers_live, 1);
+    return r->fiber_ret;
+}
+
+static enum MHD_Result on_fiber(qrl__req *r, enum MHD_Result (*fn)(qrl__req *r))
+{
+    atomic_fetch_add(&r->srv->fibers_live, 1);
+    r->fiber_fn = fn;
+    r->fiber = qrl_fiber_start(fiber_main, r, fiber_woken, r);
+    return fiber_settle(r);
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version, const char *upload_data,
                                   size_t *upload_data_size, void **con_cls)
@@ -139,6 +220,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             return MHD_NO;
         r->srv = srv;
         r->conn = conn;
+        pthread_mutex_init(&r->mu, NULL);
+        pthread_cond_init(&r->cv, NULL);
         r->url = url;
         r->method = method;
         client_address(conn, r->address, sizeof r->address);
@@ -149,6 +232,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             return qrl__respond_err(r, QRL_ERR_TOO_LARGE, QRL__CTX_API);
         }
         return MHD_YES;
+    }
+    if (r->fiber != NULL) { /* resumed after fiber_woken() */
+        r->fiber = qrl_fiber_resume(r->fiber);
+        return fiber_settle(r);
     }
     if (*upload_data_size != 0) {
         size_t n = *upload_data_size;
@@ -167,10 +254,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return MHD_YES;
     }
     if (r->held)
-        return qrl__h_token_resume(r);
+        return on_fiber(r, qrl__h_token_resume);
     if (r->too_large)
         return qrl__respond_err(r, QRL_ERR_TOO_LARGE, QRL__CTX_API);
-    return dispatch(r);
+    return on_fiber(r, dispatch);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
@@ -181,6 +268,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 
     if (r == NULL)
         return;
+    if (r->fiber != NULL)
+        fiber_finish_detached(r);
     if (srv->cfg.access_log)
         /* Route names only: raw paths may hold a scan secret or user code. */
         fprintf(stderr, "qrlogin: %s %s %s %d\n", r->address, r->method,
@@ -193,6 +282,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     if (r->body != NULL)
         sodium_memzero(r->body, r->body_len);
     free(r->body);
+    pthread_cond_destroy(&r->cv);
+    pthread_mutex_destroy(&r->mu);
     free(r);
     *con_cls = NULL;
 }
@@ -283,10 +374,11 @@ qrl_err qrl_server_listen(qrl_server *srv, qrl_core *core, char *errbuf, size_t 
     }
     if (family == AF_INET6)
         flags |= MHD_USE_IPv6;
-    /* Durable writes wait for a group commit (one fsync for many writes, lib/store); a worker
-     * blocked there costs no CPU, and more workers mean bigger groups. */
+    /* A handler waiting for a group commit parks its fiber and frees its thread, so a few
+     * threads serve everything; more only help when handlers spend CPU (Argon2id sign-ins
+     * hold their thread for tens of milliseconds). */
     if (threads == 0)
-        threads = 64;
+        threads = qrl_server_default_threads();
     srv->core = core;
     srv->daemon = MHD_start_daemon(
         flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
@@ -321,6 +413,16 @@ qrl_err qrl_server_listen(qrl_server *srv, qrl_core *core, char *errbuf, size_t 
     return QRL_OK;
 }
 
+unsigned qrl_server_default_threads(void)
+{
+    cpu_set_t set;
+    int n = 0;
+
+    if (sched_getaffinity(0, sizeof set, &set) == 0)
+        n = CPU_COUNT(&set);
+    return n > 4 ? 2u * (unsigned)n : 8u;
+}
+
 unsigned short qrl_server_port(const qrl_server *srv)
 {
     return srv->port;
@@ -348,7 +450,9 @@ void qrl_server_stop(qrl_server *srv)
         qrl__hub_wake_all(srv->hub, true);
         /* Every held request now gets its answer on a worker; wait for them all (bounded, in
          * case a client does not read its answer). */
-        for (int i = 0; i < STOP_WAIT_MS / 10 && atomic_load(&srv->held_live) > 0; i++)
+        for (int i = 0; i < STOP_WAIT_MS / 10 &&
+                        (atomic_load(&srv->held_live) > 0 || atomic_load(&srv->fibers_live) > 0);
+             i++)
             usleep(10000);
         MHD_stop_daemon(srv->daemon);
     }

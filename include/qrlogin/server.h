@@ -23,7 +23,7 @@ typedef struct qrl_server_config {
     unsigned short port;              /* 0 = any free port */
     const char *public_url;           /* issuer; NULL = http://<listen>:<port> */
     const char *introspection_secret; /* NULL or "" disables introspection */
-    unsigned threads;                 /* worker threads; 0 = 64 (writes block on group commit) */
+    unsigned threads;                 /* worker threads; 0 = qrl_server_default_threads() */
     unsigned connection_limit;        /* 0 = open-file limit minus a reserve */
     size_t connection_memory;         /* per-connection buffer; 0 = 8 KiB */
     unsigned connection_timeout_s;    /* idle timeout of non-held connections; 0 = 30 */
@@ -44,6 +44,9 @@ void qrl_server_handoff(qrl_server *srv, qrl_handoff *h);
 qrl_err qrl_server_listen(qrl_server *srv, qrl_core *core, char *errbuf, size_t errlen);
 /* The bound port (useful with port 0) and the public URL. */
 unsigned short qrl_server_port(const qrl_server *srv);
+/* Worker threads when the config says 0: 8, or 2 per CPU this process may run on when it may
+ * run on more than 4. */
+unsigned qrl_server_default_threads(void);
 const char *qrl_server_public_url(const qrl_server *srv);
 /* Ends held requests (answering them), stops accepting, waits for workers, frees. NULL ok. */
 void qrl_server_stop(qrl_server *srv);

@@ -56,6 +56,7 @@
 #include <sodium.h>
 #include <sqlite3.h>
 
+#include "qrlogin/fiber.h"
 #include "qrlogin/store.h"
 #include "walbuf.h"
 
@@ -344,7 +345,8 @@ struct wop {
     void *arg;
     int durable; /* its commit must reach the disk before the caller hears of it */
     qrl_err rc;
-    sem_t done; /* posted by the writer once the batch holding it is committed */
+    sem_t done;       /* posted by the writer once the batch holding it is committed */
+    qrl_fiber *fiber; /* or, for a caller on a fiber: woken instead (no semaphore) */
     struct wop *next;
 };
 
@@ -2111,8 +2113,11 @@ static void *writer_main(void *arg)
         /* Wake exactly the writers of this batch; the ones queued for the next batch sleep
          * on. (A shared condition variable would wake them all at every commit.) */
         for (struct wop *w = batch, *next; w != NULL; w = next) {
-            next = w->next;
-            sem_post(&w->done);
+            next = w->next; /* w lives on its caller's stack: gone once woken */
+            if (w->fiber != NULL)
+                qrl_fiber_wake(w->fiber);
+            else
+                sem_post(&w->done);
         }
         pthread_mutex_lock(&s->wmu);
     }
@@ -2120,27 +2125,38 @@ static void *writer_main(void *arg)
     return NULL;
 }
 
-/* Queues a write and waits until its batch is committed. */
+static void enqueue(sqlite_store *s, struct wop *w)
+{
+    pthread_mutex_lock(&s->wmu);
+    if (s->wtail != NULL)
+        s->wtail->next = w;
+    else
+        s->whead = w;
+    s->wtail = w;
+    pthread_cond_signal(&s->wwork);
+    pthread_mutex_unlock(&s->wmu);
+}
+
+/* Queues a write and waits until its batch is committed. A caller on a fiber (the server's
+ * request handlers) parks its fiber instead of blocking its thread (include/qrlogin/fiber.h). */
 static qrl_err submit(qrl_store *st, qrl_err (*fn)(void *), void *arg, int durable)
 {
     sqlite_store *s = (sqlite_store *)st;
-    struct wop w = {.fn = fn, .arg = arg, .durable = durable};
+    struct wop w = {.fn = fn, .arg = arg, .durable = durable, .fiber = qrl_fiber_self()};
 
     if (s == NULL)
         return QRL_ERR_INVALID;
     /* The writer itself never queues (a write calling a write would wait for itself). */
     if (pthread_equal(pthread_self(), s->writer))
         return fn(arg);
+    if (w.fiber != NULL) {
+        enqueue(s, &w);
+        qrl_fiber_park(); /* back here after the writer's qrl_fiber_wake */
+        return w.rc;
+    }
     if (sem_init(&w.done, 0, 0) != 0)
         return QRL_ERR_NOMEM;
-    pthread_mutex_lock(&s->wmu);
-    if (s->wtail != NULL)
-        s->wtail->next = &w;
-    else
-        s->whead = &w;
-    s->wtail = &w;
-    pthread_cond_signal(&s->wwork);
-    pthread_mutex_unlock(&s->wmu);
+    enqueue(s, &w);
     while (sem_wait(&w.done) != 0 && errno == EINTR)
         ;
     sem_destroy(&w.done);

@@ -15,6 +15,7 @@
 #include <dirent.h>
 #include <limits.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -29,6 +30,7 @@
 #include <cmocka.h>
 #include <sqlite3.h>
 
+#include "qrlogin/fiber.h"
 #include "qrlogin/store.h"
 #include "tmpdir.h"
 
@@ -632,6 +634,63 @@ static void test_token_auth(void **state)
 
     assert_int_equal(st->m->token_auth(st, &unknown, &tok, &a, &d), QRL_ERR_NOT_FOUND);
     assert_int_equal(st->m->token_auth(st, NULL, &tok, &a, &d), QRL_ERR_INVALID);
+}
+
+/* A write made on a fiber parks the fiber until its batch is committed: the thread gets control
+ * back at once, the writer's wake comes from the writer thread, and the result is there after
+ * the fiber is continued. */
+struct fiber_write {
+    qrl_store *st;
+    qrl_account_rec acc;
+    qrl_err rc;
+    int done;
+    sem_t woken;
+};
+
+static void fiber_write_main(void *arg)
+{
+    struct fiber_write *w = arg;
+    w->rc = w->st->m->account_create(w->st, &w->acc);
+    w->done = 1;
+}
+
+static void fiber_write_wake(void *ud)
+{
+    struct fiber_write *w = ud;
+    sem_post(&w->woken);
+}
+
+static void test_write_on_fiber_parks(void **state)
+{
+    fixture *f = *state;
+    struct fiber_write w = {.st = f->st, .rc = QRL_ERR_INTERNAL};
+    qrl_account_rec got;
+    qrl_fiber *fb;
+
+    snprintf(w.acc.username, sizeof w.acc.username, "fiona");
+    snprintf(w.acc.display_name, sizeof w.acc.display_name, "Fiona");
+    snprintf(w.acc.pw_hash, sizeof w.acc.pw_hash, "$argon2id$v=19$m=8,t=1,p=1$x$y");
+    w.acc.created_ms = T0;
+    sem_init(&w.woken, 0, 0);
+    fb = qrl_fiber_start(fiber_write_main, &w, fiber_write_wake, &w);
+    assert_non_null(fb); /* parked on its commit */
+    assert_int_equal(w.done, 0);
+    sem_wait(&w.woken); /* posted by the writer thread after the commit */
+    assert_null(qrl_fiber_resume(fb));
+    assert_int_equal(w.done, 1);
+    assert_int_equal(w.rc, QRL_OK);
+    assert_true(w.acc.id > 0);
+    assert_int_equal(f->st->m->account_by_name(f->st, "fiona", &got), QRL_OK);
+    assert_int_equal(got.id, w.acc.id);
+    /* An error reaches the fiber too: the name is taken now. */
+    w.acc.id = 0;
+    w.done = 0;
+    fb = qrl_fiber_start(fiber_write_main, &w, fiber_write_wake, &w);
+    assert_non_null(fb);
+    sem_wait(&w.woken);
+    assert_null(qrl_fiber_resume(fb));
+    assert_int_equal(w.rc, QRL_ERR_EXISTS);
+    sem_destroy(&w.woken);
 }
 
 static void test_token_rotate(void **state)
@@ -1655,6 +1714,7 @@ int main(void)
         T(test_device_revoke),
         T(test_token_insert_lookup_revoke),
         T(test_token_auth),
+        T(test_write_on_fiber_parks),
         T(test_token_rotate),
         T(test_token_rotate_refused),
         T(test_lr_create),

@@ -1,0 +1,103 @@
+/*
+ * Clients that hang up in the middle of a request. A request handler waits for the store's group
+ * commit on a fiber, with its connection suspended; the client may be gone by the time the
+ * commit is done. The server must finish such handlers cleanly (their writes commit, their
+ * answers go nowhere), keep serving everyone else, and still shut down cleanly: a user would
+ * notice a crash, a stuck connection or a server that cannot stop.
+ */
+#include "harness.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define HANGUP_THREADS 8
+#define HANGUPS_EACH 150
+
+typedef struct hanger {
+    const it_server *s;
+    int sent;
+    pthread_t th;
+} hanger;
+
+/* Sends one complete request and closes the connection at once with a reset (SO_LINGER 0),
+ * without reading the answer. */
+static int send_and_hang_up(int port, const char *req, size_t len)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    struct linger lg = {.l_onoff = 1, .l_linger = 0};
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    int ok = 0;
+
+    if (fd < 0)
+        return 0;
+    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0 &&
+        send(fd, req, len, MSG_NOSIGNAL) == (ssize_t)len)
+        ok = 1;
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    close(fd);
+    return ok;
+}
+
+static void *hanger_main(void *arg)
+{
+    hanger *h = arg;
+    static const char body[] = "client_id=tv-app&device_name=Hangup%20TV&device_kind=tv";
+    char req[512];
+    int n = snprintf(req, sizeof req,
+                     "POST /oauth/device_authorization HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                     "Content-Type: application/x-www-form-urlencoded\r\n"
+                     "Content-Length: %zu\r\n\r\n%s",
+                     sizeof body - 1, body);
+
+    for (int i = 0; i < HANGUPS_EACH; i++)
+        h->sent += send_and_hang_up(h->s->port, req, (size_t)n);
+    return NULL;
+}
+
+static void test_hangups_during_commits(void **state)
+{
+    it_server *s = *state;
+    hanger hs[HANGUP_THREADS];
+    it_phone phone;
+    it_tokens tok;
+    int sent = 0, served = 0;
+
+    memset(hs, 0, sizeof hs);
+    for (int i = 0; i < HANGUP_THREADS; i++) {
+        hs[i].s = s;
+        assert_int_equal(pthread_create(&hs[i].th, NULL, hanger_main, &hs[i]), 0);
+    }
+    /* Meanwhile an ordinary screen keeps being served. */
+    for (int i = 0; i < 50; i++) {
+        it_devauth da;
+        it_device_authorization(s, "tv-app", "Living Room TV", "tv", NULL, &da);
+        served++;
+    }
+    for (int i = 0; i < HANGUP_THREADS; i++) {
+        pthread_join(hs[i].th, NULL);
+        sent += hs[i].sent;
+    }
+    assert_int_equal(sent, HANGUP_THREADS * HANGUPS_EACH);
+    assert_int_equal(served, 50);
+
+    /* Everything still works end to end afterwards... */
+    it_phone_sign_in(s, "alice", IT_PASSWORD, NULL, &phone);
+    it_login_screen(s, &phone, &tok, NULL);
+    assert_true(it_introspect_active(s, tok.access_token));
+    /* ...and the server stops cleanly (exit status 0, no suspended connection left behind). */
+    it_server_stop(s);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_hangups_during_commits, it_setup_alice, it_teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
