@@ -42,6 +42,7 @@ struct qrl_fiber {
     void (*wake)(void *);
     void *ud;
     bool done;
+    bool ready;     /* its context runs entry()'s loop: reuse needs no new context */
     void *map;      /* the whole mapping: guard page, stack, this struct */
     size_t map_len;
     struct qrl_fiber *next_free;
@@ -104,6 +105,7 @@ static qrl_fiber *fiber_new(void)
     }
     /* The struct at the top of the mapping, aligned; the stack is everything below it. */
     f = (qrl_fiber *)(void *)(((uintptr_t)(m + len) - sizeof *f) & ~(uintptr_t)63);
+    f->ready = false;
     f->map = m;
     f->map_len = len;
     return f;
@@ -148,12 +150,12 @@ static void switch_in(qrl_fiber *f)
 #endif
 }
 
-/* From the fiber back to whoever switched in. */
+/* From the fiber back to whoever switched in. A finished fiber comes back here too when its
+ * stack is reused, so its fake stack (ASan) is always kept. */
 static void switch_out(qrl_fiber *f)
 {
 #if FIBER_ASAN
-    __sanitizer_start_switch_fiber(f->done ? NULL : &f->fake_stack, f->caller_bottom,
-                                   f->caller_size);
+    __sanitizer_start_switch_fiber(&f->fake_stack, f->caller_bottom, f->caller_size);
 #endif
     swapcontext(&f->ctx, &f->caller);
 #if FIBER_ASAN
@@ -161,6 +163,9 @@ static void switch_out(qrl_fiber *f)
 #endif
 }
 
+/* A fiber's stack runs this loop for as long as the stack lives: one job per round, and a
+ * cached stack is reused by switching into it again (switching costs what glibc's swapcontext
+ * costs; getcontext/makecontext only once per stack). */
 static void entry(void)
 {
     qrl_fiber *f = current;
@@ -168,9 +173,11 @@ static void entry(void)
 #if FIBER_ASAN
     __sanitizer_finish_switch_fiber(NULL, &f->caller_bottom, &f->caller_size);
 #endif
-    f->fn(f->arg);
-    f->done = true;
-    switch_out(f); /* never returns: the fiber is not resumed once done */
+    for (;;) {
+        f->fn(f->arg);
+        f->done = true;
+        switch_out(f); /* returns when the stack is reused for the next job */
+    }
 }
 
 /* A context that starts entry() on f's stack. getcontext returns only once here (nothing ever
@@ -203,13 +210,16 @@ qrl_fiber *qrl_fiber_start(void (*fn)(void *arg), void *arg, void (*wake)(void *
     f->ud = ud;
     f->done = false;
     f->next_free = NULL;
+    if (!f->ready) {
 #if FIBER_ASAN
-    f->fake_stack = NULL;
+        f->fake_stack = NULL;
 #endif
-    if (!prepare(f)) {
-        fiber_free(f);
-        fn(arg);
-        return NULL;
+        if (!prepare(f)) {
+            fiber_free(f);
+            fn(arg);
+            return NULL;
+        }
+        f->ready = true;
     }
     return qrl_fiber_resume(f);
 }

@@ -267,11 +267,13 @@ qrl_err qrl_token_device_code(qrl_core *core, const char *client_id, const char 
     if (!qrl__lr_secret_key(device_code, QRL__PFX_DEVICE_CODE, &key))
         return QRL_ERR_NOT_FOUND;
     /* A plain poll of a request this process knows to be pending needs no store read. */
-    if (flags == 0 && !core->cfg.shared_store) {
+    if ((flags & ~QRL_POLL_MEMORY) == 0 && !core->cfg.shared_store) {
         rc = qrl__poll_fast(core->polls, &key.hash, client_id, now, res);
         if (rc != QRL_ERR_NOT_FOUND)
             return rc;
     }
+    if (flags & QRL_POLL_MEMORY)
+        return QRL_ERR_NOT_FOUND;
     gen = qrl__poll_gen(core->polls);
     rc = core->st->m->lr_find(core->st, QRL_LR_KEY_DEVICE_CODE, &key, now, &lr);
     if (rc != QRL_OK)

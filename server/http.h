@@ -106,6 +106,9 @@ enum MHD_Result qrl__h_metadata(qrl__req *r, const char *arg);
 enum MHD_Result qrl__h_device_authorization(qrl__req *r, const char *arg);
 enum MHD_Result qrl__h_token(qrl__req *r, const char *arg);
 enum MHD_Result qrl__h_token_resume(qrl__req *r);
+/* A plain device-code poll answered from memory (no store access, so nothing to wait for), on
+ * the worker's own stack: true and *ret set when it answered; false to run qrl__h_token. */
+bool qrl__h_token_quick(qrl__req *r, enum MHD_Result *ret);
 enum MHD_Result qrl__h_introspect(qrl__req *r, const char *arg);
 enum MHD_Result qrl__h_revoke(qrl__req *r, const char *arg);
 enum MHD_Result qrl__h_sessions(qrl__req *r, const char *arg);

@@ -269,6 +269,35 @@ static enum MHD_Result grant_device_code(qrl__req *r, const qrl__form *f)
     return device_code_run(r, r->wait_s > 0 ? QRL_POLL_WAIT : 0);
 }
 
+bool qrl__h_token_quick(qrl__req *r, enum MHD_Result *ret)
+{
+    qrl__form f;
+    const char *grant, *client_id, *code;
+    qrl_poll_result res;
+    qrl_err rc = QRL_ERR_NOT_FOUND;
+
+    if (!qrl__content_type_is(r, "application/x-www-form-urlencoded") || prefer_wait(r) > 0)
+        return false;
+    if (qrl__form_parse(r->body != NULL ? r->body : "", r->body_len, &f) == QRL_OK &&
+        !f.duplicate) {
+        grant = qrl__form_get(&f, "grant_type");
+        client_id = qrl__form_get(&f, "client_id");
+        code = qrl__form_get(&f, "device_code");
+        if (grant != NULL && strcmp(grant, GRANT_DEVICE_CODE) == 0 && client_id != NULL &&
+            client_id[0] != '\0' && strlen(client_id) <= QRL_MAX_CLIENT_ID && code != NULL &&
+            strlen(code) < sizeof r->device_code)
+            rc = qrl_token_device_code(r->srv->core, client_id, code, QRL_POLL_MEMORY, 0,
+                                       r->address, &res);
+    }
+    if (f.buf != NULL)
+        sodium_memzero(f.buf, r->body_len);
+    qrl__form_clear(&f);
+    if (rc == QRL_ERR_NOT_FOUND)
+        return false;
+    *ret = device_code_answer(r, rc, &res);
+    return true;
+}
+
 static enum MHD_Result grant_refresh(qrl__req *r, const qrl__form *f)
 {
     const char *client_id = qrl__form_get(f, "client_id");

@@ -135,6 +135,9 @@ typedef struct qrl_tokens {
 #define QRL_POLL_WAIT 1u    /* the client asked to be held (Prefer: wait >= 1) */
 #define QRL_POLL_RECHECK 2u /* re-evaluation of a held request: no rate bookkeeping */
 #define QRL_POLL_FINAL 4u   /* the hold is over: answer now, never ask to hold again */
+/* Answer only from memory (a plain poll of a request this process knows to be pending), never
+ * touching the store: QRL_ERR_NOT_FOUND means "ask again without this flag". */
+#define QRL_POLL_MEMORY 8u
 
 typedef struct qrl_poll_result {
     int64_t lr_id;      /* known once the device code matched */

@@ -690,6 +690,62 @@ static void test_session_auth_one_lookup(void **state)
     sodium_memzero(&s, sizeof s);
 }
 
+/* QRL_POLL_MEMORY answers only what memory knows and never reads the store: the server uses it
+ * to answer pending polls without a fiber, and falls back to a plain poll on NOT_FOUND. */
+static void test_poll_memory_only(void **state)
+{
+    fx *f = *state;
+    qrl_device_auth da;
+    qrl_poll_result res;
+    qrl_lr_view v;
+    qrl_lr_rec lr;
+    qrl_config cfg;
+    qrl_core *core, *fresh;
+    char forged[QRL_SECRET_BUF];
+
+    real_m = f->st->m;
+    counting_m = *real_m;
+    counting_m.lr_find = counting_lr_find;
+    f->st->m = &counting_m;
+    dc_finds = 0;
+    qrl_config_defaults(&cfg);
+    assert_int_equal(qrl_core_new(&cfg, f->st, &core), QRL_OK);
+    assert_int_equal(qrl_core_new(&cfg, f->st, &fresh), QRL_OK); /* like a restarted server */
+    assert_int_equal(qrl_device_authorize(core, "tv-app", NULL, "TV", "tv", "", &da), QRL_OK);
+
+    assert_int_equal(
+        qrl_token_device_code(core, "tv-app", da.device_code, QRL_POLL_MEMORY, 0, "", &res),
+        QRL_ERR_PENDING);
+    assert_int_equal(res.lr_id, da.lr_id);
+    assert_int_equal(
+        qrl_token_device_code(core, "tv-app", da.device_code, QRL_POLL_MEMORY, 0, "", &res),
+        QRL_ERR_SLOW_DOWN); /* the interval rules apply */
+    /* Unknown to memory: NOT_FOUND, and the store was not asked. */
+    assert_int_equal(
+        qrl_token_device_code(fresh, "tv-app", da.device_code, QRL_POLL_MEMORY, 0, "", &res),
+        QRL_ERR_NOT_FOUND);
+    qrl__device_code_new(da.lr_id, forged);
+    assert_int_equal(qrl_token_device_code(core, "tv-app", forged, QRL_POLL_MEMORY, 0, "", &res),
+                     QRL_ERR_NOT_FOUND);
+    assert_int_equal(dc_finds, 0);
+    /* Once the request moved on, memory no longer answers; the plain poll does. */
+    assert_int_equal(qrl_lr_view_claim(core, &f->phone, da.scan_secret, "", &v), QRL_OK);
+    assert_int_equal(qrl_lr_approve(core, &f->phone, da.scan_secret, da.user_code, &PWP, "", &lr),
+                     QRL_OK);
+    qrl_core_clock_advance(core, 10000);
+    assert_int_equal(
+        qrl_token_device_code(core, "tv-app", da.device_code, QRL_POLL_MEMORY, 0, "", &res),
+        QRL_ERR_NOT_FOUND);
+    assert_int_equal(dc_finds, 0);
+    assert_int_equal(qrl_token_device_code(core, "tv-app", da.device_code, 0, 0, "", &res),
+                     QRL_OK);
+    assert_true(res.tokens.access_token[0] != '\0');
+    sodium_memzero(&res, sizeof res);
+    f->st->m = real_m;
+    qrl_core_free(fresh);
+    qrl_core_free(core);
+}
+
 static void test_polls_answered_from_memory_follow_every_change(void **state)
 {
     fx *f = *state;
@@ -811,6 +867,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_deny, setup, teardown),
         cmocka_unit_test_setup_teardown(test_forged_secrets, setup, teardown),
         cmocka_unit_test_setup_teardown(test_session_auth_one_lookup, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_poll_memory_only, setup, teardown),
         cmocka_unit_test_setup_teardown(test_expiry, setup, teardown),
         cmocka_unit_test_setup_teardown(test_slow_down, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hold_decisions, setup, teardown),
