@@ -209,6 +209,34 @@ static void test_deep_stack(void **state)
     assert_int_equal(out, 528); /* 32 + 31 + ... + 1 + 0 */
 }
 
+#if defined(__x86_64__)
+#include <xmmintrin.h>
+
+/* Each side keeps its own SSE control word (rounding mode) across switches. */
+static void rounding_job(void *arg)
+{
+    unsigned *seen = arg;
+    _mm_setcsr((_mm_getcsr() & ~0x6000u) | 0x4000u); /* round up */
+    qrl_fiber_park();
+    *seen = _mm_getcsr() & 0x6000u;
+    _mm_setcsr(_mm_getcsr() & ~0x6000u);
+}
+
+static void test_control_words_kept(void **state)
+{
+    unsigned seen = 0, before = _mm_getcsr();
+    qrl_fiber *f;
+
+    (void)state;
+    f = qrl_fiber_start(rounding_job, &seen, NULL, NULL);
+    assert_non_null(f);
+    assert_int_equal(_mm_getcsr(), before); /* the thread's own mode is untouched */
+    assert_null(qrl_fiber_resume(f));
+    assert_int_equal(seen, 0x4000u); /* and the fiber's survived its park */
+    assert_int_equal(_mm_getcsr(), before);
+}
+#endif
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -218,6 +246,9 @@ int main(void)
         cmocka_unit_test(test_stacks_are_reused),
         cmocka_unit_test(test_nested_start_runs_inline),
         cmocka_unit_test(test_deep_stack),
+#if defined(__x86_64__)
+        cmocka_unit_test(test_control_words_kept),
+#endif
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
