@@ -4,17 +4,19 @@
  *
  * Request life: MHD calls on_request() first with the headers (we allocate a qrl__req and
  * refuse oversized bodies by Content-Length at once), then with body pieces (buffered up to
- * QRL_MAX_BODY), then once more with no data, when we route and answer. A held token request
- * suspends instead of answering; when it is resumed MHD calls on_request() again and we finish
- * it. on_completed() frees the request whatever happened.
+ * QRL_MAX_BODY), then once more with no data, when we route and answer. The handler runs on a
+ * fiber: when it waits for a store commit the connection is suspended, and resumed once the
+ * commit is done (see "fibers" below). A held token request suspends instead of answering;
+ * when it is resumed MHD calls on_request() again and we finish it. on_completed() frees the
+ * request whatever happened.
  *
  * Adding an endpoint: write its handler in the file of its group (http_oauth.c, http_phone.c),
  * declare it in http.h, add a row to `routes`, document it in docs/api.md and test it in
  * tests/integration/.
  */
 #include <arpa/inet.h>
-#include <sched.h>
 #include <netinet/in.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -128,7 +130,7 @@ static void client_address(struct MHD_Connection *conn, char *out, size_t len)
 }
 
 /*
- * Every handler runs on a fiber (include/qrlogin/fiber.h). When a store write parks it, the
+ * Fibers. Every handler runs on a fiber (include/qrlogin/fiber.h). When a store write parks it, the
  * connection is suspended and the worker thread serves other connections; the store's writer
  * wakes the fiber after the commit, which resumes the connection, and libmicrohttpd calls
  * on_request() again on the same thread, which continues the fiber. The wake can come before
