@@ -454,10 +454,12 @@ void qrl_server_stop(qrl_server *srv)
     if (srv->daemon != NULL) {
         /* libmicrohttpd must not be stopped with suspended connections: answer every held
          * request first (they get the normal pending answer) and wait until the workers have
-         * sent those answers. New holds are refused from here on. */
-        MHD_socket ls = MHD_quiesce_daemon(srv->daemon);
-        if (ls != MHD_INVALID_SOCKET)
-            close(ls);
+         * sent those answers, and until every handler waiting for a commit has finished. New
+         * holds are refused from here on. The daemon is not quiesced first: in libmicrohttpd
+         * 0.9.75 MHD_quiesce_daemon() races with a worker thread that is awake (both take the
+         * listening socket out of the worker's epoll set, and the loser aborts the process:
+         * "Failed to remove listen FD from epoll set"); connections accepted during these
+         * milliseconds are served, and their holds refused. */
         qrl__hub_wake_all(srv->hub, true);
         /* Every held request now gets its answer on a worker; wait for them all (bounded, in
          * case a client does not read its answer). */
