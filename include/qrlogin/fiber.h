@@ -28,8 +28,9 @@ typedef struct qrl_fiber qrl_fiber;
 
 /* Runs fn(arg) on a new fiber of the calling thread. Returns NULL once fn has returned, or the
  * fiber if it parked: wake(ud) will then be called exactly once, from some thread, when it may
- * continue; its owner then calls qrl_fiber_resume() on this thread. If no stack can be had, or
- * the caller is itself on a fiber, fn runs directly (its waits then block the thread). */
+ * continue; its owner then calls qrl_fiber_resume() on this thread. fn runs directly instead,
+ * and NULL is returned when it is done, if no stack can be had (its waits then block the
+ * thread) or if the caller is itself on a fiber (its waits then park that fiber). */
 qrl_fiber *qrl_fiber_start(void (*fn)(void *arg), void *arg, void (*wake)(void *ud), void *ud);
 
 /* Continues a parked fiber after its wake. Returns NULL when fn has returned (the fiber is gone),
