@@ -226,6 +226,7 @@ static qrl_err bearer_auth(qrl_core *core, const char *token, const char *addres
     qrl_token_rec tok;
     qrl_hash h;
     int64_t now = qrl_core_now_ms(core);
+    bool one_read = core->st->m->version >= 4 && core->st->m->token_auth != NULL;
     qrl_err rc;
 
     memset(out, 0, sizeof *out);
@@ -234,7 +235,7 @@ static qrl_err bearer_auth(qrl_core *core, const char *token, const char *addres
         return QRL_ERR_UNAUTHORIZED;
     qrl__secret_hash(token, &h);
     /* One read for the token, its account and its device where the store can (version 4). */
-    if (core->st->m->version >= 4 && core->st->m->token_auth != NULL)
+    if (one_read)
         rc = core->st->m->token_auth(core->st, &h, &tok, &out->account, &out->device);
     else
         rc = core->st->m->token_lookup(core->st, &h, &tok);
@@ -249,7 +250,7 @@ static qrl_err bearer_auth(qrl_core *core, const char *token, const char *addres
         memset(out, 0, sizeof *out);
         return QRL_ERR_UNAUTHORIZED;
     }
-    if (core->st->m->version < 4 || core->st->m->token_auth == NULL) {
+    if (!one_read) {
         rc = core->st->m->account_get(core->st, tok.account_id, &out->account);
         if (rc == QRL_OK)
             rc = core->st->m->device_get(core->st, tok.device_id, &out->device);

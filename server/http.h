@@ -100,6 +100,10 @@ json_t *qrl__json_body(qrl__req *r);
 /* Content-Type check ignoring parameters and case. */
 bool qrl__content_type_is(qrl__req *r, const char *type);
 int64_t qrl__mono_ms(void);
+/* Copies a log line into out (always terminated, truncated to outlen) so that no secret can be
+ * read from it: every qrl_xx_ secret becomes "qrl_xx_[redacted]", and every path ("/a/b/c")
+ * keeps only its first segment ("/a/[redacted]"): paths carry scan secrets and user codes. */
+void qrl__log_redact(const char *in, char *out, size_t outlen);
 
 /* --- handlers --- */
 enum MHD_Result qrl__h_metadata(qrl__req *r, const char *arg);

@@ -296,3 +296,59 @@ bool qrl__peer_gone(qrl__req *r)
         return true;
     return (p.revents & POLLIN) && recv(ci->connect_fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) == 0;
 }
+
+static bool secret_char(char c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+           c == '-' || c == '_';
+}
+
+static bool path_end(char c)
+{
+    return c == '\0' || c == '\'' || c == '`' || c == '"' || c == ' ' || c == '\n' || c == '?';
+}
+
+void qrl__log_redact(const char *in, char *out, size_t outlen)
+{
+    size_t o = 0;
+
+#define PUT(c)                                                                                     \
+    do {                                                                                           \
+        if (o + 1 < outlen)                                                                        \
+            out[o++] = (c);                                                                        \
+    } while (0)
+#define PUTS(str)                                                                                  \
+    do {                                                                                           \
+        for (const char *p_ = (str); *p_ != '\0'; p_++)                                            \
+            PUT(*p_);                                                                              \
+    } while (0)
+    if (outlen == 0)
+        return;
+    for (size_t i = 0; in[i] != '\0';) {
+        if (strncmp(in + i, "qrl_", 4) == 0 && secret_char(in[i + 4]) && secret_char(in[i + 5]) &&
+            in[i + 6] == '_') {
+            for (size_t k = 0; k < 7; k++)
+                PUT(in[i + k]);
+            PUTS("[redacted]");
+            for (i += 7; secret_char(in[i]);)
+                i++;
+        } else if (in[i] == '/' && (i == 0 || !secret_char(in[i - 1])) && secret_char(in[i + 1])) {
+            size_t seg = i + 1;
+            while (secret_char(in[seg]) || in[seg] == '.')
+                seg++;
+            for (; i < seg; i++)
+                PUT(in[i]);
+            if (in[i] == '/') {
+                PUTS("/[redacted]");
+                while (!path_end(in[i]))
+                    i++;
+            }
+        } else {
+            PUT(in[i]);
+            i++;
+        }
+    }
+#undef PUT
+#undef PUTS
+    out[o] = '\0';
+}

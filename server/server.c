@@ -17,6 +17,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sched.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -371,6 +372,22 @@ static int bind_address(const qrl_server_config *cfg, struct sockaddr_storage *s
     return -1;
 }
 
+/* libmicrohttpd's own error messages name the request's path ("Failed to send the response
+ * headers for the request for `...'", when a client hangs up), and our paths can hold a scan
+ * secret or a user code (/v1/login-requests/{code}). They go to stderr only after
+ * qrl__log_redact() has replaced every path after its first segment and every qrl_ secret. */
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    char raw[512], line[512];
+
+    (void)cls;
+    vsnprintf(raw, sizeof raw, fmt, ap);
+    qrl__log_redact(raw, line, sizeof line);
+    sodium_memzero(raw, sizeof raw);
+    fprintf(stderr, "qrlogin: libmicrohttpd: %s%s", line,
+            line[0] != '\0' && line[strlen(line) - 1] == '\n' ? "" : "\n");
+}
+
 qrl_err qrl_server_listen(qrl_server *srv, qrl_core *core, char *errbuf, size_t errlen)
 {
     struct sockaddr_storage ss;
@@ -392,7 +409,9 @@ qrl_err qrl_server_listen(qrl_server *srv, qrl_core *core, char *errbuf, size_t 
         threads = qrl_server_default_threads();
     srv->core = core;
     srv->daemon = MHD_start_daemon(
-        flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+        flags, 0, NULL, NULL, on_request, srv,
+        /* First, so that libmicrohttpd prints nothing itself (it says so otherwise). */
+        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
         MHD_OPTION_THREAD_POOL_SIZE, threads, MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
         MHD_OPTION_CONNECTION_LIMIT,
         srv->cfg.connection_limit ? srv->cfg.connection_limit : default_connection_limit(),

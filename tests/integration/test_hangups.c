@@ -11,6 +11,7 @@
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -94,10 +95,81 @@ static void test_hangups_during_commits(void **state)
     it_server_stop(s);
 }
 
+/* libmicrohttpd logs a hung-up client's request path ("Failed to send the response headers for
+ * the request for `...'"). A phone's claim carries the scan secret in its path and waits for a
+ * commit, so hanging up there makes such a line: it must reach stderr with the secret
+ * redacted, and no session token may appear either. */
+#define CLAIMS 300
+
+static char *slurp(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    char *buf = calloc(1, 1 << 22);
+    size_t n;
+
+    assert_non_null(f);
+    assert_non_null(buf);
+    n = fread(buf, 1, (1 << 22) - 1, f);
+    buf[n] = '\0';
+    fclose(f);
+    return buf;
+}
+
+static void test_hung_up_paths_are_redacted_in_the_log(void **state)
+{
+    static it_devauth da[CLAIMS];
+    char logpath[] = "/tmp/qrl-hangup-log-XXXXXX", req[1024], *log;
+    int logfd = mkstemp(logpath), saved = dup(2), sent = 0;
+    it_server *s;
+    it_phone phone;
+
+    (void)state;
+    assert_true(logfd >= 0 && saved >= 0);
+    /* The server inherits our stderr: point it at the file. */
+    fflush(stderr);
+    assert_true(dup2(logfd, 2) >= 0);
+    s = it_server_new();
+    it_account_add(s, "alice", IT_PASSWORD, "Alice");
+    it_server_start(s);
+    it_phone_sign_in(s, "alice", IT_PASSWORD, NULL, &phone);
+    for (int i = 0; i < CLAIMS; i++)
+        it_device_authorization(s, "tv-app", "Log TV", "tv", NULL, &da[i]);
+    for (int i = 0; i < CLAIMS; i++) {
+        int n = snprintf(req, sizeof req,
+                         "GET /v1/login-requests/%s HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                         "Authorization: Bearer %s\r\n\r\n",
+                         da[i].scan_secret, phone.session);
+        sent += send_and_hang_up(s->port, req, (size_t)n);
+    }
+    it_server_stop(s);
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    close(logfd);
+    it_server_free(s);
+
+    log = slurp(logpath);
+    unlink(logpath);
+    if (getenv("QRL_IT_SHOW_LOG") != NULL)
+        fputs(log, stderr);
+    assert_int_equal(sent, CLAIMS);
+    /* No secret reached the log... */
+    for (int i = 0; i < CLAIMS; i++)
+        if (strstr(log, da[i].scan_secret + 7) != NULL)
+            fail_msg("scan secret %d is in the log", i);
+    if (strstr(log, phone.session + 7) != NULL)
+        fail_msg("the session token is in the log");
+    /* ...although libmicrohttpd did log hung-up claims (else this test proves nothing). */
+    if (strstr(log, "qrlogin: libmicrohttpd: ") == NULL || strstr(log, "/v1/[redacted]") == NULL)
+        fail_msg("no hung-up claim was logged; the log was:\n%s", log);
+    free(log);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_hangups_during_commits, it_setup_alice, it_teardown),
+        cmocka_unit_test(test_hung_up_paths_are_redacted_in_the_log),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
