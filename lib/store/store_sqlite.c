@@ -165,6 +165,9 @@ static const char *const migrations[] = {
     "DROP TABLE login_requests;"
     "ALTER TABLE login_requests_v3 RENAME TO login_requests;"
     "CREATE INDEX login_requests_user_code ON login_requests(user_code, expires_ms);",
+    /* Version 4: which request a user code names is kept in memory (see "user codes"): the
+     * index was the last random-keyed one, a leaf written per new request. */
+    "DROP INDEX IF EXISTS login_requests_user_code;",
 };
 #define SCHEMA_VERSION ((int)(sizeof migrations / sizeof migrations[0]))
 
@@ -199,10 +202,9 @@ enum stmt_id {
     ST_TOKEN_AUTH,
     ST_TOKEN_SET_USED,
     ST_TOKEN_REVOKE,
-    ST_LR_CODE_TAKEN,
+    ST_LR_LIVE_CODES,
     ST_LR_INSERT,
     ST_LR_GET,
-    ST_LR_BY_USER_CODE,
     ST_LR_TRANSITION,
     ST_LR_APPROVER,
     ST_LR_SET_DENIED,
@@ -257,16 +259,18 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_TOKEN_REVOKE] = "UPDATE tokens SET revoked_ms = CASE WHEN revoked_ms = 0 THEN ?2"
                         " ELSE revoked_ms END WHERE hash = ?1",
 
-    [ST_LR_CODE_TAKEN] = "SELECT 1 FROM login_requests WHERE user_code = ?1 AND expires_ms > ?2"
-                         " AND state IN (0, 1, 2) LIMIT 1",
+    /* Two ranges of the primary key, each in id order: ids below ?1 (counted, from before
+     * version 3, or chosen by tests), and ids from ?2 on (drawn from the clock since then). */
+    [ST_LR_LIVE_CODES] = "SELECT id, user_code, expires_ms FROM login_requests"
+                         " WHERE id < ?1 AND expires_ms > ?3 UNION ALL"
+                         " SELECT id, user_code, expires_ms FROM login_requests"
+                         " WHERE id >= ?2 AND expires_ms > ?3",
     [ST_LR_INSERT] = "INSERT INTO login_requests (device_code_hash, scan_hash, user_code,"
                      " client_id, scope, device_name, device_kind, address, created_ms,"
                      " expires_ms, interval_s, state, updated_ms, claimed_device_id, account_id,"
                      " approving_device_id, redeemed_device_id, id) VALUES (?1, ?2, ?3, ?4, ?5,"
                      " ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
     [ST_LR_GET] = "SELECT " LR_COLS " FROM login_requests WHERE id = ?1",
-    [ST_LR_BY_USER_CODE] = "SELECT " LR_COLS " FROM login_requests WHERE user_code = ?1"
-                           " AND expires_ms > ?2 ORDER BY id DESC LIMIT 1",
     /* The compare-and-set of store.h's lr_transition; ?4 is the from_mask. */
     [ST_LR_TRANSITION] =
         "UPDATE login_requests SET state = ?2, updated_ms = ?3,"
@@ -314,6 +318,25 @@ struct conn {
     struct conn *rnext; /* in sqlite_store.rfree */
 };
 
+/* Which login request each user code names (see "user codes" below). An open-addressing table
+ * with linear probing; entries are replaced in place and dropped only when the table is rebuilt.
+ * code == 0 marks a free slot (a packed code is 8 letters, never 0). */
+struct uc_slot {
+    uint64_t code; /* the 8 letters of the canonical code, as bytes */
+    int64_t id;
+    int64_t expires_ms;
+};
+
+struct uc_map {
+    pthread_mutex_t mu;
+    int built;            /* loaded from the database (on first use) */
+    struct uc_slot *slot; /* cap entries */
+    size_t cap;           /* a power of two, or 0 before the first entry */
+    unsigned shift;       /* 64 - log2(cap) */
+    size_t used;          /* slots in use, expired or not */
+    uint64_t mul;         /* random odd multiplier of the hash */
+};
+
 typedef struct sqlite_store {
     struct qrl_store base; /* first member: the handle is a qrl_store */
     char *path;
@@ -337,6 +360,7 @@ typedef struct sqlite_store {
     pthread_cond_t rfree_cv;
     struct conn *rfree; /* idle reading connections, linked by rnext */
     int ropen;          /* reading connections opened */
+    struct uc_map uc;   /* user codes of unexpired login requests */
 } sqlite_store;
 
 /* One queued write: a function to run on the writer's connection, and its result. */
@@ -1403,6 +1427,180 @@ static qrl_err token_revoke_w(qrl_store *st, const qrl_hash *h, int64_t now_ms)
     return rc;
 }
 
+/* --- user codes ----------------------------------------------------------------------------
+ *
+ * A phone that cannot scan types the screen's user code; lr_create must keep the codes of
+ * unexpired requests unique. An index on the code did both, but its key is random: every new
+ * request wrote one random leaf of it to the WAL, copied it back at the next checkpoint, and
+ * re-read leaves that had left the writer's page cache, so the rate of new requests fell as the
+ * table grew (docs/benchmarks.md). The store keeps the map in memory instead, as the server keeps
+ * its poll table: this needs one server process per database file, which the SQLite store
+ * already assumes (docs/architecture.md).
+ *
+ * - It is loaded from the table on first use: the unexpired requests among those whose ids fall
+ *   in the last two hours of the clock (a request lives at most an hour, and its id is the
+ *   clock when it was made: secret.c) and those with ids below 2^40 (counted ids from before
+ *   schema version 3). Both are ranges of the primary key: no full scan.
+ * - Only the writer adds to it (lr_create), in id order, so the newest request wins a code.
+ * - An entry is a hint, never the answer: a lookup reads the row by its id and checks the code
+ *   and the expiry, so an entry left by a write that was rolled back is harmless (it reads as
+ *   "no such request", and lr_create reuses its code).
+ * - Expired entries stay until the table is rebuilt, which drops them; rebuilds come when
+ *   three quarters of the slots are used, so their cost is spread over the inserts. */
+
+#define UC_MIN_CAP 1024
+#define UC_LEGACY_IDS (INT64_C(1) << 40)
+#define UC_LOAD_WINDOW_MS (INT64_C(2) * 3600 * 1000)
+
+static int uc_pack(const char *code, uint64_t *out)
+{
+    if (code == NULL || strlen(code) != QRL_USER_CODE_LEN)
+        return 0;
+    *out = 0;
+    memcpy(out, code, QRL_USER_CODE_LEN);
+    return 1;
+}
+
+static size_t uc_home(const struct uc_map *m, uint64_t code)
+{
+    return (size_t)((code * m->mul) >> m->shift);
+}
+
+/* The slot holding `code`, or NULL. Caller holds m->mu. */
+static struct uc_slot *uc_find(struct uc_map *m, uint64_t code)
+{
+    if (m->cap == 0)
+        return NULL;
+    for (size_t i = uc_home(m, code);; i = (i + 1) & (m->cap - 1)) {
+        if (m->slot[i].code == code)
+            return &m->slot[i];
+        if (m->slot[i].code == 0)
+            return NULL;
+    }
+}
+
+/* Rebuilds the table with room for twice its unexpired entries (at `now_ms`), dropping the
+ * expired ones. */
+static qrl_err uc_rebuild(struct uc_map *m, int64_t now_ms)
+{
+    size_t live = 0, cap = UC_MIN_CAP;
+    unsigned bits = 10;
+    struct uc_slot *old = m->slot, *ns;
+    size_t ocap = m->cap;
+
+    for (size_t i = 0; i < ocap; i++)
+        if (old[i].code != 0 && old[i].expires_ms > now_ms)
+            live++;
+    while (cap < 2 * (live + 1)) {
+        cap *= 2;
+        bits++;
+    }
+    ns = calloc(cap, sizeof *ns);
+    if (ns == NULL)
+        return QRL_ERR_NOMEM;
+    m->slot = ns;
+    m->cap = cap;
+    m->shift = 64 - bits;
+    m->used = 0;
+    for (size_t i = 0; i < ocap; i++) {
+        size_t j;
+        if (old[i].code == 0 || old[i].expires_ms <= now_ms)
+            continue;
+        for (j = uc_home(m, old[i].code); ns[j].code != 0; j = (j + 1) & (cap - 1))
+            ;
+        ns[j] = old[i];
+        m->used++;
+    }
+    free(old);
+    return QRL_OK;
+}
+
+/* Points `code` at request `id`, replacing what it named before. Caller holds m->mu. */
+static qrl_err uc_put(struct uc_map *m, uint64_t code, int64_t id, int64_t expires_ms,
+                      int64_t now_ms)
+{
+    struct uc_slot *e = uc_find(m, code);
+    size_t i;
+
+    if (e == NULL && (m->used + 1) * 4 > m->cap * 3) {
+        qrl_err rc = uc_rebuild(m, now_ms);
+        if (rc != QRL_OK)
+            return rc;
+    }
+    if (e == NULL) {
+        for (i = uc_home(m, code); m->slot[i].code != 0; i = (i + 1) & (m->cap - 1))
+            ;
+        e = &m->slot[i];
+        e->code = code;
+        m->used++;
+    }
+    e->id = id;
+    e->expires_ms = expires_ms;
+    return QRL_OK;
+}
+
+/* Loads the map from the table on first use, on the caller's connection. Caller holds m->mu. */
+static qrl_err uc_load(struct uc_map *m, struct conn *c, int64_t now_ms)
+{
+    struct timespec ts;
+    sqlite3_stmt *s = NULL;
+    int brc = SQLITE_OK, src;
+    int64_t wall_ms;
+    qrl_err rc;
+
+    if (m->built)
+        return QRL_OK;
+    if ((rc = stmt_get(c, ST_LR_LIVE_CODES, &s)) != QRL_OK)
+        return rc;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    wall_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    bind_i64(s, 1, UC_LEGACY_IDS, &brc);
+    bind_i64(s, 2, wall_ms > UC_LOAD_WINDOW_MS ? (wall_ms - UC_LOAD_WINDOW_MS) << 11 : 0, &brc);
+    bind_i64(s, 3, now_ms, &brc);
+    if (brc != SQLITE_OK)
+        return db_fail(c, brc, "user codes");
+    randombytes_buf(&m->mul, sizeof m->mul);
+    m->mul |= 1;
+    if ((rc = uc_rebuild(m, now_ms)) != QRL_OK) {
+        sqlite3_reset(s);
+        return rc;
+    }
+    while ((src = sqlite3_step(s)) == SQLITE_ROW) {
+        uint64_t code;
+        const char *t = (const char *)sqlite3_column_text(s, 1);
+        if (!uc_pack(t, &code))
+            continue; /* not a code lr_create wrote: it can never be typed */
+        rc = uc_put(m, code, sqlite3_column_int64(s, 0), sqlite3_column_int64(s, 2), now_ms);
+        if (rc != QRL_OK)
+            break;
+    }
+    sqlite3_reset(s);
+    if (rc == QRL_OK && src != SQLITE_DONE)
+        rc = db_fail(c, src, "user codes");
+    if (rc == QRL_OK)
+        m->built = 1;
+    return rc;
+}
+
+/* The id of the request an unexpired entry names for `code`, or 0. */
+static int64_t uc_lookup(sqlite_store *s, struct conn *c, const char *code, int64_t now_ms,
+                         qrl_err *err)
+{
+    struct uc_slot *e;
+    uint64_t k;
+    int64_t id = 0;
+
+    *err = QRL_OK;
+    if (!uc_pack(code, &k))
+        return 0;
+    pthread_mutex_lock(&s->uc.mu);
+    *err = uc_load(&s->uc, c, now_ms);
+    if (*err == QRL_OK && (e = uc_find(&s->uc, k)) != NULL && e->expires_ms > now_ms)
+        id = e->id;
+    pthread_mutex_unlock(&s->uc.mu);
+    return id;
+}
+
 /* --- login requests ----------------------------------------------------------------------- */
 
 static int lr_valid(const qrl_lr_rec *lr)
@@ -1415,29 +1613,44 @@ static int lr_valid(const qrl_lr_rec *lr)
            str_fits(lr->address, sizeof lr->address);
 }
 
+static qrl_err lr_get_conn(struct conn *c, int64_t id, qrl_lr_rec *out);
+
+/* Whether an unexpired request in a non-terminal state already has lr's user code, by the
+ * entry the map holds for it (the newest request with that code). Caller holds uc.mu. */
+static qrl_err lr_code_taken(struct conn *c, struct uc_slot *e, const qrl_lr_rec *lr)
+{
+    qrl_lr_rec old;
+    qrl_err rc;
+
+    if (e == NULL || e->expires_ms <= lr->created_ms)
+        return QRL_OK;
+    rc = lr_get_conn(c, e->id, &old);
+    if (rc == QRL_ERR_NOT_FOUND)
+        return QRL_OK; /* its write was rolled back, or it was swept */
+    if (rc != QRL_OK)
+        return rc;
+    if (strcmp(old.user_code, lr->user_code) == 0 && old.expires_ms > lr->created_ms &&
+        (old.state == QRL_LR_PENDING || old.state == QRL_LR_SCANNED ||
+         old.state == QRL_LR_APPROVED))
+        return QRL_ERR_EXISTS;
+    return QRL_OK;
+}
+
 /* The user-code check and the insert of lr_create, inside its transaction. */
-static qrl_err lr_create_tx(struct conn *c, const qrl_lr_rec *lr)
+static qrl_err lr_create_tx(sqlite_store *st, struct conn *c, const qrl_lr_rec *lr)
 {
     sqlite3_stmt *s = NULL;
     int brc = SQLITE_OK;
-    int src;
-    qrl_err rc = stmt_get(c, ST_LR_CODE_TAKEN, &s);
+    uint64_t code;
+    qrl_err rc;
 
-    if (rc != QRL_OK)
-        return rc;
-    bind_text(s, 1, lr->user_code, &brc);
-    bind_i64(s, 2, lr->created_ms, &brc);
-    if (brc != SQLITE_OK)
-        return db_fail(c, brc, "lr_create");
-    src = sqlite3_step(s);
-    sqlite3_reset(s);
-    if (src == SQLITE_ROW)
-        return QRL_ERR_EXISTS;
-    if (src != SQLITE_DONE)
-        return db_fail(c, src, "lr_create");
-
-    if ((rc = stmt_get(c, ST_LR_INSERT, &s)) != QRL_OK)
-        return rc;
+    if (!uc_pack(lr->user_code, &code))
+        return QRL_ERR_INVALID;
+    pthread_mutex_lock(&st->uc.mu);
+    if ((rc = uc_load(&st->uc, c, lr->created_ms)) != QRL_OK ||
+        (rc = lr_code_taken(c, uc_find(&st->uc, code), lr)) != QRL_OK ||
+        (rc = stmt_get(c, ST_LR_INSERT, &s)) != QRL_OK)
+        goto out;
     bind_hash(s, 1, &lr->device_code_hash, &brc);
     bind_hash(s, 2, &lr->scan_hash, &brc);
     bind_text(s, 3, lr->user_code, &brc);
@@ -1456,9 +1669,15 @@ static qrl_err lr_create_tx(struct conn *c, const qrl_lr_rec *lr)
     bind_i64(s, 16, lr->approving_device_id, &brc);
     bind_i64(s, 17, lr->redeemed_device_id, &brc);
     bind_i64(s, 18, lr->id, &brc);
-    if (brc != SQLITE_OK)
-        return db_fail(c, brc, "lr_create");
-    return stmt_run(c, s, "lr_create");
+    if (brc != SQLITE_OK) {
+        rc = db_fail(c, brc, "lr_create");
+        goto out;
+    }
+    if ((rc = stmt_run(c, s, "lr_create")) == QRL_OK)
+        rc = uc_put(&st->uc, code, lr->id, lr->expires_ms, lr->created_ms);
+out:
+    pthread_mutex_unlock(&st->uc.mu);
+    return rc;
 }
 
 static qrl_err lr_create_w(qrl_store *st, qrl_lr_rec *lr)
@@ -1470,7 +1689,7 @@ static qrl_err lr_create_w(qrl_store *st, qrl_lr_rec *lr)
         return QRL_ERR_INVALID;
     if ((rc = store_conn(st, &c)) != QRL_OK || (rc = tx_begin(c)) != QRL_OK)
         return rc;
-    rc = lr_create_tx(c, lr);
+    rc = lr_create_tx((sqlite_store *)st, c, lr);
     if (rc != QRL_OK) {
         tx_end(c, 0);
         return rc;
@@ -1545,9 +1764,7 @@ static qrl_err lr_find_r(qrl_store *st, qrl_lr_key kind, const void *key, int64_
                          qrl_lr_rec *out)
 {
     struct conn *c;
-    sqlite3_stmt *s = NULL;
-    int brc = SQLITE_OK;
-    enum stmt_id id;
+    int64_t id;
     qrl_err rc;
 
     if (key == NULL || out == NULL)
@@ -1559,18 +1776,24 @@ static qrl_err lr_find_r(qrl_store *st, qrl_lr_key kind, const void *key, int64_
     case QRL_LR_KEY_USER_CODE:
         if (!str_fits(key, QRL_USER_CODE_LEN + 1))
             return QRL_ERR_INVALID;
-        id = ST_LR_BY_USER_CODE;
         break;
     default:
         return QRL_ERR_INVALID;
     }
-    if ((rc = store_conn(st, &c)) != QRL_OK || (rc = stmt_get(c, id, &s)) != QRL_OK)
+    if ((rc = store_conn(st, &c)) != QRL_OK)
         return rc;
-    bind_text(s, 1, key, &brc);
-    bind_i64(s, 2, now_ms, &brc);
-    if (brc != SQLITE_OK)
-        return db_fail(c, brc, "lr_find");
-    return fetch_lr(c, s, out);
+    id = uc_lookup((sqlite_store *)st, c, key, now_ms, &rc);
+    if (rc != QRL_OK)
+        return rc;
+    if (id == 0)
+        return QRL_ERR_NOT_FOUND;
+    /* The map's entry is a hint: the row decides. */
+    rc = lr_get_conn(c, id, out);
+    if (rc == QRL_OK && (strcmp(out->user_code, key) != 0 || out->expires_ms <= now_ms)) {
+        sodium_memzero(out, sizeof *out);
+        rc = QRL_ERR_NOT_FOUND;
+    }
+    return rc;
 }
 
 READ_METHOD(lr_find,
@@ -1895,6 +2118,8 @@ static void store_close(qrl_store *st)
     pthread_cond_destroy(&s->rfree_cv);
     pthread_mutex_destroy(&s->rmu);
     pthread_mutex_destroy(&s->lock);
+    pthread_mutex_destroy(&s->uc.mu);
+    free(s->uc.slot);
     free(s->path);
     free(s);
 }
@@ -2458,6 +2683,7 @@ qrl_err qrl_store_sqlite_open(const char *path, qrl_store **out, char *errbuf, s
         goto out;
     }
     pthread_cond_init(&s->rfree_cv, NULL);
+    pthread_mutex_init(&s->uc.mu, NULL);
     have_lock = 1;
     s->base.m = &sqlite_methods;
 
@@ -2500,6 +2726,7 @@ out:
         if (have_key)
             pthread_key_delete(s->key);
         if (have_lock) {
+            pthread_mutex_destroy(&s->uc.mu);
             pthread_cond_destroy(&s->rfree_cv);
             pthread_mutex_destroy(&s->rmu);
             pthread_mutex_destroy(&s->lock);

@@ -248,11 +248,11 @@ static void test_open_migrate_reopen(void **state)
 
     assert_int_equal(f->st->m->version, QRL_STORE_VERSION);
     assert_string_equal(f->st->m->name, "sqlite");
-    assert_int_equal(db_int(f->path, "PRAGMA user_version"), 3);
+    assert_int_equal(db_int(f->path, "PRAGMA user_version"), 4);
     add_account(f->st, "alice", 0);
 
     reopen(f);
-    assert_int_equal(db_int(f->path, "PRAGMA user_version"), 3);
+    assert_int_equal(db_int(f->path, "PRAGMA user_version"), 4);
     assert_int_equal(db_int(f->path, "SELECT count(*) FROM sqlite_master WHERE type = 'table'"
                                      " AND name IN ('accounts', 'devices', 'tokens',"
                                      " 'login_requests', 'rate_limits')"),
@@ -1507,13 +1507,15 @@ static void test_migrate_from_v1(void **state)
                      "ALTER TABLE login_requests DROP COLUMN nonce; PRAGMA user_version = 1;");
     assert_int_equal(db_int(f->path, "PRAGMA user_version"), 1);
     assert_int_equal(qrl_store_sqlite_open(f->path, &f->st, err, sizeof err), QRL_OK);
-    assert_int_equal(db_int(f->path, "PRAGMA user_version"), 3);
+    assert_int_equal(db_int(f->path, "PRAGMA user_version"), 4);
     assert_int_equal(f->st->m->device_get(f->st, dev, &d), QRL_OK);
     assert_string_equal(d.name, "Phone");
     assert_false(d.has_pubkey);
 }
 
-/* Version 3 drops the unique indexes of the two secret hashes and keeps every row. */
+/* Version 3 drops the unique indexes of the two secret hashes and keeps every row; version 4
+ * drops the user-code index, and the migrated request is still found by its code and keeps it
+ * taken. */
 static void test_migrate_from_v2(void **state)
 {
     fixture *f = *state;
@@ -1547,10 +1549,10 @@ static void test_migrate_from_v2(void **state)
                                      " AND tbl_name = 'login_requests'"),
                      3);
     assert_int_equal(qrl_store_sqlite_open(f->path, &f->st, err, sizeof err), QRL_OK);
-    assert_int_equal(db_int(f->path, "PRAGMA user_version"), 3);
+    assert_int_equal(db_int(f->path, "PRAGMA user_version"), 4);
     assert_int_equal(db_int(f->path, "SELECT count(*) FROM sqlite_master WHERE type = 'index'"
                                      " AND tbl_name = 'login_requests'"),
-                     1);
+                     0);
     dc = (qrl_lr_secret_key){.id = lr.id, .hash = lr.device_code_hash};
     assert_int_equal(f->st->m->lr_find(f->st, QRL_LR_KEY_DEVICE_CODE, &dc, T0, &got), QRL_OK);
     assert_int_equal(got.state, QRL_LR_SCANNED);
@@ -1558,6 +1560,100 @@ static void test_migrate_from_v2(void **state)
     assert_int_equal(f->st->m->lr_find(f->st, QRL_LR_KEY_USER_CODE, "WDJBMJHT", T0, &got),
                      QRL_OK);
     assert_int_equal(got.id, lr.id);
+    lr = make_lr(2, "WDJBMJHT", T0 + 2);
+    assert_int_equal(f->st->m->lr_create(f->st, &lr), QRL_ERR_EXISTS);
+}
+
+/* The n-th of many distinct user codes. */
+static void nth_code(unsigned n, char out[QRL_USER_CODE_LEN + 1])
+{
+    static const char alphabet[] = "BCDFGHJKLMNPQRSTVWXZ";
+
+    for (int i = QRL_USER_CODE_LEN - 1; i >= 0; i--, n /= 20)
+        out[i] = alphabet[n % 20];
+    out[QRL_USER_CODE_LEN] = '\0';
+}
+
+/* User codes are looked up in memory (store_sqlite.c, "user codes"): the map grows past its
+ * first size, is loaded again from the file after a reopen, keeps codes of live requests taken
+ * and frees those of expired ones. */
+static void test_user_codes(void **state)
+{
+    fixture *f = *state;
+    enum { N = 3000 };
+    char code[QRL_USER_CODE_LEN + 1];
+    qrl_lr_rec lr, got;
+    struct timespec ts;
+    int64_t wall_ms, recent_id, old_id;
+
+    for (unsigned i = 0; i < N; i++) {
+        nth_code(i, code);
+        add_lr(f->st, 10 + i, code, T0 + i);
+    }
+    for (unsigned i = 0; i < N; i++) {
+        nth_code(i, code);
+        assert_int_equal(f->st->m->lr_find(f->st, QRL_LR_KEY_USER_CODE, code, T0 + N, &got),
+                         QRL_OK);
+        assert_int_equal(got.id, 1000 + 10 + (int64_t)i);
+    }
+    nth_code(N, code);
+    assert_int_equal(f->st->m->lr_find(f->st, QRL_LR_KEY_USER_CODE, code, T0 + N, &got),
+                     QRL_ERR_NOT_FOUND);
+
+    /* Ids drawn from the clock (secret.c): one from now, one from three hours ago. Requests
+     * live an hour at most, so the store does not look at ids from more than two hours ago
+     * when it loads the map; such a request cannot be unexpired unless its row is forged. */
+    clock_gettime(CLOCK_REALTIME, &ts);
+    wall_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    lr = make_lr(N + 10, "ZZZZZZZZ", T0 + N);
+    lr.id = recent_id = wall_ms << 11 | 7;
+    assert_int_equal(f->st->m->lr_create(f->st, &lr), QRL_OK);
+    lr = make_lr(N + 11, "ZZZZZZZX", T0 + N);
+    lr.id = old_id = (wall_ms - 3 * 3600 * 1000) << 11 | 7;
+    assert_int_equal(f->st->m->lr_create(f->st, &lr), QRL_OK);
+    assert_int_equal(f->st->m->lr_find(f->st, QRL_LR_KEY_USER_CODE, "ZZZZZZZX", T0 + N, &got),
+                     QRL_OK);
+    assert_int_equal(got.id, old_id);
+
+    reopen(f);
+    for (unsigned i = 0; i < N; i += 7) {
+        nth_code(i, code);
+        assert_int_equal(f->st->m->lr_find(f->st, QRL_LR_KEY_USER_CODE, code, T0 + N, &got),
+                         QRL_OK);
+        assert_int_equal(got.id, 1000 + 10 + (int64_t)i);
+    }
+    assert_int_equal(f->st->m->lr_find(f->st, QRL_LR_KEY_USER_CODE, "ZZZZZZZZ", T0 + N, &got),
+                     QRL_OK);
+    assert_int_equal(got.id, recent_id);
+    assert_int_equal(f->st->m->lr_find(f->st, QRL_LR_KEY_USER_CODE, "ZZZZZZZX", T0 + N, &got),
+                     QRL_ERR_NOT_FOUND);
+
+    /* After the reopen a live request's code is still taken, also once its entry moved in a
+     * rebuild of the map (more than N new entries force one). */
+    nth_code(5, code);
+    lr = make_lr(N + 20, code, T0 + N);
+    assert_int_equal(f->st->m->lr_create(f->st, &lr), QRL_ERR_EXISTS);
+    for (unsigned i = 0; i < N; i++) {
+        nth_code(N + 100 + i, code);
+        add_lr(f->st, 2 * N + i, code, T0 + N);
+    }
+    nth_code(5, code);
+    assert_int_equal(f->st->m->lr_create(f->st, &lr), QRL_ERR_EXISTS);
+    assert_int_equal(f->st->m->lr_find(f->st, QRL_LR_KEY_USER_CODE, code, T0 + N, &got), QRL_OK);
+    assert_int_equal(got.id, 1000 + 10 + 5);
+
+    /* Once expired, a code is free again and names the new request. */
+    lr = make_lr(N + 21, code, T0 + 5 + TTL);
+    assert_int_equal(f->st->m->lr_create(f->st, &lr), QRL_OK);
+    assert_int_equal(
+        f->st->m->lr_find(f->st, QRL_LR_KEY_USER_CODE, code, T0 + 5 + TTL, &got), QRL_OK);
+    assert_int_equal(got.id, lr.id);
+    /* A decided request keeps its code until it expires, then frees it. */
+    assert_int_equal(move(f->st, lr.id, QRL_LR_BIT(QRL_LR_PENDING), QRL_LR_DENIED, T0 + 6 + TTL),
+                     QRL_OK);
+    assert_int_equal(
+        f->st->m->lr_find(f->st, QRL_LR_KEY_USER_CODE, code, T0 + 6 + TTL, &got), QRL_OK);
+    assert_int_equal(got.state, QRL_LR_DENIED);
 }
 
 static void test_lr_approve_redeem(void **state)
@@ -1704,6 +1800,7 @@ int main(void)
         T(test_lr_nonce),
         T(test_migrate_from_v1),
         T(test_migrate_from_v2),
+        T(test_user_codes),
         T(test_lr_approve_redeem),
         T(test_many_readers_few_connections),
         T(test_open_migrate_reopen),
