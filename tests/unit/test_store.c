@@ -1234,6 +1234,17 @@ static void test_sweep(void **state)
     int64_t old_lr = add_lr(st, 1, "BBBBBBBB", now - keep - TTL - 1); /* expired keep+1 ago */
     int64_t edge_lr = add_lr(st, 2, "CCCCCCCC", now - keep - TTL);    /* expired exactly keep */
     int64_t live_lr = add_lr(st, 3, "DDDDDDDD", now - 10);
+    /* Ids drawn from the clock as secret.c does: the sweep bounds the primary key by them. */
+    qrl_lr_rec clock_old = make_lr(4, "FFFFFFFF", now - keep - TTL - 1);
+    qrl_lr_rec clock_edge = make_lr(5, "GGGGGGGG", now - keep - TTL);
+    qrl_lr_rec clock_live = make_lr(6, "HHHHHHHH", now - 10);
+
+    clock_old.id = (now - keep - TTL - 1) << 11 | 2047;
+    clock_edge.id = (now - keep - TTL) << 11;
+    clock_live.id = (now - 10) << 11 | 1;
+    assert_int_equal(st->m->lr_create(st, &clock_old), QRL_OK);
+    assert_int_equal(st->m->lr_create(st, &clock_edge), QRL_OK);
+    assert_int_equal(st->m->lr_create(st, &clock_live), QRL_OK);
 
     /* Window [start, start + 1000) ended keep + 1 ago, keep ago, and is current. */
     assert_int_equal(st->m->ratelimit_hit(st, "old", now - keep - 1001, 1000, &c), QRL_OK);
@@ -1244,6 +1255,9 @@ static void test_sweep(void **state)
     assert_int_equal(st->m->lr_get(st, old_lr, &got), QRL_ERR_NOT_FOUND);
     assert_int_equal(st->m->lr_get(st, edge_lr, &got), QRL_OK);
     assert_int_equal(st->m->lr_get(st, live_lr, &got), QRL_OK);
+    assert_int_equal(st->m->lr_get(st, clock_old.id, &got), QRL_ERR_NOT_FOUND);
+    assert_int_equal(st->m->lr_get(st, clock_edge.id, &got), QRL_OK);
+    assert_int_equal(st->m->lr_get(st, clock_live.id, &got), QRL_OK);
     assert_int_equal(db_int(f->path, "SELECT count(*) FROM rate_limits WHERE key = 'old'"), 0);
     assert_int_equal(db_int(f->path, "SELECT count(*) FROM rate_limits WHERE key = 'edge'"), 1);
     assert_int_equal(st->m->ratelimit_peek(st, "live", now, 1000, &c), QRL_OK);
