@@ -38,9 +38,12 @@
 #define SLOW_DOWN_STEP_S 5
 /* Interval never grows past this, so a buggy client can still finish within a request's life. */
 #define MAX_INTERVAL_S 60
-/* Power of two, a multiple of SWEEP_SLICE. 65,536 buckets keep chains short with hundreds of
- * thousands of live requests and cost 512 KiB per index, touched only as buckets are used. */
-#define NBUCKETS (1u << 16)
+/* Buckets of each index at first: a power of two, a multiple of SWEEP_SLICE; 512 KiB per index,
+ * touched only as buckets are used. Both indexes double whenever the table holds more entries
+ * than buckets, so chains stay about one entry long: with a fixed 65,536 the chains of a server
+ * making 20,000 requests a second grew to ten entries within a minute, and walking them was the
+ * largest cost of this file. */
+#define NBUCKETS_MIN (1u << 16)
 
 struct entry {
     struct entry *next;  /* chain by request id */
@@ -61,16 +64,30 @@ struct entry {
 struct qrl__polltab {
     pthread_mutex_t mu;
     uint64_t gen; /* transitions recorded so far (qrl__poll_unlearn) */
-    struct entry *buckets[NBUCKETS];
-    struct entry *hbuckets[NBUCKETS];
+    size_t nb;              /* buckets of each index, a power of two */
+    unsigned shift;         /* 64 - log2(nb) */
+    size_t count;           /* entries */
+    struct entry **buckets; /* by request id */
+    struct entry **hbuckets; /* by device-code hash, learned entries only */
 };
 
 struct qrl__polltab *qrl__polltab_new(void)
 {
     struct qrl__polltab *t = calloc(1, sizeof *t);
 
-    if (t != NULL)
-        pthread_mutex_init(&t->mu, NULL);
+    if (t == NULL)
+        return NULL;
+    t->nb = NBUCKETS_MIN;
+    t->shift = 48;
+    t->buckets = calloc(t->nb, sizeof *t->buckets);
+    t->hbuckets = calloc(t->nb, sizeof *t->hbuckets);
+    if (t->buckets == NULL || t->hbuckets == NULL) {
+        free(t->buckets);
+        free(t->hbuckets);
+        free(t);
+        return NULL;
+    }
+    pthread_mutex_init(&t->mu, NULL);
     return t;
 }
 
@@ -78,7 +95,7 @@ void qrl__polltab_free(struct qrl__polltab *t)
 {
     if (t == NULL)
         return;
-    for (size_t i = 0; i < NBUCKETS; i++) {
+    for (size_t i = 0; i < t->nb; i++) {
         struct entry *e = t->buckets[i];
         while (e != NULL) {
             struct entry *next = e->next;
@@ -87,28 +104,64 @@ void qrl__polltab_free(struct qrl__polltab *t)
         }
     }
     pthread_mutex_destroy(&t->mu);
+    free(t->buckets);
+    free(t->hbuckets);
     free(t);
 }
 
-static size_t bucket_of(int64_t id)
+static size_t bucket_of(const struct qrl__polltab *t, int64_t id)
 {
-    return (size_t)((uint64_t)id * 0x9E3779B97F4A7C15ull >> 48) & (NBUCKETS - 1);
+    return (size_t)((uint64_t)id * 0x9E3779B97F4A7C15ull >> t->shift);
 }
 
 /* The hash is BLAKE2b output: any 8 bytes of it are uniform. */
-static size_t hbucket_of(const qrl_hash *h)
+static size_t hbucket_of(const struct qrl__polltab *t, const qrl_hash *h)
 {
     uint64_t v;
 
     memcpy(&v, h->b, sizeof v);
-    return (size_t)v & (NBUCKETS - 1);
+    return (size_t)v & (t->nb - 1);
+}
+
+/* Doubles both indexes. Out of memory, the chains just grow longer. Caller holds t->mu. */
+static void grow(struct qrl__polltab *t)
+{
+    size_t onb = t->nb;
+    struct entry **ob = t->buckets;
+    struct entry **nbk = calloc(2 * onb, sizeof *nbk);
+    struct entry **nh = calloc(2 * onb, sizeof *nh);
+
+    if (nbk == NULL || nh == NULL) {
+        free(nbk);
+        free(nh);
+        return;
+    }
+    free(t->hbuckets);
+    t->buckets = nbk;
+    t->hbuckets = nh;
+    t->nb = 2 * onb;
+    t->shift--;
+    for (size_t i = 0; i < onb; i++) {
+        for (struct entry *e = ob[i], *next; e != NULL; e = next) {
+            size_t b = bucket_of(t, e->lr_id);
+            next = e->next;
+            e->next = nbk[b];
+            nbk[b] = e;
+            if (e->learned) {
+                size_t hb = hbucket_of(t, &e->dc_hash);
+                e->hnext = nh[hb];
+                nh[hb] = e;
+            }
+        }
+    }
+    free(ob);
 }
 
 /* Returns the entry for id, creating it when `create`; NULL when absent or out of memory.
  * Caller holds t->mu. */
 static struct entry *lookup(struct qrl__polltab *t, int64_t id, int create, int base_interval_s)
 {
-    size_t b = bucket_of(id);
+    size_t b = bucket_of(t, id);
     struct entry *e;
 
     for (e = t->buckets[b]; e != NULL; e = e->next)
@@ -116,6 +169,10 @@ static struct entry *lookup(struct qrl__polltab *t, int64_t id, int create, int 
             return e;
     if (!create)
         return NULL;
+    if (t->count >= t->nb) {
+        grow(t);
+        b = bucket_of(t, id);
+    }
     e = calloc(1, sizeof *e);
     if (e == NULL)
         return NULL;
@@ -124,6 +181,7 @@ static struct entry *lookup(struct qrl__polltab *t, int64_t id, int create, int 
     e->last_state = QRL_LR_PENDING;
     e->next = t->buckets[b];
     t->buckets[b] = e;
+    t->count++;
     return e;
 }
 
@@ -132,7 +190,7 @@ static void unlearn(struct qrl__polltab *t, struct entry *e)
 {
     if (!e->learned)
         return;
-    for (struct entry **pp = &t->hbuckets[hbucket_of(&e->dc_hash)]; *pp != NULL;
+    for (struct entry **pp = &t->hbuckets[hbucket_of(t, &e->dc_hash)]; *pp != NULL;
          pp = &(*pp)->hnext) {
         if (*pp == e) {
             *pp = e->hnext;
@@ -213,15 +271,14 @@ static void drop(struct qrl__polltab *t, struct entry **pp)
 
     unlearn(t, e);
     *pp = e->next;
+    t->count--;
     free(e);
 }
 
 void qrl__poll_forget(struct qrl__polltab *t, int64_t lr_id)
 {
-    size_t b = bucket_of(lr_id);
-
     pthread_mutex_lock(&t->mu);
-    for (struct entry **pp = &t->buckets[b]; *pp != NULL; pp = &(*pp)->next) {
+    for (struct entry **pp = &t->buckets[bucket_of(t, lr_id)]; *pp != NULL; pp = &(*pp)->next) {
         if ((*pp)->lr_id == lr_id) {
             drop(t, pp);
             break;
@@ -233,12 +290,18 @@ void qrl__poll_forget(struct qrl__polltab *t, int64_t lr_id)
 /* Buckets swept per hold of the mutex: a walk over hundreds of thousands of entries at once
  * would hold up every poll for tens of milliseconds. */
 #define SWEEP_SLICE 1024
-_Static_assert(NBUCKETS % SWEEP_SLICE == 0, "the sweep walks whole slices");
+_Static_assert(NBUCKETS_MIN % SWEEP_SLICE == 0, "the sweep walks whole slices");
 
 void qrl__poll_sweep(struct qrl__polltab *t, int64_t before_ms)
 {
-    for (size_t b0 = 0; b0 < NBUCKETS; b0 += SWEEP_SLICE) {
+    /* The indexes may double between two slices: entries then moved may be passed over (the
+     * next sweep takes them) or visited twice (harmless). */
+    for (size_t b0 = 0;; b0 += SWEEP_SLICE) {
         pthread_mutex_lock(&t->mu);
+        if (b0 >= t->nb) {
+            pthread_mutex_unlock(&t->mu);
+            break;
+        }
         for (size_t b = b0; b < b0 + SWEEP_SLICE; b++) {
             struct entry **pp = &t->buckets[b];
             while (*pp != NULL) {
@@ -278,7 +341,7 @@ void qrl__poll_learn(struct qrl__polltab *t, uint64_t gen, const qrl_lr_rec *lr,
         e->dc_hash = lr->device_code_hash;
         memcpy(e->client_id, lr->client_id, sizeof e->client_id);
         e->learned = true;
-        size_t hb = hbucket_of(&e->dc_hash);
+        size_t hb = hbucket_of(t, &e->dc_hash);
         e->hnext = t->hbuckets[hb];
         t->hbuckets[hb] = e;
     }
@@ -305,7 +368,7 @@ qrl_err qrl__poll_fast(struct qrl__polltab *t, const qrl_hash *h, const char *cl
     struct entry *e;
 
     pthread_mutex_lock(&t->mu);
-    for (e = t->hbuckets[hbucket_of(h)]; e != NULL; e = e->hnext)
+    for (e = t->hbuckets[hbucket_of(t, h)]; e != NULL; e = e->hnext)
         if (sodium_memcmp(e->dc_hash.b, h->b, sizeof h->b) == 0)
             break;
     /* Past its expiry the store must record EXPIRED: leave that to the slow path. */
