@@ -90,10 +90,34 @@ static void zero_free(void *text)
     free(text);
 }
 
+/* The body as compact JSON text in one allocation of its size. Most bodies fit the stack buffer,
+ * which saves json_dumps()'s growing buffer (a realloc for every doubling, then a copy), and the
+ * buffer is wiped; larger ones (long device lists) take json_dumps(). */
+static char *json_text(const json_t *body)
+{
+    char buf[2048];
+    size_t n = json_dumpb(body, buf, sizeof buf, JSON_COMPACT);
+    char *text = NULL;
+
+    if (n == 0)
+        return NULL;
+    if (n <= sizeof buf) {
+        text = malloc(n + 1);
+        if (text != NULL) {
+            memcpy(text, buf, n);
+            text[n] = '\0';
+        }
+    } else {
+        text = json_dumps(body, JSON_COMPACT);
+    }
+    sodium_memzero(buf, n < sizeof buf ? n : sizeof buf);
+    return text;
+}
+
 enum MHD_Result qrl__respond_json_hdr(qrl__req *r, unsigned status, json_t *body,
                                       const char *const *extra)
 {
-    char *text = body != NULL ? json_dumps(body, JSON_COMPACT) : NULL;
+    char *text = body != NULL ? json_text(body) : NULL;
     struct MHD_Response *resp;
 
     json_decref(body);
