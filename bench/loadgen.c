@@ -208,6 +208,7 @@ struct conn {
     long long clen; /* -1: until the server closes */
     int status;
     int64_t t_sent, t_done;
+    unsigned long finished; /* responses finished so far (complete or failed) */
     done_fn on_done;
     void *owner;
     int tag;
@@ -244,6 +245,7 @@ static void conn_close(conn *c)
 static void conn_finish(conn *c, bool ok)
 {
     c->t_done = now_ns();
+    c->finished++;
     c->pending = false;
     c->complete = ok;
     c->failed = !ok;
@@ -342,6 +344,7 @@ static void conn_readable(conn *c)
 {
     for (;;) {
         ssize_t n;
+        unsigned long finished = c->finished;
         if (c->in_len >= IN_CAP) {
             note("response larger than %d bytes", IN_CAP);
             conn_finish(c, false);
@@ -357,7 +360,10 @@ static void conn_readable(conn *c)
             c->in_len += (size_t)n;
             c->in[c->in_len] = '\0';
             conn_parse(c);
-            if (c->fd < 0 || !c->pending)
+            /* A finished response ends the read: the server sends nothing unasked, and the
+             * next response (if on_done sent a request) comes with its own edge. Reading on to
+             * EAGAIN would cost the load generator a system call per request. */
+            if (c->fd < 0 || !c->pending || c->finished != finished)
                 return;
             continue;
         }
