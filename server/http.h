@@ -18,6 +18,10 @@
 struct qrl__hub;
 struct qrl__waiter;
 
+/* Poll intervals the shared pending answers cover (the core never goes above 60 s); a larger
+ * one is answered the ordinary way. */
+#define QRL__MAX_POLL_INTERVAL 60
+
 struct qrl_server {
     qrl_server_config cfg;
     char public_url[256];
@@ -31,6 +35,11 @@ struct qrl_server {
     _Atomic long held_live;
     /* Handlers parked on a fiber (waiting for a commit): shutdown waits for them too. */
     _Atomic long fibers_live;
+    /* The answers to a plain poll of a pending or scanned request, one per state and interval,
+     * made once and queued for every such poll (qrl__respond_shared): the most frequent answer
+     * costs no JSON, header or body allocation. Guarded by shared_mu while being filled. */
+    pthread_mutex_t shared_mu;
+    struct MHD_Response *pending_answer[2][QRL__MAX_POLL_INTERVAL + 1];
 };
 
 /* Form parameters (application/x-www-form-urlencoded), decoded. */
@@ -83,6 +92,10 @@ enum qrl__errctx { QRL__CTX_OAUTH, QRL__CTX_API };
 /* Answers with a JSON body (reference stolen) and the common security headers; `extra` is
  * NULL or a NULL-terminated list of header name/value pairs. The body is wiped when freed. */
 enum MHD_Result qrl__respond_json(qrl__req *r, unsigned status, json_t *body);
+/* A response made once with qrl__response_json() and kept: queued without being destroyed. */
+enum MHD_Result qrl__respond_shared(qrl__req *r, unsigned status, struct MHD_Response *resp);
+/* A JSON response with the headers every answer carries, for qrl__respond_shared; takes body. */
+struct MHD_Response *qrl__response_json(json_t *body);
 enum MHD_Result qrl__respond_json_hdr(qrl__req *r, unsigned status, json_t *body,
                                       const char *const *extra);
 enum MHD_Result qrl__respond_error(qrl__req *r, unsigned status, const char *code,

@@ -138,6 +138,38 @@ static enum MHD_Result answer_tokens(qrl__req *r, const qrl_tokens *t, const cha
 }
 
 /* Builds the final answer of a device-code grant request. */
+/* Our extension: "status" tells a screen that a phone has scanned, so it can say "Confirm on
+ * your phone"; standard clients ignore the extra member. */
+static json_t *pending_body(const qrl_poll_result *res)
+{
+    return json_pack("{s:s, s:s, s:s, s:i}", "error", "authorization_pending",
+                     "error_description",
+                     res->state == QRL_LR_SCANNED ? "scanned; waiting for the user to confirm"
+                                                  : "waiting for the user to scan the code",
+                     "status", qrl_lr_state_name(res->state), "interval", res->interval_s);
+}
+
+/* The answer to a plain poll of a pending or scanned request: the same for every request with
+ * the same state and interval, so it is made once and shared (struct qrl_server). */
+static enum MHD_Result pending_shared(qrl__req *r, const qrl_poll_result *res)
+{
+    qrl_server *srv = r->srv;
+    int st = res->state == QRL_LR_SCANNED ? 1 : 0;
+    struct MHD_Response **slot;
+
+    if (res->interval_s < 0 || res->interval_s > QRL__MAX_POLL_INTERVAL ||
+        (res->state != QRL_LR_PENDING && res->state != QRL_LR_SCANNED))
+        return qrl__respond_json(r, 400, pending_body(res));
+    slot = &srv->pending_answer[st][res->interval_s];
+    pthread_mutex_lock(&srv->shared_mu);
+    if (*slot == NULL)
+        *slot = qrl__response_json(pending_body(res));
+    pthread_mutex_unlock(&srv->shared_mu);
+    if (*slot == NULL)
+        return MHD_NO;
+    return qrl__respond_shared(r, 400, *slot);
+}
+
 static enum MHD_Result device_code_answer(qrl__req *r, qrl_err rc, qrl_poll_result *res)
 {
     char applied[16];
@@ -157,12 +189,9 @@ static enum MHD_Result device_code_answer(qrl__req *r, qrl_err rc, qrl_poll_resu
     }
     switch (rc) {
     case QRL_ERR_PENDING:
-        /* Our extension: "status" tells a screen that a phone has scanned, so it can say
-         * "Confirm on your phone"; standard clients ignore the extra member. */
-        o = json_pack("{s:s, s:s, s:s, s:i}", "error", "authorization_pending", "error_description",
-                      res->state == QRL_LR_SCANNED ? "scanned; waiting for the user to confirm"
-                                                   : "waiting for the user to scan the code",
-                      "status", qrl_lr_state_name(res->state), "interval", res->interval_s);
+        if (r->wait_s == 0)
+            return pending_shared(r, res);
+        o = pending_body(res);
         break;
     case QRL_ERR_SLOW_DOWN:
         o = json_pack("{s:s, s:s, s:i}", "error", "slow_down", "error_description",

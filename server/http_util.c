@@ -114,6 +114,32 @@ static char *json_text(const json_t *body)
     return text;
 }
 
+struct MHD_Response *qrl__response_json(json_t *body)
+{
+    char *text = body != NULL ? json_text(body) : NULL;
+    struct MHD_Response *resp;
+
+    json_decref(body);
+    if (text == NULL)
+        return NULL;
+    resp = MHD_create_response_from_buffer_with_free_callback(strlen(text), text, zero_free);
+    if (resp == NULL) {
+        zero_free(text);
+        return NULL;
+    }
+    MHD_add_response_header(resp, "Content-Type", "application/json");
+    add_common_headers(resp);
+    return resp;
+}
+
+enum MHD_Result qrl__respond_shared(qrl__req *r, unsigned status, struct MHD_Response *resp)
+{
+    if (r->gone)
+        return MHD_NO;
+    r->status = (int)status;
+    return MHD_queue_response(r->conn, status, resp);
+}
+
 enum MHD_Result qrl__respond_json_hdr(qrl__req *r, unsigned status, json_t *body,
                                       const char *const *extra)
 {

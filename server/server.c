@@ -122,10 +122,21 @@ static void client_address(struct MHD_Connection *conn, char *out, size_t len)
     out[0] = '\0';
     if (sa == NULL)
         return;
-    if (sa->sa_family == AF_INET)
-        inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, out,
-                  (socklen_t)len);
-    else if (sa->sa_family == AF_INET6)
+    if (sa->sa_family == AF_INET && len >= INET_ADDRSTRLEN) {
+        /* Every request needs it: formatted here rather than by inet_ntop(), whose sprintf()
+         * was a visible share of a poll answered from memory. */
+        uint32_t ip = ntohl(((const struct sockaddr_in *)(const void *)sa)->sin_addr.s_addr);
+        char *p = out;
+        for (int shift = 24; shift >= 0; shift -= 8) {
+            unsigned v = (ip >> shift) & 0xff;
+            if (v >= 100)
+                *p++ = (char)('0' + v / 100);
+            if (v >= 10)
+                *p++ = (char)('0' + v / 10 % 10);
+            *p++ = (char)('0' + v % 10);
+            *p++ = shift > 0 ? '.' : '\0';
+        }
+    } else if (sa->sa_family == AF_INET6)
         inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, out,
                   (socklen_t)len);
 }
@@ -324,6 +335,7 @@ qrl_err qrl_server_new(const qrl_server_config *cfg, qrl_server **out)
         free(srv);
         return QRL_ERR_NOMEM;
     }
+    pthread_mutex_init(&srv->shared_mu, NULL);
     *out = srv;
     return QRL_OK;
 }
@@ -489,6 +501,11 @@ void qrl_server_stop(qrl_server *srv)
         MHD_stop_daemon(srv->daemon);
     }
     qrl__hub_free(srv->hub);
+    for (size_t i = 0; i < 2; i++)
+        for (size_t j = 0; j <= QRL__MAX_POLL_INTERVAL; j++)
+            if (srv->pending_answer[i][j] != NULL)
+                MHD_destroy_response(srv->pending_answer[i][j]);
+    pthread_mutex_destroy(&srv->shared_mu);
     sodium_memzero(srv->introspection_secret, sizeof srv->introspection_secret);
     free(srv);
 }

@@ -69,6 +69,50 @@ static void test_slow_down_when_polling_too_fast(void **state)
     it_resp_free(r);
 }
 
+/* Plain pending answers are made once per state and interval and shared between requests
+ * (server/http_oauth.c): each request must still get its own state and interval, with the
+ * headers of a token endpoint answer, however many times the answer is reused. */
+static void test_pending_answers_per_request(void **state)
+{
+    it_server *s = *state;
+    it_devauth a, b, c;
+    it_phone phone;
+    it_resp *r;
+
+    it_device_authorization(s, IT_CLIENT_ID, NULL, "tv", NULL, &a);
+    it_device_authorization(s, IT_CLIENT_ID, NULL, "tv", NULL, &b);
+    it_device_authorization(s, IT_CLIENT_ID, NULL, "tv", NULL, &c);
+    it_phone_sign_in(s, IT_USER, IT_PASSWORD, NULL, &phone);
+    r = it_view(s, &phone, c.scan_secret); /* the phone scanned c */
+    it_expect(r, 200, NULL);
+    it_resp_free(r);
+
+    for (int round = 0; round < 3; round++) {
+        r = poll_once(s, &a);
+        if (round == 1) {
+            /* a polled too soon once: its interval is 10 s from now on, b's stays 5 s. */
+            it_expect_oauth_error(r, "slow_down");
+            it_resp_free(r);
+            it_clock_advance(s, 10000);
+            r = poll_once(s, &a);
+        }
+        expect_pending(r, "pending");
+        assert_int_equal(it_jint(r, "interval"), round == 0 ? 5 : 10);
+        it_resp_free(r);
+        r = poll_once(s, &b);
+        expect_pending(r, "pending");
+        assert_int_equal(it_jint(r, "interval"), 5);
+        it_resp_free(r);
+        r = poll_once(s, &c);
+        expect_pending(r, "scanned");
+        assert_int_equal(it_jint(r, "interval"), 5);
+        it_resp_free(r);
+        if (round == 0)
+            continue; /* round 1 polls a again at once, to be told slow_down */
+        it_clock_advance(s, 10000);
+    }
+}
+
 static void test_no_slow_down_when_keeping_interval(void **state)
 {
     it_server *s = *state;
@@ -362,6 +406,7 @@ int main(void)
         T(test_pending_then_scanned),
         T(test_slow_down_when_polling_too_fast),
         T(test_no_slow_down_when_keeping_interval),
+        T(test_pending_answers_per_request),
         T(test_access_denied_after_deny),
         T(test_expired_token),
         T(test_expired_after_approval_not_redeemed),
