@@ -361,6 +361,7 @@ static bool path_end(char c)
 void qrl__log_redact(const char *in, char *out, size_t outlen)
 {
     size_t o = 0;
+    bool first_seg = false;
 
 #define PUT(c)                                                                                     \
     do {                                                                                           \
@@ -374,6 +375,7 @@ void qrl__log_redact(const char *in, char *out, size_t outlen)
     } while (0)
     if (outlen == 0)
         return;
+    /* first_seg: inside the first segment of a path, which is kept unless it holds a secret */
     for (size_t i = 0; in[i] != '\0';) {
         if (strncmp(in + i, "qrl_", 4) == 0 && secret_char(in[i + 4]) && secret_char(in[i + 5]) &&
             in[i + 6] == '_') {
@@ -382,18 +384,18 @@ void qrl__log_redact(const char *in, char *out, size_t outlen)
             PUTS("[redacted]");
             for (i += 7; secret_char(in[i]);)
                 i++;
+        } else if (in[i] == '/' && first_seg) {
+            PUTS("/[redacted]");
+            while (!path_end(in[i]))
+                i++;
+            first_seg = false;
         } else if (in[i] == '/' && (i == 0 || !secret_char(in[i - 1])) && secret_char(in[i + 1])) {
-            size_t seg = i + 1;
-            while (secret_char(in[seg]) || in[seg] == '.')
-                seg++;
-            for (; i < seg; i++)
-                PUT(in[i]);
-            if (in[i] == '/') {
-                PUTS("/[redacted]");
-                while (!path_end(in[i]))
-                    i++;
-            }
+            PUT('/');
+            i++;
+            first_seg = true;
         } else {
+            if (!secret_char(in[i]) && in[i] != '.')
+                first_seg = false;
             PUT(in[i]);
             i++;
         }
