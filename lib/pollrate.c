@@ -63,11 +63,11 @@ struct entry {
 
 struct qrl__polltab {
     pthread_mutex_t mu;
-    uint64_t gen; /* transitions recorded so far (qrl__poll_unlearn) */
-    size_t nb;              /* buckets of each index, a power of two */
-    unsigned shift;         /* 64 - log2(nb) */
-    size_t count;           /* entries */
-    struct entry **buckets; /* by request id */
+    uint64_t gen;            /* transitions recorded so far (qrl__poll_unlearn) */
+    size_t nb;               /* buckets of each index, a power of two */
+    unsigned shift;          /* 64 - log2(nb) */
+    size_t count;            /* entries */
+    struct entry **buckets;  /* by request id */
     struct entry **hbuckets; /* by device-code hash, learned entries only */
 };
 

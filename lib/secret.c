@@ -6,8 +6,9 @@
  * ever stored. A device code and a scan secret carry their login request's id in front of the
  * random part, so that the store finds the request by primary key and then compares the hash of
  * the whole string (a selector and a verifier): a new login request adds no index entry for
- * either secret, which halves the cost of writing one. The inputs are high-entropy, so a fast unsalted hash is right here: there is
- * nothing to brute-force (passwords, which are low-entropy, use Argon2id in account.c).
+ * either secret, which halves the cost of writing one. The inputs are high-entropy, so a fast
+ * unsalted hash is right here: there is nothing to brute-force (passwords, which are low-entropy,
+ * use Argon2id in account.c).
  */
 #include <ctype.h>
 #include <stdint.h>
@@ -133,6 +134,12 @@ static bool decode(const char *s, const char *prefix, unsigned char *raw, size_t
     len = strlen(s + QRL__PFX_LEN);
     if (len != B64_LEN(n))
         return false;
+    /* libsodium 1.0.18's decoder also takes some bytes above 0x7f for base64url characters
+     * (found by fuzz/fuzz_secrets.c): accept the alphabet only, so that each secret has one
+     * spelling. */
+    if (strspn(s + QRL__PFX_LEN, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                                 "0123456789-_") != len)
+        return false;
     return sodium_base642bin(raw, n, s + QRL__PFX_LEN, len, NULL, &got, &end,
                              sodium_base64_VARIANT_URLSAFE_NO_PADDING) == 0 &&
            got == n && end == s + QRL__PFX_LEN + len;
@@ -155,8 +162,10 @@ bool qrl__scan_from_device_code(const char *device_code, char out[QRL_SECRET_BUF
     size_t klen;
 
     out[0] = '\0';
-    if (!decode(device_code, QRL__PFX_DEVICE_CODE, dc, sizeof dc))
+    if (!decode(device_code, QRL__PFX_DEVICE_CODE, dc, sizeof dc) || id_get(dc) <= 0) {
+        sodium_memzero(dc, sizeof dc);
         return false;
+    }
     sodium_memzero(dc + QRL__LR_ID_BYTES, QRL__TOKEN_BYTES);
     memcpy(raw, dc, QRL__LR_ID_BYTES);
     /* BLAKE2b keys are at most 64 bytes; device codes are 61 characters. */

@@ -8,6 +8,7 @@ PKGS=(
   libsqlite3-dev libsodium-dev libmicrohttpd-dev libjansson-dev
   libcurl4-openssl-dev libcmocka-dev
   libqrencode-dev libpng-dev libzbar-dev zbar-tools librsvg2-bin
+  clang libclang-rt-14-dev
   nodejs npm
 )
 

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds and runs every test: unit, integration (real server on 127.0.0.1), and the OAuth
 # interop suite (openid-client under Node), twice: a warnings-as-errors build, then an
-# AddressSanitizer + UndefinedBehaviorSanitizer build. Installs missing packages first.
-#   QRL_TEST_QUICK=1 ./scripts/test.sh   skips the sanitizer pass (local iteration only)
+# AddressSanitizer + UndefinedBehaviorSanitizer build; then every fuzz target for 30 s each
+# (scripts/fuzz.sh; QRL_FUZZ_SECONDS changes it). Installs missing packages first.
+#   QRL_TEST_QUICK=1 ./scripts/test.sh   skips the sanitizer and fuzzing passes (local only)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,5 +24,6 @@ if [ "${QRL_TEST_QUICK:-0}" != "1" ]; then
     export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1:strict_string_checks=1"
     export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
     run_suite build/asan -DCMAKE_BUILD_TYPE=Debug -DQRL_SANITIZE=ON
+    ./scripts/fuzz.sh "${QRL_FUZZ_SECONDS:-30}"
 fi
 echo "== all tests passed"

@@ -142,8 +142,7 @@ static enum MHD_Result answer_tokens(qrl__req *r, const qrl_tokens *t, const cha
  * your phone"; standard clients ignore the extra member. */
 static json_t *pending_body(const qrl_poll_result *res)
 {
-    return json_pack("{s:s, s:s, s:s, s:i}", "error", "authorization_pending",
-                     "error_description",
+    return json_pack("{s:s, s:s, s:s, s:i}", "error", "authorization_pending", "error_description",
                      res->state == QRL_LR_SCANNED ? "scanned; waiting for the user to confirm"
                                                   : "waiting for the user to scan the code",
                      "status", qrl_lr_state_name(res->state), "interval", res->interval_s);

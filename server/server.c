@@ -388,6 +388,7 @@ static int bind_address(const qrl_server_config *cfg, struct sockaddr_storage *s
  * headers for the request for `...'", when a client hangs up), and our paths can hold a scan
  * secret or a user code (/v1/login-requests/{code}). They go to stderr only after
  * qrl__log_redact() has replaced every path after its first segment and every qrl_ secret. */
+static void mhd_log(void *cls, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 static void mhd_log(void *cls, const char *fmt, va_list ap)
 {
     char raw[512], line[512];

@@ -157,6 +157,18 @@ static void test_lr_secrets(void **state)
     assert_false(qrl__lr_secret_key(bad, QRL__PFX_DEVICE_CODE, &k2));
     qrl__device_code_new(0, bad);
     assert_false(qrl__lr_secret_key(bad, QRL__PFX_DEVICE_CODE, &k2));
+    assert_false(qrl__scan_from_device_code(bad, scan2));
+    assert_string_equal(scan2, "");
+    /* Bytes above 0x7f, which libsodium's decoder takes for base64url characters (found by
+     * fuzz/fuzz_secrets.c): in the id, where they decoded to a negative id, and in the rest. */
+    snprintf(bad, sizeof bad, "%s", dc);
+    memset(bad + 7, 0xbf, 8);
+    assert_false(qrl__lr_secret_key(bad, QRL__PFX_DEVICE_CODE, &k2));
+    assert_false(qrl__scan_from_device_code(bad, scan2));
+    snprintf(bad, sizeof bad, "%s", dc);
+    bad[30] = (char)0xbf;
+    assert_false(qrl__lr_secret_key(bad, QRL__PFX_DEVICE_CODE, &k2));
+    assert_false(qrl__scan_from_device_code(bad, scan2));
     snprintf(bad, sizeof bad, "qrl_at_%s", dc + 7);
     assert_false(qrl__lr_secret_key(bad, QRL__PFX_DEVICE_CODE, &k2));
     assert_false(qrl__lr_secret_key("", QRL__PFX_DEVICE_CODE, &k2));

@@ -80,8 +80,7 @@ static void test_grows_and_answers(void **state)
      * later is too early); a forgotten one starts afresh. */
     assert_int_equal(qrl__poll_arrive(t, lr_of(3).id, T0 + 200002, 5, 0, &interval, &last),
                      QRL_ERR_SLOW_DOWN);
-    assert_int_equal(qrl__poll_arrive(t, lr_of(4).id, T0 + 200002, 5, 0, &interval, &last),
-                     QRL_OK);
+    assert_int_equal(qrl__poll_arrive(t, lr_of(4).id, T0 + 200002, 5, 0, &interval, &last), QRL_OK);
 
     /* The sweep drops entries untouched since before its mark, and only those. */
     lr = lr_of(N);

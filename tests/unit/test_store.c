@@ -923,12 +923,10 @@ static void test_lr_find(void **state)
                      QRL_ERR_NOT_FOUND);
     bad = dc;
     bad.hash.b[QRL_HASH_BYTES - 1] ^= 1;
-    assert_int_equal(st->m->lr_find(st, QRL_LR_KEY_DEVICE_CODE, &bad, T0, &got),
-                     QRL_ERR_NOT_FOUND);
+    assert_int_equal(st->m->lr_find(st, QRL_LR_KEY_DEVICE_CODE, &bad, T0, &got), QRL_ERR_NOT_FOUND);
     bad = dc;
     bad.id = lr.id + 1;
-    assert_int_equal(st->m->lr_find(st, QRL_LR_KEY_DEVICE_CODE, &bad, T0, &got),
-                     QRL_ERR_NOT_FOUND);
+    assert_int_equal(st->m->lr_find(st, QRL_LR_KEY_DEVICE_CODE, &bad, T0, &got), QRL_ERR_NOT_FOUND);
     assert_int_equal(st->m->lr_find(st, QRL_LR_KEY_USER_CODE, "WDJBMJHX", T0, &got),
                      QRL_ERR_NOT_FOUND);
 
@@ -937,8 +935,7 @@ static void test_lr_find(void **state)
                      QRL_OK);
     assert_int_equal(st->m->lr_find(st, QRL_LR_KEY_USER_CODE, "WDJBMJHT", T0 + TTL, &got),
                      QRL_ERR_NOT_FOUND);
-    assert_int_equal(st->m->lr_find(st, QRL_LR_KEY_DEVICE_CODE, &dc, T0 + 10 * TTL, &got),
-                     QRL_OK);
+    assert_int_equal(st->m->lr_find(st, QRL_LR_KEY_DEVICE_CODE, &dc, T0 + 10 * TTL, &got), QRL_OK);
     assert_int_equal(got.id, lr.id);
     assert_int_equal(st->m->lr_find(st, QRL_LR_KEY_SCAN, &scan, T0 + 10 * TTL, &got), QRL_OK);
 
@@ -1571,8 +1568,7 @@ static void test_migrate_from_v2(void **state)
     assert_int_equal(f->st->m->lr_find(f->st, QRL_LR_KEY_DEVICE_CODE, &dc, T0, &got), QRL_OK);
     assert_int_equal(got.state, QRL_LR_SCANNED);
     assert_string_equal(got.user_code, "WDJBMJHT");
-    assert_int_equal(f->st->m->lr_find(f->st, QRL_LR_KEY_USER_CODE, "WDJBMJHT", T0, &got),
-                     QRL_OK);
+    assert_int_equal(f->st->m->lr_find(f->st, QRL_LR_KEY_USER_CODE, "WDJBMJHT", T0, &got), QRL_OK);
     assert_int_equal(got.id, lr.id);
     lr = make_lr(2, "WDJBMJHT", T0 + 2);
     assert_int_equal(f->st->m->lr_create(f->st, &lr), QRL_ERR_EXISTS);
@@ -1659,14 +1655,14 @@ static void test_user_codes(void **state)
     /* Once expired, a code is free again and names the new request. */
     lr = make_lr(N + 21, code, T0 + 5 + TTL);
     assert_int_equal(f->st->m->lr_create(f->st, &lr), QRL_OK);
-    assert_int_equal(
-        f->st->m->lr_find(f->st, QRL_LR_KEY_USER_CODE, code, T0 + 5 + TTL, &got), QRL_OK);
+    assert_int_equal(f->st->m->lr_find(f->st, QRL_LR_KEY_USER_CODE, code, T0 + 5 + TTL, &got),
+                     QRL_OK);
     assert_int_equal(got.id, lr.id);
     /* A decided request keeps its code until it expires, then frees it. */
     assert_int_equal(move(f->st, lr.id, QRL_LR_BIT(QRL_LR_PENDING), QRL_LR_DENIED, T0 + 6 + TTL),
                      QRL_OK);
-    assert_int_equal(
-        f->st->m->lr_find(f->st, QRL_LR_KEY_USER_CODE, code, T0 + 6 + TTL, &got), QRL_OK);
+    assert_int_equal(f->st->m->lr_find(f->st, QRL_LR_KEY_USER_CODE, code, T0 + 6 + TTL, &got),
+                     QRL_OK);
     assert_int_equal(got.state, QRL_LR_DENIED);
 }
 
