@@ -10,7 +10,8 @@
 # - loopback only (127.0.0.1, and 127.0.0.2... as extra client source addresses);
 # - throughput: one warm-up run, then BENCH_RUNS timed runs; the table shows the median;
 # - the same wrk scripts are run against bench/ceiling.c, a trivial libmicrohttpd responder with
-#   qrlogin's daemon flags, and each throughput is also shown as a fraction of that ceiling;
+#   qrlogin's daemon flags, kept running next to every scenario: each timed run follows a
+#   ceiling run with the same script, and each throughput is also shown as the median fraction;
 # - every loop is bounded in count and in time; the whole suite takes about 7 minutes.
 # Knobs (environment): BENCH_RUNS (5), BENCH_DURATION (5 s), BENCH_WARMUP (2 s), BENCH_CONNS
 # (64 wrk connections), BENCH_THREADS (server worker threads, also the ceiling's; default: what
@@ -255,15 +256,47 @@ profile_stop() {
 
 declare -A R # results
 
-# ceiling SCRIPT_KEY PATH SCRIPT [args for warm-up and runs...]
-scenario_ceiling() {
-  local key=$1 path=$2 script=$3 i rates=()
-  shift 3
-  wrk_once "$WORK/ceiling-$key-warm.txt" "$WARMUP" "$path" "$script" "$@"
-  for i in $(seq 1 "$RUNS"); do
-    wrk_once "$WORK/ceiling-$key-$i.txt" "$DURATION" "$path" "$script" "$@"
-    rates+=("$(rps_of "$WORK/ceiling-$key-$i.txt")")
-  done
+# The ceiling server runs for the whole suite next to the scenario servers (idle when not
+# measured, on the same CPU), and each timed run of a scenario follows a run of the ceiling
+# with the same script: this machine's speed moves by up to 2x within minutes, so only rates
+# measured side by side make a meaningful fraction.
+CEIL_PID=""
+CEIL_PORT=""
+start_ceiling_server() {
+  log "ceiling: bench/ceiling.c, trivial libmicrohttpd responder, kept running next to each scenario"
+  # The poll script needs a codes file; the ceiling ignores the codes, so made-up ones of the
+  # real length do.
+  awk 'BEGIN { srand(1); for (i = 0; i < 100000; i++) { s = "qrl_dc_";
+         for (j = 0; j < 54; j++) s = s sprintf("%c", 97 + int(rand() * 26));
+         print s, "qrl_ss_x", "BCDF-GHJK" } }' >"$WORK/fake-codes.txt"
+  start_ceiling
+  CEIL_PID=$SERVER_PID
+  CEIL_PORT=$SERVER_PORT
+  SERVER_PID=""
+  SERVER_PORT=""
+}
+
+# ceiling_once OUTFILE SECONDS PATH SCRIPT [script args]: wrk_once against the ceiling.
+ceiling_once() {
+  local pid=$SERVER_PID port=$SERVER_PORT
+  SERVER_PID=$CEIL_PID
+  SERVER_PORT=$CEIL_PORT
+  wrk_once "$@"
+  SERVER_PID=$pid
+  SERVER_PORT=$port
+}
+
+# ceiling_pair KEY I PATH SCRIPT [args]: the ceiling's run I (of key KEY) before a scenario run.
+ceiling_pair() {
+  local key=$1 i=$2
+  shift 2
+  ceiling_once "$WORK/ceiling-$key-$i.txt" "$DURATION" "$@"
+}
+
+# ceiling_summary KEY: the ceiling's median rate, its runs and CPU use, from its paired runs.
+ceiling_summary() {
+  local key=$1 i rates=()
+  for i in $(seq 1 "$RUNS"); do rates+=("$(rps_of "$WORK/ceiling-$key-$i.txt")"); done
   R[ceiling_$key]=$(median "${rates[@]}")
   R[ceiling_${key}_runs]="${rates[*]}"
   run_files "$WORK/ceiling-$key"
@@ -271,17 +304,15 @@ scenario_ceiling() {
   log "ceiling ($key script): ${rates[*]} req/s"
 }
 
-run_ceiling() {
-  log "scenario: ceiling (bench/ceiling.c, trivial libmicrohttpd responder)"
-  # The poll script needs a codes file; the ceiling ignores the codes, so made-up ones of the
-  # real length do.
-  awk 'BEGIN { srand(1); for (i = 0; i < 100000; i++) { s = "qrl_dc_";
-         for (j = 0; j < 54; j++) s = s sprintf("%c", 97 + int(rand() * 26));
-         print s, "qrl_ss_x", "BCDF-GHJK" } }' >"$WORK/fake-codes.txt"
-  start_ceiling
-  scenario_ceiling device_auth /oauth/device_authorization "$BENCH/wrk/device_auth.lua"
-  scenario_ceiling poll /oauth/token "$BENCH/wrk/poll.lua" "$WORK/fake-codes.txt" 0 1 1 count
-  stop_server
+# ratio_summary NAME KEY: the median over the runs of (scenario rate / ceiling rate of the run
+# just before it), as R[NAME_frac].
+ratio_summary() {
+  local name=$1 key=$2 i fr=()
+  for i in $(seq 1 "$RUNS"); do
+    fr+=("$(awk -v a="$(rps_of "$WORK/$name-$i.txt")" -v b="$(rps_of "$WORK/ceiling-$key-$i.txt")"       'BEGIN { if (b + 0 > 0) printf "%.4f", a / b; else print "nan" }')")
+  done
+  R[${name}_frac]=$(median "${fr[@]}")
+  R[${name}_fracs]="${fr[*]}"
 }
 
 run_device_auth() {
@@ -289,9 +320,12 @@ run_device_auth() {
   log "scenario: device authorization (wrk, $CONNS connections)"
   new_db "$WORK/device_auth"
   start_qrlogin device_auth "$WORK/device_auth/qrlogin.db"
+  ceiling_once "$WORK/ceiling-device_auth-warm.txt" "$WARMUP" /oauth/device_authorization \
+    "$BENCH/wrk/device_auth.lua"
   wrk_once "$WORK/device_auth-warm.txt" "$WARMUP" /oauth/device_authorization \
     "$BENCH/wrk/device_auth.lua"
   for i in $(seq 1 "$RUNS"); do
+    ceiling_pair device_auth "$i" /oauth/device_authorization "$BENCH/wrk/device_auth.lua"
     [ "$i" = 1 ] && profile_start device_auth
     wrk_once "$WORK/device_auth-$i.txt" "$DURATION" /oauth/device_authorization \
       "$BENCH/wrk/device_auth.lua"
@@ -307,6 +341,8 @@ run_device_auth() {
   R[device_auth_runs]="${rates[*]}"
   run_files "$WORK/device_auth"
   cpu_summary device_auth "${RUN_FILES[@]}"
+  ceiling_summary device_auth
+  ratio_summary device_auth device_auth
   R[device_auth_ok]=$ok
   R[device_auth_bad]=$other
   log "device authorization: ${rates[*]} req/s ($other non-200 or socket errors)"
@@ -316,12 +352,10 @@ run_poll() {
   local i rates=() line seg target created sum_p=0 sum_o=0 sum_r=0
   log "scenario: pending poll (wrk, $CONNS connections, distinct device codes)"
   # Enough codes that no code is polled twice within 5 s: two segments (runs alternate between
-  # them) of 5.5 s each at 11 x the ceiling's poll rate, and at least 800,000 (73,000 polls a
-  # second): the server can answer faster than the ceiling measured by the same wrk script (its
-  # rate moves with the machine), and a run that comes round to its codes again measures
-  # slow_down answers. Bounded by POLL_SETUP_S seconds of setup.
-  target=$(awk -v c="${R[ceiling_poll]}" 'BEGIN { n = int(c * 11); if (n < 800000) n = 800000;
-    if (n > 1000000) n = 1000000; print n }')
+  # them) of 5.5 s each at 73,000 polls a second, faster than wrk has driven even the ceiling
+  # here (a run that came round to its codes again would measure slow_down answers). Bounded
+  # by POLL_SETUP_S seconds of setup.
+  target=800000
   # The server that answers the polls is the one that made the requests, on disk, as a screen's
   # requests are made and polled on one server; what it answers from memory is measured here.
   # The first poll of each code after a restart (a store read) is measured last.
@@ -338,6 +372,8 @@ run_poll() {
   sleep 3
   # The warm-up classifies every answer (authorization_pending, slow_down, other); the timed
   # runs only count them by status ("count": see wrk/poll.lua), all of which must be 400.
+  ceiling_once "$WORK/ceiling-poll-warm.txt" "$WARMUP" /oauth/token "$BENCH/wrk/poll.lua" \
+    "$WORK/fake-codes.txt" 0 1 1 count
   wrk_once "$WORK/poll-warm.txt" "$WARMUP" /oauth/token "$BENCH/wrk/poll.lua" \
     "$WORK/poll-codes.txt" 0 2
   line=$(bench_line_of "$WORK/poll-warm.txt")
@@ -346,6 +382,7 @@ run_poll() {
     $(bench_field "$line" ok200) + $(bench_field "$line" other) + $(bench_field "$line" errors)))
   for i in $(seq 1 "$RUNS"); do
     seg=$((i % 2))
+    ceiling_pair poll "$i" /oauth/token "$BENCH/wrk/poll.lua" "$WORK/fake-codes.txt" 0 1 1 count
     [ "$i" = 1 ] && profile_start poll
     wrk_once "$WORK/poll-$i.txt" "$DURATION" /oauth/token "$BENCH/wrk/poll.lua" \
       "$WORK/poll-codes.txt" "$seg" 2 1 count
@@ -362,6 +399,8 @@ run_poll() {
   R[poll_runs]="${rates[*]}"
   run_files "$WORK/poll"
   cpu_summary poll "${RUN_FILES[@]}"
+  ceiling_summary poll
+  ratio_summary poll poll
   R[poll_pending]=$sum_p
   R[poll_bad]=$sum_o
   R[poll_reuse]=$sum_r
@@ -370,10 +409,14 @@ run_poll() {
     "$sum_r codes reused within 5 s"
   # After a restart nothing is known in memory: every poll reads the store (cold caches too).
   start_qrlogin poll-cold "$WORK/poll/qrlogin.db"
+  ceiling_once "$WORK/ceiling-poll-cold.txt" "$DURATION" /oauth/token "$BENCH/wrk/poll.lua" \
+    "$WORK/fake-codes.txt" 0 1 1 count
   wrk_once "$WORK/poll-cold.txt" "$DURATION" /oauth/token "$BENCH/wrk/poll.lua" \
     "$WORK/poll-codes.txt" $(((RUNS + 1) % 2)) 2
   stop_server
   R[poll_cold]=$(rps_of "$WORK/poll-cold.txt")
+  R[poll_cold_frac]=$(awk -v a="${R[poll_cold]}" -v b="$(rps_of "$WORK/ceiling-poll-cold.txt")" \
+    'BEGIN { if (b + 0 > 0) printf "%.4f", a / b; else print "nan" }')
   line=$(bench_line_of "$WORK/poll-cold.txt")
   R[poll_cold_pending]=$(bench_field "$line" pending)
   R[poll_cold_other]=$(($(bench_field "$line" slow_down) + $(bench_field "$line" other400) + \
@@ -447,6 +490,8 @@ run_flows() {
   log "scenario: full flows ($FLOW_CONC in flight)"
   new_db "$WORK/flows"
   start_qrlogin flows "$WORK/flows/qrlogin.db"
+  ceiling_once "$WORK/ceiling-flows-before.txt" "$DURATION" /oauth/device_authorization \
+    "$BENCH/wrk/device_auth.lua"
   profile_start flows
   # CPU is accounted over the whole loadgen run (two Argon2id checks and the warm-up included).
   local c0
@@ -456,6 +501,11 @@ run_flows() {
     >"$WORK/flows.txt" 2>"$WORK/flows.log" || true
   cpu_diff "$c0" "$(cpu_snap)" >"$WORK/flows.txt.cpu"
   profile_stop
+  ceiling_once "$WORK/ceiling-flows-after.txt" "$DURATION" /oauth/device_authorization \
+    "$BENCH/wrk/device_auth.lua"
+  R[ceiling_flows]=$(awk -v a="$(rps_of "$WORK/ceiling-flows-before.txt")" \
+    -v b="$(rps_of "$WORK/ceiling-flows-after.txt")" 'BEGIN { printf "%.0f", (a + b) / 2 }')
+  R[ceiling_flows_runs]="$(rps_of "$WORK/ceiling-flows-before.txt") $(rps_of "$WORK/ceiling-flows-after.txt")"
   stop_server
   cat "$WORK/flows.log" >&2
   for i in $(seq 1 "$RUNS"); do
@@ -485,11 +535,12 @@ machine() {
 }
 
 frac() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 > 0 && a != "") printf "%.1f %%", 100 * a / b; else print "-" }'; }
+pct() { awk -v a="$1" 'BEGIN { if (a == "" || a == "nan") print "-"; else printf "%.1f %%", 100 * a }'; }
 num() { awk -v a="$1" 'BEGIN { if (a == "") print "-"; else printf "%.0f", a }'; }
 
 report() {
   local h=$WORK/held.txt w=$WORK/wake.txt f=$WORK/flows.txt cd=${R[ceiling_device_auth]:-}
-  local cp=${R[ceiling_poll]:-} flows=${R[flows]:-} rss
+  local cp=${R[ceiling_poll]:-} flows=${R[flows]:-} cf=${R[ceiling_flows]:-} rss
   rss=$(awk -v b="$(kv "$h" rss_per_held_bytes)" 'BEGIN { if (b == "") print "-"; else printf "%.2f KiB", b / 1024 }')
   echo
   echo "qrlogin benchmark, $(date -u '+%Y-%m-%d %H:%M UTC'), $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet 2>/dev/null || echo '+dirty')"
@@ -507,13 +558,13 @@ report() {
   row "ceiling, device-auth script (req/s)" "$(num "$cd")" "" "100 %" "$(cpu ceiling_device_auth)"
   row "ceiling, poll script (req/s)" "$(num "$cp")" "" "100 %" "$(cpu ceiling_poll)"
   row "device authorization (req/s)" "$(num "${R[device_auth]:-}")" ">= 25000" \
-    "$(frac "${R[device_auth]:-}" "$cd")" "$(cpu device_auth)"
-  row "pending poll (req/s)" "$(num "${R[poll]:-}")" ">= 50000" "$(frac "${R[poll]:-}" "$cp")" \
+    "$(pct "${R[device_auth_frac]:-}")" "$(cpu device_auth)"
+  row "pending poll (req/s)" "$(num "${R[poll]:-}")" ">= 50000" "$(pct "${R[poll_frac]:-}")" \
     "$(cpu poll)"
   row "  first poll after a restart (req/s)" "$(num "${R[poll_cold]:-}")" "" \
-    "$(frac "${R[poll_cold]:-}" "$cp")" ""
+    "$(pct "${R[poll_cold_frac]:-}")" ""
   row "full flows (flows/s; 4 HTTP requests each)" "$(num "$flows")" ">= 3000" \
-    "$(frac "$flows" "$cd") (req: $(frac "$(awk -v f="$flows" 'BEGIN { print f * 4 }')" "$cd"))" \
+    "$(frac "$flows" "$cf") (req: $(frac "$(awk -v f="$flows" 'BEGIN { print f * 4 }')" "$cf"))" \
     "$(cpu flows)"
   row "wake latency p50 / p99 / p999 (ms)" "$(ms3 wake)" "<1 / <5" "" ""
   row "  approve sent -> tokens p50 / p99 / p999 (ms)" "$(ms3 approvewake)" "" "" ""
@@ -525,7 +576,8 @@ report() {
     'BEGIN { if (b == "") print "-"; else printf "%.2f KiB", b / 1024 }')" "" "" ""
   echo
   echo "details:"
-  echo "  ceiling runs (req/s): device-auth script ${R[ceiling_device_auth_runs]:-}; poll script ${R[ceiling_poll_runs]:-}"
+  echo "  ceiling runs (req/s), each just before the scenario's run of the same number: device-auth script ${R[ceiling_device_auth_runs]:-}; poll script ${R[ceiling_poll_runs]:-}; device-auth script just before and after the flows ${R[ceiling_flows_runs]:-}"
+  echo "  of ceiling, run by run: device authorization ${R[device_auth_fracs]:-}; pending poll ${R[poll_fracs]:-}"
   echo "  device authorization runs (req/s): ${R[device_auth_runs]:-}; non-200 answers or socket errors: ${R[device_auth_bad]:-}"
   echo "  pending poll runs (req/s): ${R[poll_runs]:-}; $((${R[poll_codes]:-0})) distinct device codes;" \
     "warm-up answers: ${R[poll_warm_pending]:-} authorization_pending, ${R[poll_warm_other]:-} other; timed runs (counted by status): ${R[poll_pending]:-} answered 400, ${R[poll_bad]:-} other;" \
@@ -593,7 +645,7 @@ main() {
   echo "$busy" | awk '{ exit !($2 > 10 || $3 > 10) }' &&
     log "warning: the machine is not quiet; see the 'others' column before trusting the numbers"
 
-  run_ceiling
+  start_ceiling_server
   run_device_auth
   run_poll
   setup_held_codes

@@ -37,9 +37,10 @@ struct qrl_server {
     _Atomic long fibers_live;
     /* The answers to a plain poll of a pending or scanned request, one per state and interval,
      * made once and queued for every such poll (qrl__respond_shared): the most frequent answer
-     * costs no JSON, header or body allocation. Guarded by shared_mu while being filled. */
+     * costs no JSON, header or body allocation. Each is made under shared_mu, then published
+     * and read without it. */
     pthread_mutex_t shared_mu;
-    struct MHD_Response *pending_answer[2][QRL__MAX_POLL_INTERVAL + 1];
+    _Atomic(struct MHD_Response *) pending_answer[2][QRL__MAX_POLL_INTERVAL + 1];
 };
 
 /* Form parameters (application/x-www-form-urlencoded), decoded. */

@@ -154,19 +154,26 @@ static enum MHD_Result pending_shared(qrl__req *r, const qrl_poll_result *res)
 {
     qrl_server *srv = r->srv;
     int st = res->state == QRL_LR_SCANNED ? 1 : 0;
-    struct MHD_Response **slot;
+    _Atomic(struct MHD_Response *) *slot;
+    struct MHD_Response *resp;
 
     if (res->interval_s < 0 || res->interval_s > QRL__MAX_POLL_INTERVAL ||
         (res->state != QRL_LR_PENDING && res->state != QRL_LR_SCANNED))
         return qrl__respond_json(r, 400, pending_body(res));
     slot = &srv->pending_answer[st][res->interval_s];
-    pthread_mutex_lock(&srv->shared_mu);
-    if (*slot == NULL)
-        *slot = qrl__response_json(pending_body(res));
-    pthread_mutex_unlock(&srv->shared_mu);
-    if (*slot == NULL)
+    resp = atomic_load_explicit(slot, memory_order_acquire);
+    if (resp == NULL) {
+        pthread_mutex_lock(&srv->shared_mu);
+        resp = atomic_load_explicit(slot, memory_order_relaxed);
+        if (resp == NULL) {
+            resp = qrl__response_json(pending_body(res));
+            atomic_store_explicit(slot, resp, memory_order_release);
+        }
+        pthread_mutex_unlock(&srv->shared_mu);
+    }
+    if (resp == NULL)
         return MHD_NO;
-    return qrl__respond_shared(r, 400, *slot);
+    return qrl__respond_shared(r, 400, resp);
 }
 
 static enum MHD_Result device_code_answer(qrl__req *r, qrl_err rc, qrl_poll_result *res)
