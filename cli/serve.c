@@ -3,11 +3,15 @@
  * SIGTERM, sweeping expired rows once a minute. Every option has an environment variable so
  * that the server can be configured without secrets on the command line.
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <unistd.h>
 
 #include <sodium.h>
 
@@ -30,7 +34,8 @@ static void serve_usage(FILE *f)
           "  --session-ttl SECONDS     phone session lifetime (QRLOGIN_SESSION_TTL; 2592000)\n"
           "  --introspection-secret S  secret resource servers use for /oauth/introspect\n"
           "                            (QRLOGIN_INTROSPECTION_SECRET; unset disables it)\n"
-          "  --threads N               worker threads (QRLOGIN_THREADS; default 8, 2 per CPU above 4)\n"
+          "  --threads N               worker threads (QRLOGIN_THREADS; default 8, 2 per CPU above "
+          "4)\n"
           "  --max-connections N       open connections at most (QRLOGIN_MAX_CONNECTIONS;\n"
           "                            default: open-file limit minus 256)\n"
           "  --connection-memory B     per-connection buffer in bytes (QRLOGIN_CONNECTION_MEMORY;\n"
@@ -238,7 +243,7 @@ int qrl_cli_serve(int argc, char **argv)
     qrl_server *srv = NULL;
     char host[64], err[256] = "";
     sigset_t set;
-    int rc = 1, p;
+    int rc = 1, p, lockfd = -1;
     qrl_err e;
 
     if ((p = parse_opts(argc, argv, &o)) >= 0)
@@ -269,6 +274,18 @@ int qrl_cli_serve(int argc, char **argv)
     e = qrl_store_sqlite_open(o.db, &st, err, sizeof err);
     if (e != QRL_OK) {
         qrl_cli_err("cannot open database %s: %s", o.db, err[0] ? err : qrl_strerror(e));
+        goto out;
+    }
+    /* One server per database file: the server keeps what it knows of pending login requests
+     * and their user codes in memory (docs/architecture.md). An flock() of the file, which
+     * SQLite's own (fcntl) locks do not see, held until exit; `qrlogin account` takes none. */
+    lockfd = open(o.db, O_RDONLY | O_CLOEXEC);
+    if (lockfd < 0 || flock(lockfd, LOCK_EX | LOCK_NB) != 0) {
+        if (lockfd >= 0 && errno == EWOULDBLOCK)
+            qrl_cli_err("%s is in use by another qrlogin serve (one server per database file)",
+                        o.db);
+        else
+            qrl_cli_err("cannot lock %s: %s", o.db, strerror(errno));
         goto out;
     }
     e = qrl_server_new(&scfg, &srv);
@@ -312,5 +329,7 @@ out:
     qrl_core_free(core);
     if (st != NULL)
         st->m->close(st);
+    if (lockfd >= 0)
+        close(lockfd);
     return rc;
 }

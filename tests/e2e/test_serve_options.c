@@ -124,6 +124,50 @@ static void send_str(int fd, const char *s)
     assert_int_equal(write(fd, s, strlen(s)), (ssize_t)strlen(s));
 }
 
+/* One server per database file (it keeps pending polls and user codes in memory): a second
+ * `qrlogin serve` on the same file exits with status 1 and says why, while the first keeps
+ * serving; the account command still works beside it. */
+static void test_second_server_on_the_same_database_is_refused(void **state)
+{
+    srv a;
+    int status = -1, second, account;
+    char cmd[1024], out[512] = "", buf[4096] = "";
+    ssize_t got;
+    FILE *f;
+    int fd;
+
+    (void)state;
+    assert_true(start(&a, (const char *const[]){NULL}, &status));
+    /* Everything is observed first and asserted after the first server is stopped, so that a
+     * failure does not leave it running. */
+    snprintf(cmd, sizeof cmd,
+             "timeout 10 '%s' serve --listen 127.0.0.1:0 --db '%s/t.db' >/dev/null 2>'%s/err'",
+             bin(), a.dir, a.dir);
+    second = system(cmd);
+    snprintf(cmd, sizeof cmd, "%s/err", a.dir);
+    f = fopen(cmd, "r");
+    if (f != NULL) {
+        (void)!fread(out, 1, sizeof out - 1, f);
+        fclose(f);
+    }
+    snprintf(cmd, sizeof cmd,
+             "echo pw12345678 | '%s' account add bob --password-stdin --db '%s/t.db' >/dev/null",
+             bin(), a.dir);
+    account = system(cmd);
+    fd = connect_to(&a);
+    send_str(fd, "GET /.well-known/oauth-authorization-server HTTP/1.1\r\nHost: x\r\n\r\n");
+    got = read_within(fd, buf, sizeof buf, 5000);
+    close(fd);
+    assert_int_equal(stop(&a), 0);
+
+    assert_true(WIFEXITED(second));
+    assert_int_equal(WEXITSTATUS(second), 1);
+    assert_non_null(strstr(out, "in use by another qrlogin serve"));
+    assert_int_equal(account, 0);
+    assert_true(got > 0);
+    assert_non_null(strstr(buf, "200 OK"));
+}
+
 static void test_bad_values_are_refused(void **state)
 {
     srv s;
@@ -242,6 +286,7 @@ static void test_shutdown_answers_every_held_request(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_second_server_on_the_same_database_is_refused),
         cmocka_unit_test(test_bad_values_are_refused),
         cmocka_unit_test(test_per_ip_cap_and_idle_timeout),
         cmocka_unit_test(test_shutdown_answers_every_held_request),
