@@ -114,7 +114,8 @@ static char *json_text(const json_t *body)
     return text;
 }
 
-struct MHD_Response *qrl__response_json(json_t *body)
+/* A response whose body is `body` as JSON text (takes body), with its Content-Type. */
+static struct MHD_Response *json_response(json_t *body)
 {
     char *text = body != NULL ? json_text(body) : NULL;
     struct MHD_Response *resp;
@@ -128,7 +129,15 @@ struct MHD_Response *qrl__response_json(json_t *body)
         return NULL;
     }
     MHD_add_response_header(resp, "Content-Type", "application/json");
-    add_common_headers(resp);
+    return resp;
+}
+
+struct MHD_Response *qrl__response_json(json_t *body)
+{
+    struct MHD_Response *resp = json_response(body);
+
+    if (resp != NULL)
+        add_common_headers(resp);
     return resp;
 }
 
@@ -143,18 +152,10 @@ enum MHD_Result qrl__respond_shared(qrl__req *r, unsigned status, struct MHD_Res
 enum MHD_Result qrl__respond_json_hdr(qrl__req *r, unsigned status, json_t *body,
                                       const char *const *extra)
 {
-    char *text = body != NULL ? json_text(body) : NULL;
-    struct MHD_Response *resp;
+    struct MHD_Response *resp = json_response(body);
 
-    json_decref(body);
-    if (text == NULL)
+    if (resp == NULL)
         return MHD_NO;
-    resp = MHD_create_response_from_buffer_with_free_callback(strlen(text), text, zero_free);
-    if (resp == NULL) {
-        zero_free(text);
-        return MHD_NO;
-    }
-    MHD_add_response_header(resp, "Content-Type", "application/json");
     return queue(r, status, resp, extra);
 }
 
