@@ -25,9 +25,9 @@ typedef struct hanger {
     pthread_t th;
 } hanger;
 
-/* Sends one complete request and closes the connection at once with a reset (SO_LINGER 0),
- * without reading the answer. */
-static int send_and_hang_up(int port, const char *req, size_t len)
+/* Sends one complete request and, delay_us later, closes the connection with a reset
+ * (SO_LINGER 0), without reading the answer. */
+static int send_and_hang_up(int port, const char *req, size_t len, unsigned delay_us)
 {
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     struct linger lg = {.l_onoff = 1, .l_linger = 0};
@@ -40,6 +40,8 @@ static int send_and_hang_up(int port, const char *req, size_t len)
     if (connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0 &&
         send(fd, req, len, MSG_NOSIGNAL) == (ssize_t)len)
         ok = 1;
+    if (delay_us > 0)
+        usleep(delay_us);
     setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
     close(fd);
     return ok;
@@ -57,7 +59,7 @@ static void *hanger_main(void *arg)
                      sizeof body - 1, body);
 
     for (int i = 0; i < HANGUPS_EACH; i++)
-        h->sent += send_and_hang_up(h->s->port, req, (size_t)n);
+        h->sent += send_and_hang_up(h->s->port, req, (size_t)n, 0);
     return NULL;
 }
 
@@ -98,7 +100,11 @@ static void test_hangups_during_commits(void **state)
 /* libmicrohttpd logs a hung-up client's request path ("Failed to send the response headers for
  * the request for `...'"). A phone's claim carries the scan secret in its path and waits for a
  * commit, so hanging up there makes such a line: it must reach stderr with the secret
- * redacted, and no session token may appear either. */
+ * redacted, and no session token may appear either. libmicrohttpd writes that line only when the
+ * reset arrives after it has read the request and before it answers; a reset that comes first
+ * ends the connection without a path. So the claims hang up after delays from 0 to 0.9 ms, which
+ * spread the resets over that window: without them, a slow (ASan) server on a busy machine could
+ * see every reset first and log no path at all. */
 #define CLAIMS 300
 
 static char *slurp(const char *path)
@@ -139,7 +145,7 @@ static void test_hung_up_paths_are_redacted_in_the_log(void **state)
                          "GET /v1/login-requests/%s HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                          "Authorization: Bearer %s\r\n\r\n",
                          da[i].scan_secret, phone.session);
-        sent += send_and_hang_up(s->port, req, (size_t)n);
+        sent += send_and_hang_up(s->port, req, (size_t)n, 100u * (unsigned)(i % 10));
     }
     it_server_stop(s);
     fflush(stderr);
