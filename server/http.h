@@ -25,6 +25,9 @@ struct qrl__waiter;
 struct qrl_server {
     qrl_server_config cfg;
     char public_url[256];
+    /* public_url as the inside of a JSON string (escaped by jansson); empty if it did not fit,
+     * and then answers that carry it are built with jansson. */
+    char public_url_json[512];
     char introspection_secret[QRL_MAX_TOKEN + 1];
     qrl_core *core;
     struct MHD_Daemon *daemon;
@@ -93,6 +96,9 @@ enum qrl__errctx { QRL__CTX_OAUTH, QRL__CTX_API };
 /* Answers with a JSON body (reference stolen) and the common security headers; `extra` is
  * NULL or a NULL-terminated list of header name/value pairs. The body is wiped when freed. */
 enum MHD_Result qrl__respond_json(qrl__req *r, unsigned status, json_t *body);
+/* The same for a body that is already JSON text (copied): for answers formatted without
+ * building a jansson tree (qrl__h_device_authorization). */
+enum MHD_Result qrl__respond_text(qrl__req *r, unsigned status, const char *json, size_t len);
 /* A response made once with qrl__response_json() and kept: queued without being destroyed. */
 enum MHD_Result qrl__respond_shared(qrl__req *r, unsigned status, struct MHD_Response *resp);
 /* A JSON response with the headers every answer carries, for qrl__respond_shared; takes body. */

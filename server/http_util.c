@@ -114,13 +114,12 @@ static char *json_text(const json_t *body)
     return text;
 }
 
-/* A response whose body is `body` as JSON text (takes body), with its Content-Type. */
-static struct MHD_Response *json_response(json_t *body)
+/* A response whose body is `text`, JSON text in its own allocation (takes text: wiped and freed
+ * with the response), with its Content-Type. */
+static struct MHD_Response *text_response(char *text)
 {
-    char *text = body != NULL ? json_text(body) : NULL;
     struct MHD_Response *resp;
 
-    json_decref(body);
     if (text == NULL)
         return NULL;
     resp = MHD_create_response_from_buffer_with_free_callback(strlen(text), text, zero_free);
@@ -130,6 +129,15 @@ static struct MHD_Response *json_response(json_t *body)
     }
     MHD_add_response_header(resp, "Content-Type", "application/json");
     return resp;
+}
+
+/* A response whose body is `body` as JSON text (takes body), with its Content-Type. */
+static struct MHD_Response *json_response(json_t *body)
+{
+    char *text = body != NULL ? json_text(body) : NULL;
+
+    json_decref(body);
+    return text_response(text);
 }
 
 struct MHD_Response *qrl__response_json(json_t *body)
@@ -162,6 +170,17 @@ enum MHD_Result qrl__respond_json_hdr(qrl__req *r, unsigned status, json_t *body
 enum MHD_Result qrl__respond_json(qrl__req *r, unsigned status, json_t *body)
 {
     return qrl__respond_json_hdr(r, status, body, NULL);
+}
+
+enum MHD_Result qrl__respond_text(qrl__req *r, unsigned status, const char *json, size_t len)
+{
+    char *text = malloc(len + 1);
+
+    if (text == NULL)
+        return MHD_NO;
+    memcpy(text, json, len);
+    text[len] = '\0';
+    return queue(r, status, text_response(text), NULL);
 }
 
 enum MHD_Result qrl__respond_empty(qrl__req *r, unsigned status)

@@ -401,6 +401,41 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
             line[0] != '\0' && line[strlen(line) - 1] == '\n' ? "" : "\n");
 }
 
+/* A configured public URL (NULL or empty: made from the listen address) goes into every
+ * verification URI and the issuer: it must fit and be text a JSON string can carry. */
+static bool public_url_valid(const char *u)
+{
+    json_t *j;
+
+    if (u == NULL || u[0] == '\0')
+        return true;
+    if (strncmp(u, "http://", 7) != 0 && strncmp(u, "https://", 8) != 0)
+        return false;
+    if (strlen(u) >= sizeof ((qrl_server *)NULL)->public_url)
+        return false;
+    for (const unsigned char *p = (const unsigned char *)u; *p != '\0'; p++)
+        if (*p <= ' ' || *p == 0x7f)
+            return false;
+    j = json_string(u); /* NULL unless valid UTF-8 */
+    json_decref(j);
+    return j != NULL;
+}
+
+/* srv->public_url_json: the public URL escaped by jansson, without the quotes, for answers
+ * formatted as text. Left empty when it does not fit. */
+static void public_url_json(qrl_server *srv)
+{
+    json_t *u = json_string(srv->public_url);
+    char *d = u != NULL ? json_dumps(u, JSON_ENCODE_ANY) : NULL;
+    size_t n = d != NULL ? strlen(d) : 0;
+
+    srv->public_url_json[0] = '\0';
+    if (n >= 2 && n - 2 < sizeof srv->public_url_json)
+        snprintf(srv->public_url_json, sizeof srv->public_url_json, "%.*s", (int)(n - 2), d + 1);
+    free(d);
+    json_decref(u);
+}
+
 qrl_err qrl_server_listen(qrl_server *srv, qrl_core *core, char *errbuf, size_t errlen)
 {
     struct sockaddr_storage ss;
@@ -411,6 +446,13 @@ qrl_err qrl_server_listen(qrl_server *srv, qrl_core *core, char *errbuf, size_t 
 
     if (family < 0) {
         snprintf(errbuf, errlen, "listen address must be a numeric IPv4 or IPv6 address");
+        return QRL_ERR_INVALID;
+    }
+    if (!public_url_valid(srv->cfg.public_url)) {
+        snprintf(errbuf, errlen,
+                 "the public URL must start with http:// or https:// and be at most %zu bytes "
+                 "of UTF-8 text without spaces or control characters",
+                 sizeof srv->public_url - 1);
         return QRL_ERR_INVALID;
     }
     if (family == AF_INET6)
@@ -453,6 +495,7 @@ qrl_err qrl_server_listen(qrl_server *srv, qrl_core *core, char *errbuf, size_t 
         snprintf(srv->public_url, sizeof srv->public_url, "http://%s:%u", srv->cfg.listen_host,
                  (unsigned)srv->port);
     }
+    public_url_json(srv);
     return QRL_OK;
 }
 

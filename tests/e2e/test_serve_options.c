@@ -1,6 +1,7 @@
 /*
  * `qrlogin serve` options that shape connections, seen from a client: the per-address cap, the
- * idle timeout, bad values refused, and a shutdown that answers every held request.
+ * idle timeout, the public URL in answers, bad values refused, and a shutdown that answers every
+ * held request.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -189,6 +190,72 @@ static void test_bad_values_are_refused(void **state)
     }
 }
 
+/* A public URL goes into every verification URI, escaped as JSON needs (quotes, backslashes,
+ * UTF-8), with its trailing slash dropped; one that is not an http(s) URL a JSON string can
+ * carry is refused at start with status 1. */
+static void test_public_url_in_answers(void **state)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET};
+    socklen_t alen = sizeof a;
+    int lfd = socket(AF_INET, SOCK_STREAM, 0), status = -1, fd;
+    char listen_at[64], url[256], want[300], buf[4096];
+    const char *body = "client_id=tv&device_kind=tv", *js;
+    json_t *j;
+    srv s;
+
+    (void)state;
+    /* A free port, named in the public URL that the server prints (and start() reads). */
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_true(lfd >= 0);
+    assert_int_equal(bind(lfd, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(getsockname(lfd, (struct sockaddr *)&a, &alen), 0);
+    close(lfd);
+    snprintf(listen_at, sizeof listen_at, "127.0.0.1:%u", (unsigned)ntohs(a.sin_port));
+    snprintf(url, sizeof url, "http://%s/q\"r\\s/\xc3\xa9/", listen_at);
+    const char *opts[] = {"--listen", listen_at, "--public-url", url, NULL};
+    assert_true(start(&s, opts, &status));
+
+    fd = connect_to(&s);
+    snprintf(buf, sizeof buf,
+             "POST /oauth/device_authorization HTTP/1.1\r\nHost: x\r\n"
+             "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: %zu\r\n\r\n%s",
+             strlen(body), body);
+    send_str(fd, buf);
+    assert_true(read_within(fd, buf, sizeof buf, 5000) > 0);
+    close(fd);
+    assert_non_null(strstr(buf, "HTTP/1.1 200"));
+    assert_non_null(strstr(buf, "\r\n\r\n"));
+    j = json_loads(strstr(buf, "\r\n\r\n") + 4, 0, NULL);
+    assert_non_null(j);
+    snprintf(want, sizeof want, "http://%s/q\"r\\s/\xc3\xa9/device", listen_at);
+    assert_string_equal(json_string_value(json_object_get(j, "verification_uri")), want);
+    js = json_string_value(json_object_get(j, "verification_uri_complete"));
+    snprintf(want, sizeof want, "http://%s/q\"r\\s/\xc3\xa9/s#qrl_ss_", listen_at);
+    assert_non_null(js);
+    assert_memory_equal(js, want, strlen(want));
+    assert_true(strlen(js) > strlen(want) + 20);
+    assert_non_null(json_string_value(json_object_get(j, "device_code")));
+    assert_int_equal(strlen(json_string_value(json_object_get(j, "user_code"))), 9);
+    assert_true(json_integer_value(json_object_get(j, "expires_in")) > 0);
+    assert_true(json_integer_value(json_object_get(j, "interval")) > 0);
+    json_decref(j);
+    assert_int_equal(stop(&s), 0);
+
+    char longurl[400] = "https://login.example/";
+    memset(longurl + strlen(longurl), 'a', 300);
+    longurl[322] = '\0';
+    const char *bad[] = {"ftp://login.example", "https://login.example/a b",
+                         "https://login.example/\xff", "login.example", longurl};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        const char *o[] = {"--public-url", bad[i], NULL};
+        char cmd[200];
+        assert_false(start(&s, o, &status));
+        assert_int_equal(status, 1);
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", s.dir);
+        assert_int_equal(system(cmd), 0);
+    }
+}
+
 static void test_per_ip_cap_and_idle_timeout(void **state)
 {
     const char *opts[] = {"--max-connections",
@@ -288,6 +355,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_second_server_on_the_same_database_is_refused),
         cmocka_unit_test(test_bad_values_are_refused),
+        cmocka_unit_test(test_public_url_in_answers),
         cmocka_unit_test(test_per_ip_cap_and_idle_timeout),
         cmocka_unit_test(test_shutdown_answers_every_held_request),
     };
