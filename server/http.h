@@ -96,9 +96,14 @@ enum qrl__errctx { QRL__CTX_OAUTH, QRL__CTX_API };
 /* Answers with a JSON body (reference stolen) and the common security headers; `extra` is
  * NULL or a NULL-terminated list of header name/value pairs. The body is wiped when freed. */
 enum MHD_Result qrl__respond_json(qrl__req *r, unsigned status, json_t *body);
-/* The same for a body that is already JSON text (copied): for answers formatted without
- * building a jansson tree (qrl__h_device_authorization). */
-enum MHD_Result qrl__respond_text(qrl__req *r, unsigned status, const char *json, size_t len);
+/* The same for a body that is already JSON text (copied): for the most frequent answers,
+ * formatted without building a jansson tree, which took a tenth of a device authorization's
+ * CPU. Every string such an answer holds is either escaped by jansson beforehand or passes
+ * qrl__json_plain(); otherwise the handler builds it with jansson. */
+enum MHD_Result qrl__respond_text(qrl__req *r, unsigned status, const char *json, size_t len,
+                                  const char *const *extra);
+/* True when s can stand inside a JSON string as it is: printable ASCII without '"' or '\\'. */
+bool qrl__json_plain(const char *s);
 /* A response made once with qrl__response_json() and kept: queued without being destroyed. */
 enum MHD_Result qrl__respond_shared(qrl__req *r, unsigned status, struct MHD_Response *resp);
 /* A JSON response with the headers every answer carries, for qrl__respond_shared; takes body. */

@@ -56,17 +56,6 @@ static bool read_form(qrl__req *r, qrl__form *f, enum MHD_Result *ret)
     return true;
 }
 
-/* True when s can stand inside a JSON string as it is: the alphabets of our codes and secrets
- * (base64url, the user-code letters, '-', '_', '.'). */
-static bool json_plain(const char *s)
-{
-    for (; *s != '\0'; s++)
-        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
-              *s == '-' || *s == '_' || *s == '.'))
-            return false;
-    return true;
-}
-
 enum MHD_Result qrl__h_device_authorization(qrl__req *r, const char *arg)
 {
     qrl__form f;
@@ -93,11 +82,9 @@ enum MHD_Result qrl__h_device_authorization(qrl__req *r, const char *arg)
     if (rc != QRL_OK)
         return qrl__respond_err(r, rc, QRL__CTX_OAUTH);
     /* The scan secret goes in the fragment: browsers never send it, so no log can hold it. */
-    if (r->srv->public_url_json[0] != '\0' && json_plain(da.device_code) &&
-        json_plain(da.user_code) && json_plain(da.scan_secret)) {
-        /* The most frequent answer of all, formatted as text: building and dumping a jansson
-         * tree took a tenth of a device authorization's CPU. Every string in it is either
-         * escaped by jansson once (the public URL) or checked to need no escaping. */
+    if (r->srv->public_url_json[0] != '\0' && qrl__json_plain(da.device_code) &&
+        qrl__json_plain(da.user_code) && qrl__json_plain(da.scan_secret)) {
+        /* Formatted as text (qrl__respond_text); the public URL was escaped at start. */
         char body[1024];
         int n =
             snprintf(body, sizeof body,
@@ -106,8 +93,8 @@ enum MHD_Result qrl__h_device_authorization(qrl__req *r, const char *arg)
                      "\"expires_in\":%lld,\"interval\":%d}",
                      da.device_code, da.user_code, r->srv->public_url_json, r->srv->public_url_json,
                      da.scan_secret, (long long)da.expires_in_s, da.interval_s);
-        ret =
-            n > 0 && (size_t)n < sizeof body ? qrl__respond_text(r, 200, body, (size_t)n) : MHD_NO;
+        ret = n > 0 && (size_t)n < sizeof body ? qrl__respond_text(r, 200, body, (size_t)n, NULL)
+                                               : MHD_NO;
         sodium_memzero(body, sizeof body);
     } else {
         snprintf(verify, sizeof verify, "%s/device", r->srv->public_url);
@@ -158,6 +145,22 @@ static int prefer_wait(qrl__req *r)
 
 static enum MHD_Result answer_tokens(qrl__req *r, const qrl_tokens *t, const char *const *hdr)
 {
+    if (qrl__json_plain(t->access_token) && qrl__json_plain(t->refresh_token) &&
+        qrl__json_plain(t->scope)) {
+        /* Formatted as text (qrl__respond_text): one of the four answers of every login. */
+        char body[1024];
+        int n = snprintf(body, sizeof body,
+                         "{\"access_token\":\"%s\",\"token_type\":\"Bearer\",\"expires_in\":%lld,"
+                         "\"refresh_token\":\"%s\"%s%s%s}",
+                         t->access_token, (long long)t->expires_in_s, t->refresh_token,
+                         t->scope[0] != '\0' ? ",\"scope\":\"" : "", t->scope,
+                         t->scope[0] != '\0' ? "\"" : "");
+        enum MHD_Result ret = n > 0 && (size_t)n < sizeof body
+                                  ? qrl__respond_text(r, 200, body, (size_t)n, hdr)
+                                  : MHD_NO;
+        sodium_memzero(body, sizeof body);
+        return ret;
+    }
     json_t *o =
         json_pack("{s:s, s:s, s:I, s:s}", "access_token", t->access_token, "token_type", "Bearer",
                   "expires_in", (json_int_t)t->expires_in_s, "refresh_token", t->refresh_token);

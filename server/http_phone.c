@@ -161,6 +161,13 @@ enum MHD_Result qrl__h_lr_view(qrl__req *r, const char *code)
 
 static enum MHD_Result decided(qrl__req *r, const qrl_lr_rec *lr)
 {
+    char body[96];
+    int n = snprintf(body, sizeof body, "{\"id\":%lld,\"state\":\"%s\"}", (long long)lr->id,
+                     qrl_lr_state_name(lr->state));
+
+    /* Formatted as text (qrl__respond_text): the state names are our own words. */
+    if (n > 0 && (size_t)n < sizeof body && qrl__json_plain(qrl_lr_state_name(lr->state)))
+        return qrl__respond_text(r, 200, body, (size_t)n, NULL);
     return qrl__respond_json(
         r, 200,
         json_pack("{s:I, s:s}", "id", (json_int_t)lr->id, "state", qrl_lr_state_name(lr->state)));

@@ -172,7 +172,16 @@ enum MHD_Result qrl__respond_json(qrl__req *r, unsigned status, json_t *body)
     return qrl__respond_json_hdr(r, status, body, NULL);
 }
 
-enum MHD_Result qrl__respond_text(qrl__req *r, unsigned status, const char *json, size_t len)
+bool qrl__json_plain(const char *s)
+{
+    for (; *s != '\0'; s++)
+        if (*s < 0x20 || *s > 0x7e || *s == '"' || *s == '\\')
+            return false;
+    return true;
+}
+
+enum MHD_Result qrl__respond_text(qrl__req *r, unsigned status, const char *json, size_t len,
+                                  const char *const *extra)
 {
     char *text = malloc(len + 1);
 
@@ -180,7 +189,7 @@ enum MHD_Result qrl__respond_text(qrl__req *r, unsigned status, const char *json
         return MHD_NO;
     memcpy(text, json, len);
     text[len] = '\0';
-    return queue(r, status, text_response(text), NULL);
+    return queue(r, status, text_response(text), extra);
 }
 
 enum MHD_Result qrl__respond_empty(qrl__req *r, unsigned status)

@@ -411,7 +411,7 @@ static bool public_url_valid(const char *u)
         return true;
     if (strncmp(u, "http://", 7) != 0 && strncmp(u, "https://", 8) != 0)
         return false;
-    if (strlen(u) >= sizeof ((qrl_server *)NULL)->public_url)
+    if (strlen(u) >= sizeof((qrl_server *)NULL)->public_url)
         return false;
     for (const unsigned char *p = (const unsigned char *)u; *p != '\0'; p++)
         if (*p <= ' ' || *p == 0x7f)
