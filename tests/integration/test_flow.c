@@ -311,7 +311,7 @@ static void test_defaults_and_no_scope(void **state)
 static void test_device_name_is_returned_verbatim(void **state)
 {
     it_server *s = *state;
-    const char *name = "<b>TV</b> \"x\" & \xc3\xa9\xe2\x9c\x93";
+    const char *name = "<b>TV</b> \"x\" \\ & \xc3\xa9\xe2\x9c\x93";
     it_devauth da;
     it_device_authorization(s, IT_CLIENT_ID, name, "browser", NULL, &da);
     it_phone phone;
