@@ -44,6 +44,8 @@
  * contain bound values, so no secret or hash can reach the log.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
 #include <pthread.h>
 #include <semaphore.h>
 #include <stdarg.h>
@@ -52,12 +54,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <sodium.h>
 #include <sqlite3.h>
 
 #include "qrlogin/fiber.h"
 #include "qrlogin/store.h"
+#include "store_sqlite_diag.h"
 #include "walbuf.h"
 
 /* A writer waits this long for the write lock before giving up with QRL_ERR_STORE. Commits take
@@ -351,6 +355,15 @@ typedef struct sqlite_store {
     pthread_cond_t wwork;
     struct wop *whead, *wtail;
     int wstop;
+    /* Pipelined durability (see "group commit"): the ops of durable batches, committed without
+     * their fsync, wait here in commit order for the syncer's next fdatasync of the WAL. */
+    pthread_t syncer;
+    int syncer_started, sstop;
+    pthread_cond_t sync_cv;
+    struct wop *shead, *stail;
+    int sync_fd;     /* the WAL file, opened by the writer for the syncer; -1: none */
+    int sync_tried;  /* the writer tried to open it (writer thread only) */
+    int sync_failed; /* an fdatasync failed: every later durable batch syncs in its commit */
     /* Checkpoints run on their own thread so that the writer never waits for one. */
     pthread_t ckpt;
     int ckpt_started, ckpt_due;
@@ -2120,6 +2133,17 @@ static void store_close(qrl_store *st)
         pthread_cond_signal(&s->ckpt_cv);
         pthread_mutex_unlock(&s->wmu);
         pthread_join(s->writer, NULL);
+        /* After the writer: it may hand the syncer a last batch. */
+        if (s->syncer_started) {
+            pthread_mutex_lock(&s->wmu);
+            s->sstop = 1;
+            pthread_cond_signal(&s->sync_cv);
+            pthread_mutex_unlock(&s->wmu);
+            pthread_join(s->syncer, NULL);
+        }
+        if (s->sync_fd >= 0)
+            close(s->sync_fd);
+        pthread_cond_destroy(&s->sync_cv);
         if (s->ckpt_started)
             pthread_join(s->ckpt, NULL);
         pthread_cond_destroy(&s->ckpt_cv);
@@ -2179,7 +2203,14 @@ static qrl_err device_set_pubkey_w(qrl_store *st, int64_t account_id, int64_t de
  * counters, sweeps) commits lazily: walbuf writes its frames to the WAL but skips the fsync
  * (qrl__walbuf_set_lazy). Still safe against kill -9, and made power-safe by the next durable
  * commit, whose fsync of the WAL covers every frame written before it. (This used to switch
- * the connection to synchronous=NORMAL, which walbuf must never see: walbuf.h.) */
+ * the connection to synchronous=NORMAL, which walbuf must never see: walbuf.h.)
+ *
+ * Durable batches are pipelined: the writer commits them lazily as well and hands their ops to
+ * the syncer thread, which fdatasyncs the WAL and only then wakes them. One fdatasync covers
+ * every batch committed before it started, and the writer runs the next batch meanwhile
+ * instead of leaving the core idle during the flush. Callers still hear of a durable write only
+ * once it is on disk; other connections may read it between its commit and the flush, as they
+ * read lazy writes (docs/architecture.md says why nothing anyone is told rests on that). */
 
 /* Most writes taken into one transaction. Bounds how long the first of them waits. */
 #define BATCH_MAX 1024
@@ -2207,8 +2238,9 @@ static qrl_err commit_batch(struct conn *c, int durable)
     return rc;
 }
 
-/* Runs one batch on the writer's connection. Sets every op's rc; marks them done. */
-static void run_batch(struct conn *c, struct wop *batch)
+/* Runs one batch on the writer's connection, committing it with an fsync only when `durable`.
+ * Sets every op's rc; returns the batch's (not QRL_OK: nothing of it was committed). */
+static qrl_err run_batch(struct conn *c, struct wop *batch, int durable)
 {
     qrl_err rc = exec_id(c, ST_BEGIN, "begin");
 
@@ -2225,13 +2257,101 @@ static void run_batch(struct conn *c, struct wop *batch)
         }
         c->in_batch = 0;
         if (rc == QRL_OK)
-            rc = commit_batch(c, batch_durable(batch));
+            rc = commit_batch(c, durable);
         else
             tx_end(c, 0);
     }
     for (struct wop *w = batch; w != NULL; w = w->next)
         if (rc != QRL_OK)
             w->rc = rc;
+    return rc;
+}
+
+/* Process-wide count of the syncer's fdatasync calls (store_sqlite_diag.h). */
+static _Atomic uint64_t wal_syncs;
+
+uint64_t qrl__sqlite_wal_syncs(void)
+{
+    return wal_syncs;
+}
+
+/* Wakes the caller of one op (its batch is committed, and synced if it had to be). */
+static void wop_wake(struct wop *w)
+{
+    if (w->fiber != NULL)
+        qrl_fiber_wake(w->fiber);
+    else
+        sem_post(&w->done);
+}
+
+/* Opens the WAL file for the syncer, once, on the writer thread (the WAL exists once the store
+ * is open: the opening connection migrated the schema through it), and makes its directory
+ * entry durable, which SQLite's own first sync of the WAL would have done. On failure the
+ * writer keeps syncing in its commits. */
+static void sync_open(sqlite_store *s, struct conn *c)
+{
+    const char *wal = sqlite3_filename_wal(sqlite3_db_filename(c->db, "main"));
+    char dir[4096];
+    int fd, dfd;
+
+    s->sync_tried = 1;
+    if (wal == NULL || wal[0] == '\0' || strlen(wal) >= sizeof dir)
+        return;
+    if ((fd = open(wal, O_RDONLY | O_CLOEXEC)) < 0)
+        return;
+    snprintf(dir, sizeof dir, "%s", wal);
+    dfd = open(dirname(dir), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0 || fsync(dfd) != 0) {
+        if (dfd >= 0)
+            close(dfd);
+        close(fd);
+        return;
+    }
+    close(dfd);
+    pthread_mutex_lock(&s->wmu);
+    s->sync_fd = fd;
+    pthread_mutex_unlock(&s->wmu);
+}
+
+/* The syncer: one fdatasync of the WAL for every op committed before it started, then their
+ * callers hear of them. */
+static void *syncer_main(void *arg)
+{
+    sqlite_store *s = arg;
+
+    pthread_mutex_lock(&s->wmu);
+    for (;;) {
+        struct wop *ops, *next;
+        int ok;
+
+        while (s->shead == NULL && !s->sstop)
+            pthread_cond_wait(&s->sync_cv, &s->wmu);
+        if (s->shead == NULL)
+            break;
+        ops = s->shead;
+        s->shead = s->stail = NULL;
+        pthread_mutex_unlock(&s->wmu);
+        ok = fdatasync(s->sync_fd) == 0;
+        if (ok) {
+            wal_syncs++;
+        } else {
+            /* What reached the disk is unknown: these callers hear of a failure, and from now
+             * on every durable batch syncs inside its own commit, where SQLite sees errors. */
+            fprintf(stderr, "qrlogin: sqlite: fdatasync of the WAL failed: %s\n", strerror(errno));
+            pthread_mutex_lock(&s->wmu);
+            s->sync_failed = 1;
+            pthread_mutex_unlock(&s->wmu);
+        }
+        for (struct wop *w = ops; w != NULL; w = next) {
+            next = w->next; /* w lives on its caller's stack: gone once woken */
+            if (!ok)
+                w->rc = QRL_ERR_STORE;
+            wop_wake(w);
+        }
+        pthread_mutex_lock(&s->wmu);
+    }
+    pthread_mutex_unlock(&s->wmu);
+    return NULL;
 }
 
 /* Copy the WAL back into the database after every this many new frames (4 MiB of 1 KiB pages),
@@ -2345,20 +2465,36 @@ static void *writer_main(void *arg)
         last->next = NULL;
         pthread_mutex_unlock(&s->wmu);
 
-        if (open_rc != QRL_OK)
+        if (open_rc != QRL_OK) {
             for (struct wop *w = batch; w != NULL; w = w->next)
                 w->rc = open_rc;
-        else
-            run_batch(c, batch);
+        } else {
+            int durable = batch_durable(batch), piped;
+
+            if (durable && !s->sync_tried && s->syncer_started)
+                sync_open(s, c);
+            pthread_mutex_lock(&s->wmu);
+            piped = durable && s->sync_fd >= 0 && !s->sync_failed;
+            pthread_mutex_unlock(&s->wmu);
+            /* A durable batch is committed without its fsync and handed to the syncer: the
+             * writer goes on with the next batch while the disk flushes this one. */
+            if (run_batch(c, batch, durable && !piped) == QRL_OK && piped) {
+                pthread_mutex_lock(&s->wmu);
+                if (s->stail != NULL)
+                    s->stail->next = batch;
+                else
+                    s->shead = batch;
+                s->stail = last;
+                pthread_cond_signal(&s->sync_cv);
+                continue; /* with wmu held, as the loop expects */
+            }
+        }
 
         /* Wake exactly the writers of this batch; the ones queued for the next batch sleep
          * on. (A shared condition variable would wake them all at every commit.) */
         for (struct wop *w = batch, *next; w != NULL; w = next) {
             next = w->next; /* w lives on its caller's stack: gone once woken */
-            if (w->fiber != NULL)
-                qrl_fiber_wake(w->fiber);
-            else
-                sem_post(&w->done);
+            wop_wake(w);
         }
         pthread_mutex_lock(&s->wmu);
     }
@@ -2715,7 +2851,19 @@ qrl_err qrl_store_sqlite_open(const char *path, qrl_store **out, char *errbuf, s
     c = NULL;
     pthread_mutex_init(&s->wmu, NULL);
     pthread_cond_init(&s->wwork, NULL);
+    pthread_cond_init(&s->sync_cv, NULL);
+    s->sync_fd = -1;
+    /* Without the syncer the writer syncs in its commits, as durable as before, slower. */
+    s->syncer_started = pthread_create(&s->syncer, NULL, syncer_main, s) == 0;
     if (pthread_create(&s->writer, NULL, writer_main, s) != 0) {
+        if (s->syncer_started) {
+            pthread_mutex_lock(&s->wmu);
+            s->sstop = 1;
+            pthread_cond_signal(&s->sync_cv);
+            pthread_mutex_unlock(&s->wmu);
+            pthread_join(s->syncer, NULL);
+        }
+        pthread_cond_destroy(&s->sync_cv);
         pthread_cond_destroy(&s->wwork);
         pthread_mutex_destroy(&s->wmu);
         set_errbuf(errbuf, errlen, "cannot start the writer thread");

@@ -1,0 +1,13 @@
+/*
+ * Diagnostics of the SQLite store (lib/store/store_sqlite.c), for tests.
+ */
+#ifndef QRL_STORE_SQLITE_DIAG_H
+#define QRL_STORE_SQLITE_DIAG_H
+
+#include <stdint.h>
+
+/* Process-wide count of the fdatasync calls of the WAL made by the stores' syncer threads since
+ * start: a durable write is acknowledged only after one that started after its commit. */
+uint64_t qrl__sqlite_wal_syncs(void);
+
+#endif
