@@ -1533,18 +1533,20 @@ static qrl_err uc_rebuild(struct uc_map *m, int64_t now_ms)
 static qrl_err uc_put(struct uc_map *m, uint64_t code, int64_t id, int64_t expires_ms,
                       int64_t now_ms)
 {
-    struct uc_slot *e = uc_find(m, code);
+    struct uc_slot *e;
     size_t i;
 
-    if (e == NULL && (m->used + 1) * 4 > m->cap * 3) {
+    if ((m->used + 1) * 4 > m->cap * 3) {
         qrl_err rc = uc_rebuild(m, now_ms);
         if (rc != QRL_OK)
             return rc;
     }
-    if (e == NULL) {
-        for (i = uc_home(m, code); m->slot[i].code != 0; i = (i + 1) & (m->cap - 1))
-            ;
-        e = &m->slot[i];
+    /* One probe: the code's slot, or the free one that ends its run. */
+    for (i = uc_home(m, code); m->slot[i].code != 0 && m->slot[i].code != code;
+         i = (i + 1) & (m->cap - 1))
+        ;
+    e = &m->slot[i];
+    if (e->code == 0) {
         e->code = code;
         m->used++;
     }
