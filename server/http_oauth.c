@@ -82,20 +82,20 @@ enum MHD_Result qrl__h_device_authorization(qrl__req *r, const char *arg)
     if (rc != QRL_OK)
         return qrl__respond_err(r, rc, QRL__CTX_OAUTH);
     /* The scan secret goes in the fragment: browsers never send it, so no log can hold it. */
+    char body[1024];
+    int n = -1;
     if (r->srv->public_url_json[0] != '\0' && qrl__json_plain(da.device_code) &&
-        qrl__json_plain(da.user_code) && qrl__json_plain(da.scan_secret)) {
-        /* Formatted as text (qrl__respond_text); the public URL was escaped at start. */
-        char body[1024];
-        int n =
-            snprintf(body, sizeof body,
+        qrl__json_plain(da.user_code) && qrl__json_plain(da.scan_secret))
+        /* Formatted as text (qrl__respond_text); the public URL was escaped at start. A very
+         * long public URL does not fit and takes jansson below. */
+        n = snprintf(body, sizeof body,
                      "{\"device_code\":\"%s\",\"user_code\":\"%s\",\"verification_uri\":"
                      "\"%s/device\",\"verification_uri_complete\":\"%s/s#%s\","
                      "\"expires_in\":%lld,\"interval\":%d}",
                      da.device_code, da.user_code, r->srv->public_url_json, r->srv->public_url_json,
                      da.scan_secret, (long long)da.expires_in_s, da.interval_s);
-        ret = n > 0 && (size_t)n < sizeof body ? qrl__respond_text(r, 200, body, (size_t)n, NULL)
-                                               : MHD_NO;
-        sodium_memzero(body, sizeof body);
+    if (n > 0 && (size_t)n < sizeof body) {
+        ret = qrl__respond_text(r, 200, body, (size_t)n, NULL);
     } else {
         snprintf(verify, sizeof verify, "%s/device", r->srv->public_url);
         snprintf(complete, sizeof complete, "%s/s#%s", r->srv->public_url, da.scan_secret);
@@ -107,6 +107,7 @@ enum MHD_Result qrl__h_device_authorization(qrl__req *r, const char *arg)
                                           "interval", da.interval_s));
         sodium_memzero(complete, sizeof complete);
     }
+    sodium_memzero(body, sizeof body);
     sodium_memzero(&da, sizeof da);
     return ret;
 }
@@ -155,11 +156,12 @@ static enum MHD_Result answer_tokens(qrl__req *r, const qrl_tokens *t, const cha
                          t->access_token, (long long)t->expires_in_s, t->refresh_token,
                          t->scope[0] != '\0' ? ",\"scope\":\"" : "", t->scope,
                          t->scope[0] != '\0' ? "\"" : "");
-        enum MHD_Result ret = n > 0 && (size_t)n < sizeof body
-                                  ? qrl__respond_text(r, 200, body, (size_t)n, hdr)
-                                  : MHD_NO;
-        sodium_memzero(body, sizeof body);
-        return ret;
+        if (n > 0 && (size_t)n < sizeof body) {
+            enum MHD_Result ret = qrl__respond_text(r, 200, body, (size_t)n, hdr);
+            sodium_memzero(body, sizeof body);
+            return ret;
+        }
+        sodium_memzero(body, sizeof body); /* too long: jansson below */
     }
     json_t *o =
         json_pack("{s:s, s:s, s:I, s:s}", "access_token", t->access_token, "token_type", "Bearer",
