@@ -8,7 +8,9 @@
  * Rules every backend follows:
  * - Every function is one atomic unit: it either happens completely or not at all.
  * - A function that returns QRL_OK for a write has made the write durable (survives kill -9 of
- *   the process; with the SQLite default also a power loss, synchronous=FULL).
+ *   the process; with the SQLite default also a power loss, synchronous=FULL). Other callers
+ *   may read it a moment earlier: the SQLite backend commits a batch, then flushes it while it
+ *   runs the next (docs/architecture.md, "Pipelined durability").
  * - Functions are safe to call from many threads at once on one handle. The SQLite backend
  *   runs reads on a few shared connections and every write on one writer thread.
  * - Times are milliseconds on the core's clock (qrl_core_now_ms); the backend never reads a
