@@ -2121,6 +2121,8 @@ static qrl_err sweep_w(qrl_store *st, int64_t now_ms, int64_t keep_ms)
 
 /* --- handle ------------------------------------------------------------------------------- */
 
+static void syncer_stop(sqlite_store *s);
+
 static void store_close(qrl_store *st)
 {
     sqlite_store *s = (sqlite_store *)st;
@@ -2135,14 +2137,7 @@ static void store_close(qrl_store *st)
         pthread_cond_signal(&s->ckpt_cv);
         pthread_mutex_unlock(&s->wmu);
         pthread_join(s->writer, NULL);
-        /* After the writer: it may hand the syncer a last batch. */
-        if (s->syncer_started) {
-            pthread_mutex_lock(&s->wmu);
-            s->sstop = 1;
-            pthread_cond_signal(&s->sync_cv);
-            pthread_mutex_unlock(&s->wmu);
-            pthread_join(s->syncer, NULL);
-        }
+        syncer_stop(s); /* after the writer: it may hand the syncer a last batch */
         if (s->sync_fd >= 0)
             close(s->sync_fd);
         pthread_cond_destroy(&s->sync_cv);
@@ -2354,6 +2349,19 @@ static void *syncer_main(void *arg)
     }
     pthread_mutex_unlock(&s->wmu);
     return NULL;
+}
+
+/* Stops the syncer once it has synced and woken everything handed to it. */
+static void syncer_stop(sqlite_store *s)
+{
+    if (!s->syncer_started)
+        return;
+    pthread_mutex_lock(&s->wmu);
+    s->sstop = 1;
+    pthread_cond_signal(&s->sync_cv);
+    pthread_mutex_unlock(&s->wmu);
+    pthread_join(s->syncer, NULL);
+    s->syncer_started = 0;
 }
 
 /* Copy the WAL back into the database after every this many new frames (4 MiB of 1 KiB pages),
@@ -2858,13 +2866,7 @@ qrl_err qrl_store_sqlite_open(const char *path, qrl_store **out, char *errbuf, s
     /* Without the syncer the writer syncs in its commits, as durable as before, slower. */
     s->syncer_started = pthread_create(&s->syncer, NULL, syncer_main, s) == 0;
     if (pthread_create(&s->writer, NULL, writer_main, s) != 0) {
-        if (s->syncer_started) {
-            pthread_mutex_lock(&s->wmu);
-            s->sstop = 1;
-            pthread_cond_signal(&s->sync_cv);
-            pthread_mutex_unlock(&s->wmu);
-            pthread_join(s->syncer, NULL);
-        }
+        syncer_stop(s);
         pthread_cond_destroy(&s->sync_cv);
         pthread_cond_destroy(&s->wwork);
         pthread_mutex_destroy(&s->wmu);

@@ -151,6 +151,19 @@ static void send_str(int fd, const char *s)
     assert_int_equal(write(fd, s, strlen(s)), (ssize_t)strlen(s));
 }
 
+/* Sends a screen's device authorization on fd and reads its answer into buf. */
+static void device_authorization(int fd, char *buf, size_t len)
+{
+    const char *body = "client_id=tv&device_kind=tv";
+
+    snprintf(buf, len,
+             "POST /oauth/device_authorization HTTP/1.1\r\nHost: x\r\n"
+             "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: %zu\r\n\r\n%s",
+             strlen(body), body);
+    send_str(fd, buf);
+    assert_true(read_within(fd, buf, len, 5000) > 0);
+}
+
 /* One server per database file (it keeps pending polls and user codes in memory): a second
  * `qrlogin serve` on the same file exits with status 1 and says why, while the first keeps
  * serving; the account command still works beside it. */
@@ -224,7 +237,7 @@ static void check_public_url(const char *path)
     socklen_t alen = sizeof a;
     int lfd = socket(AF_INET, SOCK_STREAM, 0), status = -1, fd;
     char listen_at[64], url[300], want[400], buf[8192];
-    const char *body = "client_id=tv&device_kind=tv", *js;
+    const char *js;
     json_t *j;
     srv s;
 
@@ -240,12 +253,7 @@ static void check_public_url(const char *path)
     assert_true(start(&s, opts, &status));
 
     fd = connect_to(&s);
-    snprintf(buf, sizeof buf,
-             "POST /oauth/device_authorization HTTP/1.1\r\nHost: x\r\n"
-             "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: %zu\r\n\r\n%s",
-             strlen(body), body);
-    send_str(fd, buf);
-    assert_true(read_within(fd, buf, sizeof buf, 5000) > 0);
+    device_authorization(fd, buf, sizeof buf);
     close(fd);
     assert_non_null(strstr(buf, "HTTP/1.1 200"));
     assert_non_null(strstr(buf, "\r\n\r\n"));
@@ -356,13 +364,7 @@ static void test_shutdown_answers_every_held_request(void **state)
     for (int i = 0; i < HELD; i++) {
         char code[128] = "";
         int fd = connect_to(&s);
-        const char *body = "client_id=tv&device_kind=tv";
-        snprintf(req, sizeof req,
-                 "POST /oauth/device_authorization HTTP/1.1\r\nHost: x\r\n"
-                 "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: %zu\r\n\r\n%s",
-                 strlen(body), body);
-        send_str(fd, req);
-        assert_true(read_within(fd, buf, sizeof buf, 5000) > 0);
+        device_authorization(fd, buf, sizeof buf);
         char *dc = strstr(buf, "\"device_code\":\"");
         assert_non_null(dc);
         sscanf(dc + 15, "%127[^\"]", code);
