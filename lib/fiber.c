@@ -100,6 +100,7 @@ struct qrl_fiber {
     void *ud;
     bool done;
     bool ready;     /* its context runs entry()'s loop: reuse needs no new context */
+    bool brief;     /* parked with qrl_fiber_park_brief() */
     void *map;      /* the whole mapping: guard page, stack, this struct */
     size_t map_len;
     struct qrl_fiber *next_free;
@@ -319,8 +320,26 @@ void qrl_fiber_park(void)
 {
     qrl_fiber *f = current;
 
-    if (f != NULL)
+    if (f != NULL) {
+        f->brief = false;
         switch_out(f);
+    }
+}
+
+void qrl_fiber_park_brief(void)
+{
+    qrl_fiber *f = current;
+
+    if (f != NULL) {
+        f->brief = true;
+        switch_out(f);
+        f->brief = false;
+    }
+}
+
+bool qrl_fiber_brief(const qrl_fiber *f)
+{
+    return f != NULL && f->brief;
 }
 
 void qrl_fiber_wake(qrl_fiber *f)

@@ -147,7 +147,8 @@ static void client_address(struct MHD_Connection *conn, char *out, size_t len)
  * wakes the fiber after the commit, which resumes the connection, and libmicrohttpd calls
  * on_request() again on the same thread, which continues the fiber. The wake can come before
  * the worker has suspended the connection: `woken` records it under r->mu, and the worker then
- * continues the fiber at once instead of suspending.
+ * continues the fiber at once instead of suspending. A brief wait (a lazy write) is deferred
+ * instead of suspended: see fiber_settle().
  */
 static void fiber_main(void *arg)
 {
@@ -174,13 +175,30 @@ static void fiber_woken(void *ud)
         MHD_resume_connection(resume);
 }
 
+/* The next call for a deferred request (fiber_settle): waits on this thread for the brief
+ * wait's wake, if it has not come yet. */
+static void wait_deferred(qrl__req *r)
+{
+    pthread_mutex_lock(&r->mu);
+    while (!r->woken)
+        pthread_cond_wait(&r->cv, &r->mu);
+    r->woken = false;
+    r->deferred = false;
+    pthread_mutex_unlock(&r->mu);
+}
+
 /* libmicrohttpd ends a resumed connection whose client has gone before it calls the handler
- * again; the handler's fiber, woken by its commit, is then still parked. Finish it here, on the
+ * again; the handler's fiber, woken by its commit, is then still parked. A deferred one can end
+ * before the wake, the write still queued. Finish it here, on the
  * connection's thread: its writes complete as they would have, its answer goes nowhere
  * (r->gone), and a further wait blocks this thread for one commit. */
 static void fiber_finish_detached(qrl__req *r)
 {
     r->gone = true;
+    /* A deferred request's connection can end before its wake (fiber_settle): the parked
+     * write is still queued, on the fiber's stack. */
+    if (r->deferred)
+        wait_deferred(r);
     r->fiber = qrl_fiber_resume(r->fiber);
     while (r->fiber != NULL) {
         pthread_mutex_lock(&r->mu);
@@ -193,14 +211,26 @@ static void fiber_finish_detached(qrl__req *r)
     atomic_fetch_sub(&r->srv->fibers_live, 1);
 }
 
-/* After the fiber returned to us: its handler's result, or suspend until it is woken. */
+/* After the fiber returned to us: its handler's result, or suspend until it is woken. A brief
+ * wait (a lazy write's commit) is not suspended: the call returns without an answer, and
+ * libmicrohttpd, which calls the handler of such a connection again on the next pass of its
+ * event loop (the connection stays in its ready list), lets this thread first serve its other
+ * ready connections, whose writes join the same batch. On that next call the thread blocks
+ * for the commit if it has not come yet (wait_deferred). That saves the suspension's two
+ * epoll_ctl calls and the resumption's eventfd write per request: one wait covers all the
+ * requests of a pass. A long wait (a durable write's flush, a held poll) is suspended, so the
+ * thread goes on serving other connections. */
 static enum MHD_Result fiber_settle(qrl__req *r)
 {
     while (r->fiber != NULL) {
         pthread_mutex_lock(&r->mu);
         if (!r->woken) {
-            r->suspended = true;
-            MHD_suspend_connection(r->conn);
+            if (qrl_fiber_brief(r->fiber))
+                r->deferred = true;
+            else {
+                r->suspended = true;
+                MHD_suspend_connection(r->conn);
+            }
             pthread_mutex_unlock(&r->mu);
             return MHD_YES;
         }
@@ -247,7 +277,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         }
         return MHD_YES;
     }
-    if (r->fiber != NULL) { /* resumed after fiber_woken() */
+    if (r->fiber != NULL) { /* resumed after fiber_woken(), or called again after a deferral */
+        if (r->deferred)
+            wait_deferred(r);
         r->fiber = qrl_fiber_resume(r->fiber);
         return fiber_settle(r);
     }

@@ -5,7 +5,8 @@
  * The server runs every request handler on a fiber (a small stack of its own). When a store
  * write has to wait for its batch to be committed, it parks the fiber instead of blocking the
  * thread: the handler's call returns to the server, which suspends the HTTP connection and goes
- * on serving other connections. The store's writer thread wakes the fiber after the commit; the
+ * on serving other connections (for a brief wait, qrl_fiber_park_brief(), it may instead serve
+ * its other ready connections first and then block on the wake). The store's writer thread wakes the fiber after the commit; the
  * server resumes the connection, and on that connection's thread the fiber continues where it
  * parked, as if the write had simply returned. Code between the handler and the store stays
  * ordinary synchronous C.
@@ -19,6 +20,8 @@
  */
 #ifndef QRLOGIN_FIBER_H
 #define QRLOGIN_FIBER_H
+
+#include <stdbool.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -43,6 +46,14 @@ qrl_fiber *qrl_fiber_self(void);
 /* On a fiber: switches back to the code that started or resumed it; returns once the fiber is
  * resumed. */
 void qrl_fiber_park(void);
+
+/* On a fiber: parks like qrl_fiber_park(), telling its owner that the wait is brief (a store
+ * commit without a disk flush: tens of microseconds), so that the owner may block its thread
+ * on the wake instead of giving the thread to other work meanwhile. */
+void qrl_fiber_park_brief(void);
+
+/* Whether the parked fiber f parked with qrl_fiber_park_brief(). */
+bool qrl_fiber_brief(const qrl_fiber *f);
 
 /* From any thread: the parked fiber f may continue (calls the wake callback given at start). */
 void qrl_fiber_wake(qrl_fiber *f);

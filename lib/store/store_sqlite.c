@@ -47,6 +47,7 @@
 #include <fcntl.h>
 #include <libgen.h>
 #include <pthread.h>
+#include <sched.h>
 #include <semaphore.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -2281,6 +2282,25 @@ static void wop_wake(struct wop *w)
         sem_post(&w->done);
 }
 
+/* Wakes the callers of a list of ops, the last queued first. A server thread that deferred
+ * several requests in one pass of its event loop waits (if at all) for the first of them
+ * (server.c, wait_deferred); waking that one last means its other requests are done by the
+ * time it runs again: one wake-up of the thread per batch instead of one per request. */
+static void wake_ops(struct wop *list)
+{
+    struct wop *rev = NULL;
+
+    for (struct wop *w = list, *next; w != NULL; w = next) {
+        next = w->next;
+        w->next = rev;
+        rev = w;
+    }
+    for (struct wop *w = rev, *next; w != NULL; w = next) {
+        next = w->next; /* w lives on its caller's stack: gone once woken */
+        wop_wake(w);
+    }
+}
+
 /* Opens the WAL file for the syncer, once, on the writer thread (the WAL exists once the store
  * is open: the opening connection migrated the schema through it), and makes its directory
  * entry durable, which SQLite's own first sync of the WAL would have done. On failure the
@@ -2460,8 +2480,17 @@ static void *writer_main(void *arg)
         struct wop *batch, *last;
         size_t n = 1;
 
-        while (s->whead == NULL && !s->wstop)
-            pthread_cond_wait(&s->wwork, &s->wmu);
+        if (s->whead == NULL && !s->wstop) {
+            while (s->whead == NULL && !s->wstop)
+                pthread_cond_wait(&s->wwork, &s->wmu);
+            /* Woken by the first write of a new batch: let the thread that queued it (on this
+             * core, when the server shares one) run to the end of its pass first, so that the
+             * writes of its other requests join this batch instead of each waking the writer
+             * again. Where nothing else is runnable this returns at once. */
+            pthread_mutex_unlock(&s->wmu);
+            sched_yield();
+            pthread_mutex_lock(&s->wmu);
+        }
         if (s->whead == NULL)
             break;
         batch = last = s->whead;
@@ -2489,12 +2518,30 @@ static void *writer_main(void *arg)
             /* A durable batch is committed without its fsync and handed to the syncer: the
              * writer goes on with the next batch while the disk flushes this one. */
             if (run_batch(c, batch, durable && !piped) == QRL_OK && piped) {
+                /* The lazy writes of the batch are done once committed, as in a batch of their
+                 * own: woken now. Only the durable ones wait for the flush. */
+                struct wop *dhead = NULL, *dtail = NULL, *lazy = NULL, **lt = &lazy;
+                for (struct wop *w = batch, *next; w != NULL; w = next) {
+                    next = w->next;
+                    w->next = NULL;
+                    if (!w->durable) {
+                        *lt = w;
+                        lt = &w->next;
+                        continue;
+                    }
+                    if (dtail != NULL)
+                        dtail->next = w;
+                    else
+                        dhead = w;
+                    dtail = w;
+                }
+                wake_ops(lazy);
                 pthread_mutex_lock(&s->wmu);
                 if (s->stail != NULL)
-                    s->stail->next = batch;
+                    s->stail->next = dhead;
                 else
-                    s->shead = batch;
-                s->stail = last;
+                    s->shead = dhead;
+                s->stail = dtail;
                 pthread_cond_signal(&s->sync_cv);
                 continue; /* with wmu held, as the loop expects */
             }
@@ -2502,10 +2549,7 @@ static void *writer_main(void *arg)
 
         /* Wake exactly the writers of this batch; the ones queued for the next batch sleep
          * on. (A shared condition variable would wake them all at every commit.) */
-        for (struct wop *w = batch, *next; w != NULL; w = next) {
-            next = w->next; /* w lives on its caller's stack: gone once woken */
-            wop_wake(w);
-        }
+        wake_ops(batch);
         pthread_mutex_lock(&s->wmu);
     }
     pthread_mutex_unlock(&s->wmu);
@@ -2538,7 +2582,12 @@ static qrl_err submit(qrl_store *st, qrl_err (*fn)(void *), void *arg, int durab
         return fn(arg);
     if (w.fiber != NULL) {
         enqueue(s, &w);
-        qrl_fiber_park(); /* back here after the writer's qrl_fiber_wake */
+        /* Back here after the writer's qrl_fiber_wake. A lazy write waits for one commit
+         * without a flush, which its owner may rather wait for on its thread (server.c). */
+        if (durable)
+            qrl_fiber_park();
+        else
+            qrl_fiber_park_brief();
         return w.rc;
     }
     if (sem_init(&w.done, 0, 0) != 0)
