@@ -1,6 +1,6 @@
 /*
  * Unit tests of fibers (include/qrlogin/fiber.h): parking and waking across threads, many
- * fibers interleaved on one thread, stack reuse, nesting, and deep stacks.
+ * fibers interleaved on one thread, brief parks, stack reuse, nesting, and deep stacks.
  */
 #include <pthread.h>
 #include <semaphore.h>
@@ -45,6 +45,44 @@ static void run_job(void *arg)
     j->checksum = 0;
     for (int i = 0; i < 16; i++)
         j->checksum += local[i];
+}
+
+/* Parks once briefly, then once plainly. */
+static void run_brief_then_plain(void *arg)
+{
+    job *j = arg;
+
+    qrl_fiber_park_brief();
+    j->progress++;
+    qrl_fiber_park();
+    j->progress++;
+}
+
+/* The owner learns which kind of wait a fiber parked for (the server blocks its thread on a
+ * brief one and suspends the connection otherwise), and the mark does not outlive the park. */
+static void test_brief_park_is_reported(void **state)
+{
+    job j = {0};
+    qrl_fiber *f;
+
+    (void)state;
+    sem_init(&j.woken, 0, 0);
+    assert_false(qrl_fiber_brief(NULL));
+    f = qrl_fiber_start(run_brief_then_plain, &j, on_wake, &j);
+    assert_non_null(f);
+    assert_true(qrl_fiber_brief(f));
+    qrl_fiber_wake(f);
+    sem_wait(&j.woken);
+    f = qrl_fiber_resume(f);
+    assert_non_null(f);
+    assert_int_equal(j.progress, 1);
+    assert_false(qrl_fiber_brief(f));
+    qrl_fiber_wake(f);
+    sem_wait(&j.woken);
+    assert_null(qrl_fiber_resume(f));
+    assert_int_equal(j.progress, 2);
+    assert_int_equal(j.wakes, 2);
+    sem_destroy(&j.woken);
 }
 
 static void test_no_park_runs_to_completion(void **state)
@@ -242,6 +280,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_no_park_runs_to_completion),
         cmocka_unit_test(test_park_and_wake_from_another_thread),
+        cmocka_unit_test(test_brief_park_is_reported),
         cmocka_unit_test(test_many_interleaved),
         cmocka_unit_test(test_stacks_are_reused),
         cmocka_unit_test(test_nested_start_runs_inline),
