@@ -6,10 +6,10 @@
  * write has to wait for its batch to be committed, it parks the fiber instead of blocking the
  * thread: the handler's call returns to the server, which suspends the HTTP connection and goes
  * on serving other connections (for a brief wait, qrl_fiber_park_brief(), it may instead serve
- * its other ready connections first and then block on the wake). The store's writer thread wakes the fiber after the commit; the
- * server resumes the connection, and on that connection's thread the fiber continues where it
- * parked, as if the write had simply returned. Code between the handler and the store stays
- * ordinary synchronous C.
+ * its other ready connections first and then block on the wake). The store's writer thread
+ * wakes the fiber after the commit; the server resumes the connection, and on that
+ * connection's thread the fiber continues where it parked, as if the write had simply
+ * returned. Code between the handler and the store stays ordinary synchronous C.
  *
  * Rules:
  * - a fiber is started, resumed and finished on one thread (the connection's worker thread);

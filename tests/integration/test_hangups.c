@@ -1,9 +1,10 @@
 /*
  * Clients that hang up in the middle of a request. A request handler waits for the store's group
  * commit on a fiber, with its connection suspended or (a lazy write's brief wait) deferred; the
- * client may be gone by the time the commit is done. The server must finish such handlers cleanly (their writes commit, their
- * answers go nowhere), keep serving everyone else, and still shut down cleanly: a user would
- * notice a crash, a stuck connection or a server that cannot stop.
+ * client may be gone by the time the commit is done. The server must finish such handlers
+ * cleanly (their writes commit, their answers go nowhere), keep serving everyone else, and
+ * still shut down cleanly: a user would notice a crash, a stuck connection or a server that
+ * cannot stop.
  */
 #include "harness.h"
 
