@@ -2273,6 +2273,31 @@ uint64_t qrl__sqlite_wal_syncs(void)
     return wal_syncs;
 }
 
+/* Test holds (store_sqlite_diag.h): while set, the writer takes no batch and the syncer starts
+ * no fdatasync. One atomic load per batch otherwise. */
+static _Atomic int hold_writer, hold_syncer, held_queued;
+
+void qrl__sqlite_test_hold(int writer, int syncer)
+{
+    if (writer && !hold_writer)
+        held_queued = 0;
+    hold_writer = writer;
+    hold_syncer = syncer;
+}
+
+int qrl__sqlite_test_held_queued(void)
+{
+    return held_queued;
+}
+
+static void wait_unheld(_Atomic int *hold)
+{
+    while (*hold) {
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+    }
+}
+
 /* Wakes the caller of one op (its batch is committed, and synced if it had to be). */
 static void wop_wake(struct wop *w)
 {
@@ -2348,6 +2373,7 @@ static void *syncer_main(void *arg)
         ops = s->shead;
         s->shead = s->stail = NULL;
         pthread_mutex_unlock(&s->wmu);
+        wait_unheld(&hold_syncer);
         ok = fdatasync(s->sync_fd) == 0;
         if (ok) {
             wal_syncs++;
@@ -2493,6 +2519,11 @@ static void *writer_main(void *arg)
         }
         if (s->whead == NULL)
             break;
+        if (hold_writer) {
+            pthread_mutex_unlock(&s->wmu);
+            wait_unheld(&hold_writer);
+            pthread_mutex_lock(&s->wmu);
+        }
         batch = last = s->whead;
         while (last->next != NULL && n < BATCH_MAX) {
             last = last->next;
@@ -2520,20 +2551,17 @@ static void *writer_main(void *arg)
             if (run_batch(c, batch, durable && !piped) == QRL_OK && piped) {
                 /* The lazy writes of the batch are done once committed, as in a batch of their
                  * own: woken now. Only the durable ones wait for the flush. */
-                struct wop *dhead = NULL, *dtail = NULL, *lazy = NULL, **lt = &lazy;
+                struct wop *dhead = NULL, **dt = &dhead, *dtail = NULL, *lazy = NULL, **lt = &lazy;
                 for (struct wop *w = batch, *next; w != NULL; w = next) {
                     next = w->next;
                     w->next = NULL;
-                    if (!w->durable) {
+                    if (w->durable) {
+                        *dt = dtail = w;
+                        dt = &w->next;
+                    } else {
                         *lt = w;
                         lt = &w->next;
-                        continue;
                     }
-                    if (dtail != NULL)
-                        dtail->next = w;
-                    else
-                        dhead = w;
-                    dtail = w;
                 }
                 wake_ops(lazy);
                 pthread_mutex_lock(&s->wmu);
@@ -2558,6 +2586,8 @@ static void *writer_main(void *arg)
 
 static void enqueue(sqlite_store *s, struct wop *w)
 {
+    if (hold_writer)
+        held_queued++;
     pthread_mutex_lock(&s->wmu);
     if (s->wtail != NULL)
         s->wtail->next = w;

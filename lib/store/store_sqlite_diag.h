@@ -10,4 +10,11 @@
  * start: a durable write is acknowledged only after one that started after its commit. */
 uint64_t qrl__sqlite_wal_syncs(void);
 
+/* Test holds: while `writer` is set, every store's writer takes no new batch; while `syncer`
+ * is set, every syncer waits before its next fdatasync. 0, 0 lets both go on. */
+void qrl__sqlite_test_hold(int writer, int syncer);
+
+/* Writes queued since the writer was last held. */
+int qrl__sqlite_test_held_queued(void);
+
 #endif

@@ -19,7 +19,9 @@
 #include <limits.h>
 #include <pthread.h>
 #include <setjmp.h>
+#include <semaphore.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -28,6 +30,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -560,6 +563,71 @@ static void test_store_lazy_and_durable(void **state)
     assert_int_equal(file_int(f->path, "SELECT count(*) FROM accounts"), 20);
 }
 
+struct held_write {
+    qrl_store *st;
+    int lazy; /* lr_create, else a durable account_create */
+    int rc;
+    atomic_int done;
+    sem_t sem;
+};
+
+static void *held_write_main(void *arg)
+{
+    struct held_write *h = arg;
+
+    if (h->lazy) {
+        qrl_lr_rec lr = make_lr(99);
+        h->rc = h->st->m->lr_create(h->st, &lr);
+    } else {
+        qrl_account_rec acc;
+        memset(&acc, 0, sizeof acc);
+        snprintf(acc.username, sizeof acc.username, "%s", "held");
+        snprintf(acc.display_name, sizeof acc.display_name, "%s", "User held");
+        snprintf(acc.pw_hash, sizeof acc.pw_hash, "$argon2id$v=19$m=65536,t=2,p=1$fake");
+        acc.created_ms = T0;
+        h->rc = h->st->m->account_create(h->st, &acc);
+    }
+    atomic_store(&h->done, 1);
+    sem_post(&h->sem);
+    return NULL;
+}
+
+/* A lazy write committed in the same batch as a durable one is acknowledged at the commit: it
+ * does not wait for the durable write's flush (a device authorization queued with an approval
+ * would otherwise wait for the disk). The writer is held until both are queued, so that they
+ * share a batch, and the syncer is held until the lazy write has returned. */
+static void test_store_lazy_not_held_by_flush(void **state)
+{
+    fixture *f = *state;
+    struct held_write d = {.lazy = 0}, l = {.lazy = 1};
+    pthread_t td, tl;
+    struct timespec ts;
+
+    store_open(f);
+    add_account(f->st, "warm"); /* the syncer has opened the WAL */
+    d.st = l.st = f->st;
+    sem_init(&d.sem, 0, 0);
+    sem_init(&l.sem, 0, 0);
+    qrl__sqlite_test_hold(1, 1);
+    assert_int_equal(pthread_create(&td, NULL, held_write_main, &d), 0);
+    assert_int_equal(pthread_create(&tl, NULL, held_write_main, &l), 0);
+    for (int i = 0; i < 30000 && qrl__sqlite_test_held_queued() < 2; i++)
+        usleep(1000);
+    assert_int_equal(qrl__sqlite_test_held_queued(), 2);
+    qrl__sqlite_test_hold(0, 1); /* one batch of both; its flush held */
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += 30;
+    assert_int_equal(sem_timedwait(&l.sem, &ts), 0);
+    assert_int_equal(l.rc, QRL_OK);
+    assert_int_equal(atomic_load(&d.done), 0); /* still waiting for the disk */
+    qrl__sqlite_test_hold(0, 0);
+    assert_int_equal(pthread_join(td, NULL), 0);
+    assert_int_equal(pthread_join(tl, NULL), 0);
+    assert_int_equal(d.rc, QRL_OK);
+    sem_destroy(&d.sem);
+    sem_destroy(&l.sem);
+}
+
 /* A lazy write that has returned survives kill -9: its frames left the buffer at commit. */
 static void test_store_lazy_survives_sigkill(void **state)
 {
@@ -600,6 +668,7 @@ int main(void)
         T(test_disk_full),
         T(test_store_batches_visible_and_kept),
         T(test_store_lazy_and_durable),
+        T(test_store_lazy_not_held_by_flush),
         T(test_store_lazy_survives_sigkill),
     };
 #undef T
