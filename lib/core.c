@@ -71,6 +71,24 @@ void qrl_core_free(qrl_core *core)
     free(core);
 }
 
+static bool has_scopes(const qrl_store *st)
+{
+    return st->m->version >= 5 && st->m->read_begin != NULL && st->m->read_end != NULL;
+}
+
+void qrl_core_read_begin(qrl_core *core)
+{
+    /* The only failure is a NULL store, which a core never has. */
+    if (has_scopes(core->st))
+        (void)core->st->m->read_begin(core->st);
+}
+
+void qrl_core_read_end(qrl_core *core)
+{
+    if (has_scopes(core->st))
+        core->st->m->read_end(core->st);
+}
+
 int64_t qrl_core_now_ms(const qrl_core *core)
 {
     struct timespec ts;

@@ -153,7 +153,11 @@ static void client_address(struct MHD_Connection *conn, char *out, size_t len)
 static void fiber_main(void *arg)
 {
     qrl__req *r = arg;
+
+    /* The request's reads up to its first write share one snapshot (qrl_core_read_begin). */
+    qrl_core_read_begin(r->srv->core);
     r->fiber_ret = r->fiber_fn(r);
+    qrl_core_read_end(r->srv->core);
 }
 
 static void fiber_woken(void *ud)

@@ -89,6 +89,13 @@ const qrl_config *qrl_core_config(const qrl_core *core);
 qrl_err qrl_core_new(const qrl_config *cfg, qrl_store *store, qrl_core **out);
 void qrl_core_free(qrl_core *core);
 
+/* A read scope for the calling thread (or fiber): the store may answer its reads up to its next
+ * write, or to qrl_core_read_end(), from one snapshot instead of one each (store.h,
+ * read_begin). The server wraps every request in one. Does nothing where the store has no
+ * scopes. Scopes nest; each qrl_core_read_begin() needs its qrl_core_read_end(). */
+void qrl_core_read_begin(qrl_core *core);
+void qrl_core_read_end(qrl_core *core);
+
 /* The core's clock, in milliseconds since the Unix epoch. In builds with QRL_TEST_HOOKS it can
  * be moved forward with qrl_core_clock_advance(). */
 int64_t qrl_core_now_ms(const qrl_core *core);

@@ -7,10 +7,12 @@
  *
  * Rules every backend follows:
  * - Every function is one atomic unit: it either happens completely or not at all.
- * - A function that returns QRL_OK for a write has made the write durable (survives kill -9 of
- *   the process; with the SQLite default also a power loss, synchronous=FULL). Other callers
+ * - A function that returns QRL_OK for a write has made the write durable: it survives kill -9
+ *   of the process and, with the SQLite default (synchronous=FULL), a power loss. Other callers
  *   may read it a moment earlier: the SQLite backend commits a batch, then flushes it while it
- *   runs the next (docs/architecture.md, "Pipelined durability").
+ *   runs the next (docs/architecture.md, "Pipelined durability"). The writes that decide
+ *   nothing may skip the flush and be lost to a power loss (never to a crash of the process):
+ *   lr_create, lr_transition to SCANNED or EXPIRED, device_touch, ratelimit_hit and sweep.
  * - Functions are safe to call from many threads at once on one handle. The SQLite backend
  *   runs reads on a few shared connections and every write on one writer thread.
  * - Times are milliseconds on the core's clock (qrl_core_now_ms); the backend never reads a
@@ -40,7 +42,7 @@
 extern "C" {
 #endif
 
-#define QRL_STORE_VERSION 4
+#define QRL_STORE_VERSION 5
 #define QRL_HASH_BYTES 32
 /* crypto_pwhash_STRBYTES is 128 in libsodium. */
 #define QRL_PWHASH_MAX 128
@@ -237,7 +239,11 @@ typedef struct qrl_store_methods {
      *     AND (require_claimed_by == 0 OR claimed_device_id = require_claimed_by)
      *     AND (require_nonce IS NULL OR nonce = require_nonce)
      * QRL_OK when exactly one row changed, QRL_ERR_CONFLICT when none did (lost a race, wrong
-     * state, expired or wrong claimer: the caller re-reads to tell which). */
+     * state, expired or wrong claimer: the caller re-reads to tell which).
+     * Durable (on disk before it returns) except a move to SCANNED or EXPIRED, which decides
+     * nothing: like lr_create, such a change survives the process's crash but a backend may
+     * lose it on a power loss. A lost claim sends the phone back to scanning; a lost expiry is
+     * made again from expires_ms. */
     qrl_err (*lr_transition)(qrl_store *st, const qrl_lr_cas *cas);
     /* Redemption, one transaction:
      * - state != APPROVED: QRL_ERR_CONFLICT, nothing changes (*state_out = current state);
@@ -284,6 +290,16 @@ typedef struct qrl_store_methods {
      * hash `h`. Like token_lookup it does not judge expiry or revocation. */
     qrl_err (*token_auth)(qrl_store *st, const qrl_hash *h, qrl_token_rec *tok,
                           qrl_account_rec *acc, qrl_device_rec *dev);
+    /* --- version 5 --- */
+    /* A read scope on the calling thread (both may be NULL: reads then stand alone). The reads
+     * this thread makes between read_begin and read_end may share one snapshot of the store,
+     * taken at the first of them, instead of one each. A write from this thread ends the scope
+     * before it waits, for good: the reads after it stand alone again and see the write. A
+     * scope belongs to the fiber (include/qrlogin/fiber.h) or plain thread that began it, so
+     * it never spans a wait; scopes nest, and read_end ends the outermost one. read_begin
+     * fails only with QRL_ERR_INVALID (st NULL); read_end without a scope does nothing. */
+    qrl_err (*read_begin)(qrl_store *st);
+    void (*read_end)(qrl_store *st);
 } qrl_store_methods;
 
 struct qrl_store {

@@ -190,6 +190,7 @@ static const char *const migrations[] = {
 
 enum stmt_id {
     ST_BEGIN,
+    ST_BEGIN_READ,
     ST_COMMIT,
     ST_ROLLBACK,
     ST_ACCOUNT_INSERT,
@@ -228,6 +229,7 @@ enum stmt_id {
 
 static const char *const stmt_sql[ST_COUNT] = {
     [ST_BEGIN] = "BEGIN IMMEDIATE",
+    [ST_BEGIN_READ] = "BEGIN", /* a read scope's: its first read takes the snapshot */
     [ST_COMMIT] = "COMMIT",
     [ST_ROLLBACK] = "ROLLBACK",
 
@@ -763,6 +765,28 @@ static _Thread_local struct {
     int depth;
 } lease;
 
+/* The calling thread's read scope (store.h, read_begin). Its first read leases a connection as
+ * any read does, and opens a read transaction on it (BEGIN) that keeps the lease until the
+ * scope ends: the request's later reads then share the snapshot, the WAL read lock and the page
+ * cache of the first instead of taking and dropping each (four fcntl calls and a cache check
+ * per read transaction, measured in docs/benchmarks.md). */
+static _Thread_local struct {
+    sqlite_store *s;        /* store of the open scope; NULL: none */
+    const qrl_fiber *owner; /* who began it: a fiber, or NULL for the thread itself */
+    int depth;              /* read_begin calls not ended yet */
+    int txn;                /* BEGIN ran on lease.c: the scope holds one count of the lease */
+} scope;
+
+static void scope_join(sqlite_store *s)
+{
+    if (scope.s != s || scope.txn || scope.owner != qrl_fiber_self())
+        return;
+    if (exec_id(lease.c, ST_BEGIN_READ, "begin read") == QRL_OK) {
+        scope.txn = 1;
+        lease.depth++;
+    }
+}
+
 static qrl_err lease_begin(qrl_store *st)
 {
     sqlite_store *s = (sqlite_store *)st;
@@ -801,6 +825,7 @@ static qrl_err lease_begin(qrl_store *st)
     lease.s = s;
     lease.c = c;
     lease.depth = 1;
+    scope_join(s);
     return QRL_OK;
 }
 
@@ -818,6 +843,57 @@ static void lease_end(qrl_store *st)
     s->rfree = c;
     pthread_cond_signal(&s->rfree_cv);
     pthread_mutex_unlock(&s->rmu);
+}
+
+/* Ends the thread's scope, if any: its read transaction and its hold on the lease. */
+static void scope_close(void)
+{
+    sqlite_store *s = scope.s;
+
+    if (s == NULL)
+        return;
+    if (scope.txn) {
+        /* Every statement was reset by its read method: COMMIT ends the read transaction. */
+        if (exec_id(lease.c, ST_COMMIT, "end read") != QRL_OK)
+            (void)exec_id(lease.c, ST_ROLLBACK, "rollback read");
+        scope.txn = 0;
+        lease_end(&s->base);
+    }
+    scope.s = NULL;
+    scope.owner = NULL;
+    scope.depth = 0;
+}
+
+static qrl_err read_begin(qrl_store *st)
+{
+    sqlite_store *s = (sqlite_store *)st;
+    const qrl_fiber *self = qrl_fiber_self();
+
+    if (s == NULL)
+        return QRL_ERR_INVALID;
+    if (scope.s == s && scope.owner == self) {
+        scope.depth++;
+        return QRL_OK;
+    }
+    /* Left by a fiber that waited other than in a write: ended, never shared. */
+    if (scope.s != NULL && scope.owner != self)
+        scope_close();
+    /* The writer reads its own batch; inside a read method, or with a scope on another store
+     * handle (tests open several), reads stand alone. */
+    if (scope.s != NULL || writer_of == s || lease.s != NULL)
+        return QRL_OK;
+    scope.s = s;
+    scope.owner = self;
+    scope.depth = 1;
+    return QRL_OK;
+}
+
+static void read_end(qrl_store *st)
+{
+    if (st == NULL || scope.s != (sqlite_store *)st || scope.owner != qrl_fiber_self())
+        return;
+    if (--scope.depth == 0)
+        scope_close();
 }
 
 /* Defines the read method `name` as its body name##_r run under a lease. */
@@ -2131,6 +2207,10 @@ static void store_close(qrl_store *st)
 
     if (s == NULL)
         return;
+    /* A scope the closing thread left open (a caller that stopped halfway) must not outlive
+     * the handle. */
+    if (scope.s == s)
+        scope_close();
     if (s->writer_started) {
         pthread_mutex_lock(&s->wmu);
         s->wstop = 1;
@@ -2498,8 +2578,14 @@ static void *writer_main(void *arg)
     writer_of = s;
     open_rc = conn_get(s, &c);
 
-    if (open_rc == QRL_OK)
+    if (open_rc == QRL_OK) {
         sqlite3_wal_hook(c->db, wal_hook, s);
+        /* Only the writer's cache outlives commits (no other connection writes), and new
+         * tokens land on random leaves of their hash-keyed table: with SQLite's 2 MiB default,
+         * most token inserts began with a pread once the tables outgrew it. Up to 64 MiB, in use
+         * only as pages are touched; a failure leaves the default. */
+        (void)sqlite3_exec(c->db, "PRAGMA cache_size=-65536", NULL, NULL, NULL);
+    }
 
     pthread_mutex_lock(&s->wmu);
     for (;;) {
@@ -2610,6 +2696,10 @@ static qrl_err submit(qrl_store *st, qrl_err (*fn)(void *), void *arg, int durab
     /* The writer itself never queues (a write calling a write would wait for itself). */
     if (pthread_equal(pthread_self(), s->writer))
         return fn(arg);
+    /* A write ends this thread's read scope for good (store.h): its snapshot must not outlive
+     * the wait, and the reads after the write must see it. */
+    if (scope.s == s && scope.owner == w.fiber)
+        scope_close();
     if (w.fiber != NULL) {
         enqueue(s, &w);
         /* Back here after the writer's qrl_fiber_wake. A lazy write waits for one commit
@@ -2785,7 +2875,9 @@ static qrl_err t_lr_transition(void *p)
 static qrl_err lr_transition(qrl_store *st, const qrl_lr_cas *cas)
 {
     struct a_lr a = {.st = st, .cas = cas};
-    return submit(st, t_lr_transition, &a, DURABLE);
+    /* A claim or an expiry decides nothing (store.h): lazy, like the request's creation. */
+    int durable = cas == NULL || (cas->to != QRL_LR_SCANNED && cas->to != QRL_LR_EXPIRED);
+    return submit(st, t_lr_transition, &a, durable ? DURABLE : LAZY);
 }
 static qrl_err t_lr_redeem(void *p)
 {
@@ -2883,6 +2975,8 @@ static const qrl_store_methods sqlite_methods = {
     .device_set_pubkey = device_set_pubkey,
     .lr_approve_redeem = lr_approve_redeem,
     .token_auth = token_auth,
+    .read_begin = read_begin,
+    .read_end = read_end,
 };
 
 qrl_err qrl_store_sqlite_open(const char *path, qrl_store **out, char *errbuf, size_t errlen)

@@ -693,6 +693,138 @@ static void test_write_on_fiber_parks(void **state)
     sem_destroy(&w.woken);
 }
 
+/* --- read scopes (version 5) --- */
+
+/* A commit made by another thread, as another request's would be. */
+struct other_move {
+    qrl_store *st;
+    int64_t id;
+    unsigned from_mask;
+    qrl_lr_state to;
+    qrl_err rc;
+};
+
+static void *other_move_main(void *arg)
+{
+    struct other_move *m = arg;
+    m->rc = move(m->st, m->id, m->from_mask, m->to, T0 + 1000);
+    return NULL;
+}
+
+static qrl_err move_elsewhere(qrl_store *st, int64_t id, unsigned from_mask, qrl_lr_state to)
+{
+    struct other_move m = {.st = st, .id = id, .from_mask = from_mask, .to = to};
+    pthread_t th;
+
+    assert_int_equal(pthread_create(&th, NULL, other_move_main, &m), 0);
+    assert_int_equal(pthread_join(th, NULL), 0);
+    return m.rc;
+}
+
+static qrl_lr_state state_now(qrl_store *st, int64_t id)
+{
+    qrl_lr_rec lr;
+
+    assert_int_equal(st->m->lr_get(st, id, &lr), QRL_OK);
+    return lr.state;
+}
+
+/* The reads of a scope share the snapshot of its first read, across methods and nested scopes,
+ * until the outermost scope ends or the thread writes; then reads see every commit again. */
+static void test_read_scope(void **state)
+{
+    fixture *f = *state;
+    qrl_store *st = f->st;
+    int64_t id = add_lr(st, 1, "WDJBMJHT", T0);
+    int64_t id2 = add_lr(st, 2, "CDFGHJKL", T0);
+    qrl_lr_rec lr;
+
+    assert_int_equal(st->m->version, 5);
+    assert_non_null(st->m->read_begin);
+    assert_non_null(st->m->read_end);
+
+    assert_int_equal(st->m->read_begin(st), QRL_OK);
+    assert_int_equal(state_now(st, id), QRL_LR_PENDING);
+    assert_int_equal(move_elsewhere(st, id, QRL_LR_BIT(QRL_LR_PENDING), QRL_LR_SCANNED), QRL_OK);
+    assert_int_equal(state_now(st, id), QRL_LR_PENDING); /* the scope's snapshot */
+    assert_int_equal(st->m->lr_find(st, QRL_LR_KEY_USER_CODE, "WDJBMJHT", T0 + 1, &lr), QRL_OK);
+    assert_int_equal(lr.state, QRL_LR_PENDING);
+    assert_int_equal(st->m->read_begin(st), QRL_OK); /* nested: the same snapshot */
+    assert_int_equal(state_now(st, id), QRL_LR_PENDING);
+    st->m->read_end(st);
+    assert_int_equal(state_now(st, id), QRL_LR_PENDING); /* the outer scope goes on */
+    st->m->read_end(st);
+    assert_int_equal(state_now(st, id), QRL_LR_SCANNED);
+
+    /* A write of this thread ends the scope for good: this thread's reads see its write and,
+     * after it, other threads' commits too. */
+    assert_int_equal(st->m->read_begin(st), QRL_OK);
+    assert_int_equal(state_now(st, id2), QRL_LR_PENDING);
+    assert_int_equal(move(st, id, QRL_LR_BIT(QRL_LR_SCANNED), QRL_LR_DENIED, T0 + 2000), QRL_OK);
+    assert_int_equal(state_now(st, id), QRL_LR_DENIED);
+    assert_int_equal(move_elsewhere(st, id2, QRL_LR_BIT(QRL_LR_PENDING), QRL_LR_SCANNED), QRL_OK);
+    assert_int_equal(state_now(st, id2), QRL_LR_SCANNED);
+    st->m->read_end(st);
+    st->m->read_end(st); /* without a scope: nothing */
+    assert_int_equal(state_now(st, id2), QRL_LR_SCANNED);
+
+    assert_int_equal(st->m->read_begin(NULL), QRL_ERR_INVALID);
+    st->m->read_end(NULL);
+}
+
+/* A fiber's scope ends when its write parks it: the thread serves other work meanwhile, and
+ * those reads must not land in the parked fiber's snapshot. */
+struct scoped_fiber {
+    qrl_store *st;
+    int64_t id;
+    qrl_account_rec acc;
+    qrl_lr_state before, after;
+    qrl_err rc;
+    sem_t woken;
+};
+
+static void scoped_fiber_main(void *arg)
+{
+    struct scoped_fiber *s = arg;
+
+    s->st->m->read_begin(s->st);
+    s->before = state_now(s->st, s->id);
+    s->rc = s->st->m->account_create(s->st, &s->acc); /* parks */
+    s->after = state_now(s->st, s->id);
+    s->st->m->read_end(s->st);
+}
+
+static void scoped_fiber_wake(void *ud)
+{
+    struct scoped_fiber *s = ud;
+    sem_post(&s->woken);
+}
+
+static void test_read_scope_fiber(void **state)
+{
+    fixture *f = *state;
+    qrl_store *st = f->st;
+    struct scoped_fiber s = {.st = st, .rc = QRL_ERR_INTERNAL};
+    qrl_fiber *fb;
+
+    s.id = add_lr(st, 1, "WDJBMJHT", T0);
+    snprintf(s.acc.username, sizeof s.acc.username, "fiona");
+    snprintf(s.acc.display_name, sizeof s.acc.display_name, "Fiona");
+    snprintf(s.acc.pw_hash, sizeof s.acc.pw_hash, "$argon2id$v=19$m=8,t=1,p=1$x$y");
+    s.acc.created_ms = T0;
+    sem_init(&s.woken, 0, 0);
+    fb = qrl_fiber_start(scoped_fiber_main, &s, scoped_fiber_wake, &s);
+    assert_non_null(fb); /* parked on its write, after a read in its scope */
+    assert_int_equal(s.before, QRL_LR_PENDING);
+    assert_int_equal(move_elsewhere(st, s.id, QRL_LR_BIT(QRL_LR_PENDING), QRL_LR_SCANNED), QRL_OK);
+    assert_int_equal(state_now(st, s.id), QRL_LR_SCANNED); /* this thread, outside the fiber */
+    sem_wait(&s.woken);
+    assert_null(qrl_fiber_resume(fb));
+    assert_int_equal(s.rc, QRL_OK);
+    assert_int_equal(s.after, QRL_LR_SCANNED);
+    sem_destroy(&s.woken);
+}
+
 static void test_token_rotate(void **state)
 {
     fixture *f = *state;
@@ -1822,6 +1954,8 @@ int main(void)
         T(test_token_insert_lookup_revoke),
         T(test_token_auth),
         T(test_write_on_fiber_parks),
+        T(test_read_scope),
+        T(test_read_scope_fiber),
         T(test_token_rotate),
         T(test_token_rotate_refused),
         T(test_lr_create),

@@ -81,6 +81,7 @@ static int fixture_teardown(void **state)
     fixture *f = *state;
 
     disk_full(0);
+    qrl__sqlite_test_hold(0, 0); /* a failed test must not leave the store's threads held */
     if (f->st != NULL)
         f->st->m->close(f->st);
     remove_dir(f->dir);
@@ -565,17 +566,33 @@ static void test_store_lazy_and_durable(void **state)
 
 struct held_write {
     qrl_store *st;
-    int lazy; /* lr_create, else a durable account_create */
+    int lazy;      /* lr_create, else a durable account_create */
+    int64_t lr_id; /* nonzero: instead, moves this request to `to` (a claim or an approval) */
+    qrl_lr_state to;
     int rc;
     atomic_int done;
     sem_t sem;
 };
 
+#define PHONE 7 /* the claiming and approving device */
+
 static void *held_write_main(void *arg)
 {
     struct held_write *h = arg;
 
-    if (h->lazy) {
+    if (h->lr_id != 0) {
+        qrl_lr_cas cas = {.id = h->lr_id, .to = h->to, .now_ms = T0 + 1000};
+        if (h->to == QRL_LR_SCANNED) {
+            cas.from_mask = QRL_LR_BIT(QRL_LR_PENDING);
+            cas.set_claimed_device_id = PHONE;
+        } else {
+            cas.from_mask = QRL_LR_BIT(QRL_LR_SCANNED);
+            cas.require_claimed_by = PHONE;
+            cas.set_account_id = 1;
+            cas.set_approving_device_id = PHONE;
+        }
+        h->rc = h->st->m->lr_transition(h->st, &cas);
+    } else if (h->lazy) {
         qrl_lr_rec lr = make_lr(99);
         h->rc = h->st->m->lr_create(h->st, &lr);
     } else {
@@ -628,6 +645,46 @@ static void test_store_lazy_not_held_by_flush(void **state)
     sem_destroy(&l.sem);
 }
 
+/* A claim (a move to SCANNED) decides nothing and is lazy, like a new request: acknowledged at
+ * its commit. The approval that follows it in the same batch waits for the flush. */
+static void test_store_claim_lazy_approval_durable(void **state)
+{
+    fixture *f = *state;
+    qrl_lr_rec lr = make_lr(5);
+    struct held_write c = {.to = QRL_LR_SCANNED}, a = {.to = QRL_LR_APPROVED};
+    pthread_t tc, ta;
+    struct timespec ts;
+
+    store_open(f);
+    add_account(f->st, "warm"); /* the syncer has opened the WAL */
+    assert_int_equal(f->st->m->lr_create(f->st, &lr), QRL_OK);
+    c.st = a.st = f->st;
+    c.lr_id = a.lr_id = lr.id;
+    sem_init(&c.sem, 0, 0);
+    sem_init(&a.sem, 0, 0);
+    qrl__sqlite_test_hold(1, 1);
+    assert_int_equal(pthread_create(&tc, NULL, held_write_main, &c), 0);
+    for (int i = 0; i < 30000 && qrl__sqlite_test_held_queued() < 1; i++)
+        usleep(1000);
+    assert_int_equal(pthread_create(&ta, NULL, held_write_main, &a), 0); /* queued second */
+    for (int i = 0; i < 30000 && qrl__sqlite_test_held_queued() < 2; i++)
+        usleep(1000);
+    assert_int_equal(qrl__sqlite_test_held_queued(), 2);
+    qrl__sqlite_test_hold(0, 1); /* one batch of both; its flush held */
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += 30;
+    assert_int_equal(sem_timedwait(&c.sem, &ts), 0);
+    assert_int_equal(c.rc, QRL_OK);
+    assert_int_equal(atomic_load(&a.done), 0); /* the approval waits for the disk */
+    qrl__sqlite_test_hold(0, 0);
+    assert_int_equal(pthread_join(tc, NULL), 0);
+    assert_int_equal(pthread_join(ta, NULL), 0);
+    assert_int_equal(a.rc, QRL_OK);
+    assert_int_equal(file_int(f->path, "SELECT state FROM login_requests"), QRL_LR_APPROVED);
+    sem_destroy(&c.sem);
+    sem_destroy(&a.sem);
+}
+
 /* A lazy write that has returned survives kill -9: its frames left the buffer at commit. */
 static void test_store_lazy_survives_sigkill(void **state)
 {
@@ -669,6 +726,7 @@ int main(void)
         T(test_store_batches_visible_and_kept),
         T(test_store_lazy_and_durable),
         T(test_store_lazy_not_held_by_flush),
+        T(test_store_claim_lazy_approval_durable),
         T(test_store_lazy_survives_sigkill),
     };
 #undef T
