@@ -2578,14 +2578,8 @@ static void *writer_main(void *arg)
     writer_of = s;
     open_rc = conn_get(s, &c);
 
-    if (open_rc == QRL_OK) {
+    if (open_rc == QRL_OK)
         sqlite3_wal_hook(c->db, wal_hook, s);
-        /* Only the writer's cache outlives commits (no other connection writes), and new
-         * tokens land on random leaves of their hash-keyed table: with SQLite's 2 MiB default,
-         * most token inserts began with a pread once the tables outgrew it. Up to 64 MiB, in use
-         * only as pages are touched; a failure leaves the default. */
-        (void)sqlite3_exec(c->db, "PRAGMA cache_size=-65536", NULL, NULL, NULL);
-    }
 
     pthread_mutex_lock(&s->wmu);
     for (;;) {
