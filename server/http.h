@@ -85,6 +85,7 @@ typedef struct qrl__req {
     pthread_cond_t cv; /* signals `woken` to a handler finished after its client left */
     bool suspended, woken;
     bool deferred; /* parked for a brief wait, connection not suspended (server.c fiber_settle) */
+    bool read_scope; /* its reads share one snapshot until its first write (qrl__read_scope) */
     bool gone; /* the connection ended while the handler was parked: answers go nowhere */
     /* Handed to an approval (qrl_handoff): its answer, set before the connection resumes. */
     bool handed;
@@ -130,6 +131,10 @@ int64_t qrl__mono_ms(void);
  * read from it: every qrl_xx_ secret becomes "qrl_xx_[redacted]", and every path ("/a/b/c")
  * keeps only its first segment ("/a/[redacted]"): paths carry scan secrets and user codes. */
 void qrl__log_redact(const char *in, char *out, size_t outlen);
+/* Opens a read scope for the rest of this request (qrl_core_read_begin): its reads up to its
+ * first write share one snapshot. For handlers that read several times (an authenticated phone
+ * call); the fiber closes it when the handler returns. At most one per request. */
+void qrl__read_scope(qrl__req *r);
 
 /* --- handlers --- */
 enum MHD_Result qrl__h_metadata(qrl__req *r, const char *arg);

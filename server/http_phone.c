@@ -18,9 +18,12 @@ static bool authenticate_as(qrl__req *r, qrl_auth *auth, bool any, enum MHD_Resu
     const char *h = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Authorization");
     qrl_err rc = QRL_ERR_UNAUTHORIZED;
 
-    if (h != NULL && strncasecmp(h, "Bearer ", 7) == 0 && strlen(h + 7) <= QRL_MAX_TOKEN)
+    if (h != NULL && strncasecmp(h, "Bearer ", 7) == 0 && strlen(h + 7) <= QRL_MAX_TOKEN) {
+        /* The token's read and the handler's reads after it share one snapshot. */
+        qrl__read_scope(r);
         rc = any ? qrl_device_auth_any(r->srv->core, h + 7, r->address, auth)
                  : qrl_session_auth(r->srv->core, h + 7, r->address, auth);
+    }
     if (rc == QRL_OK)
         return true;
     if (rc == QRL_ERR_UNAUTHORIZED)

@@ -154,10 +154,19 @@ static void fiber_main(void *arg)
 {
     qrl__req *r = arg;
 
-    /* The request's reads up to its first write share one snapshot (qrl_core_read_begin). */
-    qrl_core_read_begin(r->srv->core);
     r->fiber_ret = r->fiber_fn(r);
-    qrl_core_read_end(r->srv->core);
+    if (r->read_scope) {
+        r->read_scope = false;
+        qrl_core_read_end(r->srv->core);
+    }
+}
+
+void qrl__read_scope(qrl__req *r)
+{
+    if (r->read_scope)
+        return;
+    r->read_scope = true;
+    qrl_core_read_begin(r->srv->core);
 }
 
 static void fiber_woken(void *ud)
