@@ -200,8 +200,8 @@ qrl_err qrl_session_create(qrl_core *core, const char *username, const char *pas
 
     dev.account_id = acc.id;
     dev.created_ms = now;
-    qrl__secret_new(QRL__PFX_SESSION, QRL__TOKEN_BYTES, out->session_token);
-    qrl__secret_hash(out->session_token, &tok.hash);
+    qrl__token_new(QRL__PFX_SESSION, out->session_token);
+    qrl__token_key(out->session_token, &tok.hash);
     tok.kind = QRL_TOKEN_SESSION;
     tok.created_ms = now;
     tok.expires_ms = now + core->cfg.session_ttl_s * 1000;
@@ -233,7 +233,7 @@ static qrl_err bearer_auth(qrl_core *core, const char *token, const char *addres
     if (!qrl__secret_has_prefix(token, QRL__PFX_SESSION) &&
         !(any && qrl__secret_has_prefix(token, QRL__PFX_ACCESS)))
         return QRL_ERR_UNAUTHORIZED;
-    qrl__secret_hash(token, &h);
+    qrl__token_key(token, &h);
     /* One read for the token, its account and its device where the store can (version 4). */
     if (one_read)
         rc = core->st->m->token_auth(core->st, &h, &tok, &out->account, &out->device);

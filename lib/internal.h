@@ -56,6 +56,15 @@ bool qrl__scan_from_device_code(const char *device_code, char out[QRL_SECRET_BUF
 bool qrl__lr_secret_key(const char *secret, const char *prefix, qrl_lr_secret_key *key);
 /* BLAKE2b-256 of the whole secret string. */
 void qrl__secret_hash(const char *secret, qrl_hash *out);
+/* A new access, refresh or session token: prefix + base64url(a fresh qrl__lr_id_new() id ||
+ * 256 random bits), 61 characters. The id only orders the token's store key (below). */
+void qrl__token_new(const char *prefix, char out[QRL_SECRET_BUF]);
+/* The store key of a token (qrl_token_rec.hash). For a token of qrl__token_new(): its id (8
+ * bytes, big-endian), then BLAKE2b-192 of the whole string, so that keys of new tokens grow
+ * with time and their inserts go to the end of the key-ordered tokens table instead of a
+ * random leaf each. For any other string (tokens issued before, 50 characters): its BLAKE2b-256,
+ * as they were stored, so they stay valid. */
+void qrl__token_key(const char *token, qrl_hash *out);
 /* True when `s` starts with `prefix` and has a plausible length for that kind. */
 bool qrl__secret_has_prefix(const char *s, const char *prefix);
 /* Draws a user code (8 letters, RFC 8628 section 6.1 alphabet), canonical form. */

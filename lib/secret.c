@@ -195,6 +195,30 @@ bool qrl__lr_secret_key(const char *secret, const char *prefix, qrl_lr_secret_ke
     return true;
 }
 
+void qrl__token_new(const char *prefix, char out[QRL_SECRET_BUF])
+{
+    unsigned char raw[DC_RAW];
+
+    id_put(qrl__lr_id_new(), raw);
+    qrl__random(raw + QRL__LR_ID_BYTES, QRL__TOKEN_BYTES);
+    encode(prefix, raw, sizeof raw, out);
+    sodium_memzero(raw, sizeof raw);
+}
+
+void qrl__token_key(const char *token, qrl_hash *out)
+{
+    unsigned char raw[DC_RAW];
+
+    /* Decoded with its own prefix: the caller has checked the kind. */
+    if (token != NULL && decode(token, token, raw, sizeof raw) && id_get(raw) > 0) {
+        memcpy(out->b, raw, QRL__LR_ID_BYTES);
+        crypto_generichash(out->b + QRL__LR_ID_BYTES, sizeof out->b - QRL__LR_ID_BYTES,
+                           (const unsigned char *)token, strlen(token), NULL, 0);
+    } else
+        qrl__secret_hash(token != NULL ? token : "", out);
+    sodium_memzero(raw, sizeof raw);
+}
+
 void qrl__secret_hash(const char *secret, qrl_hash *out)
 {
     crypto_generichash(out->b, sizeof out->b, (const unsigned char *)secret, strlen(secret), NULL,

@@ -17,16 +17,16 @@ void qrl__tokens_draw(qrl_core *core, const char *client_id, const char *scope, 
                       qrl_tokens *out, qrl_token_rec rec[2])
 {
     memset(rec, 0, 2 * sizeof rec[0]);
-    qrl__secret_new(QRL__PFX_ACCESS, QRL__TOKEN_BYTES, out->access_token);
-    qrl__secret_new(QRL__PFX_REFRESH, QRL__TOKEN_BYTES, out->refresh_token);
+    qrl__token_new(QRL__PFX_ACCESS, out->access_token);
+    qrl__token_new(QRL__PFX_REFRESH, out->refresh_token);
     out->expires_in_s = core->cfg.access_ttl_s;
     (void)qrl__strcpy(out->scope, sizeof out->scope, scope);
 
-    qrl__secret_hash(out->access_token, &rec[0].hash);
+    qrl__token_key(out->access_token, &rec[0].hash);
     rec[0].kind = QRL_TOKEN_ACCESS;
     rec[0].created_ms = now_ms;
     rec[0].expires_ms = now_ms + core->cfg.access_ttl_s * 1000;
-    qrl__secret_hash(out->refresh_token, &rec[1].hash);
+    qrl__token_key(out->refresh_token, &rec[1].hash);
     rec[1].kind = QRL_TOKEN_REFRESH;
     rec[1].created_ms = now_ms;
     rec[1].expires_ms = now_ms + core->cfg.refresh_ttl_s * 1000;
@@ -51,7 +51,7 @@ qrl_err qrl_token_refresh(qrl_core *core, const char *client_id, const char *ref
         return QRL_ERR_INVALID;
     if (!qrl__secret_has_prefix(refresh_token, QRL__PFX_REFRESH))
         return QRL_ERR_NOT_FOUND;
-    qrl__secret_hash(refresh_token, &h);
+    qrl__token_key(refresh_token, &h);
 
     /* RFC 6749 section 6: the refresh token must have been issued to this client. Checked
      * before rotating so that a wrong client_id spends nothing. */
@@ -86,7 +86,7 @@ qrl_err qrl_introspect(qrl_core *core, const char *token, qrl_introspection *out
         !qrl__secret_has_prefix(token, QRL__PFX_REFRESH) &&
         !qrl__secret_has_prefix(token, QRL__PFX_SESSION))
         return QRL_OK;
-    qrl__secret_hash(token, &h);
+    qrl__token_key(token, &h);
     rc = core->st->m->token_lookup(core->st, &h, &tok);
     if (rc == QRL_ERR_NOT_FOUND)
         return QRL_OK;
@@ -122,7 +122,7 @@ qrl_err qrl_revoke_token(qrl_core *core, const char *token)
     if (!qrl__secret_has_prefix(token, QRL__PFX_ACCESS) &&
         !qrl__secret_has_prefix(token, QRL__PFX_REFRESH))
         return QRL_OK; /* RFC 7009 section 2.2: unknown tokens are not an error */
-    qrl__secret_hash(token, &h);
+    qrl__token_key(token, &h);
     rc = core->st->m->token_lookup(core->st, &h, &tok);
     if (rc == QRL_ERR_NOT_FOUND)
         return QRL_OK;

@@ -95,6 +95,57 @@ static void test_secrets(void **state)
     assert_null(memmem(ha.b, QRL_HASH_BYTES, a + 7, 8));
 }
 
+/* Tokens carry an id that orders their store keys; a token issued before them (no id) keeps the
+ * plain hash it was stored under. */
+static void test_token_keys(void **state)
+{
+    char a[QRL_SECRET_BUF], b[QRL_SECRET_BUF], old[QRL_SECRET_BUF];
+    qrl_hash ka, ka2, kb, kold, hold, ha;
+    struct timespec ts;
+    uint64_t id = 0;
+    int64_t now_ms;
+
+    (void)state;
+    qrl__token_new(QRL__PFX_ACCESS, a);
+    usleep(3000); /* a later millisecond: a larger id */
+    qrl__token_new(QRL__PFX_ACCESS, b);
+    assert_int_equal(strncmp(a, "qrl_at_", 7), 0);
+    assert_int_equal(strlen(a), 7 + 54); /* 8 + 32 bytes */
+    assert_true(strspn(a + 7, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") ==
+                54);
+    assert_string_not_equal(a, b);
+    assert_true(qrl__secret_has_prefix(a, QRL__PFX_ACCESS));
+
+    qrl__token_key(a, &ka);
+    qrl__token_key(a, &ka2);
+    qrl__token_key(b, &kb);
+    assert_memory_equal(ka.b, ka2.b, QRL_HASH_BYTES);
+    /* The key begins with the id: the wall clock in milliseconds times 2048, plus 11 bits. */
+    for (int i = 0; i < 8; i++)
+        id = id << 8 | ka.b[i];
+    clock_gettime(CLOCK_REALTIME, &ts);
+    now_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    assert_in_range((int64_t)(id >> 11), now_ms - 10000, now_ms);
+    assert_true(memcmp(ka.b, kb.b, 8) < 0);
+    /* The rest is a hash of the whole string: it is not the plain hash, and it is not the
+     * secret. */
+    qrl__secret_hash(a, &ha);
+    assert_memory_not_equal(ka.b, ha.b, QRL_HASH_BYTES);
+    assert_memory_not_equal(ka.b + 8, kb.b + 8, QRL_HASH_BYTES - 8);
+
+    /* A token of the earlier format (32 random bytes, 50 characters): its BLAKE2b-256. */
+    qrl__secret_new(QRL__PFX_SESSION, QRL__TOKEN_BYTES, old);
+    qrl__token_key(old, &kold);
+    qrl__secret_hash(old, &hold);
+    assert_memory_equal(kold.b, hold.b, QRL_HASH_BYTES);
+    /* The new length without valid base64url is hashed like any other string. */
+    memcpy(old, a, sizeof old);
+    old[20] = '*';
+    qrl__token_key(old, &kold);
+    qrl__secret_hash(old, &hold);
+    assert_memory_equal(kold.b, hold.b, QRL_HASH_BYTES);
+}
+
 /* Device codes and scan secrets carry their request id (a selector) before the secret part. */
 static void test_lr_secrets(void **state)
 {
@@ -260,6 +311,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_random_pool),
+        cmocka_unit_test(test_token_keys),
         cmocka_unit_test(test_user_code_alphabet),
         cmocka_unit_test(test_user_code_normalize),
         cmocka_unit_test(test_user_code_format),

@@ -422,6 +422,47 @@ static void test_sessions(void **state)
     assert_int_equal(qrl_session_auth(f->core, s.session_token, "", &a), QRL_ERR_UNAUTHORIZED);
 }
 
+/* Tokens issued before tokens carried an id (stored under their BLAKE2b-256) stay valid: a
+ * session token and an access token of that format, put into the store as they were then. */
+static void test_old_format_tokens(void **state)
+{
+    fx *f = *state;
+    qrl_session s;
+    qrl_auth a;
+    qrl_introspection in;
+    qrl_token_rec rec;
+    char st[QRL_SECRET_BUF], at[QRL_SECRET_BUF];
+    int64_t now = qrl_core_now_ms(f->core);
+
+    assert_int_equal(qrl_session_create(f->core, "alice", PW, NULL, NULL, "", &s), QRL_OK);
+    assert_int_equal(strlen(s.session_token), 61); /* the current format */
+    assert_int_equal(qrl_session_auth(f->core, s.session_token, "", &a), QRL_OK);
+
+    qrl__secret_new(QRL__PFX_SESSION, QRL__TOKEN_BYTES, st);
+    qrl__secret_new(QRL__PFX_ACCESS, QRL__TOKEN_BYTES, at);
+    assert_int_equal(strlen(st), 50);
+    memset(&rec, 0, sizeof rec);
+    rec.kind = QRL_TOKEN_SESSION;
+    rec.device_id = a.device_id;
+    rec.created_ms = now;
+    rec.expires_ms = now + 3600 * 1000;
+    qrl__secret_hash(st, &rec.hash);
+    assert_int_equal(f->st->m->token_insert(f->st, &rec), QRL_OK);
+    rec.kind = QRL_TOKEN_ACCESS;
+    snprintf(rec.client_id, sizeof rec.client_id, "tv-app");
+    qrl__secret_hash(at, &rec.hash);
+    assert_int_equal(f->st->m->token_insert(f->st, &rec), QRL_OK);
+
+    memset(&a, 0, sizeof a);
+    assert_int_equal(qrl_session_auth(f->core, st, "", &a), QRL_OK);
+    assert_string_equal(a.account.username, "alice");
+    assert_int_equal(qrl_introspect(f->core, at, &in), QRL_OK);
+    assert_int_equal(in.active, 1);
+    assert_int_equal(qrl_revoke_token(f->core, at), QRL_OK);
+    assert_int_equal(qrl_introspect(f->core, at, &in), QRL_OK);
+    assert_int_equal(in.active, 0);
+}
+
 /* Signs a decision the way a phone does. */
 static void sign(const unsigned char *sk, const qrl_lr_view *v, const char *decision, char *out)
 {
@@ -876,6 +917,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_user_code_rate_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_input, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sessions, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_old_format_tokens, setup, teardown),
         cmocka_unit_test_setup_teardown(test_signed_decisions, setup, teardown),
         cmocka_unit_test_setup_teardown(test_screen_scan_secret, setup, teardown),
         cmocka_unit_test_setup_teardown(test_approval_hands_tokens_to_waiting_screen, setup,
