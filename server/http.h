@@ -84,9 +84,9 @@ typedef struct qrl__req {
     pthread_mutex_t mu;
     pthread_cond_t cv; /* signals `woken` to a handler finished after its client left */
     bool suspended, woken;
-    bool deferred; /* parked for a brief wait, connection not suspended (server.c fiber_settle) */
+    bool deferred;   /* parked for a brief wait, connection not suspended (server.c fiber_settle) */
     bool read_scope; /* its reads share one snapshot until its first write (qrl__read_scope) */
-    bool gone; /* the connection ended while the handler was parked: answers go nowhere */
+    bool gone;       /* the connection ended while the handler was parked: answers go nowhere */
     /* Handed to an approval (qrl_handoff): its answer, set before the connection resumes. */
     bool handed;
     qrl_err handed_rc;

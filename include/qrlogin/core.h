@@ -91,8 +91,8 @@ void qrl_core_free(qrl_core *core);
 
 /* A read scope for the calling thread (or fiber): the store may answer its reads up to its next
  * write, or to qrl_core_read_end(), from one snapshot instead of one each (store.h,
- * read_begin). The server opens one for each authenticated phone call. Does nothing where the store has no
- * scopes. Scopes nest; each qrl_core_read_begin() needs its qrl_core_read_end(). */
+ * read_begin). The server opens one for each authenticated phone call. Does nothing where the
+ * store has no scopes. Scopes nest; each qrl_core_read_begin() needs its qrl_core_read_end(). */
 void qrl_core_read_begin(qrl_core *core);
 void qrl_core_read_end(qrl_core *core);
 
