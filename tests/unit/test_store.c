@@ -636,6 +636,16 @@ static void test_token_auth(void **state)
     assert_int_equal(st->m->token_auth(st, NULL, &tok, &a, &d), QRL_ERR_INVALID);
 }
 
+/* An account record for the fiber tests. */
+static void fiona(qrl_account_rec *acc)
+{
+    memset(acc, 0, sizeof *acc);
+    snprintf(acc->username, sizeof acc->username, "fiona");
+    snprintf(acc->display_name, sizeof acc->display_name, "Fiona");
+    snprintf(acc->pw_hash, sizeof acc->pw_hash, "$argon2id$v=19$m=8,t=1,p=1$x$y");
+    acc->created_ms = T0;
+}
+
 /* A write made on a fiber parks the fiber until its batch is committed: the thread gets control
  * back at once, the writer's wake comes from the writer thread, and the result is there after
  * the fiber is continued. */
@@ -667,10 +677,7 @@ static void test_write_on_fiber_parks(void **state)
     qrl_account_rec got;
     qrl_fiber *fb;
 
-    snprintf(w.acc.username, sizeof w.acc.username, "fiona");
-    snprintf(w.acc.display_name, sizeof w.acc.display_name, "Fiona");
-    snprintf(w.acc.pw_hash, sizeof w.acc.pw_hash, "$argon2id$v=19$m=8,t=1,p=1$x$y");
-    w.acc.created_ms = T0;
+    fiona(&w.acc);
     sem_init(&w.woken, 0, 0);
     fb = qrl_fiber_start(fiber_write_main, &w, fiber_write_wake, &w);
     assert_non_null(fb); /* parked on its commit */
@@ -808,10 +815,7 @@ static void test_read_scope_fiber(void **state)
     qrl_fiber *fb;
 
     s.id = add_lr(st, 1, "WDJBMJHT", T0);
-    snprintf(s.acc.username, sizeof s.acc.username, "fiona");
-    snprintf(s.acc.display_name, sizeof s.acc.display_name, "Fiona");
-    snprintf(s.acc.pw_hash, sizeof s.acc.pw_hash, "$argon2id$v=19$m=8,t=1,p=1$x$y");
-    s.acc.created_ms = T0;
+    fiona(&s.acc);
     sem_init(&s.woken, 0, 0);
     fb = qrl_fiber_start(scoped_fiber_main, &s, scoped_fiber_wake, &s);
     assert_non_null(fb); /* parked on its write, after a read in its scope */

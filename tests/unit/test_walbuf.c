@@ -609,6 +609,24 @@ static void *held_write_main(void *arg)
     return NULL;
 }
 
+/* Waits (at most 30 s) until `n` writes are queued behind the held writer. */
+static void wait_held_queued(int n)
+{
+    for (int i = 0; i < 30000 && qrl__sqlite_test_held_queued() < n; i++)
+        usleep(1000);
+    assert_int_equal(qrl__sqlite_test_held_queued(), n);
+}
+
+/* Waits (at most 30 s) for a held write's return. */
+static void wait_returned(struct held_write *h)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += 30;
+    assert_int_equal(sem_timedwait(&h->sem, &ts), 0);
+}
+
 /* A lazy write committed in the same batch as a durable one is acknowledged at the commit: it
  * does not wait for the durable write's flush (a device authorization queued with an approval
  * would otherwise wait for the disk). The writer is held until both are queued, so that they
@@ -618,7 +636,6 @@ static void test_store_lazy_not_held_by_flush(void **state)
     fixture *f = *state;
     struct held_write d = {.lazy = 0}, l = {.lazy = 1};
     pthread_t td, tl;
-    struct timespec ts;
 
     store_open(f);
     add_account(f->st, "warm"); /* the syncer has opened the WAL */
@@ -628,13 +645,9 @@ static void test_store_lazy_not_held_by_flush(void **state)
     qrl__sqlite_test_hold(1, 1);
     assert_int_equal(pthread_create(&td, NULL, held_write_main, &d), 0);
     assert_int_equal(pthread_create(&tl, NULL, held_write_main, &l), 0);
-    for (int i = 0; i < 30000 && qrl__sqlite_test_held_queued() < 2; i++)
-        usleep(1000);
-    assert_int_equal(qrl__sqlite_test_held_queued(), 2);
+    wait_held_queued(2);
     qrl__sqlite_test_hold(0, 1); /* one batch of both; its flush held */
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_sec += 30;
-    assert_int_equal(sem_timedwait(&l.sem, &ts), 0);
+    wait_returned(&l);
     assert_int_equal(l.rc, QRL_OK);
     assert_int_equal(atomic_load(&d.done), 0); /* still waiting for the disk */
     qrl__sqlite_test_hold(0, 0);
@@ -653,7 +666,6 @@ static void test_store_claim_lazy_approval_durable(void **state)
     qrl_lr_rec lr = make_lr(5);
     struct held_write c = {.to = QRL_LR_SCANNED}, a = {.to = QRL_LR_APPROVED};
     pthread_t tc, ta;
-    struct timespec ts;
 
     store_open(f);
     add_account(f->st, "warm"); /* the syncer has opened the WAL */
@@ -664,16 +676,11 @@ static void test_store_claim_lazy_approval_durable(void **state)
     sem_init(&a.sem, 0, 0);
     qrl__sqlite_test_hold(1, 1);
     assert_int_equal(pthread_create(&tc, NULL, held_write_main, &c), 0);
-    for (int i = 0; i < 30000 && qrl__sqlite_test_held_queued() < 1; i++)
-        usleep(1000);
+    wait_held_queued(1);
     assert_int_equal(pthread_create(&ta, NULL, held_write_main, &a), 0); /* queued second */
-    for (int i = 0; i < 30000 && qrl__sqlite_test_held_queued() < 2; i++)
-        usleep(1000);
-    assert_int_equal(qrl__sqlite_test_held_queued(), 2);
+    wait_held_queued(2);
     qrl__sqlite_test_hold(0, 1); /* one batch of both; its flush held */
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_sec += 30;
-    assert_int_equal(sem_timedwait(&c.sem, &ts), 0);
+    wait_returned(&c);
     assert_int_equal(c.rc, QRL_OK);
     assert_int_equal(atomic_load(&a.done), 0); /* the approval waits for the disk */
     qrl__sqlite_test_hold(0, 0);
