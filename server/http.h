@@ -77,12 +77,12 @@ typedef struct qrl__req {
     char client_id[QRL_MAX_CLIENT_ID + 1];
     char device_code[QRL_SECRET_BUF]; /* zeroed when the request ends */
     /* The handler's fiber while it waits for a store commit (server.c, include/qrlogin/fiber.h);
-     * `mu` orders the writer's wake against the worker's suspension. */
+     * the lock of `slot` (the worker thread's) orders the writer's wake against the worker's
+     * suspension, and its condition variable signals `woken` to a thread that blocks for it. */
     struct qrl_fiber *fiber;
     enum MHD_Result (*fiber_fn)(struct qrl__req *r);
     enum MHD_Result fiber_ret;
-    pthread_mutex_t mu;
-    pthread_cond_t cv; /* signals `woken` to a handler finished after its client left */
+    struct wake_slot *slot;
     bool suspended, woken;
     bool deferred;   /* parked for a brief wait, connection not suspended (server.c fiber_settle) */
     bool read_scope; /* its reads share one snapshot until its first write (qrl__read_scope) */

@@ -146,7 +146,7 @@ static void client_address(struct MHD_Connection *conn, char *out, size_t len)
  * connection is suspended and the worker thread serves other connections; the store's writer
  * wakes the fiber after the commit, which resumes the connection, and libmicrohttpd calls
  * on_request() again on the same thread, which continues the fiber. The wake can come before
- * the worker has suspended the connection: `woken` records it under r->mu, and the worker then
+ * the worker has suspended the connection: `woken` records it under the thread's wake lock, and the worker then
  * continues the fiber at once instead of suspending. A brief wait (a lazy write) is deferred
  * instead of suspended: see fiber_settle().
  */
@@ -169,35 +169,111 @@ void qrl__read_scope(qrl__req *r)
     qrl_core_read_begin(r->srv->core);
 }
 
+/* The lock and condition variable every request of a worker thread waits with: one per thread,
+ * kept for good after the thread ends (and then reused by a later thread), because a waker
+ * signals after unlocking, when the request may be gone already. Signalling after the unlock
+ * lets the woken thread take the lock at once instead of blocking on it again; and only the
+ * request the thread blocks for is signalled (`waiting`), never the others of its pass. */
+struct wake_slot {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    const qrl__req *waiting; /* the request the thread blocks for, or NULL */
+    struct wake_slot *next;      /* in `slots`: every slot made, reachable for good */
+    struct wake_slot *next_free; /* in `slots_free`: those of ended threads */
+};
+
+static pthread_mutex_t slots_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct wake_slot *slots, *slots_free;
+static pthread_key_t slot_key; /* gives a thread's slot back when the thread ends */
+static pthread_once_t slot_once = PTHREAD_ONCE_INIT;
+static _Thread_local struct wake_slot *my_slot;
+
+static void slot_release(void *p)
+{
+    struct wake_slot *ws = p;
+
+    pthread_mutex_lock(&slots_mu);
+    ws->next_free = slots_free;
+    slots_free = ws;
+    pthread_mutex_unlock(&slots_mu);
+}
+
+static void slot_key_make(void)
+{
+    if (pthread_key_create(&slot_key, slot_release) != 0)
+        abort(); /* only without memory at the first request: nothing sensible to go on with */
+}
+
+/* The calling thread's slot, made or reused on its first request. NULL without memory. */
+static struct wake_slot *thread_slot(void)
+{
+    struct wake_slot *ws = my_slot;
+
+    if (ws != NULL)
+        return ws;
+    pthread_once(&slot_once, slot_key_make);
+    pthread_mutex_lock(&slots_mu);
+    if ((ws = slots_free) != NULL) {
+        slots_free = ws->next_free;
+    } else if ((ws = calloc(1, sizeof *ws)) != NULL) {
+        pthread_mutex_init(&ws->mu, NULL);
+        pthread_cond_init(&ws->cv, NULL);
+        ws->next = slots;
+        slots = ws;
+    }
+    pthread_mutex_unlock(&slots_mu);
+    if (ws != NULL && pthread_setspecific(slot_key, ws) != 0) {
+        slot_release(ws);
+        return NULL;
+    }
+    my_slot = ws;
+    return ws;
+}
+
 static void fiber_woken(void *ud)
 {
     qrl__req *r = ud;
+    struct wake_slot *ws = r->slot; /* outlives r */
     struct MHD_Connection *resume = NULL;
+    bool signal = false;
 
-    pthread_mutex_lock(&r->mu);
+    pthread_mutex_lock(&ws->mu);
     if (r->suspended) {
         r->suspended = false;
         resume = r->conn;
     } else {
         r->woken = true;
-        pthread_cond_signal(&r->cv);
+        signal = ws->waiting == r;
     }
-    pthread_mutex_unlock(&r->mu);
-    /* Last, and without r: once resumed, the worker may end the request and free r at once. */
+    pthread_mutex_unlock(&ws->mu);
+    /* Last, and without r: once resumed or woken, the worker may end the request and free r. */
+    if (signal)
+        pthread_cond_signal(&ws->cv);
     if (resume != NULL)
         MHD_resume_connection(resume);
+}
+
+/* Blocks this thread until r's parked fiber is woken (with r->slot->mu held). */
+static void wait_woken_locked(qrl__req *r)
+{
+    struct wake_slot *ws = r->slot;
+
+    while (!r->woken) {
+        ws->waiting = r;
+        pthread_cond_wait(&ws->cv, &ws->mu);
+    }
+    ws->waiting = NULL;
+    r->woken = false;
 }
 
 /* The next call for a deferred request (fiber_settle): waits on this thread for the brief
  * wait's wake, if it has not come yet. */
 static void wait_deferred(qrl__req *r)
 {
-    pthread_mutex_lock(&r->mu);
-    while (!r->woken)
-        pthread_cond_wait(&r->cv, &r->mu);
-    r->woken = false;
+    pthread_mutex_lock(&r->slot->mu);
+    wait_woken_locked(r);
     r->deferred = false;
-    pthread_mutex_unlock(&r->mu);
+    pthread_mutex_unlock(&r->slot->mu);
 }
 
 /* libmicrohttpd ends a resumed connection whose client has gone before it calls the handler
@@ -214,11 +290,9 @@ static void fiber_finish_detached(qrl__req *r)
         wait_deferred(r);
     r->fiber = qrl_fiber_resume(r->fiber);
     while (r->fiber != NULL) {
-        pthread_mutex_lock(&r->mu);
-        while (!r->woken)
-            pthread_cond_wait(&r->cv, &r->mu);
-        r->woken = false;
-        pthread_mutex_unlock(&r->mu);
+        pthread_mutex_lock(&r->slot->mu);
+        wait_woken_locked(r);
+        pthread_mutex_unlock(&r->slot->mu);
         r->fiber = qrl_fiber_resume(r->fiber);
     }
     atomic_fetch_sub(&r->srv->fibers_live, 1);
@@ -236,7 +310,7 @@ static void fiber_finish_detached(qrl__req *r)
 static enum MHD_Result fiber_settle(qrl__req *r)
 {
     while (r->fiber != NULL) {
-        pthread_mutex_lock(&r->mu);
+        pthread_mutex_lock(&r->slot->mu);
         if (!r->woken) {
             if (qrl_fiber_brief(r->fiber))
                 r->deferred = true;
@@ -244,11 +318,11 @@ static enum MHD_Result fiber_settle(qrl__req *r)
                 r->suspended = true;
                 MHD_suspend_connection(r->conn);
             }
-            pthread_mutex_unlock(&r->mu);
+            pthread_mutex_unlock(&r->slot->mu);
             return MHD_YES;
         }
         r->woken = false;
-        pthread_mutex_unlock(&r->mu);
+        pthread_mutex_unlock(&r->slot->mu);
         r->fiber = qrl_fiber_resume(r->fiber);
     }
     atomic_fetch_sub(&r->srv->fibers_live, 1);
@@ -272,13 +346,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 
     if (r == NULL) {
         const char *cl;
-        r = calloc(1, sizeof *r);
-        if (r == NULL)
+        struct wake_slot *ws = thread_slot();
+        if (ws == NULL || (r = calloc(1, sizeof *r)) == NULL)
             return MHD_NO;
         r->srv = srv;
         r->conn = conn;
-        pthread_mutex_init(&r->mu, NULL);
-        pthread_cond_init(&r->cv, NULL);
+        r->slot = ws;
         r->url = url;
         r->method = method;
         client_address(conn, r->address, sizeof r->address);
@@ -350,8 +423,6 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     if (r->body != NULL)
         sodium_memzero(r->body, r->body_len);
     free(r->body);
-    pthread_cond_destroy(&r->cv);
-    pthread_mutex_destroy(&r->mu);
     free(r);
     *con_cls = NULL;
 }
