@@ -146,9 +146,9 @@ static void client_address(struct MHD_Connection *conn, char *out, size_t len)
  * connection is suspended and the worker thread serves other connections; the store's writer
  * wakes the fiber after the commit, which resumes the connection, and libmicrohttpd calls
  * on_request() again on the same thread, which continues the fiber. The wake can come before
- * the worker has suspended the connection: `woken` records it under the thread's wake lock, and the worker then
- * continues the fiber at once instead of suspending. A brief wait (a lazy write) is deferred
- * instead of suspended: see fiber_settle().
+ * the worker has suspended the connection: `woken` records it under the thread's wake lock,
+ * and the worker then continues the fiber at once instead of suspending. A brief wait (a lazy
+ * write) is deferred instead of suspended: see fiber_settle().
  */
 static void fiber_main(void *arg)
 {
