@@ -177,7 +177,7 @@ void qrl__read_scope(qrl__req *r)
 struct wake_slot {
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    const qrl__req *waiting; /* the request the thread blocks for, or NULL */
+    const qrl__req *waiting;     /* the request the thread blocks for, or NULL */
     struct wake_slot *next;      /* in `slots`: every slot made, reachable for good */
     struct wake_slot *next_free; /* in `slots_free`: those of ended threads */
 };
