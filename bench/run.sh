@@ -8,7 +8,10 @@
 #   login requests) is made through the real HTTP API by a setup server whose database lives on
 #   /dev/shm, then copied to disk for the measured server;
 # - loopback only (127.0.0.1, and 127.0.0.2... as extra client source addresses);
-# - throughput: one warm-up run, then BENCH_RUNS timed runs; the table shows the median;
+# - throughput: one warm-up run, then BENCH_RUNS timed runs; the table shows the median. The
+#   three throughput scenarios (device authorization, pending poll, full flows) take turns, run
+#   by run, each on its own server kept up meanwhile, so that a slow period of the shared
+#   machine falls on a run or two of each rather than on every run of one;
 # - the same wrk scripts are run against bench/ceiling.c, a trivial libmicrohttpd responder with
 #   qrlogin's daemon flags, kept running next to every scenario: each timed run follows a
 #   ceiling run with the same script, and each throughput is also shown as the median fraction;
@@ -315,41 +318,78 @@ ratio_summary() {
   R[${name}_fracs]="${fr[*]}"
 }
 
-run_device_auth() {
-  local i rates=() line other=0 ok=0
+# The three throughput scenarios take turns, run by run: each has its own server, kept up for
+# all of them, and round i runs device authorization, the poll and the flows once each. This
+# machine's speed moves by up to 2x for minutes at a time; in turns, a slow period falls on a
+# run or two of every scenario instead of on all the runs of one, and the medians hold.
+
+# use_server PID PORT: the server the next runs and CPU snapshots are about.
+use_server() {
+  SERVER_PID=$1
+  SERVER_PORT=$2
+}
+
+# settle: waits (at most 5 s) until the server has used no CPU for 300 ms, so that a write-back
+# or checkpoint one run left behind is not measured in the next (of another scenario).
+settle() {
+  local i a b
+  b=$(awk '{ print $14 + $15 }' "/proc/$SERVER_PID/stat" 2>/dev/null || echo 0)
+  for i in $(seq 1 16); do
+    sleep 0.3
+    a=$b
+    b=$(awk '{ print $14 + $15 }' "/proc/$SERVER_PID/stat" 2>/dev/null || echo 0)
+    [ "$a" = "$b" ] && return 0
+  done
+}
+
+DA_PID="" DA_PORT="" DA_OK=0 DA_BAD=0
+device_auth_start() {
   log "scenario: device authorization (wrk, $CONNS connections)"
   new_db "$WORK/device_auth"
   start_qrlogin device_auth "$WORK/device_auth/qrlogin.db"
+  DA_PID=$SERVER_PID DA_PORT=$SERVER_PORT
   ceiling_once "$WORK/ceiling-device_auth-warm.txt" "$WARMUP" /oauth/device_authorization \
     "$BENCH/wrk/device_auth.lua"
   wrk_once "$WORK/device_auth-warm.txt" "$WARMUP" /oauth/device_authorization \
     "$BENCH/wrk/device_auth.lua"
-  for i in $(seq 1 "$RUNS"); do
-    ceiling_pair device_auth "$i" /oauth/device_authorization "$BENCH/wrk/device_auth.lua"
-    [ "$i" = 1 ] && profile_start device_auth
-    wrk_once "$WORK/device_auth-$i.txt" "$DURATION" /oauth/device_authorization \
-      "$BENCH/wrk/device_auth.lua"
-    [ "$i" = 1 ] && profile_stop
-    rates+=("$(rps_of "$WORK/device_auth-$i.txt")")
-    line=$(bench_line_of "$WORK/device_auth-$i.txt")
-    ok=$((ok + $(bench_field "$line" ok)))
-    other=$((other + $(bench_field "$line" other) + $(bench_field "$line" errors)))
-    R[device_auth_p99_us_$i]=$(bench_field "$line" p99_us)
-  done
+  settle
+}
+
+device_auth_run() {
+  local i=$1 line
+  use_server "$DA_PID" "$DA_PORT"
+  ceiling_pair device_auth "$i" /oauth/device_authorization "$BENCH/wrk/device_auth.lua"
+  [ "$i" = 1 ] && profile_start device_auth
+  wrk_once "$WORK/device_auth-$i.txt" "$DURATION" /oauth/device_authorization \
+    "$BENCH/wrk/device_auth.lua"
+  [ "$i" = 1 ] && profile_stop
+  line=$(bench_line_of "$WORK/device_auth-$i.txt")
+  DA_OK=$((DA_OK + $(bench_field "$line" ok)))
+  DA_BAD=$((DA_BAD + $(bench_field "$line" other) + $(bench_field "$line" errors)))
+  R[device_auth_p99_us_$i]=$(bench_field "$line" p99_us)
+  log "device authorization, run $i: $(rps_of "$WORK/device_auth-$i.txt") req/s"
+  settle
+}
+
+device_auth_finish() {
+  local i rates=()
+  use_server "$DA_PID" "$DA_PORT"
   stop_server
+  for i in $(seq 1 "$RUNS"); do rates+=("$(rps_of "$WORK/device_auth-$i.txt")"); done
   R[device_auth]=$(median "${rates[@]}")
   R[device_auth_runs]="${rates[*]}"
   run_files "$WORK/device_auth"
   cpu_summary device_auth "${RUN_FILES[@]}"
   ceiling_summary device_auth
   ratio_summary device_auth device_auth
-  R[device_auth_ok]=$ok
-  R[device_auth_bad]=$other
-  log "device authorization: ${rates[*]} req/s ($other non-200 or socket errors)"
+  R[device_auth_ok]=$DA_OK
+  R[device_auth_bad]=$DA_BAD
+  log "device authorization: ${rates[*]} req/s ($DA_BAD non-200 or socket errors)"
 }
 
-run_poll() {
-  local i rates=() line seg target created sum_p=0 sum_o=0 sum_r=0
+POLL_PID="" POLL_PORT="" POLL_P=0 POLL_O=0 POLL_R=0
+poll_start() {
+  local line target created
   log "scenario: pending poll (wrk, $CONNS connections, distinct device codes)"
   # Enough codes that no code is polled twice within 5 s: two segments (runs alternate between
   # them) of 5.5 s each at 73,000 polls a second, faster than wrk has driven even the ceiling
@@ -361,6 +401,7 @@ run_poll() {
   # The first poll of each code after a restart (a store read) is measured last.
   new_db "$WORK/poll"
   start_qrlogin poll "$WORK/poll/qrlogin.db"
+  POLL_PID=$SERVER_PID POLL_PORT=$SERVER_PORT
   client "$LOADGEN" create --port "$SERVER_PORT" --n "$target" --conc 64 \
     --out "$WORK/poll-codes.txt" --time-limit "$POLL_SETUP_S" >"$WORK/poll-setup.txt" || true
   created=$(kv "$WORK/poll-setup.txt" created)
@@ -370,6 +411,7 @@ run_poll() {
   # written back; let the disk settle so that the runs measure polls, not the setup's writeback.
   sync
   sleep 3
+  settle
   # The warm-up classifies every answer (authorization_pending, slow_down, other); the timed
   # runs only count them by status ("count": see wrk/poll.lua), all of which must be 400.
   ceiling_once "$WORK/ceiling-poll-warm.txt" "$WARMUP" /oauth/token "$BENCH/wrk/poll.lua" \
@@ -380,33 +422,42 @@ run_poll() {
   R[poll_warm_pending]=$(bench_field "$line" pending)
   R[poll_warm_other]=$(($(bench_field "$line" slow_down) + $(bench_field "$line" other400) + \
     $(bench_field "$line" ok200) + $(bench_field "$line" other) + $(bench_field "$line" errors)))
-  for i in $(seq 1 "$RUNS"); do
-    seg=$((i % 2))
-    ceiling_pair poll "$i" /oauth/token "$BENCH/wrk/poll.lua" "$WORK/fake-codes.txt" 0 1 1 count
-    [ "$i" = 1 ] && profile_start poll
-    wrk_once "$WORK/poll-$i.txt" "$DURATION" /oauth/token "$BENCH/wrk/poll.lua" \
-      "$WORK/poll-codes.txt" "$seg" 2 1 count
-    [ "$i" = 1 ] && profile_stop
-    rates+=("$(rps_of "$WORK/poll-$i.txt")")
-    line=$(bench_line_of "$WORK/poll-$i.txt")
-    sum_p=$((sum_p + $(bench_field "$line" non2xx)))
-    sum_o=$((sum_o + $(bench_field "$line" answers) - $(bench_field "$line" non2xx) + \
-      $(bench_field "$line" errors)))
-    sum_r=$((sum_r + $(bench_field "$line" reuse)))
-  done
+}
+
+poll_run() {
+  local i=$1 line seg=$(($1 % 2))
+  use_server "$POLL_PID" "$POLL_PORT"
+  ceiling_pair poll "$i" /oauth/token "$BENCH/wrk/poll.lua" "$WORK/fake-codes.txt" 0 1 1 count
+  [ "$i" = 1 ] && profile_start poll
+  wrk_once "$WORK/poll-$i.txt" "$DURATION" /oauth/token "$BENCH/wrk/poll.lua" \
+    "$WORK/poll-codes.txt" "$seg" 2 1 count
+  [ "$i" = 1 ] && profile_stop
+  line=$(bench_line_of "$WORK/poll-$i.txt")
+  POLL_P=$((POLL_P + $(bench_field "$line" non2xx)))
+  POLL_O=$((POLL_O + $(bench_field "$line" answers) - $(bench_field "$line" non2xx) + \
+    $(bench_field "$line" errors)))
+  POLL_R=$((POLL_R + $(bench_field "$line" reuse)))
+  log "pending poll, run $i: $(rps_of "$WORK/poll-$i.txt") req/s"
+  settle
+}
+
+poll_finish() {
+  local i line rates=()
+  use_server "$POLL_PID" "$POLL_PORT"
   stop_server
+  for i in $(seq 1 "$RUNS"); do rates+=("$(rps_of "$WORK/poll-$i.txt")"); done
   R[poll]=$(median "${rates[@]}")
   R[poll_runs]="${rates[*]}"
   run_files "$WORK/poll"
   cpu_summary poll "${RUN_FILES[@]}"
   ceiling_summary poll
   ratio_summary poll poll
-  R[poll_pending]=$sum_p
-  R[poll_bad]=$sum_o
-  R[poll_reuse]=$sum_r
+  R[poll_pending]=$POLL_P
+  R[poll_bad]=$POLL_O
+  R[poll_reuse]=$POLL_R
   log "pending poll: ${rates[*]} req/s; warm-up answers: ${R[poll_warm_pending]}" \
-    "authorization_pending, ${R[poll_warm_other]} other; timed answers: $sum_p 400, $sum_o other;" \
-    "$sum_r codes reused within 5 s"
+    "authorization_pending, ${R[poll_warm_other]} other; timed answers: $POLL_P 400, $POLL_O other;" \
+    "$POLL_R codes reused within 5 s"
   # After a restart nothing is known in memory: every poll reads the store (cold caches too).
   start_qrlogin poll-cold "$WORK/poll/qrlogin.db"
   ceiling_once "$WORK/ceiling-poll-cold.txt" "$DURATION" /oauth/token "$BENCH/wrk/poll.lua" \
@@ -485,35 +536,67 @@ run_wake() {
   cat "$WORK/wake.log" >&2
 }
 
-run_flows() {
-  local i rates=()
+# Each run of the flows is its own loadgen: it signs in (two Argon2id checks), warms up for a
+# second with the flows in flight, then measures; its CPU use is accounted over all of that.
+# Each follows a ceiling run of the device-auth script, as in the other scenarios.
+FLOWS_PID="" FLOWS_PORT="" FLOWS_ERRORS=0
+flows_start() {
   log "scenario: full flows ($FLOW_CONC in flight)"
   new_db "$WORK/flows"
   start_qrlogin flows "$WORK/flows/qrlogin.db"
-  ceiling_once "$WORK/ceiling-flows-before.txt" "$DURATION" /oauth/device_authorization \
+  FLOWS_PID=$SERVER_PID FLOWS_PORT=$SERVER_PORT
+  client "$LOADGEN" flows --port "$SERVER_PORT" --conc "$FLOW_CONC" --user bench \
+    --password-file "$WORK/password" --warmup "$WARMUP" --runs 1 --duration 1 \
+    >"$WORK/flows-warm.txt" 2>"$WORK/flows-warm.log" || true
+  settle
+}
+
+flows_run() {
+  local i=$1 c0 f=$WORK/flows-$1.txt
+  use_server "$FLOWS_PID" "$FLOWS_PORT"
+  ceiling_once "$WORK/ceiling-flows-$i.txt" "$DURATION" /oauth/device_authorization \
     "$BENCH/wrk/device_auth.lua"
-  profile_start flows
-  # CPU is accounted over the whole loadgen run (two Argon2id checks and the warm-up included).
-  local c0
+  [ "$i" = 1 ] && profile_start flows
   c0=$(cpu_snap)
   client "$LOADGEN" flows --port "$SERVER_PORT" --conc "$FLOW_CONC" --user bench \
-    --password-file "$WORK/password" --warmup "$WARMUP" --runs "$RUNS" --duration "$DURATION" \
-    >"$WORK/flows.txt" 2>"$WORK/flows.log" || true
-  cpu_diff "$c0" "$(cpu_snap)" >"$WORK/flows.txt.cpu"
-  profile_stop
-  ceiling_once "$WORK/ceiling-flows-after.txt" "$DURATION" /oauth/device_authorization \
-    "$BENCH/wrk/device_auth.lua"
-  R[ceiling_flows]=$(awk -v a="$(rps_of "$WORK/ceiling-flows-before.txt")" \
-    -v b="$(rps_of "$WORK/ceiling-flows-after.txt")" 'BEGIN { printf "%.0f", (a + b) / 2 }')
-  R[ceiling_flows_runs]="$(rps_of "$WORK/ceiling-flows-before.txt") $(rps_of "$WORK/ceiling-flows-after.txt")"
+    --password-file "$WORK/password" --warmup 1 --runs 1 --duration "$DURATION" \
+    >"$f" 2>"$WORK/flows-$i.log" || true
+  cpu_diff "$c0" "$(cpu_snap)" >"$f.cpu"
+  [ "$i" = 1 ] && profile_stop
+  FLOWS_ERRORS=$((FLOWS_ERRORS + $(kv "$f" flows_errors | grep . || echo 1)))
+  log "full flows, run $i: $(kv "$f" flows_run1) flows/s"
+  settle
+}
+
+flows_finish() {
+  local i med rates=() cr=() fr=()
+  use_server "$FLOWS_PID" "$FLOWS_PORT"
   stop_server
-  cat "$WORK/flows.log" >&2
+  cat "$WORK/flows-1.log" >&2
   for i in $(seq 1 "$RUNS"); do
-    rates+=("$(kv "$WORK/flows.txt" "flows_run$i")")
+    rates+=("$(kv "$WORK/flows-$i.txt" flows_run1)")
+    cr+=("$(rps_of "$WORK/ceiling-flows-$i.txt")")
+    fr+=("$(awk -v a="${rates[$((i - 1))]}" -v b="${cr[$((i - 1))]}" \
+      'BEGIN { if (b + 0 > 0) printf "%.4f", a / b; else print "nan" }')")
   done
-  R[flows]=$(median "${rates[@]}")
+  med=$(median "${rates[@]}")
+  # The report's per-step latencies are those of the median run.
+  rm -f "$WORK/flows.txt"
+  for i in $(seq 1 "$RUNS"); do
+    if [ ! -f "$WORK/flows.txt" ] && [ "${rates[$((i - 1))]}" = "$med" ]; then
+      cp "$WORK/flows-$i.txt" "$WORK/flows.txt"
+    fi
+  done
+  [ -f "$WORK/flows.txt" ] || cp "$WORK/flows-1.txt" "$WORK/flows.txt"
+  R[flows]=$med
   R[flows_runs]="${rates[*]}"
-  cpu_summary flows "$WORK/flows.txt"
+  R[flows_errors]=$FLOWS_ERRORS
+  R[ceiling_flows]=$(median "${cr[@]}")
+  R[ceiling_flows_runs]="${cr[*]}"
+  R[flows_frac]=$(median "${fr[@]}")
+  R[flows_fracs]="${fr[*]}"
+  run_files "$WORK/flows"
+  cpu_summary flows "${RUN_FILES[@]}"
   log "full flows: ${rates[*]} flows/s"
 }
 
@@ -545,7 +628,7 @@ report() {
   echo
   echo "qrlogin benchmark, $(date -u '+%Y-%m-%d %H:%M UTC'), $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet 2>/dev/null || echo '+dirty')"
   machine
-  printf 'server: %s worker threads on CPU %s; load generators on CPU %s; %s warm-up + %s x %s s runs, median\n' \
+  printf 'server: %s worker threads on CPU %s; load generators on CPU %s; %s warm-up + %s x %s s runs, median; the throughput scenarios in turns\n' \
     "$THREADS" "$SERVER_CPU" "$CLIENT_CPU" "${WARMUP}s" "$RUNS" "$DURATION"
   echo
   ms3() { awk -v a="$(kv "$w" "${1}_p50_us")" -v b="$(kv "$w" "${1}_p99_us")" \
@@ -564,7 +647,7 @@ report() {
   row "  first poll after a restart (req/s)" "$(num "${R[poll_cold]:-}")" "" \
     "$(pct "${R[poll_cold_frac]:-}")" ""
   row "full flows (flows/s; 4 HTTP requests each)" "$(num "$flows")" ">= 3000" \
-    "$(frac "$flows" "$cf") (req: $(frac "$(awk -v f="$flows" 'BEGIN { print f * 4 }')" "$cf"))" \
+    "$(pct "${R[flows_frac]:-}") (req: $(pct "$(awk -v f="${R[flows_frac]:-}" 'BEGIN { if (f != "" && f != "nan") print f * 4 }')"))" \
     "$(cpu flows)"
   row "wake latency p50 / p99 / p999 (ms)" "$(ms3 wake)" "<1 / <5" "" ""
   row "  approve sent -> tokens p50 / p99 / p999 (ms)" "$(ms3 approvewake)" "" "" ""
@@ -576,14 +659,14 @@ report() {
     'BEGIN { if (b == "") print "-"; else printf "%.2f KiB", b / 1024 }')" "" "" ""
   echo
   echo "details:"
-  echo "  ceiling runs (req/s), each just before the scenario's run of the same number: device-auth script ${R[ceiling_device_auth_runs]:-}; poll script ${R[ceiling_poll_runs]:-}; device-auth script just before and after the flows ${R[ceiling_flows_runs]:-}"
-  echo "  of ceiling, run by run: device authorization ${R[device_auth_fracs]:-}; pending poll ${R[poll_fracs]:-}"
+  echo "  ceiling runs (req/s), each just before the scenario's run of the same number: device-auth script ${R[ceiling_device_auth_runs]:-}; poll script ${R[ceiling_poll_runs]:-}; device-auth script before each run of the flows ${R[ceiling_flows_runs]:-}"
+  echo "  of ceiling, run by run: device authorization ${R[device_auth_fracs]:-}; pending poll ${R[poll_fracs]:-}; full flows (flows/s per req/s) ${R[flows_fracs]:-}"
   echo "  device authorization runs (req/s): ${R[device_auth_runs]:-}; non-200 answers or socket errors: ${R[device_auth_bad]:-}"
   echo "  pending poll runs (req/s): ${R[poll_runs]:-}; $((${R[poll_codes]:-0})) distinct device codes;" \
     "warm-up answers: ${R[poll_warm_pending]:-} authorization_pending, ${R[poll_warm_other]:-} other; timed runs (counted by status): ${R[poll_pending]:-} answered 400, ${R[poll_bad]:-} other;" \
     "${R[poll_reuse]:-} polls of a code within 5 s of its previous poll"
   echo "  first poll after a restart: ${R[poll_cold_pending]:-} authorization_pending, ${R[poll_cold_other]:-} other answers"
-  echo "  full flows runs (flows/s): ${R[flows_runs]:-}; $(kv "$f" flows_concurrency) in flight; errors: $(kv "$f" flows_errors)"
+  echo "  full flows runs (flows/s): ${R[flows_runs]:-}; $(kv "$f" flows_concurrency) in flight; errors: ${R[flows_errors]:-}"
   echo "    per step p50 / p99 (ms): device_auth $(kv "$f" device_auth_p50_ms) / $(kv "$f" device_auth_p99_ms)," \
     "claim $(kv "$f" claim_p50_ms) / $(kv "$f" claim_p99_ms), approve $(kv "$f" approve_p50_ms) / $(kv "$f" approve_p99_ms)," \
     "redeem $(kv "$f" redeem_p50_ms) / $(kv "$f" redeem_p99_ms); whole flow $(kv "$f" flow_p50_ms) / $(kv "$f" flow_p99_ms)"
@@ -646,12 +729,22 @@ main() {
     log "warning: the machine is not quiet; see the 'others' column before trusting the numbers"
 
   start_ceiling_server
-  run_device_auth
-  run_poll
+  poll_start
+  device_auth_start
+  flows_start
+  local i
+  for i in $(seq 1 "$RUNS"); do
+    log "round $i of $RUNS"
+    device_auth_run "$i"
+    poll_run "$i"
+    flows_run "$i"
+  done
+  device_auth_finish
+  flows_finish
+  poll_finish
   setup_held_codes
   run_held
   run_wake
-  run_flows
   report | tee "$WORK/results.txt"
   log "done in $((SECONDS - t0)) s; raw output in $WORK"
 }
