@@ -15,7 +15,7 @@
 # - the same wrk scripts are run against bench/ceiling.c, a trivial libmicrohttpd responder with
 #   qrlogin's daemon flags, kept running next to every scenario: each timed run follows a
 #   ceiling run with the same script, and each throughput is also shown as the median fraction;
-# - every loop is bounded in count and in time; the whole suite takes about 7 minutes.
+# - every loop is bounded in count and in time; the whole suite takes about 6 minutes.
 # Knobs (environment): BENCH_RUNS (5), BENCH_DURATION (5 s), BENCH_WARMUP (2 s), BENCH_CONNS
 # (64 wrk connections), BENCH_THREADS (server worker threads, also the ceiling's; default: what
 # qrlogin serve uses by default), BENCH_HELD (19000), BENCH_SOURCES
