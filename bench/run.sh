@@ -198,14 +198,24 @@ cpu_diff() {
 }
 
 # wrk_once OUTFILE SECONDS PATH SCRIPT [script args]: one wrk run against SERVER_PORT; the CPU
-# use during it goes to OUTFILE.cpu.
+# use during it goes to OUTFILE.cpu. The scripts snapshot the CPU themselves at the end of
+# their init() and in done() (wrk/cpuwin.lua: the "CPUWIN" lines), so that the window is wrk's
+# timed run alone and not the seconds poll.lua spends reading its codes before it; the
+# snapshots around the whole process are the fallback.
 wrk_once() {
-  local out=$1 secs=$2 path=$3 script=$4 c0
+  local out=$1 secs=$2 path=$3 script=$4 c0 c1 win
   shift 4
   c0=$(cpu_snap)
-  client wrk -t1 -c"$CONNS" -d"${secs}s" --timeout 10s -s "$script" \
-    "http://127.0.0.1:$SERVER_PORT$path" -- "$@" >"$out" 2>&1 || true
-  cpu_diff "$c0" "$(cpu_snap)" >"$out.cpu"
+  BENCH_SERVER_PID=$SERVER_PID client wrk -t1 -c"$CONNS" -d"${secs}s" --timeout 10s \
+    -s "$script" "http://127.0.0.1:$SERVER_PORT$path" -- "$@" >"$out" 2>&1 || true
+  c1=$(cpu_snap)
+  mapfile -t win < <(sed -n 's/^CPUWIN //p' "$out")
+  if [ "${#win[@]}" = 2 ]; then
+    c0=${win[0]} c1=${win[1]}
+  else
+    log "warning: no CPU window in $out; CPU use is over the whole wrk process"
+  fi
+  cpu_diff "$c0" "$c1" >"$out.cpu"
 }
 rps_of() { sed -n 's/^Requests\/sec:[[:space:]]*//p' "$1"; }
 bench_line_of() { grep '^BENCH ' "$1" | tail -1; }

@@ -8,6 +8,7 @@ wrk.method = "POST"
 wrk.body = "client_id=bench&device_name=TV&device_kind=tv"
 wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
 
+local cpuwin = dofile((debug.getinfo(1, "S").source:match("^@(.*/)") or "./") .. "cpuwin.lua")
 local threads = {}
 
 function setup(thread)
@@ -17,6 +18,7 @@ end
 function init(args)
    ok = 0
    other = 0
+   cpuwin.mark()
 end
 
 function response(status, headers, body)
@@ -37,4 +39,5 @@ function done(summary, latency, requests)
                           summary.errors.connect + summary.errors.read + summary.errors.write +
                              summary.errors.timeout, latency:percentile(50),
                           latency:percentile(99)))
+   cpuwin.report(threads)
 end

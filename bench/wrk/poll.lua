@@ -22,15 +22,9 @@
 -- count, "non2xx=" in the BENCH line); bench/run.sh classifies every answer in the warm-up run
 -- and uses "count" for the timed runs.
 
-local ffi = require("ffi")
-ffi.cdef [[
-typedef struct { long tv_sec; long tv_nsec; } bench_timespec;
-int clock_gettime(int clk, bench_timespec *ts);
-]]
-local ts = ffi.new("bench_timespec")
+local cpuwin = dofile((debug.getinfo(1, "S").source:match("^@(.*/)") or "./") .. "cpuwin.lua")
 local function now_ms()
-   ffi.C.clock_gettime(1, ts) -- CLOCK_MONOTONIC
-   return tonumber(ts.tv_sec) * 1000 + tonumber(ts.tv_nsec) / 1e6
+   return cpuwin.now() * 1000
 end
 
 local threads = {}
@@ -82,6 +76,7 @@ function init(args)
    for i = 1, n do
       bodies[i] = wrk.format("POST", "/oauth/token", headers, bodies[i])
    end
+   cpuwin.mark() -- last: the timed window starts now
 end
 
 -- The clock is read once every CLOCK_EVERY requests (a few milliseconds apart at these rates),
@@ -138,4 +133,5 @@ function done(summary, latency, requests)
                summary.errors.connect + summary.errors.read + summary.errors.write +
                   summary.errors.timeout, latency:percentile(50), latency:percentile(99),
                s.counting > 0 and 1 or 0, summary.requests, summary.errors.status))
+   cpuwin.report(threads)
 end
