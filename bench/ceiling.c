@@ -2,8 +2,7 @@
  * The "ceiling" of the benchmark suite: the cheapest HTTP server libmicrohttpd can be, started
  * with the same daemon flags and options as qrlogin's (server/server.c: an epoll thread pool with
  * suspend/resume allowed, the same connection limit, per-connection memory, idle timeout and
- * listen backlog, and the same scheduling policy: SCHED_BATCH unless QRLOGIN_SCHEDULER=normal, as
- * `qrlogin serve --scheduler`). It answers every request, whatever its method and path, with one fixed small
+ * listen backlog). It answers every request, whatever its method and path, with one fixed small
  * JSON body shaped like a pending poll answer, after reading and discarding any request body.
  * Whatever rate wrk reaches against it, with the same Lua scripts as against qrlogin, is what this
  * machine, this libmicrohttpd and this load generator allow; bench/run.sh reports each qrlogin
@@ -15,9 +14,7 @@
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
-#include <errno.h>
 #include <pthread.h>
-#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -110,12 +107,6 @@ int main(int argc, char **argv)
     sigaddset(&set, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
-    const char *sched = getenv("QRLOGIN_SCHEDULER");
-    if (sched == NULL || strcmp(sched, "normal") != 0) {
-        struct sched_param sp = {.sched_priority = 0};
-        if (sched_setscheduler(0, SCHED_BATCH, &sp) != 0)
-            fprintf(stderr, "ceiling: cannot use SCHED_BATCH: %s\n", strerror(errno));
-    }
 
     d = MHD_start_daemon(
         MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG, 0, NULL, NULL,

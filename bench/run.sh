@@ -638,8 +638,8 @@ report() {
   echo
   echo "qrlogin benchmark, $(date -u '+%Y-%m-%d %H:%M UTC'), $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet 2>/dev/null || echo '+dirty')"
   machine
-  printf 'server: %s worker threads on CPU %s (scheduler %s, the ceiling too); load generators on CPU %s; %s warm-up + %s x %s s runs, median; the throughput scenarios in turns\n' \
-    "$THREADS" "$SERVER_CPU" "${QRLOGIN_SCHEDULER:-batch}" "$CLIENT_CPU" "${WARMUP}s" "$RUNS" "$DURATION"
+  printf 'server: %s worker threads on CPU %s; load generators on CPU %s; %s warm-up + %s x %s s runs, median; the throughput scenarios in turns\n' \
+    "$THREADS" "$SERVER_CPU" "$CLIENT_CPU" "${WARMUP}s" "$RUNS" "$DURATION"
   echo
   ms3() { awk -v a="$(kv "$w" "${1}_p50_us")" -v b="$(kv "$w" "${1}_p99_us")" \
     -v c="$(kv "$w" "${1}_p999_us")" 'BEGIN { printf "%.2f / %.2f / %.2f", a / 1000, b / 1000, c / 1000 }'; }

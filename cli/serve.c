@@ -6,7 +6,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
-#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,9 +43,6 @@ static void serve_usage(FILE *f)
           "  --connection-timeout S    idle timeout of connections not held (default 30)\n"
           "  --per-ip-limit N          connections per client address (QRLOGIN_PER_IP_LIMIT;\n"
           "                            default 0 = unlimited)\n"
-          "  --scheduler batch|normal  the server threads' scheduling policy (QRLOGIN_SCHEDULER;\n"
-          "                            default batch: a woken thread waits for the running one\n"
-          "                            instead of preempting it; normal leaves it to the system)\n"
           "  --access-log              log one line per request to stderr (no secrets)\n"
           "  --demo                    create or reset the account 'demo' with a fresh random\n"
           "                            password and print it\n",
@@ -54,7 +50,7 @@ static void serve_usage(FILE *f)
 }
 
 struct serve_opts {
-    const char *listen, *public_url, *db, *secret, *scheduler;
+    const char *listen, *public_url, *db, *secret;
     long long request_ttl, access_ttl, refresh_ttl, session_ttl, threads;
     long long max_conn, conn_mem, conn_timeout, per_ip;
     int access_log, demo;
@@ -87,7 +83,6 @@ static int parse_opts(int argc, char **argv, struct serve_opts *o)
         {"connection-memory", required_argument, NULL, 'm'},
         {"connection-timeout", required_argument, NULL, 'T'},
         {"per-ip-limit", required_argument, NULL, 'P'},
-        {"scheduler", required_argument, NULL, 'S'},
         {"demo", no_argument, NULL, 'D'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -107,7 +102,6 @@ static int parse_opts(int argc, char **argv, struct serve_opts *o)
     o->public_url = qrl_cli_env("QRLOGIN_PUBLIC_URL", NULL);
     o->db = qrl_cli_env("QRLOGIN_DB", "qrlogin.db");
     o->secret = qrl_cli_env("QRLOGIN_INTROSPECTION_SECRET", NULL);
-    o->scheduler = qrl_cli_env("QRLOGIN_SCHEDULER", "batch");
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
         switch (c) {
@@ -156,9 +150,6 @@ static int parse_opts(int argc, char **argv, struct serve_opts *o)
         case 'P':
             pi = optarg;
             break;
-        case 'S':
-            o->scheduler = optarg;
-            break;
         case 'h':
             serve_usage(stdout);
             return 0;
@@ -181,10 +172,6 @@ static int parse_opts(int argc, char **argv, struct serve_opts *o)
         !ttl_opt("--connection-timeout", ct, 1, 3600, &o->conn_timeout) ||
         !ttl_opt("--per-ip-limit", pi, 0, 1000000, &o->per_ip))
         return 2;
-    if (strcmp(o->scheduler, "batch") != 0 && strcmp(o->scheduler, "normal") != 0) {
-        qrl_cli_err("--scheduler must be batch or normal");
-        return 2;
-    }
     return -1;
 }
 
@@ -283,17 +270,6 @@ int qrl_cli_serve(int argc, char **argv)
     sigaddset(&set, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
-    /* SCHED_BATCH, also before any thread starts, so that all inherit it: a thread woken by a
-     * request, a commit or a wake then waits for the running one to block or use up its slice
-     * instead of preempting it. Under load that means fewer context switches (each worker
-     * finds more ready connections per pass, the writer more writes per batch): 5-20 % more
-     * device authorizations per second of CPU (docs/benchmarks.md). Idle threads still run
-     * at once. Leaving SCHED_OTHER for SCHED_BATCH needs no privilege. */
-    if (strcmp(o.scheduler, "batch") == 0) {
-        struct sched_param sp = {.sched_priority = 0};
-        if (sched_setscheduler(0, SCHED_BATCH, &sp) != 0)
-            qrl_cli_err("warning: cannot use SCHED_BATCH (%s); running as normal", strerror(errno));
-    }
 
     e = qrl_store_sqlite_open(o.db, &st, err, sizeof err);
     if (e != QRL_OK) {

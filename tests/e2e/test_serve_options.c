@@ -1,10 +1,9 @@
 /*
  * `qrlogin serve` options that shape connections, seen from a client: the per-address cap, the
- * idle timeout, the public URL in answers, bad values refused, the threads' scheduling policy,
- * and a shutdown that answers every held request.
+ * idle timeout, the public URL in answers, bad values refused, and a shutdown that answers every
+ * held request.
  */
 #include <arpa/inet.h>
-#include <dirent.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -218,7 +217,6 @@ static void test_bad_values_are_refused(void **state)
         {"--connection-memory", "100", NULL},
         {"--per-ip-limit", "-1", NULL},
         {"--connection-timeout", "0", NULL},
-        {"--scheduler", "fifo", NULL},
     };
 
     (void)state;
@@ -401,84 +399,6 @@ static void test_shutdown_answers_every_held_request(void **state)
     assert_int_equal(answered, HELD);
 }
 
-/* Counts the server's threads by scheduling policy (field 41 of /proc/PID/task/TID/stat). */
-static void thread_policies(pid_t pid, int *batch, int *other, int *total)
-{
-    char path[64];
-    DIR *d;
-    struct dirent *de;
-
-    *batch = *other = *total = 0;
-    snprintf(path, sizeof path, "/proc/%d/task", (int)pid);
-    d = opendir(path);
-    assert_non_null(d);
-    while ((de = readdir(d)) != NULL) {
-        char f[300], buf[1024];
-        FILE *fp;
-        size_t n;
-        if (de->d_name[0] == '.')
-            continue;
-        snprintf(f, sizeof f, "/proc/%d/task/%s/stat", (int)pid, de->d_name);
-        fp = fopen(f, "r");
-        if (fp == NULL)
-            continue; /* the thread ended meanwhile */
-        n = fread(buf, 1, sizeof buf - 1, fp);
-        fclose(fp);
-        buf[n] = '\0';
-        /* After "pid (comm) ", field 3 is the first; the policy is field 41. */
-        char *p = strrchr(buf, ')');
-        assert_non_null(p);
-        p += 2;
-        for (int field = 3; field < 41 && p != NULL; field++) {
-            p = strchr(p, ' ');
-            if (p != NULL)
-                p++;
-        }
-        assert_non_null(p);
-        int policy = atoi(p);
-        (*total)++;
-        if (policy == 3) /* SCHED_BATCH */
-            (*batch)++;
-        else if (policy == 0) /* SCHED_OTHER */
-            (*other)++;
-    }
-    closedir(d);
-}
-
-/* By default every thread of the server (workers, writer, syncer, timers) runs SCHED_BATCH;
- * --scheduler normal leaves them all SCHED_OTHER. Both serve requests. */
-static void test_scheduler_policy(void **state)
-{
-    const char *def[] = {NULL};
-    const char *normal[] = {"--scheduler", "normal", NULL};
-    int status = -1, batch, other, total, fd;
-    char buf[4096];
-    srv s;
-
-    (void)state;
-    assert_true(start(&s, def, &status));
-    fd = connect_to(&s);
-    device_authorization(fd, buf, sizeof buf);
-    close(fd);
-    assert_non_null(strstr(buf, "200 OK"));
-    thread_policies(s.pid, &batch, &other, &total);
-    printf("default: %d of %d threads SCHED_BATCH\n", batch, total);
-    assert_true(total >= 9); /* 8 workers and more */
-    assert_int_equal(batch, total);
-    assert_int_equal(stop(&s), 0);
-
-    assert_true(start(&s, normal, &status));
-    fd = connect_to(&s);
-    device_authorization(fd, buf, sizeof buf);
-    close(fd);
-    assert_non_null(strstr(buf, "200 OK"));
-    thread_policies(s.pid, &batch, &other, &total);
-    printf("--scheduler normal: %d of %d threads SCHED_OTHER\n", other, total);
-    assert_true(total >= 9);
-    assert_int_equal(other, total);
-    assert_int_equal(stop(&s), 0);
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -486,7 +406,6 @@ int main(void)
         cmocka_unit_test(test_bad_values_are_refused),
         cmocka_unit_test(test_public_url_in_answers),
         cmocka_unit_test(test_per_ip_cap_and_idle_timeout),
-        cmocka_unit_test(test_scheduler_policy),
         cmocka_unit_test(test_shutdown_answers_every_held_request),
     };
     signal(SIGPIPE, SIG_IGN);
