@@ -1607,17 +1607,21 @@ static qrl_err uc_rebuild(struct uc_map *m, int64_t now_ms)
 }
 
 /* Points `code` at request `id`, replacing what it named before. Caller holds m->mu. */
-static qrl_err uc_put(struct uc_map *m, uint64_t code, int64_t id, int64_t expires_ms,
-                      int64_t now_ms)
+/* Makes room for one more code (rebuilding the table if it would be over three quarters full),
+ * so that the uc_place() after it cannot fail. */
+static qrl_err uc_reserve(struct uc_map *m, int64_t now_ms)
+{
+    if ((m->used + 1) * 4 > m->cap * 3)
+        return uc_rebuild(m, now_ms);
+    return QRL_OK;
+}
+
+/* Enters a code after uc_reserve(). */
+static void uc_place(struct uc_map *m, uint64_t code, int64_t id, int64_t expires_ms)
 {
     struct uc_slot *e;
     size_t i;
 
-    if ((m->used + 1) * 4 > m->cap * 3) {
-        qrl_err rc = uc_rebuild(m, now_ms);
-        if (rc != QRL_OK)
-            return rc;
-    }
     /* One probe: the code's slot, or the free one that ends its run. */
     for (i = uc_home(m, code); m->slot[i].code != 0 && m->slot[i].code != code;
          i = (i + 1) & (m->cap - 1))
@@ -1629,7 +1633,16 @@ static qrl_err uc_put(struct uc_map *m, uint64_t code, int64_t id, int64_t expir
     }
     e->id = id;
     e->expires_ms = expires_ms;
-    return QRL_OK;
+}
+
+static qrl_err uc_put(struct uc_map *m, uint64_t code, int64_t id, int64_t expires_ms,
+                      int64_t now_ms)
+{
+    qrl_err rc = uc_reserve(m, now_ms);
+
+    if (rc == QRL_OK)
+        uc_place(m, code, id, expires_ms);
+    return rc;
 }
 
 /* Loads the map from the table on first use, on the caller's connection. Caller holds m->mu. */
@@ -1729,7 +1742,9 @@ static qrl_err lr_code_taken(struct conn *c, struct uc_slot *e, const qrl_lr_rec
     return QRL_OK;
 }
 
-/* The user-code check and the insert of lr_create, inside its transaction. */
+/* The user-code check and the insert of lr_create. Its one write is the INSERT, and nothing
+ * after it can fail (the user-code table makes room first), so the INSERT's own atomicity is
+ * the unit's: see lr_create_w. */
 static qrl_err lr_create_tx(sqlite_store *st, struct conn *c, const qrl_lr_rec *lr)
 {
     sqlite3_stmt *s = NULL;
@@ -1742,6 +1757,7 @@ static qrl_err lr_create_tx(sqlite_store *st, struct conn *c, const qrl_lr_rec *
     pthread_mutex_lock(&st->uc.mu);
     if ((rc = uc_load(&st->uc, c, lr->created_ms)) != QRL_OK ||
         (rc = lr_code_taken(c, uc_find(&st->uc, code), lr)) != QRL_OK ||
+        (rc = uc_reserve(&st->uc, lr->created_ms)) != QRL_OK ||
         (rc = stmt_get(c, ST_LR_INSERT, &s)) != QRL_OK)
         goto out;
     bind_hash(s, 1, &lr->device_code_hash, &brc);
@@ -1767,7 +1783,7 @@ static qrl_err lr_create_tx(sqlite_store *st, struct conn *c, const qrl_lr_rec *
         goto out;
     }
     if ((rc = stmt_run(c, s, "lr_create")) == QRL_OK)
-        rc = uc_put(&st->uc, code, lr->id, lr->expires_ms, lr->created_ms);
+        uc_place(&st->uc, code, lr->id, lr->expires_ms);
 out:
     pthread_mutex_unlock(&st->uc.mu);
     return rc;
@@ -1780,7 +1796,16 @@ static qrl_err lr_create_w(qrl_store *st, qrl_lr_rec *lr)
 
     if (!lr_valid(lr) || lr->id <= 0)
         return QRL_ERR_INVALID;
-    if ((rc = store_conn(st, &c)) != QRL_OK || (rc = tx_begin(c)) != QRL_OK)
+    if ((rc = store_conn(st, &c)) != QRL_OK)
+        return rc;
+    /* Inside the writer's batch, no savepoint: a failed INSERT is backed out by SQLite itself
+     * while the batch's transaction goes on (an error that ends the transaction instead is
+     * caught by run_batch), and lr_create_tx writes nothing else. A savepoint around it cost
+     * two more statements and a copy of the table's last page into the savepoint journal,
+     * that page having been changed by the batch's previous insert. */
+    if (c->in_batch)
+        return lr_create_tx((sqlite_store *)st, c, lr);
+    if ((rc = tx_begin(c)) != QRL_OK)
         return rc;
     rc = lr_create_tx((sqlite_store *)st, c, lr);
     if (rc != QRL_OK) {

@@ -569,6 +569,7 @@ struct held_write {
     int lazy;      /* lr_create, else a durable account_create */
     int64_t lr_id; /* nonzero: instead, moves this request to `to` (a claim or an approval) */
     qrl_lr_state to;
+    const qrl_lr_rec *create; /* set: instead, lr_create of a copy of this request */
     int rc;
     atomic_int done;
     sem_t sem;
@@ -580,7 +581,10 @@ static void *held_write_main(void *arg)
 {
     struct held_write *h = arg;
 
-    if (h->lr_id != 0) {
+    if (h->create != NULL) {
+        qrl_lr_rec lr = *h->create;
+        h->rc = h->st->m->lr_create(h->st, &lr);
+    } else if (h->lr_id != 0) {
         qrl_lr_cas cas = {.id = h->lr_id, .to = h->to, .now_ms = T0 + 1000};
         if (h->to == QRL_LR_SCANNED) {
             cas.from_mask = QRL_LR_BIT(QRL_LR_PENDING);
@@ -692,6 +696,48 @@ static void test_store_claim_lazy_approval_durable(void **state)
     sem_destroy(&a.sem);
 }
 
+/* Device authorizations share a batch without a savepoint each (lr_create_w): one that fails
+ * (its id is taken) must be backed out alone, by SQLite's statement rollback, while the writes
+ * queued before and after it in the same batch commit. */
+static void test_store_failed_create_in_batch(void **state)
+{
+    fixture *f = *state;
+    qrl_lr_rec a = make_lr(10), dup = make_lr(11), c = make_lr(12), got;
+    struct held_write h[3] = {{.create = &a}, {.create = &dup}, {.create = &c}};
+    pthread_t t[3];
+
+    store_open(f);
+    add_account(f->st, "warm");
+    dup.id = a.id; /* its own codes, a's primary key */
+    qrl__sqlite_test_hold(1, 0);
+    for (int i = 0; i < 3; i++) {
+        h[i].st = f->st;
+        sem_init(&h[i].sem, 0, 0);
+        assert_int_equal(pthread_create(&t[i], NULL, held_write_main, &h[i]), 0);
+        wait_held_queued(i + 1); /* queued in this order */
+    }
+    qrl__sqlite_test_hold(0, 0); /* one batch of all three */
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(pthread_join(t[i], NULL), 0);
+        sem_destroy(&h[i].sem);
+    }
+    assert_int_equal(h[0].rc, QRL_OK);
+    assert_int_equal(h[1].rc, QRL_ERR_EXISTS);
+    assert_int_equal(h[2].rc, QRL_OK);
+    assert_int_equal(file_int(f->path, "SELECT count(*) FROM login_requests"), 2);
+    assert_int_equal(f->st->m->lr_get(f->st, a.id, &got), QRL_OK);
+    assert_string_equal(got.user_code, a.user_code);
+    assert_memory_equal(got.device_code_hash.b, a.device_code_hash.b, QRL_HASH_BYTES);
+    assert_int_equal(f->st->m->lr_get(f->st, c.id, &got), QRL_OK);
+    assert_string_equal(got.user_code, c.user_code);
+    /* The failed one left nothing a phone could type. */
+    assert_int_equal(f->st->m->lr_find(f->st, QRL_LR_KEY_USER_CODE, dup.user_code, T0 + 1, &got),
+                     QRL_ERR_NOT_FOUND);
+    assert_int_equal(f->st->m->lr_find(f->st, QRL_LR_KEY_USER_CODE, c.user_code, T0 + 1, &got),
+                     QRL_OK);
+    assert_int_equal(got.id, c.id);
+}
+
 /* A lazy write that has returned survives kill -9: its frames left the buffer at commit. */
 static void test_store_lazy_survives_sigkill(void **state)
 {
@@ -734,6 +780,7 @@ int main(void)
         T(test_store_lazy_and_durable),
         T(test_store_lazy_not_held_by_flush),
         T(test_store_claim_lazy_approval_durable),
+        T(test_store_failed_create_in_batch),
         T(test_store_lazy_survives_sigkill),
     };
 #undef T
