@@ -17,8 +17,8 @@
 -- "BENCH key=value ..." line for bench/run.sh.
 --
 -- With "count", there is no response callback: wrk then neither copies each answer's headers
--- and body into Lua nor calls Lua per answer, which costs it 10-15 % of its rate, and wrk is the
--- limit of this scenario on one core. Answers are then only counted by status (wrk's non-2xx
+-- and body into Lua nor calls Lua per answer, which costs it 10-15 % of its rate, and wrk uses
+-- all of its one core in this scenario. Answers are then only counted by status (wrk's non-2xx
 -- count, "non2xx=" in the BENCH line); bench/run.sh classifies every answer in the warm-up run
 -- and uses "count" for the timed runs.
 
