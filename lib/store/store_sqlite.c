@@ -1606,9 +1606,8 @@ static qrl_err uc_rebuild(struct uc_map *m, int64_t now_ms)
     return QRL_OK;
 }
 
-/* Points `code` at request `id`, replacing what it named before. Caller holds m->mu. */
 /* Makes room for one more code (rebuilding the table if it would be over three quarters full),
- * so that the uc_place() after it cannot fail. */
+ * so that the uc_place() after it cannot fail. Caller holds m->mu. */
 static qrl_err uc_reserve(struct uc_map *m, int64_t now_ms)
 {
     if ((m->used + 1) * 4 > m->cap * 3)
@@ -1616,7 +1615,8 @@ static qrl_err uc_reserve(struct uc_map *m, int64_t now_ms)
     return QRL_OK;
 }
 
-/* Enters a code after uc_reserve(). */
+/* Points `code` at request `id`, replacing what it named before; after uc_reserve(). Caller
+ * holds m->mu. */
 static void uc_place(struct uc_map *m, uint64_t code, int64_t id, int64_t expires_ms)
 {
     struct uc_slot *e;
@@ -1635,6 +1635,7 @@ static void uc_place(struct uc_map *m, uint64_t code, int64_t id, int64_t expire
     e->expires_ms = expires_ms;
 }
 
+/* uc_reserve() and uc_place() in one. Caller holds m->mu. */
 static qrl_err uc_put(struct uc_map *m, uint64_t code, int64_t id, int64_t expires_ms,
                       int64_t now_ms)
 {
