@@ -321,6 +321,10 @@ int qrl_cli_serve(int argc, char **argv)
         qrl_cli_err("introspection is disabled (no --introspection-secret)");
     printf("qrlogin: listening on %s\n", qrl_server_public_url(srv));
     fflush(stdout);
+    if (o.demo)
+        qrl_cli_err("try it: open %s/ on the TV or laptop, and scan its QR code with a phone "
+                    "(or open %s/device on the phone and type the code)",
+                    qrl_server_public_url(srv), qrl_server_public_url(srv));
     run_until_signal(core, &set);
     qrl_cli_err("shutting down");
     rc = 0;

@@ -50,7 +50,10 @@ qrl_err qrl_core_new(const qrl_config *cfg, qrl_store *store, qrl_core **out)
     core->cfg = *cfg;
     core->st = store;
     core->polls = qrl__polltab_new();
-    if (core->polls == NULL) {
+    core->challenges = qrl__chaltab_new();
+    if (core->polls == NULL || core->challenges == NULL) {
+        qrl__polltab_free(core->polls);
+        qrl__chaltab_free(core->challenges);
         free(core);
         return QRL_ERR_NOMEM;
     }
@@ -68,6 +71,7 @@ void qrl_core_free(qrl_core *core)
     if (core == NULL)
         return;
     qrl__polltab_free(core->polls);
+    qrl__chaltab_free(core->challenges);
     free(core);
 }
 

@@ -27,12 +27,14 @@
 #define QRL__LR_ID_BYTES 8
 
 struct qrl__polltab;
+struct qrl__chaltab;
 
 struct qrl_core {
     qrl_config cfg;
     qrl_store *st;
     _Atomic int64_t clock_offset_ms; /* test builds only move it */
     struct qrl__polltab *polls;
+    struct qrl__chaltab *challenges; /* WebAuthn challenges issued by this core (passkey.c) */
 };
 
 /* --- secret.c --- */
@@ -106,6 +108,20 @@ qrl_err qrl__poll_fast(struct qrl__polltab *t, const qrl_hash *h, const char *cl
 void qrl__lr_deny_for_device(qrl_core *core, int64_t device_id);
 /* Checks that `s` is valid UTF-8 without control characters, at most `max` bytes. */
 bool qrl__text_valid(const char *s, size_t max);
+/* Finds the request named by `code` (scan secret or user code, user-code misses counted against
+ * `address` as in qrl_lr_approve) and checks that this phone may approve it now: SCANNED by
+ * auth->device_id and unexpired. Sets *lr_id. Errors as qrl_lr_approve's before its proof. */
+qrl_err qrl__lr_claimed(qrl_core *core, const qrl_auth *auth, const char *code,
+                        const char *address, int64_t *lr_id);
+
+/* --- passkey.c --- */
+struct qrl__chaltab *qrl__chaltab_new(void);
+void qrl__chaltab_free(struct qrl__chaltab *t);
+/* Verifies a passkey assertion approving login request `lr_id` (W3C WebAuthn Level 2 section
+ * 7.2) and records its signature counter. QRL_OK, QRL_ERR_FORBIDDEN, QRL_ERR_INVALID
+ * (undecodable input), or a store error. */
+qrl_err qrl__passkey_assert(qrl_core *core, const qrl_auth *auth, int64_t lr_id,
+                            const qrl_passkey_assertion *a);
 
 /* --- token.c --- */
 /* Draws an access + refresh pair into `out` and fills the two records for the store. */

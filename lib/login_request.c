@@ -574,6 +574,25 @@ static qrl_err approve_to_waiting_screen(qrl_core *core, qrl_lr_rec *lr, const q
     return QRL_OK;
 }
 
+qrl_err qrl__lr_claimed(qrl_core *core, const qrl_auth *auth, const char *code,
+                        const char *address, int64_t *lr_id)
+{
+    qrl_lr_rec lr;
+    int64_t now = qrl_core_now_ms(core);
+    qrl_err rc;
+
+    *lr_id = 0;
+    rc = lr_find_by_code(core, auth, code, address, now, &lr);
+    if (rc != QRL_OK)
+        return rc;
+    if (lr_expire_if_due(core, &lr, now))
+        return QRL_ERR_EXPIRED;
+    if (lr.state != QRL_LR_SCANNED || lr.claimed_device_id != auth->device_id)
+        return not_actionable(&lr, auth);
+    *lr_id = lr.id;
+    return QRL_OK;
+}
+
 static qrl_err lr_approve(qrl_core *core, const qrl_auth *auth, const char *code,
                           const char *user_code, const qrl_proof *proof, const char *address,
                           qrl_lr_rec *lr)
@@ -582,7 +601,7 @@ static qrl_err lr_approve(qrl_core *core, const qrl_auth *auth, const char *code
     qrl_err rc;
 
     if (user_code == NULL || proof == NULL ||
-        (proof->password == NULL) == (proof->signature == NULL))
+        (proof->password != NULL) + (proof->signature != NULL) + (proof->passkey != NULL) != 1)
         return QRL_ERR_INVALID;
     rc = lr_find_by_code(core, auth, code, address, now, lr);
     if (rc != QRL_OK)
@@ -597,6 +616,8 @@ static qrl_err lr_approve(qrl_core *core, const qrl_auth *auth, const char *code
         return rc;
     if (proof->signature != NULL)
         rc = signature_check(core, auth, lr, "approve", proof->signature);
+    else if (proof->passkey != NULL)
+        rc = qrl__passkey_assert(core, auth, lr->id, proof->passkey);
     else
         rc = qrl__password_check(core, &auth->account, proof->password, address);
     if (rc != QRL_OK)

@@ -8,8 +8,10 @@ PKGS=(
   libsqlite3-dev libsodium-dev libmicrohttpd-dev libjansson-dev
   libcurl4-openssl-dev libcmocka-dev
   libqrencode-dev libpng-dev libzbar-dev zbar-tools librsvg2-bin
+  libfido2-dev libcbor-dev libssl-dev
   clang libclang-rt-14-dev
   nodejs npm
+  chromium
 )
 
 missing=()

@@ -91,6 +91,11 @@ typedef struct qrl__req {
     bool handed;
     qrl_err handed_rc;
     qrl_tokens handed_tokens; /* zeroed after answering */
+    /* A web page's request (http_web.c): a device-code wait answers with cookies and a state
+     * instead of the OAuth body; `resume_fn`, when set, finishes a held request instead of
+     * qrl__h_token_resume (a signed-in screen watching for its revocation). */
+    bool web;
+    enum MHD_Result (*resume_fn)(struct qrl__req *r);
 } qrl__req;
 
 /* --- http_util.c --- */
@@ -124,6 +129,15 @@ void qrl__form_clear(qrl__form *f);
 const char *qrl__form_get(const qrl__form *f, const char *key);
 /* Parses the body as a JSON object. NULL on failure (caller answers 400). */
 json_t *qrl__json_body(qrl__req *r);
+/* The body of a JSON endpoint: one object (an empty body is {}), sent as application/json.
+ * Answers 415 or 400 itself and returns NULL on failure; free with json_decref(). */
+json_t *qrl__read_json(qrl__req *r, enum MHD_Result *ret);
+/* A string member of o, or NULL when absent or null. Sets *bad when it is present but not a
+ * string, or holds a NUL (the C string would differ from what the client sent). */
+const char *qrl__jstr(json_t *o, const char *key, bool *bad);
+/* RFC 7240 Prefer: wait=N, possibly among other preferences: N clamped to QRL_MAX_WAIT_S, or
+ * 0 when absent or malformed. */
+int qrl__prefer_wait(qrl__req *r);
 /* Content-Type check ignoring parameters and case. */
 bool qrl__content_type_is(qrl__req *r, const char *type);
 int64_t qrl__mono_ms(void);
@@ -155,6 +169,36 @@ enum MHD_Result qrl__h_device_delete(qrl__req *r, const char *arg);
 enum MHD_Result qrl__h_me(qrl__req *r, const char *arg);
 enum MHD_Result qrl__h_device_key(qrl__req *r, const char *arg);
 enum MHD_Result qrl__h_screen_qr(qrl__req *r, const char *arg);
+/* Runs a device-code grant for r->client_id and r->device_code (with r->wait_s), holding the
+ * request while the core says it may (http_oauth.c). */
+enum MHD_Result qrl__device_code_run(qrl__req *r, unsigned flags);
+
+/* --- http_web.c: the pages and their JSON API under /web/ --- */
+enum MHD_Result qrl__h_page(qrl__req *r, const char *arg);
+enum MHD_Result qrl__h_static(qrl__req *r, const char *arg);
+enum MHD_Result qrl__h_web_screen_start(qrl__req *r, const char *arg);
+enum MHD_Result qrl__h_web_screen_qr(qrl__req *r, const char *arg);
+enum MHD_Result qrl__h_web_screen_wait(qrl__req *r, const char *arg);
+enum MHD_Result qrl__h_web_screen_me(qrl__req *r, const char *arg);
+enum MHD_Result qrl__h_web_screen_watch(qrl__req *r, const char *arg);
+enum MHD_Result qrl__h_web_screen_signout(qrl__req *r, const char *arg);
+enum MHD_Result qrl__h_web_session_new(qrl__req *r, const char *arg);
+enum MHD_Result qrl__h_web_session_get(qrl__req *r, const char *arg);
+enum MHD_Result qrl__h_web_signout(qrl__req *r, const char *arg);
+enum MHD_Result qrl__h_web_lr_view(qrl__req *r, const char *arg);
+enum MHD_Result qrl__h_web_lr_approve(qrl__req *r, const char *arg);
+enum MHD_Result qrl__h_web_lr_deny(qrl__req *r, const char *arg);
+enum MHD_Result qrl__h_web_webauthn_options(qrl__req *r, const char *arg);
+enum MHD_Result qrl__h_web_passkeys_get(qrl__req *r, const char *arg);
+enum MHD_Result qrl__h_web_passkeys_add(qrl__req *r, const char *arg);
+enum MHD_Result qrl__h_web_passkey_delete(qrl__req *r, const char *arg);
+enum MHD_Result qrl__h_web_devices(qrl__req *r, const char *arg);
+enum MHD_Result qrl__h_web_device_delete(qrl__req *r, const char *arg);
+/* The answer to a web screen's device-code wait (r->web): the state, and on approval the
+ * screen's session cookies. */
+enum MHD_Result qrl__web_screen_answer(qrl__req *r, qrl_err rc, qrl_poll_result *res);
+/* Wakes a signed-in web screen watching for the revocation of `device_id`. */
+void qrl__web_device_revoked(qrl_server *srv, int64_t device_id);
 #ifdef QRL_TEST_HOOKS
 enum MHD_Result qrl__h_test_clock(qrl__req *r, const char *arg);
 #endif

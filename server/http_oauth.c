@@ -112,9 +112,7 @@ enum MHD_Result qrl__h_device_authorization(qrl__req *r, const char *arg)
     return ret;
 }
 
-/* RFC 7240 Prefer: wait=N, possibly among other preferences. Returns N clamped to
- * QRL_MAX_WAIT_S, or 0 when absent or malformed. */
-static int prefer_wait(qrl__req *r)
+int qrl__prefer_wait(qrl__req *r)
 {
     const char *p = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Prefer");
     long n = 0;
@@ -218,6 +216,8 @@ static enum MHD_Result device_code_answer(qrl__req *r, qrl_err rc, qrl_poll_resu
     enum MHD_Result ret;
     json_t *o;
 
+    if (r->web)
+        return qrl__web_screen_answer(r, rc, res);
     if (r->wait_s > 0) {
         snprintf(applied, sizeof applied, "wait=%d", r->wait_s);
         hdr[0] = "Preference-Applied";
@@ -262,8 +262,7 @@ static enum MHD_Result device_code_answer(qrl__req *r, qrl_err rc, qrl_poll_resu
     return qrl__respond_json_hdr(r, 400, o, hdr);
 }
 
-/* Runs the grant, holding the request while the core says it may. */
-static enum MHD_Result device_code_run(qrl__req *r, unsigned flags)
+enum MHD_Result qrl__device_code_run(qrl__req *r, unsigned flags)
 {
     qrl_poll_result res;
     qrl_err rc;
@@ -318,7 +317,7 @@ enum MHD_Result qrl__h_token_resume(qrl__req *r)
 
     if (qrl__hub_finish(r->srv->hub, r))
         flags |= QRL_POLL_FINAL;
-    return device_code_run(r, flags);
+    return qrl__device_code_run(r, flags);
 }
 
 static enum MHD_Result grant_device_code(qrl__req *r, const qrl__form *f)
@@ -334,9 +333,9 @@ static enum MHD_Result grant_device_code(qrl__req *r, const qrl__form *f)
                                   "client_id or device_code is longer than any we issue");
     memcpy(r->client_id, client_id, strlen(client_id) + 1);
     memcpy(r->device_code, code, strlen(code) + 1);
-    r->wait_s = prefer_wait(r);
+    r->wait_s = qrl__prefer_wait(r);
     r->deadline_mono_ms = INT64_MAX;
-    return device_code_run(r, r->wait_s > 0 ? QRL_POLL_WAIT : 0);
+    return qrl__device_code_run(r, r->wait_s > 0 ? QRL_POLL_WAIT : 0);
 }
 
 bool qrl__h_token_quick(qrl__req *r, enum MHD_Result *ret)
@@ -346,7 +345,7 @@ bool qrl__h_token_quick(qrl__req *r, enum MHD_Result *ret)
     qrl_poll_result res;
     qrl_err rc = QRL_ERR_NOT_FOUND;
 
-    if (!qrl__content_type_is(r, "application/x-www-form-urlencoded") || prefer_wait(r) > 0)
+    if (!qrl__content_type_is(r, "application/x-www-form-urlencoded") || qrl__prefer_wait(r) > 0)
         return false;
     if (qrl__form_parse(r->body != NULL ? r->body : "", r->body_len, &f) == QRL_OK &&
         !f.duplicate) {

@@ -39,42 +39,6 @@ static bool authenticate(qrl__req *r, qrl_auth *auth, enum MHD_Result *ret)
     return authenticate_as(r, auth, false, ret);
 }
 
-/* Parses a JSON object body; answers 400/415 itself and returns NULL on failure. */
-static json_t *read_json(qrl__req *r, enum MHD_Result *ret)
-{
-    json_t *o;
-
-    if (r->body_len > 0 && !qrl__content_type_is(r, "application/json")) {
-        *ret =
-            qrl__respond_error(r, 415, "unsupported_media_type", "body must be application/json");
-        return NULL;
-    }
-    o = qrl__json_body(r);
-    if (o == NULL)
-        *ret = qrl__respond_error(r, 400, "invalid_request",
-                                  "body must be one JSON object, without repeated keys");
-    return o;
-}
-
-/* A string member, or NULL when absent. Sets *bad when present but not a string. */
-static const char *jstr(json_t *o, const char *key, bool *bad)
-{
-    json_t *v = json_object_get(o, key);
-
-    if (v == NULL || json_is_null(v))
-        return NULL;
-    if (!json_is_string(v)) {
-        *bad = true;
-        return NULL;
-    }
-    /* Embedded NULs would make the C string differ from what the client sent. */
-    if (strlen(json_string_value(v)) != json_string_length(v)) {
-        *bad = true;
-        return NULL;
-    }
-    return json_string_value(v);
-}
-
 static json_t *account_json(const qrl_account_rec *a)
 {
     return json_pack("{s:I, s:s, s:s}", "id", (json_int_t)a->id, "username", a->username,
@@ -86,13 +50,13 @@ enum MHD_Result qrl__h_sessions(qrl__req *r, const char *arg)
     enum MHD_Result ret;
     qrl_session s;
     bool bad = false;
-    json_t *o = read_json(r, &ret);
+    json_t *o = qrl__read_json(r, &ret);
     qrl_err rc;
 
     if (o == NULL)
         return ret;
-    const char *user = jstr(o, "username", &bad), *pw = jstr(o, "password", &bad);
-    const char *name = jstr(o, "device_name", &bad), *kind = jstr(o, "device_kind", &bad);
+    const char *user = qrl__jstr(o, "username", &bad), *pw = qrl__jstr(o, "password", &bad);
+    const char *name = qrl__jstr(o, "device_name", &bad), *kind = qrl__jstr(o, "device_kind", &bad);
     if (bad || user == NULL || pw == NULL) {
         json_decref(o);
         return qrl__respond_error(r, 400, "invalid_request",
@@ -206,11 +170,11 @@ enum MHD_Result qrl__h_lr_approve(qrl__req *r, const char *code)
 
     if (!authenticate(r, &auth, &ret))
         return ret;
-    if ((o = read_json(r, &ret)) == NULL)
+    if ((o = qrl__read_json(r, &ret)) == NULL)
         return ret;
-    const char *uc = jstr(o, "user_code", &bad);
-    qrl_proof proof = {.password = jstr(o, "password", &bad),
-                       .signature = jstr(o, "signature", &bad)};
+    const char *uc = qrl__jstr(o, "user_code", &bad);
+    qrl_proof proof = {.password = qrl__jstr(o, "password", &bad),
+                       .signature = qrl__jstr(o, "signature", &bad)};
     if (bad || uc == NULL || (proof.password == NULL) == (proof.signature == NULL)) {
         json_decref(o);
         return qrl__respond_error(r, 400, "invalid_request",
@@ -235,10 +199,10 @@ enum MHD_Result qrl__h_lr_deny(qrl__req *r, const char *code)
 
     if (!authenticate(r, &auth, &ret))
         return ret;
-    if ((o = read_json(r, &ret)) == NULL)
+    if ((o = qrl__read_json(r, &ret)) == NULL)
         return ret;
     bool bad = false;
-    qrl_proof proof = {.signature = jstr(o, "signature", &bad)};
+    qrl_proof proof = {.signature = qrl__jstr(o, "signature", &bad)};
     if (bad) {
         json_decref(o);
         return qrl__respond_error(r, 400, "invalid_request", "signature must be a string");
@@ -299,6 +263,8 @@ enum MHD_Result qrl__h_device_delete(qrl__req *r, const char *arg)
     if (*arg == '\0' || *end != '\0' || id <= 0)
         return qrl__respond_error(r, 404, "not_found", "no such device");
     rc = qrl_device_revoke(r->srv->core, &auth, (int64_t)id);
+    if (rc == QRL_OK)
+        qrl__web_device_revoked(r->srv, (int64_t)id);
     if (rc == QRL_ERR_NOT_FOUND)
         return qrl__respond_error(r, 404, "not_found", "no such device");
     if (rc != QRL_OK)
@@ -330,9 +296,9 @@ enum MHD_Result qrl__h_device_key(qrl__req *r, const char *arg)
 
     if (!authenticate(r, &auth, &ret))
         return ret;
-    if ((o = read_json(r, &ret)) == NULL)
+    if ((o = qrl__read_json(r, &ret)) == NULL)
         return ret;
-    const char *pk = jstr(o, "public_key", &bad), *pw = jstr(o, "password", &bad);
+    const char *pk = qrl__jstr(o, "public_key", &bad), *pw = qrl__jstr(o, "password", &bad);
     if (bad || pk == NULL || pw == NULL) {
         json_decref(o);
         return qrl__respond_error(r, 400, "invalid_request",
@@ -355,7 +321,7 @@ enum MHD_Result qrl__h_device_key(qrl__req *r, const char *arg)
 enum MHD_Result qrl__h_test_clock(qrl__req *r, const char *arg)
 {
     enum MHD_Result ret;
-    json_t *o = read_json(r, &ret), *v;
+    json_t *o = qrl__read_json(r, &ret), *v;
 
     if (o == NULL)
         return ret;

@@ -357,6 +357,40 @@ json_t *qrl__json_body(qrl__req *r)
     return o;
 }
 
+json_t *qrl__read_json(qrl__req *r, enum MHD_Result *ret)
+{
+    json_t *o;
+
+    if (r->body_len > 0 && !qrl__content_type_is(r, "application/json")) {
+        *ret =
+            qrl__respond_error(r, 415, "unsupported_media_type", "body must be application/json");
+        return NULL;
+    }
+    o = qrl__json_body(r);
+    if (o == NULL)
+        *ret = qrl__respond_error(r, 400, "invalid_request",
+                                  "body must be one JSON object, without repeated keys");
+    return o;
+}
+
+const char *qrl__jstr(json_t *o, const char *key, bool *bad)
+{
+    json_t *v = json_object_get(o, key);
+
+    if (v == NULL || json_is_null(v))
+        return NULL;
+    if (!json_is_string(v)) {
+        *bad = true;
+        return NULL;
+    }
+    /* Embedded NULs would make the C string differ from what the client sent. */
+    if (strlen(json_string_value(v)) != json_string_length(v)) {
+        *bad = true;
+        return NULL;
+    }
+    return json_string_value(v);
+}
+
 /* True when the client of a held request has gone away (closed or reset its connection).
  * libmicrohttpd does not watch suspended connections, so we look at the socket ourselves. */
 bool qrl__peer_gone(qrl__req *r)

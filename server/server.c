@@ -56,6 +56,33 @@ static const struct route {
     {"GET", "/v1/me", false, NULL, qrl__h_me, "me"},
     {"PUT", "/v1/device-key", false, NULL, qrl__h_device_key, "device-key"},
     {"POST", "/v1/screen/qr", false, NULL, qrl__h_screen_qr, "screen-qr"},
+    /* Web pages (http_web.c): the pages, their files, and their JSON API. */
+    {"GET", "/", false, NULL, qrl__h_page, "page-screen"},
+    {"GET", "/home", false, NULL, qrl__h_page, "page-home"},
+    {"GET", "/s", false, NULL, qrl__h_page, "page-scan"},
+    {"GET", "/device", false, NULL, qrl__h_page, "page-device"},
+    {"GET", "/devices", false, NULL, qrl__h_page, "page-devices"},
+    {"GET", "/account", false, NULL, qrl__h_page, "page-account"},
+    {"GET", "/static/", true, "", qrl__h_static, "static"},
+    {"POST", "/web/screen/start", false, NULL, qrl__h_web_screen_start, "web-screen-start"},
+    {"GET", "/web/screen/qr.svg", false, NULL, qrl__h_web_screen_qr, "web-screen-qr"},
+    {"POST", "/web/screen/wait", false, NULL, qrl__h_web_screen_wait, "web-screen-wait"},
+    {"GET", "/web/screen/me", false, NULL, qrl__h_web_screen_me, "web-screen-me"},
+    {"GET", "/web/screen/watch", false, NULL, qrl__h_web_screen_watch, "web-screen-watch"},
+    {"POST", "/web/screen/signout", false, NULL, qrl__h_web_screen_signout, "web-screen-signout"},
+    {"POST", "/web/session", false, NULL, qrl__h_web_session_new, "web-session"},
+    {"GET", "/web/session", false, NULL, qrl__h_web_session_get, "web-session"},
+    {"POST", "/web/signout", false, NULL, qrl__h_web_signout, "web-signout"},
+    {"POST", "/web/lr/view", false, NULL, qrl__h_web_lr_view, "web-lr-view"},
+    {"POST", "/web/lr/approve", false, NULL, qrl__h_web_lr_approve, "web-lr-approve"},
+    {"POST", "/web/lr/deny", false, NULL, qrl__h_web_lr_deny, "web-lr-deny"},
+    {"POST", "/web/webauthn/options", false, NULL, qrl__h_web_webauthn_options,
+     "web-webauthn-options"},
+    {"GET", "/web/passkeys", false, NULL, qrl__h_web_passkeys_get, "web-passkeys"},
+    {"POST", "/web/passkeys", false, NULL, qrl__h_web_passkeys_add, "web-passkeys"},
+    {"DELETE", "/web/passkeys/", true, "", qrl__h_web_passkey_delete, "web-passkey"},
+    {"GET", "/web/devices", false, NULL, qrl__h_web_devices, "web-devices"},
+    {"DELETE", "/web/devices/", true, "", qrl__h_web_device_delete, "web-device"},
 #ifdef QRL_TEST_HOOKS
     {"POST", "/_test/clock", false, NULL, qrl__h_test_clock, "test-clock"},
 #endif
@@ -386,7 +413,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return MHD_YES;
     }
     if (r->held)
-        return on_fiber(r, qrl__h_token_resume);
+        return on_fiber(r, r->resume_fn != NULL ? r->resume_fn : qrl__h_token_resume);
     if (r->too_large)
         return qrl__respond_err(r, QRL_ERR_TOO_LARGE, QRL__CTX_API);
     /* The most frequent request, a screen's poll of a pending request, is answered from

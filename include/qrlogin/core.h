@@ -214,18 +214,84 @@ typedef struct qrl_lr_view {
 qrl_err qrl_lr_view_claim(qrl_core *core, const qrl_auth *auth, const char *code,
                           const char *address, qrl_lr_view *out);
 
-/* Approves a request this phone claimed. `user_code` is what the user confirmed (any format);
- * `password` is the step-up proof. QRL_ERR_UNAUTHORIZED (wrong password),
- * QRL_ERR_CODE_MISMATCH, QRL_ERR_CLAIMED, QRL_ERR_CONFLICT (not SCANNED), QRL_ERR_EXPIRED,
- * QRL_ERR_NOT_FOUND. */
-/* The step-up proof of a decision: the account password, or a signature by the phone's
- * registered device key over qrl_decision_message() (base64url, no padding). */
+/* --- passkeys (W3C WebAuthn Level 2) ------------------------------------------------------ */
+
+/* base64url (no padding) of a 32-byte challenge is 43 characters; + NUL, rounded up. */
+#define QRL_CHALLENGE_BUF 48
+
+typedef enum qrl_webauthn_purpose {
+    QRL_WEBAUTHN_REGISTER = 1, /* navigator.credentials.create(): qrl_passkey_register */
+    QRL_WEBAUTHN_APPROVE = 2   /* navigator.credentials.get(): qrl_lr_approve with a passkey */
+} qrl_webauthn_purpose;
+
+/* The relying party as the browser sees it: the RP ID (a registrable domain, no port, e.g.
+ * "localhost") and the exact origin of the pages ("http://localhost:8080"). Borrowed. */
+typedef struct qrl_rp {
+    const char *id;
+    const char *origin;
+} qrl_rp;
+
+/* Issues a one-time WebAuthn challenge (32 random bytes) into `out` as base64url. It is valid
+ * for 120 s, for one use, and only for this account, this phone (auth->device_id) and this
+ * purpose; for QRL_WEBAUTHN_APPROVE also only for the login request named by `code` (scan
+ * secret or user code), which this phone must have claimed (SCANNED by auth->device_id;
+ * errors then as for qrl_lr_approve: QRL_ERR_NOT_FOUND, QRL_ERR_EXPIRED, QRL_ERR_CLAIMED,
+ * QRL_ERR_CONFLICT, QRL_ERR_RATE_LIMITED for user-code guessing, counted against `address`).
+ * `code` must be NULL for QRL_WEBAUTHN_REGISTER. Challenges live in this core's memory (one
+ * node): at most QRL_MAX_WEBAUTHN_CHALLENGES unexpired ones, QRL_ERR_BUSY beyond. */
+qrl_err qrl_webauthn_challenge(qrl_core *core, const qrl_auth *auth, qrl_webauthn_purpose purpose,
+                               const char *code, const char *address,
+                               char out[QRL_CHALLENGE_BUF]);
+
+/* Registers a passkey for the caller's account from a navigator.credentials.create() result:
+ * clientDataJSON and attestationObject, base64url without padding. Needs the account password,
+ * checked and rate-limited like qrl_device_set_key's (per username and `address`), so a stolen
+ * session token alone cannot add a passkey. Verifies W3C WebAuthn Level 2 section 7.1: type
+ * "webauthn.create", a challenge issued by qrl_webauthn_challenge(QRL_WEBAUTHN_REGISTER) to
+ * this account and phone (consumed), the exact origin rp->origin, not cross-origin, rpIdHash,
+ * flags UP, UV and AT, COSE algorithm -7, -8 or -257, attestation format "none" or "packed"
+ * self-attestation. `name` NULL or "" means "Passkey" (else text of at most
+ * QRL_MAX_DEVICE_NAME bytes). `id_out` (may be NULL) receives the new passkey's id.
+ * QRL_ERR_INVALID malformed input, QRL_ERR_UNAUTHORIZED wrong password,
+ * QRL_ERR_RATE_LIMITED, QRL_ERR_FORBIDDEN verification failed, QRL_ERR_EXISTS credential
+ * already registered (to any account), QRL_ERR_TOO_LARGE the account has QRL_MAX_PASSKEYS. */
+qrl_err qrl_passkey_register(qrl_core *core, const qrl_auth *auth, const char *password,
+                             const qrl_rp *rp, const char *client_data_json_b64,
+                             const char *attestation_object_b64, const char *name,
+                             const char *address, int64_t *id_out);
+/* The caller's passkeys, oldest first; `out` has room for `max` (QRL_MAX_PASSKEYS is enough). */
+qrl_err qrl_passkey_list(qrl_core *core, const qrl_auth *auth, qrl_passkey_rec *out, size_t max,
+                         size_t *n);
+/* Deletes a passkey of the caller's account; QRL_ERR_NOT_FOUND when it is not theirs. */
+qrl_err qrl_passkey_delete(qrl_core *core, const qrl_auth *auth, int64_t id);
+
+/* A passkey assertion as the browser returns it from navigator.credentials.get() (rawId,
+ * response.clientDataJSON, response.authenticatorData, response.signature: base64url, no
+ * padding; the ES256 signature DER-encoded as browsers send it). All borrowed. */
+typedef struct qrl_passkey_assertion {
+    const char *credential_id;
+    const char *client_data_json;
+    const char *authenticator_data;
+    const char *signature;
+    const qrl_rp *rp;
+} qrl_passkey_assertion;
+
+/* The step-up proof of a decision, exactly one of: the account password; a signature by the
+ * phone's registered device key over qrl_decision_message() (base64url, no padding); or a
+ * passkey assertion over a challenge from qrl_webauthn_challenge(QRL_WEBAUTHN_APPROVE). */
 typedef struct qrl_proof {
     const char *password;
     const char *signature;
+    const qrl_passkey_assertion *passkey;
 } qrl_proof;
 
 /* Approves a request this phone claimed. `user_code` is what the user confirmed (any format).
+ * With a passkey, W3C WebAuthn Level 2 section 7.2 is verified first: a challenge issued for
+ * approving this very request by this phone and account (consumed by the first assertion that
+ * names it, whatever the outcome), type "webauthn.get", the exact origin, a credential of this
+ * account, rpIdHash, UP and UV, the signature, and a signature counter that grew (or stayed
+ * zero); any failure is QRL_ERR_FORBIDDEN (QRL_ERR_INVALID when the input cannot be decoded).
+ * QRL_ERR_INVALID unless exactly one proof is given.
  * QRL_ERR_UNAUTHORIZED (wrong password), QRL_ERR_FORBIDDEN (bad signature or no device key),
  * QRL_ERR_CODE_MISMATCH, QRL_ERR_CLAIMED, QRL_ERR_CONFLICT (not SCANNED), QRL_ERR_EXPIRED,
  * QRL_ERR_NOT_FOUND, QRL_ERR_RATE_LIMITED. `out` (may be NULL) receives the request as last

@@ -41,4 +41,34 @@
 /* Login requests a single revocation walks to end their waits. */
 #define QRL_MAX_REQUESTS_PER_DEVICE 64
 
+/* WebAuthn credential ids. CTAP2 authenticators return 16 to about 128 bytes (platform
+ * authenticators 16 to 64), and a U2F key handle, which older security keys hand out as their
+ * credential id, is at most 255 bytes (its length is one byte, FIDO U2F raw messages section
+ * 4.3). WebAuthn Level 3 allows up to 1023; we refuse the rare longer id at registration rather
+ * than make every stored passkey four times larger. */
+#define QRL_MAX_CRED_ID 255
+/* A passkey's public key as libfido2 reads it: SEC1 uncompressed P-256 point (65 bytes, ES256),
+ * raw Ed25519 key (32, EdDSA), or RSA-2048 modulus and 3-byte exponent (259, RS256: libfido2
+ * verifies RS256 only with 2048-bit keys, and every RS256 authenticator we know uses them). */
+#define QRL_MAX_PASSKEY_PUBKEY 259
+/* Decoded clientDataJSON: browsers send about 150 to 300 bytes (type, a 43-character challenge,
+ * the origin, crossOrigin and sometimes a padding member Chrome adds on purpose). */
+#define QRL_MAX_CLIENT_DATA_JSON 1024
+/* Decoded authenticatorData: 37 bytes for an assertion; at registration also the AAGUID, the
+ * credential id (<= 255) and a COSE key (<= about 280 for RSA-2048), plus extensions. 960 leaves
+ * room for all of that while authenticatorData || SHA-256(clientDataJSON) still fits the
+ * 1024-byte buffer in which libfido2 builds an EdDSA message. */
+#define QRL_MAX_AUTHENTICATOR_DATA 960
+/* Decoded attestationObject: authenticatorData plus an attestation statement. "none" adds a few
+ * bytes; "packed" self-attestation a signature; certificate chains (refused, but read) 1-3 KiB. */
+#define QRL_MAX_ATTESTATION_OBJECT 6144
+/* Decoded signatures: ECDSA P-256 in DER is at most 72 bytes, Ed25519 64, RSA-2048 256. */
+#define QRL_MAX_WEBAUTHN_SIGNATURE 512
+/* Passkey challenges held in memory by one core. Each lives 120 s, so 4096 allows more than
+ * 30 ceremonies a second to be under way on one node; each slot is under 100 bytes. */
+#define QRL_MAX_WEBAUTHN_CHALLENGES 4096
+/* Passkeys one account may register. A person has a few devices and security keys; the limit
+ * keeps an account's list (and the page that shows it) small. */
+#define QRL_MAX_PASSKEYS 32
+
 #endif

@@ -42,7 +42,7 @@
 extern "C" {
 #endif
 
-#define QRL_STORE_VERSION 5
+#define QRL_STORE_VERSION 6
 #define QRL_HASH_BYTES 32
 /* crypto_pwhash_STRBYTES is 128 in libsodium. */
 #define QRL_PWHASH_MAX 128
@@ -57,6 +57,24 @@ extern "C" {
 typedef struct qrl_hash {
     unsigned char b[QRL_HASH_BYTES];
 } qrl_hash;
+
+/* A passkey: a WebAuthn public key credential registered to an account (W3C WebAuthn Level 2
+ * section 7.1 step 24: what the relying party stores). Store version 6. */
+typedef struct qrl_passkey_rec {
+    int64_t id;
+    int64_t account_id;
+    unsigned char cred_id[QRL_MAX_CRED_ID]; /* credential id, raw bytes */
+    size_t cred_id_len;                     /* 1..QRL_MAX_CRED_ID */
+    int alg;                                /* COSE algorithm: -7 ES256, -8 EdDSA, -257 RS256 */
+    /* The public key in the form libfido2's *_pk_from_ptr() read: ES256 0x04 || x || y (65
+     * bytes), EdDSA the raw key (32), RS256 n (256) || e (3). */
+    unsigned char pubkey[QRL_MAX_PASSKEY_PUBKEY];
+    size_t pubkey_len;
+    uint32_t sign_count; /* the authenticator's signature counter last seen (section 6.1.1) */
+    char name[QRL_MAX_DEVICE_NAME + 1];
+    int64_t created_ms;
+    int64_t last_used_ms; /* 0 until the first assertion */
+} qrl_passkey_rec;
 
 /* Login request states, design.md section 3. Numbers are stored; never renumber. */
 typedef enum qrl_lr_state {
@@ -300,6 +318,27 @@ typedef struct qrl_store_methods {
      * fails only with QRL_ERR_INVALID (st NULL); read_end without a scope does nothing. */
     qrl_err (*read_begin)(qrl_store *st);
     void (*read_end)(qrl_store *st);
+    /* --- version 6: passkeys --- */
+    /* Inserts pk (id and last_used_ms ignored: last_used_ms = 0) and sets pk->id.
+     * QRL_ERR_EXISTS when a passkey with the same cred_id exists (in any account: a credential
+     * id names one credential, W3C WebAuthn Level 2 section 7.1 step 22); QRL_ERR_INVALID when
+     * a length is 0 or over its array. Durable. */
+    qrl_err (*passkey_add)(qrl_store *st, qrl_passkey_rec *pk);
+    /* Passkeys of an account, oldest first, at most `max`. Fills out[0..*n). */
+    qrl_err (*passkey_list)(qrl_store *st, int64_t account_id, qrl_passkey_rec *out, size_t max,
+                            size_t *n);
+    /* The passkey with this credential id (exact bytes). QRL_ERR_NOT_FOUND if none. */
+    qrl_err (*passkey_get)(qrl_store *st, const unsigned char *cred_id, size_t cred_id_len,
+                           qrl_passkey_rec *out);
+    /* Records an assertion: sign_count = new_count and last_used_ms = now_ms, only if
+     * sign_count is still old_count (a compare-and-set, so two assertions that raced with the
+     * same counter cannot both be accepted). QRL_ERR_CONFLICT when it did not match,
+     * QRL_ERR_NOT_FOUND when there is no such passkey. Durable. */
+    qrl_err (*passkey_use)(qrl_store *st, int64_t id, uint32_t old_count, uint32_t new_count,
+                           int64_t now_ms);
+    /* Deletes passkey `id` of account `account_id`. QRL_ERR_NOT_FOUND when it does not exist or
+     * belongs to another account. Durable. */
+    qrl_err (*passkey_delete)(qrl_store *st, int64_t account_id, int64_t id);
 } qrl_store_methods;
 
 struct qrl_store {

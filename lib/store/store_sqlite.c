@@ -173,6 +173,20 @@ static const char *const migrations[] = {
     /* Version 4: which request a user code names is kept in memory (see "user codes"): the
      * index was the last random-keyed one, a leaf written per new request. */
     "DROP INDEX IF EXISTS login_requests_user_code;",
+    /* Version 5: passkeys (store.h, qrl_passkey_rec). A credential id names one credential
+     * wherever it is registered, hence the unique index; assertions look passkeys up by it. */
+    "CREATE TABLE passkeys ("
+    " id INTEGER PRIMARY KEY,"
+    " account_id INTEGER NOT NULL REFERENCES accounts(id),"
+    " cred_id BLOB NOT NULL CHECK (length(cred_id) BETWEEN 1 AND 255),"
+    " alg INTEGER NOT NULL,"
+    " pubkey BLOB NOT NULL CHECK (length(pubkey) BETWEEN 1 AND 259),"
+    " sign_count INTEGER NOT NULL DEFAULT 0,"
+    " name TEXT NOT NULL,"
+    " created_ms INTEGER NOT NULL,"
+    " last_used_ms INTEGER NOT NULL DEFAULT 0);"
+    "CREATE UNIQUE INDEX passkeys_cred_id ON passkeys(cred_id);"
+    "CREATE INDEX passkeys_account ON passkeys(account_id);",
 };
 #define SCHEMA_VERSION ((int)(sizeof migrations / sizeof migrations[0]))
 
@@ -187,6 +201,8 @@ static const char *const migrations[] = {
     "id, device_code_hash, scan_hash, user_code, client_id, scope, device_name, device_kind, "     \
     "address, created_ms, expires_ms, interval_s, state, updated_ms, claimed_device_id, "          \
     "account_id, approving_device_id, redeemed_device_id, nonce"
+#define PASSKEY_COLS                                                                               \
+    "id, account_id, cred_id, alg, pubkey, sign_count, name, created_ms, last_used_ms"
 
 enum stmt_id {
     ST_BEGIN,
@@ -224,6 +240,12 @@ enum stmt_id {
     ST_SAVEPOINT,
     ST_RELEASE,
     ST_ROLLBACK_TO,
+    ST_PASSKEY_INSERT,
+    ST_PASSKEY_LIST,
+    ST_PASSKEY_GET,
+    ST_PASSKEY_USE,
+    ST_PASSKEY_EXISTS,
+    ST_PASSKEY_DELETE,
     ST_COUNT
 };
 
@@ -315,6 +337,16 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_ROLLBACK_TO] = "ROLLBACK TO op",
     [ST_DEVICE_SET_PUBKEY] = "UPDATE devices SET pubkey = ?3 WHERE id = ?1 AND account_id = ?2"
                              " AND revoked_ms = 0",
+    [ST_PASSKEY_INSERT] = "INSERT INTO passkeys (account_id, cred_id, alg, pubkey, sign_count,"
+                          " name, created_ms, last_used_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0)",
+    [ST_PASSKEY_LIST] = "SELECT " PASSKEY_COLS " FROM passkeys WHERE account_id = ?1"
+                        " ORDER BY created_ms, id LIMIT ?2",
+    [ST_PASSKEY_GET] = "SELECT " PASSKEY_COLS " FROM passkeys WHERE cred_id = ?1",
+    /* The compare-and-set of store.h's passkey_use. */
+    [ST_PASSKEY_USE] = "UPDATE passkeys SET sign_count = ?3, last_used_ms = ?4"
+                       " WHERE id = ?1 AND sign_count = ?2",
+    [ST_PASSKEY_EXISTS] = "SELECT 1 FROM passkeys WHERE id = ?1",
+    [ST_PASSKEY_DELETE] = "DELETE FROM passkeys WHERE id = ?1 AND account_id = ?2",
 };
 
 /* One thread's connection. Used only by that thread; reached by others only in close. */
@@ -2293,6 +2325,191 @@ static qrl_err device_set_pubkey_w(qrl_store *st, int64_t account_id, int64_t de
     return rc;
 }
 
+/* --- passkeys ------------------------------------------------------------------------------ */
+
+static qrl_err read_passkey(sqlite3_stmt *s, qrl_passkey_rec *out)
+{
+    int cred_len = sqlite3_column_bytes(s, 2), pk_len = sqlite3_column_bytes(s, 4);
+    int64_t count = sqlite3_column_int64(s, 5);
+
+    memset(out, 0, sizeof *out);
+    if (sqlite3_column_type(s, 2) != SQLITE_BLOB || sqlite3_column_type(s, 4) != SQLITE_BLOB ||
+        cred_len < 1 || (size_t)cred_len > sizeof out->cred_id || pk_len < 1 ||
+        (size_t)pk_len > sizeof out->pubkey || count < 0 || count > UINT32_MAX ||
+        col_text(s, 6, out->name, sizeof out->name) != 0)
+        return bad_row("passkey");
+    out->id = sqlite3_column_int64(s, 0);
+    out->account_id = sqlite3_column_int64(s, 1);
+    memcpy(out->cred_id, sqlite3_column_blob(s, 2), (size_t)cred_len);
+    out->cred_id_len = (size_t)cred_len;
+    out->alg = sqlite3_column_int(s, 3);
+    memcpy(out->pubkey, sqlite3_column_blob(s, 4), (size_t)pk_len);
+    out->pubkey_len = (size_t)pk_len;
+    out->sign_count = (uint32_t)count;
+    out->created_ms = sqlite3_column_int64(s, 7);
+    out->last_used_ms = sqlite3_column_int64(s, 8);
+    return QRL_OK;
+}
+
+static void bind_blob(sqlite3_stmt *s, int i, const void *p, size_t n, int *brc)
+{
+    int rc = sqlite3_bind_blob(s, i, p, (int)n, SQLITE_STATIC);
+    if (*brc == SQLITE_OK)
+        *brc = rc;
+}
+
+static qrl_err passkey_add_w(qrl_store *st, qrl_passkey_rec *pk)
+{
+    struct conn *c;
+    sqlite3_stmt *s = NULL;
+    int brc = SQLITE_OK;
+    qrl_err rc;
+
+    if (pk == NULL || pk->cred_id_len == 0 || pk->cred_id_len > sizeof pk->cred_id ||
+        pk->pubkey_len == 0 || pk->pubkey_len > sizeof pk->pubkey ||
+        !str_fits(pk->name, sizeof pk->name))
+        return QRL_ERR_INVALID;
+    if ((rc = store_conn(st, &c)) != QRL_OK || (rc = stmt_get(c, ST_PASSKEY_INSERT, &s)) != QRL_OK)
+        return rc;
+    bind_i64(s, 1, pk->account_id, &brc);
+    bind_blob(s, 2, pk->cred_id, pk->cred_id_len, &brc);
+    bind_i64(s, 3, pk->alg, &brc);
+    bind_blob(s, 4, pk->pubkey, pk->pubkey_len, &brc);
+    bind_i64(s, 5, pk->sign_count, &brc);
+    bind_text(s, 6, pk->name, &brc);
+    bind_i64(s, 7, pk->created_ms, &brc);
+    if (brc != SQLITE_OK)
+        return db_fail(c, brc, "passkey_add");
+    brc = sqlite3_step(s);
+    sqlite3_reset(s);
+    /* No such account: the caller's mistake, said as for the other methods keyed by account. */
+    if (brc == SQLITE_CONSTRAINT_FOREIGNKEY)
+        return QRL_ERR_NOT_FOUND;
+    if (brc != SQLITE_DONE)
+        return db_fail(c, brc, "passkey_add");
+    pk->id = sqlite3_last_insert_rowid(c->db);
+    pk->last_used_ms = 0;
+    return QRL_OK;
+}
+
+static qrl_err passkey_list_r(qrl_store *st, int64_t account_id, qrl_passkey_rec *out, size_t max,
+                              size_t *n)
+{
+    struct conn *c;
+    sqlite3_stmt *s = NULL;
+    int brc = SQLITE_OK;
+    int src;
+    size_t k = 0;
+    qrl_err rc;
+
+    if (n == NULL || (max > 0 && out == NULL))
+        return QRL_ERR_INVALID;
+    *n = 0;
+    if (max == 0)
+        return QRL_OK;
+    if ((rc = store_conn(st, &c)) != QRL_OK || (rc = stmt_get(c, ST_PASSKEY_LIST, &s)) != QRL_OK)
+        return rc;
+    bind_i64(s, 1, account_id, &brc);
+    bind_i64(s, 2, limit_of(max), &brc);
+    if (brc != SQLITE_OK)
+        return db_fail(c, brc, "passkey_list");
+    while ((src = sqlite3_step(s)) == SQLITE_ROW && k < max) {
+        if ((rc = read_passkey(s, &out[k])) != QRL_OK)
+            break;
+        k++;
+    }
+    if (rc == QRL_OK && src != SQLITE_DONE && src != SQLITE_ROW)
+        rc = db_fail(c, src, "passkey_list");
+    sqlite3_reset(s);
+    if (rc == QRL_OK)
+        *n = k;
+    return rc;
+}
+
+READ_METHOD(passkey_list,
+            (qrl_store * st, int64_t account_id, qrl_passkey_rec *out, size_t max, size_t *n),
+            (st, account_id, out, max, n))
+
+static qrl_err passkey_get_r(qrl_store *st, const unsigned char *cred_id, size_t cred_id_len,
+                             qrl_passkey_rec *out)
+{
+    struct conn *c;
+    sqlite3_stmt *s = NULL;
+    int brc = SQLITE_OK, src;
+    qrl_err rc;
+
+    if (out == NULL || cred_id == NULL || cred_id_len == 0 || cred_id_len > QRL_MAX_CRED_ID)
+        return QRL_ERR_INVALID;
+    if ((rc = store_conn(st, &c)) != QRL_OK || (rc = stmt_get(c, ST_PASSKEY_GET, &s)) != QRL_OK)
+        return rc;
+    bind_blob(s, 1, cred_id, cred_id_len, &brc);
+    if (brc != SQLITE_OK)
+        return db_fail(c, brc, "passkey_get");
+    src = sqlite3_step(s);
+    if (src == SQLITE_ROW)
+        rc = read_passkey(s, out);
+    else
+        rc = src == SQLITE_DONE ? QRL_ERR_NOT_FOUND : db_fail(c, src, "passkey_get");
+    sqlite3_reset(s);
+    return rc;
+}
+
+READ_METHOD(passkey_get,
+            (qrl_store * st, const unsigned char *cred_id, size_t cred_id_len,
+             qrl_passkey_rec *out),
+            (st, cred_id, cred_id_len, out))
+
+static qrl_err passkey_use_w(qrl_store *st, int64_t id, uint32_t old_count, uint32_t new_count,
+                             int64_t now_ms)
+{
+    struct conn *c;
+    sqlite3_stmt *s = NULL;
+    int brc = SQLITE_OK, src;
+    qrl_err rc;
+
+    if ((rc = store_conn(st, &c)) != QRL_OK || (rc = stmt_get(c, ST_PASSKEY_USE, &s)) != QRL_OK)
+        return rc;
+    bind_i64(s, 1, id, &brc);
+    bind_i64(s, 2, old_count, &brc);
+    bind_i64(s, 3, new_count, &brc);
+    bind_i64(s, 4, now_ms, &brc);
+    if (brc != SQLITE_OK)
+        return db_fail(c, brc, "passkey_use");
+    if ((rc = stmt_run(c, s, "passkey_use")) != QRL_OK || sqlite3_changes(c->db) == 1)
+        return rc;
+    /* No row changed. This runs on the writer, which alone writes, so the row read now is the
+     * one the UPDATE saw: it tells a lost race (or a stale counter) from a missing passkey. */
+    if ((rc = stmt_get(c, ST_PASSKEY_EXISTS, &s)) != QRL_OK)
+        return rc;
+    bind_i64(s, 1, id, &brc);
+    if (brc != SQLITE_OK)
+        return db_fail(c, brc, "passkey_use");
+    src = sqlite3_step(s);
+    sqlite3_reset(s);
+    if (src == SQLITE_ROW)
+        return QRL_ERR_CONFLICT;
+    return src == SQLITE_DONE ? QRL_ERR_NOT_FOUND : db_fail(c, src, "passkey_use");
+}
+
+static qrl_err passkey_delete_w(qrl_store *st, int64_t account_id, int64_t id)
+{
+    struct conn *c;
+    sqlite3_stmt *s = NULL;
+    int brc = SQLITE_OK;
+    qrl_err rc;
+
+    if ((rc = store_conn(st, &c)) != QRL_OK || (rc = stmt_get(c, ST_PASSKEY_DELETE, &s)) != QRL_OK)
+        return rc;
+    bind_i64(s, 1, id, &brc);
+    bind_i64(s, 2, account_id, &brc);
+    if (brc != SQLITE_OK)
+        return db_fail(c, brc, "passkey_delete");
+    rc = stmt_run(c, s, "passkey_delete");
+    if (rc == QRL_OK && sqlite3_changes(c->db) != 1)
+        rc = QRL_ERR_NOT_FOUND;
+    return rc;
+}
+
 /* --- group commit ----------------------------------------------------------------------------
  *
  * Every write goes through one writer thread that runs whatever writes are queued as one
@@ -2966,6 +3183,47 @@ static qrl_err sweep(qrl_store *st, int64_t now_ms, int64_t keep_ms)
     return submit(st, t_sweep, &a, LAZY);
 }
 
+struct a_passkey {
+    qrl_store *st;
+    qrl_passkey_rec *pk;
+    int64_t account_id, id, now_ms;
+    uint32_t old_count, new_count;
+};
+static qrl_err t_passkey_add(void *p)
+{
+    struct a_passkey *a = p;
+    return passkey_add_w(a->st, a->pk);
+}
+static qrl_err passkey_add(qrl_store *st, qrl_passkey_rec *pk)
+{
+    struct a_passkey a = {.st = st, .pk = pk};
+    return submit(st, t_passkey_add, &a, DURABLE);
+}
+static qrl_err t_passkey_use(void *p)
+{
+    struct a_passkey *a = p;
+    return passkey_use_w(a->st, a->id, a->old_count, a->new_count, a->now_ms);
+}
+/* Durable: a counter that went back after a power loss would accept a replayed assertion's
+ * counter once more (W3C WebAuthn Level 2 section 6.1.1). */
+static qrl_err passkey_use(qrl_store *st, int64_t id, uint32_t old_count, uint32_t new_count,
+                           int64_t now_ms)
+{
+    struct a_passkey a = {
+        .st = st, .id = id, .old_count = old_count, .new_count = new_count, .now_ms = now_ms};
+    return submit(st, t_passkey_use, &a, DURABLE);
+}
+static qrl_err t_passkey_delete(void *p)
+{
+    struct a_passkey *a = p;
+    return passkey_delete_w(a->st, a->account_id, a->id);
+}
+static qrl_err passkey_delete(qrl_store *st, int64_t account_id, int64_t id)
+{
+    struct a_passkey a = {.st = st, .account_id = account_id, .id = id};
+    return submit(st, t_passkey_delete, &a, DURABLE);
+}
+
 static const qrl_store_methods sqlite_methods = {
     .version = QRL_STORE_VERSION,
     .name = "sqlite",
@@ -2997,6 +3255,11 @@ static const qrl_store_methods sqlite_methods = {
     .token_auth = token_auth,
     .read_begin = read_begin,
     .read_end = read_end,
+    .passkey_add = passkey_add,
+    .passkey_list = passkey_list,
+    .passkey_get = passkey_get,
+    .passkey_use = passkey_use,
+    .passkey_delete = passkey_delete,
 };
 
 qrl_err qrl_store_sqlite_open(const char *path, qrl_store **out, char *errbuf, size_t errlen)

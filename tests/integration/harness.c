@@ -516,6 +516,8 @@ static size_t on_header(char *ptr, size_t size, size_t nmemb, void *ud)
         /* A new response (after a 1xx): forget headers of the previous one. */
         r->cache_control[0] = r->pragma[0] = r->preference_applied[0] = '\0';
         r->retry_after[0] = r->www_authenticate[0] = r->allow[0] = r->content_type[0] = '\0';
+        r->csp[0] = r->referrer_policy[0] = r->nosniff[0] = '\0';
+        r->n_set_cookie = 0;
         return n;
     }
     const char *colon = memchr(ptr, ':', n);
@@ -546,7 +548,15 @@ static size_t on_header(char *ptr, size_t size, size_t nmemb, void *ud)
          sizeof(((it_resp *)0)->www_authenticate)},
         {"Allow", offsetof(it_resp, allow), sizeof(((it_resp *)0)->allow)},
         {"Content-Type", offsetof(it_resp, content_type), sizeof(((it_resp *)0)->content_type)},
+        {"Content-Security-Policy", offsetof(it_resp, csp), sizeof(((it_resp *)0)->csp)},
+        {"Referrer-Policy", offsetof(it_resp, referrer_policy),
+         sizeof(((it_resp *)0)->referrer_policy)},
+        {"X-Content-Type-Options", offsetof(it_resp, nosniff), sizeof(((it_resp *)0)->nosniff)},
     };
+    if (name_len == 10 && strncasecmp(ptr, "Set-Cookie", 10) == 0 &&
+        r->n_set_cookie < (int)(sizeof r->set_cookie / sizeof r->set_cookie[0])) {
+        keep_header(r->set_cookie[r->n_set_cookie++], sizeof r->set_cookie[0], v, vlen);
+    }
     for (size_t i = 0; i < sizeof(wanted) / sizeof(wanted[0]); i++) {
         if (strlen(wanted[i].name) == name_len && strncasecmp(ptr, wanted[i].name, name_len) == 0) {
             keep_header((char *)r + wanted[i].off, wanted[i].cap, v, vlen);
@@ -594,6 +604,9 @@ it_resp *it_http(const it_server *s, const it_req *req)
     }
     if (req->extra_header != NULL) {
         hdrs = curl_slist_append(hdrs, req->extra_header);
+    }
+    for (size_t i = 0; req->headers != NULL && req->headers[i] != NULL; i++) {
+        hdrs = curl_slist_append(hdrs, req->headers[i]);
     }
     long timeout = req->timeout_ms > 0 ? req->timeout_ms : IT_DEFAULT_TIMEOUT_MS;
     if (req->timeout_ms <= 0 && req->prefer_wait > 0) {

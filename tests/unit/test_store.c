@@ -248,11 +248,11 @@ static void test_open_migrate_reopen(void **state)
 
     assert_int_equal(f->st->m->version, QRL_STORE_VERSION);
     assert_string_equal(f->st->m->name, "sqlite");
-    assert_int_equal(db_int(f->path, "PRAGMA user_version"), 4);
+    assert_int_equal(db_int(f->path, "PRAGMA user_version"), 5);
     add_account(f->st, "alice", 0);
 
     reopen(f);
-    assert_int_equal(db_int(f->path, "PRAGMA user_version"), 4);
+    assert_int_equal(db_int(f->path, "PRAGMA user_version"), 5);
     assert_int_equal(db_int(f->path, "SELECT count(*) FROM sqlite_master WHERE type = 'table'"
                                      " AND name IN ('accounts', 'devices', 'tokens',"
                                      " 'login_requests', 'rate_limits')"),
@@ -746,7 +746,7 @@ static void test_read_scope(void **state)
     int64_t id2 = add_lr(st, 2, "CDFGHJKL", T0);
     qrl_lr_rec lr;
 
-    assert_int_equal(st->m->version, 5);
+    assert_true(st->m->version >= 5);
     assert_non_null(st->m->read_begin);
     assert_non_null(st->m->read_end);
 
@@ -1650,11 +1650,11 @@ static void test_migrate_from_v1(void **state)
     /* Turn the file back into a version-1 database holding data, then open it again. */
     f->st->m->close(f->st);
     f->st = NULL;
-    db_exec(f->path, "ALTER TABLE devices DROP COLUMN pubkey;"
+    db_exec(f->path, "DROP TABLE passkeys; ALTER TABLE devices DROP COLUMN pubkey;"
                      "ALTER TABLE login_requests DROP COLUMN nonce; PRAGMA user_version = 1;");
     assert_int_equal(db_int(f->path, "PRAGMA user_version"), 1);
     assert_int_equal(qrl_store_sqlite_open(f->path, &f->st, err, sizeof err), QRL_OK);
-    assert_int_equal(db_int(f->path, "PRAGMA user_version"), 4);
+    assert_int_equal(db_int(f->path, "PRAGMA user_version"), 5);
     assert_int_equal(f->st->m->device_get(f->st, dev, &d), QRL_OK);
     assert_string_equal(d.name, "Phone");
     assert_false(d.has_pubkey);
@@ -1677,6 +1677,7 @@ static void test_migrate_from_v2(void **state)
     f->st = NULL;
     /* The version-2 table: both hashes UNIQUE. */
     db_exec(f->path,
+            "DROP TABLE passkeys;"
             "CREATE TABLE v2 (id INTEGER PRIMARY KEY,"
             " device_code_hash BLOB NOT NULL UNIQUE CHECK (length(device_code_hash) = 32),"
             " scan_hash BLOB NOT NULL UNIQUE CHECK (length(scan_hash) = 32),"
@@ -1696,7 +1697,7 @@ static void test_migrate_from_v2(void **state)
                                      " AND tbl_name = 'login_requests'"),
                      3);
     assert_int_equal(qrl_store_sqlite_open(f->path, &f->st, err, sizeof err), QRL_OK);
-    assert_int_equal(db_int(f->path, "PRAGMA user_version"), 4);
+    assert_int_equal(db_int(f->path, "PRAGMA user_version"), 5);
     assert_int_equal(db_int(f->path, "SELECT count(*) FROM sqlite_master WHERE type = 'index'"
                                      " AND tbl_name = 'login_requests'"),
                      0);
@@ -1938,6 +1939,164 @@ static void test_many_readers_few_connections(void **state)
     assert_in_range(db_fds(real), 1, 7);
 }
 
+/* --- passkeys (store version 6) -------------------------------------------------------------- */
+
+static qrl_passkey_rec make_passkey(int64_t account_id, unsigned char seed, size_t cred_len,
+                                    int64_t created)
+{
+    qrl_passkey_rec pk;
+
+    memset(&pk, 0, sizeof pk);
+    pk.account_id = account_id;
+    memset(pk.cred_id, seed, cred_len);
+    pk.cred_id_len = cred_len;
+    pk.alg = -7;
+    pk.pubkey[0] = 0x04;
+    memset(pk.pubkey + 1, seed ^ 0x5a, 64);
+    pk.pubkey_len = 65;
+    pk.sign_count = 7;
+    snprintf(pk.name, sizeof pk.name, "Key %u", seed);
+    pk.created_ms = created;
+    return pk;
+}
+
+static void test_passkey_add_get_list(void **state)
+{
+    fixture *f = *state;
+    int64_t alice = add_account(f->st, "alice", 0), bob = add_account(f->st, "bob", 0);
+    qrl_passkey_rec a = make_passkey(alice, 1, 16, T0 + 2);
+    qrl_passkey_rec b = make_passkey(alice, 2, QRL_MAX_CRED_ID, T0 + 1);
+    qrl_passkey_rec c = make_passkey(bob, 3, 32, T0);
+    qrl_passkey_rec got, list[4];
+    size_t n = 99;
+
+    assert_int_equal(f->st->m->version, 6);
+    a.last_used_ms = 12345; /* ignored on insert */
+    assert_int_equal(f->st->m->passkey_add(f->st, &a), QRL_OK);
+    assert_true(a.id > 0);
+    assert_int_equal(a.last_used_ms, 0);
+    assert_int_equal(f->st->m->passkey_add(f->st, &b), QRL_OK);
+    assert_int_equal(f->st->m->passkey_add(f->st, &c), QRL_OK);
+    reopen(f);
+    assert_int_equal(db_int(f->path, "SELECT count(*) FROM passkeys"), 3);
+
+    assert_int_equal(f->st->m->passkey_get(f->st, b.cred_id, b.cred_id_len, &got), QRL_OK);
+    assert_int_equal(got.id, b.id);
+    assert_int_equal(got.account_id, alice);
+    assert_int_equal(got.cred_id_len, QRL_MAX_CRED_ID);
+    assert_memory_equal(got.cred_id, b.cred_id, QRL_MAX_CRED_ID);
+    assert_int_equal(got.alg, -7);
+    assert_int_equal(got.pubkey_len, 65);
+    assert_memory_equal(got.pubkey, b.pubkey, 65);
+    assert_int_equal(got.sign_count, 7);
+    assert_string_equal(got.name, "Key 2");
+    assert_int_equal(got.created_ms, T0 + 1);
+    assert_int_equal(got.last_used_ms, 0);
+    /* A prefix of an id, or an unknown one, is not found. */
+    assert_int_equal(f->st->m->passkey_get(f->st, b.cred_id, 16, &got), QRL_ERR_NOT_FOUND);
+    assert_int_equal(f->st->m->passkey_get(f->st, (const unsigned char *)"zz", 2, &got),
+                     QRL_ERR_NOT_FOUND);
+
+    /* Oldest first, only the account's own. */
+    assert_int_equal(f->st->m->passkey_list(f->st, alice, list, 4, &n), QRL_OK);
+    assert_int_equal(n, 2);
+    assert_int_equal(list[0].id, b.id);
+    assert_int_equal(list[1].id, a.id);
+    assert_int_equal(f->st->m->passkey_list(f->st, alice, list, 1, &n), QRL_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(f->st->m->passkey_list(f->st, bob, list, 4, &n), QRL_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(list[0].id, c.id);
+    assert_int_equal(f->st->m->passkey_list(f->st, bob + 100, list, 4, &n), QRL_OK);
+    assert_int_equal(n, 0);
+}
+
+static void test_passkey_add_refused(void **state)
+{
+    fixture *f = *state;
+    int64_t alice = add_account(f->st, "alice", 0), bob = add_account(f->st, "bob", 0);
+    qrl_passkey_rec a = make_passkey(alice, 1, 16, T0), dup = make_passkey(bob, 1, 16, T0);
+    qrl_passkey_rec bad;
+
+    assert_int_equal(f->st->m->passkey_add(f->st, &a), QRL_OK);
+    /* The same credential id, even for another account, is taken. */
+    assert_int_equal(f->st->m->passkey_add(f->st, &dup), QRL_ERR_EXISTS);
+    bad = make_passkey(alice, 2, 0, T0);
+    assert_int_equal(f->st->m->passkey_add(f->st, &bad), QRL_ERR_INVALID);
+    bad = make_passkey(alice, 2, 16, T0);
+    bad.cred_id_len = QRL_MAX_CRED_ID + 1;
+    assert_int_equal(f->st->m->passkey_add(f->st, &bad), QRL_ERR_INVALID);
+    bad = make_passkey(alice, 2, 16, T0);
+    bad.pubkey_len = 0;
+    assert_int_equal(f->st->m->passkey_add(f->st, &bad), QRL_ERR_INVALID);
+    bad = make_passkey(alice, 2, 16, T0);
+    memset(bad.name, 'x', sizeof bad.name); /* no NUL */
+    assert_int_equal(f->st->m->passkey_add(f->st, &bad), QRL_ERR_INVALID);
+    bad = make_passkey(alice + bob + 100, 2, 16, T0); /* no such account */
+    assert_int_equal(f->st->m->passkey_add(f->st, &bad), QRL_ERR_NOT_FOUND);
+    assert_int_equal(db_int(f->path, "SELECT count(*) FROM passkeys"), 1);
+}
+
+static void test_passkey_use(void **state)
+{
+    fixture *f = *state;
+    int64_t alice = add_account(f->st, "alice", 0);
+    qrl_passkey_rec a = make_passkey(alice, 1, 16, T0), got;
+
+    assert_int_equal(f->st->m->passkey_add(f->st, &a), QRL_OK);
+    /* The counter is a compare-and-set: a stale old value changes nothing. */
+    assert_int_equal(f->st->m->passkey_use(f->st, a.id, 6, 9, T0 + 5), QRL_ERR_CONFLICT);
+    assert_int_equal(f->st->m->passkey_use(f->st, a.id, 7, 9, T0 + 5), QRL_OK);
+    assert_int_equal(f->st->m->passkey_use(f->st, a.id, 7, 10, T0 + 6), QRL_ERR_CONFLICT);
+    assert_int_equal(f->st->m->passkey_use(f->st, a.id + 100, 0, 1, T0 + 6), QRL_ERR_NOT_FOUND);
+    reopen(f);
+    assert_int_equal(f->st->m->passkey_get(f->st, a.cred_id, a.cred_id_len, &got), QRL_OK);
+    assert_int_equal(got.sign_count, 9);
+    assert_int_equal(got.last_used_ms, T0 + 5);
+    /* Counters are unsigned 32-bit values (WebAuthn signCount). */
+    assert_int_equal(f->st->m->passkey_use(f->st, a.id, 9, UINT32_MAX, T0 + 7), QRL_OK);
+    assert_int_equal(f->st->m->passkey_get(f->st, a.cred_id, a.cred_id_len, &got), QRL_OK);
+    assert_true(got.sign_count == UINT32_MAX);
+}
+
+static void test_passkey_delete(void **state)
+{
+    fixture *f = *state;
+    int64_t alice = add_account(f->st, "alice", 0), bob = add_account(f->st, "bob", 0);
+    qrl_passkey_rec a = make_passkey(alice, 1, 16, T0), got;
+
+    assert_int_equal(f->st->m->passkey_add(f->st, &a), QRL_OK);
+    /* Another account cannot delete it, and it stays. */
+    assert_int_equal(f->st->m->passkey_delete(f->st, bob, a.id), QRL_ERR_NOT_FOUND);
+    assert_int_equal(f->st->m->passkey_delete(f->st, alice, a.id + 1), QRL_ERR_NOT_FOUND);
+    assert_int_equal(f->st->m->passkey_get(f->st, a.cred_id, a.cred_id_len, &got), QRL_OK);
+    assert_int_equal(f->st->m->passkey_delete(f->st, alice, a.id), QRL_OK);
+    assert_int_equal(f->st->m->passkey_delete(f->st, alice, a.id), QRL_ERR_NOT_FOUND);
+    reopen(f);
+    assert_int_equal(f->st->m->passkey_get(f->st, a.cred_id, a.cred_id_len, &got),
+                     QRL_ERR_NOT_FOUND);
+    /* Its credential id can be registered again. */
+    assert_int_equal(f->st->m->passkey_add(f->st, &a), QRL_OK);
+}
+
+/* A version-4 database (before passkeys) gains the table and keeps its rows. */
+static void test_migrate_from_v4(void **state)
+{
+    fixture *f = *state;
+    char err[256] = "";
+    int64_t alice = add_account(f->st, "alice", 0);
+    qrl_passkey_rec a = make_passkey(alice, 1, 16, T0);
+    qrl_account_rec acc;
+
+    f->st->m->close(f->st);
+    f->st = NULL;
+    db_exec(f->path, "DROP TABLE passkeys; PRAGMA user_version = 4;");
+    assert_int_equal(qrl_store_sqlite_open(f->path, &f->st, err, sizeof err), QRL_OK);
+    assert_int_equal(db_int(f->path, "PRAGMA user_version"), 5);
+    assert_int_equal(f->st->m->account_get(f->st, alice, &acc), QRL_OK);
+    assert_int_equal(f->st->m->passkey_add(f->st, &a), QRL_OK);
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, fixture_setup, fixture_teardown)
@@ -1972,6 +2131,11 @@ int main(void)
         T(test_race_transition),
         T(test_race_redeem),
         T(test_durability_sigkill),
+        T(test_passkey_add_get_list),
+        T(test_passkey_add_refused),
+        T(test_passkey_use),
+        T(test_passkey_delete),
+        T(test_migrate_from_v4),
     };
 #undef T
     return cmocka_run_group_tests_name("store", tests, NULL, NULL);
