@@ -5,6 +5,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include <termios.h>
+
 #include <jansson.h>
 
 int qrl_cli_serve(int argc, char **argv);
@@ -43,9 +45,32 @@ void qrl_cli_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Reads one line of a password: from the terminal without echo when `prompt` is non-NULL and
  * stdin is a terminal, else from stdin. Strips the newline. false on EOF or too long. */
 bool qrl_cli_read_password(const char *prompt, char *buf, size_t len);
-/* Parses a decimal number of seconds in [min, max]. */
+/* Parses a whole decimal number in [min, max] (seconds, counts or bytes alike). */
 bool qrl_cli_parse_seconds(const char *s, long long min, long long max, long long *out);
 /* The value of an environment variable when set and non-empty, else `def`. */
 const char *qrl_cli_env(const char *name, const char *def);
+
+/* The version printed by `qrlogin --version`. The build passes the project's version; the
+ * fallback is kept equal to it, and tests/e2e/test_cli_messages.c checks that it is. */
+#ifndef QRL_VERSION
+#define QRL_VERSION "0.1.0"
+#endif
+
+/* Exit status of a command stopped by Ctrl-C (SIGINT), as shells report it. */
+#define QRL_CLI_EXIT_CANCELLED 130
+
+/* term.c: from now on, Ctrl-C restores the terminal (echo after a password prompt), prints
+ * "qrlogin: cancelled" and exits with QRL_CLI_EXIT_CANCELLED. For the commands that only
+ * prompt and make short requests; `serve` and `tv` take SIGINT on a thread of their own. */
+void qrl_cli_exit_on_interrupt(void);
+/* Around a prompt that changes the terminal's mode: `old` is what Ctrl-C restores until
+ * qrl_cli_tty_forget(). */
+void qrl_cli_tty_remember(const struct termios *old);
+void qrl_cli_tty_forget(void);
+
+/* db.c: checks, before SQLite opens it, that the database at `path` can be written: the file
+ * (when it exists) and its directory, where SQLite keeps its write-ahead log. Prints one line
+ * saying what is wrong and returns false otherwise. */
+bool qrl_cli_db_writable(const char *path);
 
 #endif

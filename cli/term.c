@@ -4,6 +4,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +13,41 @@
 #include <unistd.h>
 
 #include "cli.h"
+
+/* The terminal mode to restore if Ctrl-C comes while a prompt has echo or line editing off. */
+static struct termios saved_tty;
+static volatile sig_atomic_t tty_saved;
+
+void qrl_cli_tty_remember(const struct termios *old)
+{
+    saved_tty = *old;
+    tty_saved = 1;
+}
+
+void qrl_cli_tty_forget(void)
+{
+    tty_saved = 0;
+}
+
+/* Only async-signal-safe calls: tcsetattr, write and _exit. */
+static void on_interrupt(int sig)
+{
+    static const char msg[] = "\nqrlogin: cancelled\n";
+
+    (void)sig;
+    if (tty_saved)
+        (void)tcsetattr(STDIN_FILENO, TCSAFLUSH, &saved_tty);
+    (void)!write(STDERR_FILENO, msg, sizeof msg - 1);
+    _exit(QRL_CLI_EXIT_CANCELLED);
+}
+
+void qrl_cli_exit_on_interrupt(void)
+{
+    struct sigaction sa = {.sa_handler = on_interrupt};
+
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+}
 
 int qrl_cli_read_key(const char *prompt)
 {
@@ -26,9 +62,11 @@ int qrl_cli_read_key(const char *prompt)
         raw.c_lflag &= ~(tcflag_t)(ICANON | ECHO);
         raw.c_cc[VMIN] = 1;
         raw.c_cc[VTIME] = 0;
+        qrl_cli_tty_remember(&old);
         tcsetattr(STDIN_FILENO, TCSAFLUSH, &raw);
         c = getchar();
         tcsetattr(STDIN_FILENO, TCSAFLUSH, &old);
+        qrl_cli_tty_forget();
         fputc('\n', stderr);
         return c;
     }

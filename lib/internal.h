@@ -111,8 +111,8 @@ bool qrl__text_valid(const char *s, size_t max);
 /* Finds the request named by `code` (scan secret or user code, user-code misses counted against
  * `address` as in qrl_lr_approve) and checks that this phone may approve it now: SCANNED by
  * auth->device_id and unexpired. Sets *lr_id. Errors as qrl_lr_approve's before its proof. */
-qrl_err qrl__lr_claimed(qrl_core *core, const qrl_auth *auth, const char *code,
-                        const char *address, int64_t *lr_id);
+qrl_err qrl__lr_claimed(qrl_core *core, const qrl_auth *auth, const char *code, const char *address,
+                        int64_t *lr_id);
 
 /* --- passkey.c --- */
 struct qrl__chaltab *qrl__chaltab_new(void);

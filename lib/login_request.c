@@ -574,8 +574,8 @@ static qrl_err approve_to_waiting_screen(qrl_core *core, qrl_lr_rec *lr, const q
     return QRL_OK;
 }
 
-qrl_err qrl__lr_claimed(qrl_core *core, const qrl_auth *auth, const char *code,
-                        const char *address, int64_t *lr_id)
+qrl_err qrl__lr_claimed(qrl_core *core, const qrl_auth *auth, const char *code, const char *address,
+                        int64_t *lr_id)
 {
     qrl_lr_rec lr;
     int64_t now = qrl_core_now_ms(core);

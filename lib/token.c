@@ -47,20 +47,23 @@ qrl_err qrl_token_refresh(qrl_core *core, const char *client_id, const char *ref
     qrl_err rc;
 
     memset(out, 0, sizeof *out);
-    if (client_id == NULL || client_id[0] == '\0')
+    if (client_id != NULL && client_id[0] == '\0')
         return QRL_ERR_INVALID;
     if (!qrl__secret_has_prefix(refresh_token, QRL__PFX_REFRESH))
         return QRL_ERR_NOT_FOUND;
     qrl__token_key(refresh_token, &h);
 
     /* RFC 6749 section 6: the refresh token must have been issued to this client. Checked
-     * before rotating so that a wrong client_id spends nothing. */
+     * before rotating so that a wrong client_id spends nothing. Our clients are public, and
+     * section 6 asks a public client for no authentication, so a request without client_id
+     * (client_id NULL here; oauthlib sends none by default) is the token's own client: the
+     * token is bound to it and holding the token is what the grant proves. */
     rc = core->st->m->token_lookup(core->st, &h, &probe);
     if (rc != QRL_OK)
         return rc;
     if (probe.kind != QRL_TOKEN_REFRESH)
         return QRL_ERR_NOT_FOUND;
-    if (strcmp(probe.client_id, client_id) != 0)
+    if (client_id != NULL && strcmp(probe.client_id, client_id) != 0)
         return QRL_ERR_INVALID_CLIENT;
 
     qrl__tokens_draw(core, probe.client_id, probe.scope, now, out, fresh);

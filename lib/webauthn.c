@@ -88,8 +88,8 @@ static bool j_string(jreader *r, const unsigned char **s, size_t *n, bool *escap
                 return false;
             c = r->p[1];
             if (c == 'u') {
-                if (r->end - r->p < 6 || !is_hex(r->p[2]) || !is_hex(r->p[3]) ||
-                    !is_hex(r->p[4]) || !is_hex(r->p[5]))
+                if (r->end - r->p < 6 || !is_hex(r->p[2]) || !is_hex(r->p[3]) || !is_hex(r->p[4]) ||
+                    !is_hex(r->p[5]))
                     return false;
                 r->p += 6;
                 continue;

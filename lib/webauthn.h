@@ -34,10 +34,10 @@
 
 /* The members of CollectedClientData (section 5.8.1) that the relying party checks. */
 typedef struct qrl__wa_client {
-    char type[16];                           /* "webauthn.create" or "webauthn.get" */
-    char challenge[QRL_CHALLENGE_BUF];       /* base64url, as the browser copied it */
-    char origin[QRL__WA_MAX_ORIGIN + 1];     /* the caller's origin */
-    bool cross_origin;                       /* crossOrigin: true (false when absent) */
+    char type[16];                       /* "webauthn.create" or "webauthn.get" */
+    char challenge[QRL_CHALLENGE_BUF];   /* base64url, as the browser copied it */
+    char origin[QRL__WA_MAX_ORIGIN + 1]; /* the caller's origin */
+    bool cross_origin;                   /* crossOrigin: true (false when absent) */
 } qrl__wa_client;
 
 /* Reads clientDataJSON strictly: one JSON object, no duplicate or escaped member names, the
@@ -56,7 +56,7 @@ typedef struct qrl__wa_authdata {
     /* Flag AT only: */
     const unsigned char *cred_id;
     size_t cred_id_len;
-    int alg; /* COSE algorithm of the credential public key */
+    int alg;                                      /* COSE algorithm of the credential public key */
     unsigned char pubkey[QRL_MAX_PASSKEY_PUBKEY]; /* libfido2's form, see qrl_passkey_rec */
     size_t pubkey_len;
 } qrl__wa_authdata;
@@ -74,7 +74,7 @@ typedef struct qrl__wa_attestation {
     size_t authdata_len;
     size_t att_stmt_members; /* 0 for "none" */
     bool has_alg, has_x5c;
-    int alg;                                   /* attStmt.alg ("packed") */
+    int alg;                                       /* attStmt.alg ("packed") */
     unsigned char sig[QRL_MAX_WEBAUTHN_SIGNATURE]; /* attStmt.sig ("packed") */
     size_t sig_len;
 } qrl__wa_attestation;

@@ -95,6 +95,7 @@ typedef struct qrl__req {
      * instead of the OAuth body; `resume_fn`, when set, finishes a held request instead of
      * qrl__h_token_resume (a signed-in screen watching for its revocation). */
     bool web;
+    bool client_left; /* a held request whose client left: closed without an answer */
     enum MHD_Result (*resume_fn)(struct qrl__req *r);
 } qrl__req;
 
@@ -226,5 +227,10 @@ void *qrl__hub_take(void *srv, int64_t lr_id, char *address, size_t len);
 void qrl__hub_give(void *srv, void *held, qrl_err rc, const qrl_tokens *t);
 /* True when the client of a (held) request has closed its connection. */
 bool qrl__peer_gone(qrl__req *r);
+/* Ends a held request whose client has left (a screen that gave up waiting): nothing is
+ * answered, the access log says "client-gone", and libmicrohttpd's "internal error" message
+ * for the closed connection is not printed: a client that leaves is normal. Returns MHD_NO,
+ * for the handler to return. */
+enum MHD_Result qrl__client_gone(qrl__req *r);
 
 #endif

@@ -313,7 +313,7 @@ enum MHD_Result qrl__h_token_resume(qrl__req *r)
         return ret;
     }
     if (qrl__peer_gone(r))
-        return MHD_NO;
+        return qrl__client_gone(r);
 
     if (qrl__hub_finish(r->srv->hub, r))
         flags |= QRL_POLL_FINAL;

@@ -593,7 +593,7 @@ static enum MHD_Result watch_resume(qrl__req *r)
 
     qrl__hub_finish(r->srv->hub, r);
     if (qrl__peer_gone(r))
-        return MHD_NO;
+        return qrl__client_gone(r);
     rc = screen_auth(r, &auth, at, rt, &rotated);
     if (rc == QRL_ERR_UNAUTHORIZED)
         return screen_unauthorized(r);

@@ -428,6 +428,17 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     return on_fiber(r, dispatch);
 }
 
+/* Set on a worker thread that is about to close a connection whose client left, so that
+ * mhd_log() drops libmicrohttpd's "Application reported internal error" for it. */
+static _Thread_local bool quiet_close;
+
+enum MHD_Result qrl__client_gone(qrl__req *r)
+{
+    r->client_left = true;
+    quiet_close = true;
+    return MHD_NO;
+}
+
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
@@ -440,8 +451,16 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         fiber_finish_detached(r);
     if (srv->cfg.access_log)
         /* Route names only: raw paths may hold a scan secret or user code. */
-        fprintf(stderr, "qrlogin: %s %s %s %d\n", r->address, r->method,
-                r->route != NULL ? r->route : "-", r->status);
+    {
+        if (r->client_left)
+            fprintf(stderr, "qrlogin: %s %s %s client-gone\n", r->address, r->method,
+                    r->route != NULL ? r->route : "-");
+        else
+            fprintf(stderr, "qrlogin: %s %s %s %d\n", r->address, r->method,
+                    r->route != NULL ? r->route : "-", r->status);
+    }
+    if (r->client_left)
+        quiet_close = false;
     qrl__hub_cancel(srv->hub, r);
     if (r->held)
         atomic_fetch_sub(&srv->held_live, 1);
@@ -538,6 +557,10 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 
     (void)cls;
     vsnprintf(raw, sizeof raw, fmt, ap);
+    if (quiet_close && strstr(raw, "Application reported internal error") != NULL) {
+        quiet_close = false;
+        return;
+    }
     qrl__log_redact(raw, line, sizeof line);
     sodium_memzero(raw, sizeof raw);
     fprintf(stderr, "qrlogin: libmicrohttpd: %s%s", line,

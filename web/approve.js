@@ -157,6 +157,7 @@
       net.append(icon('warn', 'icon'), h('span', { text: 'Not on the same network as this phone' }));
     }
     $('warning').hidden = !!view.same_network;
+    if (!$('warning-icon').firstChild) $('warning-icon').append(icon('warn', 'warn-icon'));
 
     const grant = $('grant');
     grant.textContent = '';
@@ -319,7 +320,7 @@
     if (code === 'passkey_required') view.passkey = true;
     if (code === 'user_code_mismatch' && !typed) showChoose();
     else showConfirm(false);
-    showError(err, message(res));
+    showError(err, message(res), 'Not approved.');
     announce(message(res));
     if (code === 'step_up_failed' && !view.passkey) $('stepup-password').focus();
   }
@@ -365,13 +366,25 @@
   });
   setInterval(updateAge, 1000);
 
-  async function init() {
+  /* Takes the scan secret out of the fragment; true when there was one. */
+  function takeSecret() {
     const hash = location.hash.slice(1);
-    if (hash.startsWith('qrl_ss_')) {
-      code = hash;
-      // Keep the secret out of the address bar, the history and any screenshot of the page.
-      history.replaceState(null, '', location.pathname + location.search);
-    }
+    if (!hash.startsWith('qrl_ss_')) return false;
+    code = hash;
+    typed = false;
+    view = null;
+    // Keep the secret out of the address bar, the history and any screenshot of the page.
+    history.replaceState(null, '', location.pathname + location.search);
+    return true;
+  }
+
+  // Another QR code opened in this same tab only changes the fragment: no new page load.
+  window.addEventListener('hashchange', () => {
+    if (takeSecret() && $('signin').hidden) open();
+  });
+
+  async function init() {
+    takeSecret();
     $('loading').hidden = true;
     await QRL.session($('signin'), code
       ? 'Sign in with your qrlogin account. Then you can approve the sign-in on the other screen.'

@@ -192,9 +192,10 @@
     const s = document.getElementById('status');
     if (s) s.textContent = text;
   }
-  function showError(el, text) {
+  function showError(el, text, title) {
     el.textContent = '';
-    if (text) el.append(h('strong', { text: 'Could not continue.' }), text);
+    if (text && title) el.append(h('strong', { text: title }));
+    if (text) el.append(text);
     if (text && el.scrollIntoView) el.scrollIntoView({ block: 'nearest' });
   }
 
@@ -250,7 +251,7 @@
           return;
         }
         announce('');
-        showError(err, message(res));
+        showError(err, message(res), 'Not signed in.');
         pw.value = '';
         pw.focus();
       });

@@ -17,6 +17,12 @@
   let customName = '';
   try { customName = localStorage.getItem(NAME_KEY) || ''; } catch (e) { customName = ''; }
 
+  /* Trouble worth seeing on the screen (server unreachable, a refused name); also announced. */
+  function problem(text) {
+    $('problem').textContent = text;
+    if (text) announce(text);
+  }
+
   function show(view) {
     for (const v of VIEWS) $(v).hidden = v !== view;
   }
@@ -79,6 +85,7 @@
       }
       if (my !== gen) return;
       if (res && res.ok) {
+        if (!/name/.test($('problem').textContent)) problem('');
         render(res.data);
         announce(renewing ? 'A new code is shown.' : '');
         break;
@@ -87,10 +94,10 @@
         // The name was refused (too long, not text): fall back to the default name.
         customName = '';
         try { localStorage.removeItem(NAME_KEY); } catch (e) { /* ignore */ }
-        announce('That name cannot be used. The screen keeps its usual name.');
+        problem('That name cannot be used. The screen keeps its usual name.');
         continue;
       }
-      announce(res ? QRL.message(res) : 'The server cannot be reached. Trying again\u2026');
+      problem(res ? QRL.message(res) : 'The server cannot be reached. Trying again\u2026');
       await sleep(res && res.retryAfter ? res.retryAfter * 1000 : backoff);
       backoff = Math.min(backoff * 2, 15000);
       if (my !== gen) return;
@@ -111,7 +118,7 @@
       } catch (e) {
         if (my !== gen) return;
         offline = true;
-        announce('The server cannot be reached. Trying again\u2026');
+        problem('The server cannot be reached. Trying again\u2026');
         await sleep(backoff);
         backoff = Math.min(backoff * 2, 10000);
         continue;
@@ -120,7 +127,7 @@
       backoff = 1000;
       if (offline) {
         offline = false;
-        announce('');
+        problem('');
       }
       if (res.ok) {
         const st = res.data.state;

@@ -240,8 +240,7 @@ typedef struct qrl_rp {
  * `code` must be NULL for QRL_WEBAUTHN_REGISTER. Challenges live in this core's memory (one
  * node): at most QRL_MAX_WEBAUTHN_CHALLENGES unexpired ones, QRL_ERR_BUSY beyond. */
 qrl_err qrl_webauthn_challenge(qrl_core *core, const qrl_auth *auth, qrl_webauthn_purpose purpose,
-                               const char *code, const char *address,
-                               char out[QRL_CHALLENGE_BUF]);
+                               const char *code, const char *address, char out[QRL_CHALLENGE_BUF]);
 
 /* Registers a passkey for the caller's account from a navigator.credentials.create() result:
  * clientDataJSON and attestationObject, base64url without padding. Needs the account password,

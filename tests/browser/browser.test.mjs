@@ -167,7 +167,8 @@ after(async () => {
     await serverExit;
     clearTimeout(t);
   }
-  if (process.exitCode && serverLog) process.stderr.write(serverLog);
+  // The server's and the pages' log of the last run, for a failure's post-mortem.
+  writeFileSync(join(tmpdir(), 'qrl-browser-last.log'), serverLog);
   if (tmp) rmSync(tmp, { recursive: true, force: true });
 });
 
@@ -226,12 +227,12 @@ async function signInPhone(page, user) {
 // The phone opens the scanned link; signs in when it shows the sign-in form.
 async function phoneOpens(phone, url, user) {
   await phone.goto(url);
-  const which = await Promise.race([
-    phone.locator('#signin-form').waitFor({ state: 'visible' }).then(() => 'signin'),
-    phone.locator('#request').waitFor({ state: 'visible' }).then(() => 'request'),
-  ]);
-  if (which === 'signin') await signInPhone(phone, user);
-  await phone.locator('#request').waitFor({ state: 'visible' });
+  await phone.locator('#signin-form:visible, #request:visible, #done:visible').first().waitFor();
+  if (await phone.locator('#signin-form').isVisible()) await signInPhone(phone, user);
+  await phone.locator('#request:visible, #done:visible').first().waitFor();
+  if (await phone.locator('#done').isVisible()) {
+    assert.fail(`the phone shows "${await phone.locator('#done').innerText()}" instead of the request`);
+  }
 }
 
 async function pickCode(phone, code) {
@@ -419,7 +420,7 @@ test('deny: the TV says the sign-in was declined and offers a new code', { timeo
   assert.equal(await phone.locator('#done-title').textContent(), 'Declined');
   await shot(phone, 'phone-declined');
 
-  await tv.getByText('Sign-in was declined on the phone').waitFor({ timeout: PUSH_BUDGET_MS });
+  await tv.getByRole('heading', { name: 'Sign-in was declined on the phone' }).waitFor({ timeout: PUSH_BUDGET_MS });
   await shot(tv, 'tv-declined');
   await tv.getByRole('button', { name: 'Show a new code' }).click();
   await waitQr(tv);
@@ -476,7 +477,8 @@ test('wrong code: the phone refuses and says so; nothing is approved, the TV sti
   const resp = await approveWithPassword(phone, 'alice');
   assert.equal(resp.status(), 400);
   assert.equal((await resp.json()).error, 'user_code_mismatch');
-  await phone.getByText('That is not the code on the TV. Nothing was approved.').waitFor();
+  await phone.locator('#request-error', { hasText: 'That is not the code on the TV. Nothing was approved.' }).waitFor();
+  assert.equal(await phone.locator('#choices').isVisible(), true, 'the choice is offered again');
   await shot(phone, 'phone-wrong-code', { fullPage: true });
   await stillWaiting(tv);
   await tv.context().close();
@@ -722,7 +724,8 @@ test('headers: every page has a strict CSP and the privacy headers; the cookies 
     }
     assert.equal(h.get('referrer-policy'), 'no-referrer', `${path}: Referrer-Policy`);
     assert.equal(h.get('x-content-type-options'), 'nosniff', `${path}: X-Content-Type-Options`);
-    assert.match(h.get('cache-control') || '', /no-store/, `${path}: Cache-Control`);
+    // Pages and API answers are never stored; static files may be kept if revalidated.
+    assert.match(h.get('cache-control') || '', page === false ? /no-store|no-cache/ : /no-store/, `${path}: Cache-Control`);
   };
   let csrf;
   for (const path of ['/', '/home', '/s', '/device', '/devices', '/account']) {
@@ -747,7 +750,7 @@ test('headers: every page has a strict CSP and the privacy headers; the cookies 
   }
   const r401 = await fetch(`${base}/web/session`);
   assert.equal(r401.status, 401);
-  check('/web/session', r401.headers, false);
+  check('/web/session', r401.headers, null);
 
   // The phone's session cookie, as set by the server.
   const signIn = await fetch(`${base}/web/session`, {
@@ -888,7 +891,7 @@ test('the different-network warning and the laptop layout (screenshots)', { time
   await pickCode(phone, code);
   await phone.locator('#deny').click();
   await phone.locator('#done').waitFor({ state: 'visible' });
-  await laptop.getByText('Sign-in was declined on the phone').waitFor({ timeout: PUSH_BUDGET_MS });
+  await laptop.getByRole('heading', { name: 'Sign-in was declined on the phone' }).waitFor({ timeout: PUSH_BUDGET_MS });
   await laptopCtx.close();
   await phone.context().close();
 });

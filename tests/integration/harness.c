@@ -266,6 +266,9 @@ void it_server_start(it_server *s)
             argv[i++] = "--request-ttl";
             argv[i++] = ttl;
         }
+        if (s->access_log) {
+            argv[i++] = "--access-log";
+        }
         argv[i] = NULL;
         execv(bin, (char *const *)argv);
         fprintf(stderr, "harness: exec %s: %s\n", bin, strerror(errno));

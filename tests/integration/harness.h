@@ -49,6 +49,7 @@ typedef struct it_server {
     int drain_started;
     int request_ttl;             /* 0: server default (120 s) */
     int no_introspection_secret; /* 1: start without --introspection-secret */
+    int access_log;              /* 1: start with --access-log */
     void *drain;                 /* thread copying later stdout lines to our stderr */
     double created_at;           /* it_now() at it_server_new(); QRL_IT_TIMING=1 prints times */
 } it_server;

@@ -175,11 +175,58 @@ static void test_hung_up_paths_are_redacted_in_the_log(void **state)
     free(log);
 }
 
+/* A screen that gives up on a held token request (Ctrl-C, a client timeout) is normal: the end
+ * of the hold logs it as a client that left, not as an error of the server. */
+static void test_abandoned_hold_is_not_an_error(void **state)
+{
+    char logpath[] = "/tmp/qrl-abandon-log-XXXXXX", req[1024], *log;
+    int logfd = mkstemp(logpath), saved = dup(2);
+    it_server *s;
+    it_devauth da;
+
+    (void)state;
+    assert_true(logfd >= 0 && saved >= 0);
+    fflush(stderr);
+    assert_true(dup2(logfd, 2) >= 0);
+    s = it_server_new();
+    s->access_log = 1;
+    it_server_start(s);
+    it_device_authorization(s, "tv-app", "Quitting TV", "tv", NULL, &da);
+    char body[300];
+    int blen = snprintf(body, sizeof body,
+                        "grant_type=urn%%3Aietf%%3Aparams%%3Aoauth%%3Agrant-type%%3Adevice_code"
+                        "&client_id=tv-app&device_code=%s",
+                        da.device_code);
+    int n = snprintf(req, sizeof req,
+                     "POST /oauth/token HTTP/1.1\r\nHost: 127.0.0.1\r\nPrefer: wait=2\r\n"
+                     "Content-Type: application/x-www-form-urlencoded\r\n"
+                     "Content-Length: %d\r\n\r\n%s",
+                     blen, body);
+    /* Held for 2 s; the client leaves after 0.3 s, before the hold ends. */
+    assert_int_equal(send_and_hang_up(s->port, req, (size_t)n, 300000), 1);
+    it_sleep_ms(2500);
+    it_server_stop(s);
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    close(logfd);
+    it_server_free(s);
+
+    log = slurp(logpath);
+    unlink(logpath);
+    if (strstr(log, "internal error") != NULL || strstr(log, "token 0") != NULL)
+        fail_msg("an abandoned hold was logged as an error:\n%s", log);
+    if (strstr(log, "POST token client-gone") == NULL)
+        fail_msg("the abandoned hold is not in the access log:\n%s", log);
+    free(log);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_hangups_during_commits, it_setup_alice, it_teardown),
         cmocka_unit_test(test_hung_up_paths_are_redacted_in_the_log),
+        cmocka_unit_test(test_abandoned_hold_is_not_an_error),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

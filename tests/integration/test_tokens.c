@@ -69,6 +69,49 @@ static void test_refresh_reuse_revokes_device(void **state)
     assert_int_equal(it_introspect_active(s, phone.session), 1);
 }
 
+/* RFC 6749 section 6 asks a public client for no authentication, and oauthlib's default
+ * refresh request carries no client_id: the token's own client is taken. A client_id that is
+ * sent must still be the token's, and a wrong one spends nothing. */
+static void test_refresh_without_client_id(void **state)
+{
+    it_server *s = *state;
+    it_phone phone;
+    it_tokens t1, t2, t3;
+    it_resp *r;
+
+    it_phone_sign_in(s, IT_USER, IT_PASSWORD, NULL, &phone);
+    it_login_screen(s, &phone, &t1, NULL);
+
+    r = it_form_post(s, "/oauth/token",
+                     (const char *[]){"grant_type", "refresh_token", "refresh_token",
+                                      t1.refresh_token, NULL},
+                     NULL);
+    assert_non_null(r);
+    it_expect_tokens(r, &t2);
+    assert_string_equal(it_jstr(r, "scope"), "profile");
+    it_resp_free(r);
+    assert_string_not_equal(t2.refresh_token, t1.refresh_token);
+    assert_int_equal(it_introspect_active(s, t2.access_token), 1);
+    r = it_introspect(s, t2.access_token);
+    assert_string_equal(it_jstr(r, "client_id"), IT_CLIENT_ID);
+    it_resp_free(r);
+
+    /* Another client's id is refused and the token stays good for its own client. */
+    r = it_refresh(s, "other-app", t2.refresh_token);
+    it_expect_oauth_error(r, "invalid_grant");
+    it_resp_free(r);
+    r = it_refresh(s, IT_CLIENT_ID, t2.refresh_token);
+    it_expect_tokens(r, &t3);
+    it_resp_free(r);
+
+    /* Without client_id the refresh token is still required. */
+    r = it_form_post(s, "/oauth/token", (const char *[]){"grant_type", "refresh_token", NULL},
+                     NULL);
+    assert_non_null(r);
+    it_expect_oauth_error(r, "invalid_request");
+    it_resp_free(r);
+}
+
 static void test_delete_device_kills_its_tokens(void **state)
 {
     it_server *s = *state;
@@ -229,6 +272,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         T(test_refresh_rotates),
         T(test_refresh_reuse_revokes_device),
+        T(test_refresh_without_client_id),
         T(test_delete_device_kills_its_tokens),
         T(test_rfc7009_revoke_access_token),
         T(test_rfc7009_revoke_refresh_token_revokes_device),
