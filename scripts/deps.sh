@@ -1,18 +1,37 @@
 #!/usr/bin/env bash
-# Installs the Debian packages qrlogin needs to build and test. Idempotent: when every package
-# is already installed it changes nothing and does not touch the network.
+# Installs the Debian packages qrlogin needs. Idempotent: when every package is already
+# installed it changes nothing and does not touch the network.
+#
+#   scripts/deps.sh           everything to build and test (scripts/test.sh)
+#   scripts/deps.sh --serve   only what building and running the server needs (scripts/serve.sh)
 set -euo pipefail
 
-PKGS=(
-  build-essential cmake pkg-config curl
+# To build qrlogin (server, CLI, client SDK) and run it.
+SERVE_PKGS=(
+  build-essential cmake pkg-config
   libsqlite3-dev libsodium-dev libmicrohttpd-dev libjansson-dev
-  libcurl4-openssl-dev libcmocka-dev
-  libqrencode-dev libpng-dev libzbar-dev zbar-tools librsvg2-bin
+  libcurl4-openssl-dev
+  libqrencode-dev libpng-dev libzbar-dev
   libfido2-dev libcbor-dev libssl-dev
+)
+# On top of those, to run every test, the fuzzers and the browser and interop suites.
+TEST_PKGS=(
+  curl
+  libcmocka-dev
+  zbar-tools librsvg2-bin
   clang libclang-rt-14-dev
   nodejs npm
   chromium
 )
+
+case "${1:-}" in
+  --serve) PKGS=("${SERVE_PKGS[@]}") ;;
+  "") PKGS=("${SERVE_PKGS[@]}" "${TEST_PKGS[@]}") ;;
+  *)
+    echo "usage: $0 [--serve]" >&2
+    exit 2
+    ;;
+esac
 
 missing=()
 for p in "${PKGS[@]}"; do

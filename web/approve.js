@@ -67,6 +67,8 @@
     if (code === 'not_found' && !typed) {
       text = 'This QR code is not valid. Show a new code on the TV and scan it again.';
     }
+    // The title already says what happened: the text goes on with what to do.
+    if (text.startsWith(title + '.')) text = text.slice(title.length + 1).trim();
     done('no', [title], [text], [['/device', 'Enter a code instead', 'secondary'], ['/devices', 'Your devices', 'secondary']]);
   }
 
