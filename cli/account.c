@@ -18,8 +18,20 @@ static void account_usage(FILE *f)
           "       qrlogin account passwd USER [--password-stdin] [--db PATH]\n"
           "  --db PATH          SQLite database file (QRLOGIN_DB; default qrlogin.db)\n"
           "  --display-name N   name shown to the user (default: USER)\n"
-          "  --password-stdin   read the password from the first line of standard input\n",
+          "  --password-stdin   read the password from the first line of standard input\n"
+          "The database and its directory must be writable. Exit status: 0 done, 1 failure\n"
+          "(account exists, no such account, database), 2 usage error, 130 Ctrl-C.\n",
           f);
+}
+
+/* The rule of qrl_account_add (include/qrlogin/core.h), checked before the password prompt so
+ * that a typo in the name is a usage error, not a prompt and then a failure. */
+static bool username_ok(const char *u)
+{
+    size_t n = strlen(u);
+
+    return n >= 1 && n <= QRL_MAX_USERNAME &&
+           strspn(u, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._@-") == n;
 }
 
 static bool get_password(bool from_stdin, char *pw, size_t len)
@@ -83,6 +95,17 @@ int qrl_cli_account(int argc, char **argv)
     }
     verb = argv[optind];
     user = argv[optind + 1];
+    if (!username_ok(user)) {
+        qrl_cli_err("invalid username '%s': 1-%d of A-Z a-z 0-9 . _ @ -", user, QRL_MAX_USERNAME);
+        return 2;
+    }
+    if (display != NULL && strlen(display) > QRL_MAX_DISPLAY_NAME) {
+        qrl_cli_err("the display name is longer than %d bytes", QRL_MAX_DISPLAY_NAME);
+        return 2;
+    }
+    /* Before the prompt: a password typed for a database that cannot be written is lost. */
+    if (!qrl_cli_db_writable(db))
+        return 1;
     if (!get_password(pw_stdin, pw, sizeof pw)) {
         qrl_cli_err("no password given (1 to %d bytes)", QRL_MAX_PASSWORD);
         return 2;
@@ -105,11 +128,12 @@ int qrl_cli_account(int argc, char **argv)
         qrl_cli_err("account '%s' already exists", user);
     else if (e == QRL_ERR_NOT_FOUND)
         qrl_cli_err("no account '%s'", user);
-    else if (e == QRL_ERR_INVALID)
+    else if (e == QRL_ERR_INVALID) {
         qrl_cli_err("invalid username or password (username: 1-%d of A-Z a-z 0-9 . _ @ -; "
                     "password: 1-%d bytes; display name: up to %d bytes)",
                     QRL_MAX_USERNAME, QRL_MAX_PASSWORD, QRL_MAX_DISPLAY_NAME);
-    else if (e != QRL_OK)
+        rc = 2;
+    } else if (e != QRL_OK)
         qrl_cli_err("%s", qrl_strerror(e));
     else {
         printf("qrlogin: account '%s' %s\n", user,

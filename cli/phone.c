@@ -29,16 +29,23 @@ struct phone_opts {
 
 static void phone_usage(FILE *f)
 {
-    fputs("usage: qrlogin phone login --server URL [--name NAME] USER\n"
+    fputs("usage: qrlogin phone login --server URL [--name NAME] [--password-stdin] USER\n"
           "       qrlogin phone approve (URL | USER-CODE | --image FILE.png)\n"
           "       qrlogin phone devices\n"
           "       qrlogin phone revoke DEVICE-ID\n"
-          "  --config FILE   state file (QRLOGIN_PHONE_CONFIG; default\n"
-          "                  $XDG_CONFIG_HOME/qrlogin/phone.json)\n"
-          "  --server URL    the qrlogin server (login only)\n"
-          "  --name NAME     this phone's device name (default: \"qrlogin phone on HOST\")\n"
-          "  --image FILE    decode the QR code from a PNG image\n"
-          "Prompts read from the terminal, or line by line from standard input.\n",
+          "  --config FILE     state file (QRLOGIN_PHONE_CONFIG; default\n"
+          "                    $XDG_CONFIG_HOME/qrlogin/phone.json)\n"
+          "  --server URL      the qrlogin server (login only)\n"
+          "  --name NAME       this phone's device name (default: \"qrlogin phone on HOST\")\n"
+          "  --password-stdin  login: read the password from the first line of standard\n"
+          "                    input, even on a terminal\n"
+          "  --image FILE      approve: decode the QR code from a PNG image\n"
+          "Prompts read from the terminal without echo or, when standard input is not a\n"
+          "terminal, one line each from standard input, in this order:\n"
+          "  login    the password, then the new app PIN (4-64 characters) twice\n"
+          "  approve  the answer (a or d), then the app PIN when approving\n"
+          "For example: printf '%s\\n' \"$PW\" 1234 1234 | qrlogin phone login --server URL USER\n"
+          "Exit status: 0 done (approved), 3 declined, 1 failure, 2 usage error, 130 Ctrl-C.\n",
           f);
 }
 
@@ -244,40 +251,44 @@ out:
 }
 
 /* Turns the argument of approve into the code the API takes: the scan secret from a QR URL's
- * fragment, or a user code as typed. */
-static bool code_from(const struct phone_opts *o, const char *arg, char *code, size_t len)
+ * fragment, or a user code as typed. Returns 0, or the exit status: 2 when the argument is
+ * not a code (a usage error), 1 when the image cannot be read or holds something else. */
+static int code_from(const struct phone_opts *o, const char *arg, char *code, size_t len)
 {
     char text[1024], err[256];
     const char *hash;
+    int bad = 2;
 
     if (o->image != NULL) {
         if (!qrl_cli_qr_decode_png(o->image, text, sizeof text, err, sizeof err)) {
             qrl_cli_err("%s", err);
-            return false;
+            return 1;
         }
         arg = text;
+        bad = 1;
     }
     if (arg == NULL)
-        return false;
+        return 2;
     hash = strchr(arg, '#');
     if (strncmp(arg, "http://", 7) == 0 || strncmp(arg, "https://", 8) == 0) {
         if (hash == NULL || strncmp(hash + 1, "qrl_ss_", 7) != 0) {
             qrl_cli_err("that URL is not a qrlogin QR code (no #qrl_ss_ part)");
-            return false;
+            return bad;
         }
         arg = hash + 1;
     }
-    if (strlen(arg) >= len || strspn(arg, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-                                          "0123456789-_ ") != strlen(arg)) {
+    if (arg[0] == '\0' || strlen(arg) >= len ||
+        strspn(arg, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                    "0123456789-_ ") != strlen(arg)) {
         qrl_cli_err("not a login code: expected a QR URL, a qrl_ss_ secret or a user code");
-        return false;
+        return bad;
     }
     snprintf(code, len, "%s", arg);
     /* Spaces in a typed user code would break the URL path; the server ignores dashes too. */
     for (char *p = code; *p != '\0'; p++)
         if (*p == ' ')
             *p = '-';
-    return true;
+    return 0;
 }
 
 static void show_request(const qrl_cli_resp *r)
@@ -328,17 +339,16 @@ static int cmd_approve(const struct phone_opts *o, const char *arg)
 {
     char code[QRL_MAX_TOKEN + 1], url[1024], sig[128];
     qrl_cli_resp view = {0}, r = {0};
-    json_t *cfg = config_load(o), *req = NULL;
+    json_t *cfg, *req = NULL;
     const char *server, *tok;
     char *body = NULL;
-    int rc = 1, key;
+    int rc, key;
 
-    if (cfg == NULL)
+    if ((rc = code_from(o, arg, code, sizeof code)) != 0)
+        return rc;
+    if ((cfg = config_load(o)) == NULL)
         return 1;
-    if (!code_from(o, arg, code, sizeof code)) {
-        json_decref(cfg);
-        return 2;
-    }
+    rc = 1;
     server = cfg_str(cfg, "server");
     tok = cfg_str(cfg, "session_token");
     snprintf(url, sizeof url, "%s/v1/login-requests/%s", server, code);

@@ -3,14 +3,17 @@
  * SIGTERM, sweeping expired rows once a minute. Every option has an environment variable so
  * that the server can be configured without secrets on the command line.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <sodium.h>
@@ -22,83 +25,135 @@
 static void serve_usage(FILE *f)
 {
     fputs("usage: qrlogin serve [options]\n"
-          "  --listen ADDR:PORT        address to listen on (QRLOGIN_LISTEN; default "
-          "127.0.0.1:8080;\n"
-          "                            IPv6 as [::1]:8080; port 0 picks a free port)\n"
-          "  --public-url URL          public base URL and OAuth issuer (QRLOGIN_PUBLIC_URL;\n"
-          "                            default http://ADDR:PORT)\n"
-          "  --db PATH                 SQLite database file (QRLOGIN_DB; default qrlogin.db)\n"
-          "  --request-ttl SECONDS     login request lifetime (QRLOGIN_REQUEST_TTL; 120)\n"
-          "  --access-ttl SECONDS      access token lifetime (QRLOGIN_ACCESS_TTL; 3600)\n"
-          "  --refresh-ttl SECONDS     refresh token lifetime (QRLOGIN_REFRESH_TTL; 2592000)\n"
-          "  --session-ttl SECONDS     phone session lifetime (QRLOGIN_SESSION_TTL; 2592000)\n"
+          "Every option but --access-log, --demo and --demo-reset also comes from the\n"
+          "environment variable in brackets; a flag wins over its variable.\n"
+          "  --listen ADDR:PORT        numeric address to listen on [QRLOGIN_LISTEN]; default\n"
+          "                            127.0.0.1:8080, IPv6 as [::1]:8080, port 0 picks one\n"
+          "  --public-url URL          public base URL and OAuth issuer [QRLOGIN_PUBLIC_URL];\n"
+          "                            default http://ADDR:PORT\n"
+          "  --db PATH                 SQLite database file [QRLOGIN_DB]; default qrlogin.db;\n"
+          "                            it and its directory must be writable\n"
+          "  --request-ttl SECONDS     login request lifetime [QRLOGIN_REQUEST_TTL];\n"
+          "                            default 120, 10..3600\n"
+          "  --access-ttl SECONDS      access token lifetime [QRLOGIN_ACCESS_TTL];\n"
+          "                            default 3600, 60..2592000 (30 days)\n"
+          "  --refresh-ttl SECONDS     refresh token lifetime [QRLOGIN_REFRESH_TTL];\n"
+          "                            default 2592000 (30 days), 60..315360000 (10 years)\n"
+          "  --session-ttl SECONDS     phone session lifetime [QRLOGIN_SESSION_TTL];\n"
+          "                            default 2592000 (30 days), 60..315360000 (10 years)\n"
           "  --introspection-secret S  secret resource servers use for /oauth/introspect\n"
-          "                            (QRLOGIN_INTROSPECTION_SECRET; unset disables it)\n"
-          "  --threads N               worker threads (QRLOGIN_THREADS; default 8, 2 per CPU above "
-          "4)\n"
-          "  --max-connections N       open connections at most (QRLOGIN_MAX_CONNECTIONS;\n"
-          "                            default: open-file limit minus 256)\n"
-          "  --connection-memory B     per-connection buffer in bytes (QRLOGIN_CONNECTION_MEMORY;\n"
-          "                            default 8192, 4096..1048576)\n"
-          "  --connection-timeout S    idle timeout of connections not held (default 30)\n"
-          "  --per-ip-limit N          connections per client address (QRLOGIN_PER_IP_LIMIT;\n"
-          "                            default 0 = unlimited)\n"
+          "                            [QRLOGIN_INTROSPECTION_SECRET]; unset disables it\n"
+          "  --threads N               worker threads [QRLOGIN_THREADS]; default 8, or 2 per\n"
+          "                            CPU above 4 CPUs; 1..1024\n"
+          "  --max-connections N       open connections at most [QRLOGIN_MAX_CONNECTIONS];\n"
+          "                            default: open-file limit minus 256; 1..1000000\n"
+          "  --connection-memory B     per-connection buffer in bytes\n"
+          "                            [QRLOGIN_CONNECTION_MEMORY]; default 8192, 4096..1048576\n"
+          "  --connection-timeout S    idle timeout of connections not held, in seconds\n"
+          "                            [QRLOGIN_CONNECTION_TIMEOUT]; default 30, 1..3600\n"
+          "  --per-ip-limit N          connections per client address\n"
+          "                            [QRLOGIN_PER_IP_LIMIT]; default 0 = unlimited\n"
           "  --access-log              log one line per request to stderr (no secrets)\n"
-          "  --demo                    create or reset the account 'demo' with a fresh random\n"
-          "                            password and print it\n",
+          "  --demo                    create the account 'demo' and print its password; the\n"
+          "                            password is kept in PATH.demo-password (mode 0600) and\n"
+          "                            stays the same across restarts\n"
+          "  --demo-reset              like --demo, with a fresh random password\n"
+          "Standard output: the line 'qrlogin: listening on URL' once connections are\n"
+          "accepted, then with --demo the demo credentials; everything else goes to stderr.\n"
+          "Exit status: 0 after SIGINT/SIGTERM, 1 runtime failure, 2 usage error.\n",
           f);
 }
 
 struct serve_opts {
     const char *listen, *public_url, *db, *secret;
+    const char *listen_src; /* "--listen" or "QRLOGIN_LISTEN", for messages */
     long long request_ttl, access_ttl, refresh_ttl, session_ttl, threads;
     long long max_conn, conn_mem, conn_timeout, per_ip;
-    int access_log, demo;
+    int access_log, demo, demo_reset;
 };
 
-static bool ttl_opt(const char *name, const char *val, long long min, long long max, long long *out)
+/* A numeric option: its flag, its environment variable, the unit its value counts and its
+ * range. A message about a bad value names where the value came from, the flag or the
+ * variable, so that a stray variable in a service file is easy to find. */
+struct num_opt {
+    const char *flag, *env, *unit;
+    long long min, max;
+    long long *out;
+    const char *val, *src; /* the value and where it came from; NULL when not given */
+};
+
+static bool num_opt_parse(const struct num_opt *n)
 {
-    if (val == NULL)
+    if (n->val == NULL)
         return true;
-    if (qrl_cli_parse_seconds(val, min, max, out))
+    if (qrl_cli_parse_seconds(n->val, n->min, n->max, n->out))
         return true;
-    qrl_cli_err("%s must be a whole number of seconds between %lld and %lld", name, min, max);
+    qrl_cli_err("%s must be a whole number of %s from %lld to %lld (got '%s')", n->src, n->unit,
+                n->min, n->max, n->val);
     return false;
 }
 
 static int parse_opts(int argc, char **argv, struct serve_opts *o)
 {
+    enum {
+        REQUEST_TTL,
+        ACCESS_TTL,
+        REFRESH_TTL,
+        SESSION_TTL,
+        THREADS,
+        MAX_CONN,
+        CONN_MEM,
+        CONN_TIMEOUT,
+        PER_IP,
+        NUM_OPTS
+    };
+    struct num_opt num[NUM_OPTS] = {
+        [REQUEST_TTL] = {"--request-ttl", "QRLOGIN_REQUEST_TTL", "seconds", 10, 3600,
+                         &o->request_ttl},
+        [ACCESS_TTL] = {"--access-ttl", "QRLOGIN_ACCESS_TTL", "seconds", 60, 86400 * 30,
+                        &o->access_ttl},
+        [REFRESH_TTL] = {"--refresh-ttl", "QRLOGIN_REFRESH_TTL", "seconds", 60, 86400 * 3650LL,
+                         &o->refresh_ttl},
+        [SESSION_TTL] = {"--session-ttl", "QRLOGIN_SESSION_TTL", "seconds", 60, 86400 * 3650LL,
+                         &o->session_ttl},
+        [THREADS] = {"--threads", "QRLOGIN_THREADS", "threads", 1, 1024, &o->threads},
+        [MAX_CONN] = {"--max-connections", "QRLOGIN_MAX_CONNECTIONS", "connections", 1, 1000000,
+                      &o->max_conn},
+        [CONN_MEM] = {"--connection-memory", "QRLOGIN_CONNECTION_MEMORY", "bytes", 4096, 1048576,
+                      &o->conn_mem},
+        [CONN_TIMEOUT] = {"--connection-timeout", "QRLOGIN_CONNECTION_TIMEOUT", "seconds", 1, 3600,
+                          &o->conn_timeout},
+        [PER_IP] = {"--per-ip-limit", "QRLOGIN_PER_IP_LIMIT", "connections", 0, 1000000,
+                    &o->per_ip},
+    };
     static const struct option longopts[] = {
         {"listen", required_argument, NULL, 'l'},
         {"public-url", required_argument, NULL, 'u'},
         {"db", required_argument, NULL, 'd'},
-        {"request-ttl", required_argument, NULL, 'r'},
-        {"access-ttl", required_argument, NULL, 'a'},
-        {"refresh-ttl", required_argument, NULL, 'f'},
-        {"session-ttl", required_argument, NULL, 's'},
+        {"request-ttl", required_argument, NULL, 1000 + REQUEST_TTL},
+        {"access-ttl", required_argument, NULL, 1000 + ACCESS_TTL},
+        {"refresh-ttl", required_argument, NULL, 1000 + REFRESH_TTL},
+        {"session-ttl", required_argument, NULL, 1000 + SESSION_TTL},
         {"introspection-secret", required_argument, NULL, 'i'},
-        {"threads", required_argument, NULL, 't'},
+        {"threads", required_argument, NULL, 1000 + THREADS},
         {"access-log", no_argument, NULL, 'L'},
-        {"max-connections", required_argument, NULL, 'M'},
-        {"connection-memory", required_argument, NULL, 'm'},
-        {"connection-timeout", required_argument, NULL, 'T'},
-        {"per-ip-limit", required_argument, NULL, 'P'},
+        {"max-connections", required_argument, NULL, 1000 + MAX_CONN},
+        {"connection-memory", required_argument, NULL, 1000 + CONN_MEM},
+        {"connection-timeout", required_argument, NULL, 1000 + CONN_TIMEOUT},
+        {"per-ip-limit", required_argument, NULL, 1000 + PER_IP},
         {"demo", no_argument, NULL, 'D'},
+        {"demo-reset", no_argument, NULL, 'R'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    const char *rt = qrl_cli_env("QRLOGIN_REQUEST_TTL", NULL);
-    const char *at = qrl_cli_env("QRLOGIN_ACCESS_TTL", NULL);
-    const char *ft = qrl_cli_env("QRLOGIN_REFRESH_TTL", NULL);
-    const char *st = qrl_cli_env("QRLOGIN_SESSION_TTL", NULL);
-    const char *th = qrl_cli_env("QRLOGIN_THREADS", NULL);
-    const char *mc = qrl_cli_env("QRLOGIN_MAX_CONNECTIONS", NULL);
-    const char *cm = qrl_cli_env("QRLOGIN_CONNECTION_MEMORY", NULL);
-    const char *ct = qrl_cli_env("QRLOGIN_CONNECTION_TIMEOUT", NULL);
-    const char *pi = qrl_cli_env("QRLOGIN_PER_IP_LIMIT", NULL);
     int c;
 
+    for (int i = 0; i < NUM_OPTS; i++) {
+        num[i].val = qrl_cli_env(num[i].env, NULL);
+        num[i].src = num[i].env;
+    }
     o->listen = qrl_cli_env("QRLOGIN_LISTEN", "127.0.0.1:8080");
+    o->listen_src = "QRLOGIN_LISTEN";
     o->public_url = qrl_cli_env("QRLOGIN_PUBLIC_URL", NULL);
     o->db = qrl_cli_env("QRLOGIN_DB", "qrlogin.db");
     o->secret = qrl_cli_env("QRLOGIN_INTROSPECTION_SECRET", NULL);
@@ -107,6 +162,7 @@ static int parse_opts(int argc, char **argv, struct serve_opts *o)
         switch (c) {
         case 'l':
             o->listen = optarg;
+            o->listen_src = "--listen";
             break;
         case 'u':
             o->public_url = optarg;
@@ -114,23 +170,8 @@ static int parse_opts(int argc, char **argv, struct serve_opts *o)
         case 'd':
             o->db = optarg;
             break;
-        case 'r':
-            rt = optarg;
-            break;
-        case 'a':
-            at = optarg;
-            break;
-        case 'f':
-            ft = optarg;
-            break;
-        case 's':
-            st = optarg;
-            break;
         case 'i':
             o->secret = optarg;
-            break;
-        case 't':
-            th = optarg;
             break;
         case 'L':
             o->access_log = 1;
@@ -138,22 +179,18 @@ static int parse_opts(int argc, char **argv, struct serve_opts *o)
         case 'D':
             o->demo = 1;
             break;
-        case 'M':
-            mc = optarg;
-            break;
-        case 'm':
-            cm = optarg;
-            break;
-        case 'T':
-            ct = optarg;
-            break;
-        case 'P':
-            pi = optarg;
+        case 'R':
+            o->demo = o->demo_reset = 1;
             break;
         case 'h':
             serve_usage(stdout);
             return 0;
         default:
+            if (c >= 1000 && c < 1000 + NUM_OPTS) {
+                num[c - 1000].val = optarg;
+                num[c - 1000].src = num[c - 1000].flag;
+                break;
+            }
             serve_usage(stderr);
             return 2;
         }
@@ -162,22 +199,20 @@ static int parse_opts(int argc, char **argv, struct serve_opts *o)
         qrl_cli_err("serve: unexpected argument '%s'", argv[optind]);
         return 2;
     }
-    if (!ttl_opt("--request-ttl", rt, 10, 3600, &o->request_ttl) ||
-        !ttl_opt("--access-ttl", at, 60, 86400 * 30, &o->access_ttl) ||
-        !ttl_opt("--refresh-ttl", ft, 60, 86400 * 3650LL, &o->refresh_ttl) ||
-        !ttl_opt("--session-ttl", st, 60, 86400 * 3650LL, &o->session_ttl) ||
-        !ttl_opt("--threads", th, 1, 1024, &o->threads) ||
-        !ttl_opt("--max-connections", mc, 1, 1000000, &o->max_conn) ||
-        !ttl_opt("--connection-memory", cm, 4096, 1048576, &o->conn_mem) ||
-        !ttl_opt("--connection-timeout", ct, 1, 3600, &o->conn_timeout) ||
-        !ttl_opt("--per-ip-limit", pi, 0, 1000000, &o->per_ip))
-        return 2;
+    for (int i = 0; i < NUM_OPTS; i++)
+        if (!num_opt_parse(&num[i]))
+            return 2;
     return -1;
 }
 
-/* Splits "HOST:PORT" / "[V6]:PORT" into host (in buf) and port. */
-static bool split_listen(const char *s, char *buf, size_t len, unsigned short *port)
+/* Splits "HOST:PORT" / "[V6]:PORT" into a numeric host (in buf) and port, and fills `sa` for
+ * the probe in can_bind(). Host names are refused: the server binds one address, and a name
+ * may stand for several. */
+static bool split_listen(const char *s, char *buf, size_t len, unsigned short *port,
+                         struct sockaddr_storage *sa)
 {
+    struct sockaddr_in *in4 = (struct sockaddr_in *)sa;
+    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)sa;
     const char *colon;
     long long p;
 
@@ -198,25 +233,100 @@ static bool split_listen(const char *s, char *buf, size_t len, unsigned short *p
     if (!qrl_cli_parse_seconds(colon + 1, 0, 65535, &p))
         return false;
     *port = (unsigned short)p;
-    return true;
+    memset(sa, 0, sizeof *sa);
+    if (s[0] != '[' && inet_pton(AF_INET, buf, &in4->sin_addr) == 1) {
+        in4->sin_family = AF_INET;
+        in4->sin_port = htons(*port);
+        return true;
+    }
+    if (s[0] == '[' && inet_pton(AF_INET6, buf, &in6->sin6_addr) == 1) {
+        in6->sin6_family = AF_INET6;
+        in6->sin6_port = htons(*port);
+        return true;
+    }
+    return false;
 }
 
-static int demo_account(qrl_core *core)
+/* Binds a socket to the listen address the way libmicrohttpd will (SO_REUSEADDR, IPv6 only
+ * for an IPv6 address) and lets it go again, so that a taken port or an address this machine
+ * does not have is reported with its real reason before anything starts. The server binds
+ * its own socket a moment later; the probe only makes the common failures readable. */
+static bool can_bind(const struct sockaddr_storage *sa, const char *listen, const char *src)
+{
+    socklen_t len =
+        sa->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+    int fd = socket(sa->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0), on = 1, err = 0;
+    const char *hint = "";
+
+    if (fd < 0)
+        return true; /* nothing learnt; the server reports what it finds */
+    (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
+    if (sa->ss_family == AF_INET6)
+        (void)setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof on);
+    if (bind(fd, (const struct sockaddr *)sa, len) != 0)
+        err = errno;
+    close(fd);
+    if (err == 0)
+        return true;
+    if (err == EADDRINUSE)
+        hint = ": another program listens on that port; choose another port";
+    else if (err == EADDRNOTAVAIL)
+        hint = ": this machine has no such address";
+    else if (err == EACCES)
+        hint = ": ports below 1024 need privileges";
+    qrl_cli_err("cannot listen on %s (from %s): %s%s", listen, src, strerror(err), hint);
+    return false;
+}
+
+/* The demo account's password is kept next to the database, readable by the owner only, so
+ * that a restart keeps the password the user already typed into a phone. */
+#define DEMO_PW_SUFFIX ".demo-password"
+#define DEMO_PW_LEN 16 /* 12 random bytes in base64url */
+
+static bool demo_pw_load(const char *path, char *pw, size_t len)
+{
+    FILE *f = fopen(path, "r");
+    bool ok;
+
+    if (f == NULL)
+        return false;
+    ok = fgets(pw, (int)len, f) != NULL;
+    fclose(f);
+    if (ok)
+        pw[strcspn(pw, "\r\n")] = '\0';
+    return ok && strlen(pw) == DEMO_PW_LEN &&
+           strspn(pw, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") ==
+               DEMO_PW_LEN;
+}
+
+/* Creates the account `demo`, or sets its password: the one kept in DB.demo-password unless
+ * `reset` (or there is none yet), else a fresh random one, which is then kept. */
+static int demo_account(qrl_core *core, const char *db, int reset)
 {
     unsigned char raw[12];
-    char pw[32];
+    char pw[64], path[4096], err[256];
+    bool fresh = false;
     qrl_err rc;
 
-    randombytes_buf(raw, sizeof raw);
-    sodium_bin2base64(pw, sizeof pw, raw, sizeof raw, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+    snprintf(path, sizeof path, "%s" DEMO_PW_SUFFIX, db);
+    if (reset || !demo_pw_load(path, pw, sizeof pw)) {
+        randombytes_buf(raw, sizeof raw);
+        sodium_bin2base64(pw, sizeof pw, raw, sizeof raw, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+        fresh = true;
+    }
     rc = qrl_account_add(core, "demo", "Demo User", pw, NULL);
-    if (rc == QRL_ERR_EXISTS)
+    if (rc == QRL_ERR_EXISTS) /* the kept password again, so that the two always agree */
         rc = qrl_account_set_password(core, "demo", pw);
     if (rc != QRL_OK) {
         qrl_cli_err("cannot create the demo account: %s", qrl_strerror(rc));
+        sodium_memzero(pw, sizeof pw);
         return 1;
     }
+    if (fresh && !qrl_cli_write_private(path, pw, err, sizeof err))
+        qrl_cli_err("the demo password will change at the next start: %s", err);
     printf("qrlogin: demo account: username 'demo', password '%s'\n", pw);
+    fflush(stdout);
+    qrl_cli_err("the demo password is kept in %s; --demo-reset makes a new one", path);
     sodium_memzero(pw, sizeof pw);
     return 0;
 }
@@ -242,6 +352,7 @@ int qrl_cli_serve(int argc, char **argv)
     qrl_core *core = NULL;
     qrl_server *srv = NULL;
     char host[64], err[256] = "";
+    struct sockaddr_storage sa;
     sigset_t set;
     int rc = 1, p, lockfd = -1;
     qrl_err e;
@@ -249,10 +360,14 @@ int qrl_cli_serve(int argc, char **argv)
     if ((p = parse_opts(argc, argv, &o)) >= 0)
         return p;
     qrl_server_config_defaults(&scfg);
-    if (!split_listen(o.listen, host, sizeof host, &scfg.port)) {
-        qrl_cli_err("--listen must look like 127.0.0.1:8080 or [::1]:8080");
+    if (!split_listen(o.listen, host, sizeof host, &scfg.port, &sa)) {
+        qrl_cli_err("%s must be a numeric address and a port, like 127.0.0.1:8080 or "
+                    "[::1]:8080 (got '%s')",
+                    o.listen_src, o.listen);
         return 2;
     }
+    if (!can_bind(&sa, o.listen, o.listen_src) || !qrl_cli_db_writable(o.db))
+        return 1;
     scfg.listen_host = host;
     scfg.public_url = o.public_url;
     scfg.introspection_secret = o.secret;
@@ -310,8 +425,6 @@ int qrl_cli_serve(int argc, char **argv)
         qrl_cli_err("cannot start: %s", qrl_strerror(e));
         goto out;
     }
-    if (o.demo && demo_account(core) != 0)
-        goto out;
     e = qrl_server_listen(srv, core, err, sizeof err);
     if (e != QRL_OK) {
         qrl_cli_err("%s", err);
@@ -321,9 +434,17 @@ int qrl_cli_serve(int argc, char **argv)
         qrl_cli_err("introspection is disabled (no --introspection-secret)");
     printf("qrlogin: listening on %s\n", qrl_server_public_url(srv));
     fflush(stdout);
+    /* After the line above, which stays the first line on stdout (scripts read it). */
+    if (o.demo && demo_account(core, o.db, o.demo_reset) != 0)
+        goto out;
     if (o.demo)
         qrl_cli_err("try it: open %s/ on the TV or laptop, and scan its QR code with a phone "
                     "(or open %s/device on the phone and type the code)",
+                    qrl_server_public_url(srv), qrl_server_public_url(srv));
+    if (o.demo)
+        qrl_cli_err("or from two terminals: qrlogin phone login --server %s demo, then "
+                    "qrlogin tv --server %s --qr-png qr.png and qrlogin phone approve --image "
+                    "qr.png",
                     qrl_server_public_url(srv), qrl_server_public_url(srv));
     run_until_signal(core, &set);
     qrl_cli_err("shutting down");

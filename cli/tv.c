@@ -36,6 +36,7 @@ struct tv_state {
     time_t deadline; /* expiry of the code on screen */
     const char *status;
     bool done;
+    int signal; /* the signal that cancelled the login, 0 if none */
 };
 
 static void tv_usage(FILE *f)
@@ -51,7 +52,9 @@ static void tv_usage(FILE *f)
           "  --credentials FILE  where the credential is kept (QRLOGIN_TV_CREDENTIALS; default\n"
           "                      $XDG_CONFIG_HOME/qrlogin/tv.json)\n"
           "  --qr-png FILE       also write each QR code as a PNG image to FILE\n"
-          "Exit status: 0 signed in, 3 declined on the phone, 4 code expired, 1 other errors.\n",
+          "Signing in again replaces the stored credential and signs the old one out.\n"
+          "Exit status: 0 signed in, 3 declined on the phone, 4 code expired, 1 other errors,\n"
+          "2 usage error, 130 cancelled with Ctrl-C.\n",
           f);
 }
 
@@ -149,8 +152,13 @@ static void *signal_main(void *arg)
     sigemptyset(&set);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGTERM);
-    if (sigwait(&set, &sig) == 0)
+    if (sigwait(&set, &sig) == 0) {
+        pthread_mutex_lock(&s->mu);
+        if (!s->done)
+            s->signal = sig;
+        pthread_mutex_unlock(&s->mu);
         qrl_client_cancel(s->c);
+    }
     return NULL;
 }
 
@@ -220,12 +228,56 @@ static bool save_credentials(const struct tv_opts *o, const char *server, const 
     return ok;
 }
 
+static json_t *load_credentials(const struct tv_opts *o);
+static const char *jget(json_t *j, const char *k);
+
+/* The credential stored before this sign-in, if any: once the new one is saved, the old one is
+ * revoked (RFC 7009), so that signing in again leaves one device in the user's list, not an
+ * orphan that nobody can sign out any more. */
+static json_t *previous_credentials(const struct tv_opts *o)
+{
+    char path[4096];
+    json_t *j;
+
+    cred_path(o, path, sizeof path);
+    if (access(path, F_OK) != 0)
+        return NULL;
+    j = json_load_file(path, 0, NULL);
+    if (j != NULL && jget(j, "refresh_token")[0] == '\0') {
+        json_decref(j);
+        j = NULL;
+    }
+    return j;
+}
+
+static void revoke_previous(const struct tv_opts *o, json_t *prev)
+{
+    qrl_client *c = NULL;
+    qrl_err e;
+
+    if (prev == NULL)
+        return;
+    if (client_for(o, jget(prev, "server"), jget(prev, "client_id"), NULL, &c) != QRL_OK ||
+        qrl_client_set_refresh_token(c, jget(prev, "refresh_token")) != QRL_OK) {
+        qrl_cli_err("the previous credential of this terminal could not be signed out");
+    } else if ((e = qrl_client_logout(c)) != QRL_OK) {
+        qrl_cli_err("the previous credential of this terminal could not be signed out at %s: "
+                    "%s",
+                    jget(prev, "server"), qrl_client_last_error(c));
+    } else {
+        printf("The previous sign-in of this terminal was signed out.\n");
+    }
+    qrl_client_free(c);
+}
+
 static int cmd_login(const struct tv_opts *o)
 {
     struct tv_state s = {.o = o, .tty = isatty(STDOUT_FILENO), .status = "Waiting"};
     pthread_t sig_thread, cd_thread;
     bool cd_started = false;
     qrl_client_tokens t;
+    json_t *prev;
+    sigset_t set;
     int rc = 1;
     qrl_err e;
 
@@ -234,24 +286,42 @@ static int cmd_login(const struct tv_opts *o)
         return 2;
     }
     pthread_mutex_init(&s.mu, NULL);
-    if (client_for(o, o->server, o->client_id, &s, &s.c) != QRL_OK)
+    if (client_for(o, o->server, o->client_id, &s, &s.c) != QRL_OK) {
+        pthread_mutex_destroy(&s.mu);
         return 2;
+    }
+    /* SIGINT and SIGTERM go to the signal thread only; block them before it starts. */
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
     pthread_create(&sig_thread, NULL, signal_main, &s);
     if (s.tty)
         cd_started = pthread_create(&cd_thread, NULL, countdown_main, &s) == 0;
     e = qrl_client_login(s.c, &t);
     pthread_mutex_lock(&s.mu);
     s.done = true;
+    /* Clear the countdown line and flush, so that what follows, on stdout or stderr, starts
+     * at the beginning of a line. */
     if (s.tty)
         printf("\r\033[K");
+    fflush(stdout);
     pthread_mutex_unlock(&s.mu);
     if (cd_started)
         pthread_join(cd_thread, NULL);
     switch (e) {
     case QRL_OK:
-        if (save_credentials(o, o->server, o->client_id, &t) &&
-            greet(o->server, t.access_token, "Signed in as ") == 0)
-            rc = 0;
+        prev = previous_credentials(o);
+        if (save_credentials(o, o->server, o->client_id, &t)) {
+            if (greet(o->server, t.access_token, "Signed in as ") == 0)
+                rc = 0;
+            revoke_previous(o, prev); /* replaced in the file: nobody could sign it out later */
+        }
+        json_decref(prev);
+        break;
+    case QRL_CLIENT_ERR_CANCELLED:
+        qrl_cli_err("cancelled");
+        rc = 128 + (s.signal != 0 ? s.signal : SIGINT);
         break;
     case QRL_ERR_DENIED:
         qrl_cli_err("the sign-in was declined on the phone");
@@ -371,7 +441,6 @@ int qrl_cli_tv(int argc, char **argv)
     };
     struct tv_opts o = {.server = qrl_cli_env("QRLOGIN_SERVER", NULL),
                         .client_id = DEFAULT_CLIENT_ID};
-    sigset_t set;
     int c;
 
     optind = 1;
@@ -408,11 +477,6 @@ int qrl_cli_tv(int argc, char **argv)
     }
     if (sodium_init() < 0)
         return 1;
-    /* Signals go to the signal thread only. */
-    sigemptyset(&set);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &set, NULL);
     if (optind == argc)
         return cmd_login(&o);
     if (argc - optind == 1 && strcmp(argv[optind], "whoami") == 0)

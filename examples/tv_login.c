@@ -7,6 +7,7 @@
  * qrl_client_cancel(), which any thread may call.
  *
  *     make && ./tv_login http://127.0.0.1:8080
+ *     QRLOGIN_SERVER=https://login.example.com ./tv_login
  *
  * Build it against the installed SDK with the Makefile next to this file (pkg-config
  * qrlogin-client). The tokens are secrets: a real app keeps the refresh token in the
@@ -95,12 +96,20 @@ int main(int argc, char **argv)
     char why[QRL_CLIENT_ERROR_MAX];
     qrl_err rc;
 
-    if (argc < 2 || argc > 3 || strcmp(argv[1], "--help") == 0) {
-        fprintf(stderr, "usage: %s SERVER_URL [CLIENT_ID]\n", argv[0]);
-        return argc == 2 ? 0 : 2;
+    /* The server comes from the command line or from QRLOGIN_SERVER: there is no default,
+     * since every deployment has its own. */
+    const char *server = argc >= 2 ? argv[1] : getenv("QRLOGIN_SERVER");
+
+    if (argc > 3 || (argc >= 2 && strcmp(argv[1], "--help") == 0) || server == NULL ||
+        server[0] == '\0') {
+        fprintf(stderr,
+                "usage: %s [SERVER_URL [CLIENT_ID]]\n"
+                "SERVER_URL defaults to $QRLOGIN_SERVER; CLIENT_ID to tv-app.\n",
+                argv[0]);
+        return argc >= 2 && strcmp(argv[1], "--help") == 0 ? 0 : 2;
     }
     qrl_client_options opts = {
-        .server_url = argv[1],
+        .server_url = server,
         .client_id = argc == 3 ? argv[2] : "tv-app",
         .scope = "profile",
         .device_name = "Terminal TV",

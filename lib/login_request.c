@@ -110,6 +110,11 @@ bool qrl__text_valid(const char *s, size_t max)
     return true;
 }
 
+int qrl_device_platform_valid(const char *platform)
+{
+    return platform == NULL || qrl__text_valid(platform, QRL_MAX_DEVICE_PLATFORM);
+}
+
 static bool client_id_valid(const char *s)
 {
     size_t n = s != NULL ? strlen(s) : 0;
@@ -147,9 +152,10 @@ static bool screen_kind_valid(const char *k)
  * codes a second collision in a row means something else is wrong. */
 #define CREATE_ATTEMPTS 4
 
-qrl_err qrl_device_authorize(qrl_core *core, const char *client_id, const char *scope,
-                             const char *device_name, const char *device_kind, const char *address,
-                             qrl_device_auth *out)
+qrl_err qrl_device_authorize_platform(qrl_core *core, const char *client_id, const char *scope,
+                                      const char *device_name, const char *device_kind,
+                                      const char *device_platform, const char *address,
+                                      qrl_device_auth *out)
 {
     qrl_lr_rec lr = {0};
     int64_t now = qrl_core_now_ms(core);
@@ -163,13 +169,17 @@ qrl_err qrl_device_authorize(qrl_core *core, const char *client_id, const char *
         device_name = "Unnamed device";
     if (device_kind == NULL || device_kind[0] == '\0')
         device_kind = "other";
+    if (device_platform == NULL)
+        device_platform = "";
     if (!client_id_valid(client_id) || !scope_valid(scope) ||
-        !qrl__text_valid(device_name, QRL_MAX_DEVICE_NAME) || !screen_kind_valid(device_kind))
+        !qrl__text_valid(device_name, QRL_MAX_DEVICE_NAME) || !screen_kind_valid(device_kind) ||
+        !qrl_device_platform_valid(device_platform))
         return QRL_ERR_INVALID;
     if (qrl__strcpy(lr.client_id, sizeof lr.client_id, client_id) != QRL_OK ||
         qrl__strcpy(lr.scope, sizeof lr.scope, scope) != QRL_OK ||
         qrl__strcpy(lr.device_name, sizeof lr.device_name, device_name) != QRL_OK ||
         qrl__strcpy(lr.device_kind, sizeof lr.device_kind, device_kind) != QRL_OK ||
+        qrl__strcpy(lr.device_platform, sizeof lr.device_platform, device_platform) != QRL_OK ||
         qrl__strcpy(lr.address, sizeof lr.address, address) != QRL_OK)
         return QRL_ERR_INVALID;
     lr.created_ms = now;
@@ -202,6 +212,14 @@ qrl_err qrl_device_authorize(qrl_core *core, const char *client_id, const char *
     out->interval_s = lr.interval_s;
     out->lr_id = lr.id;
     return QRL_OK;
+}
+
+qrl_err qrl_device_authorize(qrl_core *core, const char *client_id, const char *scope,
+                             const char *device_name, const char *device_kind, const char *address,
+                             qrl_device_auth *out)
+{
+    return qrl_device_authorize_platform(core, client_id, scope, device_name, device_kind, NULL,
+                                         address, out);
 }
 
 /* Redeems an APPROVED request for the screen: one store transaction creates the device and its

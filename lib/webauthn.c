@@ -25,6 +25,13 @@
 
 /* --- base64url ------------------------------------------------------------------------------ */
 
+/* The base64url alphabet (RFC 4648 section 5). */
+static bool b64url_char(unsigned char c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '_';
+}
+
 bool qrl__wa_b64_decode(const char *in, unsigned char *out, size_t cap, size_t *len)
 {
     size_t n = in != NULL ? strnlen(in, cap / 3 * 4 + 8) : 0;
@@ -33,9 +40,19 @@ bool qrl__wa_b64_decode(const char *in, unsigned char *out, size_t cap, size_t *
     /* Longer than any encoding of cap bytes: refuse before decoding. */
     if (n == 0 || n > cap / 3 * 4 + 4)
         return false;
-    return sodium_base642bin(out, cap, in, n, NULL, len, NULL,
-                             sodium_base64_VARIANT_URLSAFE_NO_PADDING) == 0 &&
-           *len > 0;
+    /* The alphabet is checked here: some libsodium releases (1.0.18) decode every byte from 0x80
+     * up as if it were '_', so "\x80\x80\x80\x80" would pass for "____". */
+    for (size_t i = 0; i < n; i++)
+        if (!b64url_char((unsigned char)in[i]))
+            return false;
+    if (sodium_base642bin(out, cap, in, n, NULL, len, NULL,
+                          sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0 ||
+        *len == 0) {
+        /* libsodium leaves the length of what it decoded before a bad character. */
+        *len = 0;
+        return false;
+    }
+    return true;
 }
 
 /* --- clientDataJSON (RFC 8259 grammar, strict) ------------------------------------------------ */
@@ -69,6 +86,39 @@ static bool is_hex(unsigned char c)
     return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
 }
 
+/* The length of the well-formed UTF-8 sequence at p[0..n) (RFC 3629 section 4), 0 when there is
+ * none: a stray continuation byte, a truncated sequence, an overlong form, a surrogate or a code
+ * point above U+10FFFF. RFC 8259 section 8.1 asks for UTF-8, and a reader that lets broken
+ * sequences through could be read differently by another one (a decoder that takes the bytes
+ * after a lead byte on trust would swallow a closing quote). */
+static size_t utf8_seq(const unsigned char *p, size_t n)
+{
+    unsigned c = p[0], cp;
+    size_t len;
+
+    if (c < 0x80)
+        return 1;
+    if ((c & 0xe0) == 0xc0)
+        len = 2, cp = c & 0x1f;
+    else if ((c & 0xf0) == 0xe0)
+        len = 3, cp = c & 0x0f;
+    else if ((c & 0xf8) == 0xf0)
+        len = 4, cp = c & 0x07;
+    else
+        return 0;
+    if (n < len)
+        return 0;
+    for (size_t i = 1; i < len; i++) {
+        if ((p[i] & 0xc0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (p[i] & 0x3f);
+    }
+    if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
+        (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff)
+        return 0;
+    return len;
+}
+
 /* A string at r->p. On success *s and *n span its raw contents (between the quotes) and *escaped
  * says whether it holds an escape. */
 static bool j_string(jreader *r, const unsigned char **s, size_t *n, bool *escaped)
@@ -99,7 +149,10 @@ static bool j_string(jreader *r, const unsigned char **s, size_t *n, bool *escap
             r->p += 2;
             continue;
         }
-        r->p++;
+        size_t len = utf8_seq(r->p, (size_t)(r->end - r->p));
+        if (len == 0)
+            return false;
+        r->p += len;
     }
     if (r->p >= r->end)
         return false;
@@ -350,13 +403,66 @@ static bool cb_text_is(const cbor_item_t *it, const char *s)
            memcmp(cbor_string_handle(it), s, n) == 0;
 }
 
+/* Whether every definite length and count in the CBOR item headers of p[0..len) fits in the
+ * bytes that follow it (RFC 8949 section 3). libcbor allocates an array's or a map's slots as
+ * soon as it reads the header, before it has seen one item, so a header of a few bytes could
+ * make it ask for gigabytes (found by fuzz/fuzz_webauthn.c: 35 GB for a map in an
+ * attestationObject). Each array item takes at least one byte and each map pair two, so a
+ * count that the rest of the input cannot hold is refused here, and libcbor's allocations stay
+ * a small multiple of the input, which limits.h bounds. The walk reads the headers one after
+ * another (the items inside an array or a map simply follow it), so it needs no stack; anything
+ * malformed that it lets through is libcbor's to refuse. */
+static bool cb_sizes_fit(const unsigned char *p, size_t len)
+{
+    size_t off = 0;
+
+    while (off < len) {
+        unsigned major = p[off] >> 5, ai = p[off] & 0x1fu;
+        uint64_t v = ai;
+
+        off++;
+        if (ai >= 24 && ai <= 27) {
+            size_t n = (size_t)1 << (ai - 24); /* 1, 2, 4 or 8 bytes of argument */
+            if (len - off < n)
+                return false;
+            v = 0;
+            for (size_t i = 0; i < n; i++)
+                v = v << 8 | p[off + i];
+            off += n;
+        } else if (ai >= 28 && ai <= 30) {
+            return false; /* reserved */
+        } else if (ai == 31) {
+            continue; /* indefinite length or "break": nothing is allocated up front */
+        }
+        switch (major) {
+        case 2: /* byte string */
+        case 3: /* text string */
+            if (v > len - off)
+                return false;
+            off += (size_t)v;
+            break;
+        case 4: /* array */
+            if (v > len - off)
+                return false;
+            break;
+        case 5: /* map */
+            if (v > (len - off) / 2)
+                return false;
+            break;
+        default: /* integers, tags, simple values and floats allocate nothing */
+            break;
+        }
+    }
+    return true;
+}
+
 /* Loads one CBOR item from p[0..len); *used gets its length. NULL when malformed. */
 static cbor_item_t *cb_load(const unsigned char *p, size_t len, size_t *used)
 {
     struct cbor_load_result res;
     cbor_item_t *it;
 
-    if (len == 0)
+    if (len == 0 || !cb_sizes_fit(p, len))
         return NULL;
     it = cbor_load(p, len, &res);
     if (it == NULL)

@@ -40,10 +40,11 @@ typedef struct qrl__wa_client {
     bool cross_origin;                   /* crossOrigin: true (false when absent) */
 } qrl__wa_client;
 
-/* Reads clientDataJSON strictly: one JSON object, no duplicate or escaped member names, the
- * string members type, challenge and origin present and free of escapes (none of them ever
- * needs one), crossOrigin a boolean when present; other members are checked for syntax and
- * skipped. QRL_ERR_INVALID when it is not so. */
+/* Reads clientDataJSON strictly: one JSON object in UTF-8 (every string well-formed UTF-8), no
+ * escaped top-level member names, type, challenge, origin and crossOrigin each at most once,
+ * the string members type, challenge and origin present and free of escapes (none of them ever
+ * needs one), crossOrigin a boolean when present; other members are checked for syntax (with
+ * bounded nesting) and skipped. QRL_ERR_INVALID when it is not so. */
 qrl_err qrl__wa_client_parse(const unsigned char *json, size_t len, qrl__wa_client *out);
 
 /* authenticatorData (section 6.1) and, with flag AT, its attested credential data (6.5.1). */
@@ -98,7 +99,8 @@ qrl_err qrl__wa_packed_self_verify(const qrl__wa_authdata *ad, const char *rp_id
                                    const unsigned char cdh[32], const unsigned char *sig,
                                    size_t sig_len);
 
-/* Decodes base64url without padding into out[0..cap); false when malformed or too long. */
+/* Decodes base64url without padding into out[0..cap); false (and *len 0) when empty, malformed
+ * (any character outside A-Z a-z 0-9 - _, padding, or non-zero trailing bits) or too long. */
 bool qrl__wa_b64_decode(const char *in, unsigned char *out, size_t cap, size_t *len);
 
 #endif

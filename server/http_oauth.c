@@ -38,7 +38,9 @@ enum MHD_Result qrl__h_metadata(qrl__req *r, const char *arg)
 /* Parses a form body, answering 400 itself on any problem (returns false then). */
 static bool read_form(qrl__req *r, qrl__form *f, enum MHD_Result *ret)
 {
-    if (!qrl__content_type_is(r, "application/x-www-form-urlencoded")) {
+    /* An empty body is an empty form whatever its type, so that `curl -X POST` without
+     * parameters is told which one is missing. */
+    if (r->body_len > 0 && !qrl__content_type_is(r, "application/x-www-form-urlencoded")) {
         *ret = qrl__respond_error(r, 400, "invalid_request",
                                   "body must be application/x-www-form-urlencoded");
         return false;
@@ -62,7 +64,7 @@ enum MHD_Result qrl__h_device_authorization(qrl__req *r, const char *arg)
     qrl_device_auth da;
     enum MHD_Result ret;
     char complete[512], verify[300];
-    const char *client_id;
+    const char *client_id, *platform, *kind;
     qrl_err rc;
 
     if (!read_form(r, &f, &ret))
@@ -72,9 +74,27 @@ enum MHD_Result qrl__h_device_authorization(qrl__req *r, const char *arg)
         qrl__form_clear(&f);
         return qrl__respond_error(r, 400, "invalid_request", "client_id is required");
     }
-    rc = qrl_device_authorize(r->srv->core, client_id, qrl__form_get(&f, "scope"),
-                              qrl__form_get(&f, "device_name"), qrl__form_get(&f, "device_kind"),
-                              r->address, &da);
+    /* Checked here too so that the answer can name the one optional field a client is most
+     * likely to fill from something it does not control (a user agent, a firmware string). */
+    platform = qrl__form_get(&f, "device_platform");
+    if (!qrl_device_platform_valid(platform)) {
+        char why[96];
+        qrl__form_clear(&f);
+        snprintf(why, sizeof why,
+                 "device_platform must be at most %d bytes of text without control characters",
+                 QRL_MAX_DEVICE_PLATFORM);
+        return qrl__respond_error(r, 400, "invalid_request", why);
+    }
+    kind = qrl__form_get(&f, "device_kind");
+    if (kind != NULL && kind[0] != '\0' &&
+        (!qrl_device_kind_valid(kind) || strcmp(kind, "phone") == 0)) {
+        qrl__form_clear(&f);
+        return qrl__respond_error(r, 400, "invalid_request",
+                                  "device_kind must be one of tv, browser, desktop, cli, other");
+    }
+    rc = qrl_device_authorize_platform(r->srv->core, client_id, qrl__form_get(&f, "scope"),
+                                       qrl__form_get(&f, "device_name"),
+                                       qrl__form_get(&f, "device_kind"), platform, r->address, &da);
     qrl__form_clear(&f);
     if (rc == QRL_ERR_INVALID)
         return qrl__respond_error(r, 400, "invalid_request",
@@ -375,10 +395,12 @@ static enum MHD_Result grant_refresh(qrl__req *r, const qrl__form *f)
     enum MHD_Result ret;
     qrl_err rc;
 
-    if (client_id == NULL || client_id[0] == '\0' || token == NULL || token[0] == '\0')
-        return qrl__respond_error(r, 400, "invalid_request",
-                                  "client_id and refresh_token are required");
-    if (strlen(token) > QRL_MAX_TOKEN || strlen(client_id) > QRL_MAX_CLIENT_ID)
+    if (token == NULL || token[0] == '\0')
+        return qrl__respond_error(r, 400, "invalid_request", "refresh_token is required");
+    if (client_id != NULL && client_id[0] == '\0')
+        client_id = NULL; /* RFC 6749 section 6: a public client need not identify itself */
+    if (strlen(token) > QRL_MAX_TOKEN ||
+        (client_id != NULL && strlen(client_id) > QRL_MAX_CLIENT_ID))
         return qrl__respond_error(r, 400, "invalid_request",
                                   "client_id or refresh_token is longer than any we issue");
     rc = qrl_token_refresh(r->srv->core, client_id, token, &t);

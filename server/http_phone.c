@@ -118,18 +118,19 @@ enum MHD_Result qrl__h_lr_view(qrl__req *r, const char *code)
     if (qrl__json_plain(v.user_code) && qrl__json_plain(v.lr.device_name) &&
         qrl__json_plain(v.lr.device_kind) && qrl__json_plain(v.lr.client_id) &&
         qrl__json_plain(v.lr.scope) && qrl__json_plain(v.lr.address) &&
-        qrl__json_plain(v.lr.nonce)) {
+        qrl__json_plain(v.lr.nonce) && qrl__json_plain(v.lr.device_platform)) {
         /* Formatted as text (qrl__respond_text) when no string needs escaping; a name in
          * another script or with a quote goes through jansson below. */
         char body[1024];
         int n = snprintf(
             body, sizeof body,
             "{\"id\":%lld,\"state\":\"%s\",\"user_code\":\"%s\",\"device_name\":\"%s\","
-            "\"device_kind\":\"%s\",\"client_id\":\"%s\",\"scope\":\"%s\",\"address\":\"%s\","
+            "\"device_kind\":\"%s\",\"device_platform\":\"%s\",\"client_id\":\"%s\","
+            "\"scope\":\"%s\",\"address\":\"%s\","
             "\"same_network\":%s,\"age_seconds\":%lld,\"expires_in\":%lld,"
             "\"created_at\":%lld,\"nonce\":\"%s\"}",
             (long long)v.lr.id, qrl_lr_state_name(v.lr.state), v.user_code, v.lr.device_name,
-            v.lr.device_kind, v.lr.client_id, v.lr.scope, v.lr.address,
+            v.lr.device_kind, v.lr.device_platform, v.lr.client_id, v.lr.scope, v.lr.address,
             v.same_network ? "true" : "false", (long long)v.age_s, (long long)v.expires_in_s,
             (long long)(v.lr.created_ms / 1000), v.lr.nonce);
         if (n > 0 && (size_t)n < sizeof body)
@@ -137,13 +138,13 @@ enum MHD_Result qrl__h_lr_view(qrl__req *r, const char *code)
     }
     return qrl__respond_json(
         r, 200,
-        json_pack("{s:I, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:b, s:I, s:I, s:I, s:s}", "id",
+        json_pack("{s:I, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:b, s:I, s:I, s:I, s:s}", "id",
                   (json_int_t)v.lr.id, "state", qrl_lr_state_name(v.lr.state), "user_code",
                   v.user_code, "device_name", v.lr.device_name, "device_kind", v.lr.device_kind,
-                  "client_id", v.lr.client_id, "scope", v.lr.scope, "address", v.lr.address,
-                  "same_network", v.same_network, "age_seconds", (json_int_t)v.age_s, "expires_in",
-                  (json_int_t)v.expires_in_s, "created_at", (json_int_t)(v.lr.created_ms / 1000),
-                  "nonce", v.lr.nonce));
+                  "device_platform", v.lr.device_platform, "client_id", v.lr.client_id, "scope",
+                  v.lr.scope, "address", v.lr.address, "same_network", v.same_network,
+                  "age_seconds", (json_int_t)v.age_s, "expires_in", (json_int_t)v.expires_in_s,
+                  "created_at", (json_int_t)(v.lr.created_ms / 1000), "nonce", v.lr.nonce));
 }
 
 static enum MHD_Result decided(qrl__req *r, const qrl_lr_rec *lr)

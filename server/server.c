@@ -15,6 +15,7 @@
  * tests/integration/.
  */
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <sched.h>
 #include <stdarg.h>
@@ -22,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <sodium.h>
@@ -602,6 +604,30 @@ static void public_url_json(qrl_server *srv)
     json_decref(u);
 }
 
+/* Binds and listens on the configured address ourselves, with the options libmicrohttpd would
+ * use (SO_REUSEADDR; IPv6 only for an IPv6 address), so that a failure is reported with the
+ * system's reason rather than libmicrohttpd's log line and a guess. */
+static int listen_socket(const qrl_server_config *cfg, const struct sockaddr_storage *ss,
+                         int family, char *errbuf, size_t errlen)
+{
+    socklen_t len = family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+    int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0), on = 1, err;
+
+    if (fd >= 0) {
+        (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
+        if (family == AF_INET6)
+            (void)setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof on);
+        if (bind(fd, (const struct sockaddr *)ss, len) == 0 && listen(fd, 1024) == 0)
+            return fd;
+    }
+    err = errno;
+    if (fd >= 0)
+        close(fd);
+    snprintf(errbuf, errlen, "cannot listen on %s port %u: %s", cfg->listen_host,
+             (unsigned)cfg->port, strerror(err));
+    return -1;
+}
+
 qrl_err qrl_server_listen(qrl_server *srv, qrl_core *core, char *errbuf, size_t errlen)
 {
     struct sockaddr_storage ss;
@@ -609,6 +635,7 @@ qrl_err qrl_server_listen(qrl_server *srv, qrl_core *core, char *errbuf, size_t 
     int family = bind_address(&srv->cfg, &ss);
     unsigned threads = srv->cfg.threads;
     unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+    int lfd;
 
     if (family < 0) {
         snprintf(errbuf, errlen, "listen address must be a numeric IPv4 or IPv6 address");
@@ -628,11 +655,13 @@ qrl_err qrl_server_listen(qrl_server *srv, qrl_core *core, char *errbuf, size_t 
      * hold their thread for tens of milliseconds). */
     if (threads == 0)
         threads = qrl_server_default_threads();
+    if ((lfd = listen_socket(&srv->cfg, &ss, family, errbuf, errlen)) < 0)
+        return QRL_ERR_INVALID;
     srv->core = core;
     srv->daemon = MHD_start_daemon(
         flags, 0, NULL, NULL, on_request, srv,
         /* First, so that libmicrohttpd prints nothing itself (it says so otherwise). */
-        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_LISTEN_SOCKET, lfd,
         MHD_OPTION_THREAD_POOL_SIZE, threads, MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
         MHD_OPTION_CONNECTION_LIMIT,
         srv->cfg.connection_limit ? srv->cfg.connection_limit : default_connection_limit(),
@@ -643,7 +672,8 @@ qrl_err qrl_server_listen(qrl_server *srv, qrl_core *core, char *errbuf, size_t 
         MHD_OPTION_PER_IP_CONNECTION_LIMIT, srv->cfg.per_ip_limit, MHD_OPTION_LISTEN_BACKLOG_SIZE,
         1024u, MHD_OPTION_END);
     if (srv->daemon == NULL) {
-        snprintf(errbuf, errlen, "cannot listen on %s port %u (address in use?)",
+        close(lfd);
+        snprintf(errbuf, errlen, "cannot start the HTTP server on %s port %u",
                  srv->cfg.listen_host, (unsigned)srv->cfg.port);
         return QRL_ERR_INVALID;
     }

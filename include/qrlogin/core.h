@@ -124,7 +124,16 @@ typedef struct qrl_device_auth {
 } qrl_device_auth;
 
 /* RFC 8628 section 3.1/3.2. device_kind NULL means "other"; it must be one of tv, browser,
- * desktop, cli, other. device_name NULL means "Unnamed device". */
+ * desktop, cli, other. device_name NULL means "Unnamed device". device_platform, what the
+ * screen runs on ("Samsung Tizen", "Chrome on Linux"), is shown to the approving phone next to
+ * the kind: NULL or "" means unknown (stored as ""); otherwise at most QRL_MAX_DEVICE_PLATFORM
+ * bytes of UTF-8 text without control characters, like device_name. Every string is borrowed
+ * for the call only. QRL_ERR_INVALID when an argument is not valid. */
+qrl_err qrl_device_authorize_platform(qrl_core *core, const char *client_id, const char *scope,
+                                      const char *device_name, const char *device_kind,
+                                      const char *device_platform, const char *address,
+                                      qrl_device_auth *out);
+/* qrl_device_authorize_platform() with no platform (device_platform NULL). */
 qrl_err qrl_device_authorize(qrl_core *core, const char *client_id, const char *scope,
                              const char *device_name, const char *device_kind, const char *address,
                              qrl_device_auth *out);
@@ -165,7 +174,9 @@ qrl_err qrl_token_device_code(qrl_core *core, const char *client_id, const char 
                               unsigned flags, int wait_s, const char *address,
                               qrl_poll_result *res);
 
-/* RFC 6749 section 6 with rotation. QRL_ERR_TOKEN_REUSED revokes the device. */
+/* RFC 6749 section 6 with rotation. client_id NULL: the refresh token's own client (public
+ * clients need not send it); a client_id that is given must be the token's.
+ * QRL_ERR_TOKEN_REUSED revokes the device. */
 qrl_err qrl_token_refresh(qrl_core *core, const char *client_id, const char *refresh_token,
                           qrl_tokens *out);
 
@@ -364,6 +375,9 @@ qrl_err qrl_user_code_normalize(const char *in, char *out);
 void qrl_user_code_format(const char *canonical, char *out);
 /* Validates a device kind word. */
 int qrl_device_kind_valid(const char *kind);
+/* Whether qrl_device_authorize_platform() accepts `platform`: NULL, or at most
+ * QRL_MAX_DEVICE_PLATFORM bytes of UTF-8 text without control characters. */
+int qrl_device_platform_valid(const char *platform);
 const char *qrl_lr_state_name(qrl_lr_state s);
 
 #ifdef __cplusplus

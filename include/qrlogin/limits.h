@@ -16,6 +16,10 @@
 #define QRL_MAX_DISPLAY_NAME 128
 /* Device names ("Living Room TV") are shown in lists and on the approval screen. */
 #define QRL_MAX_DEVICE_NAME 64
+/* A screen's platform ("TV, Samsung Tizen", "Chrome on Linux") is one short line under the
+ * device's name on the approval screen; 64 holds a browser and its system or a vendor's
+ * platform name with its version, and no more than the name itself may take. */
+#define QRL_MAX_DEVICE_PLATFORM 64
 /* Device kinds are one of a few short words (tv, browser, desktop, cli, phone, other). */
 #define QRL_MAX_DEVICE_KIND 15
 /* Passwords: long passphrases are welcome, but Argon2id input need not be unbounded. */

@@ -142,6 +142,9 @@ typedef struct qrl_lr_rec {
     char device_name[QRL_MAX_DEVICE_NAME + 1];
     char device_kind[QRL_MAX_DEVICE_KIND + 1];
     char address[QRL_MAX_ADDRESS + 1]; /* the screen's address */
+    /* What the screen runs on, as it says ("Samsung Tizen", "Chrome on Linux"); "" when it did
+     * not say (always for requests stored before schema version 6). */
+    char device_platform[QRL_MAX_DEVICE_PLATFORM + 1];
     int64_t created_ms;
     int64_t expires_ms;
     int interval_s; /* polling interval given to the screen */

@@ -187,6 +187,9 @@ static const char *const migrations[] = {
     " last_used_ms INTEGER NOT NULL DEFAULT 0);"
     "CREATE UNIQUE INDEX passkeys_cred_id ON passkeys(cred_id);"
     "CREATE INDEX passkeys_account ON passkeys(account_id);",
+    /* Version 6: the screen's platform ("Samsung Tizen", "Chrome on Linux") next to its name
+     * and kind, shown on the approval page. Requests made before have none. */
+    "ALTER TABLE login_requests ADD COLUMN device_platform TEXT NOT NULL DEFAULT '';",
 };
 #define SCHEMA_VERSION ((int)(sizeof migrations / sizeof migrations[0]))
 
@@ -200,7 +203,7 @@ static const char *const migrations[] = {
 #define LR_COLS                                                                                    \
     "id, device_code_hash, scan_hash, user_code, client_id, scope, device_name, device_kind, "     \
     "address, created_ms, expires_ms, interval_s, state, updated_ms, claimed_device_id, "          \
-    "account_id, approving_device_id, redeemed_device_id, nonce"
+    "account_id, approving_device_id, redeemed_device_id, nonce, device_platform"
 #define PASSKEY_COLS                                                                               \
     "id, account_id, cred_id, alg, pubkey, sign_count, name, created_ms, last_used_ms"
 
@@ -297,8 +300,9 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_LR_INSERT] = "INSERT INTO login_requests (device_code_hash, scan_hash, user_code,"
                      " client_id, scope, device_name, device_kind, address, created_ms,"
                      " expires_ms, interval_s, state, updated_ms, claimed_device_id, account_id,"
-                     " approving_device_id, redeemed_device_id, id) VALUES (?1, ?2, ?3, ?4, ?5,"
-                     " ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
+                     " approving_device_id, redeemed_device_id, id, device_platform) VALUES"
+                     " (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,"
+                     " ?17, ?18, ?19)",
     [ST_LR_GET] = "SELECT " LR_COLS " FROM login_requests WHERE id = ?1",
     /* The compare-and-set of store.h's lr_transition; ?4 is the from_mask. */
     [ST_LR_TRANSITION] =
@@ -617,7 +621,8 @@ static qrl_err read_lr(sqlite3_stmt *s, qrl_lr_rec *out)
     out->account_id = sqlite3_column_int64(s, 15);
     out->approving_device_id = sqlite3_column_int64(s, 16);
     out->redeemed_device_id = sqlite3_column_int64(s, 17);
-    if (col_text(s, 18, out->nonce, sizeof out->nonce) != 0)
+    if (col_text(s, 18, out->nonce, sizeof out->nonce) != 0 ||
+        col_text(s, 19, out->device_platform, sizeof out->device_platform) != 0)
         return bad_row("login request");
     return QRL_OK;
 }
@@ -1749,6 +1754,7 @@ static int lr_valid(const qrl_lr_rec *lr)
            str_fits(lr->client_id, sizeof lr->client_id) && str_fits(lr->scope, sizeof lr->scope) &&
            str_fits(lr->device_name, sizeof lr->device_name) &&
            str_fits(lr->device_kind, sizeof lr->device_kind) &&
+           str_fits(lr->device_platform, sizeof lr->device_platform) &&
            str_fits(lr->address, sizeof lr->address);
 }
 
@@ -1811,6 +1817,7 @@ static qrl_err lr_create_tx(sqlite_store *st, struct conn *c, const qrl_lr_rec *
     bind_i64(s, 16, lr->approving_device_id, &brc);
     bind_i64(s, 17, lr->redeemed_device_id, &brc);
     bind_i64(s, 18, lr->id, &brc);
+    bind_text(s, 19, lr->device_platform, &brc);
     if (brc != SQLITE_OK) {
         rc = db_fail(c, brc, "lr_create");
         goto out;

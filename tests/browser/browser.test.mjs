@@ -1,5 +1,5 @@
 // Browser tests of the qrlogin web pages: a headless Chromium (Debian's /usr/bin/chromium,
-// driven by playwright-core) plays a TV (1920x1080) and a phone (390x844, touch, mobile UA)
+// driven by playwright-core) plays a TV (1920x1080) and a phone (360x780, touch, mobile UA)
 // against a real `qrlogin serve` built with test hooks.
 //
 // Run through run.sh, which installs the pinned dependencies and sets QRLOGIN_BIN.
@@ -45,7 +45,7 @@ const PHONE_UA =
 const TV_OPTS = { viewport: { width: 1920, height: 1080 }, userAgent: TV_UA, locale: 'en-GB' };
 const LAPTOP_OPTS = { viewport: { width: 1366, height: 768 }, userAgent: TV_UA, locale: 'en-GB' };
 const PHONE_OPTS = {
-  viewport: { width: 390, height: 844 },
+  viewport: { width: 360, height: 780 },
   deviceScaleFactor: 2,
   isMobile: true,
   hasTouch: true,
@@ -810,6 +810,9 @@ async function axeCheck(page, label) {
     bad.map((v) => `${label}: ${v.id} (${v.impact}): ${v.help} -> ${v.nodes.map((n) => n.target.join(' ')).slice(0, 3).join(', ')}`),
     [],
   );
+  // Nothing wider than the viewport: no sideways scrolling on a 360 px phone.
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  assert.ok(overflow <= 0, `${label}: the page is ${overflow} px wider than the viewport`);
 }
 
 // Nothing below ~24 px on the TV layout.

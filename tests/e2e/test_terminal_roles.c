@@ -16,6 +16,7 @@
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <termios.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -231,6 +232,11 @@ static void test_decline_and_wrong_pin(void **state)
     assert_non_null(strstr(out, "Declined"));
     assert_true(tv_expect(&tv, "declined", 10));
     assert_int_equal(tv_wait(&tv), 3);
+    /* The last message starts on a line of its own, not after the countdown. */
+    const char *msg = strstr(tv.out, "qrlogin: the sign-in was declined");
+    assert_non_null(msg);
+    assert_true(msg == tv.out || msg[-1] == '\n' ||
+                (msg - tv.out >= 4 && memcmp(msg - 4, "\r\033[K", 4) == 0));
     struct stat st;
     assert_int_not_equal(stat(cred, &st), 0); /* no credential was stored */
 }
@@ -271,12 +277,113 @@ static void test_revoke_from_phone(void **state)
     assert_non_null(strstr(out, "not signed in"));
 }
 
+/* Signing in again on the same terminal replaces the stored credential and signs the old one
+ * out at the server: the user's list keeps one device for this terminal, not an orphan. */
+static void test_signing_in_again_replaces_the_credential(void **state)
+{
+    it_server *s = *state;
+    char cfg[512], cred[512], png[512], out[16384], old[8192] = "";
+    const char *approve[] = {"phone", "approve", "--config", cfg, "--image", png, NULL};
+    const char *devices[] = {"phone", "devices", "--config", cfg, NULL};
+    tv_proc tv;
+    FILE *f;
+
+    paths(s, cfg, cred, png);
+    phone_login(s, cfg);
+    for (int round = 0; round < 2; round++) {
+        unlink(png);
+        tv_start(&tv, s, cred, png);
+        wait_for_file(png);
+        assert_int_equal(run("a\n" PIN "\n", out, sizeof out, approve), 0);
+        assert_true(tv_expect(&tv, "Signed in as Alice", 15));
+        if (round == 1)
+            assert_true(tv_expect(&tv, "previous sign-in of this terminal was signed out", 5));
+        assert_int_equal(tv_wait(&tv), 0);
+        if (round == 0) {
+            f = fopen(cred, "r");
+            assert_non_null(f);
+            assert_true(fread(old, 1, sizeof old - 1, f) > 0);
+            fclose(f);
+        }
+    }
+    assert_int_equal(run(NULL, out, sizeof out, devices), 0);
+    char *first = strstr(out, "Living Room TV");
+    assert_non_null(first);
+    assert_null(strstr(first + 1, "Living Room TV"));
+
+    /* The old refresh token is dead; the new credential works. */
+    json_t *j = json_loads(old, 0, NULL);
+    assert_non_null(j);
+    it_resp *r = it_refresh(s, json_string_value(json_object_get(j, "client_id")),
+                            json_string_value(json_object_get(j, "refresh_token")));
+    assert_int_equal(r->status, 400);
+    it_resp_free(r);
+    json_decref(j);
+    const char *whoami[] = {"tv", "whoami", "--credentials", cred, NULL};
+    assert_int_equal(run(NULL, out, sizeof out, whoami), 0);
+}
+
+/* Starts qrlogin with `args` in a pseudo-terminal. */
+static void pty_start(tv_proc *p, const char *const *args)
+{
+    const char *argv[32];
+    size_t n = 0;
+
+    argv[n++] = bin();
+    for (size_t i = 0; args[i] != NULL && n < 31; i++)
+        argv[n++] = args[i];
+    argv[n] = NULL;
+    memset(p, 0, sizeof *p);
+    p->pid = forkpty(&p->fd, NULL, NULL, NULL);
+    assert_true(p->pid >= 0);
+    if (p->pid == 0) {
+        execv(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    fcntl(p->fd, F_SETFL, O_NONBLOCK);
+}
+
+/* Ctrl-C stops a waiting TV and a phone at its password prompt: a short "cancelled", exit
+ * status 130, and the phone's terminal echoes again. */
+static void test_ctrl_c_cancels(void **state)
+{
+    it_server *s = *state;
+    char cfg[512], cred[512], png[512], slave[256];
+    struct termios tio;
+    tv_proc tv, phone;
+
+    paths(s, cfg, cred, png);
+    tv_start(&tv, s, cred, png);
+    assert_true(tv_expect(&tv, "Scan the code", 15));
+    kill(tv.pid, SIGINT);
+    assert_true(tv_expect(&tv, "qrlogin: cancelled", 10));
+    assert_int_equal(tv_wait(&tv), 130);
+    assert_null(strstr(tv.out, "sign-in failed"));
+
+    const char *login[] = {"phone", "login", "--server", s->base, "--config", cfg, IT_USER, NULL};
+    pty_start(&phone, login);
+    assert_true(tv_expect(&phone, "Password:", 15));
+    assert_int_equal(ptsname_r(phone.fd, slave, sizeof slave), 0);
+    it_sleep_ms(100); /* the prompt is printed just before echo is turned off */
+    kill(phone.pid, SIGINT);
+    assert_true(tv_expect(&phone, "qrlogin: cancelled", 10));
+    int fd = open(slave, O_RDWR | O_NOCTTY);
+    assert_true(fd >= 0);
+    assert_int_equal(tcgetattr(fd, &tio), 0);
+    close(fd);
+    assert_int_equal(tv_wait(&phone), 130);
+    assert_true((tio.c_lflag & ECHO) != 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_full_story, it_setup_alice, it_teardown),
         cmocka_unit_test_setup_teardown(test_decline_and_wrong_pin, it_setup_alice, it_teardown),
         cmocka_unit_test_setup_teardown(test_revoke_from_phone, it_setup_alice, it_teardown),
+        cmocka_unit_test_setup_teardown(test_signing_in_again_replaces_the_credential,
+                                        it_setup_alice, it_teardown),
+        cmocka_unit_test_setup_teardown(test_ctrl_c_cancels, it_setup_alice, it_teardown),
     };
     signal(SIGPIPE, SIG_IGN);
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -381,6 +381,71 @@ static void test_view_age_follows_clock(void **state)
     }
 }
 
+/* POST /oauth/device_authorization for a TV with the given platform (NULL: not sent). */
+static it_resp *authorize_with_platform(const it_server *s, const char *platform)
+{
+    const char *kv[9] = {"client_id",      IT_CLIENT_ID,  "device_name",
+                         "Living Room TV", "device_kind", "tv"};
+    if (platform != NULL) {
+        kv[6] = "device_platform";
+        kv[7] = platform;
+    }
+    return it_form_post(s, "/oauth/device_authorization", kv, NULL);
+}
+
+/* The phone's view of the request a device authorization answer names; asserts 200. */
+static it_resp *view_of(const it_server *s, const it_phone *p, const it_resp *da)
+{
+    const char *complete = it_jstr(da, "verification_uri_complete");
+    assert_non_null(complete);
+    assert_non_null(strchr(complete, '#'));
+    it_resp *r = it_view(s, p, strchr(complete, '#') + 1);
+    it_expect(r, 200, NULL);
+    return r;
+}
+
+/* What the screen says it runs on reaches the phone that scans it, as sent; a screen that says
+ * nothing shows ""; a platform over the limit or with control characters is refused by name. */
+static void test_view_shows_device_platform(void **state)
+{
+    it_server *s = *state;
+    it_phone phone;
+    it_phone_sign_in(s, IT_USER, IT_PASSWORD, NULL, &phone);
+    /* Plain text, text that needs JSON escaping, non-ASCII text, exactly the limit. */
+    const char *ok[] = {"Samsung Tizen", "Chrome \"Canary\" on Linux", "LG webOS \xe2\x80\x94 6",
+                        "pppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppp"};
+    for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+        it_resp *da = authorize_with_platform(s, ok[i]);
+        it_expect(da, 200, NULL);
+        it_resp *r = view_of(s, &phone, da);
+        assert_string_equal(it_jstr(r, "device_name"), "Living Room TV");
+        assert_string_equal(it_jstr(r, "device_kind"), "tv");
+        assert_string_equal(it_jstr(r, "device_platform"), ok[i]);
+        it_resp_free(r);
+        it_resp_free(da);
+    }
+
+    it_resp *da = authorize_with_platform(s, NULL);
+    it_expect(da, 200, NULL);
+    it_resp *r = view_of(s, &phone, da);
+    assert_string_equal(it_jstr(r, "device_platform"), "");
+    it_resp_free(r);
+    it_resp_free(da);
+
+    const char *bad[] = {"ppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppp",
+                         "Tizen\n6.5", "Tizen\x01", "Tizen \xc3"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        r = authorize_with_platform(s, bad[i]);
+        it_expect(r, 400, "invalid_request");
+        it_expect_error_shape(r);
+        const char *why = it_jstr(r, "error_description");
+        assert_non_null(why);
+        assert_non_null(strstr(why, "device_platform"));
+        assert_non_null(strstr(why, "64"));
+        it_resp_free(r);
+    }
+}
+
 /* "Body optional ({})" for deny; and a JSON field given twice is a parameter given twice. */
 static void test_deny_without_body_and_duplicate_fields(void **state)
 {
@@ -500,6 +565,7 @@ int main(void)
         T(test_user_code_guessing_is_rate_limited),
         T(test_user_code_mismatch_is_rate_limited),
         T(test_view_age_follows_clock),
+        T(test_view_shows_device_platform),
         T(test_deny_without_body_and_duplicate_fields),
         T(test_lookup_errors),
         T(test_approve_requires_claim),

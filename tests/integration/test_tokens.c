@@ -82,10 +82,10 @@ static void test_refresh_without_client_id(void **state)
     it_phone_sign_in(s, IT_USER, IT_PASSWORD, NULL, &phone);
     it_login_screen(s, &phone, &t1, NULL);
 
-    r = it_form_post(s, "/oauth/token",
-                     (const char *[]){"grant_type", "refresh_token", "refresh_token",
-                                      t1.refresh_token, NULL},
-                     NULL);
+    r = it_form_post(
+        s, "/oauth/token",
+        (const char *[]){"grant_type", "refresh_token", "refresh_token", t1.refresh_token, NULL},
+        NULL);
     assert_non_null(r);
     it_expect_tokens(r, &t2);
     assert_string_equal(it_jstr(r, "scope"), "profile");

@@ -1,8 +1,9 @@
 #!/bin/sh
-# The client SDK as an app developer gets it: install the build into a temporary prefix, build
-# examples/ against the installed copy with pkg-config (examples/Makefile), check that the
-# program links to the installed library, then sign the example in against a real server,
-# playing the phone with curl(1).
+# The client SDK as an app developer gets it, by the steps of docs/sdk.md: install the build
+# into a temporary prefix P (`cmake --install BUILD --prefix P`), build examples/ against the
+# installed copy with `PKG_CONFIG_PATH=P/lib/pkgconfig make -C examples`, check that the program
+# links to the installed library, then sign the example in against a live server, playing the
+# phone with curl(1).
 #
 # usage: tests/sdk/install_example.sh BUILD_DIR
 # env:   QRLOGIN_BIN  the qrlogin binary for the live part (default BUILD_DIR/qrlogin)
@@ -39,18 +40,20 @@ fail() {
 # --- install and build against the installed copy --------------------------------------------
 cmake --install "$build" --prefix "$tmp/prefix" >"$tmp/install.log" 2>&1 ||
     fail "cmake --install"
-pc=$(find "$tmp/prefix" -name qrlogin-client.pc | head -n 1)
-[ -n "$pc" ] || fail "qrlogin-client.pc was not installed"
+pc="$tmp/prefix/lib/pkgconfig/qrlogin-client.pc"
+[ -f "$pc" ] || fail "lib/pkgconfig/qrlogin-client.pc was not installed"
 for h in client.h error.h; do
     [ -f "$tmp/prefix/include/qrlogin/$h" ] || fail "include/qrlogin/$h was not installed"
 done
 
-# The .pc names the prefix given at configure time; --define-prefix (pkgconf) relocates it to
-# where the file really is, as for any prefix chosen only at install time.
+# The prefix was chosen only at install time: the .pc file must find it by itself, with no
+# --define-prefix, exactly as docs/sdk.md has the reader run it.
+incdir=$(PKG_CONFIG_PATH="$tmp/prefix/lib/pkgconfig" pkg-config --variable=includedir qrlogin-client)
+[ -f "$incdir/qrlogin/client.h" ] || fail "the .pc file's includedir ($incdir) has no qrlogin/client.h"
 cp -R "$src/examples" "$tmp/examples"
 rm -f "$tmp/examples/tv_login"
-PKG_CONFIG_PATH=$(dirname "$pc") make -C "$tmp/examples" PKG_CONFIG="pkg-config --define-prefix" \
-    CFLAGS="-O2 -g -Wall -Wextra -Werror" >"$tmp/make.log" 2>&1 || fail "make in examples/"
+(cd "$tmp" && PKG_CONFIG_PATH="$tmp/prefix/lib/pkgconfig" make -C examples \
+    CFLAGS="-O2 -g -Wall -Wextra -Werror") >"$tmp/make.log" 2>&1 || fail "make -C examples"
 tv="$tmp/examples/tv_login"
 [ -x "$tv" ] || fail "examples/tv_login was not built"
 ldd "$tv" | grep -q "$tmp/prefix/.*libqrlogin-client.so" ||
@@ -86,7 +89,8 @@ wait_for() { # FILE PATTERN SECONDS
 wait_for "$tmp/server.log" "listening on" 30 || fail "server did not start"
 base=$(sed -n 's/.*listening on \(http:[^ ]*\).*/\1/p' "$tmp/server.log" | head -n 1)
 
-"$tv" "$base" tv-app >"$tmp/tv.log" 2>&1 &
+# The server from the environment, as the example's usage and docs/sdk.md describe.
+QRLOGIN_SERVER="$base" "$tv" >"$tmp/tv.log" 2>&1 &
 tv_pid=$!
 wait_for "$tmp/tv.log" "Code: " 30 || fail "tv_login showed no code"
 grep -q "Link: $base/s#qrl_ss_" "$tmp/tv.log" || fail "tv_login showed no QR link"

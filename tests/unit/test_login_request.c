@@ -370,6 +370,74 @@ static void test_user_code_rate_limit(void **state)
     assert_int_equal(qrl_lr_view_claim(f->core, &f->phone, da.scan_secret, "10.1.1.1", &v), QRL_OK);
 }
 
+/* The screen's platform is stored with the request and shown to the phone that claims it; an
+ * absent one is ""; one too long, with control characters or broken UTF-8 is refused and
+ * stores nothing. */
+static void test_device_platform(void **state)
+{
+    fx *f = *state;
+    qrl_device_auth da;
+    qrl_lr_view v;
+    qrl_lr_rec lr;
+    char longest[QRL_MAX_DEVICE_PLATFORM + 1], toolong[QRL_MAX_DEVICE_PLATFORM + 2];
+    const char *bad[] = {"Tizen\n6.5", "Tizen\t6.5", "Tizen\x7f",
+                         "Tizen \xc3", "\xc0\xaf",   "\xed\xa0\x80"};
+
+    assert_int_equal(qrl_device_authorize_platform(f->core, "tv-app", NULL, "Living Room TV", "tv",
+                                                   "Samsung Tizen", "10.0.0.7", &da),
+                     QRL_OK);
+    assert_int_equal(f->st->m->lr_get(f->st, da.lr_id, &lr), QRL_OK);
+    assert_string_equal(lr.device_platform, "Samsung Tizen");
+    assert_int_equal(qrl_lr_view_claim(f->core, &f->phone, da.scan_secret, "10.0.0.9", &v), QRL_OK);
+    assert_string_equal(v.lr.device_name, "Living Room TV");
+    assert_string_equal(v.lr.device_kind, "tv");
+    assert_string_equal(v.lr.device_platform, "Samsung Tizen");
+
+    /* Non-ASCII text is fine; exactly the limit is fine. */
+    assert_int_equal(qrl_device_authorize_platform(f->core, "tv-app", NULL, "TV", "tv",
+                                                   "LG webOS \xe2\x80\x94 6.0", "", &da),
+                     QRL_OK);
+    assert_int_equal(f->st->m->lr_get(f->st, da.lr_id, &lr), QRL_OK);
+    assert_string_equal(lr.device_platform, "LG webOS \xe2\x80\x94 6.0");
+    memset(longest, 'p', sizeof longest - 1);
+    longest[sizeof longest - 1] = '\0';
+    assert_int_equal(
+        qrl_device_authorize_platform(f->core, "tv-app", NULL, "TV", "tv", longest, "", &da),
+        QRL_OK);
+    assert_int_equal(f->st->m->lr_get(f->st, da.lr_id, &lr), QRL_OK);
+    assert_string_equal(lr.device_platform, longest);
+
+    /* Absent, or empty: "". The old entry point says nothing about it. */
+    assert_int_equal(
+        qrl_device_authorize_platform(f->core, "tv-app", NULL, "TV", "tv", NULL, "", &da), QRL_OK);
+    assert_int_equal(f->st->m->lr_get(f->st, da.lr_id, &lr), QRL_OK);
+    assert_string_equal(lr.device_platform, "");
+    assert_int_equal(
+        qrl_device_authorize_platform(f->core, "tv-app", NULL, "TV", "tv", "", "", &da), QRL_OK);
+    assert_int_equal(f->st->m->lr_get(f->st, da.lr_id, &lr), QRL_OK);
+    assert_string_equal(lr.device_platform, "");
+    start(f, &da);
+    assert_int_equal(f->st->m->lr_get(f->st, da.lr_id, &lr), QRL_OK);
+    assert_string_equal(lr.device_platform, "");
+
+    /* Refused: one byte over the limit, control characters, broken UTF-8. */
+    memset(toolong, 'p', sizeof toolong - 1);
+    toolong[sizeof toolong - 1] = '\0';
+    assert_false(qrl_device_platform_valid(toolong));
+    assert_int_equal(
+        qrl_device_authorize_platform(f->core, "tv-app", NULL, "TV", "tv", toolong, "", &da),
+        QRL_ERR_INVALID);
+    assert_int_equal(da.lr_id, 0);
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        assert_false(qrl_device_platform_valid(bad[i]));
+        assert_int_equal(
+            qrl_device_authorize_platform(f->core, "tv-app", NULL, "TV", "tv", bad[i], "", &da),
+            QRL_ERR_INVALID);
+    }
+    assert_true(qrl_device_platform_valid(NULL));
+    assert_true(qrl_device_platform_valid(longest));
+}
+
 static void test_bad_input(void **state)
 {
     fx *f = *state;
@@ -707,7 +775,8 @@ static void test_session_auth_one_lookup(void **state)
     qrl_session s;
     qrl_auth a, b;
 
-    assert_int_equal(qrl_session_create(f->core, "bob", PW, "Tablet", NULL, "10.0.0.6", &s), QRL_OK);
+    assert_int_equal(qrl_session_create(f->core, "bob", PW, "Tablet", NULL, "10.0.0.6", &s),
+                     QRL_OK);
     real_m = f->st->m;
     counting_m = *real_m;
     counting_m.account_get = counting_account_get;
@@ -778,8 +847,7 @@ static void test_poll_memory_only(void **state)
         qrl_token_device_code(core, "tv-app", da.device_code, QRL_POLL_MEMORY, 0, "", &res),
         QRL_ERR_NOT_FOUND);
     assert_int_equal(dc_finds, 0);
-    assert_int_equal(qrl_token_device_code(core, "tv-app", da.device_code, 0, 0, "", &res),
-                     QRL_OK);
+    assert_int_equal(qrl_token_device_code(core, "tv-app", da.device_code, 0, 0, "", &res), QRL_OK);
     assert_true(res.tokens.access_token[0] != '\0');
     sodium_memzero(&res, sizeof res);
     f->st->m = real_m;
@@ -916,6 +984,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_refresh_rotation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_user_code_rate_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_input, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_device_platform, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sessions, setup, teardown),
         cmocka_unit_test_setup_teardown(test_old_format_tokens, setup, teardown),
         cmocka_unit_test_setup_teardown(test_signed_decisions, setup, teardown),

@@ -191,6 +191,7 @@ static qrl_lr_rec make_lr(unsigned seed, const char *user_code, int64_t created)
     snprintf(lr.scope, sizeof lr.scope, "openid");
     snprintf(lr.device_name, sizeof lr.device_name, "Living Room TV");
     snprintf(lr.device_kind, sizeof lr.device_kind, "tv");
+    snprintf(lr.device_platform, sizeof lr.device_platform, "Samsung Tizen");
     snprintf(lr.address, sizeof lr.address, "198.51.100.7");
     lr.created_ms = created;
     lr.updated_ms = created;
@@ -248,11 +249,11 @@ static void test_open_migrate_reopen(void **state)
 
     assert_int_equal(f->st->m->version, QRL_STORE_VERSION);
     assert_string_equal(f->st->m->name, "sqlite");
-    assert_int_equal(db_int(f->path, "PRAGMA user_version"), 5);
+    assert_int_equal(db_int(f->path, "PRAGMA user_version"), 6);
     add_account(f->st, "alice", 0);
 
     reopen(f);
-    assert_int_equal(db_int(f->path, "PRAGMA user_version"), 5);
+    assert_int_equal(db_int(f->path, "PRAGMA user_version"), 6);
     assert_int_equal(db_int(f->path, "SELECT count(*) FROM sqlite_master WHERE type = 'table'"
                                      " AND name IN ('accounts', 'devices', 'tokens',"
                                      " 'login_requests', 'rate_limits')"),
@@ -974,6 +975,7 @@ static void test_lr_create(void **state)
     assert_string_equal(got.scope, "openid");
     assert_string_equal(got.device_name, "Living Room TV");
     assert_string_equal(got.device_kind, "tv");
+    assert_string_equal(got.device_platform, "Samsung Tizen");
     assert_string_equal(got.address, "198.51.100.7");
     assert_int_equal(got.created_ms, T0);
     assert_int_equal(got.expires_ms, T0 + TTL);
@@ -1030,6 +1032,22 @@ static void test_lr_create(void **state)
     lr = make_lr(8, "QQQQQQQQ", T0);
     memset(lr.device_name, 'n', sizeof lr.device_name);
     assert_int_equal(st->m->lr_create(st, &lr), QRL_ERR_INVALID);
+    lr = make_lr(8, "QQQQQQQQ", T0);
+    memset(lr.device_platform, 'p', sizeof lr.device_platform);
+    assert_int_equal(st->m->lr_create(st, &lr), QRL_ERR_INVALID);
+
+    /* The platform at its limit, and none at all, come back as they went in. */
+    lr = make_lr(9, "RRRRRRRR", T0);
+    memset(lr.device_platform, 'p', QRL_MAX_DEVICE_PLATFORM);
+    lr.device_platform[QRL_MAX_DEVICE_PLATFORM] = '\0';
+    assert_int_equal(st->m->lr_create(st, &lr), QRL_OK);
+    assert_int_equal(st->m->lr_get(st, lr.id, &got), QRL_OK);
+    assert_string_equal(got.device_platform, lr.device_platform);
+    lr = make_lr(10, "SSSSSSSS", T0);
+    lr.device_platform[0] = '\0';
+    assert_int_equal(st->m->lr_create(st, &lr), QRL_OK);
+    assert_int_equal(st->m->lr_get(st, lr.id, &got), QRL_OK);
+    assert_string_equal(got.device_platform, "");
 }
 
 static void test_lr_find(void **state)
@@ -1651,10 +1669,11 @@ static void test_migrate_from_v1(void **state)
     f->st->m->close(f->st);
     f->st = NULL;
     db_exec(f->path, "DROP TABLE passkeys; ALTER TABLE devices DROP COLUMN pubkey;"
+                     "ALTER TABLE login_requests DROP COLUMN device_platform;"
                      "ALTER TABLE login_requests DROP COLUMN nonce; PRAGMA user_version = 1;");
     assert_int_equal(db_int(f->path, "PRAGMA user_version"), 1);
     assert_int_equal(qrl_store_sqlite_open(f->path, &f->st, err, sizeof err), QRL_OK);
-    assert_int_equal(db_int(f->path, "PRAGMA user_version"), 5);
+    assert_int_equal(db_int(f->path, "PRAGMA user_version"), 6);
     assert_int_equal(f->st->m->device_get(f->st, dev, &d), QRL_OK);
     assert_string_equal(d.name, "Phone");
     assert_false(d.has_pubkey);
@@ -1677,7 +1696,7 @@ static void test_migrate_from_v2(void **state)
     f->st = NULL;
     /* The version-2 table: both hashes UNIQUE. */
     db_exec(f->path,
-            "DROP TABLE passkeys;"
+            "DROP TABLE passkeys; ALTER TABLE login_requests DROP COLUMN device_platform;"
             "CREATE TABLE v2 (id INTEGER PRIMARY KEY,"
             " device_code_hash BLOB NOT NULL UNIQUE CHECK (length(device_code_hash) = 32),"
             " scan_hash BLOB NOT NULL UNIQUE CHECK (length(scan_hash) = 32),"
@@ -1697,7 +1716,7 @@ static void test_migrate_from_v2(void **state)
                                      " AND tbl_name = 'login_requests'"),
                      3);
     assert_int_equal(qrl_store_sqlite_open(f->path, &f->st, err, sizeof err), QRL_OK);
-    assert_int_equal(db_int(f->path, "PRAGMA user_version"), 5);
+    assert_int_equal(db_int(f->path, "PRAGMA user_version"), 6);
     assert_int_equal(db_int(f->path, "SELECT count(*) FROM sqlite_master WHERE type = 'index'"
                                      " AND tbl_name = 'login_requests'"),
                      0);
@@ -1705,6 +1724,7 @@ static void test_migrate_from_v2(void **state)
     assert_int_equal(f->st->m->lr_find(f->st, QRL_LR_KEY_DEVICE_CODE, &dc, T0, &got), QRL_OK);
     assert_int_equal(got.state, QRL_LR_SCANNED);
     assert_string_equal(got.user_code, "WDJBMJHT");
+    assert_string_equal(got.device_platform, "");
     assert_int_equal(f->st->m->lr_find(f->st, QRL_LR_KEY_USER_CODE, "WDJBMJHT", T0, &got), QRL_OK);
     assert_int_equal(got.id, lr.id);
     lr = make_lr(2, "WDJBMJHT", T0 + 2);
@@ -2090,11 +2110,55 @@ static void test_migrate_from_v4(void **state)
 
     f->st->m->close(f->st);
     f->st = NULL;
-    db_exec(f->path, "DROP TABLE passkeys; PRAGMA user_version = 4;");
+    db_exec(f->path, "DROP TABLE passkeys; ALTER TABLE login_requests DROP COLUMN device_platform;"
+                     "PRAGMA user_version = 4;");
     assert_int_equal(qrl_store_sqlite_open(f->path, &f->st, err, sizeof err), QRL_OK);
-    assert_int_equal(db_int(f->path, "PRAGMA user_version"), 5);
+    assert_int_equal(db_int(f->path, "PRAGMA user_version"), 6);
     assert_int_equal(f->st->m->account_get(f->st, alice, &acc), QRL_OK);
     assert_int_equal(f->st->m->passkey_add(f->st, &a), QRL_OK);
+}
+
+/* A version-5 database (before the screen's platform) gains the column; its requests keep
+ * every field and read back with platform "", and new ones store theirs. */
+static void test_migrate_from_v5(void **state)
+{
+    fixture *f = *state;
+    char err[256] = "";
+    qrl_lr_rec lr = make_lr(1, "WDJBMJHT", T0), lr2 = make_lr(2, "BCDFGHJK", T0), got;
+    qrl_lr_secret_key sk;
+
+    lr.device_platform[0] = '\0';
+    assert_int_equal(f->st->m->lr_create(f->st, &lr), QRL_OK);
+    assert_int_equal(move(f->st, lr.id, QRL_LR_BIT(QRL_LR_PENDING), QRL_LR_SCANNED, T0 + 1),
+                     QRL_OK);
+    f->st->m->close(f->st);
+    f->st = NULL;
+    db_exec(f->path, "ALTER TABLE login_requests DROP COLUMN device_platform;"
+                     "PRAGMA user_version = 5;");
+    assert_int_equal(db_int(f->path, "SELECT count(*) FROM pragma_table_info('login_requests')"
+                                     " WHERE name = 'device_platform'"),
+                     0);
+    assert_int_equal(qrl_store_sqlite_open(f->path, &f->st, err, sizeof err), QRL_OK);
+    assert_int_equal(db_int(f->path, "PRAGMA user_version"), 6);
+    assert_int_equal(db_int(f->path, "SELECT count(*) FROM login_requests"), 1);
+    sk = (qrl_lr_secret_key){.id = lr.id, .hash = lr.scan_hash};
+    assert_int_equal(f->st->m->lr_find(f->st, QRL_LR_KEY_SCAN, &sk, T0, &got), QRL_OK);
+    assert_int_equal(got.id, lr.id);
+    assert_int_equal(got.state, QRL_LR_SCANNED);
+    assert_string_equal(got.user_code, "WDJBMJHT");
+    assert_string_equal(got.device_name, "Living Room TV");
+    assert_string_equal(got.device_kind, "tv");
+    assert_string_equal(got.address, "198.51.100.7");
+    assert_int_equal(got.expires_ms, T0 + TTL);
+    assert_string_equal(got.device_platform, "");
+    /* The migrated request still holds its user code. */
+    lr = make_lr(3, "WDJBMJHT", T0 + 2);
+    assert_int_equal(f->st->m->lr_create(f->st, &lr), QRL_ERR_EXISTS);
+    assert_int_equal(f->st->m->lr_create(f->st, &lr2), QRL_OK);
+    reopen(f);
+    assert_int_equal(db_int(f->path, "PRAGMA user_version"), 6);
+    assert_int_equal(f->st->m->lr_get(f->st, lr2.id, &got), QRL_OK);
+    assert_string_equal(got.device_platform, "Samsung Tizen");
 }
 
 int main(void)
@@ -2136,6 +2200,7 @@ int main(void)
         T(test_passkey_use),
         T(test_passkey_delete),
         T(test_migrate_from_v4),
+        T(test_migrate_from_v5),
     };
 #undef T
     return cmocka_run_group_tests_name("store", tests, NULL, NULL);

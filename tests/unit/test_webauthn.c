@@ -582,6 +582,137 @@ static void test_client_data_reader(void **state)
     assert_true(cd.cross_origin);
 }
 
+/* Every string in clientDataJSON must be well-formed UTF-8 (found by fuzz/fuzz_webauthn.c: a
+ * stray byte in the origin was accepted), in the members read and in those skipped; real
+ * non-ASCII text is still fine. */
+static void test_client_data_utf8(void **state)
+{
+    qrl__wa_client cd;
+    char json[256];
+    static const char *const bad[] = {
+        "localho\x8ft",         /* a continuation byte on its own */
+        "localhost\xc3",        /* truncated at the end of the string */
+        "local\xc3host",        /* a lead byte without its continuation */
+        "local\xc0\xafh",       /* overlong '/' */
+        "\xe0\x80\xafx",        /* overlong, three bytes */
+        "\xed\xa0\x80x",        /* a surrogate */
+        "\xf4\x90\x80\x80",     /* above U+10FFFF */
+        "\xf8\x88\x80\x80\x80", /* five-byte form */
+        "\xff",
+    };
+    /* The text goes between each prefix and its suffix: into the origin, a skipped string, a
+     * skipped member's name. */
+    static const char *const around[][2] = {
+        {"{\"type\":\"webauthn.get\",\"challenge\":\"abc\",\"origin\":\"https://", "\"}"},
+        {"{\"type\":\"webauthn.get\",\"challenge\":\"abc\",\"origin\":\"x\",\"o\":[\"", "\"]}"},
+        {"{\"type\":\"webauthn.get\",\"challenge\":\"abc\",\"origin\":\"x\",\"", "\":1}"},
+    };
+
+    (void)state;
+    for (size_t f = 0; f < sizeof around / sizeof around[0]; f++) {
+        for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+            snprintf(json, sizeof json, "%s%s%s", around[f][0], bad[i], around[f][1]);
+            assert_int_equal(qrl__wa_client_parse((const unsigned char *)json, strlen(json), &cd),
+                             QRL_ERR_INVALID);
+        }
+        /* é, €, U+10FFFF and an emoji are well formed. */
+        snprintf(json, sizeof json, "%s%s%s", around[f][0],
+                 "caf\xc3\xa9\xe2\x82\xac\xf4\x8f\xbf\xbf\xf0\x9f\x93\xba", around[f][1]);
+        assert_int_equal(qrl__wa_client_parse((const unsigned char *)json, strlen(json), &cd),
+                         QRL_OK);
+    }
+    assert_string_equal(cd.origin, "x");
+}
+
+/* base64url decoding refuses every character outside the alphabet, bytes from 0x80 up
+ * included (found by fuzz/fuzz_webauthn.c: libsodium 1.0.18 decodes those like '_'), and leaves
+ * no length behind when it refuses. */
+static void test_b64_decode_strict(void **state)
+{
+    unsigned char out[QRL_MAX_CRED_ID];
+    size_t len = 99;
+    static const char *const bad[] = {
+        "\x80\x80\x80\x80",
+        "AAA\xff",
+        "\xa3"
+        "cfm",
+        "abcd!",
+        "abcd====",
+        "ab=",
+        "a b",
+        "AB",
+        "",
+    };
+
+    (void)state;
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        len = 99;
+        assert_false(qrl__wa_b64_decode(bad[i], out, sizeof out, &len));
+        assert_int_equal(len, 0);
+    }
+    /* A bad character after good ones: libsodium has decoded three bytes by then. */
+    len = 99;
+    assert_false(qrl__wa_b64_decode("abcd\x80"
+                                    "efg",
+                                    out, sizeof out, &len));
+    assert_int_equal(len, 0);
+    assert_false(qrl__wa_b64_decode(NULL, out, sizeof out, &len));
+    assert_int_equal(len, 0);
+    assert_true(qrl__wa_b64_decode("____", out, sizeof out, &len));
+    assert_int_equal(len, 3);
+    assert_memory_equal(out, "\xff\xff\xff", 3);
+    assert_true(qrl__wa_b64_decode("-_8", out, sizeof out, &len));
+    assert_int_equal(len, 2);
+    assert_memory_equal(out, "\xfb\xff", 2);
+}
+
+/* A CBOR array or map header that announces more items than the input holds is refused before
+ * libcbor allocates room for them (found by fuzz/fuzz_webauthn.c: a map header in an
+ * attestationObject made libcbor ask for 35 GB, which aborts a sanitizer build and asks an
+ * ordinary one for memory it may be given). */
+static void test_cbor_counts_bounded(void **state)
+{
+    qrl__wa_attestation *at = malloc(sizeof *at);
+    qrl__wa_authdata ad;
+    unsigned char buf[80];
+    /* A map of 2^32 pairs, an array of 2^40 items, a byte string of 2^31 bytes, each in a few
+     * bytes, as the attestationObject itself and as a member's value. */
+    static const unsigned char huge[][10] = {
+        {0xbb, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00},
+        {0x9b, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00},
+        {0x5a, 0x80, 0x00, 0x00, 0x00},
+        {0xba, 0x10, 0x00, 0x00, 0x00},
+    };
+    static const unsigned char member[] = {0xa3, 0x63, 'f', 'm', 't', 0x64, 'n', 'o', 'n',
+                                           'e',  0x67, 'a', 't', 't', 'S',  't', 'm', 't'};
+
+    (void)state;
+    assert_non_null(at);
+    for (size_t i = 0; i < sizeof huge / sizeof huge[0]; i++) {
+        assert_int_equal(qrl__wa_attestation_parse(huge[i], sizeof huge[i], at), QRL_ERR_INVALID);
+        memcpy(buf, member, sizeof member);
+        memcpy(buf + sizeof member, huge[i], sizeof huge[i]);
+        assert_int_equal(qrl__wa_attestation_parse(buf, sizeof member + sizeof huge[i], at),
+                         QRL_ERR_INVALID);
+        /* The same as a credential public key in authenticatorData (flag AT). */
+        memset(buf, 0, sizeof buf);
+        buf[32] = QRL__WA_UP | QRL__WA_AT;
+        buf[54] = 1; /* a 1-byte credential id */
+        memcpy(buf + 56, huge[i], sizeof huge[i]);
+        assert_int_equal(qrl__wa_authdata_parse(buf, sizeof buf, &ad), QRL_ERR_INVALID);
+    }
+    /* Counts that the input does hold still load: an empty attStmt map, a 2-item array. */
+    {
+        static const unsigned char ok[] = {0xa3, 0x63, 'f', 'm', 't', 0x64, 'n', 'o', 'n',  'e',
+                                           0x67, 'a',  't', 't', 'S', 't',  'm', 't', 0xa0, 0x68,
+                                           'a',  'u',  't', 'h', 'D', 'a',  't', 'a', 0x41, 0x00};
+        assert_int_equal(qrl__wa_attestation_parse(ok, sizeof ok, at), QRL_OK);
+        assert_string_equal(at->fmt, "none");
+        assert_int_equal(at->authdata_len, 1);
+    }
+    free(at);
+}
+
 /* --- approval with a passkey ----------------------------------------------------------------- */
 
 static void test_approve_with_passkey(void **state)
@@ -837,6 +968,9 @@ int main(void)
         T(test_register_password_and_duplicate),
         T(test_register_malformed),
         cmocka_unit_test(test_client_data_reader),
+        cmocka_unit_test(test_client_data_utf8),
+        cmocka_unit_test(test_b64_decode_strict),
+        cmocka_unit_test(test_cbor_counts_bounded),
         T(test_approve_with_passkey),
         T(test_approve_eddsa_and_user_code),
         T(test_approve_challenge_bindings),
