@@ -324,7 +324,8 @@ enum MHD_Result qrl__h_web_screen_start(qrl__req *r, const char *arg)
 {
     enum MHD_Result ret;
     qrl_device_auth da;
-    char name[QRL_MAX_DEVICE_NAME + 1], ck[COOKIE_MAX], verify[320], qr[64];
+    char name[QRL_MAX_DEVICE_NAME + 1], platform[QRL_MAX_DEVICE_PLATFORM + 1];
+    char ck[COOKIE_MAX], verify[320], qr[64];
     bool bad = false;
     json_t *o;
     qrl_err rc;
@@ -338,14 +339,16 @@ enum MHD_Result qrl__h_web_screen_start(qrl__req *r, const char *arg)
         json_decref(o);
         return qrl__respond_error(r, 400, "invalid_request", "device_name must be a string");
     }
+    /* The platform is what the browser says it is, whatever the user named the screen. */
+    ua_device_name(r, platform, sizeof platform);
     if (given != NULL && given[0] != '\0')
         snprintf(name, sizeof name, "%s", given);
     else
-        ua_device_name(r, name, sizeof name);
+        snprintf(name, sizeof name, "%s", platform);
     rc = (given != NULL && strlen(given) > QRL_MAX_DEVICE_NAME)
              ? QRL_ERR_INVALID
-             : qrl_device_authorize(r->srv->core, WEB_CLIENT_ID, NULL, name, "browser",
-                                    r->address, &da);
+             : qrl_device_authorize_platform(r->srv->core, WEB_CLIENT_ID, NULL, name, "browser",
+                                             platform, r->address, &da);
     json_decref(o);
     if (rc == QRL_ERR_INVALID)
         return qrl__respond_error(r, 400, "invalid_device_name",
@@ -893,9 +896,10 @@ enum MHD_Result qrl__h_web_lr_view(qrl__req *r, const char *arg)
         memcpy(choices[i], i == at ? v.user_code : decoys[d++], QRL_USER_CODE_BUF);
     return qrl__respond_json(
         r, 200,
-        json_pack("{s:I, s:s, s:s, s:s, s:s, s:s, s:b, s:I, s:I, s:[s,s,s], s:b}", "id",
+        json_pack("{s:I, s:s, s:s, s:s, s:s, s:s, s:s, s:b, s:I, s:I, s:[s,s,s], s:b}", "id",
                   (json_int_t)v.lr.id, "state", qrl_lr_state_name(v.lr.state), "device_name",
-                  v.lr.device_name, "device_kind", v.lr.device_kind, "kind_label",
+                  v.lr.device_name, "device_kind", v.lr.device_kind, "platform",
+                  v.lr.device_platform, "kind_label",
                   kind_label(v.lr.device_kind), "address", v.lr.address, "same_network",
                   v.same_network, "age_seconds", (json_int_t)v.age_s, "expires_in",
                   (json_int_t)v.expires_in_s, "choices", choices[0], choices[1], choices[2],

@@ -376,6 +376,8 @@ test('approve: the phone scans the TV, checks the code, approves with the passwo
   assert.equal(await phone.evaluate(() => location.hash), '', 'the scan secret stays in the address bar');
   const q = await phone.locator('#question').textContent();
   assert.equal(q, 'Sign in on \u201cLiving Room TV\u201d?');
+  // The kind and the platform the TV's browser reported, whatever the TV was named.
+  assert.equal((await phone.locator('#fact-kind').textContent()).trim(), 'Web browser \u00b7 Chrome on Linux');
   assert.match(await phone.locator('#fact-from').textContent(), /^Requested from .+, \d+ seconds? ago$/);
   assert.match(await phone.locator('#grant').textContent(), /Living Room TV.* will stay signed in to your account until you remove it\./);
   assert.equal(await phone.locator('#warning').isVisible(), false, 'no warning on the same network');

@@ -303,6 +303,7 @@ static void test_screen_signed_in_on_approval(void **state)
     it_expect(r, 200, NULL);
     assert_string_equal(it_jstr(r, "device_name"), "Chrome on Linux");
     assert_string_equal(it_jstr(r, "device_kind"), "browser");
+    assert_string_equal(it_jstr(r, "platform"), "Chrome on Linux");
     assert_int_equal(it_jbool(r, "same_network"), 1);
     assert_int_equal(it_jbool(r, "passkey"), 0);
     json_t *choices = json_object_get(r->json, "choices");
