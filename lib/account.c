@@ -3,7 +3,7 @@
  *
  * Passwords are hashed with Argon2id (libsodium crypto_pwhash_str) and checked in constant time
  * by libsodium. Failures are counted per username and per client address in the store, so the
- * limits hold across server nodes; a success never resets a counter (design.md section 5), so
+ * limits hold across server nodes; a success never resets a counter, so
  * an attacker cannot interleave one good guess to clear the slate.
  */
 #include <stdbool.h>
@@ -246,7 +246,8 @@ static qrl_err bearer_auth(qrl_core *core, const char *token, const char *addres
         return rc;
     }
     if (!(tok.kind == QRL_TOKEN_SESSION || (any && tok.kind == QRL_TOKEN_ACCESS)) ||
-        tok.expires_ms <= now || tok.revoked_ms != 0 || tok.device_revoked || tok.account_disabled) {
+        tok.expires_ms <= now || tok.revoked_ms != 0 || tok.device_revoked ||
+        tok.account_disabled) {
         memset(out, 0, sizeof *out);
         return QRL_ERR_UNAUTHORIZED;
     }

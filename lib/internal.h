@@ -10,7 +10,7 @@
 
 #include "qrlogin/core.h"
 
-/* Prefixes of every secret kind, so leaked ones are easy to recognise (design.md section 5). */
+/* Prefixes of every secret kind, so leaked ones are easy to recognise by secret scanners. */
 #define QRL__PFX_DEVICE_CODE "qrl_dc_"
 #define QRL__PFX_SCAN "qrl_ss_"
 #define QRL__PFX_ACCESS "qrl_at_"
@@ -18,7 +18,7 @@
 #define QRL__PFX_SESSION "qrl_st_"
 #define QRL__PFX_LEN 7
 
-/* Entropy per secret kind: tokens 256 bits (design.md), scan secret 192 bits: above the 128-bit
+/* Entropy per secret kind: tokens 256 bits, scan secret 192 bits: above the 128-bit
  * floor while keeping the QR code small. */
 #define QRL__TOKEN_BYTES 32
 #define QRL__SCAN_BYTES 24

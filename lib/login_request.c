@@ -1,5 +1,5 @@
 /*
- * The login request state machine (design.md section 3). Every state change in qrlogin goes
+ * The login request state machine. Every state change in qrlogin goes
  * through lr_move() below, which checks the transition against this table and lets the store
  * perform it as one compare-and-set, so that under any number of concurrent callers exactly one
  * wins and the others change nothing.

@@ -2,7 +2,7 @@
  * Responses, the error table, and request-body parsing for every handler.
  *
  * Every answer goes through qrl__respond_json(), which adds the headers our security
- * invariants require (design.md section 5): no caching of anything (our JSON answers carry
+ * invariants require: no caching of anything (our JSON answers carry
  * secrets or per-user data), no framing, no referrer, no MIME sniffing.
  */
 #include <ctype.h>

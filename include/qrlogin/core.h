@@ -56,7 +56,7 @@ typedef struct qrl_config {
     int64_t refresh_ttl_s; /* refresh token lifetime; default 30 days */
     int64_t session_ttl_s; /* phone session lifetime; default 30 days */
     int interval_s;        /* RFC 8628 polling interval; default 5 */
-    /* user_code guessing limits (design.md section 5): failures per window, per client
+    /* user_code guessing limits: failures per window, per client
      * address and per account. Defaults 20 per address and 10 per account per 10 minutes. */
     int64_t user_code_fail_limit_addr;
     int64_t user_code_fail_limit_account;

@@ -76,7 +76,8 @@ typedef struct qrl_passkey_rec {
     int64_t last_used_ms; /* 0 until the first assertion */
 } qrl_passkey_rec;
 
-/* Login request states, design.md section 3. Numbers are stored; never renumber. */
+/* Login request states (lib/login_request.c has the transitions). Numbers are stored; never
+ * renumber. */
 typedef enum qrl_lr_state {
     QRL_LR_PENDING = 0,
     QRL_LR_SCANNED = 1,

@@ -153,8 +153,9 @@ void qrl_qr_free(qrl_qr *qr)
 {
     if (qr == NULL)
         return;
-    /* The modules spell out the URL, and the URL carries a scan secret (design.md section 5:
-     * secrets are zeroed after use). Copies inside libqrencode and libpng are out of reach. */
+    /* The modules spell out the URL, and the URL carries a scan secret (docs/architecture.md,
+     * "Where secrets live": secrets are zeroed after use). Copies inside libqrencode and libpng are
+     * out of reach. */
     explicit_bzero(qr->dark, (size_t)qr->width * (size_t)qr->width);
     free(qr);
 }

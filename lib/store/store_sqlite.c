@@ -1,9 +1,9 @@
 /*
- * SQLite store backend: the embedded default store (design.md section 6), one database file in
+ * SQLite store backend: the embedded default store, one database file in
  * WAL mode, implementing every function of qrl_store_methods (include/qrlogin/store.h).
  *
  * Why it looks the way it does: the store is where the login-request state machine becomes
- * atomic (design.md section 3) and where every credential lives, so each method is one atomic,
+ * atomic (lib/login_request.c) and where every credential lives, so each method is one atomic,
  * durable unit. A login request changes state only through one conditional UPDATE whose success
  * is judged by sqlite3_changes() == 1: that is the compare-and-set that gives exactly one winner
  * among any number of racing callers. Writes of more than one statement run inside

@@ -1,6 +1,6 @@
 /*
  * Exactly one winner. Each login-request transition is one atomic compare-and-set in the store
- * (design.md section 3), so however many callers race, one succeeds and the others get a clear
+ * (docs/architecture.md), so however many callers race, one succeeds and the others get a clear
  * error. A user would notice a failure here as a TV that got two credentials, two linked devices
  * for one sign-in, or an approval and a decline both "succeeding".
  *

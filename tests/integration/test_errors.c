@@ -340,7 +340,7 @@ static int stalled_connection(const it_server *s)
     return fd;
 }
 
-/* "The server keeps answering under slow or abusive clients" (design.md section 5). */
+/* The server keeps answering under slow or abusive clients. */
 static void test_stalled_clients_do_not_block_others(void **state)
 {
     it_server *s = *state;

@@ -239,7 +239,7 @@ static void test_expiry(void **state)
     qrl_core_clock_advance(f->core, 120000);
     assert_int_equal(qrl_lr_view_claim(f->core, &f->phone, a.scan_secret, "", &v), QRL_ERR_EXPIRED);
     assert_int_equal(poll(f, &a, 0, &res), QRL_ERR_EXPIRED);
-    /* APPROVED but not redeemed in time: expired too (design.md section 3). */
+    /* APPROVED but not redeemed in time: expired too (the state table in login_request.c). */
     assert_int_equal(poll(f, &b, 0, &res), QRL_ERR_EXPIRED);
     assert_int_equal(poll(f, &b, 0, &res), QRL_ERR_EXPIRED);
 }

@@ -38,7 +38,7 @@ extern _Atomic int qrl__qr_fail_alloc;
 
 #define QZ QRL_QR_QUIET_ZONE
 
-/* What the server puts in a QR code (design.md section 4): PUBLIC/s#<scan secret>. */
+/* What the server puts in a QR code (docs/api.md): PUBLIC/s#<scan secret>. */
 static const char url_short[] = "http://127.0.0.1:8080/s#qrl_ss_d2oLHRQOWC2cc0VCVSphfUWPQH5bEPO5";
 /* A long public URL with a query: a larger version with several alignment patterns. */
 static const char url_long[] =
