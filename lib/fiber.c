@@ -99,14 +99,14 @@ struct qrl_fiber {
     void (*wake)(void *);
     void *ud;
     bool done;
-    bool ready;     /* its context runs entry()'s loop: reuse needs no new context */
-    bool brief;     /* parked with qrl_fiber_park_brief() */
-    void *map;      /* the whole mapping: guard page, stack, this struct */
+    bool ready; /* its context runs entry()'s loop: reuse needs no new context */
+    bool brief; /* parked with qrl_fiber_park_brief() */
+    void *map;  /* the whole mapping: guard page, stack, this struct */
     size_t map_len;
     struct qrl_fiber *next_free;
 #if FIBER_ASAN
-    void *fake_stack;           /* ASan's fake stack of the side switched away from */
-    const void *caller_bottom;  /* the caller's stack, for switching back */
+    void *fake_stack;          /* ASan's fake stack of the side switched away from */
+    const void *caller_bottom; /* the caller's stack, for switching back */
     size_t caller_size;
 #endif
 };

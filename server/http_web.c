@@ -47,7 +47,7 @@
 
 /* What the pages may load: our own scripts, styles and images, nothing inline, no framing. */
 #define PAGE_CSP                                                                                   \
-    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "                   \
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "                    \
     "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
 
 struct qrl__web_asset {
@@ -71,9 +71,12 @@ static const char *content_type(const char *name)
     static const struct {
         const char *ext, *type;
     } types[] = {
-        {".html", "text/html; charset=utf-8"}, {".css", "text/css; charset=utf-8"},
-        {".js", "text/javascript; charset=utf-8"}, {".svg", "image/svg+xml"},
-        {".png", "image/png"}, {".ico", "image/x-icon"},
+        {".html", "text/html; charset=utf-8"},
+        {".css", "text/css; charset=utf-8"},
+        {".js", "text/javascript; charset=utf-8"},
+        {".svg", "image/svg+xml"},
+        {".png", "image/png"},
+        {".ico", "image/x-icon"},
         {".txt", "text/plain; charset=utf-8"},
     };
     const char *dot = strrchr(name, '.');
@@ -210,7 +213,7 @@ enum MHD_Result qrl__h_page(qrl__req *r, const char *arg)
     static const struct {
         const char *path, *file;
     } pages[] = {
-        {"/", "screen.html"},      {"/home", "home.html"},       {"/s", "approve.html"},
+        {"/", "screen.html"},        {"/home", "home.html"},       {"/s", "approve.html"},
         {"/device", "approve.html"}, {"/devices", "devices.html"}, {"/account", "account.html"},
     };
 
@@ -289,8 +292,7 @@ static json_t *account_json(const qrl_account_rec *a)
 
 static json_t *device_json(const qrl_device_rec *d)
 {
-    return json_pack("{s:I, s:s, s:s}", "id", (json_int_t)d->id, "name", d->name, "kind",
-                     d->kind);
+    return json_pack("{s:I, s:s, s:s}", "id", (json_int_t)d->id, "name", d->name, "kind", d->kind);
 }
 
 /* The relying party of passkeys: this server's public URL. Its origin is the URL's scheme and
@@ -359,12 +361,11 @@ enum MHD_Result qrl__h_web_screen_start(qrl__req *r, const char *arg)
     snprintf(verify, sizeof verify, "%s/device", r->srv->public_url);
     snprintf(qr, sizeof qr, "/web/screen/qr.svg?v=%lld", (long long)da.lr_id);
     const char *extra[] = {"Set-Cookie", ck, NULL};
-    ret = qrl__respond_json_hdr(r, 200,
-                                json_pack("{s:s, s:s, s:I, s:s, s:s}", "user_code", da.user_code,
-                                          "verification_uri", verify, "expires_in",
-                                          (json_int_t)da.expires_in_s, "device_name", name, "qr",
-                                          qr),
-                                extra);
+    ret = qrl__respond_json_hdr(
+        r, 200,
+        json_pack("{s:s, s:s, s:I, s:s, s:s}", "user_code", da.user_code, "verification_uri",
+                  verify, "expires_in", (json_int_t)da.expires_in_s, "device_name", name, "qr", qr),
+        extra);
     sodium_memzero(ck, sizeof ck);
     sodium_memzero(&da, sizeof da);
     return ret;
@@ -459,8 +460,7 @@ enum MHD_Result qrl__web_screen_answer(qrl__req *r, qrl_err rc, qrl_poll_result 
     case QRL_OK: {
         int64_t keep = qrl_core_config(r->srv->core)->refresh_ttl_s;
         cookie_make(r->srv, at, CK_ACCESS, res->tokens.access_token, "/web/screen", keep, true);
-        cookie_make(r->srv, rt, CK_REFRESH, res->tokens.refresh_token, "/web/screen", keep,
-                    true);
+        cookie_make(r->srv, rt, CK_REFRESH, res->tokens.refresh_token, "/web/screen", keep, true);
         sodium_memzero(&res->tokens, sizeof res->tokens);
         const char *set[] = {"Set-Cookie", at, "Set-Cookie", rt, "Set-Cookie", scr, NULL};
         ret = qrl__respond_json_hdr(r, 200, json_pack("{s:s}", "state", "approved"), set);
@@ -541,8 +541,7 @@ static enum MHD_Result screen_unauthorized(qrl__req *r)
     screen_clear_cookies(r->srv, at, rt);
     return qrl__respond_json_hdr(r, 401,
                                  json_pack("{s:s, s:s}", "error", "unauthorized",
-                                           "error_description",
-                                           "This screen is not signed in."),
+                                           "error_description", "This screen is not signed in."),
                                  extra);
 }
 
@@ -570,8 +569,8 @@ enum MHD_Result qrl__h_web_screen_me(qrl__req *r, const char *arg)
     if (rc != QRL_OK)
         return qrl__respond_err(r, rc, QRL__CTX_API);
     return screen_answer(r,
-                         json_pack("{s:o, s:o}", "account", account_json(&auth.account),
-                                   "device", device_json(&auth.device)),
+                         json_pack("{s:o, s:o}", "account", account_json(&auth.account), "device",
+                                   device_json(&auth.device)),
                          at, rt, rotated);
 }
 
@@ -679,8 +678,7 @@ static bool phone_auth(qrl__req *r, qrl_auth *auth, enum MHD_Result *ret)
         const char *extra[] = {"Set-Cookie", ck, NULL};
         *ret = qrl__respond_json_hdr(r, 401,
                                      json_pack("{s:s, s:s}", "error", "unauthorized",
-                                               "error_description",
-                                               "Sign in on this phone first."),
+                                               "error_description", "Sign in on this phone first."),
                                      extra);
     } else {
         *ret = qrl__respond_err(r, rc, QRL__CTX_API);
@@ -856,8 +854,8 @@ static const char *kind_label(const char *kind)
 {
     static const struct {
         const char *kind, *label;
-    } labels[] = {{"tv", "TV"},         {"browser", "Web browser"}, {"desktop", "Computer"},
-                  {"cli", "Terminal"},  {"phone", "Phone"},         {"other", "Device"}};
+    } labels[] = {{"tv", "TV"},        {"browser", "Web browser"}, {"desktop", "Computer"},
+                  {"cli", "Terminal"}, {"phone", "Phone"},         {"other", "Device"}};
 
     for (size_t i = 0; i < sizeof labels / sizeof labels[0]; i++)
         if (strcmp(kind, labels[i].kind) == 0)
@@ -899,11 +897,10 @@ enum MHD_Result qrl__h_web_lr_view(qrl__req *r, const char *arg)
         json_pack("{s:I, s:s, s:s, s:s, s:s, s:s, s:s, s:b, s:I, s:I, s:[s,s,s], s:b}", "id",
                   (json_int_t)v.lr.id, "state", qrl_lr_state_name(v.lr.state), "device_name",
                   v.lr.device_name, "device_kind", v.lr.device_kind, "platform",
-                  v.lr.device_platform, "kind_label",
-                  kind_label(v.lr.device_kind), "address", v.lr.address, "same_network",
-                  v.same_network, "age_seconds", (json_int_t)v.age_s, "expires_in",
-                  (json_int_t)v.expires_in_s, "choices", choices[0], choices[1], choices[2],
-                  "passkey", passkey_count(r, &auth) > 0));
+                  v.lr.device_platform, "kind_label", kind_label(v.lr.device_kind), "address",
+                  v.lr.address, "same_network", v.same_network, "age_seconds", (json_int_t)v.age_s,
+                  "expires_in", (json_int_t)v.expires_in_s, "choices", choices[0], choices[1],
+                  choices[2], "passkey", passkey_count(r, &auth) > 0));
 }
 
 /* Decodes the `passkey` member of an approval: the browser's assertion, base64url fields. */
@@ -1009,8 +1006,8 @@ static json_t *b64url(const unsigned char *b, size_t n)
 
     if (s == NULL)
         return NULL;
-    sodium_bin2base64(s, sodium_base64_ENCODED_LEN(n, sodium_base64_VARIANT_URLSAFE_NO_PADDING),
-                      b, n, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+    sodium_bin2base64(s, sodium_base64_ENCODED_LEN(n, sodium_base64_VARIANT_URLSAFE_NO_PADDING), b,
+                      n, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
     j = json_string(s);
     free(s);
     return j;
@@ -1079,8 +1076,8 @@ enum MHD_Result qrl__h_web_webauthn_options(qrl__req *r, const char *arg)
             "s:i, s:s, s:{s:s, s:s}, s:o}",
             "challenge", challenge, "rp", "id", rpid, "name", "qrlogin", "user", "id",
             b64url(uid, sizeof uid), "name", auth.account.username, "displayName",
-            auth.account.display_name, "pubKeyCredParams", "type", "public-key", "alg", -7,
-            "type", "public-key", "alg", -8, "type", "public-key", "alg", -257, "timeout",
+            auth.account.display_name, "pubKeyCredParams", "type", "public-key", "alg", -7, "type",
+            "public-key", "alg", -8, "type", "public-key", "alg", -257, "timeout",
             WEBAUTHN_TIMEOUT_MS, "attestation", "none", "authenticatorSelection",
             "userVerification", "required", "residentKey", "preferred", "excludeCredentials",
             descriptors(pk, n));
@@ -1109,8 +1106,7 @@ enum MHD_Result qrl__h_web_passkeys_get(qrl__req *r, const char *arg)
     for (size_t i = 0; i < n; i++)
         json_array_append_new(arr, json_pack("{s:I, s:s, s:I, s:I}", "id", (json_int_t)pk[i].id,
                                              "name", pk[i].name, "created_at",
-                                             (json_int_t)(pk[i].created_ms / 1000),
-                                             "last_used_at",
+                                             (json_int_t)(pk[i].created_ms / 1000), "last_used_at",
                                              (json_int_t)(pk[i].last_used_ms / 1000)));
     free(pk);
     return qrl__respond_json(r, 200, json_pack("{s:o}", "passkeys", arr));
@@ -1156,8 +1152,7 @@ enum MHD_Result qrl__h_web_passkeys_add(qrl__req *r, const char *arg)
                                   "The passkey could not be checked, so it was not added. Try "
                                   "again.");
     case QRL_ERR_EXISTS:
-        return qrl__respond_error(r, 409, "already_exists",
-                                  "This passkey is already registered.");
+        return qrl__respond_error(r, 409, "already_exists", "This passkey is already registered.");
     case QRL_ERR_RATE_LIMITED:
         return qrl__respond_error(r, 429, "rate_limited",
                                   "Too many wrong passwords. Wait a few minutes and try again.");
@@ -1220,10 +1215,10 @@ enum MHD_Result qrl__h_web_devices(qrl__req *r, const char *arg)
     arr = json_array();
     for (size_t i = 0; i < n; i++)
         json_array_append_new(
-            arr, json_pack("{s:I, s:s, s:s, s:s, s:s, s:I, s:I, s:b}", "id",
-                           (json_int_t)devs[i].id, "name", devs[i].name, "kind", devs[i].kind,
-                           "kind_label", kind_label(devs[i].kind), "address", devs[i].address,
-                           "created_at", (json_int_t)(devs[i].created_ms / 1000), "last_seen_at",
+            arr, json_pack("{s:I, s:s, s:s, s:s, s:s, s:I, s:I, s:b}", "id", (json_int_t)devs[i].id,
+                           "name", devs[i].name, "kind", devs[i].kind, "kind_label",
+                           kind_label(devs[i].kind), "address", devs[i].address, "created_at",
+                           (json_int_t)(devs[i].created_ms / 1000), "last_seen_at",
                            (json_int_t)(devs[i].last_seen_ms / 1000), "current",
                            devs[i].id == auth.device_id));
     free(devs);

@@ -452,7 +452,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     if (r->fiber != NULL)
         fiber_finish_detached(r);
     if (srv->cfg.access_log)
-        /* Route names only: raw paths may hold a scan secret or user code. */
+    /* Route names only: raw paths may hold a scan secret or user code. */
     {
         if (r->client_left)
             fprintf(stderr, "qrlogin: %s %s %s client-gone\n", r->address, r->method,
@@ -673,8 +673,8 @@ qrl_err qrl_server_listen(qrl_server *srv, qrl_core *core, char *errbuf, size_t 
         1024u, MHD_OPTION_END);
     if (srv->daemon == NULL) {
         close(lfd);
-        snprintf(errbuf, errlen, "cannot start the HTTP server on %s port %u",
-                 srv->cfg.listen_host, (unsigned)srv->cfg.port);
+        snprintf(errbuf, errlen, "cannot start the HTTP server on %s port %u", srv->cfg.listen_host,
+                 (unsigned)srv->cfg.port);
         return QRL_ERR_INVALID;
     }
     di = MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_BIND_PORT);

@@ -66,10 +66,10 @@ typedef struct it_resp {
     char www_authenticate[256];
     char allow[128];
     char content_type[128];
-    char csp[512];                /* Content-Security-Policy */
-    char referrer_policy[64];     /* Referrer-Policy */
-    char nosniff[64];             /* X-Content-Type-Options */
-    char set_cookie[6][512];      /* every Set-Cookie header, in order */
+    char csp[512];            /* Content-Security-Policy */
+    char referrer_policy[64]; /* Referrer-Policy */
+    char nosniff[64];         /* X-Content-Type-Options */
+    char set_cookie[6][512];  /* every Set-Cookie header, in order */
     int n_set_cookie;
     double elapsed_s; /* wall time from sending to the complete response */
     char curl_error[256];
@@ -85,10 +85,10 @@ typedef struct it_req {
     const char *bearer;       /* Authorization: Bearer ... */
     const char *basic_user;   /* HTTP Basic (with basic_pass) */
     const char *basic_pass;
-    int prefer_wait;          /* > 0: Prefer: wait=N */
-    const char *extra_header; /* one raw "Name: value" header */
+    int prefer_wait;            /* > 0: Prefer: wait=N */
+    const char *extra_header;   /* one raw "Name: value" header */
     const char *const *headers; /* NULL-terminated raw "Name: value" headers, or NULL */
-    long timeout_ms;          /* 0: 10 s, plus the wait when prefer_wait is set */
+    long timeout_ms;            /* 0: 10 s, plus the wait when prefer_wait is set */
 } it_req;
 
 /* --- time and misc -------------------------------------------------------------------- */

@@ -128,7 +128,7 @@ static void browser_open(browser *b, const it_server *s, const char *page, const
 
 #define TV_UA "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0"
 #define PHONE_UA                                                                                   \
-    "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) "            \
+    "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) "             \
     "Chrome/120.0 Mobile Safari/537.36"
 
 static void phone_sign_in(browser *p, const it_server *s)
@@ -337,8 +337,8 @@ static void test_screen_signed_in_on_approval(void **state)
     it_expect(r, 400, "user_code_mismatch");
     it_resp_free(r);
     /* A wrong password neither. */
-    snprintf(body, sizeof body, "{\"code\":\"%s\",\"user_code\":\"%s\",\"password\":\"nope\"}",
-             uc, uc);
+    snprintf(body, sizeof body, "{\"code\":\"%s\",\"user_code\":\"%s\",\"password\":\"nope\"}", uc,
+             uc);
     r = web(&phone, "POST", "/web/lr/approve", body);
     it_expect(r, 403, "step_up_failed");
     it_resp_free(r);
@@ -362,9 +362,9 @@ static void test_screen_signed_in_on_approval(void **state)
 
     r = web(&tv, "GET", "/web/screen/me", NULL);
     it_expect(r, 200, NULL);
-    assert_string_equal(json_string_value(json_object_get(json_object_get(r->json, "account"),
-                                                          "display_name")),
-                        IT_DISPLAY_NAME);
+    assert_string_equal(
+        json_string_value(json_object_get(json_object_get(r->json, "account"), "display_name")),
+        IT_DISPLAY_NAME);
     it_resp_free(r);
 
     /* Both browsers are linked devices of the account. */
@@ -511,7 +511,8 @@ static void test_expiry_and_bad_input(void **state)
     it_expect(r, 400, "invalid_request");
     it_resp_free(r);
     r = web(&tv, "POST", "/web/screen/start",
-            "{\"device_name\":\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"}");
+            "{\"device_name\":"
+            "\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"}");
     it_expect(r, 400, "invalid_device_name");
     it_resp_free(r);
     r = web(&phone, "POST", "/web/session", "{\"username\":\"" IT_USER "\",\"password\":\"x\"}");
