@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * The "ceiling" of the benchmark suite: the cheapest HTTP server libmicrohttpd can be, started
  * with the same daemon flags and options as qrlogin's (server/server.c: an epoll thread pool with

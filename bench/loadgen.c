@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * loadgen: the benchmark suite's own HTTP client for what wrk cannot express. One thread, one
  * epoll set, raw non-blocking sockets and a tiny HTTP/1.1 writer and response parser (status

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # The qrlogin benchmark suite, in one command: installs the Debian packages it needs (only those
 # missing), builds a Release qrlogin in build/bench plus the bench programs (ceiling, loadgen),
 # runs every scenario and prints one table. Method (bench/README.md has the why):

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * qrlogin account: operator commands for accounts. Passwords come from a prompt (no echo), or
  * with --password-stdin from the first line of standard input, never from the command line,

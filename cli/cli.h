@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Shared pieces of the qrlogin command: each subcommand lives in its own file. */
 #ifndef QRLOGIN_CLI_H
 #define QRLOGIN_CLI_H

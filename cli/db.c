@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * The start-up check of the database path, shared by `qrlogin serve` and `qrlogin account`.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * A small libcurl client for the terminal roles (`qrlogin phone`, `qrlogin tv` helpers): one
  * request, JSON or form body, JSON answer. Bodies are bounded: our answers are small.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * The qrlogin command. Like curl's src/, it is only a client of the public headers: the
  * subcommands parse arguments and call the library.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * qrlogin phone: a phone in a terminal. It signs in with a password, keeps an Ed25519 device
  * key encrypted under an app PIN (Argon2id + XSalsa20-Poly1305 secretbox), and approves login

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Reading a QR code from an image for `qrlogin phone approve --image`: libpng's simplified API
  * turns the PNG into 8-bit gray, zbar finds and decodes the symbol.

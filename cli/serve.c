@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * qrlogin serve: open the store, create the core and the HTTP server, then wait for SIGINT or
  * SIGTERM, sweeping expired rows once a minute. Every option has an environment variable so

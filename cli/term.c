@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Terminal and file helpers shared by the subcommands: one-keystroke answers, and writing
  * credential files that only the user can read.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * qrlogin tv: a screen in a terminal, built only on the client SDK (include/qrlogin/client.h).
  * It shows the QR code, the user code and a countdown, renews the code when it expires, says

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * The client SDK's handle and the screen side of the login: RFC 8628 device authorization,
  * the device-code grant with our push extension (Prefer: wait, RFC 7240), renewal of expired

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Errors of the client SDK: qrl_client_strerror() and the per-handle detail sentence.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Internals of the client SDK, shared by the files in client/. Nothing here is exported: the
  * library is built with hidden visibility and only QRL_CLIENT_API functions are public.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * QR codes of the current login request, rendered by the project's QR library (qrlogin/qr.h,
  * linked statically into the SDK). The SDK does not re-export qr.h: an app asks the handle for

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # Writes OUT, a C file holding every file of WEB_DIR as a byte array, and the table
 # qrl__web_assets[] (server/http_web.c serves them). Run by the build (CMakeLists.txt) whenever a
 # file in web/ changes: cmake -DOUT=... -DWEB_DIR=... -P embed.cmake

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * tv_login: the smallest complete screen app on the qrlogin client SDK.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * libFuzzer target: the server's own parsers of untrusted text (server/http_util.c).
  *   - qrl__form_parse(): any body is parsed or refused without a crash; what it returns are

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * libFuzzer target: the parsers of everything a client can send as a login-request secret or
  * a user code (lib/secret.c). Any input must be refused or accepted without a crash, and what

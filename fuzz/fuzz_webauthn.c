@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * libFuzzer target: the WebAuthn readers of bytes a phone's browser sends at passkey
  * registration and approval (lib/webauthn.c). Every input goes to each reader, which must accept

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * The core handle: configuration, clock, change notification, rate-limit helpers and
  * housekeeping. The flows themselves live in login_request.c, token.c, account.c and device.c.

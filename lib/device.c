@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Linked devices of an account: listing and revocation. Revocation is checked on every token
  * use (token_lookup joins the device), so it takes effect on the very next request; here we

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * qrl_strerror: the one place that turns an error code into words. Keep the table in enum
  * order; tests/unit/test_core.c checks every code has a description.

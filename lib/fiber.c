@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Fibers (include/qrlogin/fiber.h): a stack of FIBER_STACK bytes per fiber from mmap with a
  * guard page below it, and a small per-thread cache of stacks so that a busy worker thread does

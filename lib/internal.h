@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Internals shared by the core library's files (qrl__ prefix). Nothing here is public API.
  */

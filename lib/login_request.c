@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * The login request state machine. Every state change in qrlogin goes
  * through lr_move() below, which checks the transition against this table and lets the store

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Passkeys: WebAuthn credentials of an account, used as the step-up proof of an approval
  * (W3C WebAuthn Level 2 section 7.1, registration, and 7.2, assertion).

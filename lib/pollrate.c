@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Poll bookkeeping for the RFC 8628 device-code grant, in memory.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Secrets and codes: drawing them from the OS CSPRNG (through a small per-thread pool), hashing
  * them for storage, and the user_code alphabet of RFC 8628 section 6.1.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Screen credentials: access and refresh tokens, rotation, introspection and revocation.
  *

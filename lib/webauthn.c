@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * WebAuthn parsing and signature checks (W3C WebAuthn Level 2): clientDataJSON (section 5.8.1),
  * authenticatorData (6.1), attested credential data and the COSE_Key in it (6.5.1, RFC 8152

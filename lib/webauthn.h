@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * WebAuthn message parsing and signature checks (W3C WebAuthn Level 2), shared by passkey.c.
  * Pure functions over caller-owned bytes: no store, no core, no clock. CBOR is read with

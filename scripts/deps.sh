@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Installs the Debian packages qrlogin needs. Idempotent: when every package is already
 # installed it changes nothing and does not touch the network.
 #

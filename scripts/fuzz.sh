@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Builds the libFuzzer targets (fuzz/fuzz_*.c) with clang, ASan and UBSan in build/fuzz, and runs
 # each for SECONDS (default 30) from its seed corpus (fuzz/corpus/NAME). Fails on the first
 # crash, leak, sanitizer report or broken check; the input that did it is left in build/fuzz

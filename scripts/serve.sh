@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Quick start: installs what building and serving need (scripts/deps.sh --serve), builds
 # qrlogin, and runs the server on the embedded SQLite default (./qrlogin.db) with a demo
 # account whose credentials it prints.

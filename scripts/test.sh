@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Builds and runs every test: unit, integration (real server on 127.0.0.1), and the OAuth
 # interop suite (openid-client under Node), twice: a warnings-as-errors build, then an
 # AddressSanitizer + UndefinedBehaviorSanitizer build; then every fuzz target for 30 s each

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Internals of the HTTP layer (qrl__ prefix): the per-request context, responses, the error
  * table, body parsing and the handlers of each endpoint group. libmicrohttpd types stay in

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * The OAuth endpoints: RFC 8414 metadata, RFC 8628 device authorization and device-code grant
  * (with our Prefer: wait push extension), RFC 6749 refresh with rotation, RFC 7662

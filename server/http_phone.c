@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * The phone API under /v1/: sign-in, looking at and deciding login requests, linked devices.
  * JSON in and out; every authenticated call carries the phone's session token as a bearer

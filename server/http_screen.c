@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Screen-side extras: the QR code of a login request, rendered by the server for screens that
  * cannot draw one themselves (a web page, a thin TV app). Only the holder of the device code

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Responses, the error table, and request-body parsing for every handler.
  *

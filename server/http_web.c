@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * The web pages and their JSON API under /web/: the screen page a TV or laptop browser shows
  * (QR code, user code, live status), the demo home a signed-in screen lands on, and the phone's

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * The server: a libmicrohttpd daemon (epoll, a pool of worker threads, suspend/resume for held
  * requests) and the routing table that maps each method + path to one handler.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Held requests: the push half of the token endpoint (Prefer: wait, RFC 7240).
  *

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* /account: who is signed in on this phone, passkeys (add, remove), sign out. */
 'use strict';
 

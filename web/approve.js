@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* /s and /device: the phone approves (or denies) a sign-in on another screen.
  * /s#qrl_ss_...  the QR code's link: the scan secret is in the fragment (never sent to a server
  *                in a URL); it is taken out of the address bar at once.

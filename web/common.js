@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* qrlogin pages: shared helpers (no framework). Every page loads this first.
  * Text from the server (device names, user names) only ever goes into the page through
  * textContent / text nodes, never as markup. */

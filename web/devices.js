@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* /devices: the devices signed in to this phone's account; Remove signs one out at once. */
 'use strict';
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* /home: the demo app a signed-in screen lands on. Keeps a held request open
  * (GET /web/screen/watch, Prefer: wait=25) so that removing this screen from a phone shows the
  * QR page again at once. */

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* The screen page (/): shows a QR code and a user code, waits for the phone with held requests
  * (POST /web/screen/wait, Prefer: wait=25), renews the code when it expires and goes to /home
  * once the phone approved. */

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: MIT
 -- CPU accounting over wrk's own timed window, for bench/run.sh.
 --
 -- bench/run.sh used to read /proc around the whole wrk process. But wrk runs each thread's

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: MIT
 -- wrk script: RFC 8628 device authorization requests, as a TV would send them
 -- (POST /oauth/device_authorization with client_id=bench, device_name=TV, device_kind=tv).
 -- Every request creates one login request on the server. The response callback counts 200

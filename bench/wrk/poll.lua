@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: MIT
 -- wrk script: RFC 8628 device-code token polls of pending login requests
 -- (POST /oauth/token, grant_type=urn:ietf:params:oauth:grant-type:device_code, no Prefer: wait).
 --

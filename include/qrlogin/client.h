@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * qrlogin client SDK: the screen side of a QR-code login, for TV, desktop and terminal apps.
  *

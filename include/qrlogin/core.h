@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * qrlogin core: login requests, tokens, accounts, devices and policy, independent of HTTP.
  *

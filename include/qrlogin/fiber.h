@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Fibers: many requests on one worker thread, each waiting for the store's group commit
  * without holding the thread.

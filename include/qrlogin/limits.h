@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Size and count limits, in one place. Every input qrlogin accepts is bounded by one of these;
  * each says why it has the value it has. Lengths are in bytes and exclude the terminating NUL.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * QR codes for login requests: encode a URL with libqrencode and render it as SVG, PNG (libpng)
  * or terminal text (UTF-8 half blocks).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * The qrlogin HTTP server: libmicrohttpd in front of the core.
  *

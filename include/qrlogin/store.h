@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * The store interface: every piece of persistent state goes through this table of functions.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * QR codes for login requests: encode the scan URL once with libqrencode, then render the
  * symbol as SVG (for the screen page), PNG (for clients that want a bitmap) or terminal text

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * SQLite store backend: the embedded default store, one database file in
  * WAL mode, implementing every function of qrl_store_methods (include/qrlogin/store.h).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Diagnostics of the SQLite store (lib/store/store_sqlite.c), for tests.
  */

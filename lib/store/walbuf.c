@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * walbuf: an SQLite VFS shim that gathers the writes of one WAL commit into one write.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * walbuf: an SQLite VFS shim that turns the many small writes of one WAL commit into one write
  * (lib/store/walbuf.c explains why and what it guarantees). Internal to the SQLite store.

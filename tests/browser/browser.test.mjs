@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Browser tests of the qrlogin web pages: a headless Chromium (Debian's /usr/bin/chromium,
 // driven by playwright-core) plays a TV (1920x1080) and a phone (360x780, touch, mobile UA)
 // against a real `qrlogin serve` built with test hooks.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Browser tests of the web pages: headless Chromium (Debian's /usr/bin/chromium, driven by
 # playwright-core) plays a TV and a phone against `qrlogin serve` (built with QRL_TEST_HOOKS).
 # Usage: tests/browser/run.sh PATH-TO-qrlogin

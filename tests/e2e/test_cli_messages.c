@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * What the `qrlogin` command says when something is off, as a new user meets it: the version
  * and every command's help, numeric options that name their unit and where the bad value came

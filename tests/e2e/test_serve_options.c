@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * `qrlogin serve` options that shape connections, seen from a client: the per-address cap, the
  * idle timeout, the public URL in answers, bad values refused, and a shutdown that answers every

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * The whole story with two processes, as a person would run it: `qrlogin tv` in a
  * pseudo-terminal shows a QR code (and writes it as a PNG), `qrlogin phone approve --image`

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Integration-test harness: starts the real qrlogin binary ($QRLOGIN_BIN) on 127.0.0.1 with a
  * temporary SQLite database and gives the tests a small libcurl client with the flow steps of a

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Integration-test harness: runs the real `qrlogin serve` on 127.0.0.1 with a temporary database
  * and talks HTTP to it with libcurl, the way a screen, a phone and a resource server would.

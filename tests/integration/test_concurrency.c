@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Exactly one winner. Each login-request transition is one atomic compare-and-set in the store
  * (docs/architecture.md), so however many callers race, one succeeds and the others get a clear

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Every RFC 8628 answer a screen can get from the token endpoint other than tokens, and the
  * input checks of the device authorization endpoint. A standard OAuth device-flow client relies

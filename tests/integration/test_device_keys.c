@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Signed decisions: a phone registers an Ed25519 device key (PUT /v1/device-key, password
  * required) and then approves or declines with a signature over

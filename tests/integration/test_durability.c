@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Crash safety: whatever the server answered before it was killed with SIGKILL is still true
  * after it restarts on the same database. A user would notice a failure as an approval that

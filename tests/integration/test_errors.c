@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Bad input gets a clear error (HTTP status + JSON error) and changes nothing: oversized
  * bodies, non-JSON bodies, unknown paths, wrong methods, missing credentials. Every answer here

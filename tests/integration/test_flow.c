@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * The happy path a user walks through, end to end against the real server: discovery metadata,
  * a TV asks for a login request, a phone signs in, scans, checks the details, approves with its

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Clients that hang up in the middle of a request. A request handler waits for the store's group
  * commit on a fiber, with its connection suspended or (a lazy write's brief wait) deferred; the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * The phone side (/v1/): sign-in, claiming a login request, and every way an approval or a
  * decline can be refused. Each refusal must leave the login request exactly as it was, so the

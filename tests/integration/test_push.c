@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Push instead of polling: a token request with `Prefer: wait=N` (RFC 7240) is held and
  * answered the moment the login request changes state. A user notices this as "the TV signed

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Screen extras: POST /v1/screen/qr renders the QR code of a waiting login request for the
  * screen that holds its device code. A TV app shows this image; it must be a real SVG or PNG,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * What happens to a screen's credential after sign-in: refresh-token rotation and theft
  * detection (RFC 6749 section 6 + our reuse rule), revoking a device from the phone, RFC 7009

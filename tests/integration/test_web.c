@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * The web pages' server side, spoken to over HTTP the way a browser does: cookies, Origin and
  * the X-CSRF-Token header. What a person would notice if it broke: the pages answer with their

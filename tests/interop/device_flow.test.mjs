@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Interop test: an unmodified openid-client v6 (the screen) runs the RFC 8628 device flow
 // against a real `qrlogin serve`, while this test plays the phone through the /v1 JSON API.
 //

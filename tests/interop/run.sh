@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Interop test: an unmodified openid-client (Node.js) against `qrlogin serve`.
 # Usage: tests/interop/run.sh PATH-TO-qrlogin
 # Installs the pinned dependencies (npm ci) when node_modules is missing or does not match

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # The client SDK as an app developer gets it, by the steps of docs/sdk.md: install the build
 # into a temporary prefix P (`cmake --install BUILD --prefix P`), build examples/ against the
 # installed copy with `PKG_CONFIG_PATH=P/lib/pkgconfig make -C examples`, check that the program

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * The client SDK against the real server: what a TV app sees. Each test starts `qrlogin serve`
  * (tests/integration/harness.h) with account alice, runs the SDK the way an app does - usually

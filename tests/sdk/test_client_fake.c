@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * The client SDK against a scripted fake server, for the answers the real qrlogin server never
  * gives: a server that ignores `Prefer: wait` (the SDK must fall back to polling), a held

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Unit tests of secrets and codes: user-code alphabet and normalisation (RFC 8628 section 6.1),
  * secret prefixes and lengths, hashing, text validation, and the error table.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Unit tests of fibers (include/qrlogin/fiber.h): parking and waking across threads, many
  * fibers interleaved on one thread, brief parks, stack reuse, nesting, and deep stacks.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Unit tests of the login request state machine and the token rules, through the core API on a
  * real SQLite store in a temporary directory, with the core's test clock instead of sleeps.

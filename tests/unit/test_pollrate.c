@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * The poll table (lib/pollrate.c) on its own: many requests learned, so that both of its
  * indexes grow several times while entries are added, forgotten and swept; every answer must

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Unit tests of QR encoding and rendering (lib/qr/qr.c). Every rendering is proved with an
  * independent decoder, not by comparing against our own idea of a QR code: PNGs go straight to

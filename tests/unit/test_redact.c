@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * The log redactor (server/http_util.c, qrl__log_redact): libmicrohttpd's own messages pass
  * through it, and they quote request paths, which can carry scan secrets and user codes.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Unit tests of the store interface (include/qrlogin/store.h) over the SQLite backend.
  *

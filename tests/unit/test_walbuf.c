@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Unit tests of the walbuf VFS shim (lib/store/walbuf.c) and of the store's use of it.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Unit tests of passkeys (lib/passkey.c, lib/webauthn.c): registration (W3C WebAuthn Level 2
  * section 7.1) and approval with an assertion (section 7.2), through the core API on a real

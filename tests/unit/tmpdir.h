@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Unit-test helper shared by the store tests: removes a test's temporary directory and the
  * files in it (databases and their -wal and -shm files; no subdirectories).
