@@ -51,6 +51,30 @@ static void slurp(const char *path, char *buf, size_t len)
     buf[n] = '\0';
 }
 
+/* A copy of the binary (and the client library it links) that an unprivileged user can run:
+ * the build tree may sit in a directory only its owner can enter (mktemp -d makes them 0700).
+ * Made once; the library is found through LD_LIBRARY_PATH. */
+static char nobody_dir[64];
+
+static const char *nobody_bin(void)
+{
+    static char path[128];
+    char cmd[1024];
+    const char *b = bin();
+    const char *slash = strrchr(b, '/');
+
+    if (path[0] != '\0')
+        return path;
+    snprintf(nobody_dir, sizeof nobody_dir, "/tmp/qrl-cli-bin-XXXXXX");
+    assert_non_null(mkdtemp(nobody_dir));
+    assert_int_equal(chmod(nobody_dir, 0755), 0);
+    snprintf(cmd, sizeof cmd, "cp '%s' %.*s/libqrlogin-client.so* '%s'/ && chmod 0755 '%s'/*", b,
+             slash != NULL ? (int)(slash - b) : 1, slash != NULL ? b : ".", nobody_dir, nobody_dir);
+    assert_int_equal(system(cmd), 0);
+    snprintf(path, sizeof path, "%s/qrlogin", nobody_dir);
+    return path;
+}
+
 /* Runs qrlogin with `args` (NULL-terminated) and the environment variables `env` ("NAME=VALUE",
  * NULL-terminated, or NULL), `input` on stdin, as user `uid` when not -1. */
 static void run_as(run_result *r, int uid, const char *input, const char *const *env,
@@ -70,7 +94,7 @@ static void run_as(run_result *r, int uid, const char *input, const char *const 
     assert_non_null(f);
     fputs(input != NULL ? input : "", f);
     fclose(f);
-    argv[n++] = bin();
+    argv[n++] = uid >= 0 ? nobody_bin() : bin();
     for (size_t i = 0; args[i] != NULL && n < 31; i++)
         argv[n++] = args[i];
     argv[n] = NULL;
@@ -86,9 +110,13 @@ static void run_as(run_result *r, int uid, const char *input, const char *const 
         dup2(e, 2);
         for (size_t k = 0; env != NULL && env[k] != NULL; k++)
             putenv((char *)env[k]);
-        if (uid >= 0 &&
-            (setgroups(0, NULL) != 0 || setgid((gid_t)uid) != 0 || setuid((uid_t)uid) != 0))
-            _exit(125);
+        if (uid >= 0) {
+            char ld[96];
+            snprintf(ld, sizeof ld, "LD_LIBRARY_PATH=%s", nobody_dir);
+            putenv(ld);
+            if (setgroups(0, NULL) != 0 || setgid((gid_t)uid) != 0 || setuid((uid_t)uid) != 0)
+                _exit(125);
+        }
         execv(argv[0], (char *const *)argv);
         _exit(127);
     }
@@ -439,5 +467,12 @@ int main(void)
         cmocka_unit_test(test_demo_password_is_kept),
     };
     signal(SIGPIPE, SIG_IGN);
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    int rc = cmocka_run_group_tests(tests, NULL, NULL);
+    if (nobody_dir[0] != '\0') {
+        char cmd[128];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", nobody_dir);
+        if (system(cmd) != 0)
+            rc = 1;
+    }
+    return rc;
 }
