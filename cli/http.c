@@ -1,7 +1,17 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * A small libcurl client for the terminal roles (`qrlogin phone`, `qrlogin tv` helpers): one
- * request, JSON or form body, JSON answer. Bodies are bounded: our answers are small.
+ * A small libcurl client for the terminal roles (`qrlogin phone`, and `qrlogin tv whoami`): one
+ * request with any method, a JSON body and a bearer token, a JSON answer. Answers are bounded
+ * (ours are small) and wiped before they are freed; redirects are not followed, so a bearer
+ * token only goes to the server the user named.
+ *
+ * Why not the client SDK's transport (client/transport.c): that one is the screen's, hidden
+ * inside libqrlogin-client, and shaped for it: one kept-alive connection per qrl_client handle,
+ * GET or form POST only, no bearer token, cancellation through a multi handle. The phone needs
+ * JSON bodies, bearer tokens and PUT and DELETE. Sharing would mean either the CLI including
+ * the SDK's internal header (the CLI uses public headers only) or a general HTTP call in the
+ * SDK's public API, which its users do not need and would hold us to. What the two share is a
+ * few lines of libcurl options and a bounded buffer; they stay two small copies on purpose.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -11,11 +21,14 @@
 
 #include "cli.h"
 
-/* Largest answer we accept; the biggest is a device list of a few kilobytes. */
+/* Largest answer we accept; the biggest is a device list of a few kilobytes. The buffer is
+ * allocated at this size once per request (a terminal command makes a handful) and never
+ * grown, so no copy of an answer, which may carry a session token, is left in freed memory:
+ * only the bytes written are wiped at the end. */
 #define MAX_ANSWER (1024 * 1024)
 
 struct buf {
-    char *p;
+    char *p; /* MAX_ANSWER + 1 bytes */
     size_t n;
 };
 
@@ -23,15 +36,10 @@ static size_t on_data(char *ptr, size_t size, size_t nmemb, void *ud)
 {
     struct buf *b = ud;
     size_t add = size * nmemb;
-    char *np;
 
-    if (b->n + add > MAX_ANSWER)
+    if (add > MAX_ANSWER - b->n)
         return 0;
-    np = realloc(b->p, b->n + add + 1);
-    if (np == NULL)
-        return 0;
-    memcpy(np + b->n, ptr, add);
-    b->p = np;
+    memcpy(b->p + b->n, ptr, add);
     b->n += add;
     b->p[b->n] = '\0';
     return add;
@@ -48,8 +56,11 @@ int qrl_cli_http(const char *method, const char *url, const char *bearer, const 
     int rc = -1;
 
     memset(out, 0, sizeof *out);
-    if (c == NULL)
-        return -1;
+    b.p = malloc(MAX_ANSWER + 1);
+    if (c == NULL || b.p == NULL) {
+        snprintf(out->error, sizeof out->error, "out of memory");
+        goto out;
+    }
     curl_easy_setopt(c, CURLOPT_URL, url);
     curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
@@ -57,6 +68,7 @@ int qrl_cli_http(const char *method, const char *url, const char *bearer, const 
     curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
     if (bearer != NULL) {
         snprintf(auth, sizeof auth, "Authorization: Bearer %s", bearer);
         h = curl_slist_append(h, auth);
@@ -74,7 +86,7 @@ int qrl_cli_http(const char *method, const char *url, const char *bearer, const 
     }
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &out->status);
     if (b.n > 0)
-        out->json = json_loadb(b.p, b.n, 0, NULL);
+        out->json = json_loadb(b.p, b.n, JSON_REJECT_DUPLICATES, NULL);
     rc = 0;
 out:
     if (b.p != NULL)

@@ -18,7 +18,8 @@
 #include <sodium.h>
 
 #include "cli.h"
-#include "qrlogin/core.h"
+#include "qrlogin/limits.h"
+#include "qrlogin/protocol.h"
 
 #define MIN_PIN 4
 #define MAX_PIN 64
@@ -314,31 +315,38 @@ static void show_request(const qrl_cli_resp *r)
     fputs(".\n", stderr);
 }
 
-/* Signs the decision with the device key (asks for the PIN). */
-static bool sign_decision(json_t *cfg, const qrl_cli_resp *view, const char *decision,
-                          char *sig_b64, size_t len)
+/* Signs the decision with the device key (asks for the PIN), over the request as the server's
+ * view describes it (qrlogin/protocol.h). */
+static bool sign_decision(json_t *cfg, const qrl_cli_resp *view, qrl_decision decision,
+                          char sig_b64[QRL_DECISION_SIG_B64_BUF])
 {
-    unsigned char sk[crypto_sign_SECRETKEYBYTES], sig[crypto_sign_BYTES];
-    char canon[QRL_USER_CODE_LEN + 1], msg[200];
-    const char *uc = qrl_cli_resp_str(view, "user_code"), *nonce = qrl_cli_resp_str(view, "nonce");
-    json_int_t id = json_integer_value(json_object_get(view->json, "id"));
-    size_t n;
+    unsigned char sk[QRL_DECISION_SECKEY_BYTES];
+    char msg[QRL_DECISION_MSG_BUF];
+    qrl_decision_msg m = {
+        .lr_id = (int64_t)json_integer_value(json_object_get(view->json, "id")),
+        .decision = decision,
+        .nonce = qrl_cli_resp_str(view, "nonce"),
+        .user_code = qrl_cli_resp_str(view, "user_code"),
+    };
+    qrl_err rc;
 
-    if (uc == NULL || nonce == NULL || qrl_user_code_normalize(uc, canon) != QRL_OK) {
+    /* Check the view before asking for the PIN: an answer we cannot sign is not worth it. */
+    if (qrl_decision_bytes(&m, msg, sizeof msg) == 0) {
         qrl_cli_err("the server's answer is incomplete");
         return false;
     }
-    n = qrl_decision_message((int64_t)id, decision, nonce, canon, msg, sizeof msg);
-    if (n == 0 || !unlock_key(cfg, sk))
+    if (!unlock_key(cfg, sk))
         return false;
-    crypto_sign_detached(sig, NULL, (const unsigned char *)msg, n, sk);
+    rc = qrl_decision_sign(&m, sk, sizeof sk, sig_b64);
     sodium_memzero(sk, sizeof sk);
-    return b64(sig, sizeof sig, sig_b64, len);
+    if (rc != QRL_OK)
+        qrl_cli_err("cannot sign the decision with the device key in the state file");
+    return rc == QRL_OK;
 }
 
 static int cmd_approve(const struct phone_opts *o, const char *arg)
 {
-    char code[QRL_MAX_TOKEN + 1], url[1024], sig[128];
+    char code[QRL_MAX_TOKEN + 1], url[1024], sig[QRL_DECISION_SIG_B64_BUF];
     qrl_cli_resp view = {0}, r = {0};
     json_t *cfg, *req = NULL;
     const char *server, *tok;
@@ -373,7 +381,7 @@ static int cmd_approve(const struct phone_opts *o, const char *arg)
         qrl_cli_err("nothing was decided (answer a or d)");
         goto out;
     }
-    if (!sign_decision(cfg, &view, "approve", sig, sizeof sig))
+    if (!sign_decision(cfg, &view, QRL_DECISION_APPROVE, sig))
         goto out;
     req = json_pack("{s:s, s:s}", "user_code", qrl_cli_resp_str(&view, "user_code"), "signature",
                     sig);

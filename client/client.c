@@ -4,7 +4,7 @@
  * the device-code grant with our push extension (Prefer: wait, RFC 7240), renewal of expired
  * requests, refresh-token rotation (RFC 6749 section 6) and revocation (RFC 7009).
  *
- * The login is a small state machine (qrl__phase) advanced by step_locked(), one network
+ * The login is a small state machine (qrlc__phase) advanced by step_locked(), one network
  * exchange per step; qrl_client_login() is a loop of steps that feeds events to the app's
  * callback, qrl_client_step() hands them to the app one by one.
  *
@@ -48,21 +48,21 @@ static void std_free(void *ctx, void *p)
     free(p);
 }
 
-void *qrl__alloc(qrl_client *c, size_t n)
+void *qrlc__alloc(qrl_client *c, size_t n)
 {
     return c->al.malloc_fn(c->al.ctx, n == 0 ? 1 : n);
 }
 
-void qrl__free(qrl_client *c, void *p)
+void qrlc__free(qrl_client *c, void *p)
 {
     if (p != NULL)
         c->al.free_fn(c->al.ctx, p);
 }
 
-char *qrl__strdup(qrl_client *c, const char *s)
+char *qrlc__strdup(qrl_client *c, const char *s)
 {
     size_t n = strlen(s) + 1;
-    char *d = qrl__alloc(c, n);
+    char *d = qrlc__alloc(c, n);
 
     if (d != NULL)
         memcpy(d, s, n);
@@ -71,7 +71,7 @@ char *qrl__strdup(qrl_client *c, const char *s)
 
 /* Not inlined: GCC 12 would otherwise see explicit_bzero over a whole struct through a pointer
  * to its first member and warn of an overflow that is not there (-Wstringop-overflow). */
-__attribute__((noinline)) void qrl__wipe(void *p, size_t n)
+__attribute__((noinline)) void qrlc__wipe(void *p, size_t n)
 {
     if (p != NULL && n > 0)
         explicit_bzero(p, n);
@@ -107,7 +107,7 @@ static int client_id_ok(const char *s)
 {
     size_t n = strlen(s);
 
-    if (n == 0 || n > QRL__MAX_CLIENT_ID)
+    if (n == 0 || n > QRLC__MAX_CLIENT_ID)
         return 0;
     for (; *s != '\0'; s++)
         if (!((*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') ||
@@ -133,7 +133,7 @@ static qrl_err bad(char *buf, size_t len, qrl_err rc, const char *fmt, ...)
     va_list ap;
 
     va_start(ap, fmt);
-    qrl__vfail(buf, len, rc, fmt, ap);
+    qrlc__vfail(buf, len, rc, fmt, ap);
     va_end(ap);
     return rc;
 }
@@ -144,24 +144,24 @@ static qrl_err check_strings(const qrl_client_options *o, char *buf, size_t len)
 
     if (o->server_url == NULL || o->server_url[0] == '\0')
         return bad(buf, len, QRL_ERR_INVALID, "server_url is required");
-    if (strlen(o->server_url) > QRL__MAX_URL - 64)
+    if (strlen(o->server_url) > QRLC__MAX_URL - 64)
         return bad(buf, len, QRL_ERR_TOO_LARGE, "server_url is longer than %d bytes",
-                   QRL__MAX_URL - 64);
-    qrl_err rc = qrl__check_url("server_url", o->server_url, o->allow_insecure_http, buf, len);
+                   QRLC__MAX_URL - 64);
+    qrl_err rc = qrlc__check_url("server_url", o->server_url, o->allow_insecure_http, buf, len);
     if (rc != QRL_OK)
         return rc;
     if (o->client_id == NULL || !client_id_ok(o->client_id))
         return bad(buf, len, QRL_ERR_INVALID,
-                   "client_id is required: 1 to %d of A-Z a-z 0-9 . _ : -", QRL__MAX_CLIENT_ID);
+                   "client_id is required: 1 to %d of A-Z a-z 0-9 . _ : -", QRLC__MAX_CLIENT_ID);
     if (o->scope != NULL && strlen(o->scope) > QRL_CLIENT_SCOPE_MAX)
         return bad(buf, len, QRL_ERR_TOO_LARGE, "scope is longer than %d bytes",
                    QRL_CLIENT_SCOPE_MAX);
     if (o->scope != NULL &&
         (!printable(o->scope) || strchr(o->scope, '"') != NULL || strchr(o->scope, '\\') != NULL))
         return bad(buf, len, QRL_ERR_INVALID, "scope has characters RFC 6749 section 3.3 forbids");
-    if (o->device_name != NULL && strlen(o->device_name) > QRL__MAX_DEVICE_NAME)
+    if (o->device_name != NULL && strlen(o->device_name) > QRLC__MAX_DEVICE_NAME)
         return bad(buf, len, QRL_ERR_TOO_LARGE, "device_name is longer than %d bytes",
-                   QRL__MAX_DEVICE_NAME);
+                   QRLC__MAX_DEVICE_NAME);
     if (o->device_name != NULL && !printable(o->device_name))
         return bad(buf, len, QRL_ERR_INVALID, "device_name has control characters");
     if (o->device_kind != NULL) {
@@ -172,9 +172,9 @@ static qrl_err check_strings(const qrl_client_options *o, char *buf, size_t len)
             return bad(buf, len, QRL_ERR_INVALID,
                        "device_kind must be tv, browser, desktop, cli or other");
     }
-    if (o->ca_file != NULL && (o->ca_file[0] == '\0' || strlen(o->ca_file) > QRL__MAX_PATH))
+    if (o->ca_file != NULL && (o->ca_file[0] == '\0' || strlen(o->ca_file) > QRLC__MAX_PATH))
         return bad(buf, len, QRL_ERR_INVALID, "ca_file is empty or longer than %d bytes",
-                   QRL__MAX_PATH);
+                   QRLC__MAX_PATH);
     return QRL_OK;
 }
 
@@ -189,14 +189,14 @@ QRL_CLIENT_API qrl_err qrl_client_check_options(const qrl_client_options *o, cha
         buf[0] = '\0';
     if (o == NULL)
         return bad(buf, len, QRL_ERR_INVALID, "options are required");
-    if (qrl__curl_global() != QRL_OK)
+    if (qrlc__curl_global() != QRL_OK)
         return bad(buf, len, QRL_ERR_INTERNAL, "curl_global_init failed");
     qrl_err rc = check_strings(o, buf, len);
     if (rc != QRL_OK)
         return rc;
-    if (!in_range(o->wait_s, 0, QRL__MAX_WAIT_S))
+    if (!in_range(o->wait_s, 0, QRLC__MAX_WAIT_S))
         return bad(buf, len, QRL_ERR_INVALID, "wait_s must be 0 (default) or 1-%d",
-                   QRL__MAX_WAIT_S);
+                   QRLC__MAX_WAIT_S);
     if (o->max_renewals != QRL_CLIENT_NO_RENEWAL &&
         !in_range(o->max_renewals, 0, QRL_CLIENT_MAX_RENEWALS))
         return bad(buf, len, QRL_ERR_INVALID,
@@ -205,14 +205,14 @@ QRL_CLIENT_API qrl_err qrl_client_check_options(const qrl_client_options *o, cha
     if (!in_range(o->max_retries, 0, QRL_CLIENT_MAX_RETRIES))
         return bad(buf, len, QRL_ERR_INVALID, "max_retries must be 0 (default) or 1-%d",
                    QRL_CLIENT_MAX_RETRIES);
-    if (!in_range(o->retry_base_ms, 0, QRL__MAX_TIMEOUT_MS) ||
-        !in_range(o->retry_max_ms, 0, QRL__MAX_TIMEOUT_MS) ||
-        !in_range(o->connect_timeout_ms, 0, QRL__MAX_TIMEOUT_MS) ||
-        !in_range(o->timeout_ms, 0, QRL__MAX_TIMEOUT_MS))
+    if (!in_range(o->retry_base_ms, 0, QRLC__MAX_TIMEOUT_MS) ||
+        !in_range(o->retry_max_ms, 0, QRLC__MAX_TIMEOUT_MS) ||
+        !in_range(o->connect_timeout_ms, 0, QRLC__MAX_TIMEOUT_MS) ||
+        !in_range(o->timeout_ms, 0, QRLC__MAX_TIMEOUT_MS))
         return bad(buf, len, QRL_ERR_INVALID,
                    "retry_base_ms, retry_max_ms, connect_timeout_ms and timeout_ms must be "
                    "0 (default) to %ld",
-                   QRL__MAX_TIMEOUT_MS);
+                   QRLC__MAX_TIMEOUT_MS);
     const qrl_client_allocator *a = o->allocator;
     if (a != NULL && (a->malloc_fn == NULL || a->free_fn == NULL))
         return bad(buf, len, QRL_ERR_INVALID, "allocator needs both malloc_fn and free_fn");
@@ -225,7 +225,7 @@ static qrl_err copy_opt(qrl_client *c, char **dst, const char *src)
 {
     if (src == NULL)
         return QRL_OK;
-    *dst = qrl__strdup(c, src);
+    *dst = qrlc__strdup(c, src);
     return *dst != NULL ? QRL_OK : QRL_ERR_NOMEM;
 }
 
@@ -296,12 +296,12 @@ QRL_CLIENT_API qrl_err qrl_client_new(const qrl_client_options *opts, qrl_client
     c->al = al;
     atomic_init(&c->cancel, 0);
     atomic_flag_clear(&c->busy);
-    c->rng = (uint64_t)(uintptr_t)c ^ (uint64_t)qrl__mono_ms() * 0x9E3779B97F4A7C15ull;
+    c->rng = (uint64_t)(uintptr_t)c ^ (uint64_t)qrlc__mono_ms() * 0x9E3779B97F4A7C15ull;
     if (c->rng == 0)
         c->rng = 1;
     rc = copy_options(c, opts);
     if (rc == QRL_OK)
-        rc = qrl__transport_init(c);
+        rc = qrlc__transport_init(c);
     if (rc != QRL_OK) {
         qrl_client_free(c);
         return rc;
@@ -312,11 +312,11 @@ QRL_CLIENT_API qrl_err qrl_client_new(const qrl_client_options *opts, qrl_client
 
 static void forget_request(qrl_client *c)
 {
-    qrl__wipe(c->device_code, sizeof c->device_code);
+    qrlc__wipe(c->device_code, sizeof c->device_code);
     memset(c->user_code, 0, sizeof c->user_code);
     memset(c->qr_payload, 0, sizeof c->qr_payload);
     memset(c->verification_uri, 0, sizeof c->verification_uri);
-    c->phase = QRL__IDLE;
+    c->phase = QRLC__IDLE;
     c->expires_in = 0;
     c->interval_s = 0;
     c->scanned = 0;
@@ -326,7 +326,7 @@ static void forget_request(qrl_client *c)
 
 static void forget_tokens(qrl_client *c)
 {
-    qrl__wipe(&c->tok, sizeof c->tok);
+    qrlc__wipe(&c->tok, sizeof c->tok);
     c->have_tokens = 0;
 }
 
@@ -334,14 +334,14 @@ QRL_CLIENT_API void qrl_client_free(qrl_client *c)
 {
     if (c == NULL)
         return;
-    qrl__transport_free(c);
+    qrlc__transport_free(c);
     forget_request(c);
     forget_tokens(c);
     char **strs[] = {&c->server_url,  &c->client_id,   &c->scope,
                      &c->device_name, &c->device_kind, &c->ca_file,
                      &c->token_ep,    &c->devauth_ep,  &c->revoke_ep};
     for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++)
-        qrl__free(c, *strs[i]);
+        qrlc__free(c, *strs[i]);
     qrl_client_allocator al = c->al;
     al.free_fn(al.ctx, c);
 }
@@ -361,7 +361,7 @@ static qrl_err leave(qrl_client *c, qrl_err rc)
     if (rc == QRL_CLIENT_ERR_CANCELLED) {
         atomic_store(&c->cancel, 0);
         if (c->err[0] == '\0')
-            qrl__fail(c, rc, "cancelled");
+            qrlc__fail(c, rc, "cancelled");
     }
     atomic_flag_clear(&c->busy);
     return rc;
@@ -390,7 +390,7 @@ static void fill_event(qrl_client *c, qrl_client_event *ev, qrl_client_event_typ
     ev->expires_in = c->expires_in;
     ev->interval = c->interval_s;
     ev->renewals = c->renewals;
-    ev->push = c->push == QRL__PUSH_YES;
+    ev->push = c->push == QRLC__PUSH_YES;
     ev->error = QRL_OK;
 }
 
@@ -428,7 +428,8 @@ static qrl_err transient(qrl_client *c, qrl_err why, long retry_after_s, qrl_cli
     /* RFC 9110 section 10.2.3: the server said how long to wait; we may wait longer, never
      * less, but no longer than our overall bound. */
     if (retry_after_s >= 0 && retry_after_s * 1000 > d)
-        d = retry_after_s > QRL__MAX_TIMEOUT_MS / 1000 ? QRL__MAX_TIMEOUT_MS : retry_after_s * 1000;
+        d = retry_after_s > QRLC__MAX_TIMEOUT_MS / 1000 ? QRLC__MAX_TIMEOUT_MS
+                                                        : retry_after_s * 1000;
     c->delay_ms = d;
     fill_event(c, ev, QRL_CLIENT_EV_RETRYING);
     ev->error = why;
@@ -437,7 +438,7 @@ static qrl_err transient(qrl_client *c, qrl_err why, long retry_after_s, qrl_cli
 }
 
 /* Whether an exchange failed in a way worth retrying, and with which code. */
-static int is_transient(qrl_client *c, qrl_err rc, const qrl__resp *r, const char *url,
+static int is_transient(qrl_client *c, qrl_err rc, const qrlc__resp *r, const char *url,
                         qrl_err *why)
 {
     if (rc == QRL_ERR_BUSY) {
@@ -447,13 +448,13 @@ static int is_transient(qrl_client *c, qrl_err rc, const qrl__resp *r, const cha
     if (rc != QRL_OK || (r->status != 429 && r->status < 500))
         return 0;
     *why = r->status == 429 ? QRL_ERR_RATE_LIMITED : QRL_ERR_BUSY;
-    qrl__fail(c, *why, "%s answered HTTP %ld", url, r->status);
+    qrlc__fail(c, *why, "%s answered HTTP %ld", url, r->status);
     return 1;
 }
 
 /* A request that is not idempotent (refresh) may be repeated only when the server cannot have
  * acted on it: it never left this machine, or the answer says it was not processed. */
-static int safe_to_repeat(qrl_err rc, const qrl__resp *r)
+static int safe_to_repeat(qrl_err rc, const qrlc__resp *r)
 {
     if (rc == QRL_ERR_BUSY)
         return !r->sent;
@@ -464,21 +465,21 @@ static int safe_to_repeat(qrl_err rc, const qrl__resp *r)
  * QRL_OK with r->status == 0; without, the retries happen here, announced through on_event.
  * QRL_OK with r->status != 0: an answer to interpret. Anything else: give up. */
 static qrl_err fetch(qrl_client *c, const char *url, const char *form, int wait, int idempotent,
-                     qrl__resp *r, qrl_client_event *ev)
+                     qrlc__resp *r, qrl_client_event *ev)
 {
     for (;;) {
-        qrl_err why, rc = qrl__http(c, url, form, wait, r);
+        qrl_err why, rc = qrlc__http(c, url, form, wait, r);
         if (!is_transient(c, rc, r, url, &why))
             return rc;
         if (!idempotent && !safe_to_repeat(rc, r)) {
-            qrl__resp_free(c, r);
-            return qrl__fail(c, why,
-                             "%s; not retried: the request may have reached the server and a "
-                             "refresh token must not be sent twice",
-                             c->err);
+            qrlc__resp_free(c, r);
+            return qrlc__fail(c, why,
+                              "%s; not retried: the request may have reached the server and a "
+                              "refresh token must not be sent twice",
+                              c->err);
         }
         long retry_after = r->retry_after_s;
-        qrl__resp_free(c, r);
+        qrlc__resp_free(c, r);
         if (ev != NULL)
             return transient(c, why, retry_after, ev);
         qrl_client_event tmp;
@@ -487,7 +488,7 @@ static qrl_err fetch(qrl_client *c, const char *url, const char *form, int wait,
             return rc;
         if (c->on_event != NULL)
             c->on_event(c->user, &tmp);
-        rc = qrl__sleep(c, c->delay_ms);
+        rc = qrlc__sleep(c, c->delay_ms);
         c->delay_ms = 0;
         if (rc != QRL_OK)
             return rc;
@@ -496,21 +497,21 @@ static qrl_err fetch(qrl_client *c, const char *url, const char *form, int wait,
 
 /* Copies the server's error_description into the detail, printable ASCII only: it is
  * untrusted text that an app may show or log. */
-static const char *oauth_error(qrl_client *c, const qrl__resp *r, const char *what)
+static const char *oauth_error(qrl_client *c, const qrlc__resp *r, const char *what)
 {
     const char *err = json_string_value(json_object_get(r->json, "error"));
     const char *desc = json_string_value(json_object_get(r->json, "error_description"));
-    char clean[QRL__MAX_DESCRIPTION + 1];
+    char clean[QRLC__MAX_DESCRIPTION + 1];
     size_t n = 0;
 
-    for (; desc != NULL && *desc != '\0' && n < QRL__MAX_DESCRIPTION; desc++)
+    for (; desc != NULL && *desc != '\0' && n < QRLC__MAX_DESCRIPTION; desc++)
         if ((unsigned char)*desc >= 0x20 && (unsigned char)*desc < 0x7f)
             clean[n++] = *desc;
     clean[n] = '\0';
     if (err == NULL)
-        qrl__fail(c, QRL_ERR_INTERNAL, "%s: HTTP %ld without an OAuth error", what, r->status);
+        qrlc__fail(c, QRL_ERR_INTERNAL, "%s: HTTP %ld without an OAuth error", what, r->status);
     else
-        qrl__fail(c, QRL_ERR_INTERNAL, "%s: %.40s%s%s", what, err, n > 0 ? ": " : "", clean);
+        qrlc__fail(c, QRL_ERR_INTERNAL, "%s: %.40s%s%s", what, err, n > 0 ? ": " : "", clean);
     return err != NULL ? err : "";
 }
 
@@ -524,40 +525,40 @@ static qrl_err take_endpoint(qrl_client *c, json_t *meta, const char *key, int r
     if (v == NULL) {
         if (!required)
             return QRL_OK;
-        return qrl__fail(c, QRL_ERR_INTERNAL, "server metadata has no %s", key);
+        return qrlc__fail(c, QRL_ERR_INTERNAL, "server metadata has no %s", key);
     }
-    if (strlen(v) > QRL__MAX_URL)
-        return qrl__fail(c, QRL_ERR_TOO_LARGE, "server metadata: %s is too long", key);
-    if (qrl__check_url(key, v, c->allow_insecure_http, why, sizeof why) != QRL_OK)
-        return qrl__fail(c, QRL_ERR_INTERNAL, "server metadata: %s", why);
-    *dst = qrl__strdup(c, v);
-    return *dst != NULL ? QRL_OK : qrl__fail(c, QRL_ERR_NOMEM, "out of memory");
+    if (strlen(v) > QRLC__MAX_URL)
+        return qrlc__fail(c, QRL_ERR_TOO_LARGE, "server metadata: %s is too long", key);
+    if (qrlc__check_url(key, v, c->allow_insecure_http, why, sizeof why) != QRL_OK)
+        return qrlc__fail(c, QRL_ERR_INTERNAL, "server metadata: %s", why);
+    *dst = qrlc__strdup(c, v);
+    return *dst != NULL ? QRL_OK : qrlc__fail(c, QRL_ERR_NOMEM, "out of memory");
 }
 
-static qrl_err parse_metadata(qrl_client *c, const qrl__resp *r, const char *url)
+static qrl_err parse_metadata(qrl_client *c, const qrlc__resp *r, const char *url)
 {
     const char *issuer;
     qrl_err rc;
 
     if (r->status != 200 || r->json == NULL)
-        return qrl__fail(c, r->status == 404 ? QRL_ERR_NOT_FOUND : QRL_ERR_INTERNAL,
-                         "%s: HTTP %ld%s; is server_url the server's issuer?", url, r->status,
-                         r->json == NULL ? " without JSON" : "");
+        return qrlc__fail(c, r->status == 404 ? QRL_ERR_NOT_FOUND : QRL_ERR_INTERNAL,
+                          "%s: HTTP %ld%s; is server_url the server's issuer?", url, r->status,
+                          r->json == NULL ? " without JSON" : "");
     /* RFC 8414 section 3.3: the issuer must be the URL we built the well-known URL from. */
     issuer = json_string_value(json_object_get(r->json, "issuer"));
     if (issuer == NULL || strcmp(issuer, c->server_url) != 0)
-        return qrl__fail(c, QRL_ERR_INVALID,
-                         "the server's issuer is \"%.200s\", not server_url \"%.200s\"",
-                         issuer != NULL ? issuer : "(none)", c->server_url);
+        return qrlc__fail(c, QRL_ERR_INVALID,
+                          "the server's issuer is \"%.200s\", not server_url \"%.200s\"",
+                          issuer != NULL ? issuer : "(none)", c->server_url);
     rc = take_endpoint(c, r->json, "device_authorization_endpoint", 1, &c->devauth_ep);
     if (rc == QRL_OK)
         rc = take_endpoint(c, r->json, "token_endpoint", 1, &c->token_ep);
     if (rc == QRL_OK)
         rc = take_endpoint(c, r->json, "revocation_endpoint", 0, &c->revoke_ep);
     if (rc != QRL_OK) {
-        qrl__free(c, c->devauth_ep);
-        qrl__free(c, c->token_ep);
-        qrl__free(c, c->revoke_ep);
+        qrlc__free(c, c->devauth_ep);
+        qrlc__free(c, c->token_ep);
+        qrlc__free(c, c->revoke_ep);
         c->devauth_ep = c->token_ep = c->revoke_ep = NULL;
     }
     return rc;
@@ -567,10 +568,10 @@ static qrl_err parse_metadata(qrl_client *c, const qrl__resp *r, const char *url
  * (c->token_ep stays NULL). */
 static qrl_err discover(qrl_client *c, qrl_client_event *ev)
 {
-    char url[QRL__MAX_URL + 64];
+    char url[QRLC__MAX_URL + 64];
     const char *rest;
     size_t host_len;
-    qrl__resp r;
+    qrlc__resp r;
     qrl_err rc;
 
     if (c->token_ep != NULL)
@@ -585,7 +586,7 @@ static qrl_err discover(qrl_client *c, qrl_client_event *ev)
         c->failures = 0;
         rc = parse_metadata(c, &r, url);
     }
-    qrl__resp_free(c, &r);
+    qrlc__resp_free(c, &r);
     return rc;
 }
 
@@ -593,7 +594,7 @@ static qrl_err discover(qrl_client *c, qrl_client_event *ev)
 
 /* Reads a token response (RFC 6749 section 5.1) into c->tok. A refresh may omit the refresh
  * token and the scope (sections 6 and 5.1): then the old values stay. */
-static qrl_err take_tokens(qrl_client *c, const qrl__resp *r, int refreshing)
+static qrl_err take_tokens(qrl_client *c, const qrlc__resp *r, int refreshing)
 {
     qrl_client_tokens t;
     const char *type = json_string_value(json_object_get(r->json, "token_type"));
@@ -602,18 +603,18 @@ static qrl_err take_tokens(qrl_client *c, const qrl__resp *r, int refreshing)
     memset(&t, 0, sizeof t);
     if (r->json == NULL ||
         !copy_str(t.access_token, sizeof t.access_token, r->json, "access_token"))
-        return qrl__fail(c, QRL_ERR_INTERNAL, "token answer without a usable access_token");
+        return qrlc__fail(c, QRL_ERR_INTERNAL, "token answer without a usable access_token");
     /* RFC 6749 section 7.1: the token type is case-insensitive; we only speak Bearer. */
     if (type == NULL || strcasecmp(type, "Bearer") != 0 || exp < 0) {
-        qrl__wipe(&t, sizeof t);
-        return qrl__fail(c, QRL_ERR_INTERNAL,
-                         "token answer: token_type is not Bearer or "
-                         "expires_in is not a valid number");
+        qrlc__wipe(&t, sizeof t);
+        return qrlc__fail(c, QRL_ERR_INTERNAL,
+                          "token answer: token_type is not Bearer or "
+                          "expires_in is not a valid number");
     }
     if (json_object_get(r->json, "refresh_token") != NULL &&
         !copy_str(t.refresh_token, sizeof t.refresh_token, r->json, "refresh_token")) {
-        qrl__wipe(&t, sizeof t);
-        return qrl__fail(c, QRL_ERR_INTERNAL, "token answer: unusable refresh_token");
+        qrlc__wipe(&t, sizeof t);
+        return qrlc__fail(c, QRL_ERR_INTERNAL, "token answer: unusable refresh_token");
     }
     if (t.refresh_token[0] == '\0' && refreshing)
         memcpy(t.refresh_token, c->tok.refresh_token, sizeof t.refresh_token);
@@ -624,16 +625,16 @@ static qrl_err take_tokens(qrl_client *c, const qrl__resp *r, int refreshing)
     }
     t.expires_in = (long)exp;
     t.expires_at = (long long)time(NULL) + exp;
-    qrl__wipe(&c->tok, sizeof c->tok);
+    qrlc__wipe(&c->tok, sizeof c->tok);
     c->tok = t;
     c->have_tokens = 1;
-    qrl__wipe(&t, sizeof t);
+    qrlc__wipe(&t, sizeof t);
     return QRL_OK;
 }
 
 QRL_CLIENT_API void qrl_client_tokens_clear(qrl_client_tokens *t)
 {
-    qrl__wipe(t, t != NULL ? sizeof *t : 0);
+    qrlc__wipe(t, t != NULL ? sizeof *t : 0);
 }
 
 QRL_CLIENT_API qrl_err qrl_client_get_tokens(const qrl_client *c, qrl_client_tokens *out)
@@ -655,10 +656,10 @@ QRL_CLIENT_API qrl_err qrl_client_set_refresh_token(qrl_client *c, const char *r
     if (enter(c) != QRL_OK)
         return QRL_ERR_CONFLICT;
     if (n == 0 || !printable(refresh_token))
-        return leave(c, qrl__fail(c, QRL_ERR_INVALID, "the refresh token is empty or garbled"));
+        return leave(c, qrlc__fail(c, QRL_ERR_INVALID, "the refresh token is empty or garbled"));
     if (n > QRL_CLIENT_TOKEN_MAX)
-        return leave(c, qrl__fail(c, QRL_ERR_TOO_LARGE, "the refresh token is longer than %d",
-                                  QRL_CLIENT_TOKEN_MAX));
+        return leave(c, qrlc__fail(c, QRL_ERR_TOO_LARGE, "the refresh token is longer than %d",
+                                   QRL_CLIENT_TOKEN_MAX));
     forget_tokens(c);
     memcpy(c->tok.refresh_token, refresh_token, n + 1);
     snprintf(c->tok.scope, sizeof c->tok.scope, "%s", c->scope != NULL ? c->scope : "");
@@ -669,21 +670,22 @@ QRL_CLIENT_API qrl_err qrl_client_set_refresh_token(qrl_client *c, const char *r
 static qrl_err refresh_locked(qrl_client *c, qrl_client_tokens *out)
 {
     char *form = NULL;
-    qrl__resp r = {0};
+    qrlc__resp r = {0};
     qrl_err rc;
 
     if (!c->have_tokens || c->tok.refresh_token[0] == '\0')
-        return qrl__fail(c, QRL_ERR_CONFLICT, "no refresh token: sign in first");
+        return qrlc__fail(c, QRL_ERR_CONFLICT, "no refresh token: sign in first");
     c->failures = 0;
     rc = discover(c, NULL);
     if (rc == QRL_OK)
-        rc = qrl__form(c,
+        rc =
+            qrlc__form(c,
                        (const char *const[]){"grant_type", "refresh_token", "refresh_token",
                                              c->tok.refresh_token, "client_id", c->client_id, NULL},
                        &form);
     if (rc == QRL_OK)
         rc = fetch(c, c->token_ep, form, 0, 0, &r, NULL);
-    qrl__form_free(c, form);
+    qrlc__form_free(c, form);
     c->failures = 0;
     if (rc != QRL_OK)
         goto out;
@@ -706,7 +708,7 @@ static qrl_err refresh_locked(qrl_client *c, qrl_client_tokens *out)
         rc = QRL_ERR_INTERNAL;
     }
 out:
-    qrl__resp_free(c, &r);
+    qrlc__resp_free(c, &r);
     return rc;
 }
 
@@ -722,34 +724,34 @@ QRL_CLIENT_API qrl_err qrl_client_refresh(qrl_client *c, qrl_client_tokens *out)
 static qrl_err logout_locked(qrl_client *c)
 {
     char *form = NULL;
-    qrl__resp r = {0};
+    qrlc__resp r = {0};
     qrl_err rc;
 
     if (!c->have_tokens)
-        return qrl__fail(c, QRL_ERR_CONFLICT, "not signed in");
+        return qrlc__fail(c, QRL_ERR_CONFLICT, "not signed in");
     c->failures = 0;
     rc = discover(c, NULL);
     if (rc == QRL_OK && c->revoke_ep == NULL)
-        rc = qrl__fail(c, QRL_ERR_NOT_FOUND, "the server has no revocation endpoint");
+        rc = qrlc__fail(c, QRL_ERR_NOT_FOUND, "the server has no revocation endpoint");
     /* RFC 7009 section 2.1: revoking the refresh token; qrlogin then ends the whole device,
      * its access token included. Revocation is idempotent, so retrying is safe. */
     const char *tok = c->tok.refresh_token[0] != '\0' ? c->tok.refresh_token : c->tok.access_token;
     const char *hint = c->tok.refresh_token[0] != '\0' ? "refresh_token" : "access_token";
     if (rc == QRL_OK)
-        rc = qrl__form(c,
-                       (const char *const[]){"token", tok, "token_type_hint", hint, "client_id",
-                                             c->client_id, NULL},
-                       &form);
+        rc = qrlc__form(c,
+                        (const char *const[]){"token", tok, "token_type_hint", hint, "client_id",
+                                              c->client_id, NULL},
+                        &form);
     if (rc == QRL_OK)
         rc = fetch(c, c->revoke_ep, form, 0, 1, &r, NULL);
-    qrl__form_free(c, form);
+    qrlc__form_free(c, form);
     c->failures = 0;
     forget_tokens(c);
     if (rc == QRL_OK && r.status != 200) {
         const char *err = oauth_error(c, &r, "revoke");
         rc = strcmp(err, "invalid_client") == 0 ? QRL_ERR_INVALID_CLIENT : QRL_ERR_INTERNAL;
     }
-    qrl__resp_free(c, &r);
+    qrlc__resp_free(c, &r);
     return rc;
 }
 
@@ -767,28 +769,28 @@ QRL_CLIENT_API qrl_err qrl_client_logout(qrl_client *c)
 /* Push is possible unless the app turned it off or the server showed it does not hold. */
 static int want_push(const qrl_client *c)
 {
-    return !c->disable_push && c->push != QRL__PUSH_NO;
+    return !c->disable_push && c->push != QRLC__PUSH_NO;
 }
 
 static qrl_err parse_device_auth(qrl_client *c, json_t *o)
 {
     long long exp = get_int(o, "expires_in", 1, 24 * 3600, -1);
-    long long iv = get_int(o, "interval", 1, 3600, QRL__DEFAULT_INTERVAL_S);
+    long long iv = get_int(o, "interval", 1, 3600, QRLC__DEFAULT_INTERVAL_S);
 
     if (o == NULL || !copy_str(c->device_code, sizeof c->device_code, o, "device_code") ||
         !copy_str(c->user_code, sizeof c->user_code, o, "user_code") ||
         !copy_str(c->verification_uri, sizeof c->verification_uri, o, "verification_uri") ||
         exp < 0 || iv < 0 || !printable(c->user_code) || !printable(c->verification_uri))
-        return qrl__fail(c, QRL_ERR_INTERNAL,
-                         "device authorization answer lacks or garbles device_code, user_code, "
-                         "verification_uri, expires_in or interval");
+        return qrlc__fail(c, QRL_ERR_INTERNAL,
+                          "device authorization answer lacks or garbles device_code, user_code, "
+                          "verification_uri, expires_in or interval");
     /* RFC 8628 section 3.3.1: verification_uri_complete is optional; without it the QR code
      * carries the plain URI and the user types the code. */
     if (!copy_str(c->qr_payload, sizeof c->qr_payload, o, "verification_uri_complete") ||
         !printable(c->qr_payload))
         memcpy(c->qr_payload, c->verification_uri, sizeof c->qr_payload);
     c->expires_in = (int)exp;
-    c->interval_s = iv > QRL__MAX_INTERVAL_S ? QRL__MAX_INTERVAL_S : (int)iv;
+    c->interval_s = iv > QRLC__MAX_INTERVAL_S ? QRLC__MAX_INTERVAL_S : (int)iv;
     return QRL_OK;
 }
 
@@ -796,17 +798,17 @@ static qrl_err parse_device_auth(qrl_client *c, json_t *o)
 static qrl_err start_request(qrl_client *c, qrl_client_event *ev)
 {
     char *form = NULL;
-    qrl__resp r = {0};
+    qrlc__resp r = {0};
     qrl_err rc;
 
-    rc =
-        qrl__form(c,
-                  (const char *const[]){"client_id", c->client_id, "scope", c->scope, "device_name",
-                                        c->device_name, "device_kind", c->device_kind, NULL},
-                  &form);
+    rc = qrlc__form(c,
+                    (const char *const[]){"client_id", c->client_id, "scope", c->scope,
+                                          "device_name", c->device_name, "device_kind",
+                                          c->device_kind, NULL},
+                    &form);
     if (rc == QRL_OK)
         rc = fetch(c, c->devauth_ep, form, 0, 1, &r, ev);
-    qrl__form_free(c, form);
+    qrlc__form_free(c, form);
     if (rc != QRL_OK || r.status == 0)
         goto out;
     c->failures = 0;
@@ -824,12 +826,12 @@ static qrl_err start_request(qrl_client *c, qrl_client_event *ev)
     if (rc != QRL_OK)
         goto out;
     fill_event(c, ev, c->renewals > 0 ? QRL_CLIENT_EV_RENEWED : QRL_CLIENT_EV_STARTED);
-    c->phase = QRL__WAITING;
+    c->phase = QRLC__WAITING;
     /* Push: ask at once (the request is held). Polling: RFC 8628 section 3.4 asks for
      * `interval` seconds between requests, the first one included. */
     c->delay_ms = want_push(c) ? 0 : (long)c->interval_s * 1000;
 out:
-    qrl__resp_free(c, &r);
+    qrlc__resp_free(c, &r);
     return rc;
 }
 
@@ -844,24 +846,24 @@ static long next_delay(const qrl_client *c, int held, int news, int64_t sent_ms)
         return 0; /* a held request that brought news: wait again at once */
     /* A held request answered early without news (the server's waiter cap, a restart): keep
      * at least the interval between requests so as never to hammer the server. */
-    long spent = (long)(qrl__mono_ms() - sent_ms);
+    long spent = (long)(qrlc__mono_ms() - sent_ms);
     return spent >= iv ? 0 : iv - spent;
 }
 
 static qrl_err on_expired(qrl_client *c, qrl_client_event *ev)
 {
     if (c->max_renewals == QRL_CLIENT_NO_RENEWAL || c->renewals >= c->max_renewals)
-        return qrl__fail(c, QRL_ERR_EXPIRED,
-                         "the login request expired and the renewal limit (%d) is reached",
-                         c->max_renewals == QRL_CLIENT_NO_RENEWAL ? 0 : c->max_renewals);
+        return qrlc__fail(c, QRL_ERR_EXPIRED,
+                          "the login request expired and the renewal limit (%d) is reached",
+                          c->max_renewals == QRL_CLIENT_NO_RENEWAL ? 0 : c->max_renewals);
     c->renewals++;
     forget_request(c); /* the old code is dead: events show "" until the new one arrives */
-    c->phase = QRL__RENEWING;
+    c->phase = QRLC__RENEWING;
     return start_request(c, ev);
 }
 
 /* Interprets a 4xx answer of the device-code grant (RFC 8628 section 3.5). */
-static qrl_err on_grant_error(qrl_client *c, const qrl__resp *r, int held, int64_t sent_ms,
+static qrl_err on_grant_error(qrl_client *c, const qrlc__resp *r, int held, int64_t sent_ms,
                               qrl_client_event *ev)
 {
     const char *err = oauth_error(c, r, "token");
@@ -872,7 +874,7 @@ static qrl_err on_grant_error(qrl_client *c, const qrl__resp *r, int held, int64
         int news = status != NULL && strcmp(status, "scanned") == 0 && !c->scanned;
         c->err[0] = '\0';
         if (iv > 0)
-            c->interval_s = iv > QRL__MAX_INTERVAL_S ? QRL__MAX_INTERVAL_S : (int)iv;
+            c->interval_s = iv > QRLC__MAX_INTERVAL_S ? QRLC__MAX_INTERVAL_S : (int)iv;
         if (news) {
             /* Our extension (docs/api.md): a phone scanned; say "Confirm on your phone". */
             c->scanned = 1;
@@ -884,10 +886,10 @@ static qrl_err on_grant_error(qrl_client *c, const qrl__resp *r, int held, int64
     if (strcmp(err, "slow_down") == 0) {
         /* RFC 8628 section 3.5: add 5 seconds to this and all later polls; our server also
          * says the new interval, which we take when it is larger. */
-        int n = c->interval_s + QRL__SLOW_DOWN_STEP_S;
+        int n = c->interval_s + QRLC__SLOW_DOWN_STEP_S;
         if (iv > n)
             n = (int)iv;
-        c->interval_s = n > QRL__MAX_INTERVAL_S ? QRL__MAX_INTERVAL_S : n;
+        c->interval_s = n > QRLC__MAX_INTERVAL_S ? QRLC__MAX_INTERVAL_S : n;
         c->err[0] = '\0';
         c->delay_ms = (long)c->interval_s * 1000;
         return QRL_OK;
@@ -909,7 +911,7 @@ static qrl_err on_grant_error(qrl_client *c, const qrl__resp *r, int held, int64
 static qrl_err poll_once(qrl_client *c, qrl_client_event *ev)
 {
     char *form = NULL;
-    qrl__resp r = {0};
+    qrlc__resp r = {0};
     int wait = 0;
     int64_t sent_ms;
     qrl_err rc;
@@ -918,34 +920,34 @@ static qrl_err poll_once(qrl_client *c, qrl_client_event *ev)
         /* The server exempts a held request from slow_down only when it waits at least an
          * interval, so never ask for less. */
         wait = c->wait_s > c->interval_s ? c->wait_s : c->interval_s;
-        if (wait > QRL__MAX_WAIT_S)
-            wait = QRL__MAX_WAIT_S;
+        if (wait > QRLC__MAX_WAIT_S)
+            wait = QRLC__MAX_WAIT_S;
     }
-    rc = qrl__form(
+    rc = qrlc__form(
         c,
         (const char *const[]){"grant_type", "urn:ietf:params:oauth:grant-type:device_code",
                               "device_code", c->device_code, "client_id", c->client_id, NULL},
         &form);
-    sent_ms = qrl__mono_ms();
+    sent_ms = qrlc__mono_ms();
     if (rc == QRL_OK)
         rc = fetch(c, c->token_ep, form, wait, 1, &r, ev);
-    qrl__form_free(c, form);
+    qrlc__form_free(c, form);
     if (rc != QRL_OK || r.status == 0)
         goto out;
     c->failures = 0;
     /* RFC 7240 section 3: the server names the preferences it honoured. Without
      * Preference-Applied the request was not held: poll from now on. */
     if (wait > 0)
-        c->push = r.preference_applied ? QRL__PUSH_YES : QRL__PUSH_NO;
+        c->push = r.preference_applied ? QRLC__PUSH_YES : QRLC__PUSH_NO;
     if (r.status == 200) {
         rc = take_tokens(c, &r, 0);
         if (rc == QRL_OK)
             fill_event(c, ev, QRL_CLIENT_EV_APPROVED);
         goto out;
     }
-    rc = on_grant_error(c, &r, wait > 0 && c->push == QRL__PUSH_YES, sent_ms, ev);
+    rc = on_grant_error(c, &r, wait > 0 && c->push == QRLC__PUSH_YES, sent_ms, ev);
 out:
-    qrl__resp_free(c, &r);
+    qrlc__resp_free(c, &r);
     return rc;
 }
 
@@ -955,19 +957,19 @@ static qrl_err step_locked(qrl_client *c, qrl_client_event *ev)
     long d = c->delay_ms;
 
     fill_event(c, ev, QRL_CLIENT_EV_NONE);
-    if (c->phase == QRL__IDLE) {
+    if (c->phase == QRLC__IDLE) {
         forget_request(c);
-        c->phase = QRL__STARTING;
+        c->phase = QRLC__STARTING;
         c->renewals = 0;
-        c->push = QRL__PUSH_UNKNOWN;
+        c->push = QRLC__PUSH_UNKNOWN;
         d = 0;
     }
     c->delay_ms = 0;
-    rc = qrl__sleep(c, d);
+    rc = qrlc__sleep(c, d);
     if (rc == QRL_OK && c->token_ep == NULL)
         rc = discover(c, ev);
     if (rc == QRL_OK && ev->type == QRL_CLIENT_EV_NONE && c->token_ep != NULL) {
-        if (c->phase == QRL__WAITING)
+        if (c->phase == QRLC__WAITING)
             rc = poll_once(c, ev);
         else
             rc = start_request(c, ev);
@@ -1005,8 +1007,8 @@ QRL_CLIENT_API qrl_err qrl_client_login(qrl_client *c, qrl_client_tokens *out)
     if (enter(c) != QRL_OK)
         return QRL_ERR_CONFLICT;
     if (c->on_event == NULL)
-        return leave(c, qrl__fail(c, QRL_ERR_INVALID,
-                                  "qrl_client_login needs an on_event callback to show the code"));
+        return leave(c, qrlc__fail(c, QRL_ERR_INVALID,
+                                   "qrl_client_login needs an on_event callback to show the code"));
     forget_request(c); /* a fresh login, whatever happened before */
     do {
         rc = step_locked(c, &ev);

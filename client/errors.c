@@ -2,48 +2,56 @@
 /*
  * Errors of the client SDK: qrl_client_strerror() and the per-handle detail sentence.
  *
- * The SDK returns the project's one error enum (qrlogin/error.h) but does not export
- * qrl_strerror(): the core library defines it, and the qrlogin CLI links both. Its own table
- * also says what each code means to an app, which is narrower than what it means in the
- * server (QRL_ERR_BUSY is "server unreachable" here). Keep the table in enum order; when a
- * code is added to error.h, add its row here and the test in tests/sdk/test_client.c that
- * checks every code has a description will remind you.
+ * The SDK returns the project's one error enum (qrlogin/error.h) but keeps its own words for it,
+ * on purpose, rather than sharing lib/error.c's table: the SDK does not link the core library
+ * (which defines qrl_strerror(); the qrlogin CLI links both), and its words say what a code means
+ * to an app talking to a server, which is narrower than what it means inside the server
+ * (QRL_ERR_BUSY is "server unreachable" here, QRL_ERR_UNAUTHORIZED "sign in again").
+ *
+ * The table is an X-macro list like lib/error.c's: its row count is checked against
+ * QRL_ERR__COUNT and a code named twice does not compile (-Woverride-init), so a code added to
+ * error.h without a row here is a build error.
  */
 #include "internal.h"
 
 #include <stdio.h>
 
-static const char *const messages[] = {
-    [QRL_OK] = "success",
-    [QRL_ERR_NOMEM] = "out of memory",
-    [QRL_ERR_INVALID] = "invalid argument, option or request",
-    [QRL_ERR_NOT_FOUND] = "the server does not know this login request",
-    [QRL_ERR_EXISTS] = "already exists",
-    [QRL_ERR_CONFLICT] = "not possible in the handle's current state",
-    [QRL_ERR_EXPIRED] = "the login request expired",
-    [QRL_ERR_DENIED] = "the sign-in was declined on the phone",
-    [QRL_ERR_PENDING] = "authorization pending",
-    [QRL_ERR_SLOW_DOWN] = "polling too fast",
-    [QRL_ERR_REDEEMED] = "already redeemed",
-    [QRL_ERR_UNAUTHORIZED] = "the refresh token is no longer valid; sign in again",
-    [QRL_ERR_FORBIDDEN] = "not allowed",
-    [QRL_ERR_RATE_LIMITED] = "the server is rate limiting this client",
-    [QRL_ERR_STORE] = "storage failure",
-    [QRL_ERR_CRYPTO] = "cryptography failure",
-    [QRL_ERR_TOKEN_REUSED] = "refresh token reused",
-    [QRL_ERR_CLAIMED] = "claimed by another device",
-    [QRL_ERR_CODE_MISMATCH] = "code does not match",
-    [QRL_ERR_TOO_LARGE] = "input or answer exceeds its size limit",
-    [QRL_ERR_INTERNAL] = "unexpected answer from the server, or internal error",
-    [QRL_ERR_REVOKED] = "revoked",
-    [QRL_ERR_BUSY] = "server unreachable or temporarily unavailable",
-    [QRL_ERR_INVALID_CLIENT] = "the server does not accept this client_id",
-    [QRL_ERR_CANCELLED] = "cancelled",
-};
+#define CLIENT_STRERROR_ROWS(X)                                                                    \
+    X(QRL_OK, "success")                                                                           \
+    X(QRL_ERR_NOMEM, "out of memory")                                                              \
+    X(QRL_ERR_INVALID, "invalid argument, option or request")                                      \
+    X(QRL_ERR_NOT_FOUND, "the server does not know this login request")                            \
+    X(QRL_ERR_EXISTS, "already exists")                                                            \
+    X(QRL_ERR_CONFLICT, "not possible in the handle's current state")                              \
+    X(QRL_ERR_EXPIRED, "the login request expired")                                                \
+    X(QRL_ERR_DENIED, "the sign-in was declined on the phone")                                     \
+    X(QRL_ERR_PENDING, "authorization pending")                                                    \
+    X(QRL_ERR_SLOW_DOWN, "polling too fast")                                                       \
+    X(QRL_ERR_REDEEMED, "already redeemed")                                                        \
+    X(QRL_ERR_UNAUTHORIZED, "the refresh token is no longer valid; sign in again")                 \
+    X(QRL_ERR_FORBIDDEN, "not allowed")                                                            \
+    X(QRL_ERR_RATE_LIMITED, "the server is rate limiting this client")                             \
+    X(QRL_ERR_STORE, "storage failure")                                                            \
+    X(QRL_ERR_CRYPTO, "cryptography failure")                                                      \
+    X(QRL_ERR_TOKEN_REUSED, "refresh token reused")                                                \
+    X(QRL_ERR_CLAIMED, "claimed by another device")                                                \
+    X(QRL_ERR_CODE_MISMATCH, "code does not match")                                                \
+    X(QRL_ERR_TOO_LARGE, "input or answer exceeds its size limit")                                 \
+    X(QRL_ERR_INTERNAL, "unexpected answer from the server, or internal error")                    \
+    X(QRL_ERR_REVOKED, "revoked")                                                                  \
+    X(QRL_ERR_BUSY, "server unreachable or temporarily unavailable")                               \
+    X(QRL_ERR_INVALID_CLIENT, "the server does not accept this client_id")                         \
+    X(QRL_ERR_CANCELLED, "cancelled")
+
+#define CLIENT_ROW(code, text) [code] = text,
+#define CLIENT_ONE(code, text) +1
+static const char *const messages[QRL_ERR__COUNT] = {CLIENT_STRERROR_ROWS(CLIENT_ROW)};
+_Static_assert(0 CLIENT_STRERROR_ROWS(CLIENT_ONE) == QRL_ERR__COUNT,
+               "client/errors.c: every qrl_err needs exactly one description");
 
 QRL_CLIENT_API const char *qrl_client_strerror(qrl_err err)
 {
-    if ((unsigned)err < sizeof messages / sizeof messages[0] && messages[err] != NULL)
+    if ((unsigned)err < QRL_ERR__COUNT && messages[err] != NULL)
         return messages[err];
     return "unknown error";
 }

@@ -2,6 +2,9 @@
 /*
  * Internals of the client SDK, shared by the files in client/. Nothing here is exported: the
  * library is built with hidden visibility and only QRL_CLIENT_API functions are public.
+ * Internal names start with qrlc__ (QRLC__ for macros), not the core's qrl__: the qrlogin
+ * command links the SDK and the core into one program, and a reader should know from a name
+ * which of the two it belongs to.
  *
  *   client.c     options, handle lifecycle, the login state machine (step/login), tokens
  *   transport.c  libcurl: one multi + one easy handle per qrl_client, cancellable transfers
@@ -25,53 +28,53 @@
 /* Largest response body we read. Every answer of a qrlogin server is well under 2 KiB of JSON;
  * 64 KiB tolerates verbose servers and proxies' error pages while keeping a runaway or hostile
  * answer from growing memory without bound (curl's dynbuf habit). */
-#define QRL__MAX_RESPONSE (64u * 1024u)
+#define QRLC__MAX_RESPONSE (64u * 1024u)
 /* Longest URL we accept from the app or from the server. qrlogin's QR URL is under 200 bytes;
  * the QR library encodes at most QRL_QR_MAX_TEXT (1024) bytes anyway. */
-#define QRL__MAX_URL 1024
+#define QRLC__MAX_URL 1024
 /* user_code as shown: qrlogin sends 9 characters ("WDJB-MJHT"); RFC 8628 leaves the format to
  * the server, so allow some room. */
-#define QRL__MAX_USER_CODE 32
+#define QRLC__MAX_USER_CODE 32
 /* Longest error_description we copy into the handle's detail. */
-#define QRL__MAX_DESCRIPTION 160
+#define QRLC__MAX_DESCRIPTION 160
 /* Bounds of the option values (client.h documents the defaults). */
-#define QRL__MAX_TIMEOUT_MS 600000L
-#define QRL__MAX_CLIENT_ID 64
-#define QRL__MAX_DEVICE_NAME 64
-#define QRL__MAX_PATH 4096
+#define QRLC__MAX_TIMEOUT_MS 600000L
+#define QRLC__MAX_CLIENT_ID 64
+#define QRLC__MAX_DEVICE_NAME 64
+#define QRLC__MAX_PATH 4096
 /* RFC 8628 section 3.2: "interval ... If no value is provided, clients MUST use 5". */
-#define QRL__DEFAULT_INTERVAL_S 5
+#define QRLC__DEFAULT_INTERVAL_S 5
 /* RFC 8628 section 3.5: slow_down increases the interval by 5 seconds. */
-#define QRL__SLOW_DOWN_STEP_S 5
+#define QRLC__SLOW_DOWN_STEP_S 5
 /* A server asking for more than this between polls is treated as asking for this: a TV must
  * still notice an approval within a reasonable time. */
-#define QRL__MAX_INTERVAL_S 300
+#define QRLC__MAX_INTERVAL_S 300
 /* RFC 7240 wait is capped by the server at 60 s (docs/api.md); we never ask for more. */
-#define QRL__MAX_WAIT_S 60
+#define QRLC__MAX_WAIT_S 60
 
 /* Whether the server holds token requests for us (Prefer: wait honoured). */
-typedef enum qrl__push { QRL__PUSH_UNKNOWN = 0, QRL__PUSH_YES, QRL__PUSH_NO } qrl__push;
+typedef enum qrlc__push { QRLC__PUSH_UNKNOWN = 0, QRLC__PUSH_YES, QRLC__PUSH_NO } qrlc__push;
 
 /* Where the login of a handle stands. */
-typedef enum qrl__phase {
-    QRL__IDLE = 0, /* no login running: the next step starts one */
-    QRL__STARTING, /* a login began; its first login request is still to be obtained */
-    QRL__RENEWING, /* the request expired; a new one is to be obtained */
-    QRL__WAITING   /* a login request is live: ask the token endpoint */
-} qrl__phase;
+typedef enum qrlc__phase {
+    QRLC__IDLE = 0, /* no login running: the next step starts one */
+    QRLC__STARTING, /* a login began; its first login request is still to be obtained */
+    QRLC__RENEWING, /* the request expired; a new one is to be obtained */
+    QRLC__WAITING   /* a login request is live: ask the token endpoint */
+} qrlc__phase;
 
 /* One HTTP answer. body is allocated with the handle's allocator and wiped before release
  * (token responses hold secrets). */
-typedef struct qrl__resp {
+typedef struct qrlc__resp {
     long status; /* HTTP status; 0 before an answer */
     char *body;  /* NUL-terminated */
     size_t len, cap;
-    int too_large;          /* body passed QRL__MAX_RESPONSE */
+    int too_large;          /* body passed QRLC__MAX_RESPONSE */
     json_t *json;           /* the body parsed, when it is a JSON object; else NULL */
     int preference_applied; /* a Preference-Applied header with wait= came back */
     long retry_after_s;     /* Retry-After in seconds, -1 when absent */
     int sent;               /* some of the request left this machine */
-} qrl__resp;
+} qrlc__resp;
 
 struct qrl_client {
     qrl_client_allocator al;
@@ -96,12 +99,12 @@ struct qrl_client {
     char *token_ep, *devauth_ep, *revoke_ep;
 
     /* The login in progress. */
-    qrl__phase phase;
-    qrl__push push;
+    qrlc__phase phase;
+    qrlc__push push;
     char device_code[QRL_CLIENT_TOKEN_MAX + 1];
-    char user_code[QRL__MAX_USER_CODE + 1];
-    char qr_payload[QRL__MAX_URL + 1];
-    char verification_uri[QRL__MAX_URL + 1];
+    char user_code[QRLC__MAX_USER_CODE + 1];
+    char qr_payload[QRLC__MAX_URL + 1];
+    char verification_uri[QRLC__MAX_URL + 1];
     int expires_in, interval_s, scanned, renewals;
     int failures;  /* consecutive transient failures */
     long delay_ms; /* sleep before the next request of a step */
@@ -113,45 +116,51 @@ struct qrl_client {
 };
 
 /* --- memory (client.c) ------------------------------------------------------------------ */
-void *qrl__alloc(qrl_client *c, size_t n);
-void qrl__free(qrl_client *c, void *p);
-char *qrl__strdup(qrl_client *c, const char *s);
+void *qrlc__alloc(qrl_client *c, size_t n);
+void qrlc__free(qrl_client *c, void *p);
+char *qrlc__strdup(qrl_client *c, const char *s);
 /* Wipes `n` bytes of `p` (a secret) in a way the compiler may not remove. */
-void qrl__wipe(void *p, size_t n);
+void qrlc__wipe(void *p, size_t n);
 
 /* --- errors (errors.c) ------------------------------------------------------------------ */
-/* Formats the handle's detail message; returns `rc` for `return qrl__fail(c, rc, ...)`. */
-qrl_err qrl__fail(qrl_client *c, qrl_err rc, const char *fmt, ...)
+/* Formats the handle's detail message; returns `rc` for `return qrlc__fail(c, rc, ...)`. */
+qrl_err qrlc__fail(qrl_client *c, qrl_err rc, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-qrl_err qrl__vfail(char *buf, size_t len, qrl_err rc, const char *fmt, va_list ap)
+qrl_err qrlc__vfail(char *buf, size_t len, qrl_err rc, const char *fmt, va_list ap)
     __attribute__((format(printf, 4, 0)));
+/* errors.c still spells these two with the core's prefix; the aliases make its definitions
+ * the qrlc__ functions above, so no qrl__ symbol is left in the SDK. Delete them once errors.c
+ * says qrlc__ itself. */
+#define qrl__fail qrlc__fail
+#define qrl__vfail qrlc__vfail
 
 /* --- transport (transport.c) -------------------------------------------------------------- */
 /* One libcurl initialisation per process, thread-safe. */
-qrl_err qrl__curl_global(void);
-qrl_err qrl__transport_init(qrl_client *c);
-void qrl__transport_free(qrl_client *c);
+qrl_err qrlc__curl_global(void);
+qrl_err qrlc__transport_init(qrl_client *c);
+void qrlc__transport_free(qrl_client *c);
 /* Sends a POST with the form `body` (or a GET when body is NULL) to `url`, with
  * `Prefer: wait=N` when prefer_wait > 0, and fills *r. QRL_OK whenever an HTTP answer arrived,
  * whatever its status. QRL_ERR_BUSY: no answer (r->sent tells whether the request left this
  * machine; the detail names the libcurl error); QRL_CLIENT_ERR_CANCELLED; QRL_ERR_TOO_LARGE;
- * QRL_ERR_NOMEM. Release *r with qrl__resp_free in every case. */
-qrl_err qrl__http(qrl_client *c, const char *url, const char *body, int prefer_wait, qrl__resp *r);
-void qrl__resp_free(qrl_client *c, qrl__resp *r);
+ * QRL_ERR_NOMEM. Release *r with qrlc__resp_free in every case. */
+qrl_err qrlc__http(qrl_client *c, const char *url, const char *body, int prefer_wait,
+                   qrlc__resp *r);
+void qrlc__resp_free(qrl_client *c, qrlc__resp *r);
 /* Sleeps `ms` (through opts.sleep when set); returns early with QRL_CLIENT_ERR_CANCELLED. */
-qrl_err qrl__sleep(qrl_client *c, long ms);
+qrl_err qrlc__sleep(qrl_client *c, long ms);
 /* Nonzero when a cancellation is pending (does not use it up). */
-int qrl__cancelled(qrl_client *c);
+int qrlc__cancelled(qrl_client *c);
 /* application/x-www-form-urlencoded from NULL-terminated key, value pairs; a NULL value skips
  * the pair. *out is allocated with the handle's allocator; wipe and free it with
- * qrl__form_free (forms carry device codes and refresh tokens). */
-qrl_err qrl__form(qrl_client *c, const char *const *kv, char **out);
-void qrl__form_free(qrl_client *c, char *form);
+ * qrlc__form_free (forms carry device codes and refresh tokens). */
+qrl_err qrlc__form(qrl_client *c, const char *const *kv, char **out);
+void qrlc__form_free(qrl_client *c, char *form);
 /* Checks an http(s) URL: scheme, host, no user info, query or fragment. Sets *loopback when
  * the host is 127.0.0.1, ::1 or localhost. Plain http is refused unless loopback or
  * allow_http. Returns QRL_ERR_INVALID with a sentence in buf. */
-qrl_err qrl__check_url(const char *what, const char *url, int allow_http, char *buf, size_t len);
+qrl_err qrlc__check_url(const char *what, const char *url, int allow_http, char *buf, size_t len);
 /* Milliseconds of CLOCK_MONOTONIC. */
-int64_t qrl__mono_ms(void);
+int64_t qrlc__mono_ms(void);
 
 #endif

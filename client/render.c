@@ -30,12 +30,12 @@ static qrl_err render(qrl_client *c, kind k, int arg, void **out, size_t *len)
 
     *out = NULL;
     if (len == NULL)
-        return c != NULL ? qrl__fail(c, QRL_ERR_INVALID, "len is required") : QRL_ERR_INVALID;
+        return c != NULL ? qrlc__fail(c, QRL_ERR_INVALID, "len is required") : QRL_ERR_INVALID;
     *len = 0;
     if (c == NULL)
         return QRL_ERR_INVALID;
     if (c->qr_payload[0] == '\0')
-        return qrl__fail(c, QRL_ERR_CONFLICT, "there is no login request to show");
+        return qrlc__fail(c, QRL_ERR_CONFLICT, "there is no login request to show");
     rc = qrl_qr_encode(c->qr_payload, &qr);
     if (rc == QRL_OK) {
         switch (k) {
@@ -51,13 +51,13 @@ static qrl_err render(qrl_client *c, kind k, int arg, void **out, size_t *len)
         }
     }
     if (rc != QRL_OK) {
-        qrl__fail(c, rc, "QR rendering failed: %s", qrl_client_strerror(rc));
+        qrlc__fail(c, rc, "QR rendering failed: %s", qrl_client_strerror(rc));
         goto out;
     }
     /* One spare byte keeps text renders NUL-terminated after the copy. */
-    *out = qrl__alloc(c, n + 1);
+    *out = qrlc__alloc(c, n + 1);
     if (*out == NULL) {
-        rc = qrl__fail(c, QRL_ERR_NOMEM, "out of memory copying the QR render");
+        rc = qrlc__fail(c, QRL_ERR_NOMEM, "out of memory copying the QR render");
         goto out;
     }
     memcpy(*out, img, n);
@@ -75,7 +75,7 @@ QRL_CLIENT_API qrl_err qrl_client_qr_terminal(qrl_client *c, int ansi, char **ou
     qrl_err rc;
 
     if (out == NULL)
-        return c != NULL ? qrl__fail(c, QRL_ERR_INVALID, "out is required") : QRL_ERR_INVALID;
+        return c != NULL ? qrlc__fail(c, QRL_ERR_INVALID, "out is required") : QRL_ERR_INVALID;
     rc = render(c, KIND_TERMINAL, ansi ? 1 : 0, &p, len);
     *out = p;
     return rc;
@@ -87,7 +87,7 @@ QRL_CLIENT_API qrl_err qrl_client_qr_svg(qrl_client *c, int scale, char **out, s
     qrl_err rc;
 
     if (out == NULL)
-        return c != NULL ? qrl__fail(c, QRL_ERR_INVALID, "out is required") : QRL_ERR_INVALID;
+        return c != NULL ? qrlc__fail(c, QRL_ERR_INVALID, "out is required") : QRL_ERR_INVALID;
     rc = render(c, KIND_SVG, scale, &p, len);
     *out = p;
     return rc;
@@ -99,7 +99,7 @@ QRL_CLIENT_API qrl_err qrl_client_qr_png(qrl_client *c, int scale, unsigned char
     qrl_err rc;
 
     if (out == NULL)
-        return c != NULL ? qrl__fail(c, QRL_ERR_INVALID, "out is required") : QRL_ERR_INVALID;
+        return c != NULL ? qrlc__fail(c, QRL_ERR_INVALID, "out is required") : QRL_ERR_INVALID;
     rc = render(c, KIND_PNG, scale, &p, len);
     *out = p;
     return rc;
@@ -108,5 +108,5 @@ QRL_CLIENT_API qrl_err qrl_client_qr_png(qrl_client *c, int scale, unsigned char
 QRL_CLIENT_API void qrl_client_buf_free(qrl_client *c, void *buf)
 {
     if (c != NULL && buf != NULL)
-        qrl__free(c, buf);
+        qrlc__free(c, buf);
 }

@@ -11,7 +11,7 @@
  * within milliseconds rather than at libcurl's next progress callback. Sleeps between polls
  * are curl_multi_poll() calls with no transfer attached, so the same wakeup cuts them short.
  *
- * Bodies are bounded (QRL__MAX_RESPONSE); forms and bodies that may carry secrets are wiped
+ * Bodies are bounded (QRLC__MAX_RESPONSE); forms and bodies that may carry secrets are wiped
  * before they are freed. Redirects are never followed and only http/https are allowed: the
  * endpoints come from the server's metadata and a redirect would carry a device code or a
  * refresh token somewhere we did not check.
@@ -34,13 +34,13 @@ static void curl_once_init(void)
     curl_once_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
 }
 
-qrl_err qrl__curl_global(void)
+qrl_err qrlc__curl_global(void)
 {
     pthread_once(&curl_once, curl_once_init);
     return curl_once_rc == CURLE_OK ? QRL_OK : QRL_ERR_INTERNAL;
 }
 
-int64_t qrl__mono_ms(void)
+int64_t qrlc__mono_ms(void)
 {
     struct timespec ts;
 
@@ -48,7 +48,7 @@ int64_t qrl__mono_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-qrl_err qrl__transport_init(qrl_client *c)
+qrl_err qrlc__transport_init(qrl_client *c)
 {
     c->multi = curl_multi_init();
     c->easy = curl_easy_init();
@@ -59,7 +59,7 @@ qrl_err qrl__transport_init(qrl_client *c)
     return QRL_OK;
 }
 
-void qrl__transport_free(qrl_client *c)
+void qrlc__transport_free(qrl_client *c)
 {
     if (c->easy != NULL)
         curl_easy_cleanup(c->easy);
@@ -69,7 +69,7 @@ void qrl__transport_free(qrl_client *c)
     c->multi = NULL;
 }
 
-int qrl__cancelled(qrl_client *c)
+int qrlc__cancelled(qrl_client *c)
 {
     return atomic_load(&c->cancel) != 0;
 }
@@ -82,26 +82,26 @@ QRL_CLIENT_API void qrl_client_cancel(qrl_client *c)
     curl_multi_wakeup(c->multi);
 }
 
-qrl_err qrl__sleep(qrl_client *c, long ms)
+qrl_err qrlc__sleep(qrl_client *c, long ms)
 {
     int64_t deadline;
 
-    if (qrl__cancelled(c))
+    if (qrlc__cancelled(c))
         return QRL_CLIENT_ERR_CANCELLED;
     if (ms <= 0)
         return QRL_OK;
     if (c->sleep_fn != NULL) {
         c->sleep_fn(c->user, ms);
-        return qrl__cancelled(c) ? QRL_CLIENT_ERR_CANCELLED : QRL_OK;
+        return qrlc__cancelled(c) ? QRL_CLIENT_ERR_CANCELLED : QRL_OK;
     }
-    deadline = qrl__mono_ms() + ms;
+    deadline = qrlc__mono_ms() + ms;
     for (;;) {
-        int64_t left = deadline - qrl__mono_ms();
+        int64_t left = deadline - qrlc__mono_ms();
         if (left <= 0)
             return QRL_OK;
         /* With no transfer attached, curl_multi_poll waits for the timeout or a wakeup. */
         curl_multi_poll(c->multi, NULL, 0, left > INT_MAX ? INT_MAX : (int)left, NULL);
-        if (qrl__cancelled(c))
+        if (qrlc__cancelled(c))
             return QRL_CLIENT_ERR_CANCELLED;
     }
 }
@@ -110,17 +110,17 @@ qrl_err qrl__sleep(qrl_client *c, long ms)
 
 typedef struct xfer {
     qrl_client *c;
-    qrl__resp *r;
+    qrlc__resp *r;
     int nomem;
 } xfer;
 
 static size_t on_body(char *ptr, size_t size, size_t nmemb, void *ud)
 {
     xfer *x = ud;
-    qrl__resp *r = x->r;
+    qrlc__resp *r = x->r;
     size_t n = size * nmemb;
 
-    if (n > QRL__MAX_RESPONSE - r->len) {
+    if (n > QRLC__MAX_RESPONSE - r->len) {
         r->too_large = 1;
         return 0; /* aborts the transfer with CURLE_WRITE_ERROR */
     }
@@ -128,18 +128,18 @@ static size_t on_body(char *ptr, size_t size, size_t nmemb, void *ud)
         size_t cap = r->cap == 0 ? 1024 : r->cap;
         while (cap < r->len + n + 1)
             cap *= 2;
-        if (cap > QRL__MAX_RESPONSE + 1)
-            cap = QRL__MAX_RESPONSE + 1;
+        if (cap > QRLC__MAX_RESPONSE + 1)
+            cap = QRLC__MAX_RESPONSE + 1;
         /* Grow by copying so that a token-bearing body is never left behind by realloc. */
-        char *nb = qrl__alloc(x->c, cap);
+        char *nb = qrlc__alloc(x->c, cap);
         if (nb == NULL) {
             x->nomem = 1;
             return 0;
         }
         if (r->body != NULL) {
             memcpy(nb, r->body, r->len);
-            qrl__wipe(r->body, r->cap);
-            qrl__free(x->c, r->body);
+            qrlc__wipe(r->body, r->cap);
+            qrlc__free(x->c, r->body);
         }
         r->body = nb;
         r->cap = cap;
@@ -169,7 +169,7 @@ static int header_value(const char *line, size_t n, const char *name, const char
 
 static size_t on_header(char *ptr, size_t size, size_t nmemb, void *ud)
 {
-    qrl__resp *r = ((xfer *)ud)->r;
+    qrlc__resp *r = ((xfer *)ud)->r;
     size_t n = size * nmemb;
     const char *v;
     size_t vlen;
@@ -199,17 +199,17 @@ static int on_progress(void *ud, curl_off_t dt, curl_off_t dn, curl_off_t ut, cu
 {
     /* The wakeup in qrl_client_cancel is what makes cancellation prompt; this is the backstop
      * for a transfer that is busy moving data. */
-    return qrl__cancelled(((xfer *)ud)->c) ? 1 : 0;
+    return qrlc__cancelled(((xfer *)ud)->c) ? 1 : 0;
 }
 
-void qrl__resp_free(qrl_client *c, qrl__resp *r)
+void qrlc__resp_free(qrl_client *c, qrlc__resp *r)
 {
     if (r == NULL)
         return;
     json_decref(r->json);
     if (r->body != NULL) {
-        qrl__wipe(r->body, r->cap);
-        qrl__free(c, r->body);
+        qrlc__wipe(r->body, r->cap);
+        qrlc__free(c, r->body);
     }
     memset(r, 0, sizeof *r);
     r->retry_after_s = -1;
@@ -274,7 +274,7 @@ static qrl_err run(qrl_client *c, CURLcode *cc)
     if (curl_multi_add_handle(c->multi, c->easy) != CURLM_OK)
         return QRL_ERR_INTERNAL;
     while (running) {
-        if (qrl__cancelled(c))
+        if (qrlc__cancelled(c))
             break;
         if (curl_multi_perform(c->multi, &running) != CURLM_OK) {
             curl_multi_remove_handle(c->multi, c->easy);
@@ -292,7 +292,7 @@ static qrl_err run(qrl_client *c, CURLcode *cc)
     return running ? QRL_CLIENT_ERR_CANCELLED : QRL_OK;
 }
 
-qrl_err qrl__http(qrl_client *c, const char *url, const char *body, int prefer_wait, qrl__resp *r)
+qrl_err qrlc__http(qrl_client *c, const char *url, const char *body, int prefer_wait, qrlc__resp *r)
 {
     char errbuf[CURL_ERROR_SIZE] = "";
     struct curl_slist *hdrs = NULL;
@@ -306,7 +306,7 @@ qrl_err qrl__http(qrl_client *c, const char *url, const char *body, int prefer_w
     rc = setup(c, url, body, prefer_wait, &hdrs, &x, errbuf);
     if (rc == QRL_OK)
         rc = run(c, &cc);
-    if (rc == QRL_OK && cc == CURLE_ABORTED_BY_CALLBACK && qrl__cancelled(c))
+    if (rc == QRL_OK && cc == CURLE_ABORTED_BY_CALLBACK && qrlc__cancelled(c))
         rc = QRL_CLIENT_ERR_CANCELLED;
     if (rc == QRL_OK) {
         curl_easy_getinfo(c->easy, CURLINFO_REQUEST_SIZE, &sent);
@@ -318,18 +318,18 @@ qrl_err qrl__http(qrl_client *c, const char *url, const char *body, int prefer_w
     curl_slist_free_all(hdrs);
     if (rc == QRL_CLIENT_ERR_CANCELLED) {
         r->sent = 1; /* it may have arrived: never treat a cancelled request as not sent */
-        return qrl__fail(c, rc, "cancelled");
+        return qrlc__fail(c, rc, "cancelled");
     }
     if (rc != QRL_OK)
-        return qrl__fail(c, rc, "could not set up the request to %s", url);
+        return qrlc__fail(c, rc, "could not set up the request to %s", url);
     if (x.nomem)
-        return qrl__fail(c, QRL_ERR_NOMEM, "out of memory reading the answer of %s", url);
+        return qrlc__fail(c, QRL_ERR_NOMEM, "out of memory reading the answer of %s", url);
     if (r->too_large)
-        return qrl__fail(c, QRL_ERR_TOO_LARGE, "the answer of %s is larger than %u bytes", url,
-                         QRL__MAX_RESPONSE);
+        return qrlc__fail(c, QRL_ERR_TOO_LARGE, "the answer of %s is larger than %u bytes", url,
+                          QRLC__MAX_RESPONSE);
     if (cc != CURLE_OK)
-        return qrl__fail(c, QRL_ERR_BUSY, "%s: %s", url,
-                         errbuf[0] != '\0' ? errbuf : curl_easy_strerror(cc));
+        return qrlc__fail(c, QRL_ERR_BUSY, "%s: %s", url,
+                          errbuf[0] != '\0' ? errbuf : curl_easy_strerror(cc));
     curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &r->status);
     if (r->len > 0) {
         r->json = json_loadb(r->body, r->len, JSON_REJECT_DUPLICATES, NULL);
@@ -343,7 +343,7 @@ qrl_err qrl__http(qrl_client *c, const char *url, const char *body, int prefer_w
 
 /* --- forms ---------------------------------------------------------------------------------- */
 
-qrl_err qrl__form(qrl_client *c, const char *const *kv, char **out)
+qrl_err qrlc__form(qrl_client *c, const char *const *kv, char **out)
 {
     size_t len = 0, cap = 1;
     char *buf;
@@ -353,9 +353,9 @@ qrl_err qrl__form(qrl_client *c, const char *const *kv, char **out)
     for (size_t i = 0; kv[i] != NULL; i += 2)
         if (kv[i + 1] != NULL)
             cap += 3 * (strlen(kv[i]) + strlen(kv[i + 1])) + 2;
-    buf = qrl__alloc(c, cap);
+    buf = qrlc__alloc(c, cap);
     if (buf == NULL)
-        return qrl__fail(c, QRL_ERR_NOMEM, "out of memory building a request");
+        return qrlc__fail(c, QRL_ERR_NOMEM, "out of memory building a request");
     for (size_t i = 0; kv[i] != NULL; i += 2) {
         if (kv[i + 1] == NULL)
             continue;
@@ -385,17 +385,17 @@ qrl_err qrl__form(qrl_client *c, const char *const *kv, char **out)
     return QRL_OK;
 }
 
-void qrl__form_free(qrl_client *c, char *form)
+void qrlc__form_free(qrl_client *c, char *form)
 {
     if (form == NULL)
         return;
-    qrl__wipe(form, strlen(form));
-    qrl__free(c, form);
+    qrlc__wipe(form, strlen(form));
+    qrlc__free(c, form);
 }
 
 /* --- URLs ----------------------------------------------------------------------------------- */
 
-qrl_err qrl__check_url(const char *what, const char *url, int allow_http, char *buf, size_t len)
+qrl_err qrlc__check_url(const char *what, const char *url, int allow_http, char *buf, size_t len)
 {
     CURLU *u = curl_url();
     char *scheme = NULL, *host = NULL, *user = NULL, *query = NULL, *frag = NULL;

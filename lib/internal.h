@@ -9,6 +9,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 
+#include "alloc.h"
 #include "qrlogin/core.h"
 
 /* Prefixes of every secret kind, so leaked ones are easy to recognise by secret scanners. */

@@ -27,6 +27,10 @@
 
 #include "internal.h"
 
+/* The protocol's sizes are the store's: a nonce or key the store keeps fits a decision. */
+_Static_assert(QRL_NONCE_MAX <= QRL_DECISION_NONCE_MAX, "a stored nonce fits a decision");
+_Static_assert(QRL_PUBKEY_BYTES == QRL_DECISION_PUBKEY_BYTES, "device keys are Ed25519");
+
 #define B(s) QRL_LR_BIT(QRL_LR_##s)
 #define LIVE_MASK (B(PENDING) | B(SCANNED) | B(APPROVED))
 
@@ -413,35 +417,25 @@ static void nonce_new(char out[QRL_NONCE_MAX + 1])
 size_t qrl_decision_message(int64_t lr_id, const char *decision, const char *nonce,
                             const char *user_code, char *buf, size_t len)
 {
-    int n;
+    qrl_decision_msg m = {.lr_id = lr_id,
+                          .decision = qrl_decision_parse(decision),
+                          .nonce = nonce,
+                          .user_code = user_code};
 
-    if (decision == NULL || nonce == NULL || user_code == NULL || buf == NULL ||
-        (strcmp(decision, "approve") != 0 && strcmp(decision, "deny") != 0))
-        return 0;
-    n = snprintf(buf, len, "qrlogin-decision-v1\n%lld\n%s\n%s\n%s\n", (long long)lr_id, decision,
-                 nonce, user_code);
-    return n > 0 && (size_t)n < len ? (size_t)n : 0;
+    return qrl_decision_bytes(&m, buf, len);
 }
 
-/* Verifies a decision signature by the calling phone's device key. */
-static qrl_err signature_check(qrl_core *core, const qrl_auth *auth, const qrl_lr_rec *lr,
-                               const char *decision, const char *sig_b64)
+/* Verifies a decision signature by the calling phone's device key (qrlogin/protocol.h). */
+static qrl_err signature_check(const qrl_auth *auth, const qrl_lr_rec *lr, qrl_decision decision,
+                               const char *sig_b64)
 {
-    unsigned char sig[crypto_sign_BYTES];
-    char msg[160];
-    size_t siglen = 0, mlen;
+    qrl_decision_msg m = {
+        .lr_id = lr->id, .decision = decision, .nonce = lr->nonce, .user_code = lr->user_code};
 
     if (!auth->device.has_pubkey || lr->nonce[0] == '\0')
         return QRL_ERR_FORBIDDEN;
-    if (sodium_base642bin(sig, sizeof sig, sig_b64, strlen(sig_b64), NULL, &siglen, NULL,
-                          sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0 ||
-        siglen != sizeof sig)
+    if (qrl_decision_verify(&m, auth->device.pubkey, sizeof auth->device.pubkey, sig_b64) != QRL_OK)
         return QRL_ERR_FORBIDDEN;
-    mlen = qrl_decision_message(lr->id, decision, lr->nonce, lr->user_code, msg, sizeof msg);
-    if (mlen == 0 || crypto_sign_verify_detached(sig, (const unsigned char *)msg, mlen,
-                                                 auth->device.pubkey) != 0)
-        return QRL_ERR_FORBIDDEN;
-    (void)core;
     return QRL_OK;
 }
 
@@ -634,7 +628,7 @@ static qrl_err lr_approve(qrl_core *core, const qrl_auth *auth, const char *code
     if (rc != QRL_OK)
         return rc;
     if (proof->signature != NULL)
-        rc = signature_check(core, auth, lr, "approve", proof->signature);
+        rc = signature_check(auth, lr, QRL_DECISION_APPROVE, proof->signature);
     else if (proof->passkey != NULL)
         rc = qrl__passkey_assert(core, auth, lr->id, proof->passkey);
     else
@@ -691,7 +685,7 @@ static qrl_err lr_deny(qrl_core *core, const qrl_auth *auth, const char *code,
     if (lr->state != QRL_LR_PENDING && lr->state != QRL_LR_SCANNED)
         return not_actionable(lr, auth);
     if (signature != NULL && (lr->state != QRL_LR_SCANNED ||
-                              signature_check(core, auth, lr, "deny", signature) != QRL_OK))
+                              signature_check(auth, lr, QRL_DECISION_DENY, signature) != QRL_OK))
         return QRL_ERR_FORBIDDEN;
     qrl_lr_cas cas = {.id = lr->id,
                       .from_mask = QRL_LR_BIT(lr->state),

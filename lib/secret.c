@@ -11,7 +11,6 @@
  * unsalted hash is right here: there is nothing to brute-force (passwords, which are low-entropy,
  * use Argon2id in account.c).
  */
-#include <ctype.h>
 #include <stdint.h>
 #include <string.h>
 #include <time.h>
@@ -21,7 +20,7 @@
 #include "internal.h"
 
 /* RFC 8628 section 6.1: base-20 consonants, no vowels (no words), no easily confused letters. */
-static const char user_code_alphabet[] = "BCDFGHJKLMNPQRSTVWXZ";
+static const char user_code_alphabet[] = QRL_USER_CODE_ALPHABET;
 
 /* Random bytes are drawn from libsodium's generator (the OS CSPRNG) a kilobyte at a time per
  * thread: libsodium 1.0.18 makes one getrandom system call per draw, and a login request needs
@@ -257,26 +256,8 @@ void qrl__user_code_new(char out[QRL_USER_CODE_LEN + 1])
     sodium_memzero(raw, sizeof raw);
 }
 
-qrl_err qrl_user_code_normalize(const char *in, char *out)
-{
-    size_t n = 0;
-
-    if (in == NULL || strlen(in) > QRL_MAX_USER_CODE_INPUT)
-        return QRL_ERR_INVALID;
-    /* RFC 8628 section 6.1: ignore case and the punctuation people type. */
-    for (const char *p = in; *p != '\0'; p++) {
-        int c = toupper((unsigned char)*p);
-        if (c == '-' || c == ' ')
-            continue;
-        if (strchr(user_code_alphabet, c) == NULL || c == '\0' || n == QRL_USER_CODE_LEN)
-            return QRL_ERR_INVALID;
-        out[n++] = (char)c;
-    }
-    if (n != QRL_USER_CODE_LEN)
-        return QRL_ERR_INVALID;
-    out[n] = '\0';
-    return QRL_OK;
-}
+/* qrl_user_code_normalize() is part of the protocol (lib/protocol/protocol.c): a phone needs
+ * it to sign, without the core. */
 
 void qrl_user_code_format(const char *canonical, char *out)
 {

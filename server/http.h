@@ -13,6 +13,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 
+#include "../lib/alloc.h"
 #include "qrlogin/core.h"
 #include "qrlogin/server.h"
 
@@ -101,7 +102,36 @@ typedef struct qrl__req {
 } qrl__req;
 
 /* --- http_util.c --- */
-enum qrl__errctx { QRL__CTX_OAUTH, QRL__CTX_API };
+/* The endpoint classes of the error table: each answers a core error in its own vocabulary. */
+enum qrl__errctx {
+    QRL__CTX_OAUTH, /* /oauth/...: RFC 6749 section 5.2 and RFC 8628 section 3.5 codes */
+    QRL__CTX_API,   /* /v1/...: the phone API's codes (docs/api.md) */
+    QRL__CTX_PAGE,  /* /web/...: the phone API's codes, with sentences written for a person */
+    QRL__CTX__COUNT
+};
+/* One error answer: HTTP status, the body's "error" code and its "error_description". */
+typedef struct qrl__errans {
+    unsigned status;
+    const char *code;
+    const char *desc;
+} qrl__errans;
+/* An endpoint's own answer to one error where its class's cell does not fit (a refresh token's
+ * EXPIRED is invalid_grant, not the device code's expired_token): the fields it sets (status
+ * not 0, code or desc not NULL) replace the cell's. A list of them ends with QRL__SAY_END. */
+typedef struct qrl__errsay {
+    qrl_err err;
+    qrl__errans ans;
+} qrl__errsay;
+#define QRL__SAY_END                                                                               \
+    {                                                                                              \
+        QRL_OK,                                                                                    \
+        {                                                                                          \
+            0, NULL, NULL                                                                          \
+        }                                                                                          \
+    }
+/* The answer to e in class ctx: the table's cell, with the first row of `say` (NULL for none)
+ * for e laid over it. A code outside the enum answers as QRL_ERR_INTERNAL. */
+qrl__errans qrl__err_answer(qrl_err e, enum qrl__errctx ctx, const qrl__errsay *say);
 /* Answers with a JSON body (reference stolen) and the common security headers; `extra` is
  * NULL or a NULL-terminated list of header name/value pairs. The body is wiped when freed. */
 enum MHD_Result qrl__respond_json(qrl__req *r, unsigned status, json_t *body);
@@ -119,10 +149,18 @@ enum MHD_Result qrl__respond_shared(qrl__req *r, unsigned status, struct MHD_Res
 struct MHD_Response *qrl__response_json(json_t *body);
 enum MHD_Result qrl__respond_json_hdr(qrl__req *r, unsigned status, json_t *body,
                                       const char *const *extra);
+/* An error answer that is not a core error (a malformed request, a failed CSRF check): the
+ * handler names status, code and description itself. */
 enum MHD_Result qrl__respond_error(qrl__req *r, unsigned status, const char *code,
                                    const char *desc);
-/* Maps a core error through the one error table. */
+/* Answers a core error through the one error table (qrl__err_answer), with the headers its
+ * status needs (WWW-Authenticate on 401 outside the pages, Retry-After on 429 and 503). */
 enum MHD_Result qrl__respond_err(qrl__req *r, qrl_err e, enum qrl__errctx ctx);
+/* The same with an endpoint's own rows `say` (NULL for none), extra body members `more` (a JSON
+ * object merged into the body, reference stolen, NULL for none) and extra headers `hdr` (NULL or
+ * a NULL-terminated list of name/value pairs, at most 6 pairs). */
+enum MHD_Result qrl__respond_err_as(qrl__req *r, qrl_err e, enum qrl__errctx ctx,
+                                    const qrl__errsay *say, json_t *more, const char *const *hdr);
 enum MHD_Result qrl__respond_empty(qrl__req *r, unsigned status);
 /* Parses the body as a form. QRL_ERR_INVALID on bad encoding. Free with qrl__form_clear. */
 qrl_err qrl__form_parse(const char *body, size_t len, qrl__form *f);

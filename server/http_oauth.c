@@ -36,7 +36,13 @@ enum MHD_Result qrl__h_metadata(qrl__req *r, const char *arg)
             "introspection_endpoint_auth_methods_supported", "client_secret_basic", "bearer"));
 }
 
-/* Parses a form body, answering 400 itself on any problem (returns false then). */
+static const qrl__errsay form_say[] = {
+    {QRL_ERR_INVALID, {0, NULL, "malformed form body"}},
+    QRL__SAY_END,
+};
+
+/* Parses a form body, answering 400 (or 503 without memory) itself on any problem (returns
+ * false then). */
 static bool read_form(qrl__req *r, qrl__form *f, enum MHD_Result *ret)
 {
     /* An empty body is an empty form whatever its type, so that `curl -X POST` without
@@ -46,9 +52,10 @@ static bool read_form(qrl__req *r, qrl__form *f, enum MHD_Result *ret)
                                   "body must be application/x-www-form-urlencoded");
         return false;
     }
-    if (qrl__form_parse(r->body != NULL ? r->body : "", r->body_len, f) != QRL_OK) {
+    qrl_err rc = qrl__form_parse(r->body != NULL ? r->body : "", r->body_len, f);
+    if (rc != QRL_OK) {
         qrl__form_clear(f);
-        *ret = qrl__respond_error(r, 400, "invalid_request", "malformed form body");
+        *ret = qrl__respond_err_as(r, rc, QRL__CTX_OAUTH, form_say, NULL, NULL);
         return false;
     }
     if (f->duplicate) {
@@ -58,6 +65,11 @@ static bool read_form(qrl__req *r, qrl__form *f, enum MHD_Result *ret)
     }
     return true;
 }
+
+static const qrl__errsay authorize_say[] = {
+    {QRL_ERR_INVALID, {0, NULL, "client_id, scope, device_name or device_kind is not valid"}},
+    QRL__SAY_END,
+};
 
 enum MHD_Result qrl__h_device_authorization(qrl__req *r, const char *arg)
 {
@@ -97,11 +109,8 @@ enum MHD_Result qrl__h_device_authorization(qrl__req *r, const char *arg)
                                        qrl__form_get(&f, "device_name"),
                                        qrl__form_get(&f, "device_kind"), platform, r->address, &da);
     qrl__form_clear(&f);
-    if (rc == QRL_ERR_INVALID)
-        return qrl__respond_error(r, 400, "invalid_request",
-                                  "client_id, scope, device_name or device_kind is not valid");
     if (rc != QRL_OK)
-        return qrl__respond_err(r, rc, QRL__CTX_OAUTH);
+        return qrl__respond_err_as(r, rc, QRL__CTX_OAUTH, authorize_say, NULL, NULL);
     /* The scan secret goes in the fragment: browsers never send it, so no log can hold it. */
     char body[1024];
     int n = -1;
@@ -196,7 +205,9 @@ static enum MHD_Result answer_tokens(qrl__req *r, const qrl_tokens *t, const cha
  * your phone"; standard clients ignore the extra member. */
 static json_t *pending_body(const qrl_poll_result *res)
 {
-    return json_pack("{s:s, s:s, s:s, s:i}", "error", "authorization_pending", "error_description",
+    return json_pack("{s:s, s:s, s:s, s:i}", "error",
+                     qrl__err_answer(QRL_ERR_PENDING, QRL__CTX_OAUTH, NULL).code,
+                     "error_description",
                      res->state == QRL_LR_SCANNED ? "scanned; waiting for the user to confirm"
                                                   : "waiting for the user to scan the code",
                      "status", qrl_lr_state_name(res->state), "interval", res->interval_s);
@@ -235,7 +246,6 @@ static enum MHD_Result device_code_answer(qrl__req *r, qrl_err rc, qrl_poll_resu
     char applied[16];
     const char *hdr[3] = {NULL};
     enum MHD_Result ret;
-    json_t *o;
 
     if (r->web)
         return qrl__web_screen_answer(r, rc, res);
@@ -249,38 +259,14 @@ static enum MHD_Result device_code_answer(qrl__req *r, qrl_err rc, qrl_poll_resu
         sodium_memzero(&res->tokens, sizeof res->tokens);
         return ret;
     }
-    switch (rc) {
-    case QRL_ERR_PENDING:
-        if (r->wait_s == 0)
-            return pending_shared(r, res);
-        o = pending_body(res);
-        break;
-    case QRL_ERR_SLOW_DOWN:
-        o = json_pack("{s:s, s:s, s:i}", "error", "slow_down", "error_description",
-                      "polling faster than the interval; the interval has grown by 5 seconds",
-                      "interval", res->interval_s);
-        break;
-    case QRL_ERR_DENIED:
-        o = json_pack("{s:s, s:s}", "error", "access_denied", "error_description",
-                      "the request was declined");
-        break;
-    case QRL_ERR_EXPIRED:
-        o = json_pack("{s:s, s:s}", "error", "expired_token", "error_description",
-                      "the login request expired; start a new one");
-        break;
-    case QRL_ERR_NOT_FOUND:
-    case QRL_ERR_REDEEMED:
-    case QRL_ERR_INVALID_CLIENT:
-        o = json_pack("{s:s, s:s}", "error", "invalid_grant", "error_description",
-                      rc == QRL_ERR_REDEEMED ? "the device code was already used"
-                      : rc == QRL_ERR_INVALID_CLIENT
-                          ? "the device code was issued to another client"
-                          : "unknown device code");
-        break;
-    default:
-        return qrl__respond_err(r, rc, QRL__CTX_OAUTH);
-    }
-    return qrl__respond_json_hdr(r, 400, o, hdr);
+    if (rc == QRL_ERR_PENDING && r->wait_s == 0)
+        return pending_shared(r, res);
+    if (rc == QRL_ERR_PENDING)
+        return qrl__respond_json_hdr(r, 400, pending_body(res), hdr);
+    /* RFC 8628 section 3.5: slow_down tells the client its new interval. */
+    return qrl__respond_err_as(
+        r, rc, QRL__CTX_OAUTH, NULL,
+        rc == QRL_ERR_SLOW_DOWN ? json_pack("{s:i}", "interval", res->interval_s) : NULL, hdr);
 }
 
 enum MHD_Result qrl__device_code_run(qrl__req *r, unsigned flags)
@@ -388,6 +374,19 @@ bool qrl__h_token_quick(qrl__req *r, enum MHD_Result *ret)
     return true;
 }
 
+/* RFC 6749 section 5.2: a refresh token that is unknown, expired, revoked or another client's
+ * is invalid_grant (the OAuth column's EXPIRED, expired_token, is the device code's); a reused
+ * one has signed its device out (RFC 9700 section 4.14.2). */
+#define REFRESH_BAD "refresh token is unknown, expired, revoked or not this client's"
+static const qrl__errsay refresh_say[] = {
+    {QRL_ERR_TOKEN_REUSED, {0, NULL, "refresh token already used; the device has been signed out"}},
+    {QRL_ERR_NOT_FOUND, {0, "invalid_grant", REFRESH_BAD}},
+    {QRL_ERR_EXPIRED, {0, "invalid_grant", REFRESH_BAD}},
+    {QRL_ERR_REVOKED, {0, "invalid_grant", REFRESH_BAD}},
+    {QRL_ERR_INVALID_CLIENT, {0, "invalid_grant", REFRESH_BAD}},
+    QRL__SAY_END,
+};
+
 static enum MHD_Result grant_refresh(qrl__req *r, const qrl__form *f)
 {
     const char *client_id = qrl__form_get(f, "client_id");
@@ -405,24 +404,11 @@ static enum MHD_Result grant_refresh(qrl__req *r, const qrl__form *f)
         return qrl__respond_error(r, 400, "invalid_request",
                                   "client_id or refresh_token is longer than any we issue");
     rc = qrl_token_refresh(r->srv->core, client_id, token, &t);
-    switch (rc) {
-    case QRL_OK:
-        ret = answer_tokens(r, &t, NULL);
-        sodium_memzero(&t, sizeof t);
-        return ret;
-    case QRL_ERR_TOKEN_REUSED:
-        return qrl__respond_error(r, 400, "invalid_grant",
-                                  "refresh token already used; the device has been signed out");
-    case QRL_ERR_NOT_FOUND:
-    case QRL_ERR_EXPIRED:
-    case QRL_ERR_REVOKED:
-    case QRL_ERR_INVALID_CLIENT:
-        return qrl__respond_error(r, 400, "invalid_grant",
-                                  "refresh token is unknown, expired, revoked or not this "
-                                  "client's");
-    default:
-        return qrl__respond_err(r, rc, QRL__CTX_OAUTH);
-    }
+    if (rc != QRL_OK)
+        return qrl__respond_err_as(r, rc, QRL__CTX_OAUTH, refresh_say, NULL, NULL);
+    ret = answer_tokens(r, &t, NULL);
+    sodium_memzero(&t, sizeof t);
+    return ret;
 }
 
 enum MHD_Result qrl__h_token(qrl__req *r, const char *arg)

@@ -27,11 +27,7 @@ static bool authenticate_as(qrl__req *r, qrl_auth *auth, bool any, enum MHD_Resu
     }
     if (rc == QRL_OK)
         return true;
-    if (rc == QRL_ERR_UNAUTHORIZED)
-        *ret = qrl__respond_error(r, 401, "unauthorized",
-                                  "a valid session token is required (Authorization: Bearer)");
-    else
-        *ret = qrl__respond_err(r, rc, QRL__CTX_API);
+    *ret = qrl__respond_err(r, rc, QRL__CTX_API);
     return false;
 }
 
@@ -45,6 +41,13 @@ static json_t *account_json(const qrl_account_rec *a)
     return json_pack("{s:I, s:s, s:s}", "id", (json_int_t)a->id, "username", a->username,
                      "display_name", a->display_name);
 }
+
+/* Sign-in: UNAUTHORIZED is a wrong username or password, not a missing session. */
+static const qrl__errsay signin_say[] = {
+    {QRL_ERR_UNAUTHORIZED, {0, "invalid_credentials", "wrong username or password"}},
+    {QRL_ERR_INVALID, {0, NULL, "username, password, device_name or device_kind is not valid"}},
+    QRL__SAY_END,
+};
 
 enum MHD_Result qrl__h_sessions(qrl__req *r, const char *arg)
 {
@@ -66,13 +69,8 @@ enum MHD_Result qrl__h_sessions(qrl__req *r, const char *arg)
     rc = qrl_session_create(r->srv->core, user, pw, name, kind, r->address, &s);
     json_decref(o);
     sodium_memzero(r->body, r->body_len);
-    if (rc == QRL_ERR_UNAUTHORIZED)
-        return qrl__respond_error(r, 401, "invalid_credentials", "wrong username or password");
-    if (rc == QRL_ERR_INVALID)
-        return qrl__respond_error(r, 400, "invalid_request",
-                                  "username, password, device_name or device_kind is not valid");
     if (rc != QRL_OK)
-        return qrl__respond_err(r, rc, QRL__CTX_API);
+        return qrl__respond_err_as(r, rc, QRL__CTX_API, signin_say, NULL, NULL);
     ret = qrl__respond_json(
         r, 201,
         json_pack("{s:s, s:s, s:I, s:I, s:o}", "session_token", s.session_token, "token_type",
@@ -82,26 +80,34 @@ enum MHD_Result qrl__h_sessions(qrl__req *r, const char *arg)
     return ret;
 }
 
+/* A login-request call: the code is a scan secret or user code; UNAUTHORIZED is the step-up
+ * password, FORBIDDEN the device-key signature. */
+static const qrl__errsay lr_say[] = {
+    {QRL_ERR_INVALID, {0, NULL, "not a scan secret or user code"}},
+    {QRL_ERR_UNAUTHORIZED, {403, "step_up_failed", "the password is not correct"}},
+    {QRL_ERR_FORBIDDEN,
+     {403, "signature_invalid",
+      "the signature does not verify with this phone's device key for this request, decision "
+      "and nonce"}},
+    QRL__SAY_END,
+};
+static const qrl__errsay lr_pending_say[] = {
+    {QRL_ERR_CONFLICT, {0, NULL, "open the login request (GET) on this phone before approving it"}},
+    QRL__SAY_END,
+};
+static const qrl__errsay lr_decided_say[] = {
+    {QRL_ERR_CONFLICT, {0, NULL, "the login request is already decided"}},
+    QRL__SAY_END,
+};
+
 /* Answers a failed decision, adding the current state for invalid_state. */
 static enum MHD_Result lr_error(qrl__req *r, qrl_err rc, const qrl_lr_rec *lr)
 {
     if (rc == QRL_ERR_CONFLICT && lr != NULL && lr->id != 0)
-        return qrl__respond_json(
-            r, 409,
-            json_pack("{s:s, s:s, s:s}", "error", "invalid_state", "error_description",
-                      lr->state == QRL_LR_PENDING
-                          ? "open the login request (GET) on this phone before approving it"
-                          : "the login request is already decided",
-                      "state", qrl_lr_state_name(lr->state)));
-    if (rc == QRL_ERR_INVALID)
-        return qrl__respond_error(r, 400, "invalid_request", "not a scan secret or user code");
-    if (rc == QRL_ERR_UNAUTHORIZED)
-        return qrl__respond_error(r, 403, "step_up_failed", "the password is not correct");
-    if (rc == QRL_ERR_FORBIDDEN)
-        return qrl__respond_error(r, 403, "signature_invalid",
-                                  "the signature does not verify with this phone's device key "
-                                  "for this request, decision and nonce");
-    return qrl__respond_err(r, rc, QRL__CTX_API);
+        return qrl__respond_err_as(r, rc, QRL__CTX_API,
+                                   lr->state == QRL_LR_PENDING ? lr_pending_say : lr_decided_say,
+                                   json_pack("{s:s}", "state", qrl_lr_state_name(lr->state)), NULL);
+    return qrl__respond_err_as(r, rc, QRL__CTX_API, lr_say, NULL, NULL);
 }
 
 enum MHD_Result qrl__h_lr_view(qrl__req *r, const char *code)
@@ -251,6 +257,11 @@ enum MHD_Result qrl__h_devices(qrl__req *r, const char *arg)
     return qrl__respond_json(r, 200, json_pack("{s:o}", "devices", arr));
 }
 
+static const qrl__errsay device_say[] = {
+    {QRL_ERR_NOT_FOUND, {0, NULL, "no such device"}},
+    QRL__SAY_END,
+};
+
 enum MHD_Result qrl__h_device_delete(qrl__req *r, const char *arg)
 {
     enum MHD_Result ret;
@@ -263,14 +274,12 @@ enum MHD_Result qrl__h_device_delete(qrl__req *r, const char *arg)
         return ret;
     id = strtoll(arg, &end, 10);
     if (*arg == '\0' || *end != '\0' || id <= 0)
-        return qrl__respond_error(r, 404, "not_found", "no such device");
+        return qrl__respond_err_as(r, QRL_ERR_NOT_FOUND, QRL__CTX_API, device_say, NULL, NULL);
     rc = qrl_device_revoke(r->srv->core, &auth, (int64_t)id);
     if (rc == QRL_OK)
         qrl__web_device_revoked(r->srv, (int64_t)id);
-    if (rc == QRL_ERR_NOT_FOUND)
-        return qrl__respond_error(r, 404, "not_found", "no such device");
     if (rc != QRL_OK)
-        return qrl__respond_err(r, rc, QRL__CTX_API);
+        return qrl__respond_err_as(r, rc, QRL__CTX_API, device_say, NULL, NULL);
     return qrl__respond_empty(r, 204);
 }
 
@@ -287,6 +296,13 @@ enum MHD_Result qrl__h_me(qrl__req *r, const char *arg)
                                        (json_int_t)auth.device.id, "name", auth.device.name, "kind",
                                        auth.device.kind, "has_key", auth.device.has_pubkey));
 }
+
+/* A device key: INVALID is the key, UNAUTHORIZED the step-up password. */
+static const qrl__errsay device_key_say[] = {
+    {QRL_ERR_INVALID, {0, NULL, "public_key must be a base64url Ed25519 key (32 bytes)"}},
+    {QRL_ERR_UNAUTHORIZED, {403, "step_up_failed", "the password is not correct"}},
+    QRL__SAY_END,
+};
 
 enum MHD_Result qrl__h_device_key(qrl__req *r, const char *arg)
 {
@@ -311,12 +327,7 @@ enum MHD_Result qrl__h_device_key(qrl__req *r, const char *arg)
     sodium_memzero(r->body, r->body_len);
     if (rc == QRL_OK)
         return qrl__respond_empty(r, 204);
-    if (rc == QRL_ERR_INVALID)
-        return qrl__respond_error(r, 400, "invalid_request",
-                                  "public_key must be a base64url Ed25519 key (32 bytes)");
-    if (rc == QRL_ERR_UNAUTHORIZED)
-        return qrl__respond_error(r, 403, "step_up_failed", "the password is not correct");
-    return qrl__respond_err(r, rc, QRL__CTX_API);
+    return qrl__respond_err_as(r, rc, QRL__CTX_API, device_key_say, NULL, NULL);
 }
 
 #ifdef QRL_TEST_HOOKS

@@ -44,6 +44,21 @@ static enum MHD_Result send_image(qrl__req *r, const char *type, void *data, siz
     return ret;
 }
 
+/* The QR code of a device code that is not waiting for a scan: an unknown one, another
+ * client's or a redeemed one are alike to the screen; an approved one is to be redeemed. */
+static const qrl__errsay form_say[] = {
+    {QRL_ERR_INVALID, {0, NULL, "malformed or repeated parameters"}},
+    QRL__SAY_END,
+};
+
+static const qrl__errsay scan_say[] = {
+    {QRL_ERR_NOT_FOUND, {0, NULL, "unknown device code"}},
+    {QRL_ERR_INVALID_CLIENT, {0, NULL, "unknown device code"}},
+    {QRL_ERR_REDEEMED, {0, NULL, "unknown device code"}},
+    {QRL_ERR_CONFLICT, {0, NULL, "the request is approved: redeem it at the token endpoint"}},
+    QRL__SAY_END,
+};
+
 enum MHD_Result qrl__h_screen_qr(qrl__req *r, const char *arg)
 {
     qrl__form f;
@@ -57,9 +72,11 @@ enum MHD_Result qrl__h_screen_qr(qrl__req *r, const char *arg)
     if (!qrl__content_type_is(r, "application/x-www-form-urlencoded"))
         return qrl__respond_error(r, 400, "invalid_request",
                                   "body must be application/x-www-form-urlencoded");
-    if (qrl__form_parse(r->body != NULL ? r->body : "", r->body_len, &f) != QRL_OK || f.duplicate) {
+    rc = qrl__form_parse(r->body != NULL ? r->body : "", r->body_len, &f);
+    if (rc != QRL_OK || f.duplicate) {
         qrl__form_clear(&f);
-        return qrl__respond_error(r, 400, "invalid_request", "malformed or repeated parameters");
+        return qrl__respond_err_as(r, rc != QRL_OK ? rc : QRL_ERR_INVALID, QRL__CTX_OAUTH, form_say,
+                                   NULL, NULL);
     }
     client_id = qrl__form_get(&f, "client_id");
     code = qrl__form_get(&f, "device_code");
@@ -87,19 +104,8 @@ enum MHD_Result qrl__h_screen_qr(qrl__req *r, const char *arg)
     rc = qrl_screen_scan_secret(r->srv->core, client_id, code, scan);
     sodium_memzero(f.buf, r->body_len);
     qrl__form_clear(&f);
-    switch (rc) {
-    case QRL_OK:
-        break;
-    case QRL_ERR_NOT_FOUND:
-    case QRL_ERR_INVALID_CLIENT:
-    case QRL_ERR_REDEEMED:
-        return qrl__respond_error(r, 400, "invalid_grant", "unknown device code");
-    case QRL_ERR_CONFLICT:
-        return qrl__respond_error(r, 400, "invalid_grant",
-                                  "the request is approved: redeem it at the token endpoint");
-    default:
-        return qrl__respond_err(r, rc, QRL__CTX_OAUTH);
-    }
+    if (rc != QRL_OK)
+        return qrl__respond_err_as(r, rc, QRL__CTX_OAUTH, scan_say, NULL, NULL);
     snprintf(url, sizeof url, "%s/s#%s", r->srv->public_url, scan);
     sodium_memzero(scan, sizeof scan);
     rc = qrl_qr_encode(url, &qr);

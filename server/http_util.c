@@ -18,40 +18,99 @@
 
 #include "http.h"
 
-/* The one table mapping core errors to HTTP: the phone API's status and code, and the OAuth
- * endpoints' status and RFC 6749 / RFC 8628 error code. Add a row with every new qrl_err. */
-static const struct {
-    unsigned api_status;
-    const char *api_code;
-    unsigned oauth_status;
-    const char *oauth_code;
-} errtab[] = {
-    [QRL_OK] = {200, "ok", 200, "ok"},
-    [QRL_ERR_NOMEM] = {503, "temporarily_unavailable", 503, "temporarily_unavailable"},
-    [QRL_ERR_INVALID] = {400, "invalid_request", 400, "invalid_request"},
-    [QRL_ERR_NOT_FOUND] = {404, "not_found", 400, "invalid_grant"},
-    [QRL_ERR_EXISTS] = {409, "already_exists", 400, "invalid_request"},
-    [QRL_ERR_CONFLICT] = {409, "invalid_state", 400, "invalid_grant"},
-    [QRL_ERR_EXPIRED] = {410, "expired", 400, "expired_token"},
-    [QRL_ERR_DENIED] = {403, "access_denied", 400, "access_denied"},
-    [QRL_ERR_PENDING] = {409, "authorization_pending", 400, "authorization_pending"},
-    [QRL_ERR_SLOW_DOWN] = {429, "slow_down", 400, "slow_down"},
-    [QRL_ERR_REDEEMED] = {409, "invalid_state", 400, "invalid_grant"},
-    [QRL_ERR_UNAUTHORIZED] = {401, "unauthorized", 401, "invalid_client"},
-    [QRL_ERR_FORBIDDEN] = {403, "forbidden", 403, "access_denied"},
-    [QRL_ERR_RATE_LIMITED] = {429, "rate_limited", 429, "slow_down"},
-    [QRL_ERR_STORE] = {500, "server_error", 500, "server_error"},
-    [QRL_ERR_CRYPTO] = {500, "server_error", 500, "server_error"},
-    [QRL_ERR_TOKEN_REUSED] = {400, "invalid_grant", 400, "invalid_grant"},
-    [QRL_ERR_CLAIMED] = {409, "already_claimed", 400, "invalid_grant"},
-    [QRL_ERR_CODE_MISMATCH] = {400, "user_code_mismatch", 400, "invalid_grant"},
-    [QRL_ERR_TOO_LARGE] = {413, "payload_too_large", 413, "invalid_request"},
-    [QRL_ERR_INTERNAL] = {500, "server_error", 500, "server_error"},
-    [QRL_ERR_REVOKED] = {400, "invalid_grant", 400, "invalid_grant"},
-    [QRL_ERR_BUSY] = {503, "temporarily_unavailable", 503, "temporarily_unavailable"},
-    [QRL_ERR_INVALID_CLIENT] = {400, "invalid_grant", 400, "invalid_grant"},
-    [QRL_ERR_CANCELLED] = {500, "server_error", 500, "server_error"},
-};
+/* The one table mapping core errors to HTTP: for each qrl_err and each endpoint class (OAuth,
+ * phone API, pages) the status, the "error" code and the default "error_description". A NULL
+ * description is qrl_strerror()'s words (lib/error.c), so the core's one description serves the
+ * machine-read classes; the pages column speaks to the person holding the phone.
+ *
+ * The codes and statuses are the ones docs/api.md promises; change neither without it. An
+ * endpoint whose meaning of an error differs from its class's (the refresh grant, the phone's
+ * approval) passes its own rows to qrl__respond_err_as(): that list is the place for it, never a
+ * switch of its own.
+ *
+ * Every qrl_err has one row: the row count must equal QRL_ERR__COUNT and a code named twice is
+ * an initializer override (-Woverride-init, an error in our builds), so a new code without a row
+ * does not compile. */
+#define C(status, code, desc)                                                                      \
+    {                                                                                              \
+        status, code, desc                                                                         \
+    }
+#define QRL__ERRTAB(X)                                                                             \
+    X(QRL_OK, C(200, "ok", NULL), C(200, "ok", NULL), C(200, "ok", "Done."))                       \
+    X(QRL_ERR_NOMEM, C(503, "temporarily_unavailable", NULL),                                      \
+      C(503, "temporarily_unavailable", NULL),                                                     \
+      C(503, "temporarily_unavailable", "The server is busy. Try again in a moment."))             \
+    X(QRL_ERR_INVALID, C(400, "invalid_request", NULL), C(400, "invalid_request", NULL),           \
+      C(400, "invalid_request", "Something in this request was not right. Reload the page."))      \
+    X(QRL_ERR_NOT_FOUND, C(400, "invalid_grant", "unknown device code"),                           \
+      C(404, "not_found", NULL),                                                                   \
+      C(404, "not_found",                                                                          \
+        "There is no sign-in request with this code. Check the code on the TV, or scan its QR "    \
+        "code again."))                                                                            \
+    X(QRL_ERR_EXISTS, C(400, "invalid_request", NULL), C(409, "already_exists", NULL),             \
+      C(409, "already_exists", "This already exists."))                                            \
+    X(QRL_ERR_CONFLICT, C(400, "invalid_grant", NULL), C(409, "invalid_state", NULL),              \
+      C(409, "invalid_state", "This request has already been answered."))                          \
+    X(QRL_ERR_EXPIRED, C(400, "expired_token", "the login request expired; start a new one"),      \
+      C(410, "expired", NULL),                                                                     \
+      C(410, "expired", "This code has expired. The TV shows a new one: scan it again."))          \
+    X(QRL_ERR_DENIED, C(400, "access_denied", "the request was declined"),                         \
+      C(403, "access_denied", NULL), C(403, "access_denied", "The request was declined."))         \
+    X(QRL_ERR_PENDING, C(400, "authorization_pending", NULL),                                      \
+      C(409, "authorization_pending", NULL),                                                       \
+      C(409, "authorization_pending", "The request is still waiting for an answer."))              \
+    X(QRL_ERR_SLOW_DOWN,                                                                           \
+      C(400, "slow_down",                                                                          \
+        "polling faster than the interval; the interval has grown by 5 seconds"),                  \
+      C(429, "slow_down", NULL),                                                                   \
+      C(429, "slow_down", "The page asked too often; it waits a little and goes on."))             \
+    X(QRL_ERR_REDEEMED, C(400, "invalid_grant", "the device code was already used"),               \
+      C(409, "invalid_state", NULL),                                                               \
+      C(409, "invalid_state", "This request has already been answered."))                          \
+    X(QRL_ERR_UNAUTHORIZED, C(401, "invalid_client", NULL),                                        \
+      C(401, "unauthorized", "a valid session token is required (Authorization: Bearer)"),         \
+      C(401, "unauthorized", "Sign in on this phone first."))                                      \
+    X(QRL_ERR_FORBIDDEN, C(403, "access_denied", NULL), C(403, "forbidden", NULL),                 \
+      C(403, "forbidden", "Nothing was approved."))                                                \
+    X(QRL_ERR_RATE_LIMITED, C(429, "slow_down", NULL), C(429, "rate_limited", NULL),               \
+      C(429, "rate_limited", "Too many attempts. Wait a few minutes and try again."))              \
+    X(QRL_ERR_STORE, C(500, "server_error", NULL), C(500, "server_error", NULL),                   \
+      C(500, "server_error", "Something went wrong on the server. Try again."))                    \
+    X(QRL_ERR_CRYPTO, C(500, "server_error", NULL), C(500, "server_error", NULL),                  \
+      C(500, "server_error", "Something went wrong on the server. Try again."))                    \
+    X(QRL_ERR_TOKEN_REUSED, C(400, "invalid_grant", NULL), C(400, "invalid_grant", NULL),          \
+      C(400, "invalid_grant", "This sign-in was used twice, so it was ended. Sign in again."))     \
+    X(QRL_ERR_CLAIMED, C(400, "invalid_grant", NULL), C(409, "already_claimed", NULL),             \
+      C(409, "already_claimed",                                                                    \
+        "Another phone is already answering this request. If that was not you, scan the new "      \
+        "code on the TV."))                                                                        \
+    X(QRL_ERR_CODE_MISMATCH, C(400, "invalid_grant", NULL), C(400, "user_code_mismatch", NULL),    \
+      C(400, "user_code_mismatch",                                                                 \
+        "That is not the code on the TV. Nothing was approved. If the codes do not match, press "  \
+        "Deny."))                                                                                  \
+    X(QRL_ERR_TOO_LARGE, C(413, "invalid_request", NULL), C(413, "payload_too_large", NULL),       \
+      C(413, "payload_too_large", "This is too long."))                                            \
+    X(QRL_ERR_INTERNAL, C(500, "server_error", NULL), C(500, "server_error", NULL),                \
+      C(500, "server_error", "Something went wrong on the server. Try again."))                    \
+    X(QRL_ERR_REVOKED, C(400, "invalid_grant", NULL), C(400, "invalid_grant", NULL),               \
+      C(400, "invalid_grant", "This sign-in was ended. Sign in again."))                           \
+    X(QRL_ERR_BUSY, C(503, "temporarily_unavailable", NULL),                                       \
+      C(503, "temporarily_unavailable", NULL),                                                     \
+      C(503, "temporarily_unavailable", "The server is busy. Try again in a moment."))             \
+    X(QRL_ERR_INVALID_CLIENT,                                                                      \
+      C(400, "invalid_grant", "the device code was issued to another client"),                     \
+      C(400, "invalid_grant", NULL),                                                               \
+      C(400, "invalid_grant", "This code belongs to another screen."))                             \
+    X(QRL_ERR_CANCELLED, C(500, "server_error", NULL), C(500, "server_error", NULL),               \
+      C(500, "server_error", "Something went wrong on the server. Try again."))
+
+#define ERRTAB_ROW(e, oauth, api, page)                                                            \
+    [e] = {[QRL__CTX_OAUTH] = oauth, [QRL__CTX_API] = api, [QRL__CTX_PAGE] = page},
+#define ERRTAB_ONE(e, oauth, api, page) +1
+static const qrl__errans errtab[QRL_ERR__COUNT][QRL__CTX__COUNT] = {QRL__ERRTAB(ERRTAB_ROW)};
+_Static_assert(0 QRL__ERRTAB(ERRTAB_ONE) == QRL_ERR__COUNT,
+               "server/http_util.c: every qrl_err needs exactly one row in the error table");
+#undef C
 
 static void add_common_headers(struct MHD_Response *resp)
 {
@@ -198,19 +257,26 @@ enum MHD_Result qrl__respond_empty(qrl__req *r, unsigned status)
     return queue(r, status, MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT), NULL);
 }
 
-enum MHD_Result qrl__respond_error(qrl__req *r, unsigned status, const char *code, const char *desc)
+/* An error body {"error", "error_description"} plus `more`'s members (stolen), with the
+ * headers its status needs and `hdr` (at most 6 pairs). `www_auth`: a 401 names its HTTP
+ * authentication scheme (not for the pages, which authenticate by cookie). */
+static enum MHD_Result error_answer(qrl__req *r, const qrl__errans *a, json_t *more,
+                                    const char *const *hdr, bool www_auth)
 {
-    json_t *o = json_pack("{s:s, s:s}", "error", code, "error_description", desc);
-    const char *extra[5] = {NULL};
+    json_t *o = json_pack("{s:s, s:s}", "error", a->code, "error_description", a->desc);
+    const char *extra[17] = {NULL};
     size_t n = 0;
-
-    if (status == 401) {
-        extra[n++] = "WWW-Authenticate";
-        extra[n++] = strcmp(code, "invalid_client") == 0 ? "Basic realm=\"qrlogin\""
-                                                         : "Bearer realm=\"qrlogin\"";
-    }
     char retry[24];
-    if (status == 429) {
+
+    if (o != NULL && more != NULL)
+        json_object_update(o, more);
+    json_decref(more);
+    if (a->status == 401 && www_auth) {
+        extra[n++] = "WWW-Authenticate";
+        extra[n++] = strcmp(a->code, "invalid_client") == 0 ? "Basic realm=\"qrlogin\""
+                                                            : "Bearer realm=\"qrlogin\"";
+    }
+    if (a->status == 429) {
         /* Failure limits use fixed windows that start at the first failure, so the longest
          * window is an honest upper bound of when attempts are accepted again. */
         const qrl_config *c = qrl_core_config(r->srv->core);
@@ -221,21 +287,62 @@ enum MHD_Result qrl__respond_error(qrl__req *r, unsigned status, const char *cod
         extra[n++] = "Retry-After";
         extra[n++] = retry;
     }
-    if (status == 503) {
+    if (a->status == 503) {
         /* Transient (memory, load): tell clients they may retry shortly (RFC 9110 10.2.3). */
         extra[n++] = "Retry-After";
         extra[n++] = "1";
     }
-    return qrl__respond_json_hdr(r, status, o, extra);
+    for (size_t i = 0; hdr != NULL && hdr[i] != NULL && n + 2 < sizeof extra / sizeof *extra;
+         i += 2) {
+        extra[n++] = hdr[i];
+        extra[n++] = hdr[i + 1];
+    }
+    return qrl__respond_json_hdr(r, a->status, o, extra);
+}
+
+enum MHD_Result qrl__respond_error(qrl__req *r, unsigned status, const char *code, const char *desc)
+{
+    qrl__errans a = {status, code, desc};
+
+    return error_answer(r, &a, NULL, NULL, true);
+}
+
+qrl__errans qrl__err_answer(qrl_err e, enum qrl__errctx ctx, const qrl__errsay *say)
+{
+    qrl__errans a;
+
+    if ((unsigned)e >= QRL_ERR__COUNT)
+        e = QRL_ERR_INTERNAL;
+    if ((unsigned)ctx >= QRL__CTX__COUNT)
+        ctx = QRL__CTX_API;
+    a = errtab[e][ctx];
+    if (a.desc == NULL)
+        a.desc = qrl_strerror(e);
+    for (; say != NULL && say->err != QRL_OK; say++) {
+        if (say->err != e)
+            continue;
+        if (say->ans.status != 0)
+            a.status = say->ans.status;
+        if (say->ans.code != NULL)
+            a.code = say->ans.code;
+        if (say->ans.desc != NULL)
+            a.desc = say->ans.desc;
+        break;
+    }
+    return a;
+}
+
+enum MHD_Result qrl__respond_err_as(qrl__req *r, qrl_err e, enum qrl__errctx ctx,
+                                    const qrl__errsay *say, json_t *more, const char *const *hdr)
+{
+    qrl__errans a = qrl__err_answer(e, ctx, say);
+
+    return error_answer(r, &a, more, hdr, ctx != QRL__CTX_PAGE);
 }
 
 enum MHD_Result qrl__respond_err(qrl__req *r, qrl_err e, enum qrl__errctx ctx)
 {
-    if ((unsigned)e >= sizeof errtab / sizeof errtab[0] || errtab[e].api_code == NULL)
-        e = QRL_ERR_INTERNAL;
-    if (ctx == QRL__CTX_OAUTH)
-        return qrl__respond_error(r, errtab[e].oauth_status, errtab[e].oauth_code, qrl_strerror(e));
-    return qrl__respond_error(r, errtab[e].api_status, errtab[e].api_code, qrl_strerror(e));
+    return qrl__respond_err_as(r, e, ctx, NULL, NULL, NULL);
 }
 
 /* --- application/x-www-form-urlencoded ---
@@ -344,13 +451,31 @@ bool qrl__content_type_is(qrl__req *r, const char *type)
     return strncasecmp(ct, type, n) == 0 && (ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ');
 }
 
-json_t *qrl__json_body(qrl__req *r)
+/* The body as a JSON object; NULL with *oom set when memory ran out, NULL alone when the body
+ * is not one object.
+ *
+ * jansson (2.14) reports an allocation that fails inside its parser as a syntax error, or not
+ * at all, so a failure to parse cannot tell a full memory from a malformed body. A body that
+ * fails is therefore parsed once more: a malformed one fails again, the same way, while one that
+ * met a passing shortage of memory parses (or fails again for lack of memory, which is then told
+ * by json_error_out_of_memory where jansson sets it). The second parse costs only on that error
+ * path. */
+static json_t *json_body(qrl__req *r, bool *oom)
 {
+    json_error_t err;
     json_t *o;
 
-    if (r->body_len == 0)
-        return json_object();
-    o = json_loadb(r->body, r->body_len, JSON_REJECT_DUPLICATES, NULL);
+    *oom = false;
+    if (r->body_len == 0) {
+        o = json_object();
+        *oom = o == NULL;
+        return o;
+    }
+    o = json_loadb(r->body, r->body_len, JSON_REJECT_DUPLICATES, &err);
+    if (o == NULL) {
+        o = json_loadb(r->body, r->body_len, JSON_REJECT_DUPLICATES, &err);
+        *oom = o == NULL && json_error_code(&err) == json_error_out_of_memory;
+    }
     if (o != NULL && !json_is_object(o)) {
         json_decref(o);
         return NULL;
@@ -358,17 +483,27 @@ json_t *qrl__json_body(qrl__req *r)
     return o;
 }
 
+json_t *qrl__json_body(qrl__req *r)
+{
+    bool oom;
+
+    return json_body(r, &oom);
+}
+
 json_t *qrl__read_json(qrl__req *r, enum MHD_Result *ret)
 {
     json_t *o;
+    bool oom;
 
     if (r->body_len > 0 && !qrl__content_type_is(r, "application/json")) {
         *ret =
             qrl__respond_error(r, 415, "unsupported_media_type", "body must be application/json");
         return NULL;
     }
-    o = qrl__json_body(r);
-    if (o == NULL)
+    o = json_body(r, &oom);
+    if (o == NULL && oom)
+        *ret = qrl__respond_err(r, QRL_ERR_NOMEM, QRL__CTX_API);
+    else if (o == NULL)
         *ret = qrl__respond_error(r, 400, "invalid_request",
                                   "body must be one JSON object, without repeated keys");
     return o;

@@ -323,6 +323,11 @@ static void rp_of(const qrl_server *srv, char *origin, size_t olen, char *id, si
 
 /* --- the screen ----------------------------------------------------------------------------- */
 
+static const qrl__errsay screen_name_say[] = {
+    {QRL_ERR_INVALID, {0, "invalid_device_name", "The name must be 1 to 64 characters of text."}},
+    QRL__SAY_END,
+};
+
 enum MHD_Result qrl__h_web_screen_start(qrl__req *r, const char *arg)
 {
     enum MHD_Result ret;
@@ -353,11 +358,8 @@ enum MHD_Result qrl__h_web_screen_start(qrl__req *r, const char *arg)
              : qrl_device_authorize_platform(r->srv->core, WEB_CLIENT_ID, NULL, name, "browser",
                                              platform, r->address, &da);
     json_decref(o);
-    if (rc == QRL_ERR_INVALID)
-        return qrl__respond_error(r, 400, "invalid_device_name",
-                                  "The name must be 1 to 64 characters of text.");
     if (rc != QRL_OK)
-        return qrl__respond_err(r, rc, QRL__CTX_API);
+        return qrl__respond_err_as(r, rc, QRL__CTX_PAGE, screen_name_say, NULL, NULL);
     cookie_make(r->srv, ck, CK_SCREEN, da.device_code, "/web/screen", da.expires_in_s, true);
     snprintf(verify, sizeof verify, "%s/device", r->srv->public_url);
     snprintf(qr, sizeof qr, "/web/screen/qr.svg?v=%lld", (long long)da.lr_id);
@@ -424,7 +426,7 @@ enum MHD_Result qrl__h_web_screen_qr(qrl__req *r, const char *arg)
         if (rc == QRL_OK)
             return send_svg(r, svg, len);
     }
-    return qrl__respond_err(r, rc, QRL__CTX_API);
+    return qrl__respond_err(r, rc, QRL__CTX_PAGE);
 }
 
 enum MHD_Result qrl__h_web_screen_wait(qrl__req *r, const char *arg)
@@ -449,6 +451,19 @@ enum MHD_Result qrl__h_web_screen_wait(qrl__req *r, const char *arg)
     return qrl__device_code_run(r, r->wait_s > 0 ? QRL_POLL_WAIT : 0);
 }
 
+/* The state a screen shows when its request has ended (declined, or gone for any other
+ * reason: it then starts a new one); NULL when rc is not an end but a failure to answer. These
+ * are not errors to the page, so they are 200 answers, not rows of the error table. */
+static const char *screen_end_state(qrl_err rc)
+{
+    if (rc == QRL_ERR_DENIED)
+        return "denied";
+    if (rc == QRL_ERR_EXPIRED || rc == QRL_ERR_NOT_FOUND || rc == QRL_ERR_REDEEMED ||
+        rc == QRL_ERR_INVALID_CLIENT)
+        return "expired";
+    return NULL;
+}
+
 enum MHD_Result qrl__web_screen_answer(qrl__req *r, qrl_err rc, qrl_poll_result *res)
 {
     char at[COOKIE_MAX], rt[COOKIE_MAX], scr[COOKIE_MAX];
@@ -457,8 +472,7 @@ enum MHD_Result qrl__web_screen_answer(qrl__req *r, qrl_err rc, qrl_poll_result 
     const char *state;
 
     cookie_make(r->srv, scr, CK_SCREEN, "", "/web/screen", 0, true);
-    switch (rc) {
-    case QRL_OK: {
+    if (rc == QRL_OK) {
         int64_t keep = qrl_core_config(r->srv->core)->refresh_ttl_s;
         cookie_make(r->srv, at, CK_ACCESS, res->tokens.access_token, "/web/screen", keep, true);
         cookie_make(r->srv, rt, CK_REFRESH, res->tokens.refresh_token, "/web/screen", keep, true);
@@ -469,28 +483,16 @@ enum MHD_Result qrl__web_screen_answer(qrl__req *r, qrl_err rc, qrl_poll_result 
         sodium_memzero(rt, sizeof rt);
         return ret;
     }
-    case QRL_ERR_PENDING: {
+    if (rc == QRL_ERR_PENDING) {
         int64_t left = (res->expires_ms - qrl_core_now_ms(r->srv->core) + 999) / 1000;
         return qrl__respond_json(r, 200,
                                  json_pack("{s:s, s:I}", "state",
                                            res->state == QRL_LR_SCANNED ? "scanned" : "pending",
                                            "expires_in", (json_int_t)(left > 0 ? left : 0)));
     }
-    case QRL_ERR_SLOW_DOWN:
-        return qrl__respond_error(r, 429, "slow_down",
-                                  "The page asked too often; it waits a little and goes on.");
-    case QRL_ERR_DENIED:
-        state = "denied";
-        break;
-    case QRL_ERR_EXPIRED:
-    case QRL_ERR_NOT_FOUND:
-    case QRL_ERR_REDEEMED:
-    case QRL_ERR_INVALID_CLIENT:
-        state = "expired";
-        break;
-    default:
-        return qrl__respond_err(r, rc, QRL__CTX_API);
-    }
+    state = screen_end_state(rc);
+    if (state == NULL)
+        return qrl__respond_err(r, rc, QRL__CTX_PAGE);
     extra[0] = "Set-Cookie";
     extra[1] = scr;
     return qrl__respond_json_hdr(r, 200, json_pack("{s:s}", "state", state), extra);
@@ -539,11 +541,13 @@ static enum MHD_Result screen_unauthorized(qrl__req *r)
     char at[COOKIE_MAX], rt[COOKIE_MAX];
     const char *extra[] = {"Set-Cookie", at, "Set-Cookie", rt, NULL};
 
+    static const qrl__errsay say[] = {
+        {QRL_ERR_UNAUTHORIZED, {0, NULL, "This screen is not signed in."}},
+        QRL__SAY_END,
+    };
+
     screen_clear_cookies(r->srv, at, rt);
-    return qrl__respond_json_hdr(r, 401,
-                                 json_pack("{s:s, s:s}", "error", "unauthorized",
-                                           "error_description", "This screen is not signed in."),
-                                 extra);
+    return qrl__respond_err_as(r, QRL_ERR_UNAUTHORIZED, QRL__CTX_PAGE, say, NULL, extra);
 }
 
 /* An answer to a screen, with its rotated cookies when screen_auth rotated them. */
@@ -568,7 +572,7 @@ enum MHD_Result qrl__h_web_screen_me(qrl__req *r, const char *arg)
     if (rc == QRL_ERR_UNAUTHORIZED)
         return screen_unauthorized(r);
     if (rc != QRL_OK)
-        return qrl__respond_err(r, rc, QRL__CTX_API);
+        return qrl__respond_err(r, rc, QRL__CTX_PAGE);
     return screen_answer(r,
                          json_pack("{s:o, s:o}", "account", account_json(&auth.account), "device",
                                    device_json(&auth.device)),
@@ -601,7 +605,7 @@ static enum MHD_Result watch_resume(qrl__req *r)
     if (rc == QRL_ERR_UNAUTHORIZED)
         return screen_unauthorized(r);
     if (rc != QRL_OK)
-        return qrl__respond_err(r, rc, QRL__CTX_API);
+        return qrl__respond_err(r, rc, QRL__CTX_PAGE);
     return screen_answer(r, json_pack("{s:b}", "signed_in", 1), at, rt, rotated);
 }
 
@@ -621,7 +625,7 @@ enum MHD_Result qrl__h_web_screen_watch(qrl__req *r, const char *arg)
         if (rc == QRL_ERR_UNAUTHORIZED)
             return screen_unauthorized(r);
         if (rc != QRL_OK)
-            return qrl__respond_err(r, rc, QRL__CTX_API);
+            return qrl__respond_err(r, rc, QRL__CTX_PAGE);
         /* New cookies must reach the browser now, not after the hold. */
         if (wait_s == 0 || rotated)
             break;
@@ -653,7 +657,7 @@ enum MHD_Result qrl__h_web_screen_signout(qrl__req *r, const char *arg)
     if (rc == QRL_OK && qrl_device_revoke(r->srv->core, &auth, auth.device_id) == QRL_OK)
         qrl__web_device_revoked(r->srv, auth.device_id);
     else if (rc != QRL_OK && rc != QRL_ERR_UNAUTHORIZED)
-        return qrl__respond_err(r, rc, QRL__CTX_API);
+        return qrl__respond_err(r, rc, QRL__CTX_PAGE);
     screen_clear_cookies(r->srv, at, rt);
     const char *extra[] = {"Set-Cookie", at, "Set-Cookie", rt, NULL};
     return qrl__respond_json_hdr(r, 200, json_object(), extra);
@@ -677,12 +681,9 @@ static bool phone_auth(qrl__req *r, qrl_auth *auth, enum MHD_Result *ret)
         char ck[COOKIE_MAX];
         cookie_make(r->srv, ck, CK_PHONE, "", "/web", 0, true);
         const char *extra[] = {"Set-Cookie", ck, NULL};
-        *ret = qrl__respond_json_hdr(r, 401,
-                                     json_pack("{s:s, s:s}", "error", "unauthorized",
-                                               "error_description", "Sign in on this phone first."),
-                                     extra);
+        *ret = qrl__respond_err_as(r, rc, QRL__CTX_PAGE, NULL, NULL, extra);
     } else {
-        *ret = qrl__respond_err(r, rc, QRL__CTX_API);
+        *ret = qrl__respond_err(r, rc, QRL__CTX_PAGE);
     }
     return false;
 }
@@ -710,6 +711,17 @@ static size_t passkey_count(qrl__req *r, const qrl_auth *auth)
     return n;
 }
 
+/* Sign-in: a wrong or malformed username or password is one answer, so the page does not say
+ * which of the two was wrong. */
+#define SIGNIN_WRONG "The username or password is not right. Try again."
+#define TOO_MANY_PASSWORDS "Too many wrong passwords. Wait a few minutes and try again."
+static const qrl__errsay signin_say[] = {
+    {QRL_ERR_UNAUTHORIZED, {401, "invalid_credentials", SIGNIN_WRONG}},
+    {QRL_ERR_INVALID, {401, "invalid_credentials", SIGNIN_WRONG}},
+    {QRL_ERR_RATE_LIMITED, {0, NULL, TOO_MANY_PASSWORDS}},
+    QRL__SAY_END,
+};
+
 enum MHD_Result qrl__h_web_session_new(qrl__req *r, const char *arg)
 {
     enum MHD_Result ret;
@@ -733,14 +745,8 @@ enum MHD_Result qrl__h_web_session_new(qrl__req *r, const char *arg)
     rc = qrl_session_create(r->srv->core, user, pw, name, "phone", r->address, &s);
     json_decref(o);
     sodium_memzero(r->body, r->body_len);
-    if (rc == QRL_ERR_UNAUTHORIZED || rc == QRL_ERR_INVALID)
-        return qrl__respond_error(r, 401, "invalid_credentials",
-                                  "The username or password is not right. Try again.");
-    if (rc == QRL_ERR_RATE_LIMITED)
-        return qrl__respond_error(r, 429, "rate_limited",
-                                  "Too many wrong passwords. Wait a few minutes and try again.");
     if (rc != QRL_OK)
-        return qrl__respond_err(r, rc, QRL__CTX_API);
+        return qrl__respond_err_as(r, rc, QRL__CTX_PAGE, signin_say, NULL, NULL);
     cookie_make(r->srv, ck, CK_PHONE, s.session_token, "/web", s.expires_in_s, true);
     const char *extra[] = {"Set-Cookie", ck, NULL};
     ret = qrl__respond_json_hdr(r, 200, json_pack("{s:o}", "account", account_json(&s.account)),
@@ -790,48 +796,43 @@ static const char *lr_code(json_t *o, bool *bad)
     return code;
 }
 
-/* Answers a login-request call that failed, in words for the person holding the phone. */
+/* A login-request call, in words for the person holding the phone: the pages column speaks of
+ * login requests already; a malformed code is as good as an unknown one, UNAUTHORIZED is the
+ * step-up password, FORBIDDEN the passkey (or nothing the person can fix). */
+#define LR_NOT_FOUND                                                                               \
+    "There is no sign-in request with this code. Check the code on the TV, or scan its QR code "   \
+    "again."
+#define LR_WRONG_PASSWORD "The password is not right. Nothing was approved. Try again."
+static const qrl__errsay lr_say[] = {
+    {QRL_ERR_INVALID, {404, "not_found", LR_NOT_FOUND}},
+    {QRL_ERR_UNAUTHORIZED, {403, "step_up_failed", LR_WRONG_PASSWORD}},
+    {QRL_ERR_CONFLICT, {0, NULL, "This request has already been answered."}},
+    QRL__SAY_END,
+};
+static const qrl__errsay lr_passkey_say[] = {
+    {QRL_ERR_INVALID, {404, "not_found", LR_NOT_FOUND}},
+    {QRL_ERR_UNAUTHORIZED, {403, "step_up_failed", LR_WRONG_PASSWORD}},
+    {QRL_ERR_CONFLICT, {0, NULL, "This request has already been answered."}},
+    {QRL_ERR_FORBIDDEN,
+     {403, "passkey_failed",
+      "Your passkey could not be checked. Nothing was approved. Try again."}},
+    QRL__SAY_END,
+};
+static const qrl__errsay lr_pending_say[] = {
+    {QRL_ERR_CONFLICT, {0, NULL, "Open the request on this phone again before you answer it."}},
+    QRL__SAY_END,
+};
+
+/* Answers a login-request call that failed; invalid_state adds the request's state. */
 static enum MHD_Result lr_fail(qrl__req *r, qrl_err rc, const qrl_lr_rec *lr, bool passkey)
 {
-    switch (rc) {
-    case QRL_ERR_NOT_FOUND:
-    case QRL_ERR_INVALID:
-        return qrl__respond_error(r, 404, "not_found",
-                                  "There is no sign-in request with this code. Check the code on "
-                                  "the TV, or scan its QR code again.");
-    case QRL_ERR_EXPIRED:
-        return qrl__respond_error(r, 410, "expired",
-                                  "This code has expired. The TV shows a new one: scan it again.");
-    case QRL_ERR_CLAIMED:
-        return qrl__respond_error(r, 409, "already_claimed",
-                                  "Another phone is already answering this request. If that was "
-                                  "not you, scan the new code on the TV.");
-    case QRL_ERR_CONFLICT:
-        return qrl__respond_json(
-            r, 409,
-            json_pack("{s:s, s:s, s:s}", "error", "invalid_state", "error_description",
-                      lr != NULL && lr->state == QRL_LR_PENDING
-                          ? "Open the request on this phone again before you answer it."
-                          : "This request has already been answered.",
-                      "state", lr != NULL ? qrl_lr_state_name(lr->state) : "unknown"));
-    case QRL_ERR_CODE_MISMATCH:
-        return qrl__respond_error(r, 400, "user_code_mismatch",
-                                  "That is not the code on the TV. Nothing was approved. If the "
-                                  "codes do not match, press Deny.");
-    case QRL_ERR_UNAUTHORIZED:
-        return qrl__respond_error(r, 403, "step_up_failed",
-                                  "The password is not right. Nothing was approved. Try again.");
-    case QRL_ERR_FORBIDDEN:
-        return passkey ? qrl__respond_error(r, 403, "passkey_failed",
-                                            "Your passkey could not be checked. Nothing was "
-                                            "approved. Try again.")
-                       : qrl__respond_error(r, 403, "forbidden", "Nothing was approved.");
-    case QRL_ERR_RATE_LIMITED:
-        return qrl__respond_error(r, 429, "rate_limited",
-                                  "Too many attempts. Wait a few minutes and try again.");
-    default:
-        return qrl__respond_err(r, rc, QRL__CTX_API);
-    }
+    if (rc == QRL_ERR_CONFLICT)
+        return qrl__respond_err_as(
+            r, rc, QRL__CTX_PAGE,
+            lr != NULL && lr->state == QRL_LR_PENDING ? lr_pending_say : lr_say,
+            json_pack("{s:s}", "state", lr != NULL ? qrl_lr_state_name(lr->state) : "unknown"),
+            NULL);
+    return qrl__respond_err_as(r, rc, QRL__CTX_PAGE, passkey ? lr_passkey_say : lr_say, NULL, NULL);
 }
 
 /* Two other user codes to offer next to the real one: the person must pick the code the TV
@@ -1061,7 +1062,7 @@ enum MHD_Result qrl__h_web_webauthn_options(qrl__req *r, const char *arg)
     pk = calloc(QRL_MAX_PASSKEYS, sizeof *pk);
     if (pk == NULL || qrl_passkey_list(r->srv->core, &auth, pk, QRL_MAX_PASSKEYS, &n) != QRL_OK) {
         free(pk);
-        return qrl__respond_err(r, QRL_ERR_NOMEM, QRL__CTX_API);
+        return qrl__respond_err(r, QRL_ERR_NOMEM, QRL__CTX_PAGE);
     }
     rp_of(r->srv, origin, sizeof origin, rpid, sizeof rpid);
     if (approve) {
@@ -1101,7 +1102,7 @@ enum MHD_Result qrl__h_web_passkeys_get(qrl__req *r, const char *arg)
     pk = calloc(QRL_MAX_PASSKEYS, sizeof *pk);
     if (pk == NULL || qrl_passkey_list(r->srv->core, &auth, pk, QRL_MAX_PASSKEYS, &n) != QRL_OK) {
         free(pk);
-        return qrl__respond_err(r, QRL_ERR_NOMEM, QRL__CTX_API);
+        return qrl__respond_err(r, QRL_ERR_NOMEM, QRL__CTX_PAGE);
     }
     arr = json_array();
     for (size_t i = 0; i < n; i++)
@@ -1112,6 +1113,23 @@ enum MHD_Result qrl__h_web_passkeys_get(qrl__req *r, const char *arg)
     free(pk);
     return qrl__respond_json(r, 200, json_pack("{s:o}", "passkeys", arr));
 }
+
+/* Adding a passkey: UNAUTHORIZED is the step-up password; INVALID and FORBIDDEN are a passkey
+ * that does not verify; TOO_LARGE is the account's limit of passkeys. */
+static const qrl__errsay passkey_add_say[] = {
+    {QRL_ERR_UNAUTHORIZED,
+     {403, "step_up_failed", "The password is not right. No passkey was added."}},
+    {QRL_ERR_INVALID,
+     {400, "passkey_invalid", "The passkey could not be checked, so it was not added. Try again."}},
+    {QRL_ERR_FORBIDDEN,
+     {400, "passkey_invalid", "The passkey could not be checked, so it was not added. Try again."}},
+    {QRL_ERR_EXISTS, {0, NULL, "This passkey is already registered."}},
+    {QRL_ERR_RATE_LIMITED, {0, NULL, TOO_MANY_PASSWORDS}},
+    {QRL_ERR_TOO_LARGE,
+     {409, "too_many_passkeys",
+      "This account has as many passkeys as it may have. Remove one first."}},
+    QRL__SAY_END,
+};
 
 enum MHD_Result qrl__h_web_passkeys_add(qrl__req *r, const char *arg)
 {
@@ -1141,29 +1159,9 @@ enum MHD_Result qrl__h_web_passkeys_add(qrl__req *r, const char *arg)
     rc = qrl_passkey_register(r->srv->core, &auth, pw, &rp, cdj, att, name, r->address, &id);
     json_decref(o);
     sodium_memzero(r->body, r->body_len);
-    switch (rc) {
-    case QRL_OK:
-        return qrl__respond_json(r, 201, json_pack("{s:I}", "id", (json_int_t)id));
-    case QRL_ERR_UNAUTHORIZED:
-        return qrl__respond_error(r, 403, "step_up_failed",
-                                  "The password is not right. No passkey was added.");
-    case QRL_ERR_INVALID:
-    case QRL_ERR_FORBIDDEN:
-        return qrl__respond_error(r, 400, "passkey_invalid",
-                                  "The passkey could not be checked, so it was not added. Try "
-                                  "again.");
-    case QRL_ERR_EXISTS:
-        return qrl__respond_error(r, 409, "already_exists", "This passkey is already registered.");
-    case QRL_ERR_RATE_LIMITED:
-        return qrl__respond_error(r, 429, "rate_limited",
-                                  "Too many wrong passwords. Wait a few minutes and try again.");
-    case QRL_ERR_TOO_LARGE:
-        return qrl__respond_error(r, 409, "too_many_passkeys",
-                                  "This account has as many passkeys as it may have. Remove one "
-                                  "first.");
-    default:
-        return qrl__respond_err(r, rc, QRL__CTX_API);
-    }
+    if (rc != QRL_OK)
+        return qrl__respond_err_as(r, rc, QRL__CTX_PAGE, passkey_add_say, NULL, NULL);
+    return qrl__respond_json(r, 201, json_pack("{s:I}", "id", (json_int_t)id));
 }
 
 /* The numeric argument of DELETE /web/.../{id}; 0 when it is not one. */
@@ -1175,6 +1173,11 @@ static int64_t path_id(const char *arg)
     return (*arg != '\0' && *end == '\0' && id > 0) ? (int64_t)id : 0;
 }
 
+static const qrl__errsay passkey_say[] = {
+    {QRL_ERR_NOT_FOUND, {0, NULL, "There is no such passkey."}},
+    QRL__SAY_END,
+};
+
 enum MHD_Result qrl__h_web_passkey_delete(qrl__req *r, const char *arg)
 {
     enum MHD_Result ret;
@@ -1185,10 +1188,8 @@ enum MHD_Result qrl__h_web_passkey_delete(qrl__req *r, const char *arg)
     if (!phone_auth_csrf(r, &auth, &ret))
         return ret;
     rc = id > 0 ? qrl_passkey_delete(r->srv->core, &auth, id) : QRL_ERR_NOT_FOUND;
-    if (rc == QRL_ERR_NOT_FOUND)
-        return qrl__respond_error(r, 404, "not_found", "There is no such passkey.");
     if (rc != QRL_OK)
-        return qrl__respond_err(r, rc, QRL__CTX_API);
+        return qrl__respond_err_as(r, rc, QRL__CTX_PAGE, passkey_say, NULL, NULL);
     return qrl__respond_empty(r, 204);
 }
 
@@ -1207,11 +1208,11 @@ enum MHD_Result qrl__h_web_devices(qrl__req *r, const char *arg)
         return ret;
     devs = calloc(QRL_MAX_DEVICES_LISTED, sizeof *devs);
     if (devs == NULL)
-        return qrl__respond_err(r, QRL_ERR_NOMEM, QRL__CTX_API);
+        return qrl__respond_err(r, QRL_ERR_NOMEM, QRL__CTX_PAGE);
     rc = qrl_devices_list(r->srv->core, &auth, devs, QRL_MAX_DEVICES_LISTED, &n);
     if (rc != QRL_OK) {
         free(devs);
-        return qrl__respond_err(r, rc, QRL__CTX_API);
+        return qrl__respond_err(r, rc, QRL__CTX_PAGE);
     }
     arr = json_array();
     for (size_t i = 0; i < n; i++)
@@ -1226,6 +1227,11 @@ enum MHD_Result qrl__h_web_devices(qrl__req *r, const char *arg)
     return qrl__respond_json(r, 200, json_pack("{s:o}", "devices", arr));
 }
 
+static const qrl__errsay device_say[] = {
+    {QRL_ERR_NOT_FOUND, {0, NULL, "There is no such device."}},
+    QRL__SAY_END,
+};
+
 enum MHD_Result qrl__h_web_device_delete(qrl__req *r, const char *arg)
 {
     enum MHD_Result ret;
@@ -1236,10 +1242,8 @@ enum MHD_Result qrl__h_web_device_delete(qrl__req *r, const char *arg)
     if (!phone_auth_csrf(r, &auth, &ret))
         return ret;
     rc = id > 0 ? qrl_device_revoke(r->srv->core, &auth, id) : QRL_ERR_NOT_FOUND;
-    if (rc == QRL_ERR_NOT_FOUND)
-        return qrl__respond_error(r, 404, "not_found", "There is no such device.");
     if (rc != QRL_OK)
-        return qrl__respond_err(r, rc, QRL__CTX_API);
+        return qrl__respond_err_as(r, rc, QRL__CTX_PAGE, device_say, NULL, NULL);
     qrl__web_device_revoked(r->srv, id);
     if (id == auth.device_id) { /* this phone removed itself: it is signed out */
         char ck[COOKIE_MAX];

@@ -17,6 +17,7 @@
 
 #include "qrlogin/error.h"
 #include "qrlogin/limits.h"
+#include "qrlogin/protocol.h"
 #include "qrlogin/store.h"
 
 #ifdef __cplusplus
@@ -288,7 +289,7 @@ typedef struct qrl_passkey_assertion {
 } qrl_passkey_assertion;
 
 /* The step-up proof of a decision, exactly one of: the account password; a signature by the
- * phone's registered device key over qrl_decision_message() (base64url, no padding); or a
+ * phone's registered device key over qrl_decision_bytes() (base64url, no padding); or a
  * passkey assertion over a challenge from qrl_webauthn_challenge(QRL_WEBAUTHN_APPROVE). */
 typedef struct qrl_proof {
     const char *password;
@@ -315,11 +316,9 @@ qrl_err qrl_lr_approve(qrl_core *core, const qrl_auth *auth, const char *code,
 qrl_err qrl_lr_deny(qrl_core *core, const qrl_auth *auth, const char *code, const qrl_proof *proof,
                     const char *address, qrl_lr_rec *out);
 
-/* The exact bytes a phone signs for a decision ("approve" or "deny"):
- *   "qrlogin-decision-v1\n<id>\n<decision>\n<nonce>\n<USERCODE>\n"
- * with the request id in decimal, the nonce from the view, and the canonical user code (8
- * letters, no dash). Binding the request, the decision and a server-issued single-use nonce
- * means a captured approval cannot be replayed or moved to another request. Returns the length
+/* The exact bytes a phone signs for a decision ("approve" or "deny"): qrl_decision_bytes()
+ * of qrlogin/protocol.h, which says what they are and why, with the decision named by a
+ * string. Kept for callers of the core; a phone uses protocol.h alone. Returns the length
  * written (excluding NUL), or 0 if `len` is too small or an argument is invalid. */
 size_t qrl_decision_message(int64_t lr_id, const char *decision, const char *nonce,
                             const char *user_code, char *buf, size_t len);
@@ -369,9 +368,7 @@ qrl_err qrl_core_sweep(qrl_core *core);
 
 /* --- helpers shared with the server ------------------------------------------------------- */
 
-/* Canonicalises a typed user code: uppercase, drop dashes and spaces; must then be exactly 8
- * letters of the RFC 8628 base-20 alphabet. `out` has QRL_USER_CODE_LEN + 1 bytes. */
-qrl_err qrl_user_code_normalize(const char *in, char *out);
+/* qrl_user_code_normalize() (canonical user codes) is in qrlogin/protocol.h. */
 /* "WDJBMJHT" -> "WDJB-MJHT"; `out` has QRL_USER_CODE_BUF bytes. */
 void qrl_user_code_format(const char *canonical, char *out);
 /* Validates a device kind word. */

@@ -3,9 +3,13 @@
  * qrlogin error codes.
  *
  * One enum for the whole project, as curl's CURLcode: 0 is success, every other value names one
- * failure, and numbers are never reused or renumbered. server/http_util.c holds the one table
- * that maps each code to an HTTP status and a JSON/OAuth error code; add a row there when adding
- * a code here.
+ * failure, and numbers are never reused or renumbered. QRL_ERR__COUNT follows the last code.
+ *
+ * Adding a code: give it the next number (QRL_ERR__COUNT moves with it), then add its row to
+ * the three tables keyed by this enum: the description in lib/error.c, the SDK's description
+ * in client/errors.c, and the HTTP answer per endpoint class in server/http_util.c. Each table
+ * is written as an X-macro list whose length is checked against QRL_ERR__COUNT at compile time,
+ * so a forgotten row does not build.
  */
 #ifndef QRLOGIN_ERROR_H
 #define QRLOGIN_ERROR_H
@@ -39,7 +43,9 @@ typedef enum qrl_err {
     QRL_ERR_REVOKED = 21,        /* device or token was revoked */
     QRL_ERR_BUSY = 22,           /* resource temporarily exhausted */
     QRL_ERR_INVALID_CLIENT = 23, /* client_id missing or does not match the request */
-    QRL_ERR_CANCELLED = 24       /* the caller cancelled the operation (client SDK) */
+    QRL_ERR_CANCELLED = 24,      /* the caller cancelled the operation (client SDK) */
+    /* Not an error: one past the last code, the length of every table keyed by qrl_err. */
+    QRL_ERR__COUNT
 } qrl_err;
 
 /* Returns a static, human-readable English description of `err`. Never NULL. */

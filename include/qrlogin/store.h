@@ -4,7 +4,8 @@
  *
  * Like SQLite's sqlite3_vfs, a backend is a versioned struct of function pointers
  * (qrl_store_methods) plus a handle whose first member is `struct qrl_store`. The core library
- * calls only these functions; no SQL or backend type leaks out of the backend's own file.
+ * calls only these functions; no SQL or backend type leaks out of the backend's own folder
+ * (lib/store/sqlite/ for SQLite).
  *
  * Rules every backend follows:
  * - Every function is one atomic unit: it either happens completely or not at all.
@@ -352,7 +353,10 @@ struct qrl_store {
 
 /* Opens (creating if needed, migrating to the current schema) the SQLite store at `path`.
  * On failure returns an error and, when `errbuf` is non-NULL, a message in it. The handle is
- * freed with st->m->close(st). Thread-safe: each calling thread gets its own connection. */
+ * freed with st->m->close(st). Thread-safe: reads share a few connections, every write runs on
+ * the store's writer thread. The store writes its WAL through a VFS shim (walbuf) only with an
+ * SQLite library version the shim was tested with; with any other it uses SQLite's own VFS and
+ * says so once per process on stderr. */
 qrl_err qrl_store_sqlite_open(const char *path, qrl_store **out, char *errbuf, size_t errlen);
 
 #ifdef __cplusplus

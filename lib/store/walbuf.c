@@ -66,25 +66,38 @@
  *
  * Threading: SQLite uses a file object from one thread at a time (that of its connection), so
  * the buffer needs no lock; a database file and its WAL, which point at each other, belong to
- * the same connection. The counters are atomic.
+ * the same connection. The counters (test builds only) are atomic.
+ *
+ * Versions: all of the above rests on how SQLite writes and publishes WAL frames, which is
+ * SQLite's internal behaviour, not its documented interface: the order of a frame's two
+ * writes, a commit ending in xSync, the wal-index reached through the shm methods, the header
+ * rewrite on a restart, SQLITE_FCNTL_JOURNAL_POINTER giving the WAL. So the store uses the shim
+ * only with an SQLite library it was tested with (tested_versions[] below, checked against
+ * sqlite3_libversion_number() at run time, since the shared library can be upgraded under the
+ * binary); with any other the store opens its connections with SQLite's own VFS, one pwrite per
+ * frame header and page again, and says so once on stderr. Adding a version means running the
+ * unit tests (test_walbuf covers each guarantee above, including disk full and kill -9) and the
+ * device-authorization benchmark with it, then one line below.
  */
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <sqlite3.h>
 
 #include "walbuf.h"
 
-/* Most bytes one WAL buffer holds: the largest write the unix VFS accepts (seekAndWriteFd() in
- * SQLite's os_unix.c passes at most 0x1ffff bytes to one pwrite and fails a longer xWrite as
- * SQLITE_FULL). That is 125 frames of 1 KiB pages, more than a typical group commit of the
+/* Most bytes one WAL buffer holds: the largest write the unix VFS accepts (SQLite's unix VFS,
+ * in its seekAndWriteFd(), passes at most 0x1ffff bytes to one pwrite and fails a longer xWrite
+ * as SQLITE_FULL). That is 125 frames of 1 KiB pages, more than a typical group commit of the
  * store writes; a bigger commit costs one write per 125 frames instead of two per frame. */
 #define BUF_CAP 0x1ffff
 /* The WAL header: the first 32 bytes of the file, rewritten when the WAL restarts. */
 #define WAL_HDR_SIZE 32
-/* The wal-index lock slot of the WAL write lock (WAL_WRITE_LOCK in SQLite's wal.c), held by a
+/* The wal-index lock slot of the WAL write lock (WAL_WRITE_LOCK in SQLite's WAL code), held by a
  * connection for the whole of a write transaction. */
 #define SHM_WRITE_LOCK 0
 
@@ -104,7 +117,18 @@ _Static_assert(sizeof(struct wb_file) % 8 == 0, "the real file must stay 8-byte 
 
 #define REAL(p) ((p)->real->pMethods)
 
+/* SQLite versions (sqlite3_libversion_number()) the shim was tested with. */
+static const int tested_versions[] = {
+    3040001, /* 3.40.1: Debian 12 (bookworm), and its security updates (3.40.1-2+deb12uN) */
+};
+
+#ifdef QRL_TEST_HOOKS
+/* Real writes and syncs, for the tests (qrl__walbuf_stats). */
 static atomic_uint_fast64_t n_writes, n_syncs;
+#define COUNT(n) atomic_fetch_add_explicit(&(n), 1, memory_order_relaxed)
+#else
+#define COUNT(n) ((void)0)
+#endif
 
 static const sqlite3_io_methods plain_methods, wal_methods;
 
@@ -112,7 +136,7 @@ static const sqlite3_io_methods plain_methods, wal_methods;
 
 static int real_write(struct wb_file *p, const void *data, int n, sqlite3_int64 off)
 {
-    atomic_fetch_add_explicit(&n_writes, 1, memory_order_relaxed);
+    COUNT(n_writes);
     return REAL(p)->xWrite(p->real, data, n, off);
 }
 
@@ -337,7 +361,7 @@ static int wal_sync(sqlite3_file *f, int flags)
         p->lazy = 0;
         return SQLITE_OK;
     }
-    atomic_fetch_add_explicit(&n_syncs, 1, memory_order_relaxed);
+    COUNT(n_syncs);
     rc = REAL(p)->xSync(p->real, flags);
     if (rc == SQLITE_OK)
         p->hdr_unsynced = 0;
@@ -589,6 +613,53 @@ int qrl__walbuf_set_lazy(sqlite3 *db, int lazy)
     return SQLITE_OK;
 }
 
+int qrl__walbuf_tested(int version)
+{
+    for (size_t i = 0; i < sizeof tested_versions / sizeof tested_versions[0]; i++)
+        if (tested_versions[i] == version)
+            return 1;
+    return 0;
+}
+
+/* The guard's decision, made on first use: -1 not yet, 0 SQLite's own VFS, 1 walbuf. */
+static pthread_mutex_t guard_mu = PTHREAD_MUTEX_INITIALIZER;
+static int guard_state = -1;
+#ifdef QRL_TEST_HOOKS
+static int guard_version; /* qrl__walbuf_test_version(); 0: the library's */
+#endif
+
+int qrl__walbuf_usable(void)
+{
+    int v;
+
+    pthread_mutex_lock(&guard_mu);
+    if (guard_state < 0) {
+        int version = sqlite3_libversion_number();
+#ifdef QRL_TEST_HOOKS
+        if (guard_version != 0)
+            version = guard_version;
+#endif
+        guard_state = qrl__walbuf_tested(version);
+        if (!guard_state)
+            fprintf(stderr,
+                    "qrlogin: sqlite: SQLite %d.%d.%d is not a version the walbuf VFS was tested"
+                    " with; using SQLite's own VFS (slower writes)\n",
+                    version / 1000000, version / 1000 % 1000, version % 1000);
+    }
+    v = guard_state;
+    pthread_mutex_unlock(&guard_mu);
+    return v;
+}
+
+#ifdef QRL_TEST_HOOKS
+void qrl__walbuf_test_version(int version)
+{
+    pthread_mutex_lock(&guard_mu);
+    guard_version = version;
+    guard_state = -1;
+    pthread_mutex_unlock(&guard_mu);
+}
+
 void qrl__walbuf_stats(uint64_t *writes, uint64_t *syncs)
 {
     if (writes != NULL)
@@ -596,3 +667,4 @@ void qrl__walbuf_stats(uint64_t *writes, uint64_t *syncs)
     if (syncs != NULL)
         *syncs = atomic_load_explicit(&n_syncs, memory_order_relaxed);
 }
+#endif

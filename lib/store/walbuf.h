@@ -3,6 +3,10 @@
  * walbuf: an SQLite VFS shim that turns the many small writes of one WAL commit into one write
  * (lib/store/walbuf.c explains why and what it guarantees). Internal to the SQLite store.
  *
+ * Guard: the shim relies on how SQLite writes WAL frames, so the store uses it only when
+ * qrl__walbuf_usable() says the SQLite library in use is one it was tested with (walbuf.c,
+ * "Versions"); otherwise it opens its connections with SQLite's default VFS (zVfs NULL).
+ *
  * Lifecycle: qrl__walbuf_register() once (any thread, any number of times) -> open connections
  * with sqlite3_open_v2(..., QRL__WALBUF_VFS) -> use them. The VFS stays registered for the life
  * of the process.
@@ -36,9 +40,24 @@ int qrl__walbuf_register(void);
  * through this VFS (nothing changed: the commit syncs as usual). */
 int qrl__walbuf_set_lazy(sqlite3 *db, int lazy);
 
+/* Whether the shim was tested with the SQLite version `version` (the form of
+ * sqlite3_libversion_number(): 3040001 is 3.40.1). */
+int qrl__walbuf_tested(int version);
+
+/* Whether the store may use this VFS: qrl__walbuf_tested(sqlite3_libversion_number()), decided
+ * on the first call. The first call that answers no says so on stderr; later calls are
+ * silent. Thread-safe. */
+int qrl__walbuf_usable(void);
+
+#ifdef QRL_TEST_HOOKS
+/* Tests: decide qrl__walbuf_usable() again, as if the library were `version` (0: the real
+ * one); the next call that answers no says so on stderr again. */
+void qrl__walbuf_test_version(int version);
+
 /* Process-wide counts since start, over every WAL opened through this VFS: real writes (each a
  * pwrite of a whole buffer, or of one write too large to buffer) and real syncs of WAL files.
- * For tests and diagnostics; either pointer may be NULL. */
+ * Either pointer may be NULL. */
 void qrl__walbuf_stats(uint64_t *writes, uint64_t *syncs);
+#endif
 
 #endif

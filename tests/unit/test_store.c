@@ -1742,7 +1742,7 @@ static void nth_code(unsigned n, char out[QRL_USER_CODE_LEN + 1])
     out[QRL_USER_CODE_LEN] = '\0';
 }
 
-/* User codes are looked up in memory (store_sqlite.c, "user codes"): the map grows past its
+/* User codes are looked up in memory (lib/store/sqlite/user_codes.c): the map grows past its
  * first size, is loaded again from the file after a reopen, keeps codes of live requests taken
  * and frees those of expired ones. */
 static void test_user_codes(void **state)

@@ -17,6 +17,7 @@
 #endif
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -39,7 +40,7 @@
 
 #include "qrlogin/store.h"
 #include "tmpdir.h"
-#include "store/store_sqlite_diag.h"
+#include "store/sqlite/test_hooks.h"
 #include "store/walbuf.h"
 
 #define T0 1700000000000LL /* a plausible "now" in ms */
@@ -83,6 +84,7 @@ static int fixture_teardown(void **state)
 
     disk_full(0);
     qrl__sqlite_test_hold(0, 0); /* a failed test must not leave the store's threads held */
+    qrl__walbuf_test_version(0); /* nor the version guard pretending */
     if (f->st != NULL)
         f->st->m->close(f->st);
     remove_dir(f->dir);
@@ -766,6 +768,81 @@ static void test_store_lazy_survives_sigkill(void **state)
     assert_int_equal(file_int(f->path, "SELECT count(*) FROM login_requests"), 1);
 }
 
+/* --- the version guard -------------------------------------------------------------------- */
+
+/* The shim is used only with an SQLite it was tested with (walbuf.c, "Versions"). */
+static void test_version_guard(void **state)
+{
+    (void)state;
+    assert_true(qrl__walbuf_tested(3040001)); /* Debian 12's 3.40.1 */
+    assert_false(qrl__walbuf_tested(3040000));
+    assert_false(qrl__walbuf_tested(3040002));
+    assert_false(qrl__walbuf_tested(3041000));
+    assert_false(qrl__walbuf_tested(3045001));
+    assert_false(qrl__walbuf_tested(3039004));
+    assert_false(qrl__walbuf_tested(0));
+    assert_false(qrl__walbuf_tested(-1));
+    /* The store decides by the library it runs with, not the headers it was built with. */
+    assert_int_equal(qrl__walbuf_usable(), qrl__walbuf_tested(sqlite3_libversion_number()));
+}
+
+/* Counts the lines of `path` that contain `needle`. */
+static int lines_with(const char *path, const char *needle)
+{
+    char line[512];
+    int n = 0;
+    FILE *fp = fopen(path, "r");
+
+    assert_non_null(fp);
+    while (fgets(line, sizeof line, fp) != NULL)
+        if (strstr(line, needle) != NULL)
+            n++;
+    fclose(fp);
+    return n;
+}
+
+/* With an SQLite the shim was not tested with, the store works on SQLite's own VFS (no WAL
+ * write goes through the shim), keeps what it was told, and says so once on stderr. */
+static void test_store_untested_version(void **state)
+{
+    fixture *f = *state;
+    char log[160];
+    qrl_lr_rec lr = make_lr(11), got;
+    counts before, after;
+    int saved, fd;
+
+    snprintf(log, sizeof log, "%s/stderr.txt", f->dir);
+    fflush(stderr);
+    saved = dup(2);
+    fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    assert_true(saved >= 0 && fd >= 0);
+    assert_int_equal(dup2(fd, 2), 2);
+    close(fd);
+
+    qrl__walbuf_test_version(3039004);
+    before = stats_now();
+    store_open(f);
+    assert_int_equal(f->st->m->lr_create(f->st, &lr), QRL_OK);
+    add_account(f->st, "alice"); /* a durable write */
+    store_close(f);
+    store_open(f); /* a second store: no second message */
+    assert_int_equal(f->st->m->lr_get(f->st, lr.id, &got), QRL_OK);
+    assert_string_equal(got.user_code, lr.user_code);
+    store_close(f);
+    after = stats_now();
+    qrl__walbuf_test_version(0);
+
+    fflush(stderr);
+    assert_int_equal(dup2(saved, 2), 2);
+    close(saved);
+    assert_int_equal(after.writes, before.writes);
+    assert_int_equal(after.syncs, before.syncs);
+    assert_int_equal(file_int(f->path, "SELECT count(*) FROM login_requests"), 1);
+    assert_int_equal(file_int(f->path, "SELECT count(*) FROM accounts"), 1);
+    assert_int_equal(lines_with(log, "walbuf"), 1);
+    assert_int_equal(lines_with(log, "3.39.4"), 1);
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, fixture_setup, fixture_teardown)
@@ -783,6 +860,8 @@ int main(void)
         T(test_store_claim_lazy_approval_durable),
         T(test_store_failed_create_in_batch),
         T(test_store_lazy_survives_sigkill),
+        T(test_version_guard),
+        T(test_store_untested_version),
     };
 #undef T
     return cmocka_run_group_tests_name("walbuf", tests, NULL, NULL);

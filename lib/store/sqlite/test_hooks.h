@@ -1,9 +1,13 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Diagnostics of the SQLite store (lib/store/store_sqlite.c), for tests.
+ * Test hooks of the SQLite store (writer.c), compiled only with QRL_TEST_HOOKS: a release build
+ * has none of them. Unit tests include this header (the test suite is always built with the
+ * hooks).
  */
-#ifndef QRL_STORE_SQLITE_DIAG_H
-#define QRL_STORE_SQLITE_DIAG_H
+#ifndef QRL_STORE_SQLITE_TEST_HOOKS_H
+#define QRL_STORE_SQLITE_TEST_HOOKS_H
+
+#ifdef QRL_TEST_HOOKS
 
 #include <stdint.h>
 
@@ -17,5 +21,7 @@ void qrl__sqlite_test_hold(int writer, int syncer);
 
 /* Writes queued since the writer was last held. */
 int qrl__sqlite_test_held_queued(void);
+
+#endif
 
 #endif

@@ -1,0 +1,142 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The signed decision of a phone (include/qrlogin/protocol.h): its canonical bytes, signing
+ * for the phone, verification for the server.
+ *
+ * This file is the one place that writes those bytes, so a phone and the server cannot drift
+ * apart. It depends on libsodium alone and is built as its own small library
+ * (qrlogin_protocol): the server's core links it to verify, and the `qrlogin phone` command
+ * links it to sign without linking the core. Fields are checked before they are written: a
+ * newline in the nonce or a non-canonical user code would let two different decisions share
+ * one message.
+ */
+#include <ctype.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "qrlogin/protocol.h"
+
+#define DECISION_PREFIX "qrlogin-decision-v1\n"
+
+_Static_assert(QRL_DECISION_PUBKEY_BYTES == crypto_sign_PUBLICKEYBYTES, "Ed25519 public key");
+_Static_assert(QRL_DECISION_SECKEY_BYTES == crypto_sign_SECRETKEYBYTES, "Ed25519 secret key");
+_Static_assert(QRL_DECISION_SIG_BYTES == crypto_sign_BYTES, "Ed25519 signature");
+_Static_assert(QRL_DECISION_SIG_B64_BUF >= 87, "base64url of 64 bytes is 86 characters");
+_Static_assert(QRL_DECISION_MSG_BUF >= sizeof DECISION_PREFIX - 1 + 19 + 1 + 7 + 1 +
+                                           QRL_DECISION_NONCE_MAX + 1 + QRL_USER_CODE_LEN + 1 + 1,
+               "the longest valid message fits");
+
+qrl_err qrl_user_code_normalize(const char *in, char *out)
+{
+    size_t n = 0;
+
+    if (in == NULL || out == NULL || strlen(in) > QRL_MAX_USER_CODE_INPUT)
+        return QRL_ERR_INVALID;
+    /* RFC 8628 section 6.1: ignore case and the punctuation people type. */
+    for (const char *p = in; *p != '\0'; p++) {
+        int c = toupper((unsigned char)*p);
+        if (c == '-' || c == ' ')
+            continue;
+        if (strchr(QRL_USER_CODE_ALPHABET, c) == NULL || n == QRL_USER_CODE_LEN)
+            return QRL_ERR_INVALID;
+        out[n++] = (char)c;
+    }
+    if (n != QRL_USER_CODE_LEN)
+        return QRL_ERR_INVALID;
+    out[n] = '\0';
+    return QRL_OK;
+}
+
+const char *qrl_decision_name(qrl_decision d)
+{
+    switch (d) {
+    case QRL_DECISION_APPROVE:
+        return "approve";
+    case QRL_DECISION_DENY:
+        return "deny";
+    }
+    return NULL;
+}
+
+qrl_decision qrl_decision_parse(const char *name)
+{
+    if (name != NULL && strcmp(name, "approve") == 0)
+        return QRL_DECISION_APPROVE;
+    if (name != NULL && strcmp(name, "deny") == 0)
+        return QRL_DECISION_DENY;
+    return (qrl_decision)0;
+}
+
+/* The server's nonces are base64url (RFC 4648 section 5) without padding. */
+static int nonce_valid(const char *s)
+{
+    size_t n;
+
+    if (s == NULL)
+        return 0;
+    n = strlen(s);
+    return n > 0 && n <= QRL_DECISION_NONCE_MAX &&
+           strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") == n;
+}
+
+size_t qrl_decision_bytes(const qrl_decision_msg *m, char *buf, size_t len)
+{
+    char code[QRL_USER_CODE_LEN + 1];
+    const char *name;
+    int n;
+
+    if (m == NULL || buf == NULL || len == 0)
+        return 0;
+    name = qrl_decision_name(m->decision);
+    if (name == NULL || m->lr_id < 0 || !nonce_valid(m->nonce) ||
+        qrl_user_code_normalize(m->user_code, code) != QRL_OK)
+        return 0;
+    n = snprintf(buf, len, DECISION_PREFIX "%lld\n%s\n%s\n%s\n", (long long)m->lr_id, name,
+                 m->nonce, code);
+    return n > 0 && (size_t)n < len ? (size_t)n : 0;
+}
+
+qrl_err qrl_decision_sign(const qrl_decision_msg *m, const unsigned char *seckey, size_t seckey_len,
+                          char sig_b64[QRL_DECISION_SIG_B64_BUF])
+{
+    unsigned char sig[crypto_sign_BYTES];
+    char msg[QRL_DECISION_MSG_BUF];
+    size_t n;
+
+    if (seckey == NULL || seckey_len != crypto_sign_SECRETKEYBYTES || sig_b64 == NULL)
+        return QRL_ERR_INVALID;
+    if (sodium_init() < 0)
+        return QRL_ERR_CRYPTO;
+    n = qrl_decision_bytes(m, msg, sizeof msg);
+    if (n == 0)
+        return QRL_ERR_INVALID;
+    if (crypto_sign_detached(sig, NULL, (const unsigned char *)msg, n, seckey) != 0)
+        return QRL_ERR_CRYPTO;
+    sodium_bin2base64(sig_b64, QRL_DECISION_SIG_B64_BUF, sig, sizeof sig,
+                      sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+    return QRL_OK;
+}
+
+qrl_err qrl_decision_verify(const qrl_decision_msg *m, const unsigned char *pubkey,
+                            size_t pubkey_len, const char *sig_b64)
+{
+    unsigned char sig[crypto_sign_BYTES];
+    char msg[QRL_DECISION_MSG_BUF];
+    size_t siglen = 0, n;
+
+    if (pubkey == NULL || pubkey_len != crypto_sign_PUBLICKEYBYTES || sig_b64 == NULL ||
+        sodium_init() < 0)
+        return QRL_ERR_FORBIDDEN;
+    /* Decoding into exactly 64 bytes refuses a longer signature (the buffer is full before the
+     * input ends); siglen refuses a shorter one. */
+    if (sodium_base642bin(sig, sizeof sig, sig_b64, strlen(sig_b64), NULL, &siglen, NULL,
+                          sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0 ||
+        siglen != sizeof sig)
+        return QRL_ERR_FORBIDDEN;
+    n = qrl_decision_bytes(m, msg, sizeof msg);
+    if (n == 0 || crypto_sign_verify_detached(sig, (const unsigned char *)msg, n, pubkey) != 0)
+        return QRL_ERR_FORBIDDEN;
+    return QRL_OK;
+}

@@ -1,0 +1,125 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Rate limits and housekeeping in the SQLite store: count a hit in a fixed window, peek at a
+ * count, and the sweep that deletes expired login requests and stale counters.
+ *
+ * A hit is one upsert statement (INSERT ... ON CONFLICT DO UPDATE ... RETURNING), so the
+ * read-modify-write of a counter cannot interleave with another. Hits and sweeps are lazy
+ * writes (QRL__SQLITE_WRITES): a counter lost to a power loss only forgives a few failures. The
+ * sweep deletes by ranges of the primary key (login request ids grow with the clock), never by
+ * a scan of the whole table.
+ */
+#include <stdint.h>
+#include <string.h>
+
+#include <sqlite3.h>
+
+#include "sqlite_internal.h"
+
+/* Rate-limit keys are built by the core from a prefix and a username or an address
+ * ("pw:user:<64>", "uc:addr:<63>"); 256 is several times that and rejects garbage. */
+#define RATELIMIT_KEY_MAX 256
+
+qrl_err qrl__sqlite_ratelimit_hit_w(qrl_store *st, const char *key, int64_t now_ms,
+                                    int64_t window_ms, int64_t *count)
+{
+    struct conn *c;
+    sqlite3_stmt *s = NULL;
+    int brc = SQLITE_OK;
+    int src;
+    int64_t hits = 0;
+    qrl_err rc;
+
+    if (!str_fits(key, RATELIMIT_KEY_MAX + 1) || window_ms <= 0 || count == NULL)
+        return QRL_ERR_INVALID;
+    if ((rc = qrl__sqlite_store_conn(st, &c)) != QRL_OK ||
+        (rc = stmt_get(c, ST_RL_HIT, &s)) != QRL_OK)
+        return rc;
+    bind_text(s, 1, key, &brc);
+    bind_i64(s, 2, now_ms, &brc);
+    bind_i64(s, 3, window_ms, &brc);
+    if (brc != SQLITE_OK)
+        return qrl__sqlite_db_fail(c, brc, "ratelimit_hit");
+    /* Step to SQLITE_DONE: with RETURNING the autocommit transaction ends only then. */
+    while ((src = sqlite3_step(s)) == SQLITE_ROW)
+        hits = sqlite3_column_int64(s, 0);
+    sqlite3_reset(s);
+    if (src != SQLITE_DONE)
+        return qrl__sqlite_db_fail(c, src, "ratelimit_hit");
+    *count = hits;
+    return QRL_OK;
+}
+
+static qrl_err ratelimit_peek_r(qrl_store *st, const char *key, int64_t now_ms, int64_t window_ms,
+                                int64_t *count)
+{
+    struct conn *c;
+    sqlite3_stmt *s = NULL;
+    int brc = SQLITE_OK;
+    int src;
+    qrl_err rc;
+
+    if (!str_fits(key, RATELIMIT_KEY_MAX + 1) || window_ms <= 0 || count == NULL)
+        return QRL_ERR_INVALID;
+    if ((rc = qrl__sqlite_store_conn(st, &c)) != QRL_OK ||
+        (rc = stmt_get(c, ST_RL_PEEK, &s)) != QRL_OK)
+        return rc;
+    bind_text(s, 1, key, &brc);
+    if (brc != SQLITE_OK)
+        return qrl__sqlite_db_fail(c, brc, "ratelimit_peek");
+    src = sqlite3_step(s);
+    *count = 0;
+    if (src == SQLITE_ROW && now_ms < sqlite3_column_int64(s, 1) + window_ms)
+        *count = sqlite3_column_int64(s, 0);
+    else if (src != SQLITE_ROW && src != SQLITE_DONE)
+        rc = qrl__sqlite_db_fail(c, src, "ratelimit_peek");
+    sqlite3_reset(s);
+    return rc;
+}
+
+READ_METHOD(ratelimit_peek,
+            (qrl_store * st, const char *key, int64_t now_ms, int64_t window_ms, int64_t *count),
+            (st, key, now_ms, window_ms, count))
+
+/* A bound above the id of every login request made before `ms`. Ids are the clock in ms when
+ * the request was made, times 2048, plus 11 random bits (secret.c); its created_ms is that
+ * clock or later (the core's clock may run ahead in tests), and counted ids from before schema
+ * version 3 are small. */
+static int64_t lr_ids_before(int64_t ms)
+{
+    if (ms <= 0)
+        return 0;
+    if (ms >= INT64_C(1) << 51)
+        return INT64_MAX;
+    return ms << 11;
+}
+
+qrl_err qrl__sqlite_sweep_w(qrl_store *st, int64_t now_ms, int64_t keep_ms)
+{
+    enum stmt_id ids[] = {ST_SWEEP_LR, ST_SWEEP_RL};
+    struct conn *c;
+    sqlite3_stmt *s = NULL;
+    qrl_err rc;
+
+    if (keep_ms < 0)
+        return QRL_ERR_INVALID;
+    if ((rc = qrl__sqlite_store_conn(st, &c)) != QRL_OK || (rc = qrl__sqlite_tx_begin(c)) != QRL_OK)
+        return rc;
+    for (size_t i = 0; i < sizeof ids / sizeof ids[0] && rc == QRL_OK; i++) {
+        int brc = SQLITE_OK;
+
+        if ((rc = stmt_get(c, ids[i], &s)) != QRL_OK)
+            break;
+        bind_i64(s, 1, now_ms, &brc);
+        bind_i64(s, 2, keep_ms, &brc);
+        if (ids[i] == ST_SWEEP_LR)
+            bind_i64(s, 3, lr_ids_before(now_ms - keep_ms), &brc);
+        rc = brc != SQLITE_OK ? qrl__sqlite_db_fail(c, brc, "sweep")
+                              : qrl__sqlite_stmt_run(c, s, "sweep");
+    }
+    if (rc != QRL_OK) {
+        qrl__sqlite_tx_end(c, 0);
+        return rc;
+    }
+    return qrl__sqlite_tx_end(c, 1);
+}
