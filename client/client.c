@@ -107,7 +107,7 @@ static int client_id_ok(const char *s)
 {
     size_t n = strlen(s);
 
-    if (n == 0 || n > QRLC__MAX_CLIENT_ID)
+    if (n == 0 || n > QRL_MAX_CLIENT_ID)
         return 0;
     for (; *s != '\0'; s++)
         if (!((*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') ||
@@ -152,16 +152,16 @@ static qrl_err check_strings(const qrl_client_options *o, char *buf, size_t len)
         return rc;
     if (o->client_id == NULL || !client_id_ok(o->client_id))
         return bad(buf, len, QRL_ERR_INVALID,
-                   "client_id is required: 1 to %d of A-Z a-z 0-9 . _ : -", QRLC__MAX_CLIENT_ID);
+                   "client_id is required: 1 to %d of A-Z a-z 0-9 . _ : -", QRL_MAX_CLIENT_ID);
     if (o->scope != NULL && strlen(o->scope) > QRL_CLIENT_SCOPE_MAX)
         return bad(buf, len, QRL_ERR_TOO_LARGE, "scope is longer than %d bytes",
                    QRL_CLIENT_SCOPE_MAX);
     if (o->scope != NULL &&
         (!printable(o->scope) || strchr(o->scope, '"') != NULL || strchr(o->scope, '\\') != NULL))
         return bad(buf, len, QRL_ERR_INVALID, "scope has characters RFC 6749 section 3.3 forbids");
-    if (o->device_name != NULL && strlen(o->device_name) > QRLC__MAX_DEVICE_NAME)
+    if (o->device_name != NULL && strlen(o->device_name) > QRL_MAX_DEVICE_NAME)
         return bad(buf, len, QRL_ERR_TOO_LARGE, "device_name is longer than %d bytes",
-                   QRLC__MAX_DEVICE_NAME);
+                   QRL_MAX_DEVICE_NAME);
     if (o->device_name != NULL && !printable(o->device_name))
         return bad(buf, len, QRL_ERR_INVALID, "device_name has control characters");
     if (o->device_kind != NULL) {
@@ -194,9 +194,8 @@ QRL_CLIENT_API qrl_err qrl_client_check_options(const qrl_client_options *o, cha
     qrl_err rc = check_strings(o, buf, len);
     if (rc != QRL_OK)
         return rc;
-    if (!in_range(o->wait_s, 0, QRLC__MAX_WAIT_S))
-        return bad(buf, len, QRL_ERR_INVALID, "wait_s must be 0 (default) or 1-%d",
-                   QRLC__MAX_WAIT_S);
+    if (!in_range(o->wait_s, 0, QRL_MAX_WAIT_S))
+        return bad(buf, len, QRL_ERR_INVALID, "wait_s must be 0 (default) or 1-%d", QRL_MAX_WAIT_S);
     if (o->max_renewals != QRL_CLIENT_NO_RENEWAL &&
         !in_range(o->max_renewals, 0, QRL_CLIENT_MAX_RENEWALS))
         return bad(buf, len, QRL_ERR_INVALID,
@@ -886,7 +885,7 @@ static qrl_err on_grant_error(qrl_client *c, const qrlc__resp *r, int held, int6
     if (strcmp(err, "slow_down") == 0) {
         /* RFC 8628 section 3.5: add 5 seconds to this and all later polls; our server also
          * says the new interval, which we take when it is larger. */
-        int n = c->interval_s + QRLC__SLOW_DOWN_STEP_S;
+        int n = c->interval_s + QRL_SLOW_DOWN_STEP_S;
         if (iv > n)
             n = (int)iv;
         c->interval_s = n > QRLC__MAX_INTERVAL_S ? QRLC__MAX_INTERVAL_S : n;
@@ -920,8 +919,8 @@ static qrl_err poll_once(qrl_client *c, qrl_client_event *ev)
         /* The server exempts a held request from slow_down only when it waits at least an
          * interval, so never ask for less. */
         wait = c->wait_s > c->interval_s ? c->wait_s : c->interval_s;
-        if (wait > QRLC__MAX_WAIT_S)
-            wait = QRLC__MAX_WAIT_S;
+        if (wait > QRL_MAX_WAIT_S)
+            wait = QRL_MAX_WAIT_S;
     }
     rc = qrlc__form(
         c,

@@ -24,6 +24,7 @@
 #include <jansson.h>
 
 #include "qrlogin/client.h"
+#include "qrlogin/limits.h"
 
 /* Largest response body we read. Every answer of a qrlogin server is well under 2 KiB of JSON;
  * 64 KiB tolerates verbose servers and proxies' error pages while keeping a runaway or hostile
@@ -32,25 +33,22 @@
 /* Longest URL we accept from the app or from the server. qrlogin's QR URL is under 200 bytes;
  * the QR library encodes at most QRL_QR_MAX_TEXT (1024) bytes anyway. */
 #define QRLC__MAX_URL 1024
-/* user_code as shown: qrlogin sends 9 characters ("WDJB-MJHT"); RFC 8628 leaves the format to
- * the server, so allow some room. */
-#define QRLC__MAX_USER_CODE 32
 /* Longest error_description we copy into the handle's detail. */
 #define QRLC__MAX_DESCRIPTION 160
-/* Bounds of the option values (client.h documents the defaults). */
+/* Bounds of the option values (client.h documents the defaults); client_id, device_name and
+ * wait_s are bounded by the server's limits (qrlogin/limits.h). */
 #define QRLC__MAX_TIMEOUT_MS 600000L
-#define QRLC__MAX_CLIENT_ID 64
-#define QRLC__MAX_DEVICE_NAME 64
 #define QRLC__MAX_PATH 4096
 /* RFC 8628 section 3.2: "interval ... If no value is provided, clients MUST use 5". */
 #define QRLC__DEFAULT_INTERVAL_S 5
-/* RFC 8628 section 3.5: slow_down increases the interval by 5 seconds. */
-#define QRLC__SLOW_DOWN_STEP_S 5
 /* A server asking for more than this between polls is treated as asking for this: a TV must
  * still notice an approval within a reasonable time. */
 #define QRLC__MAX_INTERVAL_S 300
-/* RFC 7240 wait is capped by the server at 60 s (docs/api.md); we never ask for more. */
-#define QRLC__MAX_WAIT_S 60
+
+/* The public header is installed without qrlogin/limits.h, so it spells out the server's limits
+ * it shares; these tie the two. */
+_Static_assert(QRL_CLIENT_TOKEN_MAX == QRL_MAX_TOKEN, "the SDK accepts the tokens the server does");
+_Static_assert(QRL_CLIENT_SCOPE_MAX == QRL_MAX_SCOPE, "the SDK holds the scopes the server does");
 
 /* Whether the server holds token requests for us (Prefer: wait honoured). */
 typedef enum qrlc__push { QRLC__PUSH_UNKNOWN = 0, QRLC__PUSH_YES, QRLC__PUSH_NO } qrlc__push;
@@ -102,7 +100,7 @@ struct qrl_client {
     qrlc__phase phase;
     qrlc__push push;
     char device_code[QRL_CLIENT_TOKEN_MAX + 1];
-    char user_code[QRLC__MAX_USER_CODE + 1];
+    char user_code[QRL_MAX_USER_CODE_INPUT + 1];
     char qr_payload[QRLC__MAX_URL + 1];
     char verification_uri[QRLC__MAX_URL + 1];
     int expires_in, interval_s, scanned, renewals;

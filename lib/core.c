@@ -36,6 +36,18 @@ static int config_valid(const qrl_config *c)
            c->interval_s <= 60 && c->user_code_fail_window_s > 0 && c->login_fail_window_s > 0;
 }
 
+static bool has_notify(const qrl_store *st)
+{
+    return st->m->version >= 7 && st->m->set_notify != NULL;
+}
+
+/* The store's hook (store.h, set_notify): a login request changed elsewhere is reported as one
+ * changed here. */
+static void store_changed(void *ud, int64_t lr_id)
+{
+    qrl__notify(ud, lr_id);
+}
+
 qrl_err qrl_core_new(const qrl_config *cfg, qrl_store *store, qrl_core **out)
 {
     qrl_core *core;
@@ -58,6 +70,9 @@ qrl_err qrl_core_new(const qrl_config *cfg, qrl_store *store, qrl_core **out)
         free(core);
         return QRL_ERR_NOMEM;
     }
+    /* Fails only for a NULL store, which was refused above. */
+    if (has_notify(store))
+        (void)store->m->set_notify(store, store_changed, core);
     *out = core;
     return QRL_OK;
 }
@@ -71,6 +86,9 @@ void qrl_core_free(qrl_core *core)
 {
     if (core == NULL)
         return;
+    /* After this returns the store calls no more: the core can go. */
+    if (has_notify(core->st))
+        (void)core->st->m->set_notify(core->st, NULL, NULL);
     qrl__polltab_free(core->polls);
     qrl__chaltab_free(core->challenges);
     free(core);

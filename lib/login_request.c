@@ -28,7 +28,7 @@
 #include "internal.h"
 
 /* The protocol's sizes are the store's: a nonce or key the store keeps fits a decision. */
-_Static_assert(QRL_NONCE_MAX <= QRL_DECISION_NONCE_MAX, "a stored nonce fits a decision");
+_Static_assert(QRL_NONCE_MAX == QRL_MAX_NONCE, "the store keeps nonces of the protocol's size");
 _Static_assert(QRL_PUBKEY_BYTES == QRL_DECISION_PUBKEY_BYTES, "device keys are Ed25519");
 
 #define B(s) QRL_LR_BIT(QRL_LR_##s)
@@ -404,12 +404,12 @@ static qrl_err lr_find_by_code(qrl_core *core, const qrl_auth *auth, const char 
 }
 
 /* The approval nonce given to the phone that claims a request: 128 random bits. */
-static void nonce_new(char out[QRL_NONCE_MAX + 1])
+static void nonce_new(char out[QRL_MAX_NONCE + 1])
 {
     unsigned char raw[16];
 
     qrl__random(raw, sizeof raw);
-    sodium_bin2base64(out, QRL_NONCE_MAX + 1, raw, sizeof raw,
+    sodium_bin2base64(out, QRL_MAX_NONCE + 1, raw, sizeof raw,
                       sodium_base64_VARIANT_URLSAFE_NO_PADDING);
     sodium_memzero(raw, sizeof raw);
 }
@@ -493,7 +493,7 @@ qrl_err qrl_lr_view_claim(qrl_core *core, const qrl_auth *auth, const char *code
             return QRL_OK;
         if (lr.state != QRL_LR_PENDING)
             return not_actionable(&lr, auth);
-        char nonce[QRL_NONCE_MAX + 1];
+        char nonce[QRL_MAX_NONCE + 1];
         nonce_new(nonce);
         qrl_lr_cas cas = {.id = lr.id,
                           .from_mask = B(PENDING),

@@ -203,8 +203,8 @@ static qrl_err attestation_check(const qrl__wa_attestation *att, const qrl__wa_a
     return QRL_ERR_FORBIDDEN;
 }
 
-/* Decoded inputs of a registration, on the heap: together they are several kilobytes, and
- * server handlers run on small fiber stacks. */
+/* Decoded inputs of a registration, on the heap: together they are several kilobytes, more
+ * than a library function should put on its caller's stack. */
 struct reg {
     unsigned char cdj[QRL_MAX_CLIENT_DATA_JSON];
     size_t cdj_len;

@@ -22,23 +22,21 @@
  * is never stored. Answering "pending" from memory while a transition is being committed is
  * the same answer the poll would have had a moment earlier.
  *
- * Open hashing on the request id and, for learned entries, on the device-code hash; one mutex:
- * the critical sections are a few loads and stores.
+ * Open hashing on the request id (multiplicative, lib/hashtab.h) and, for learned entries, on
+ * the device-code hash; one mutex: the critical sections are a few loads and stores.
  */
 #include <stdlib.h>
 #include <string.h>
 
 #include <sodium.h>
 
+#include "hashtab.h"
 #include "internal.h"
+#include "qrlogin/limits.h"
 
 /* Poll arriving this much earlier than the interval is still on time: network jitter and the
  * client's timer granularity must not turn a compliant client into a "too fast" one. */
 #define SLACK_MS 1000
-/* RFC 8628 section 3.5. */
-#define SLOW_DOWN_STEP_S 5
-/* Interval never grows past this, so a buggy client can still finish within a request's life. */
-#define MAX_INTERVAL_S 60
 /* Buckets of each index at first: a power of two, a multiple of SWEEP_SLICE; 512 KiB per index,
  * touched only as buckets are used. Both indexes double whenever the table holds more entries
  * than buckets, so chains stay about one entry long: with a fixed 65,536 the chains of a server
@@ -79,7 +77,7 @@ struct qrl__polltab *qrl__polltab_new(void)
     if (t == NULL)
         return NULL;
     t->nb = NBUCKETS_MIN;
-    t->shift = 48;
+    t->shift = qrl__hash_shift(NBUCKETS_MIN);
     t->buckets = calloc(t->nb, sizeof *t->buckets);
     t->hbuckets = calloc(t->nb, sizeof *t->hbuckets);
     if (t->buckets == NULL || t->hbuckets == NULL) {
@@ -112,7 +110,7 @@ void qrl__polltab_free(struct qrl__polltab *t)
 
 static size_t bucket_of(const struct qrl__polltab *t, int64_t id)
 {
-    return (size_t)((uint64_t)id * 0x9E3779B97F4A7C15ull >> t->shift);
+    return qrl__hash_index((uint64_t)id, QRL__HASH_FIB, t->shift);
 }
 
 /* The hash is BLAKE2b output: any 8 bytes of it are uniform. */
@@ -208,8 +206,8 @@ static qrl_err arrive(struct entry *e, int64_t now_ms, int exempt)
     e->touched_ms = now_ms;
     if (!exempt && e->last_answer_ms != 0 &&
         now_ms - e->last_answer_ms < (int64_t)e->interval_s * 1000 - SLACK_MS) {
-        if (e->interval_s + SLOW_DOWN_STEP_S <= MAX_INTERVAL_S)
-            e->interval_s += SLOW_DOWN_STEP_S;
+        if (e->interval_s + QRL_SLOW_DOWN_STEP_S <= QRL_MAX_POLL_INTERVAL_S)
+            e->interval_s += QRL_SLOW_DOWN_STEP_S;
         e->last_answer_ms = now_ms;
         return QRL_ERR_SLOW_DOWN;
     }

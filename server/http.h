@@ -38,8 +38,6 @@ struct qrl_server {
     /* Held requests not answered yet (suspended, or resumed and not yet completed): shutdown
      * waits for it to reach 0 so that every held screen gets an answer. */
     _Atomic long held_live;
-    /* Handlers parked on a fiber (waiting for a commit): shutdown waits for them too. */
-    _Atomic long fibers_live;
     /* The answers to a plain poll of a pending or scanned request, one per state and interval,
      * made once and queued for every such poll (qrl__respond_shared): the most frequent answer
      * costs no JSON, header or body allocation. Each is made under shared_mu, then published
@@ -78,17 +76,7 @@ typedef struct qrl__req {
     int64_t deadline_mono_ms;
     char client_id[QRL_MAX_CLIENT_ID + 1];
     char device_code[QRL_SECRET_BUF]; /* zeroed when the request ends */
-    /* The handler's fiber while it waits for a store commit (server.c, include/qrlogin/fiber.h);
-     * the lock of `slot` (the worker thread's) orders the writer's wake against the worker's
-     * suspension, and its condition variable signals `woken` to a thread that blocks for it. */
-    struct qrl_fiber *fiber;
-    enum MHD_Result (*fiber_fn)(struct qrl__req *r);
-    enum MHD_Result fiber_ret;
-    struct wake_slot *slot;
-    bool suspended, woken;
-    bool deferred;   /* parked for a brief wait, connection not suspended (server.c fiber_settle) */
     bool read_scope; /* its reads share one snapshot until its first write (qrl__read_scope) */
-    bool gone;       /* the connection ended while the handler was parked: answers go nowhere */
     /* Handed to an approval (qrl_handoff): its answer, set before the connection resumes. */
     bool handed;
     qrl_err handed_rc;
@@ -187,7 +175,7 @@ int64_t qrl__mono_ms(void);
 void qrl__log_redact(const char *in, char *out, size_t outlen);
 /* Opens a read scope for the rest of this request (qrl_core_read_begin): its reads up to its
  * first write share one snapshot. For handlers that read several times (an authenticated phone
- * call); the fiber closes it when the handler returns. At most one per request. */
+ * call); the server closes it when the handler returns. At most one per request. */
 void qrl__read_scope(qrl__req *r);
 
 /* --- handlers --- */

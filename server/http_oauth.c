@@ -66,6 +66,21 @@ static bool read_form(qrl__req *r, qrl__form *f, enum MHD_Result *ret)
     return true;
 }
 
+/* Parameter `name` of form `f`. When it is missing or empty, answers 400 invalid_request (RFC
+ * 6749 section 5.2) naming it, clears `f` and returns NULL with the answer in *ret. */
+static const char *form_required(qrl__req *r, qrl__form *f, const char *name, enum MHD_Result *ret)
+{
+    const char *v = qrl__form_get(f, name);
+    char why[64];
+
+    if (v != NULL && v[0] != '\0')
+        return v;
+    qrl__form_clear(f);
+    snprintf(why, sizeof why, "%s is required", name);
+    *ret = qrl__respond_error(r, 400, "invalid_request", why);
+    return NULL;
+}
+
 static const qrl__errsay authorize_say[] = {
     {QRL_ERR_INVALID, {0, NULL, "client_id, scope, device_name or device_kind is not valid"}},
     QRL__SAY_END,
@@ -82,11 +97,8 @@ enum MHD_Result qrl__h_device_authorization(qrl__req *r, const char *arg)
 
     if (!read_form(r, &f, &ret))
         return ret;
-    client_id = qrl__form_get(&f, "client_id");
-    if (client_id == NULL || client_id[0] == '\0') {
-        qrl__form_clear(&f);
-        return qrl__respond_error(r, 400, "invalid_request", "client_id is required");
-    }
+    if ((client_id = form_required(r, &f, "client_id", &ret)) == NULL)
+        return ret;
     /* Checked here too so that the answer can name the one optional field a client is most
      * likely to fill from something it does not control (a user agent, a firmware string). */
     platform = qrl__form_get(&f, "device_platform");
@@ -212,6 +224,10 @@ static json_t *pending_body(const qrl_poll_result *res)
                                                   : "waiting for the user to scan the code",
                      "status", qrl_lr_state_name(res->state), "interval", res->interval_s);
 }
+
+/* The prepared answers cover every interval a request can reach. */
+_Static_assert(QRL__MAX_POLL_INTERVAL == QRL_MAX_POLL_INTERVAL_S,
+               "one prepared poll answer per interval");
 
 /* The answer to a plain poll of a pending or scanned request: the same for every request with
  * the same state and interval, so it is made once and shared (struct qrl_server). */
@@ -495,11 +511,8 @@ enum MHD_Result qrl__h_introspect(qrl__req *r, const char *arg)
                                   "introspection needs the resource-server secret");
     if (!read_form(r, &f, &ret))
         return ret;
-    token = qrl__form_get(&f, "token");
-    if (token == NULL || token[0] == '\0') {
-        qrl__form_clear(&f);
-        return qrl__respond_error(r, 400, "invalid_request", "token is required");
-    }
+    if ((token = form_required(r, &f, "token", &ret)) == NULL)
+        return ret;
     rc = strlen(token) > QRL_MAX_TOKEN ? (memset(&in, 0, sizeof in), QRL_OK)
                                        : qrl_introspect(r->srv->core, token, &in);
     sodium_memzero(f.buf, r->body_len);
@@ -527,11 +540,8 @@ enum MHD_Result qrl__h_revoke(qrl__req *r, const char *arg)
 
     if (!read_form(r, &f, &ret))
         return ret;
-    token = qrl__form_get(&f, "token");
-    if (token == NULL || token[0] == '\0') {
-        qrl__form_clear(&f);
-        return qrl__respond_error(r, 400, "invalid_request", "token is required");
-    }
+    if ((token = form_required(r, &f, "token", &ret)) == NULL)
+        return ret;
     if (strlen(token) <= QRL_MAX_TOKEN)
         rc = qrl_revoke_token(r->srv->core, token);
     sodium_memzero(f.buf, r->body_len);

@@ -10,7 +10,7 @@
 
 #include <sodium.h>
 
-#include "http.h"
+#include "http_common.h"
 
 /* Authenticates the caller (a phone session; with `any`, also a screen's access token);
  * answers 401 itself and returns false on failure. */
@@ -36,7 +36,7 @@ static bool authenticate(qrl__req *r, qrl_auth *auth, enum MHD_Result *ret)
     return authenticate_as(r, auth, false, ret);
 }
 
-static json_t *account_json(const qrl_account_rec *a)
+json_t *qrl__account_json(const qrl_account_rec *a)
 {
     return json_pack("{s:I, s:s, s:s}", "id", (json_int_t)a->id, "username", a->username,
                      "display_name", a->display_name);
@@ -75,7 +75,7 @@ enum MHD_Result qrl__h_sessions(qrl__req *r, const char *arg)
         r, 201,
         json_pack("{s:s, s:s, s:I, s:I, s:o}", "session_token", s.session_token, "token_type",
                   "Bearer", "expires_in", (json_int_t)s.expires_in_s, "device_id",
-                  (json_int_t)s.device_id, "account", account_json(&s.account)));
+                  (json_int_t)s.device_id, "account", qrl__account_json(&s.account)));
     sodium_memzero(&s, sizeof s);
     return ret;
 }
@@ -223,38 +223,49 @@ enum MHD_Result qrl__h_lr_deny(qrl__req *r, const char *code)
     return lr_error(r, rc, &lr);
 }
 
-static json_t *device_json(const qrl_device_rec *d, int64_t current)
+static json_t *device_json(const qrl_device_rec *d, int64_t current,
+                           const char *(*label)(const char *kind))
 {
-    return json_pack("{s:I, s:s, s:s, s:s, s:I, s:I, s:b}", "id", (json_int_t)d->id, "name",
-                     d->name, "kind", d->kind, "address", d->address, "created_at",
-                     (json_int_t)(d->created_ms / 1000), "last_seen_at",
-                     (json_int_t)(d->last_seen_ms / 1000), "current", d->id == current);
+    json_t *o = json_pack("{s:I, s:s, s:s, s:s, s:I, s:I, s:b}", "id", (json_int_t)d->id, "name",
+                          d->name, "kind", d->kind, "address", d->address, "created_at",
+                          (json_int_t)(d->created_ms / 1000), "last_seen_at",
+                          (json_int_t)(d->last_seen_ms / 1000), "current", d->id == current);
+
+    if (o != NULL && label != NULL)
+        json_object_set_new(o, "kind_label", json_string(label(d->kind)));
+    return o;
+}
+
+enum MHD_Result qrl__respond_devices(qrl__req *r, const qrl_auth *auth, enum qrl__errctx ctx,
+                                     const char *(*label)(const char *kind))
+{
+    qrl_device_rec *devs = calloc(QRL_MAX_DEVICES_LISTED, sizeof *devs);
+    size_t n = 0;
+    json_t *arr;
+    qrl_err rc;
+
+    if (devs == NULL)
+        return qrl__respond_err(r, QRL_ERR_NOMEM, ctx);
+    rc = qrl_devices_list(r->srv->core, auth, devs, QRL_MAX_DEVICES_LISTED, &n);
+    if (rc != QRL_OK) {
+        free(devs);
+        return qrl__respond_err(r, rc, ctx);
+    }
+    arr = json_array();
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(arr, device_json(&devs[i], auth->device_id, label));
+    free(devs);
+    return qrl__respond_json(r, 200, json_pack("{s:o}", "devices", arr));
 }
 
 enum MHD_Result qrl__h_devices(qrl__req *r, const char *arg)
 {
     enum MHD_Result ret;
     qrl_auth auth;
-    qrl_device_rec *devs;
-    size_t n = 0;
-    json_t *arr;
-    qrl_err rc;
 
     if (!authenticate(r, &auth, &ret))
         return ret;
-    devs = calloc(QRL_MAX_DEVICES_LISTED, sizeof *devs);
-    if (devs == NULL)
-        return qrl__respond_err(r, QRL_ERR_NOMEM, QRL__CTX_API);
-    rc = qrl_devices_list(r->srv->core, &auth, devs, QRL_MAX_DEVICES_LISTED, &n);
-    if (rc != QRL_OK) {
-        free(devs);
-        return qrl__respond_err(r, rc, QRL__CTX_API);
-    }
-    arr = json_array();
-    for (size_t i = 0; i < n; i++)
-        json_array_append_new(arr, device_json(&devs[i], auth.device_id));
-    free(devs);
-    return qrl__respond_json(r, 200, json_pack("{s:o}", "devices", arr));
+    return qrl__respond_devices(r, &auth, QRL__CTX_API, NULL);
 }
 
 static const qrl__errsay device_say[] = {
@@ -266,20 +277,15 @@ enum MHD_Result qrl__h_device_delete(qrl__req *r, const char *arg)
 {
     enum MHD_Result ret;
     qrl_auth auth;
-    char *end;
-    long long id;
+    int64_t id = qrl__path_id(arg);
     qrl_err rc;
 
     if (!authenticate(r, &auth, &ret))
         return ret;
-    id = strtoll(arg, &end, 10);
-    if (*arg == '\0' || *end != '\0' || id <= 0)
-        return qrl__respond_err_as(r, QRL_ERR_NOT_FOUND, QRL__CTX_API, device_say, NULL, NULL);
-    rc = qrl_device_revoke(r->srv->core, &auth, (int64_t)id);
-    if (rc == QRL_OK)
-        qrl__web_device_revoked(r->srv, (int64_t)id);
+    rc = id > 0 ? qrl_device_revoke(r->srv->core, &auth, id) : QRL_ERR_NOT_FOUND;
     if (rc != QRL_OK)
         return qrl__respond_err_as(r, rc, QRL__CTX_API, device_say, NULL, NULL);
+    qrl__web_device_revoked(r->srv, id);
     return qrl__respond_empty(r, 204);
 }
 
@@ -292,7 +298,7 @@ enum MHD_Result qrl__h_me(qrl__req *r, const char *arg)
         return ret;
     return qrl__respond_json(r, 200,
                              json_pack("{s:o, s:{s:I, s:s, s:s, s:b}}", "account",
-                                       account_json(&auth.account), "device", "id",
+                                       qrl__account_json(&auth.account), "device", "id",
                                        (json_int_t)auth.device.id, "name", auth.device.name, "kind",
                                        auth.device.kind, "has_key", auth.device.has_pubkey));
 }

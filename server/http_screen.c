@@ -11,38 +11,8 @@
 
 #include <sodium.h>
 
-#include "http.h"
+#include "http_common.h"
 #include "qrlogin/qr.h"
-
-/* Pixels (PNG) or user units (SVG) per module unless the screen asks otherwise: 8 gives a
- * 330-pixel image for our usual version-4 symbol with its quiet zone. */
-#define DEFAULT_SCALE 8
-
-static enum MHD_Result send_image(qrl__req *r, const char *type, void *data, size_t len)
-{
-    struct MHD_Response *resp = MHD_create_response_from_buffer(len, data, MHD_RESPMEM_MUST_FREE);
-    enum MHD_Result ret;
-
-    if (resp == NULL) {
-        free(data);
-        return MHD_NO;
-    }
-    if (r->gone) {
-        MHD_destroy_response(resp);
-        return MHD_NO;
-    }
-    MHD_add_response_header(resp, "Content-Type", type);
-    /* The image carries the scan secret: never cache it anywhere. */
-    MHD_add_response_header(resp, "Cache-Control", "no-store");
-    MHD_add_response_header(resp, "Pragma", "no-cache");
-    MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
-    MHD_add_response_header(resp, "Content-Security-Policy",
-                            "default-src 'none'; frame-ancestors 'none'");
-    r->status = 200;
-    ret = MHD_queue_response(r->conn, 200, resp);
-    MHD_destroy_response(resp);
-    return ret;
-}
 
 /* The QR code of a device code that is not waiting for a scan: an unknown one, another
  * client's or a redeemed one are alike to the screen; an approved one is to be redeemed. */
@@ -62,11 +32,9 @@ static const qrl__errsay scan_say[] = {
 enum MHD_Result qrl__h_screen_qr(qrl__req *r, const char *arg)
 {
     qrl__form f;
-    char scan[QRL_SECRET_BUF], url[512];
+    char scan[QRL_SECRET_BUF];
     const char *client_id, *code, *format, *scale_s;
-    long scale = DEFAULT_SCALE;
-    qrl_qr *qr = NULL;
-    enum MHD_Result ret;
+    long scale = QRL__QR_SCALE;
     qrl_err rc;
 
     if (!qrl__content_type_is(r, "application/x-www-form-urlencoded"))
@@ -106,21 +74,29 @@ enum MHD_Result qrl__h_screen_qr(qrl__req *r, const char *arg)
     qrl__form_clear(&f);
     if (rc != QRL_OK)
         return qrl__respond_err_as(r, rc, QRL__CTX_OAUTH, scan_say, NULL, NULL);
+    return qrl__respond_qr(r, scan, is_png, (int)scale, QRL__CTX_OAUTH);
+}
+
+enum MHD_Result qrl__respond_qr(qrl__req *r, char scan[QRL_SECRET_BUF], bool png, int scale,
+                                enum qrl__errctx ctx)
+{
+    char url[512];
+    qrl_qr *qr = NULL;
+    qrl_err rc;
+
     snprintf(url, sizeof url, "%s/s#%s", r->srv->public_url, scan);
-    sodium_memzero(scan, sizeof scan);
+    sodium_memzero(scan, QRL_SECRET_BUF);
     rc = qrl_qr_encode(url, &qr);
     sodium_memzero(url, sizeof url);
     if (rc == QRL_OK) {
-        unsigned char *png = NULL;
+        unsigned char *png_data = NULL;
         char *svg = NULL;
         size_t len = 0;
-        rc = is_png ? qrl_qr_png(qr, (int)scale, &png, &len)
-                    : qrl_qr_svg(qr, (int)scale, &svg, &len);
+        rc = png ? qrl_qr_png(qr, scale, &png_data, &len) : qrl_qr_svg(qr, scale, &svg, &len);
         qrl_qr_free(qr);
         if (rc == QRL_OK)
-            return is_png ? send_image(r, "image/png", png, len)
-                          : send_image(r, "image/svg+xml", svg, len);
+            return png ? qrl__respond_image(r, "image/png", png_data, len)
+                       : qrl__respond_image(r, "image/svg+xml", svg, len);
     }
-    ret = qrl__respond_err(r, rc, QRL__CTX_OAUTH);
-    return ret;
+    return qrl__respond_err(r, rc, ctx);
 }

@@ -16,7 +16,7 @@
 
 #include <sodium.h>
 
-#include "http.h"
+#include "http_common.h"
 
 /* The one table mapping core errors to HTTP: for each qrl_err and each endpoint class (OAuth,
  * phone API, pages) the status, the "error" code and the default "error_description". A NULL
@@ -129,10 +129,6 @@ static enum MHD_Result queue(qrl__req *r, unsigned status, struct MHD_Response *
 
     if (resp == NULL)
         return MHD_NO;
-    if (r->gone) {
-        MHD_destroy_response(resp);
-        return MHD_NO;
-    }
     add_common_headers(resp);
     for (size_t i = 0; extra != NULL && extra[i] != NULL; i += 2)
         MHD_add_response_header(resp, extra[i], extra[i + 1]);
@@ -211,8 +207,6 @@ struct MHD_Response *qrl__response_json(json_t *body)
 
 enum MHD_Result qrl__respond_shared(qrl__req *r, unsigned status, struct MHD_Response *resp)
 {
-    if (r->gone)
-        return MHD_NO;
     r->status = (int)status;
     return MHD_queue_response(r->conn, status, resp);
 }
@@ -255,6 +249,26 @@ enum MHD_Result qrl__respond_text(qrl__req *r, unsigned status, const char *json
 enum MHD_Result qrl__respond_empty(qrl__req *r, unsigned status)
 {
     return queue(r, status, MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT), NULL);
+}
+
+enum MHD_Result qrl__respond_image(qrl__req *r, const char *type, void *data, size_t len)
+{
+    struct MHD_Response *resp = MHD_create_response_from_buffer(len, data, MHD_RESPMEM_MUST_FREE);
+
+    if (resp == NULL) {
+        free(data);
+        return MHD_NO;
+    }
+    MHD_add_response_header(resp, "Content-Type", type);
+    return queue(r, 200, resp, NULL);
+}
+
+int64_t qrl__path_id(const char *arg)
+{
+    char *end;
+    long long id = strtoll(arg, &end, 10);
+
+    return (*arg != '\0' && *end == '\0' && id > 0) ? (int64_t)id : 0;
 }
 
 /* An error body {"error", "error_description"} plus `more`'s members (stolen), with the

@@ -28,8 +28,7 @@
 
 #include <sodium.h>
 
-#include "http.h"
-#include "qrlogin/qr.h"
+#include "http_common.h"
 
 /* The OAuth client id of the screen page: its login requests and tokens carry it. */
 #define WEB_CLIENT_ID "qrlogin-web"
@@ -181,10 +180,6 @@ static enum MHD_Result send_asset(qrl__req *r, const struct qrl__web_asset *a, b
     resp = MHD_create_response_from_buffer(a->len, (void *)a->data, MHD_RESPMEM_PERSISTENT);
     if (resp == NULL)
         return MHD_NO;
-    if (r->gone) {
-        MHD_destroy_response(resp);
-        return MHD_NO;
-    }
     MHD_add_response_header(resp, "Content-Type", content_type(a->name));
     /* Pages show account data once their scripts run; none of it may be cached. */
     MHD_add_response_header(resp, "Cache-Control", page ? "no-store" : "no-cache");
@@ -285,12 +280,6 @@ static void ua_device_name(qrl__req *r, char *out, size_t len)
         snprintf(out, len, "Web browser");
 }
 
-static json_t *account_json(const qrl_account_rec *a)
-{
-    return json_pack("{s:I, s:s, s:s}", "id", (json_int_t)a->id, "username", a->username,
-                     "display_name", a->display_name);
-}
-
 static json_t *device_json(const qrl_device_rec *d)
 {
     return json_pack("{s:I, s:s, s:s}", "id", (json_int_t)d->id, "name", d->name, "kind", d->kind);
@@ -374,37 +363,10 @@ enum MHD_Result qrl__h_web_screen_start(qrl__req *r, const char *arg)
     return ret;
 }
 
-static enum MHD_Result send_svg(qrl__req *r, char *svg, size_t len)
-{
-    struct MHD_Response *resp = MHD_create_response_from_buffer(len, svg, MHD_RESPMEM_MUST_FREE);
-    enum MHD_Result ret;
-
-    if (resp == NULL) {
-        free(svg);
-        return MHD_NO;
-    }
-    if (r->gone) {
-        MHD_destroy_response(resp);
-        return MHD_NO;
-    }
-    MHD_add_response_header(resp, "Content-Type", "image/svg+xml");
-    /* The image carries the scan secret: never cache it anywhere. */
-    MHD_add_response_header(resp, "Cache-Control", "no-store");
-    MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
-    MHD_add_response_header(resp, "Referrer-Policy", "no-referrer");
-    MHD_add_response_header(resp, "Content-Security-Policy",
-                            "default-src 'none'; frame-ancestors 'none'");
-    r->status = 200;
-    ret = MHD_queue_response(r->conn, 200, resp);
-    MHD_destroy_response(resp);
-    return ret;
-}
-
 enum MHD_Result qrl__h_web_screen_qr(qrl__req *r, const char *arg)
 {
     const char *dc = cookie(r, CK_SCREEN);
-    char scan[QRL_SECRET_BUF], url[512];
-    qrl_qr *qr = NULL;
+    char scan[QRL_SECRET_BUF];
     qrl_err rc;
 
     if (dc == NULL)
@@ -414,19 +376,7 @@ enum MHD_Result qrl__h_web_screen_qr(qrl__req *r, const char *arg)
     if (rc != QRL_OK)
         return qrl__respond_error(r, 404, "no_request",
                                   "This sign-in code is over; the page shows a new one.");
-    snprintf(url, sizeof url, "%s/s#%s", r->srv->public_url, scan);
-    sodium_memzero(scan, sizeof scan);
-    rc = qrl_qr_encode(url, &qr);
-    sodium_memzero(url, sizeof url);
-    if (rc == QRL_OK) {
-        char *svg = NULL;
-        size_t len = 0;
-        rc = qrl_qr_svg(qr, 8, &svg, &len);
-        qrl_qr_free(qr);
-        if (rc == QRL_OK)
-            return send_svg(r, svg, len);
-    }
-    return qrl__respond_err(r, rc, QRL__CTX_PAGE);
+    return qrl__respond_qr(r, scan, false, QRL__QR_SCALE, QRL__CTX_PAGE);
 }
 
 enum MHD_Result qrl__h_web_screen_wait(qrl__req *r, const char *arg)
@@ -574,8 +524,8 @@ enum MHD_Result qrl__h_web_screen_me(qrl__req *r, const char *arg)
     if (rc != QRL_OK)
         return qrl__respond_err(r, rc, QRL__CTX_PAGE);
     return screen_answer(r,
-                         json_pack("{s:o, s:o}", "account", account_json(&auth.account), "device",
-                                   device_json(&auth.device)),
+                         json_pack("{s:o, s:o}", "account", qrl__account_json(&auth.account),
+                                   "device", device_json(&auth.device)),
                          at, rt, rotated);
 }
 
@@ -698,16 +648,28 @@ static bool phone_auth_csrf(qrl__req *r, qrl_auth *auth, enum MHD_Result *ret)
     return phone_auth(r, auth, ret);
 }
 
+/* The passkeys of the caller's account, at most QRL_MAX_PASSKEYS, in an array the caller frees,
+ * and their number in *n; NULL (and 0) when they cannot be read. */
+static qrl_passkey_rec *passkeys_of(qrl__req *r, const qrl_auth *auth, size_t *n)
+{
+    qrl_passkey_rec *pk = calloc(QRL_MAX_PASSKEYS, sizeof *pk);
+
+    *n = 0;
+    if (pk != NULL && qrl_passkey_list(r->srv->core, auth, pk, QRL_MAX_PASSKEYS, n) != QRL_OK) {
+        free(pk);
+        pk = NULL;
+        *n = 0;
+    }
+    return pk;
+}
+
 /* Number of passkeys of the caller's account (0 on any failure: the password then stays the
  * step-up, which the core checks anyway). */
 static size_t passkey_count(qrl__req *r, const qrl_auth *auth)
 {
-    qrl_passkey_rec *pk = calloc(QRL_MAX_PASSKEYS, sizeof *pk);
-    size_t n = 0;
+    size_t n;
 
-    if (pk != NULL && qrl_passkey_list(r->srv->core, auth, pk, QRL_MAX_PASSKEYS, &n) != QRL_OK)
-        n = 0;
-    free(pk);
+    free(passkeys_of(r, auth, &n));
     return n;
 }
 
@@ -749,8 +711,8 @@ enum MHD_Result qrl__h_web_session_new(qrl__req *r, const char *arg)
         return qrl__respond_err_as(r, rc, QRL__CTX_PAGE, signin_say, NULL, NULL);
     cookie_make(r->srv, ck, CK_PHONE, s.session_token, "/web", s.expires_in_s, true);
     const char *extra[] = {"Set-Cookie", ck, NULL};
-    ret = qrl__respond_json_hdr(r, 200, json_pack("{s:o}", "account", account_json(&s.account)),
-                                extra);
+    ret = qrl__respond_json_hdr(
+        r, 200, json_pack("{s:o}", "account", qrl__account_json(&s.account)), extra);
     sodium_memzero(ck, sizeof ck);
     sodium_memzero(&s, sizeof s);
     return ret;
@@ -763,10 +725,10 @@ enum MHD_Result qrl__h_web_session_get(qrl__req *r, const char *arg)
 
     if (!phone_auth(r, &auth, &ret))
         return ret;
-    return qrl__respond_json(r, 200,
-                             json_pack("{s:o, s:o, s:I}", "account", account_json(&auth.account),
-                                       "device", device_json(&auth.device), "passkeys",
-                                       (json_int_t)passkey_count(r, &auth)));
+    return qrl__respond_json(
+        r, 200,
+        json_pack("{s:o, s:o, s:I}", "account", qrl__account_json(&auth.account), "device",
+                  device_json(&auth.device), "passkeys", (json_int_t)passkey_count(r, &auth)));
 }
 
 enum MHD_Result qrl__h_web_signout(qrl__req *r, const char *arg)
@@ -1059,11 +1021,8 @@ enum MHD_Result qrl__h_web_webauthn_options(qrl__req *r, const char *arg)
     json_decref(o);
     if (rc != QRL_OK)
         return lr_fail(r, rc, NULL, true);
-    pk = calloc(QRL_MAX_PASSKEYS, sizeof *pk);
-    if (pk == NULL || qrl_passkey_list(r->srv->core, &auth, pk, QRL_MAX_PASSKEYS, &n) != QRL_OK) {
-        free(pk);
+    if ((pk = passkeys_of(r, &auth, &n)) == NULL)
         return qrl__respond_err(r, QRL_ERR_NOMEM, QRL__CTX_PAGE);
-    }
     rp_of(r->srv, origin, sizeof origin, rpid, sizeof rpid);
     if (approve) {
         body = json_pack("{s:s, s:s, s:i, s:s, s:o}", "challenge", challenge, "rpId", rpid,
@@ -1099,11 +1058,8 @@ enum MHD_Result qrl__h_web_passkeys_get(qrl__req *r, const char *arg)
 
     if (!phone_auth(r, &auth, &ret))
         return ret;
-    pk = calloc(QRL_MAX_PASSKEYS, sizeof *pk);
-    if (pk == NULL || qrl_passkey_list(r->srv->core, &auth, pk, QRL_MAX_PASSKEYS, &n) != QRL_OK) {
-        free(pk);
+    if ((pk = passkeys_of(r, &auth, &n)) == NULL)
         return qrl__respond_err(r, QRL_ERR_NOMEM, QRL__CTX_PAGE);
-    }
     arr = json_array();
     for (size_t i = 0; i < n; i++)
         json_array_append_new(arr, json_pack("{s:I, s:s, s:I, s:I}", "id", (json_int_t)pk[i].id,
@@ -1164,15 +1120,6 @@ enum MHD_Result qrl__h_web_passkeys_add(qrl__req *r, const char *arg)
     return qrl__respond_json(r, 201, json_pack("{s:I}", "id", (json_int_t)id));
 }
 
-/* The numeric argument of DELETE /web/.../{id}; 0 when it is not one. */
-static int64_t path_id(const char *arg)
-{
-    char *end;
-    long long id = strtoll(arg, &end, 10);
-
-    return (*arg != '\0' && *end == '\0' && id > 0) ? (int64_t)id : 0;
-}
-
 static const qrl__errsay passkey_say[] = {
     {QRL_ERR_NOT_FOUND, {0, NULL, "There is no such passkey."}},
     QRL__SAY_END,
@@ -1182,7 +1129,7 @@ enum MHD_Result qrl__h_web_passkey_delete(qrl__req *r, const char *arg)
 {
     enum MHD_Result ret;
     qrl_auth auth;
-    int64_t id = path_id(arg);
+    int64_t id = qrl__path_id(arg);
     qrl_err rc;
 
     if (!phone_auth_csrf(r, &auth, &ret))
@@ -1198,33 +1145,11 @@ enum MHD_Result qrl__h_web_passkey_delete(qrl__req *r, const char *arg)
 enum MHD_Result qrl__h_web_devices(qrl__req *r, const char *arg)
 {
     enum MHD_Result ret;
-    qrl_device_rec *devs;
     qrl_auth auth;
-    size_t n = 0;
-    json_t *arr;
-    qrl_err rc;
 
     if (!phone_auth(r, &auth, &ret))
         return ret;
-    devs = calloc(QRL_MAX_DEVICES_LISTED, sizeof *devs);
-    if (devs == NULL)
-        return qrl__respond_err(r, QRL_ERR_NOMEM, QRL__CTX_PAGE);
-    rc = qrl_devices_list(r->srv->core, &auth, devs, QRL_MAX_DEVICES_LISTED, &n);
-    if (rc != QRL_OK) {
-        free(devs);
-        return qrl__respond_err(r, rc, QRL__CTX_PAGE);
-    }
-    arr = json_array();
-    for (size_t i = 0; i < n; i++)
-        json_array_append_new(
-            arr, json_pack("{s:I, s:s, s:s, s:s, s:s, s:I, s:I, s:b}", "id", (json_int_t)devs[i].id,
-                           "name", devs[i].name, "kind", devs[i].kind, "kind_label",
-                           kind_label(devs[i].kind), "address", devs[i].address, "created_at",
-                           (json_int_t)(devs[i].created_ms / 1000), "last_seen_at",
-                           (json_int_t)(devs[i].last_seen_ms / 1000), "current",
-                           devs[i].id == auth.device_id));
-    free(devs);
-    return qrl__respond_json(r, 200, json_pack("{s:o}", "devices", arr));
+    return qrl__respond_devices(r, &auth, QRL__CTX_PAGE, kind_label);
 }
 
 static const qrl__errsay device_say[] = {
@@ -1236,7 +1161,7 @@ enum MHD_Result qrl__h_web_device_delete(qrl__req *r, const char *arg)
 {
     enum MHD_Result ret;
     qrl_auth auth;
-    int64_t id = path_id(arg);
+    int64_t id = qrl__path_id(arg);
     qrl_err rc;
 
     if (!phone_auth_csrf(r, &auth, &ret))

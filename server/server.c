@@ -5,11 +5,11 @@
  *
  * Request life: MHD calls on_request() first with the headers (we allocate a qrl__req and
  * refuse oversized bodies by Content-Length at once), then with body pieces (buffered up to
- * QRL_MAX_BODY), then once more with no data, when we route and answer. The handler runs on a
- * fiber: when it waits for a store commit the connection is suspended, and resumed once the
- * commit is done (see "fibers" below). A held token request suspends instead of answering;
- * when it is resumed MHD calls on_request() again and we finish it. on_completed() frees the
- * request whatever happened.
+ * QRL_MAX_BODY), then once more with no data, when we route and answer. The handler runs
+ * right there, on the worker thread that owns the connection, and blocks that thread while it
+ * waits for the store (a write until its group commit is done): see "Workers" below. A held
+ * token request suspends instead of answering; when it is resumed MHD calls on_request()
+ * again and we finish it. on_completed() frees the request whatever happened.
  *
  * Adding an endpoint: write its handler in the file of its group (http_oauth.c, http_phone.c),
  * declare it in http.h, add a row to `routes`, document it in docs/api.md and test it in
@@ -30,7 +30,6 @@
 #include <sodium.h>
 
 #include "http.h"
-#include "qrlogin/fiber.h"
 
 typedef enum MHD_Result (*handler_fn)(qrl__req *r, const char *arg);
 
@@ -172,24 +171,13 @@ static void client_address(struct MHD_Connection *conn, char *out, size_t len)
 }
 
 /*
- * Fibers. Every handler runs on a fiber (include/qrlogin/fiber.h). When a store write parks it, the
- * connection is suspended and the worker thread serves other connections; the store's writer
- * wakes the fiber after the commit, which resumes the connection, and libmicrohttpd calls
- * on_request() again on the same thread, which continues the fiber. The wake can come before
- * the worker has suspended the connection: `woken` records it under the thread's wake lock,
- * and the worker then continues the fiber at once instead of suspending. A brief wait (a lazy
- * write) is deferred instead of suspended: see fiber_settle().
+ * Workers. Every handler runs on the libmicrohttpd worker thread that owns its connection and
+ * calls the store as ordinary blocking C: a store write blocks the thread until the writer has
+ * committed the batch holding it. While it is blocked, the other connections of that thread
+ * wait too (each connection belongs to one worker of the pool), which is why the pool has more
+ * threads than the machine has cores (qrl_server_default_threads). The blocked threads' writes
+ * are what the writer batches into one commit.
  */
-static void fiber_main(void *arg)
-{
-    qrl__req *r = arg;
-
-    r->fiber_ret = r->fiber_fn(r);
-    if (r->read_scope) {
-        r->read_scope = false;
-        qrl_core_read_end(r->srv->core);
-    }
-}
 
 void qrl__read_scope(qrl__req *r)
 {
@@ -199,172 +187,16 @@ void qrl__read_scope(qrl__req *r)
     qrl_core_read_begin(r->srv->core);
 }
 
-/* The lock and condition variable every request of a worker thread waits with: one per thread,
- * kept for good after the thread ends (and then reused by a later thread), because a waker
- * signals after unlocking, when the request may be gone already. Signalling after the unlock
- * lets the woken thread take the lock at once instead of blocking on it again; and only the
- * request the thread blocks for is signalled (`waiting`), never the others of its pass. */
-struct wake_slot {
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    const qrl__req *waiting;     /* the request the thread blocks for, or NULL */
-    struct wake_slot *next;      /* in `slots`: every slot made, reachable for good */
-    struct wake_slot *next_free; /* in `slots_free`: those of ended threads */
-};
-
-static pthread_mutex_t slots_mu = PTHREAD_MUTEX_INITIALIZER;
-static struct wake_slot *slots, *slots_free;
-static pthread_key_t slot_key; /* gives a thread's slot back when the thread ends */
-static pthread_once_t slot_once = PTHREAD_ONCE_INIT;
-static _Thread_local struct wake_slot *my_slot;
-
-static void slot_release(void *p)
+/* Runs a handler, then ends the read scope it opened, if any (it is this thread's). */
+static enum MHD_Result run_handler(qrl__req *r, enum MHD_Result (*fn)(qrl__req *r))
 {
-    struct wake_slot *ws = p;
+    enum MHD_Result ret = fn(r);
 
-    pthread_mutex_lock(&slots_mu);
-    ws->next_free = slots_free;
-    slots_free = ws;
-    pthread_mutex_unlock(&slots_mu);
-}
-
-static void slot_key_make(void)
-{
-    if (pthread_key_create(&slot_key, slot_release) != 0)
-        abort(); /* only without memory at the first request: nothing sensible to go on with */
-}
-
-/* The calling thread's slot, made or reused on its first request. NULL without memory. */
-static struct wake_slot *thread_slot(void)
-{
-    struct wake_slot *ws = my_slot;
-
-    if (ws != NULL)
-        return ws;
-    pthread_once(&slot_once, slot_key_make);
-    pthread_mutex_lock(&slots_mu);
-    if ((ws = slots_free) != NULL) {
-        slots_free = ws->next_free;
-    } else if ((ws = calloc(1, sizeof *ws)) != NULL) {
-        pthread_mutex_init(&ws->mu, NULL);
-        pthread_cond_init(&ws->cv, NULL);
-        ws->next = slots;
-        slots = ws;
+    if (r->read_scope) {
+        r->read_scope = false;
+        qrl_core_read_end(r->srv->core);
     }
-    pthread_mutex_unlock(&slots_mu);
-    if (ws != NULL && pthread_setspecific(slot_key, ws) != 0) {
-        slot_release(ws);
-        return NULL;
-    }
-    my_slot = ws;
-    return ws;
-}
-
-static void fiber_woken(void *ud)
-{
-    qrl__req *r = ud;
-    struct wake_slot *ws = r->slot; /* outlives r */
-    struct MHD_Connection *resume = NULL;
-    bool signal = false;
-
-    pthread_mutex_lock(&ws->mu);
-    if (r->suspended) {
-        r->suspended = false;
-        resume = r->conn;
-    } else {
-        r->woken = true;
-        signal = ws->waiting == r;
-    }
-    pthread_mutex_unlock(&ws->mu);
-    /* Last, and without r: once resumed or woken, the worker may end the request and free r. */
-    if (signal)
-        pthread_cond_signal(&ws->cv);
-    if (resume != NULL)
-        MHD_resume_connection(resume);
-}
-
-/* Blocks this thread until r's parked fiber is woken (with r->slot->mu held). */
-static void wait_woken_locked(qrl__req *r)
-{
-    struct wake_slot *ws = r->slot;
-
-    while (!r->woken) {
-        ws->waiting = r;
-        pthread_cond_wait(&ws->cv, &ws->mu);
-    }
-    ws->waiting = NULL;
-    r->woken = false;
-}
-
-/* The next call for a deferred request (fiber_settle): waits on this thread for the brief
- * wait's wake, if it has not come yet. */
-static void wait_deferred(qrl__req *r)
-{
-    pthread_mutex_lock(&r->slot->mu);
-    wait_woken_locked(r);
-    r->deferred = false;
-    pthread_mutex_unlock(&r->slot->mu);
-}
-
-/* libmicrohttpd ends a resumed connection whose client has gone before it calls the handler
- * again; the handler's fiber, woken by its commit, is then still parked. A deferred one can end
- * before the wake, the write still queued. Finish it here, on the
- * connection's thread: its writes complete as they would have, its answer goes nowhere
- * (r->gone), and a further wait blocks this thread for one commit. */
-static void fiber_finish_detached(qrl__req *r)
-{
-    r->gone = true;
-    /* A deferred request's connection can end before its wake (fiber_settle): the parked
-     * write is still queued, on the fiber's stack. */
-    if (r->deferred)
-        wait_deferred(r);
-    r->fiber = qrl_fiber_resume(r->fiber);
-    while (r->fiber != NULL) {
-        pthread_mutex_lock(&r->slot->mu);
-        wait_woken_locked(r);
-        pthread_mutex_unlock(&r->slot->mu);
-        r->fiber = qrl_fiber_resume(r->fiber);
-    }
-    atomic_fetch_sub(&r->srv->fibers_live, 1);
-}
-
-/* After the fiber returned to us: its handler's result, or suspend until it is woken. A brief
- * wait (a lazy write's commit) is not suspended: the call returns without an answer, and
- * libmicrohttpd, which calls the handler of such a connection again on the next pass of its
- * event loop (the connection stays in its ready list), lets this thread first serve its other
- * ready connections, whose writes join the same batch. On that next call the thread blocks
- * for the commit if it has not come yet (wait_deferred). That saves the suspension's two
- * epoll_ctl calls and the resumption's eventfd write per request: one wait covers all the
- * requests of a pass. A long wait (a durable write's flush, a held poll) is suspended, so the
- * thread goes on serving other connections. */
-static enum MHD_Result fiber_settle(qrl__req *r)
-{
-    while (r->fiber != NULL) {
-        pthread_mutex_lock(&r->slot->mu);
-        if (!r->woken) {
-            if (qrl_fiber_brief(r->fiber))
-                r->deferred = true;
-            else {
-                r->suspended = true;
-                MHD_suspend_connection(r->conn);
-            }
-            pthread_mutex_unlock(&r->slot->mu);
-            return MHD_YES;
-        }
-        r->woken = false;
-        pthread_mutex_unlock(&r->slot->mu);
-        r->fiber = qrl_fiber_resume(r->fiber);
-    }
-    atomic_fetch_sub(&r->srv->fibers_live, 1);
-    return r->fiber_ret;
-}
-
-static enum MHD_Result on_fiber(qrl__req *r, enum MHD_Result (*fn)(qrl__req *r))
-{
-    atomic_fetch_add(&r->srv->fibers_live, 1);
-    r->fiber_fn = fn;
-    r->fiber = qrl_fiber_start(fiber_main, r, fiber_woken, r);
-    return fiber_settle(r);
+    return ret;
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
@@ -376,12 +208,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 
     if (r == NULL) {
         const char *cl;
-        struct wake_slot *ws = thread_slot();
-        if (ws == NULL || (r = calloc(1, sizeof *r)) == NULL)
+        if ((r = calloc(1, sizeof *r)) == NULL)
             return MHD_NO;
         r->srv = srv;
         r->conn = conn;
-        r->slot = ws;
         r->url = url;
         r->method = method;
         client_address(conn, r->address, sizeof r->address);
@@ -392,12 +222,6 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             return qrl__respond_err(r, QRL_ERR_TOO_LARGE, QRL__CTX_API);
         }
         return MHD_YES;
-    }
-    if (r->fiber != NULL) { /* resumed after fiber_woken(), or called again after a deferral */
-        if (r->deferred)
-            wait_deferred(r);
-        r->fiber = qrl_fiber_resume(r->fiber);
-        return fiber_settle(r);
     }
     if (*upload_data_size != 0) {
         size_t n = *upload_data_size;
@@ -416,11 +240,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return MHD_YES;
     }
     if (r->held)
-        return on_fiber(r, r->resume_fn != NULL ? r->resume_fn : qrl__h_token_resume);
+        return run_handler(r, r->resume_fn != NULL ? r->resume_fn : qrl__h_token_resume);
     if (r->too_large)
         return qrl__respond_err(r, QRL_ERR_TOO_LARGE, QRL__CTX_API);
     /* The most frequent request, a screen's poll of a pending request, is answered from
-     * memory without a fiber (it never waits). */
+     * memory, without the router or the store. */
     if (strcmp(r->url, "/oauth/token") == 0 && strcmp(r->method, "POST") == 0) {
         enum MHD_Result ret;
         if (qrl__h_token_quick(r, &ret)) {
@@ -428,7 +252,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             return ret;
         }
     }
-    return on_fiber(r, dispatch);
+    return run_handler(r, dispatch);
 }
 
 /* Set on a worker thread that is about to close a connection whose client left, so that
@@ -450,8 +274,6 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 
     if (r == NULL)
         return;
-    if (r->fiber != NULL)
-        fiber_finish_detached(r);
     if (srv->cfg.access_log)
     /* Route names only: raw paths may hold a scan secret or user code. */
     {
@@ -651,9 +473,6 @@ qrl_err qrl_server_listen(qrl_server *srv, qrl_core *core, char *errbuf, size_t 
     }
     if (family == AF_INET6)
         flags |= MHD_USE_IPv6;
-    /* A handler waiting for a group commit parks its fiber and frees its thread, so a few
-     * threads serve everything; more only help when handlers spend CPU (Argon2id sign-ins
-     * hold their thread for tens of milliseconds). */
     if (threads == 0)
         threads = qrl_server_default_threads();
     if ((lfd = listen_socket(&srv->cfg, &ss, family, errbuf, errlen)) < 0)
@@ -696,6 +515,11 @@ qrl_err qrl_server_listen(qrl_server *srv, qrl_core *core, char *errbuf, size_t 
     return QRL_OK;
 }
 
+/* Handlers block their thread while they wait for a commit, and a blocked thread stalls every
+ * connection it owns, so the pool is sized for the writes in flight rather than for the cores:
+ * enough threads that many writes wait in each group commit. 64 did best of 8 to 256 on full
+ * flows (docs/architecture.md, "Threading model"); above 32 CPUs, 2 per CPU, for handlers that
+ * spend CPU (Argon2id sign-ins hold their thread for tens of milliseconds). */
 unsigned qrl_server_default_threads(void)
 {
     cpu_set_t set;
@@ -703,7 +527,7 @@ unsigned qrl_server_default_threads(void)
 
     if (sched_getaffinity(0, sizeof set, &set) == 0)
         n = CPU_COUNT(&set);
-    return n > 4 ? 2u * (unsigned)n : 8u;
+    return n > 32 ? 2u * (unsigned)n : 64u;
 }
 
 unsigned short qrl_server_port(const qrl_server *srv)
@@ -726,18 +550,16 @@ void qrl_server_stop(qrl_server *srv)
     if (srv->daemon != NULL) {
         /* libmicrohttpd must not be stopped with suspended connections: answer every held
          * request first (they get the normal pending answer) and wait until the workers have
-         * sent those answers, and until every handler waiting for a commit has finished. New
-         * holds are refused from here on. The daemon is not quiesced first: in libmicrohttpd
-         * 0.9.75 MHD_quiesce_daemon() races with a worker thread that is awake (both take the
-         * listening socket out of the worker's epoll set, and the loser aborts the process:
-         * "Failed to remove listen FD from epoll set"); connections accepted during these
-         * milliseconds are served, and their holds refused. */
+         * sent those answers. New holds are refused from here on; a handler still running
+         * (blocked on a commit) finishes before MHD_stop_daemon() has joined its thread. The daemon
+         * is not quiesced first: in libmicrohttpd 0.9.75 MHD_quiesce_daemon() races with a worker
+         * thread that is awake (both take the listening socket out of the worker's epoll set, and
+         * the loser aborts the process: "Failed to remove listen FD from epoll set"); connections
+         * accepted during these milliseconds are served, and their holds refused. */
         qrl__hub_wake_all(srv->hub, true);
         /* Every held request now gets its answer on a worker; wait for them all (bounded, in
          * case a client does not read its answer). */
-        for (int i = 0; i < STOP_WAIT_MS / 10 &&
-                        (atomic_load(&srv->held_live) > 0 || atomic_load(&srv->fibers_live) > 0);
-             i++)
+        for (int i = 0; i < STOP_WAIT_MS / 10 && atomic_load(&srv->held_live) > 0; i++)
             usleep(10000);
         MHD_stop_daemon(srv->daemon);
     }

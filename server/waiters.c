@@ -231,8 +231,6 @@ qrl_err qrl__hub_wait(struct qrl__hub *h, qrl__req *r, int64_t lr_id, int64_t de
     qrl__waiter *w = r->waiter;
     qrl_err rc = QRL_OK;
 
-    if (r->gone) /* its client left while it waited for a commit: nothing to hold */
-        return QRL_ERR_BUSY;
     if (w == NULL) {
         w = calloc(1, sizeof *w);
         if (w == NULL)

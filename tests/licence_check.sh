@@ -19,6 +19,7 @@ while IFS= read -r f; do
     *.c|*.h|*.css|*.js|*.mjs|*.sh|*.html|*.cmake|*.lua|*.pc.in|*CMakeLists.txt|*Makefile|.ci/run) ;;
     *) continue ;;
   esac
+  [ -f "$f" ] || continue # deleted in the work tree, not yet in a commit
   if ! head -n 3 "$f" | grep -q 'SPDX-License-Identifier: MIT'; then
     echo "licence: $f has no SPDX-License-Identifier line" >&2
     missing=$((missing + 1))

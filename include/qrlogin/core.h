@@ -91,7 +91,7 @@ const qrl_config *qrl_core_config(const qrl_core *core);
 qrl_err qrl_core_new(const qrl_config *cfg, qrl_store *store, qrl_core **out);
 void qrl_core_free(qrl_core *core);
 
-/* A read scope for the calling thread (or fiber): the store may answer its reads up to its next
+/* A read scope for the calling thread: the store may answer its reads up to its next
  * write, or to qrl_core_read_end(), from one snapshot instead of one each (store.h,
  * read_begin). The server opens one for each authenticated phone call. Does nothing where the
  * store has no scopes. Scopes nest; each qrl_core_read_begin() needs its qrl_core_read_end(). */

@@ -15,7 +15,8 @@
 #define QRL_MAX_USERNAME 64
 /* Display names are shown on phones: two lines of text at most. */
 #define QRL_MAX_DISPLAY_NAME 128
-/* Device names ("Living Room TV") are shown in lists and on the approval screen. */
+/* Device names ("Living Room TV") are shown in lists and on the approval screen. The client SDK
+ * checks an app's against this before sending it. */
 #define QRL_MAX_DEVICE_NAME 64
 /* A screen's platform ("TV, Samsung Tizen", "Chrome on Linux") is one short line under the
  * device's name on the approval screen; 64 holds a browser and its system or a vendor's
@@ -25,7 +26,8 @@
 #define QRL_MAX_DEVICE_KIND 15
 /* Passwords: long passphrases are welcome, but Argon2id input need not be unbounded. */
 #define QRL_MAX_PASSWORD 256
-/* OAuth client identifiers are short registered names. */
+/* OAuth client identifiers are short registered names. The client SDK checks an app's against
+ * this before sending it. */
 #define QRL_MAX_CLIENT_ID 64
 /* Space-separated scope tokens; 256 is several times what any client asks for. */
 #define QRL_MAX_SCOPE 256
@@ -33,11 +35,25 @@
 #define QRL_MAX_ADDRESS 63
 /* Any token or secret we issue is under 64 characters; 128 rejects garbage early. */
 #define QRL_MAX_TOKEN 128
-/* user_code as typed: 8 letters plus dashes and spaces a person might add. */
+/* A user code in canonical form: 8 letters of QRL_USER_CODE_ALPHABET (qrlogin/protocol.h), no
+ * dash. 20^8 (about 2^34.6) codes make guessing a live one hopeless within the attempts the rate
+ * limits allow, and 8 letters are still easy to read off a TV and type (RFC 8628 section 6.1). */
+#define QRL_USER_CODE_LEN 8
+/* user_code as typed: 8 letters plus dashes and spaces a person might add. The client SDK holds
+ * a code any RFC 8628 server shows in as many bytes: such codes are short by design. */
 #define QRL_MAX_USER_CODE_INPUT 32
+/* The approval nonce a phone signs: the server issues base64url of 16 random bytes (22
+ * characters); 32 leaves room without letting the field grow a signed message unboundedly. */
+#define QRL_MAX_NONCE 32
 /* Prefer: wait=N is capped: long enough to save many polls, short enough that proxies with
- * 60-90 s idle timeouts do not cut held requests. */
+ * 60-90 s idle timeouts do not cut held requests. The client SDK never asks for more. */
 #define QRL_MAX_WAIT_S 60
+/* RFC 8628 section 3.5: each slow_down adds 5 seconds to the polling interval, for that request
+ * and all later ones. The server grows its interval by this step and the client SDK its own. */
+#define QRL_SLOW_DOWN_STEP_S 5
+/* The polling interval never grows past this, so that a buggy client still finishes within a
+ * request's life; the server keeps one prepared answer per interval up to it. */
+#define QRL_MAX_POLL_INTERVAL_S 60
 /* Held token requests per login request. One screen needs one; a few more tolerate a retrying
  * client. Beyond this the request is answered at once like a normal poll. */
 #define QRL_MAX_WAITERS_PER_REQUEST 8

@@ -46,9 +46,6 @@ extern "C" {
 /* The letters of a user code: RFC 8628 section 6.1's base-20 alphabet, without vowels (no
  * words) and without letters easily mistaken for digits. */
 #define QRL_USER_CODE_ALPHABET "BCDFGHJKLMNPQRSTVWXZ"
-/* A user code in canonical form: 8 letters, no dash. The same value as the store's; should the
- * two ever differ, the compiler reports a redefinition wherever both headers are included. */
-#define QRL_USER_CODE_LEN 8
 
 /* Ed25519 (libsodium crypto_sign): public key, secret key (seed and public key) and signature
  * sizes. */
@@ -57,11 +54,8 @@ extern "C" {
 #define QRL_DECISION_SIG_BYTES 64
 /* A signature travels as base64url without padding: 86 characters + NUL. */
 #define QRL_DECISION_SIG_B64_BUF 88
-/* Longest nonce accepted in a message. The server issues base64url of 16 random bytes (22
- * characters); 32 leaves room without letting a field grow the message unboundedly. */
-#define QRL_DECISION_NONCE_MAX 32
 /* A buffer that holds every valid message and its NUL. The longest is 91 bytes: the prefix
- * line (20), an id of 19 digits, "approve", a nonce of QRL_DECISION_NONCE_MAX, the user code
+ * line (20), an id of 19 digits, "approve", a nonce of QRL_MAX_NONCE, the user code
  * and their four newlines, and the NUL. */
 #define QRL_DECISION_MSG_BUF 112
 
@@ -84,7 +78,7 @@ qrl_err qrl_user_code_normalize(const char *in, char *out);
 /* Writes the canonical bytes of `m` (the layout above, user code canonicalised) and a NUL into
  * `buf`, which has `len` bytes (QRL_DECISION_MSG_BUF is always enough). Returns the number of
  * bytes of the message, without the NUL, or 0 when `len` is too small or a field is invalid: an
- * unknown decision, a negative id, a nonce that is empty, longer than QRL_DECISION_NONCE_MAX or
+ * unknown decision, a negative id, a nonce that is empty, longer than QRL_MAX_NONCE or
  * not base64url, or a user code that qrl_user_code_normalize() refuses. */
 size_t qrl_decision_bytes(const qrl_decision_msg *m, char *buf, size_t len);
 

@@ -45,8 +45,8 @@ void qrl_server_handoff(qrl_server *srv, qrl_handoff *h);
 qrl_err qrl_server_listen(qrl_server *srv, qrl_core *core, char *errbuf, size_t errlen);
 /* The bound port (useful with port 0) and the public URL. */
 unsigned short qrl_server_port(const qrl_server *srv);
-/* Worker threads when the config says 0: 8, or 2 per CPU this process may run on when it may
- * run on more than 4. */
+/* Worker threads when the config says 0: 64, or 2 per CPU this process may run on when it may
+ * run on more than 32. Handlers block their worker thread while they wait for the store. */
 unsigned qrl_server_default_threads(void);
 const char *qrl_server_public_url(const qrl_server *srv);
 /* Ends held requests (answering them), stops accepting, waits for workers, frees. NULL ok. */

@@ -15,8 +15,16 @@
  *   runs the next (docs/architecture.md, "Pipelined durability"). The writes that decide
  *   nothing may skip the flush and be lost to a power loss (never to a crash of the process):
  *   lr_create, lr_transition to SCANNED or EXPIRED, device_touch, ratelimit_hit and sweep.
+ * - Every function blocks the calling thread until it is done: a read until it has its answer,
+ *   a write until it is committed (and durable where the function says so). There is no other
+ *   way to wait: the server calls the store from its worker threads, and a thread waiting for a
+ *   commit is simply blocked. A backend that batches writes (the SQLite backend's group commit)
+ *   blocks each caller until the batch holding its write is committed.
  * - Functions are safe to call from many threads at once on one handle. The SQLite backend
  *   runs reads on a few shared connections and every write on one writer thread.
+ * - Changes made through one handle are reported by the core itself (qrl_config.on_change).
+ *   A backend whose database other processes change too (other nodes on one PostgreSQL
+ *   database) tells the core about those through the hook given to set_notify.
  * - Times are milliseconds on the core's clock (qrl_core_now_ms); the backend never reads a
  *   clock itself, so tests can move time.
  * - Secrets arrive only as qrl_hash values; a backend never sees a plain secret.
@@ -44,7 +52,7 @@
 extern "C" {
 #endif
 
-#define QRL_STORE_VERSION 6
+#define QRL_STORE_VERSION 7
 #define QRL_HASH_BYTES 32
 /* crypto_pwhash_STRBYTES is 128 in libsodium. */
 #define QRL_PWHASH_MAX 128
@@ -319,9 +327,9 @@ typedef struct qrl_store_methods {
      * this thread makes between read_begin and read_end may share one snapshot of the store,
      * taken at the first of them, instead of one each. A write from this thread ends the scope
      * before it waits, for good: the reads after it stand alone again and see the write. A
-     * scope belongs to the fiber (include/qrlogin/fiber.h) or plain thread that began it, so
-     * it never spans a wait; scopes nest, and read_end ends the outermost one. read_begin
-     * fails only with QRL_ERR_INVALID (st NULL); read_end without a scope does nothing. */
+     * scope belongs to the thread that began it: other threads' reads never share it, and it
+     * ends on that thread. Scopes nest, and read_end ends the outermost one. read_begin fails
+     * only with QRL_ERR_INVALID (st NULL); read_end without a scope does nothing. */
     qrl_err (*read_begin)(qrl_store *st);
     void (*read_end)(qrl_store *st);
     /* --- version 6: passkeys --- */
@@ -345,6 +353,17 @@ typedef struct qrl_store_methods {
     /* Deletes passkey `id` of account `account_id`. QRL_ERR_NOT_FOUND when it does not exist or
      * belongs to another account. Durable. */
     qrl_err (*passkey_delete)(qrl_store *st, int64_t account_id, int64_t id);
+    /* --- version 7: changes made elsewhere --- */
+    /* Installs the hook through which the backend reports a login request changed by someone
+     * other than this handle's callers (another node's approval, seen through PostgreSQL
+     * LISTEN/NOTIFY for example): fn(ud, lr_id) once per such change, from any thread, at any
+     * time from here until the next set_notify or close returns. fn does not call the store and
+     * returns quickly (it wakes whoever waits for lr_id). fn NULL removes the hook. A backend
+     * that sees no changes but its own callers' accepts the hook and never calls it: the core
+     * reports those changes itself. The SQLite backend does so (a second process writing the
+     * same file is not reported; its changes show at the next read). Fails only with
+     * QRL_ERR_INVALID (st NULL). */
+    qrl_err (*set_notify)(qrl_store *st, void (*fn)(void *ud, int64_t lr_id), void *ud);
 } qrl_store_methods;
 
 struct qrl_store {

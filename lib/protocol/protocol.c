@@ -24,8 +24,8 @@ _Static_assert(QRL_DECISION_PUBKEY_BYTES == crypto_sign_PUBLICKEYBYTES, "Ed25519
 _Static_assert(QRL_DECISION_SECKEY_BYTES == crypto_sign_SECRETKEYBYTES, "Ed25519 secret key");
 _Static_assert(QRL_DECISION_SIG_BYTES == crypto_sign_BYTES, "Ed25519 signature");
 _Static_assert(QRL_DECISION_SIG_B64_BUF >= 87, "base64url of 64 bytes is 86 characters");
-_Static_assert(QRL_DECISION_MSG_BUF >= sizeof DECISION_PREFIX - 1 + 19 + 1 + 7 + 1 +
-                                           QRL_DECISION_NONCE_MAX + 1 + QRL_USER_CODE_LEN + 1 + 1,
+_Static_assert(QRL_DECISION_MSG_BUF >= sizeof DECISION_PREFIX - 1 + 19 + 1 + 7 + 1 + QRL_MAX_NONCE +
+                                           1 + QRL_USER_CODE_LEN + 1 + 1,
                "the longest valid message fits");
 
 qrl_err qrl_user_code_normalize(const char *in, char *out)
@@ -77,7 +77,7 @@ static int nonce_valid(const char *s)
     if (s == NULL)
         return 0;
     n = strlen(s);
-    return n > 0 && n <= QRL_DECISION_NONCE_MAX &&
+    return n > 0 && n <= QRL_MAX_NONCE &&
            strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") == n;
 }
 

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Clients that hang up in the middle of a request. A request handler waits for the store's group
- * commit on a fiber, with its connection suspended or (a lazy write's brief wait) deferred; the
- * client may be gone by the time the commit is done. The server must finish such handlers
+ * Clients that hang up in the middle of a request. A request handler blocks its worker thread
+ * while it waits for the store's group commit; the client may be gone by the time the commit is
+ * done and the answer is sent. The server must finish such handlers
  * cleanly (their writes commit, their answers go nowhere), keep serving everyone else, and
  * still shut down cleanly: a user would notice a crash, a stuck connection or a server that
  * cannot stop.
@@ -61,8 +61,7 @@ static void *hanger_main(void *arg)
                      sizeof body - 1, body);
 
     /* Resets from 0 to 0.9 ms after the request, so that some come while its handler waits
-     * for its commit (the wait of a device authorization is deferred, not suspended: the
-     * connection can end before the commit, its write still queued). */
+     * for its commit, and the answer then goes to a connection that has ended. */
     for (int i = 0; i < HANGUPS_EACH; i++)
         h->sent += send_and_hang_up(h->s->port, req, (size_t)n, (unsigned)(i % 10) * 100);
     return NULL;

@@ -802,7 +802,7 @@ static void test_session_auth_one_lookup(void **state)
 }
 
 /* QRL_POLL_MEMORY answers only what memory knows and never reads the store: the server uses it
- * to answer pending polls without a fiber, and falls back to a plain poll on NOT_FOUND. */
+ * to answer pending polls without a store call, and falls back to a plain poll on NOT_FOUND. */
 static void test_poll_memory_only(void **state)
 {
     fx *f = *state;

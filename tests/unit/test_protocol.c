@@ -78,7 +78,7 @@ static void test_bytes_refuse_fields(void **state)
 {
     qrl_decision_msg m;
     char buf[QRL_DECISION_MSG_BUF];
-    char long_nonce[QRL_DECISION_NONCE_MAX + 2];
+    char long_nonce[QRL_MAX_NONCE + 2];
 
     m = vector_msg();
     m.decision = (qrl_decision)0;
@@ -98,7 +98,7 @@ static void test_bytes_refuse_fields(void **state)
     m = vector_msg();
     m.nonce = long_nonce;
     assert_int_equal(qrl_decision_bytes(&m, buf, sizeof buf), 0);
-    long_nonce[QRL_DECISION_NONCE_MAX] = '\0';
+    long_nonce[QRL_MAX_NONCE] = '\0';
     assert_true(qrl_decision_bytes(&m, buf, sizeof buf) > 0);
     const char *bad_codes[] = {NULL, "", "WDJB-MJH", "WDJB-MJHTT", "WDJB-MJHA", "WDJB\nMJHT"};
     for (size_t i = 0; i < sizeof bad_codes / sizeof bad_codes[0]; i++) {

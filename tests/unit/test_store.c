@@ -20,6 +20,7 @@
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -31,8 +32,9 @@
 #include <cmocka.h>
 #include <sqlite3.h>
 
-#include "qrlogin/fiber.h"
+#include "qrlogin/core.h"
 #include "qrlogin/store.h"
+#include "store/sqlite/test_hooks.h"
 #include "tmpdir.h"
 
 #define T0 1700000000000LL /* a plausible "now" in ms */
@@ -638,7 +640,7 @@ static void test_token_auth(void **state)
     assert_int_equal(st->m->token_auth(st, NULL, &tok, &a, &d), QRL_ERR_INVALID);
 }
 
-/* An account record for the fiber tests. */
+/* An account record for the blocking tests. */
 static void fiona(qrl_account_rec *acc)
 {
     memset(acc, 0, sizeof *acc);
@@ -648,58 +650,71 @@ static void fiona(qrl_account_rec *acc)
     acc->created_ms = T0;
 }
 
-/* A write made on a fiber parks the fiber until its batch is committed: the thread gets control
- * back at once, the writer's wake comes from the writer thread, and the result is there after
- * the fiber is continued. */
-struct fiber_write {
+/* A write blocks its calling thread until the batch holding it is committed (store.h): with the
+ * writer held, the caller does not return; once the writer goes on it returns its own result,
+ * and two callers whose writes share a batch each get theirs. */
+struct blocked_write {
     qrl_store *st;
     qrl_account_rec acc;
     qrl_err rc;
-    int done;
-    sem_t woken;
+    atomic_int done;
+    pthread_t th;
 };
 
-static void fiber_write_main(void *arg)
+static void *blocked_write_main(void *arg)
 {
-    struct fiber_write *w = arg;
+    struct blocked_write *w = arg;
+
     w->rc = w->st->m->account_create(w->st, &w->acc);
-    w->done = 1;
+    atomic_store(&w->done, 1);
+    return NULL;
 }
 
-static void fiber_write_wake(void *ud)
+static void wait_queued(int n)
 {
-    struct fiber_write *w = ud;
-    sem_post(&w->woken);
+    for (int i = 0; i < 5000 && qrl__sqlite_test_held_queued() < n; i++)
+        usleep(1000);
+    assert_true(qrl__sqlite_test_held_queued() >= n);
 }
 
-static void test_write_on_fiber_parks(void **state)
+static void test_write_blocks_until_commit(void **state)
 {
     fixture *f = *state;
-    struct fiber_write w = {.st = f->st, .rc = QRL_ERR_INTERNAL};
+    struct blocked_write w[2];
     qrl_account_rec got;
-    qrl_fiber *fb;
 
-    fiona(&w.acc);
-    sem_init(&w.woken, 0, 0);
-    fb = qrl_fiber_start(fiber_write_main, &w, fiber_write_wake, &w);
-    assert_non_null(fb); /* parked on its commit */
-    assert_int_equal(w.done, 0);
-    sem_wait(&w.woken); /* posted by the writer thread after the commit */
-    assert_null(qrl_fiber_resume(fb));
-    assert_int_equal(w.done, 1);
-    assert_int_equal(w.rc, QRL_OK);
-    assert_true(w.acc.id > 0);
+    memset(w, 0, sizeof w);
+    for (int i = 0; i < 2; i++) {
+        w[i].st = f->st;
+        w[i].rc = QRL_ERR_INTERNAL;
+        fiona(&w[i].acc);
+    }
+    qrl__sqlite_test_hold(1, 0);
+    assert_int_equal(pthread_create(&w[0].th, NULL, blocked_write_main, &w[0]), 0);
+    wait_queued(1);
+    usleep(20000);
+    assert_int_equal(atomic_load(&w[0].done), 0); /* queued, its caller blocked */
+    qrl__sqlite_test_hold(0, 0);
+    assert_int_equal(pthread_join(w[0].th, NULL), 0);
+    assert_int_equal(w[0].rc, QRL_OK);
+    assert_true(w[0].acc.id > 0);
     assert_int_equal(f->st->m->account_by_name(f->st, "fiona", &got), QRL_OK);
-    assert_int_equal(got.id, w.acc.id);
-    /* An error reaches the fiber too: the name is taken now. */
-    w.acc.id = 0;
-    w.done = 0;
-    fb = qrl_fiber_start(fiber_write_main, &w, fiber_write_wake, &w);
-    assert_non_null(fb);
-    sem_wait(&w.woken);
-    assert_null(qrl_fiber_resume(fb));
-    assert_int_equal(w.rc, QRL_ERR_EXISTS);
-    sem_destroy(&w.woken);
+    assert_int_equal(got.id, w[0].acc.id);
+
+    /* Two callers in one batch, the name now taken: each hears of its own write's error. */
+    w[0].rc = QRL_ERR_INTERNAL;
+    w[0].acc.id = 0;
+    atomic_store(&w[0].done, 0);
+    qrl__sqlite_test_hold(1, 0);
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(pthread_create(&w[i].th, NULL, blocked_write_main, &w[i]), 0);
+    wait_queued(2);
+    assert_int_equal(atomic_load(&w[0].done) + atomic_load(&w[1].done), 0);
+    qrl__sqlite_test_hold(0, 0);
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(pthread_join(w[i].th, NULL), 0);
+        assert_int_equal(w[i].rc, QRL_ERR_EXISTS);
+    }
 }
 
 /* --- read scopes (version 5) --- */
@@ -781,54 +796,138 @@ static void test_read_scope(void **state)
     st->m->read_end(NULL);
 }
 
-/* A fiber's scope ends when its write parks it: the thread serves other work meanwhile, and
- * those reads must not land in the parked fiber's snapshot. */
-struct scoped_fiber {
+/* A scope belongs to the thread that began it: a thread with no scope sees other threads'
+ * commits at once while another thread's scope keeps its snapshot, until that thread writes. */
+struct scoped_thread {
     qrl_store *st;
     int64_t id;
     qrl_account_rec acc;
-    qrl_lr_state before, after;
+    qrl_lr_state before, during, after;
     qrl_err rc;
-    sem_t woken;
+    sem_t read, moved;
 };
 
-static void scoped_fiber_main(void *arg)
+static void *scoped_thread_main(void *arg)
 {
-    struct scoped_fiber *s = arg;
+    struct scoped_thread *t = arg;
 
-    s->st->m->read_begin(s->st);
-    s->before = state_now(s->st, s->id);
-    s->rc = s->st->m->account_create(s->st, &s->acc); /* parks */
-    s->after = state_now(s->st, s->id);
-    s->st->m->read_end(s->st);
+    t->st->m->read_begin(t->st);
+    t->before = state_now(t->st, t->id);
+    sem_post(&t->read);
+    sem_wait(&t->moved);
+    t->during = state_now(t->st, t->id);              /* its scope's snapshot */
+    t->rc = t->st->m->account_create(t->st, &t->acc); /* ends the scope */
+    t->after = state_now(t->st, t->id);
+    t->st->m->read_end(t->st);
+    return NULL;
 }
 
-static void scoped_fiber_wake(void *ud)
-{
-    struct scoped_fiber *s = ud;
-    sem_post(&s->woken);
-}
-
-static void test_read_scope_fiber(void **state)
+static void test_read_scope_per_thread(void **state)
 {
     fixture *f = *state;
     qrl_store *st = f->st;
-    struct scoped_fiber s = {.st = st, .rc = QRL_ERR_INTERNAL};
-    qrl_fiber *fb;
+    struct scoped_thread t = {.st = st, .rc = QRL_ERR_INTERNAL};
+    pthread_t th;
 
-    s.id = add_lr(st, 1, "WDJBMJHT", T0);
-    fiona(&s.acc);
-    sem_init(&s.woken, 0, 0);
-    fb = qrl_fiber_start(scoped_fiber_main, &s, scoped_fiber_wake, &s);
-    assert_non_null(fb); /* parked on its write, after a read in its scope */
-    assert_int_equal(s.before, QRL_LR_PENDING);
-    assert_int_equal(move_elsewhere(st, s.id, QRL_LR_BIT(QRL_LR_PENDING), QRL_LR_SCANNED), QRL_OK);
-    assert_int_equal(state_now(st, s.id), QRL_LR_SCANNED); /* this thread, outside the fiber */
-    sem_wait(&s.woken);
-    assert_null(qrl_fiber_resume(fb));
-    assert_int_equal(s.rc, QRL_OK);
-    assert_int_equal(s.after, QRL_LR_SCANNED);
-    sem_destroy(&s.woken);
+    t.id = add_lr(st, 1, "WDJBMJHT", T0);
+    fiona(&t.acc);
+    sem_init(&t.read, 0, 0);
+    sem_init(&t.moved, 0, 0);
+    assert_int_equal(pthread_create(&th, NULL, scoped_thread_main, &t), 0);
+    sem_wait(&t.read);
+    assert_int_equal(move(st, t.id, QRL_LR_BIT(QRL_LR_PENDING), QRL_LR_SCANNED, T0 + 1000), QRL_OK);
+    assert_int_equal(state_now(st, t.id), QRL_LR_SCANNED); /* this thread has no scope */
+    sem_post(&t.moved);
+    assert_int_equal(pthread_join(th, NULL), 0);
+    assert_int_equal(t.before, QRL_LR_PENDING);
+    assert_int_equal(t.during, QRL_LR_PENDING);
+    assert_int_equal(t.rc, QRL_OK);
+    assert_int_equal(t.after, QRL_LR_SCANNED);
+    sem_destroy(&t.read);
+    sem_destroy(&t.moved);
+}
+
+/* --- changes made elsewhere (version 7) --- */
+
+static atomic_int notified;
+static void count_notify(void *ud, int64_t lr_id)
+{
+    (void)ud;
+    (void)lr_id;
+    atomic_fetch_add(&notified, 1);
+}
+
+/* The SQLite backend accepts the hook and never calls it: every change it sees is a caller's
+ * of this process, which the core reports itself. */
+static void test_set_notify(void **state)
+{
+    fixture *f = *state;
+    qrl_store *st = f->st;
+    int64_t id;
+
+    assert_true(st->m->version >= 7);
+    assert_non_null(st->m->set_notify);
+    atomic_store(&notified, 0);
+    assert_int_equal(st->m->set_notify(st, count_notify, NULL), QRL_OK);
+    id = add_lr(st, 1, "WDJBMJHT", T0);
+    assert_int_equal(move(st, id, QRL_LR_BIT(QRL_LR_PENDING), QRL_LR_SCANNED, T0 + 1), QRL_OK);
+    assert_int_equal(move_elsewhere(st, id, QRL_LR_BIT(QRL_LR_SCANNED), QRL_LR_DENIED), QRL_OK);
+    assert_int_equal(atomic_load(&notified), 0);
+    assert_int_equal(st->m->set_notify(st, NULL, NULL), QRL_OK);
+    assert_int_equal(st->m->set_notify(NULL, count_notify, NULL), QRL_ERR_INVALID);
+}
+
+/* The core installs its hook in every store that has one: a login request the backend reports
+ * reaches the core's change callback as one changed here, and the hook is removed when the
+ * core is freed. A backend of another kind is stood in for by the SQLite methods with a
+ * set_notify that keeps what it is given. */
+static qrl_store_methods hook_m;
+static struct {
+    void (*fn)(void *ud, int64_t lr_id);
+    void *ud;
+    int calls;
+} hook;
+
+static qrl_err keep_notify(qrl_store *st, void (*fn)(void *ud, int64_t lr_id), void *ud)
+{
+    (void)st;
+    hook.fn = fn;
+    hook.ud = ud;
+    hook.calls++;
+    return QRL_OK;
+}
+
+static int64_t changed_id;
+static void on_change(void *ud, int64_t lr_id)
+{
+    (void)ud;
+    changed_id = lr_id;
+}
+
+static void test_core_installs_notify(void **state)
+{
+    fixture *f = *state;
+    qrl_store *st = f->st;
+    const qrl_store_methods *real = st->m;
+    qrl_config cfg;
+    qrl_core *core = NULL;
+
+    hook_m = *real;
+    hook_m.set_notify = keep_notify;
+    memset(&hook, 0, sizeof hook);
+    st->m = &hook_m;
+    qrl_config_defaults(&cfg);
+    cfg.on_change = on_change;
+    changed_id = 0;
+    assert_int_equal(qrl_core_new(&cfg, st, &core), QRL_OK);
+    assert_int_equal(hook.calls, 1);
+    assert_non_null(hook.fn);
+    hook.fn(hook.ud, 42); /* as another node's approval would be reported */
+    assert_int_equal(changed_id, 42);
+    qrl_core_free(core);
+    assert_int_equal(hook.calls, 2);
+    assert_null(hook.fn);
+    st->m = real;
 }
 
 static void test_token_rotate(void **state)
@@ -1991,7 +2090,7 @@ static void test_passkey_add_get_list(void **state)
     qrl_passkey_rec got, list[4];
     size_t n = 99;
 
-    assert_int_equal(f->st->m->version, 6);
+    assert_true(f->st->m->version >= 6);
     a.last_used_ms = 12345; /* ignored on insert */
     assert_int_equal(f->st->m->passkey_add(f->st, &a), QRL_OK);
     assert_true(a.id > 0);
@@ -2181,9 +2280,11 @@ int main(void)
         T(test_device_revoke),
         T(test_token_insert_lookup_revoke),
         T(test_token_auth),
-        T(test_write_on_fiber_parks),
+        T(test_write_blocks_until_commit),
         T(test_read_scope),
-        T(test_read_scope_fiber),
+        T(test_read_scope_per_thread),
+        T(test_set_notify),
+        T(test_core_installs_notify),
         T(test_token_rotate),
         T(test_token_rotate_refused),
         T(test_lr_create),

@@ -239,17 +239,6 @@ static void test_wake_all(void **state)
     held_free(hub, b);
 }
 
-static void test_gone(void **state)
-{
-    struct qrl__hub *hub = *state;
-    held *a = held_new();
-
-    a->req.gone = true;
-    assert_int_equal(qrl__hub_wait(hub, &a->req, 7, in_ms(60000), qrl__hub_seq(hub)), QRL_ERR_BUSY);
-    assert_int_equal(a->conn.suspended, 0);
-    held_free(hub, a);
-}
-
 static void test_take_give(void **state)
 {
     struct qrl__hub *hub = *state;
@@ -285,7 +274,6 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_cancel, setup, teardown),
         cmocka_unit_test_setup_teardown(test_per_request_cap, setup, teardown),
         cmocka_unit_test_setup_teardown(test_wake_all, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_gone, setup, teardown),
         cmocka_unit_test_setup_teardown(test_take_give, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -122,7 +122,7 @@ qrl_err qrl__sqlite_conn_get(sqlite_store *s, struct conn **out)
  * Reads run on a few connections shared by every thread, not on one per thread. In WAL mode a
  * connection empties its page cache whenever another connection has committed since its last
  * read, and the group-commit writer commits hundreds of times a second: with one connection per
- * worker thread (64 by default) nearly every read started from an empty cache and read each
+ * worker thread (dozens of them) nearly every read started from an empty cache and read each
  * b-tree page of its lookup again with a pread (58 per full flow, measured). A few connections
  * that serve every thread stay warm between commits. A read method leases one for its duration
  * (READ_METHOD, sqlite_internal.h); qrl__sqlite_store_conn() then returns the lease. The writer
@@ -147,15 +147,14 @@ static _Thread_local struct {
  * cache of the first instead of taking and dropping each (four fcntl calls and a cache check
  * per read transaction, measured in docs/benchmarks.md). */
 static _Thread_local struct {
-    sqlite_store *s;        /* store of the open scope; NULL: none */
-    const qrl_fiber *owner; /* who began it: a fiber, or NULL for the thread itself */
-    int depth;              /* qrl__sqlite_read_begin calls not ended yet */
-    int txn;                /* BEGIN ran on lease.c: the scope holds one count of the lease */
+    sqlite_store *s; /* store of the open scope; NULL: none */
+    int depth;       /* qrl__sqlite_read_begin calls not ended yet */
+    int txn;         /* BEGIN ran on lease.c: the scope holds one count of the lease */
 } scope;
 
 static void scope_join(sqlite_store *s)
 {
-    if (scope.s != s || scope.txn || scope.owner != qrl_fiber_self())
+    if (scope.s != s || scope.txn)
         return;
     if (qrl__sqlite_exec_id(lease.c, ST_BEGIN_READ, "begin read") == QRL_OK) {
         scope.txn = 1;
@@ -236,37 +235,31 @@ static void scope_close(void)
         qrl__sqlite_lease_end(&s->base);
     }
     scope.s = NULL;
-    scope.owner = NULL;
     scope.depth = 0;
 }
 
 qrl_err qrl__sqlite_read_begin(qrl_store *st)
 {
     sqlite_store *s = (sqlite_store *)st;
-    const qrl_fiber *self = qrl_fiber_self();
 
     if (s == NULL)
         return QRL_ERR_INVALID;
-    if (scope.s == s && scope.owner == self) {
+    if (scope.s == s) {
         scope.depth++;
         return QRL_OK;
     }
-    /* Left by a fiber that waited other than in a write: ended, never shared. */
-    if (scope.s != NULL && scope.owner != self)
-        scope_close();
     /* The writer reads its own batch; inside a read method, or with a scope on another store
      * handle (tests open several), reads stand alone. */
     if (scope.s != NULL || writer_of == s || lease.s != NULL)
         return QRL_OK;
     scope.s = s;
-    scope.owner = self;
     scope.depth = 1;
     return QRL_OK;
 }
 
 void qrl__sqlite_read_end(qrl_store *st)
 {
-    if (st == NULL || scope.s != (sqlite_store *)st || scope.owner != qrl_fiber_self())
+    if (st == NULL || scope.s != (sqlite_store *)st)
         return;
     if (--scope.depth == 0)
         scope_close();
@@ -291,11 +284,5 @@ void qrl__sqlite_reads_on_writer(sqlite_store *s)
 void qrl__sqlite_scope_drop(sqlite_store *s)
 {
     if (scope.s == s)
-        scope_close();
-}
-
-void qrl__sqlite_scope_end_for_write(sqlite_store *s, const qrl_fiber *self)
-{
-    if (scope.s == s && scope.owner == self)
         scope_close();
 }

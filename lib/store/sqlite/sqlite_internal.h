@@ -80,7 +80,6 @@
 
 #include <sqlite3.h>
 
-#include "qrlogin/fiber.h"
 #include "qrlogin/store.h"
 
 enum stmt_id {
@@ -197,8 +196,7 @@ struct wop {
     void *arg;
     int durable; /* its commit must reach the disk before the caller hears of it */
     qrl_err rc;
-    sem_t done;       /* posted by the writer once the batch holding it is committed */
-    qrl_fiber *fiber; /* or, for a caller on a fiber: woken instead (no semaphore) */
+    sem_t done; /* posted by the writer once the batch holding it is committed */
     struct wop *next;
 };
 
@@ -304,10 +302,9 @@ qrl_err qrl__sqlite_lease_begin(qrl_store *st);
 void qrl__sqlite_lease_end(qrl_store *st);
 /* Marks the calling thread as the writer of `s`: it reads on its own connection. */
 void qrl__sqlite_reads_on_writer(sqlite_store *s);
-/* Ends the calling thread's read scope on `s`, if it has one (store close). */
+/* Ends the calling thread's read scope on `s`, if it has one: at store close, and before a
+ * write of this thread waits, which ends its scope for good (store.h). */
 void qrl__sqlite_scope_drop(sqlite_store *s);
-/* A write ends the read scope of its caller `self` on `s` for good (store.h). */
-void qrl__sqlite_scope_end_for_write(sqlite_store *s, const qrl_fiber *self);
 qrl_err qrl__sqlite_read_begin(qrl_store *st);
 void qrl__sqlite_read_end(qrl_store *st);
 

@@ -81,6 +81,18 @@ static int lr_transition_durability(const qrl_lr_cas *cas)
 QRL__SQLITE_WRITES(WRITE_METHOD)
 #undef WRITE_METHOD
 
+/* Changes made elsewhere (store.h, set_notify): this backend has none to report. Every change
+ * it sees is made by a caller in this process, and the core reports those itself after the call
+ * returns; calling the hook too would report each change twice. So the hook is accepted and
+ * never called. (A second process on the same file is not watched: its changes show at the
+ * next read, as they always have.) */
+static qrl_err set_notify(qrl_store *st, void (*fn)(void *ud, int64_t lr_id), void *ud)
+{
+    (void)fn;
+    (void)ud;
+    return st == NULL ? QRL_ERR_INVALID : QRL_OK;
+}
+
 static const qrl_store_methods sqlite_methods = {
     .version = QRL_STORE_VERSION,
     .name = "sqlite",
@@ -117,6 +129,7 @@ static const qrl_store_methods sqlite_methods = {
     .passkey_get = qrl__sqlite_passkey_get,
     .passkey_use = passkey_use,
     .passkey_delete = passkey_delete,
+    .set_notify = set_notify,
 };
 
 qrl_err qrl_store_sqlite_open(const char *path, qrl_store **out, char *errbuf, size_t errlen)

@@ -22,8 +22,8 @@
  *   three quarters of the slots are used, so their cost is spread over the inserts.
  *
  * The table is an open-addressing hash table with linear probing and a random odd multiplier
- * (struct uc_map in sqlite_internal.h), guarded by its own mutex: lookups come from every
- * reading thread, inserts from the writer.
+ * (struct uc_map in sqlite_internal.h; the index of a code as in lib/hashtab.h), guarded by its
+ * own mutex: lookups come from every reading thread, inserts from the writer.
  */
 #include <pthread.h>
 #include <stdint.h>
@@ -34,6 +34,7 @@
 #include <sodium.h>
 #include <sqlite3.h>
 
+#include "hashtab.h"
 #include "sqlite_internal.h"
 
 #define UC_MIN_CAP 1024
@@ -51,7 +52,7 @@ int qrl__sqlite_uc_pack(const char *code, uint64_t *out)
 
 static size_t uc_home(const struct uc_map *m, uint64_t code)
 {
-    return (size_t)((code * m->mul) >> m->shift);
+    return qrl__hash_index(code, m->mul, m->shift);
 }
 
 /* The slot holding `code`, or NULL. Caller holds m->mu. */
@@ -71,24 +72,20 @@ struct uc_slot *qrl__sqlite_uc_find(struct uc_map *m, uint64_t code)
  * expired ones. */
 static qrl_err uc_rebuild(struct uc_map *m, int64_t now_ms)
 {
-    size_t live = 0, cap = UC_MIN_CAP;
-    unsigned bits = 10;
+    size_t live = 0, cap;
     struct uc_slot *old = m->slot, *ns;
     size_t ocap = m->cap;
 
     for (size_t i = 0; i < ocap; i++)
         if (old[i].code != 0 && old[i].expires_ms > now_ms)
             live++;
-    while (cap < 2 * (live + 1)) {
-        cap *= 2;
-        bits++;
-    }
+    cap = qrl__hash_size(2 * (live + 1), UC_MIN_CAP);
     ns = calloc(cap, sizeof *ns);
     if (ns == NULL)
         return QRL_ERR_NOMEM;
     m->slot = ns;
     m->cap = cap;
-    m->shift = 64 - bits;
+    m->shift = qrl__hash_shift(cap);
     m->used = 0;
     for (size_t i = 0; i < ocap; i++) {
         size_t j;

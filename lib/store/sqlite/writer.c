@@ -177,26 +177,13 @@ static inline void count_wal_sync(void) {}
 /* Wakes the caller of one op (its batch is committed, and synced if it had to be). */
 static void wop_wake(struct wop *w)
 {
-    if (w->fiber != NULL)
-        qrl_fiber_wake(w->fiber);
-    else
-        sem_post(&w->done);
+    sem_post(&w->done);
 }
 
-/* Wakes the callers of a list of ops, the last queued first. A server thread that deferred
- * several requests in one pass of its event loop waits (if at all) for the first of them
- * (server.c, wait_deferred); waking that one last means its other requests are done by the
- * time it runs again: one wake-up of the thread per batch instead of one per request. */
+/* Wakes the callers of a list of ops, in the order they were queued. */
 static void wake_ops(struct wop *list)
 {
-    struct wop *rev = NULL;
-
     for (struct wop *w = list, *next; w != NULL; w = next) {
-        next = w->next;
-        w->next = rev;
-        rev = w;
-    }
-    for (struct wop *w = rev, *next; w != NULL; w = next) {
         next = w->next; /* w lives on its caller's stack: gone once woken */
         wop_wake(w);
     }
@@ -385,10 +372,10 @@ static void *writer_main(void *arg)
         if (s->whead == NULL && !s->wstop) {
             while (s->whead == NULL && !s->wstop)
                 pthread_cond_wait(&s->wwork, &s->wmu);
-            /* Woken by the first write of a new batch: let the thread that queued it (on this
-             * core, when the server shares one) run to the end of its pass first, so that the
-             * writes of its other requests join this batch instead of each waking the writer
-             * again. Where nothing else is runnable this returns at once. */
+            /* Woken by the first write of a new batch: let the other threads runnable on this
+             * core (the server's workers, when it shares one) run first, so that the writes
+             * they are about to queue join this batch instead of each waking the writer again.
+             * Where nothing else is runnable this returns at once. */
             pthread_mutex_unlock(&s->wmu);
             sched_yield();
             pthread_mutex_lock(&s->wmu);
@@ -469,12 +456,12 @@ static void enqueue(sqlite_store *s, struct wop *w)
     pthread_mutex_unlock(&s->wmu);
 }
 
-/* Queues a write and waits until its batch is committed. A caller on a fiber (the server's
- * request handlers) parks its fiber instead of blocking its thread (include/qrlogin/fiber.h). */
+/* Queues a write and blocks the calling thread until its batch is committed (and flushed, for
+ * a durable write): the writer posts the op's semaphore. */
 qrl_err qrl__sqlite_submit(qrl_store *st, qrl_err (*fn)(void *), void *arg, int durable)
 {
     sqlite_store *s = (sqlite_store *)st;
-    struct wop w = {.fn = fn, .arg = arg, .durable = durable, .fiber = qrl_fiber_self()};
+    struct wop w = {.fn = fn, .arg = arg, .durable = durable};
 
     if (s == NULL)
         return QRL_ERR_INVALID;
@@ -483,17 +470,7 @@ qrl_err qrl__sqlite_submit(qrl_store *st, qrl_err (*fn)(void *), void *arg, int 
         return fn(arg);
     /* A write ends this thread's read scope for good (store.h): its snapshot must not outlive
      * the wait, and the reads after the write must see it. */
-    qrl__sqlite_scope_end_for_write(s, w.fiber);
-    if (w.fiber != NULL) {
-        enqueue(s, &w);
-        /* Back here after the writer's qrl_fiber_wake. A lazy write waits for one commit
-         * without a flush, which its owner may rather wait for on its thread (server.c). */
-        if (durable)
-            qrl_fiber_park();
-        else
-            qrl_fiber_park_brief();
-        return w.rc;
-    }
+    qrl__sqlite_scope_drop(s);
     if (sem_init(&w.done, 0, 0) != 0)
         return QRL_ERR_NOMEM;
     enqueue(s, &w);
