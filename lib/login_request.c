@@ -28,7 +28,6 @@
 #include "internal.h"
 
 /* The protocol's sizes are the store's: a nonce or key the store keeps fits a decision. */
-_Static_assert(QRL_NONCE_MAX == QRL_MAX_NONCE, "the store keeps nonces of the protocol's size");
 _Static_assert(QRL_PUBKEY_BYTES == QRL_DECISION_PUBKEY_BYTES, "device keys are Ed25519");
 
 #define B(s) QRL_LR_BIT(QRL_LR_##s)

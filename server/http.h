@@ -20,10 +20,6 @@
 struct qrl__hub;
 struct qrl__waiter;
 
-/* Poll intervals the shared pending answers cover (the core never goes above 60 s); a larger
- * one is answered the ordinary way. */
-#define QRL__MAX_POLL_INTERVAL 60
-
 struct qrl_server {
     qrl_server_config cfg;
     char public_url[256];
@@ -43,7 +39,7 @@ struct qrl_server {
      * costs no JSON, header or body allocation. Each is made under shared_mu, then published
      * and read without it. */
     pthread_mutex_t shared_mu;
-    _Atomic(struct MHD_Response *) pending_answer[2][QRL__MAX_POLL_INTERVAL + 1];
+    _Atomic(struct MHD_Response *) pending_answer[2][QRL_MAX_POLL_INTERVAL_S + 1];
 };
 
 /* Form parameters (application/x-www-form-urlencoded), decoded. */

@@ -225,10 +225,6 @@ static json_t *pending_body(const qrl_poll_result *res)
                      "status", qrl_lr_state_name(res->state), "interval", res->interval_s);
 }
 
-/* The prepared answers cover every interval a request can reach. */
-_Static_assert(QRL__MAX_POLL_INTERVAL == QRL_MAX_POLL_INTERVAL_S,
-               "one prepared poll answer per interval");
-
 /* The answer to a plain poll of a pending or scanned request: the same for every request with
  * the same state and interval, so it is made once and shared (struct qrl_server). */
 static enum MHD_Result pending_shared(qrl__req *r, const qrl_poll_result *res)
@@ -238,7 +234,7 @@ static enum MHD_Result pending_shared(qrl__req *r, const qrl_poll_result *res)
     _Atomic(struct MHD_Response *) *slot;
     struct MHD_Response *resp;
 
-    if (res->interval_s < 0 || res->interval_s > QRL__MAX_POLL_INTERVAL ||
+    if (res->interval_s < 0 || res->interval_s > QRL_MAX_POLL_INTERVAL_S ||
         (res->state != QRL_LR_PENDING && res->state != QRL_LR_SCANNED))
         return qrl__respond_json(r, 400, pending_body(res));
     slot = &srv->pending_answer[st][res->interval_s];

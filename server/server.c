@@ -565,7 +565,7 @@ void qrl_server_stop(qrl_server *srv)
     }
     qrl__hub_free(srv->hub);
     for (size_t i = 0; i < 2; i++)
-        for (size_t j = 0; j <= QRL__MAX_POLL_INTERVAL; j++)
+        for (size_t j = 0; j <= QRL_MAX_POLL_INTERVAL_S; j++)
             if (atomic_load(&srv->pending_answer[i][j]) != NULL)
                 MHD_destroy_response(atomic_load(&srv->pending_answer[i][j]));
     pthread_mutex_destroy(&srv->shared_mu);

@@ -25,11 +25,14 @@
 #include <string.h>
 #include <time.h>
 
+#include "../lib/hashtab.h"
 #include "http.h"
 #include "qrlogin/limits.h"
 
 /* Power of two. 64 Ki buckets keep chains short with tens of thousands of held requests. */
 #define NBUCKETS 65536
+#define NBUCKETS_SHIFT 48 /* 64 - log2(NBUCKETS): the top 16 bits of a hash (lib/hashtab.h) */
+_Static_assert(NBUCKETS == (size_t)1 << (64 - NBUCKETS_SHIFT), "shift and buckets agree");
 
 typedef struct qrl__waiter {
     struct qrl__waiter *next, *prev; /* bucket chain */
@@ -61,7 +64,7 @@ int64_t qrl__mono_ms(void)
 
 static size_t bucket_of(int64_t id)
 {
-    return (size_t)(((uint64_t)id * 0x9E3779B97F4A7C15ull) >> 48) & (NBUCKETS - 1);
+    return qrl__hash_index((uint64_t)id, QRL__HASH_FIB, NBUCKETS_SHIFT);
 }
 
 /* --- min-heap on deadline; caller holds mu --- */

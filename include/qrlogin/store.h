@@ -58,10 +58,6 @@ extern "C" {
 #define QRL_PWHASH_MAX 128
 /* Ed25519 public keys of phones (crypto_sign_PUBLICKEYBYTES). */
 #define QRL_PUBKEY_BYTES 32
-/* Server-issued approval nonce: base64url of 16 random bytes is 22 characters. */
-#define QRL_NONCE_MAX 32
-/* user_code stored and compared in canonical form: 8 letters, no dash. */
-#define QRL_USER_CODE_LEN 8
 
 /* Hash of a secret: BLAKE2b-256 (crypto_generichash) of the whole secret string. */
 typedef struct qrl_hash {
@@ -165,7 +161,7 @@ typedef struct qrl_lr_rec {
     int64_t account_id;            /* account that approved it (0 = none) */
     int64_t approving_device_id;   /* phone device that approved (0 = none) */
     int64_t redeemed_device_id;    /* device created by redemption (0 = none) */
-    char nonce[QRL_NONCE_MAX + 1]; /* approval nonce issued to the claiming phone ("" = none) */
+    char nonce[QRL_MAX_NONCE + 1]; /* approval nonce issued to the claiming phone ("" = none) */
 } qrl_lr_rec;
 
 /* Which key lr_find looks a login request up by. */
