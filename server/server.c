@@ -274,9 +274,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 
     if (r == NULL)
         return;
-    if (srv->cfg.access_log)
     /* Route names only: raw paths may hold a scan secret or user code. */
-    {
+    if (srv->cfg.access_log) {
         if (r->client_left)
             fprintf(stderr, "qrlogin: %s %s %s client-gone\n", r->address, r->method,
                     r->route != NULL ? r->route : "-");
