@@ -108,7 +108,9 @@ qrl_err qrl__poll_fast(struct qrl__polltab *t, const qrl_hash *h, const char *cl
 /* --- login_request.c --- */
 /* Moves a request to DENIED because the phone that scanned or approved it was revoked. */
 void qrl__lr_deny_for_device(qrl_core *core, int64_t device_id);
-/* Checks that `s` is valid UTF-8 without control characters, at most `max` bytes. */
+/* Checks that `s` is valid UTF-8 of at most `max` bytes without control characters (C0, C1)
+ * or the invisible format characters that reorder or hide text (bidirectional overrides and
+ * isolates, zero-width space, BOM): what the phone shows must read as it is. */
 bool qrl__text_valid(const char *s, size_t max);
 /* Finds the request named by `code` (scan secret or user code, user-code misses counted against
  * `address` as in qrl_lr_approve) and checks that this phone may approve it now: SCANNED by

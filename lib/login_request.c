@@ -76,6 +76,19 @@ static bool lr_expire_if_due(qrl_core *core, qrl_lr_rec *lr, int64_t now)
     return lr->state == QRL_LR_EXPIRED;
 }
 
+/* Characters a display text may not hold, beyond the C0 controls: C1 controls, and the
+ * invisible format characters that change how the text around them reads. A bidirectional
+ * override (U+202E) makes "Living Room TV\u202eVT ruoy" show as something else on the phone's
+ * approval screen; isolates, embeddings, marks and zero-width characters hide or reorder text
+ * the same way. ZWJ and ZWNJ (U+200C, U+200D) stay allowed: emoji sequences and several
+ * scripts need them, and they reorder nothing. */
+static bool display_unsafe(unsigned cp)
+{
+    return (cp >= 0x80 && cp <= 0x9f) || cp == 0x061c || cp == 0x200b || cp == 0x200e ||
+           cp == 0x200f || (cp >= 0x202a && cp <= 0x202e) || (cp >= 0x2060 && cp <= 0x206f) ||
+           cp == 0xfeff || (cp >= 0xfff9 && cp <= 0xfffb);
+}
+
 bool qrl__text_valid(const char *s, size_t max)
 {
     const unsigned char *p = (const unsigned char *)s;
@@ -107,7 +120,7 @@ bool qrl__text_valid(const char *s, size_t max)
         }
         /* Reject overlong forms, surrogates and out-of-range code points. */
         if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
-            (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff)
+            (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff || display_unsafe(cp))
             return false;
         p += len;
     }

@@ -516,6 +516,10 @@ static void test_expiry_and_bad_input(void **state)
             "\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"}");
     it_expect(r, 400, "invalid_device_name");
     it_resp_free(r);
+    /* A name that would read differently on the phone (a right-to-left override). */
+    r = web(&tv, "POST", "/web/screen/start", "{\"device_name\":\"Living Room TV\\u202eVT\"}");
+    it_expect(r, 400, "invalid_device_name");
+    it_resp_free(r);
     r = web(&phone, "POST", "/web/session", "{\"username\":\"" IT_USER "\",\"password\":\"x\"}");
     it_expect(r, 401, "invalid_credentials");
     assert_null(set_cookie(r, "qrl_ps"));

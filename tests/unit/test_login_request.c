@@ -374,6 +374,46 @@ static void test_user_code_rate_limit(void **state)
 /* The screen's platform is stored with the request and shown to the phone that claims it; an
  * absent one is ""; one too long, with control characters or broken UTF-8 is refused and
  * stores nothing. */
+/* A device name is shown on the phone as the screen gave it: text that reorders or hides itself
+ * (a right-to-left override turning "…TV" into something else, zero-width or C1 characters) is
+ * refused at the device authorization, while other scripts, emoji and their joiners pass. */
+static void test_device_name_display_safety(void **state)
+{
+    fx *f = *state;
+    qrl_device_auth da;
+    qrl_lr_rec lr;
+    const char *bad[] = {
+        "Living Room TV\xe2\x80\xaeVT ruoy", /* U+202E right-to-left override */
+        "TV\xe2\x80\xadx",                   /* U+202D left-to-right override */
+        "TV\xe2\x81\xa7x",                   /* U+2067 right-to-left isolate */
+        "TV\xe2\x80\x8bx",                   /* U+200B zero-width space */
+        "TV\xe2\x80\x8fx",                   /* U+200F right-to-left mark */
+        "TV\xd8\x9cx",                       /* U+061C Arabic letter mark */
+        "\xef\xbb\xbfTV",                    /* U+FEFF byte order mark */
+        "TV\xc2\x85x",                       /* U+0085 next line (C1) */
+        "TV\xe2\x81\xa0x",                   /* U+2060 word joiner */
+    };
+    const char *good[] = {
+        "Wohnzimmer-Fernseher \xc3\xa4\xc3\xb6",           /* Latin with umlauts */
+        "\xd8\xaa\xd9\x84\xd9\x81\xd8\xa7\xd8\xb2",        /* Arabic */
+        "TV \xf0\x9f\x91\xa8\xe2\x80\x8d\xf0\x9f\x91\xa9", /* emoji joined by ZWJ */
+    };
+
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        assert_int_equal(qrl_device_authorize(f->core, "tv-app", NULL, bad[i], "tv", "", &da),
+                         QRL_ERR_INVALID);
+        assert_int_equal(
+            qrl_device_authorize_platform(f->core, "tv-app", NULL, "TV", "tv", bad[i], "", &da),
+            QRL_ERR_INVALID);
+    }
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        assert_int_equal(qrl_device_authorize(f->core, "tv-app", NULL, good[i], "tv", "", &da),
+                         QRL_OK);
+        assert_int_equal(f->st->m->lr_get(f->st, da.lr_id, &lr), QRL_OK);
+        assert_string_equal(lr.device_name, good[i]);
+    }
+}
+
 static void test_device_platform(void **state)
 {
     fx *f = *state;
@@ -986,6 +1026,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_user_code_rate_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_input, setup, teardown),
         cmocka_unit_test_setup_teardown(test_device_platform, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_device_name_display_safety, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sessions, setup, teardown),
         cmocka_unit_test_setup_teardown(test_old_format_tokens, setup, teardown),
         cmocka_unit_test_setup_teardown(test_signed_decisions, setup, teardown),
