@@ -199,6 +199,35 @@ static enum MHD_Result run_handler(qrl__req *r, enum MHD_Result (*fn)(qrl__req *
     return ret;
 }
 
+/* What a path or query argument becomes when it holds an encoded NUL ("%00"): libmicrohttpd
+ * decodes it into the C string, which then ends early, so "/v1/login-requests/CODE%00junk"
+ * would look up CODE. on_request() answers such a path 400; an argument like this matches no
+ * value any handler accepts. */
+#define NUL_MARK "\x01"
+
+static size_t unescape(void *cls, struct MHD_Connection *c, char *s)
+{
+    size_t n = MHD_http_unescape(s);
+
+    (void)cls;
+    (void)c;
+    if (strlen(s) != n) {
+        memcpy(s, NUL_MARK, sizeof NUL_MARK); /* shorter than "%00": fits */
+        return sizeof NUL_MARK - 1;
+    }
+    return n;
+}
+
+/* A request that says both Content-Length and Transfer-Encoding frames its body two ways; a
+ * proxy in front may read the other one, and what we took for the end of the body would be
+ * its next request (request smuggling). RFC 9112 section 6.1: answer it an error and close the
+ * connection. */
+static bool framing_conflict(struct MHD_Connection *conn)
+{
+    return MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length") != NULL &&
+           MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Transfer-Encoding") != NULL;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version, const char *upload_data,
                                   size_t *upload_data_size, void **con_cls)
@@ -216,6 +245,21 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         r->method = method;
         client_address(conn, r->address, sizeof r->address);
         *con_cls = r;
+        if (strstr(url, NUL_MARK) != NULL) {
+            r->route = "bad-path";
+            return qrl__respond_error(r, 400, "invalid_request",
+                                      "the path holds an encoded NUL character (%00)");
+        }
+        if (framing_conflict(conn)) {
+            static const char *const close_hdr[] = {"Connection", "close", NULL};
+            r->route = "bad-framing";
+            return qrl__respond_json_hdr(
+                r, 400,
+                json_pack("{s:s, s:s}", "error", "invalid_request", "error_description",
+                          "Content-Length and Transfer-Encoding together: the body's end is "
+                          "ambiguous; send one of them"),
+                close_hdr);
+        }
         cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
         if (cl != NULL && strtoull(cl, NULL, 10) > QRL_MAX_BODY) {
             r->route = "too-large";
@@ -481,8 +525,8 @@ qrl_err qrl_server_listen(qrl_server *srv, qrl_core *core, char *errbuf, size_t 
         flags, 0, NULL, NULL, on_request, srv,
         /* First, so that libmicrohttpd prints nothing itself (it says so otherwise). */
         MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_LISTEN_SOCKET, lfd,
-        MHD_OPTION_THREAD_POOL_SIZE, threads, MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
-        MHD_OPTION_CONNECTION_LIMIT,
+        MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL, MHD_OPTION_THREAD_POOL_SIZE, threads,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_CONNECTION_LIMIT,
         srv->cfg.connection_limit ? srv->cfg.connection_limit : default_connection_limit(),
         MHD_OPTION_CONNECTION_MEMORY_LIMIT,
         srv->cfg.connection_memory ? srv->cfg.connection_memory : (size_t)8192,

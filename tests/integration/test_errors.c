@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #define BIG (16 * 1024 + 1024)
@@ -365,6 +366,93 @@ static void test_stalled_clients_do_not_block_others(void **state)
     assert_int_equal(it_introspect_active(s, t.access_token), 1);
 }
 
+/* Sends `req` on a new connection and reads until the server closes it or 3 s pass; returns the
+ * bytes read (malloc'd, NUL-terminated) and sets *closed when the server closed. */
+static char *raw_exchange(const it_server *s, const char *req, int *closed)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)s->port)};
+    struct timeval tv = {.tv_sec = 3};
+    size_t n = 0, cap = 65536;
+    char *buf = malloc(cap);
+
+    assert_true(fd >= 0);
+    assert_non_null(buf);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    assert_int_equal(write(fd, req, strlen(req)), (ssize_t)strlen(req));
+    *closed = 0;
+    for (;;) {
+        ssize_t k = read(fd, buf + n, cap - 1 - n);
+        if (k == 0) {
+            *closed = 1;
+            break;
+        }
+        if (k < 0)
+            break;
+        n += (size_t)k;
+    }
+    buf[n] = '\0';
+    close(fd);
+    return buf;
+}
+
+static int count(const char *hay, const char *needle)
+{
+    int c = 0;
+    for (const char *p = hay; (p = strstr(p, needle)) != NULL; p += strlen(needle))
+        c++;
+    return c;
+}
+
+/* RFC 9112 section 6.1: a request framed by both Content-Length and Transfer-Encoding is
+ * refused and the connection closed, so the bytes after its body can never be read as a second
+ * request (request smuggling behind a proxy that reads the other header). */
+static void test_conflicting_framing_is_refused_and_closed(void **state)
+{
+    it_server *s = *state;
+    int closed;
+    char *out = raw_exchange(s,
+                             "POST /oauth/device_authorization HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                             "Content-Type: application/x-www-form-urlencoded\r\n"
+                             "Content-Length: 14\r\nTransfer-Encoding: chunked\r\n\r\n"
+                             "0\r\n\r\n"
+                             "GET /.well-known/oauth-authorization-server HTTP/1.1\r\n"
+                             "Host: 127.0.0.1\r\n\r\n",
+                             &closed);
+
+    assert_non_null(strstr(out, "HTTP/1.1 400"));
+    assert_non_null(strstr(out, "\"invalid_request\""));
+    assert_int_equal(count(out, "HTTP/1.1 "), 1); /* the smuggled request got no answer */
+    assert_null(strstr(out, "issuer"));
+    assert_int_equal(closed, 1);
+    free(out);
+}
+
+/* An encoded NUL in the path would end the C string early: the lookup of "CODE%00junk" must not
+ * find CODE. */
+static void test_encoded_nul_in_path_is_refused(void **state)
+{
+    it_server *s = *state;
+    it_devauth da;
+    it_phone phone;
+    char path[160];
+
+    it_device_authorization(s, IT_CLIENT_ID, "NUL TV", "tv", NULL, &da);
+    it_phone_sign_in(s, IT_USER, IT_PASSWORD, NULL, &phone);
+    snprintf(path, sizeof path, "/v1/login-requests/%s%%00junk", da.user_code);
+    it_req req = {.path = path, .bearer = phone.session};
+    it_resp *r = it_http(s, &req);
+    it_expect(r, 400, "invalid_request");
+    it_resp_free(r);
+    /* Nothing changed: the request is still pending for the phone that opens it properly. */
+    r = it_view(s, &phone, da.user_code);
+    it_expect(r, 200, NULL);
+    assert_string_equal(it_jstr(r, "state"), "scanned");
+    it_resp_free(r);
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, it_setup_alice, it_teardown)
@@ -380,6 +468,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_introspection_disabled_without_secret, setup_no_secret,
                                         it_teardown),
         T(test_stalled_clients_do_not_block_others),
+        T(test_conflicting_framing_is_refused_and_closed),
+        T(test_encoded_nul_in_path_is_refused),
     };
 #undef T
     return cmocka_run_group_tests_name("integration/errors", tests, NULL, NULL);
