@@ -519,7 +519,7 @@ test('wrong code: the phone refuses and says so; nothing is approved, the TV sti
   await phone.context().close();
 });
 
-test('passkey: register on /account, approve a TV with it; a replayed or re-originated assertion is refused', { timeout: 90_000 }, async () => {
+test('passkey: register on /account, approve a TV with it; a replayed or re-originated assertion is refused; once removed, the password is asked again', { timeout: 90_000 }, async () => {
   const phone = await phonePage();
   await addVirtualAuthenticator(phone);
   await phone.goto(`${base}/account`);
@@ -605,6 +605,23 @@ test('passkey: register on /account, approve a TV with it; a replayed or re-orig
   });
   assert.equal(wrongOrigin.status, 403, `assertion for another origin: ${JSON.stringify(wrongOrigin)}`);
   await stillWaiting(tv2, 500);
+
+  // Removing the passkey on /account: approvals ask for the password again.
+  await phone.goto(`${base}/account`);
+  const pkRow = phone.locator('li.row[data-passkey-id]').first();
+  await pkRow.waitFor();
+  await pkRow.getByRole('button', { name: /Remove passkey/ }).click();
+  const confirmDlg = phone.locator('dialog#confirm');
+  await confirmDlg.waitFor({ state: 'visible' });
+  const [del] = await Promise.all([
+    phone.waitForResponse((r) => r.url().includes('/web/passkeys/') && r.request().method() === 'DELETE'),
+    confirmDlg.locator('#confirm-ok').click(),
+  ]);
+  assert.equal(del.status(), 204);
+  await phone.locator('li.row[data-passkey-id]').waitFor({ state: 'detached' });
+  const session = await pagePost(phone, '/web/lr/view', { code: ss2 });
+  assert.equal(session.status, 200);
+  assert.equal(session.data.passkey, false, 'without a passkey the approval asks for the password');
   await tv.context().close();
   await tv2.context().close();
   await phone.context().close();
