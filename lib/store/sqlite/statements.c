@@ -158,7 +158,18 @@ qrl_err qrl__sqlite_db_fail(struct conn *c, int rc, const char *what)
     if (rc == SQLITE_CONSTRAINT_UNIQUE || rc == SQLITE_CONSTRAINT_PRIMARYKEY)
         return QRL_ERR_EXISTS;
     qrl__sqlite_log_db(c->db, what);
-    return (rc & 0xff) == SQLITE_NOMEM ? QRL_ERR_NOMEM : QRL_ERR_STORE;
+    /* A database locked by another process or a full disk passes: the client is told to
+     * come back (503 with Retry-After), not that the server is broken. */
+    switch (rc & 0xff) {
+    case SQLITE_NOMEM:
+        return QRL_ERR_NOMEM;
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+    case SQLITE_FULL:
+        return QRL_ERR_BUSY;
+    default:
+        return QRL_ERR_STORE;
+    }
 }
 
 /* A value read back does not fit its record: someone else wrote the file, or it is damaged. */
