@@ -69,23 +69,34 @@ void qrl__chaltab_free(struct qrl__chaltab *t)
     free(t);
 }
 
-/* Puts `c` into a free slot, else over the expired one that expired first. QRL_ERR_BUSY when
- * every slot holds a live challenge. */
+/* Puts `c` into a free slot, else over the expired one that expired first. A phone that
+ * already holds QRL_MAX_WEBAUTHN_CHALLENGES_PER_DEVICE live challenges has its oldest one
+ * replaced instead, so that one signed-in session cannot fill the table for everyone.
+ * QRL_ERR_BUSY when every slot holds a live challenge. */
 static qrl_err chal_put(struct qrl__chaltab *t, const struct chal *c, int64_t now)
 {
-    struct chal *victim = NULL;
+    struct chal *victim = NULL, *oldest_own = NULL;
+    size_t own = 0;
     qrl_err rc = QRL_ERR_BUSY;
 
     pthread_mutex_lock(&t->mu);
     for (size_t i = 0; i < QRL_MAX_WEBAUTHN_CHALLENGES; i++) {
         struct chal *s = &t->slot[i];
         if (s->purpose == 0) {
+            if (victim == NULL || victim->purpose != 0)
+                victim = s;
+        } else if (s->expires_ms > now) {
+            if (s->device_id == c->device_id) {
+                own++;
+                if (oldest_own == NULL || s->expires_ms < oldest_own->expires_ms)
+                    oldest_own = s;
+            }
+        } else if (victim == NULL || (victim->purpose != 0 && s->expires_ms < victim->expires_ms)) {
             victim = s;
-            break;
         }
-        if (s->expires_ms <= now && (victim == NULL || s->expires_ms < victim->expires_ms))
-            victim = s;
     }
+    if (own >= QRL_MAX_WEBAUTHN_CHALLENGES_PER_DEVICE)
+        victim = oldest_own;
     if (victim != NULL) {
         *victim = *c;
         rc = QRL_OK;

@@ -88,6 +88,10 @@
 /* Passkey challenges held in memory by one core. Each lives 120 s, so 4096 allows more than
  * 30 ceremonies a second to be under way on one node; each slot is under 100 bytes. */
 #define QRL_MAX_WEBAUTHN_CHALLENGES 4096
+/* Live WebAuthn challenges one phone may hold; a newer one replaces its oldest. A person has
+ * one ceremony open at a time (a few with reloads); the cap keeps one signed-in session from
+ * filling the table above for everyone. */
+#define QRL_MAX_WEBAUTHN_CHALLENGES_PER_DEVICE 8
 /* Passkeys one account may register. A person has a few devices and security keys; the limit
  * keeps an account's list (and the page that shows it) small. */
 #define QRL_MAX_PASSKEYS 32

@@ -943,19 +943,44 @@ static void test_challenge_table_full(void **state)
 {
     fx *f = *state;
     char chal[QRL_CHALLENGE_BUF];
+    qrl_auth a = f->phone;
 
-    for (int i = 0; i < QRL_MAX_WEBAUTHN_CHALLENGES; i++)
+    /* Many phones (the core does not look the device up for a registration challenge). */
+    for (int i = 0; i < QRL_MAX_WEBAUTHN_CHALLENGES; i++) {
+        a.device_id = 1000000 + i / QRL_MAX_WEBAUTHN_CHALLENGES_PER_DEVICE;
+        assert_int_equal(
+            qrl_webauthn_challenge(f->core, &a, QRL_WEBAUTHN_REGISTER, NULL, NULL, chal), QRL_OK);
+    }
+    a.device_id = 2000000;
+    assert_int_equal(qrl_webauthn_challenge(f->core, &a, QRL_WEBAUTHN_REGISTER, NULL, NULL, chal),
+                     QRL_ERR_BUSY);
+    /* Once they expire, their slots are taken again. */
+    qrl_core_clock_advance(f->core, 120001);
+    assert_int_equal(qrl_webauthn_challenge(f->core, &a, QRL_WEBAUTHN_REGISTER, NULL, NULL, chal),
+                     QRL_OK);
+}
+
+/* One phone cannot fill the table: past its share, its own oldest challenge makes room. */
+static void test_challenges_per_phone(void **state)
+{
+    fx *f = *state;
+    char first[QRL_CHALLENGE_BUF], chal[QRL_CHALLENGE_BUF];
+    ceremony c = {0};
+    authn a;
+
+    authn_new(&a, QRL__COSE_ES256, 7);
+    challenge(f, &f->phone, QRL_WEBAUTHN_REGISTER, NULL, first);
+    for (int i = 0; i < QRL_MAX_WEBAUTHN_CHALLENGES * 2; i++)
         assert_int_equal(
             qrl_webauthn_challenge(f->core, &f->phone, QRL_WEBAUTHN_REGISTER, NULL, NULL, chal),
             QRL_OK);
+    /* The first was replaced; the newest works; other phones still get theirs. */
+    assert_int_equal(reg_with(f, &f->phone, &a, &c, first, PW, NULL), QRL_ERR_FORBIDDEN);
+    assert_int_equal(reg_with(f, &f->phone, &a, &c, chal, PW, NULL), QRL_OK);
     assert_int_equal(
-        qrl_webauthn_challenge(f->core, &f->phone, QRL_WEBAUTHN_REGISTER, NULL, NULL, chal),
-        QRL_ERR_BUSY);
-    /* Once they expire, their slots are taken again. */
-    qrl_core_clock_advance(f->core, 120001);
-    assert_int_equal(
-        qrl_webauthn_challenge(f->core, &f->phone, QRL_WEBAUTHN_REGISTER, NULL, NULL, chal),
+        qrl_webauthn_challenge(f->core, &f->phone2, QRL_WEBAUTHN_REGISTER, NULL, NULL, chal),
         QRL_OK);
+    authn_free(&a);
 }
 
 int main(void)
@@ -980,6 +1005,7 @@ int main(void)
         T(test_approve_other_accounts_credential),
         T(test_approve_malformed_and_proof_rules),
         T(test_challenge_table_full),
+        T(test_challenges_per_phone),
     };
 #undef T
     return cmocka_run_group_tests_name("webauthn", tests, NULL, NULL);
