@@ -135,7 +135,11 @@ wait_listening() {
 start_qrlogin() {
   local name=$1 db=$2
   shift 2
-  env "${START_ENV[@]}" taskset -c "$SERVER_CPU" "$QRL" serve --listen 127.0.0.1:0 --db "$db" \
+  # Every request comes from 127.0.0.1: the rate limits and the per-address connection cap
+  # (on by default) would measure themselves, not the server. Variables, which builds from
+  # before those options ignore; flags given after them (the held scenarios' cap) still win.
+  env QRLOGIN_RATE_LIMITS=off QRLOGIN_PER_IP_LIMIT=0 "${START_ENV[@]}" \
+    taskset -c "$SERVER_CPU" "$QRL" serve --listen 127.0.0.1:0 --db "$db" \
     --threads "$THREADS" --request-ttl 3600 "$@" >"$WORK/$name.out" 2>"$WORK/$name.err" &
   SERVER_PID=$!
   PIDS+=("$SERVER_PID")

@@ -5,6 +5,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 
 #include <termios.h>
 
@@ -68,6 +69,41 @@ void qrl_cli_exit_on_interrupt(void);
  * qrl_cli_tty_forget(). */
 void qrl_cli_tty_remember(const struct termios *old);
 void qrl_cli_tty_forget(void);
+
+/* config.c: the settings of `qrlogin serve` from the configuration file, the environment
+ * (QRLOGIN_<OPTION>) and the command line, as one argument vector for getopt_long() in which
+ * the file's come first, then the environment's, then the command line's: the last one wins.
+ * Lifecycle: qrl_cli_conf_load() -> getopt_long(argc, argv) -> qrl_cli_conf_free(). Not
+ * thread-safe (getopt's globals). */
+#define QRL_CLI_DEFAULT_CONFIG "/etc/qrlogin/qrlogin.conf"
+struct option;
+struct qrl_cli_conf_arg;
+typedef struct qrl_cli_conf {
+    int argc;
+    char **argv; /* for getopt_long(); owned, with every string in it, until qrl_cli_conf_free */
+    char *path;  /* the configuration file read, or NULL */
+    /* The rest is config.c's. */
+    const struct option *opts;
+    int nopts;
+    struct qrl_cli_conf_arg *args; /* the file's and the environment's arguments */
+    size_t nargs;
+    const char **value; /* per option: its effective value ("true" for a flag), or NULL */
+    const struct qrl_cli_conf_arg **value_from; /* per option: its argument, NULL: command line */
+    char **flags;                               /* per option: "--name" */
+} qrl_cli_conf;
+/* Reads the file named by --config FILE in argv, else by QRLOGIN_CONFIG, else
+ * QRL_CLI_DEFAULT_CONFIG when that exists ("none" reads no file; with --help nothing is read),
+ * and the environment, for the options of `opts` (borrowed until qrl_cli_conf_free). Returns 0,
+ * or the exit status (2: a bad file, with a message naming FILE:LINE and the key). Call
+ * qrl_cli_conf_free() in either case. */
+int qrl_cli_conf_load(qrl_cli_conf *c, const struct option *opts, const char *shortopts, int argc,
+                      char **argv);
+/* Where option `name`'s effective value came from, for messages: "FILE:LINE: name",
+ * "QRLOGIN_NAME" or "--name"; NULL when it was not given. Valid until qrl_cli_conf_free. */
+const char *qrl_cli_conf_from(const qrl_cli_conf *c, const char *name);
+/* Prints every setting as "name = value" with where it came from; secrets as "(set)". */
+void qrl_cli_conf_print(const qrl_cli_conf *c, FILE *f);
+void qrl_cli_conf_free(qrl_cli_conf *c);
 
 /* db.c: checks, before SQLite opens it, that the database at `path` can be written: the file
  * (when it exists) and its directory, where SQLite keeps its write-ahead log. Prints one line

@@ -258,7 +258,6 @@ out:
 static int code_from(const struct phone_opts *o, const char *arg, char *code, size_t len)
 {
     char text[1024], err[256];
-    const char *hash;
     int bad = 2;
 
     if (o->image != NULL) {
@@ -271,26 +270,16 @@ static int code_from(const struct phone_opts *o, const char *arg, char *code, si
     }
     if (arg == NULL)
         return 2;
-    hash = strchr(arg, '#');
-    if (strncmp(arg, "http://", 7) == 0 || strncmp(arg, "https://", 8) == 0) {
-        if (hash == NULL || strncmp(hash + 1, "qrl_ss_", 7) != 0) {
-            qrl_cli_err("that URL is not a qrlogin QR code (no #qrl_ss_ part)");
-            return bad;
-        }
-        arg = hash + 1;
-    }
-    if (arg[0] == '\0' || strlen(arg) >= len ||
-        strspn(arg, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-                    "0123456789-_ ") != strlen(arg)) {
+    switch (qrl_login_code_parse(arg, code, len)) {
+    case QRL_OK:
+        return 0;
+    case QRL_ERR_NOT_FOUND:
+        qrl_cli_err("that URL is not a qrlogin QR code (no #qrl_ss_ part)");
+        return bad;
+    default:
         qrl_cli_err("not a login code: expected a QR URL, a qrl_ss_ secret or a user code");
         return bad;
     }
-    snprintf(code, len, "%s", arg);
-    /* Spaces in a typed user code would break the URL path; the server ignores dashes too. */
-    for (char *p = code; *p != '\0'; p++)
-        if (*p == ' ')
-            *p = '-';
-    return 0;
 }
 
 static void show_request(const qrl_cli_resp *r)

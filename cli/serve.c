@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * qrlogin serve: open the store, create the core and the HTTP server, then wait for SIGINT or
- * SIGTERM, sweeping expired rows once a minute. Every option has an environment variable so
- * that the server can be configured without secrets on the command line.
+ * SIGTERM, sweeping expired rows once a minute. Every option can also come from an environment
+ * variable or the configuration file (cli/config.c), so that the server can be configured
+ * without secrets on the command line; --check-config checks all three and prints the result.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -26,8 +27,14 @@
 static void serve_usage(FILE *f)
 {
     fputs("usage: qrlogin serve [options]\n"
-          "Every option but --access-log, --demo and --demo-reset also comes from the\n"
-          "environment variable in brackets; a flag wins over its variable.\n"
+          "Every option but --config, --check-config and the flags (--access-log, --demo,\n"
+          "--demo-reset) also comes from the environment variable in brackets, and every one\n"
+          "but --config and --check-config from the configuration file, as 'name = value'\n"
+          "(a flag: 'name = true'). A flag wins over its variable, which wins over the file.\n"
+          "  --config FILE             configuration file [QRLOGIN_CONFIG]; default\n"
+          "                            /etc/qrlogin/qrlogin.conf when it exists; none: no file\n"
+          "  --check-config            check the flags, the environment and the file, print the\n"
+          "                            configuration (no secret) and exit: 0 good, 2 bad\n"
           "  --listen ADDR:PORT        numeric address to listen on [QRLOGIN_LISTEN]; default\n"
           "                            127.0.0.1:8080, IPv6 as [::1]:8080, port 0 picks one\n"
           "  --public-url URL          public base URL and OAuth issuer [QRLOGIN_PUBLIC_URL];\n"
@@ -53,8 +60,30 @@ static void serve_usage(FILE *f)
           "  --connection-timeout S    idle timeout of connections not held, in seconds\n"
           "                            [QRLOGIN_CONNECTION_TIMEOUT]; default 30, 1..3600\n"
           "  --per-ip-limit N          connections per client address\n"
-          "                            [QRLOGIN_PER_IP_LIMIT]; default 0 = unlimited\n"
-          "  --access-log              log one line per request to stderr (no secrets)\n"
+          "                            [QRLOGIN_PER_IP_LIMIT]; default 256, 0 = unlimited\n"
+          "  --rate-limits on|off      every rate limit below [QRLOGIN_RATE_LIMITS]; default\n"
+          "                            on (off: benchmarks from one address only)\n"
+          "  One rate limit each, as N/SECONDS (N attempts at once, then one every SECONDS / N)\n"
+          "  or off, from [QRLOGIN_LIMIT_...] as named; the default after the semicolon:\n"
+          "  --limit-device-auth-address  device authorizations per client address; 120/600\n"
+          "  --limit-device-auth-client   device authorizations per client_id; 60000/600\n"
+          "  --limit-user-code-account    user-code misses per account; 5/900\n"
+          "  --limit-user-code-address    user-code misses per client address; 20/900\n"
+          "  --limit-sign-in-user         password failures per username; 10/900\n"
+          "  --limit-sign-in-address      password failures per client address; 50/900\n"
+          "  --limit-approve-account      approvals per account; 30/600\n"
+          "  --limit-refresh-device       refresh-token grants per device; 30/600\n"
+          "  --access-log              log one JSON line per request (no secrets)\n"
+          "  --log-level LEVEL         debug, info (default: audit events), warn or error\n"
+          "                            [QRLOGIN_LOG_LEVEL]\n"
+          "  --log-file PATH           append the JSON-lines log to PATH, reopened on SIGHUP\n"
+          "                            [QRLOGIN_LOG_FILE]; default stderr\n"
+          "  --trusted-proxy CIDR,...  proxies whose client-address header is believed\n"
+          "                            [QRLOGIN_TRUSTED_PROXY]; default none\n"
+          "  --client-ip-header NAME   that header [QRLOGIN_CLIENT_IP_HEADER]; default\n"
+          "                            X-Forwarded-For (needs --trusted-proxy)\n"
+          "  --metrics-allow CIDR,...  who may GET /metrics [QRLOGIN_METRICS_ALLOW]; default\n"
+          "                            127.0.0.0/8,::1; none: nobody\n"
           "  --demo                    create the account 'demo' and print its password; the\n"
           "                            password is kept in PATH.demo-password (mode 0600) and\n"
           "                            stays the same across restarts\n"
@@ -65,12 +94,38 @@ static void serve_usage(FILE *f)
           f);
 }
 
+/* The rate limits `serve` sets, in the order of limit_names[] and their options 3001... */
+enum {
+    LIMIT_DA_ADDR,
+    LIMIT_DA_CLIENT,
+    LIMIT_UC_ACCOUNT,
+    LIMIT_UC_ADDR,
+    LIMIT_SIGNIN_USER,
+    LIMIT_SIGNIN_ADDR,
+    LIMIT_APPROVE,
+    LIMIT_REFRESH,
+    LIMIT_COUNT
+};
+static const char *const limit_names[LIMIT_COUNT] = {
+    "limit-device-auth-address", "limit-device-auth-client", "limit-user-code-account",
+    "limit-user-code-address",   "limit-sign-in-user",       "limit-sign-in-address",
+    "limit-approve-account",     "limit-refresh-device"};
+
 struct serve_opts {
     const char *listen, *public_url, *db, *secret;
     const char *listen_src; /* "--listen" or "QRLOGIN_LISTEN", for messages */
     long long request_ttl, access_ttl, refresh_ttl, session_ttl, threads;
     long long max_conn, conn_mem, conn_timeout, per_ip;
-    int access_log, demo, demo_reset;
+    int access_log, demo, demo_reset, check_config;
+    /* Operating: logs, proxies, metrics (docs/cli.md). */
+    const char *log_file, *trusted_proxy, *client_ip_header, *metrics_allow;
+    int log_level;
+    /* Rate limits (docs/security.md): all off, and each one given (set: 1). */
+    int limits_off;
+    struct {
+        int set;
+        qrl_limit l;
+    } limit[LIMIT_COUNT];
 };
 
 /* A numeric option: its flag, its environment variable, the unit its value counts and its
@@ -94,7 +149,114 @@ static bool num_opt_parse(const struct num_opt *n)
     return false;
 }
 
-static int parse_opts(int argc, char **argv, struct serve_opts *o)
+/* An option of the operating group (codes 2000..2004): checked here, so that a bad value is a
+ * usage error that names where it came from. */
+static bool ops_opt(struct serve_opts *o, const qrl_cli_conf *conf, int c)
+{
+    static const char *const names[] = {"log-level", "log-file", "trusted-proxy",
+                                        "client-ip-header", "metrics-allow"};
+    static const char *const levels[] = {"debug", "info", "warn", "error"};
+    const char *from = qrl_cli_conf_from(conf, names[c - 2000]);
+    char why[160];
+
+    switch (c) {
+    case 2000:
+        o->log_level = 0;
+        for (int i = 0; i < 4; i++)
+            if (strcmp(optarg, levels[i]) == 0)
+                o->log_level = QRL_LOG_DEBUG + i;
+        if (o->log_level == 0)
+            qrl_cli_err("%s must be debug, info, warn or error (got '%s')", from, optarg);
+        return o->log_level != 0;
+    case 2001:
+        o->log_file = optarg;
+        return true;
+    case 2003:
+        if (!qrl_server_header_name_valid(optarg)) {
+            qrl_cli_err("%s must be an HTTP header name, like X-Forwarded-For (got '%s')", from,
+                        optarg);
+            return false;
+        }
+        o->client_ip_header = optarg;
+        return true;
+    default:
+        if (!qrl_server_cidrs_valid(optarg, why, sizeof why)) {
+            qrl_cli_err("%s must be a comma-separated list of addresses or CIDR blocks, like "
+                        "10.0.0.0/8,::1: %s",
+                        from, why);
+            return false;
+        }
+        if (c == 2002)
+            o->trusted_proxy = optarg;
+        else
+            o->metrics_allow = optarg;
+        return true;
+    }
+}
+
+/* --rate-limits on|off (code 3000) and --limit-NAME N/SECONDS|off (3001...). */
+static bool limit_opt(struct serve_opts *o, const qrl_cli_conf *conf, int c)
+{
+    const char *name = c == 3000 ? "rate-limits" : limit_names[c - 3001];
+    const char *from = qrl_cli_conf_from(conf, name);
+    long long n, w;
+    char *slash;
+
+    if (c == 3000) {
+        if (strcmp(optarg, "on") != 0 && strcmp(optarg, "off") != 0) {
+            qrl_cli_err("%s must be on or off (got '%s')", from, optarg);
+            return false;
+        }
+        o->limits_off = strcmp(optarg, "off") == 0;
+        return true;
+    }
+    o->limit[c - 3001].set = 1;
+    if (strcmp(optarg, "off") == 0) {
+        o->limit[c - 3001].l = (qrl_limit){0, 1};
+        return true;
+    }
+    slash = strchr(optarg, '/');
+    if (slash != NULL) {
+        char num[24];
+        size_t len = (size_t)(slash - optarg);
+        if (len < sizeof num) {
+            memcpy(num, optarg, len);
+            num[len] = '\0';
+            if (qrl_cli_parse_seconds(num, 1, 1000000000, &n) &&
+                qrl_cli_parse_seconds(slash + 1, 1, 30 * 86400, &w)) {
+                o->limit[c - 3001].l = (qrl_limit){n, w};
+                return true;
+            }
+        }
+    }
+    qrl_cli_err("%s must be COUNT/SECONDS (COUNT 1 to 1000000000, SECONDS 1 to 2592000), like "
+                "120/600, or off (got '%s')",
+                from, optarg);
+    return false;
+}
+
+/* The rate limits of `o` into the core's configuration. */
+static void limits_apply(const struct serve_opts *o, qrl_config *cfg)
+{
+    qrl_limit *dst[LIMIT_COUNT] = {
+        [LIMIT_DA_ADDR] = &cfg->device_auth_addr,     [LIMIT_DA_CLIENT] = &cfg->device_auth_client,
+        [LIMIT_UC_ACCOUNT] = &cfg->user_code_account, [LIMIT_UC_ADDR] = &cfg->user_code_addr,
+        [LIMIT_SIGNIN_USER] = &cfg->sign_in_user,     [LIMIT_SIGNIN_ADDR] = &cfg->sign_in_addr,
+        [LIMIT_APPROVE] = &cfg->approve_account,      [LIMIT_REFRESH] = &cfg->refresh_device,
+    };
+
+    if (o->limits_off)
+        qrl_config_no_limits(cfg);
+    for (int i = 0; i < LIMIT_COUNT; i++)
+        if (o->limit[i].set)
+            *dst[i] = o->limit[i].l;
+}
+
+/* The options come from the configuration file, the environment and the command line
+ * (cli/config.c reads the first two for every option of `longopts`, QRLOGIN_<NAME> for the
+ * environment): read no QRLOGIN_ variable here, and name where a bad value came from with
+ * qrl_cli_conf_from(). */
+static int parse_opts(int argc, char **argv, struct serve_opts *o, qrl_cli_conf *conf)
 {
     enum {
         REQUEST_TTL,
@@ -144,26 +306,39 @@ static int parse_opts(int argc, char **argv, struct serve_opts *o)
         {"per-ip-limit", required_argument, NULL, 1000 + PER_IP},
         {"demo", no_argument, NULL, 'D'},
         {"demo-reset", no_argument, NULL, 'R'},
+        {"config", required_argument, NULL, 'c'},
+        {"check-config", no_argument, NULL, 'C'},
+        {"log-level", required_argument, NULL, 2000},
+        {"log-file", required_argument, NULL, 2001},
+        {"trusted-proxy", required_argument, NULL, 2002},
+        {"client-ip-header", required_argument, NULL, 2003},
+        {"metrics-allow", required_argument, NULL, 2004},
+        {"rate-limits", required_argument, NULL, 3000},
+        {"limit-device-auth-address", required_argument, NULL, 3001 + LIMIT_DA_ADDR},
+        {"limit-device-auth-client", required_argument, NULL, 3001 + LIMIT_DA_CLIENT},
+        {"limit-user-code-account", required_argument, NULL, 3001 + LIMIT_UC_ACCOUNT},
+        {"limit-user-code-address", required_argument, NULL, 3001 + LIMIT_UC_ADDR},
+        {"limit-sign-in-user", required_argument, NULL, 3001 + LIMIT_SIGNIN_USER},
+        {"limit-sign-in-address", required_argument, NULL, 3001 + LIMIT_SIGNIN_ADDR},
+        {"limit-approve-account", required_argument, NULL, 3001 + LIMIT_APPROVE},
+        {"limit-refresh-device", required_argument, NULL, 3001 + LIMIT_REFRESH},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     int c;
 
-    for (int i = 0; i < NUM_OPTS; i++) {
-        num[i].val = qrl_cli_env(num[i].env, NULL);
-        num[i].src = num[i].env;
-    }
-    o->listen = qrl_cli_env("QRLOGIN_LISTEN", "127.0.0.1:8080");
-    o->listen_src = "QRLOGIN_LISTEN";
-    o->public_url = qrl_cli_env("QRLOGIN_PUBLIC_URL", NULL);
-    o->db = qrl_cli_env("QRLOGIN_DB", "qrlogin.db");
-    o->secret = qrl_cli_env("QRLOGIN_INTROSPECTION_SECRET", NULL);
+    if ((c = qrl_cli_conf_load(conf, longopts, "h", argc, argv)) != 0)
+        return c;
+    o->listen = "127.0.0.1:8080";
+    o->listen_src = "the default";
+    o->per_ip = 256;
+    o->db = "qrlogin.db";
     optind = 1;
-    while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+    while ((c = getopt_long(conf->argc, conf->argv, "h", longopts, NULL)) != -1) {
         switch (c) {
         case 'l':
             o->listen = optarg;
-            o->listen_src = "--listen";
+            o->listen_src = qrl_cli_conf_from(conf, "listen");
             break;
         case 'u':
             o->public_url = optarg;
@@ -183,26 +358,50 @@ static int parse_opts(int argc, char **argv, struct serve_opts *o)
         case 'R':
             o->demo = o->demo_reset = 1;
             break;
+        case 'c': /* read by qrl_cli_conf_load() */
+            break;
+        case 'C':
+            o->check_config = 1;
+            break;
         case 'h':
             serve_usage(stdout);
             return 0;
+        case 2000:
+        case 2001:
+        case 2002:
+        case 2003:
+        case 2004:
+            if (!ops_opt(o, conf, c))
+                return 2;
+            break;
         default:
+            if (c >= 3000 && c <= 3000 + LIMIT_COUNT) {
+                if (!limit_opt(o, conf, c))
+                    return 2;
+                break;
+            }
             if (c >= 1000 && c < 1000 + NUM_OPTS) {
                 num[c - 1000].val = optarg;
-                num[c - 1000].src = num[c - 1000].flag;
+                num[c - 1000].src = qrl_cli_conf_from(conf, num[c - 1000].flag + 2);
                 break;
             }
             serve_usage(stderr);
             return 2;
         }
     }
-    if (optind < argc) {
-        qrl_cli_err("serve: unexpected argument '%s'", argv[optind]);
+    if (optind < conf->argc) {
+        qrl_cli_err("serve: unexpected argument '%s'", conf->argv[optind]);
         return 2;
     }
     for (int i = 0; i < NUM_OPTS; i++)
         if (!num_opt_parse(&num[i]))
             return 2;
+    if (o->client_ip_header != NULL && o->trusted_proxy == NULL) {
+        qrl_cli_err("%s has no effect without --trusted-proxy: name the proxies whose header "
+                    "is to be believed",
+                    qrl_cli_conf_from(conf, "client-ip-header"));
+        return 2;
+    }
     return -1;
 }
 
@@ -332,14 +531,19 @@ static int demo_account(qrl_core *core, const char *db, int reset)
     return 0;
 }
 
-/* Waits for SIGINT/SIGTERM, sweeping once a minute. */
-static void run_until_signal(qrl_core *core, const sigset_t *set)
+/* Waits for SIGINT/SIGTERM, sweeping once a minute; SIGHUP reopens the log file (after
+ * logrotate moved it). */
+static void run_until_signal(qrl_core *core, qrl_server *srv, const sigset_t *set)
 {
     for (;;) {
         struct timespec ts = {.tv_sec = 60};
         int sig = sigtimedwait(set, NULL, &ts);
         if (sig == SIGINT || sig == SIGTERM)
             return;
+        if (sig == SIGHUP) {
+            (void)qrl_server_log_reopen(srv);
+            continue;
+        }
         (void)qrl_core_sweep(core);
     }
 }
@@ -347,6 +551,7 @@ static void run_until_signal(qrl_core *core, const sigset_t *set)
 int qrl_cli_serve(int argc, char **argv)
 {
     struct serve_opts o = {0};
+    qrl_cli_conf conf = {0};
     qrl_server_config scfg;
     qrl_config cfg;
     qrl_store *st = NULL;
@@ -358,17 +563,31 @@ int qrl_cli_serve(int argc, char **argv)
     int rc = 1, p, lockfd = -1;
     qrl_err e;
 
-    if ((p = parse_opts(argc, argv, &o)) >= 0)
-        return p;
+    if ((p = parse_opts(argc, argv, &o, &conf)) >= 0) {
+        rc = p;
+        goto out;
+    }
     qrl_server_config_defaults(&scfg);
     if (!split_listen(o.listen, host, sizeof host, &scfg.port, &sa)) {
         qrl_cli_err("%s must be a numeric address and a port, like 127.0.0.1:8080 or "
                     "[::1]:8080 (got '%s')",
                     o.listen_src, o.listen);
-        return 2;
+        rc = 2;
+        goto out;
+    }
+    /* --check-config: every value is checked above; the database path as at start, but
+     * nothing is opened, bound or listened on, so it also checks the file of a running
+     * server. */
+    if (o.check_config) {
+        rc = qrl_cli_db_writable(o.db) ? 0 : 2;
+        if (rc == 0)
+            qrl_cli_conf_print(&conf, stdout);
+        else if (qrl_cli_conf_from(&conf, "db") != NULL)
+            qrl_cli_err("(the database path comes from %s)", qrl_cli_conf_from(&conf, "db"));
+        goto out;
     }
     if (!can_bind(&sa, o.listen, o.listen_src) || !qrl_cli_db_writable(o.db))
-        return 1;
+        goto out;
     scfg.listen_host = host;
     scfg.public_url = o.public_url;
     scfg.introspection_secret = o.secret;
@@ -378,12 +597,18 @@ int qrl_cli_serve(int argc, char **argv)
     scfg.connection_memory = (size_t)o.conn_mem;
     scfg.connection_timeout_s = (unsigned)o.conn_timeout;
     scfg.per_ip_limit = (unsigned)o.per_ip;
+    scfg.log_level = o.log_level;
+    scfg.log_file = o.log_file;
+    scfg.trusted_proxies = o.trusted_proxy;
+    scfg.client_ip_header = o.client_ip_header;
+    scfg.metrics_allow = o.metrics_allow;
 
     /* Signals are taken synchronously by sigtimedwait; block them before any thread starts so
      * that every thread inherits the mask. */
     sigemptyset(&set);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
 
@@ -392,9 +617,11 @@ int qrl_cli_serve(int argc, char **argv)
         qrl_cli_err("cannot open database %s: %s", o.db, err[0] ? err : qrl_strerror(e));
         goto out;
     }
-    /* One server per database file: the server keeps what it knows of pending login requests
-     * and their user codes in memory (docs/architecture.md). An flock() of the file, which
-     * SQLite's own (fcntl) locks do not see, held until exit; `qrlogin account` takes none. */
+    /* One server per database file: the SQLite store keeps the user codes of live requests
+     * in memory, and passkey ceremonies and held requests live in this process
+     * (docs/architecture.md). An flock() of the file, which SQLite's own (fcntl) locks do not
+     * see, held until exit; `qrlogin account` takes none, and what it changes is seen at once
+     * (the store's change stamps). */
     lockfd = open(o.db, O_RDONLY | O_CLOEXEC);
     if (lockfd < 0 || flock(lockfd, LOCK_EX | LOCK_NB) != 0) {
         if (lockfd >= 0 && errno == EWOULDBLOCK)
@@ -404,6 +631,7 @@ int qrl_cli_serve(int argc, char **argv)
             qrl_cli_err("cannot lock %s: %s", o.db, strerror(errno));
         goto out;
     }
+    scfg.store = st; /* for /readyz and the store's metrics */
     e = qrl_server_new(&scfg, &srv);
     if (e != QRL_OK) {
         qrl_cli_err("cannot set up the server: %s", qrl_strerror(e));
@@ -418,6 +646,7 @@ int qrl_cli_serve(int argc, char **argv)
         cfg.refresh_ttl_s = o.refresh_ttl;
     if (o.session_ttl)
         cfg.session_ttl_s = o.session_ttl;
+    limits_apply(&o, &cfg);
     cfg.on_change = qrl_server_on_change;
     cfg.on_change_ud = srv;
     qrl_server_handoff(srv, &cfg.handoff);
@@ -447,7 +676,7 @@ int qrl_cli_serve(int argc, char **argv)
                     "qrlogin tv --server %s --qr-png qr.png and qrlogin phone approve --image "
                     "qr.png",
                     qrl_server_public_url(srv), qrl_server_public_url(srv));
-    run_until_signal(core, &set);
+    run_until_signal(core, srv, &set);
     qrl_cli_err("shutting down");
     rc = 0;
 out:
@@ -457,5 +686,6 @@ out:
         st->m->close(st);
     if (lockfd >= 0)
         close(lockfd);
+    qrl_cli_conf_free(&conf);
     return rc;
 }

@@ -496,7 +496,7 @@ static qrl_err fetch(qrl_client *c, const char *url, const char *form, int wait,
 
 /* Copies the server's error_description into the detail, printable ASCII only: it is
  * untrusted text that an app may show or log. */
-static const char *oauth_error(qrl_client *c, const qrlc__resp *r, const char *what)
+const char *qrlc__oauth_error(qrl_client *c, const qrlc__resp *r, const char *what)
 {
     const char *err = json_string_value(json_object_get(r->json, "error"));
     const char *desc = json_string_value(json_object_get(r->json, "error_description"));
@@ -534,7 +534,7 @@ static qrl_err take_endpoint(qrl_client *c, json_t *meta, const char *key, int r
     return *dst != NULL ? QRL_OK : qrlc__fail(c, QRL_ERR_NOMEM, "out of memory");
 }
 
-static qrl_err parse_metadata(qrl_client *c, const qrlc__resp *r, const char *url)
+qrl_err qrlc__parse_metadata(qrl_client *c, const qrlc__resp *r, const char *url)
 {
     const char *issuer;
     qrl_err rc;
@@ -583,7 +583,7 @@ static qrl_err discover(qrl_client *c, qrl_client_event *ev)
     rc = fetch(c, url, NULL, 0, 1, &r, ev);
     if (rc == QRL_OK && r.status != 0) {
         c->failures = 0;
-        rc = parse_metadata(c, &r, url);
+        rc = qrlc__parse_metadata(c, &r, url);
     }
     qrlc__resp_free(c, &r);
     return rc;
@@ -593,7 +593,7 @@ static qrl_err discover(qrl_client *c, qrl_client_event *ev)
 
 /* Reads a token response (RFC 6749 section 5.1) into c->tok. A refresh may omit the refresh
  * token and the scope (sections 6 and 5.1): then the old values stay. */
-static qrl_err take_tokens(qrl_client *c, const qrlc__resp *r, int refreshing)
+qrl_err qrlc__take_tokens(qrl_client *c, const qrlc__resp *r, int refreshing)
 {
     qrl_client_tokens t;
     const char *type = json_string_value(json_object_get(r->json, "token_type"));
@@ -689,12 +689,12 @@ static qrl_err refresh_locked(qrl_client *c, qrl_client_tokens *out)
     if (rc != QRL_OK)
         goto out;
     if (r.status == 200) {
-        rc = take_tokens(c, &r, 1);
+        rc = qrlc__take_tokens(c, &r, 1);
         if (rc == QRL_OK && out != NULL)
             *out = c->tok;
         goto out;
     }
-    const char *err = oauth_error(c, &r, "refresh");
+    const char *err = qrlc__oauth_error(c, &r, "refresh");
     if (strcmp(err, "invalid_grant") == 0) {
         /* Expired, revoked or already used: these tokens are dead; sign in again. */
         forget_tokens(c);
@@ -747,7 +747,7 @@ static qrl_err logout_locked(qrl_client *c)
     c->failures = 0;
     forget_tokens(c);
     if (rc == QRL_OK && r.status != 200) {
-        const char *err = oauth_error(c, &r, "revoke");
+        const char *err = qrlc__oauth_error(c, &r, "revoke");
         rc = strcmp(err, "invalid_client") == 0 ? QRL_ERR_INVALID_CLIENT : QRL_ERR_INTERNAL;
     }
     qrlc__resp_free(c, &r);
@@ -771,7 +771,7 @@ static int want_push(const qrl_client *c)
     return !c->disable_push && c->push != QRLC__PUSH_NO;
 }
 
-static qrl_err parse_device_auth(qrl_client *c, json_t *o)
+qrl_err qrlc__parse_device_auth(qrl_client *c, json_t *o)
 {
     long long exp = get_int(o, "expires_in", 1, 24 * 3600, -1);
     long long iv = get_int(o, "interval", 1, 3600, QRLC__DEFAULT_INTERVAL_S);
@@ -812,7 +812,7 @@ static qrl_err start_request(qrl_client *c, qrl_client_event *ev)
         goto out;
     c->failures = 0;
     if (r.status != 200) {
-        const char *err = oauth_error(c, &r, "device authorization");
+        const char *err = qrlc__oauth_error(c, &r, "device authorization");
         rc = strcmp(err, "invalid_client") == 0 || strcmp(err, "unauthorized_client") == 0
                  ? QRL_ERR_INVALID_CLIENT
              : strcmp(err, "invalid_request") == 0 || strcmp(err, "invalid_scope") == 0
@@ -821,7 +821,7 @@ static qrl_err start_request(qrl_client *c, qrl_client_event *ev)
         goto out;
     }
     forget_request(c);
-    rc = parse_device_auth(c, r.json);
+    rc = qrlc__parse_device_auth(c, r.json);
     if (rc != QRL_OK)
         goto out;
     fill_event(c, ev, c->renewals > 0 ? QRL_CLIENT_EV_RENEWED : QRL_CLIENT_EV_STARTED);
@@ -861,11 +861,13 @@ static qrl_err on_expired(qrl_client *c, qrl_client_event *ev)
     return start_request(c, ev);
 }
 
-/* Interprets a 4xx answer of the device-code grant (RFC 8628 section 3.5). */
-static qrl_err on_grant_error(qrl_client *c, const qrlc__resp *r, int held, int64_t sent_ms,
-                              qrl_client_event *ev)
+/* Interprets a 4xx answer of the device-code grant (RFC 8628 section 3.5). expired_token is
+ * QRL_ERR_EXPIRED, which the caller turns into a renewal (on_expired): reading an answer never
+ * sends a request. */
+qrl_err qrlc__grant_error(qrl_client *c, const qrlc__resp *r, int held, int64_t sent_ms,
+                          qrl_client_event *ev)
 {
-    const char *err = oauth_error(c, r, "token");
+    const char *err = qrlc__oauth_error(c, r, "token");
     long long iv = get_int(r->json, "interval", 1, 3600, 0);
 
     if (strcmp(err, "authorization_pending") == 0) {
@@ -894,7 +896,7 @@ static qrl_err on_grant_error(qrl_client *c, const qrlc__resp *r, int held, int6
         return QRL_OK;
     }
     if (strcmp(err, "expired_token") == 0)
-        return on_expired(c, ev);
+        return QRL_ERR_EXPIRED;
     if (strcmp(err, "access_denied") == 0)
         return QRL_ERR_DENIED;
     if (strcmp(err, "invalid_grant") == 0)
@@ -939,12 +941,14 @@ static qrl_err poll_once(qrl_client *c, qrl_client_event *ev)
     if (wait > 0)
         c->push = r.preference_applied ? QRLC__PUSH_YES : QRLC__PUSH_NO;
     if (r.status == 200) {
-        rc = take_tokens(c, &r, 0);
+        rc = qrlc__take_tokens(c, &r, 0);
         if (rc == QRL_OK)
             fill_event(c, ev, QRL_CLIENT_EV_APPROVED);
         goto out;
     }
-    rc = on_grant_error(c, &r, wait > 0 && c->push == QRLC__PUSH_YES, sent_ms, ev);
+    rc = qrlc__grant_error(c, &r, wait > 0 && c->push == QRLC__PUSH_YES, sent_ms, ev);
+    if (rc == QRL_ERR_EXPIRED)
+        rc = on_expired(c, ev);
 out:
     qrlc__resp_free(c, &r);
     return rc;

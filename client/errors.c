@@ -56,10 +56,18 @@ QRL_CLIENT_API const char *qrl_client_strerror(qrl_err err)
     return "unknown error";
 }
 
+/* The detail often quotes the server (an error code, an issuer, a URL from its metadata), and
+ * apps show it and log it: every byte that is not printable ASCII becomes '?', so that a server
+ * cannot put terminal escapes or line breaks into an app's screen or log (found by
+ * fuzz/fuzz_client.c). */
 qrl_err qrl__vfail(char *buf, size_t len, qrl_err rc, const char *fmt, va_list ap)
 {
-    if (buf != NULL && len > 0)
-        vsnprintf(buf, len, fmt, ap);
+    if (buf == NULL || len == 0)
+        return rc;
+    vsnprintf(buf, len, fmt, ap);
+    for (char *p = buf; *p != '\0'; p++)
+        if ((unsigned char)*p < 0x20 || (unsigned char)*p > 0x7e)
+            *p = '?';
     return rc;
 }
 

@@ -161,4 +161,28 @@ qrl_err qrlc__check_url(const char *what, const char *url, int allow_http, char 
 /* Milliseconds of CLOCK_MONOTONIC. */
 int64_t qrlc__mono_ms(void);
 
+/* --- reading answers (transport.c, client.c) ------------------------------------------------
+ * The parsing half of each exchange, apart from the network so that fuzz/fuzz_client.c can feed
+ * it arbitrary answers. None of them sends a request. */
+/* The body as a JSON object (duplicate members refused): a new reference, or NULL when the body
+ * is empty, not JSON or not an object. */
+json_t *qrlc__json_object(const char *body, size_t len);
+/* Reads one header line of `n` bytes (as libcurl hands it, CRLF included) into r: a status line
+ * starts a new block, then Preference-Applied and Retry-After. */
+void qrlc__resp_header(qrlc__resp *r, const char *line, size_t n);
+/* The RFC 8414 metadata answer `r` of `url`: checks the issuer against server_url and takes the
+ * endpoints into c (all three NULL on failure). */
+qrl_err qrlc__parse_metadata(qrl_client *c, const qrlc__resp *r, const char *url);
+/* A token answer (RFC 6749 section 5.1) into c->tok; on failure c->tok is left as it was. */
+qrl_err qrlc__take_tokens(qrl_client *c, const qrlc__resp *r, int refreshing);
+/* A device authorization answer (RFC 8628 section 3.2) into the login request fields of c. */
+qrl_err qrlc__parse_device_auth(qrl_client *c, json_t *o);
+/* The "error" member of an OAuth error answer ("" when absent; borrowed from r) and its
+ * description, made printable, into the handle's detail. */
+const char *qrlc__oauth_error(qrl_client *c, const qrlc__resp *r, const char *what);
+/* A 4xx answer of the device-code grant: QRL_OK to keep waiting (c->delay_ms, c->interval_s,
+ * a SCANNED event in *ev), QRL_ERR_EXPIRED to renew the request, or the failure. */
+qrl_err qrlc__grant_error(qrl_client *c, const qrlc__resp *r, int held, int64_t sent_ms,
+                          qrl_client_event *ev);
+
 #endif

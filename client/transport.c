@@ -167,10 +167,8 @@ static int header_value(const char *line, size_t n, const char *name, const char
     return 1;
 }
 
-static size_t on_header(char *ptr, size_t size, size_t nmemb, void *ud)
+void qrlc__resp_header(qrlc__resp *r, const char *ptr, size_t n)
 {
-    qrlc__resp *r = ((xfer *)ud)->r;
-    size_t n = size * nmemb;
     const char *v;
     size_t vlen;
 
@@ -192,6 +190,13 @@ static size_t on_header(char *ptr, size_t size, size_t nmemb, void *ud)
         if (i > 0 && i == vlen)
             r->retry_after_s = s;
     }
+}
+
+static size_t on_header(char *ptr, size_t size, size_t nmemb, void *ud)
+{
+    size_t n = size * nmemb;
+
+    qrlc__resp_header(((xfer *)ud)->r, ptr, n);
     return n;
 }
 
@@ -331,14 +336,22 @@ qrl_err qrlc__http(qrl_client *c, const char *url, const char *body, int prefer_
         return qrlc__fail(c, QRL_ERR_BUSY, "%s: %s", url,
                           errbuf[0] != '\0' ? errbuf : curl_easy_strerror(cc));
     curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &r->status);
-    if (r->len > 0) {
-        r->json = json_loadb(r->body, r->len, JSON_REJECT_DUPLICATES, NULL);
-        if (r->json != NULL && !json_is_object(r->json)) {
-            json_decref(r->json);
-            r->json = NULL;
-        }
-    }
+    r->json = qrlc__json_object(r->body, r->len);
     return QRL_OK;
+}
+
+json_t *qrlc__json_object(const char *body, size_t len)
+{
+    json_t *j;
+
+    if (body == NULL || len == 0)
+        return NULL;
+    j = json_loadb(body, len, JSON_REJECT_DUPLICATES, NULL);
+    if (j != NULL && !json_is_object(j)) {
+        json_decref(j);
+        j = NULL;
+    }
+    return j;
 }
 
 /* --- forms ---------------------------------------------------------------------------------- */

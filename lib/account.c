@@ -114,32 +114,41 @@ static void key_user(char *buf, size_t len, const char *username)
 
 static void key_addr(char *buf, size_t len, const char *address)
 {
-    snprintf(buf, len, "pw:addr:%s", address != NULL ? address : "");
+    char a[QRL_MAX_ADDRESS + 1];
+
+    qrl__address_key(address, a, sizeof a);
+    snprintf(buf, len, "pw:addr:%s", a);
 }
 
-/* Checks limits for (username, address) before any password work is done. */
-static qrl_err password_limits(qrl_core *core, const char *username, const char *address)
+/* Takes one attempt from the limits of (username, address) before any password work is done;
+ * an attempt that turns out right is given back (password_right), so only failures count, and
+ * parallel guesses cannot all pass a check made before any of them failed. */
+static qrl_err password_take(qrl_core *core, const char *username, const char *address)
 {
-    char k[QRL_MAX_USERNAME + QRL_MAX_ADDRESS + 16];
+    char ku[QRL_MAX_USERNAME + QRL_MAX_ADDRESS + 16], ka[sizeof ku];
+    const qrl_config *c = &core->cfg;
     qrl_err rc;
 
-    key_user(k, sizeof k, username);
-    rc = qrl__limit_check(core, k, core->cfg.login_fail_limit_user, core->cfg.login_fail_window_s);
+    key_user(ku, sizeof ku, username);
+    key_addr(ka, sizeof ka, address);
+    rc = qrl__limit_take(core, ku, c->sign_in_user.count, c->sign_in_user.window_s);
     if (rc != QRL_OK)
         return rc;
-    key_addr(k, sizeof k, address);
-    return qrl__limit_check(core, k, core->cfg.login_fail_limit_addr,
-                            core->cfg.login_fail_window_s);
+    rc = qrl__limit_take(core, ka, c->sign_in_addr.count, c->sign_in_addr.window_s);
+    if (rc != QRL_OK)
+        qrl__limit_give(core, ku, c->sign_in_user.count, c->sign_in_user.window_s);
+    return rc;
 }
 
-static void password_failed(qrl_core *core, const char *username, const char *address)
+static void password_right(qrl_core *core, const char *username, const char *address)
 {
     char k[QRL_MAX_USERNAME + QRL_MAX_ADDRESS + 16];
+    const qrl_config *c = &core->cfg;
 
     key_user(k, sizeof k, username);
-    qrl__limit_fail(core, k, core->cfg.login_fail_window_s);
+    qrl__limit_give(core, k, c->sign_in_user.count, c->sign_in_user.window_s);
     key_addr(k, sizeof k, address);
-    qrl__limit_fail(core, k, core->cfg.login_fail_window_s);
+    qrl__limit_give(core, k, c->sign_in_addr.count, c->sign_in_addr.window_s);
 }
 
 qrl_err qrl__password_check(qrl_core *core, const qrl_account_rec *acc, const char *password,
@@ -149,13 +158,12 @@ qrl_err qrl__password_check(qrl_core *core, const qrl_account_rec *acc, const ch
 
     if (!password_valid(password))
         return QRL_ERR_INVALID;
-    rc = password_limits(core, acc->username, address);
+    rc = password_take(core, acc->username, address);
     if (rc != QRL_OK)
         return rc;
-    if (crypto_pwhash_str_verify(acc->pw_hash, password, strlen(password)) != 0) {
-        password_failed(core, acc->username, address);
-        return QRL_ERR_UNAUTHORIZED;
-    }
+    if (crypto_pwhash_str_verify(acc->pw_hash, password, strlen(password)) != 0)
+        return QRL_ERR_UNAUTHORIZED; /* the attempt stays counted */
+    password_right(core, acc->username, address);
     return QRL_OK;
 }
 
@@ -182,13 +190,14 @@ qrl_err qrl_session_create(qrl_core *core, const char *username, const char *pas
         qrl__strcpy(dev.address, sizeof dev.address, address) != QRL_OK)
         return QRL_ERR_INVALID;
 
-    rc = password_limits(core, username, address);
-    if (rc != QRL_OK)
-        return rc;
     rc = core->st->m->account_by_name(core->st, username, &acc);
     if (rc == QRL_ERR_NOT_FOUND) {
+        /* Counted and timed like a wrong password, so that the answer does not tell whether
+         * the account exists. */
+        rc = password_take(core, username, address);
+        if (rc != QRL_OK)
+            return rc;
         burn_password_time(core, password);
-        password_failed(core, username, address);
         return QRL_ERR_UNAUTHORIZED;
     }
     if (rc != QRL_OK)

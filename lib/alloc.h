@@ -6,7 +6,7 @@
  * calloc, realloc and strdup written in lib/ and server/ goes through a counter that a test can
  * arm to fail one chosen allocation (qrl__alloc_fail_nth). The test then runs a whole flow once
  * for each allocation in it and checks each run ends in a clean error and leaks nothing
- * (tests/unit/test_alloc_failure.c). Libraries' own allocations (SQLite, libsodium, jansson,
+ * (tests/unit/lib/test_alloc_failure.c). Libraries' own allocations (SQLite, libsodium, jansson,
  * libmicrohttpd) are not counted. Release builds define nothing here: the names are the C
  * library's.
  *

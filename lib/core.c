@@ -3,6 +3,7 @@
  * The core handle: configuration, clock, change notification, rate-limit helpers and
  * housekeeping. The flows themselves live in login_request.c, token.c, account.c and device.c.
  */
+#include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,20 +21,42 @@ void qrl_config_defaults(qrl_config *cfg)
         .refresh_ttl_s = 30 * 24 * 3600,
         .session_ttl_s = 30 * 24 * 3600,
         .interval_s = 5,
-        .user_code_fail_limit_addr = 20,
-        .user_code_fail_limit_account = 10,
-        .user_code_fail_window_s = 600,
-        .login_fail_limit_user = 10,
-        .login_fail_limit_addr = 50,
-        .login_fail_window_s = 900,
+        .user_code_account = {5, 900},
+        .user_code_addr = {20, 900},
+        .sign_in_user = {10, 900},
+        .sign_in_addr = {50, 900},
+        .device_auth_addr = {120, 600},
+        .device_auth_client = {60000, 600},
+        .approve_account = {30, 600},
+        .refresh_device = {30, 600},
     };
+}
+
+void qrl_config_no_limits(qrl_config *cfg)
+{
+    cfg->user_code_account.count = 0;
+    cfg->user_code_addr.count = 0;
+    cfg->sign_in_user.count = 0;
+    cfg->sign_in_addr.count = 0;
+    cfg->device_auth_addr.count = 0;
+    cfg->device_auth_client.count = 0;
+    cfg->approve_account.count = 0;
+    cfg->refresh_device.count = 0;
+}
+
+static int limit_valid(qrl_limit l)
+{
+    return l.count >= 0 && (l.count == 0 || (l.window_s > 0 && l.window_s <= 30 * 24 * 3600));
 }
 
 static int config_valid(const qrl_config *c)
 {
     return c->request_ttl_s >= 10 && c->request_ttl_s <= 3600 && c->access_ttl_s >= 60 &&
            c->refresh_ttl_s >= 60 && c->session_ttl_s >= 60 && c->interval_s >= 1 &&
-           c->interval_s <= 60 && c->user_code_fail_window_s > 0 && c->login_fail_window_s > 0;
+           c->interval_s <= 60 && limit_valid(c->user_code_account) &&
+           limit_valid(c->user_code_addr) && limit_valid(c->sign_in_user) &&
+           limit_valid(c->sign_in_addr) && limit_valid(c->device_auth_addr) && limit_valid(c->device_auth_client) &&
+           limit_valid(c->approve_account) && limit_valid(c->refresh_device);
 }
 
 static bool has_notify(const qrl_store *st)
@@ -55,6 +78,10 @@ qrl_err qrl_core_new(const qrl_config *cfg, qrl_store *store, qrl_core **out)
     *out = NULL;
     if (cfg == NULL || store == NULL || !config_valid(cfg))
         return QRL_ERR_INVALID;
+    /* The rate limits need the store's atomic take (version 8). */
+    if (store->m->version < 8 || store->m->ratelimit_take == NULL ||
+        store->m->ratelimit_give == NULL)
+        return QRL_ERR_INVALID;
     if (sodium_init() < 0)
         return QRL_ERR_CRYPTO;
     core = calloc(1, sizeof *core);
@@ -64,7 +91,12 @@ qrl_err qrl_core_new(const qrl_config *cfg, qrl_store *store, qrl_core **out)
     core->st = store;
     core->polls = qrl__polltab_new();
     core->challenges = qrl__chaltab_new();
-    if (core->polls == NULL || core->challenges == NULL) {
+    /* Without change stamps nothing the store said can be kept: every poll reads it. */
+    if (store->m->version >= 8 && store->m->lr_stamp != NULL)
+        core->pending = qrl__pending_new();
+    if (core->polls == NULL || core->challenges == NULL ||
+        (core->pending == NULL && store->m->version >= 8 && store->m->lr_stamp != NULL)) {
+        qrl__pending_free(core->pending);
         qrl__polltab_free(core->polls);
         qrl__chaltab_free(core->challenges);
         free(core);
@@ -89,6 +121,7 @@ void qrl_core_free(qrl_core *core)
     /* After this returns the store calls no more: the core can go. */
     if (has_notify(core->st))
         (void)core->st->m->set_notify(core->st, NULL, NULL);
+    qrl__pending_free(core->pending);
     qrl__polltab_free(core->polls);
     qrl__chaltab_free(core->challenges);
     free(core);
@@ -129,27 +162,61 @@ void qrl_core_clock_advance(qrl_core *core, int64_t ms)
 
 void qrl__notify(qrl_core *core, int64_t lr_id)
 {
-    qrl__poll_unlearn(core->polls, lr_id);
+    /* Not needed for correctness (the store's stamp has moved), but frees the entry now. */
+    if (core->pending != NULL)
+        qrl__pending_forget(core->pending, lr_id);
     if (core->cfg.on_change != NULL)
         core->cfg.on_change(core->cfg.on_change_ud, lr_id);
 }
 
-qrl_err qrl__limit_check(qrl_core *core, const char *key, int64_t limit, int64_t window_s)
+void qrl__address_key(const char *address, char *out, size_t len)
 {
-    int64_t count = 0;
-    qrl_err rc =
-        core->st->m->ratelimit_peek(core->st, key, qrl_core_now_ms(core), window_s * 1000, &count);
-    if (rc != QRL_OK)
-        return rc;
-    return count >= limit ? QRL_ERR_RATE_LIMITED : QRL_OK;
+    unsigned char a[16];
+
+    if (address != NULL && strchr(address, ':') != NULL && inet_pton(AF_INET6, address, a) == 1) {
+        static const unsigned char v4mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+        if (memcmp(a, v4mapped, sizeof v4mapped) == 0) {
+            snprintf(out, len, "%u.%u.%u.%u", a[12], a[13], a[14], a[15]);
+            return;
+        }
+        /* One site, or one customer of a provider, has a whole /64 (RFC 6177): counting its
+         * addresses one by one would let it rotate through 2^64 of them. */
+        snprintf(out, len, "%02x%02x:%02x%02x:%02x%02x:%02x%02x::/64", a[0], a[1], a[2], a[3], a[4],
+                 a[5], a[6], a[7]);
+        return;
+    }
+    snprintf(out, len, "%s", address != NULL ? address : "");
 }
 
-void qrl__limit_fail(qrl_core *core, const char *key, int64_t window_s)
-{
-    int64_t count;
+/* The wait the last refusal of this thread asked for (qrl_retry_after_s). */
+static _Thread_local int64_t retry_after_ms;
 
-    /* A failure to count is logged by the store; the caller's answer is an error anyway. */
-    (void)core->st->m->ratelimit_hit(core->st, key, qrl_core_now_ms(core), window_s * 1000, &count);
+int64_t qrl_retry_after_s(void)
+{
+    int64_t s = (retry_after_ms + 999) / 1000;
+    return s >= 1 ? s : 1;
+}
+
+qrl_err qrl__limit_take(qrl_core *core, const char *key, int64_t count, int64_t window_s)
+{
+    int64_t retry = 0;
+    qrl_err rc;
+
+    if (count <= 0)
+        return QRL_OK;
+    rc = core->st->m->ratelimit_take(core->st, key, qrl_core_now_ms(core), window_s * 1000,
+                                     count, &retry);
+    if (rc == QRL_ERR_RATE_LIMITED)
+        retry_after_ms = retry;
+    return rc;
+}
+
+void qrl__limit_give(qrl_core *core, const char *key, int64_t count, int64_t window_s)
+{
+    /* A failure to give back is logged by the store: it only costs the caller one attempt. */
+    if (count > 0)
+        (void)core->st->m->ratelimit_give(core->st, key, qrl_core_now_ms(core), window_s * 1000,
+                                          count);
 }
 
 qrl_err qrl_core_sweep(qrl_core *core)
@@ -158,6 +225,8 @@ qrl_err qrl_core_sweep(qrl_core *core)
 
     /* Poll state of a request is useless once it can no longer be polled. */
     qrl__poll_sweep(core->polls, now - core->cfg.request_ttl_s * 1000 - 60000);
+    if (core->pending != NULL)
+        qrl__pending_sweep(core->pending, now);
     /* Keep finished requests a day for support questions ("why was my TV refused?"). */
     return core->st->m->sweep(core->st, now, 24 * 3600 * 1000);
 }

@@ -9,6 +9,7 @@
 
 #include <sodium.h>
 
+#include "crash.h"
 #include "internal.h"
 
 qrl_err qrl_devices_list(qrl_core *core, const qrl_auth *auth, qrl_device_rec *out, size_t max,
@@ -32,9 +33,11 @@ qrl_err qrl_device_revoke(qrl_core *core, const qrl_auth *auth, int64_t device_i
         return rc;
     if (dev.account_id != auth->account_id || dev.revoked_ms != 0)
         return QRL_ERR_NOT_FOUND;
+    QRL_CRASH_POINT(REVOKE_BEFORE_SUBMIT);
     rc = core->st->m->device_revoke(core->st, auth->account_id, device_id, qrl_core_now_ms(core));
     if (rc != QRL_OK)
         return rc;
+    QRL_CRASH_POINT(REVOKE_COMMITTED);
     qrl__lr_deny_for_device(core, device_id);
     return QRL_OK;
 }

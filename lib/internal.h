@@ -29,13 +29,15 @@
 #define QRL__LR_ID_BYTES 8
 
 struct qrl__polltab;
+struct qrl__pending;
 struct qrl__chaltab;
 
 struct qrl_core {
     qrl_config cfg;
     qrl_store *st;
     _Atomic int64_t clock_offset_ms; /* test builds only move it */
-    struct qrl__polltab *polls;
+    struct qrl__polltab *polls;      /* poll intervals (pollrate.c) */
+    struct qrl__pending *pending;    /* pending-poll cache (pending.c); NULL: store has no stamps */
     struct qrl__chaltab *challenges; /* WebAuthn challenges issued by this core (passkey.c) */
 };
 
@@ -91,19 +93,32 @@ qrl_lr_state qrl__poll_last_state(struct qrl__polltab *t, int64_t lr_id);
 void qrl__poll_forget(struct qrl__polltab *t, int64_t lr_id);
 /* Drops entries not touched since `before_ms`. */
 void qrl__poll_sweep(struct qrl__polltab *t, int64_t before_ms);
-/* The number of transitions recorded so far; take it before the store read that a later
- * qrl__poll_learn() reports. */
-uint64_t qrl__poll_gen(struct qrl__polltab *t);
-/* Remembers a PENDING or SCANNED request read from the store (or just created), unless a
- * transition was recorded since `gen`. Other states are ignored. */
-void qrl__poll_learn(struct qrl__polltab *t, uint64_t gen, const qrl_lr_rec *lr, int64_t now_ms);
-/* Records a committed transition of the request: forgets what was learned of it. */
-void qrl__poll_unlearn(struct qrl__polltab *t, int64_t lr_id);
-/* A plain poll (no hold) answered from memory: QRL_ERR_PENDING (answered; res filled),
- * QRL_ERR_SLOW_DOWN, QRL_ERR_INVALID_CLIENT, or QRL_ERR_NOT_FOUND when nothing is known of
- * the code or it has expired, and the store must answer. */
-qrl_err qrl__poll_fast(struct qrl__polltab *t, const qrl_hash *h, const char *client_id,
-                       int64_t now_ms, qrl_poll_result *res);
+/* A plain poll (no hold) of a request the caller knows to be in `state` (PENDING or SCANNED):
+ * QRL_ERR_SLOW_DOWN when too fast (and grows the interval), else QRL_OK, recording that the
+ * client is answered `state` now. *interval_s gets the current interval either way. */
+qrl_err qrl__poll_answer(struct qrl__polltab *t, int64_t lr_id, int64_t now_ms, int base_interval_s,
+                         qrl_lr_state state, int *interval_s);
+
+/* --- pending.c: the pending-poll cache (what the store said of pending requests) --- */
+typedef struct qrl__pending_hit {
+    uint64_t stamp; /* the store's lr_stamp taken before the read the entry came from */
+    int64_t expires_ms;
+    qrl_lr_state state; /* PENDING or SCANNED */
+    int interval_s;     /* the request's base interval */
+} qrl__pending_hit;
+struct qrl__pending *qrl__pending_new(void);
+void qrl__pending_free(struct qrl__pending *t);
+/* Remembers a PENDING or SCANNED request read from the store (or just created) with the
+ * store's stamp of it taken BEFORE that read or creation. Other states are ignored. */
+void qrl__pending_learn(struct qrl__pending *t, const qrl_lr_rec *lr, uint64_t stamp);
+/* The entry for a device code: QRL_OK (hit filled), QRL_ERR_INVALID_CLIENT (the code belongs to
+ * another client), or QRL_ERR_NOT_FOUND (unknown, another code, or past its expiry). The caller
+ * uses a hit only while the store's lr_stamp still equals hit->stamp. */
+qrl_err qrl__pending_find(struct qrl__pending *t, const qrl_lr_secret_key *key,
+                          const char *client_id, int64_t now_ms, qrl__pending_hit *hit);
+void qrl__pending_forget(struct qrl__pending *t, int64_t lr_id);
+/* Drops entries expired at `now_ms`. */
+void qrl__pending_sweep(struct qrl__pending *t, int64_t now_ms);
 
 /* --- login_request.c --- */
 /* Moves a request to DENIED because the phone that scanned or approved it was revoked. */
@@ -140,8 +155,15 @@ qrl_err qrl__password_check(qrl_core *core, const qrl_account_rec *acc, const ch
 
 /* --- core.c --- */
 void qrl__notify(qrl_core *core, int64_t lr_id);
-/* Rate-limit helpers over the store. */
-qrl_err qrl__limit_check(qrl_core *core, const char *key, int64_t limit, int64_t window_s);
-void qrl__limit_fail(qrl_core *core, const char *key, int64_t window_s);
+/* Rate limits over the store (GCRA, store.h ratelimit_take): takes one attempt of `key`,
+ * which allows `count` per window_s (0: no limit). QRL_ERR_RATE_LIMITED remembers the wait for
+ * qrl_retry_after_s(). */
+qrl_err qrl__limit_take(qrl_core *core, const char *key, int64_t count, int64_t window_s);
+/* The part of a client address that address limits count by: an IPv4 address as it is, an
+ * IPv6 address by its /64 ("2001:0db8:0001:0002::/64"), an IPv4-mapped IPv6 address as IPv4.
+ * `out` of at least QRL_MAX_ADDRESS + 1 bytes. */
+void qrl__address_key(const char *address, char *out, size_t len);
+/* Gives back an attempt taken with the same arguments (it turned out not to count). */
+void qrl__limit_give(qrl_core *core, const char *key, int64_t count, int64_t window_s);
 
 #endif

@@ -17,7 +17,7 @@
  *
  * When adding a state: extend qrl_lr_state (store.h, never renumber), the `legal` table, the
  * state names in core.c, the answers in qrl_token_device_code and qrl_lr_view_claim, and the
- * tests in tests/unit/test_login_request.c.
+ * tests in tests/unit/lib/test_login_request.c.
  */
 #include <arpa/inet.h>
 #include <stdio.h>
@@ -25,6 +25,7 @@
 
 #include <sodium.h>
 
+#include "crash.h"
 #include "internal.h"
 
 /* The protocol's sizes are the store's: a nonce or key the store keeps fits a decision. */
@@ -169,6 +170,33 @@ static bool screen_kind_valid(const char *k)
  * codes a second collision in a row means something else is wrong. */
 #define CREATE_ATTEMPTS 4
 
+/* The store's change stamp of request `id` (store.h, lr_stamp); 0 when the core keeps no
+ * pending-poll cache. Taken before a store read whose result is to be remembered. */
+static uint64_t lr_stamp(qrl_core *core, int64_t id)
+{
+    return core->pending != NULL ? core->st->m->lr_stamp(core->st, id) : 0;
+}
+
+/* Takes one device authorization from the limits of the client's address and of its client_id
+ * (the address first: a flood from one address then spends nothing of the client_id's). */
+static qrl_err device_auth_take(qrl_core *core, const char *client_id, const char *address)
+{
+    const qrl_limit *la = &core->cfg.device_auth_addr, *lc = &core->cfg.device_auth_client;
+    char a[QRL_MAX_ADDRESS + 1], ka[QRL_MAX_ADDRESS + 16], kc[QRL_MAX_CLIENT_ID + 16];
+    qrl_err rc;
+
+    qrl__address_key(address, a, sizeof a);
+    snprintf(ka, sizeof ka, "da:addr:%s", a);
+    snprintf(kc, sizeof kc, "da:client:%s", client_id);
+    rc = qrl__limit_take(core, ka, la->count, la->window_s);
+    if (rc != QRL_OK)
+        return rc;
+    rc = qrl__limit_take(core, kc, lc->count, lc->window_s);
+    if (rc != QRL_OK)
+        qrl__limit_give(core, ka, la->count, la->window_s);
+    return rc;
+}
+
 qrl_err qrl_device_authorize_platform(qrl_core *core, const char *client_id, const char *scope,
                                       const char *device_name, const char *device_kind,
                                       const char *device_platform, const char *address,
@@ -176,7 +204,7 @@ qrl_err qrl_device_authorize_platform(qrl_core *core, const char *client_id, con
 {
     qrl_lr_rec lr = {0};
     int64_t now = qrl_core_now_ms(core);
-    uint64_t gen = 0;
+    uint64_t stamp = 0;
     qrl_err rc = QRL_ERR_INTERNAL;
 
     memset(out, 0, sizeof *out);
@@ -199,6 +227,9 @@ qrl_err qrl_device_authorize_platform(qrl_core *core, const char *client_id, con
         qrl__strcpy(lr.device_platform, sizeof lr.device_platform, device_platform) != QRL_OK ||
         qrl__strcpy(lr.address, sizeof lr.address, address) != QRL_OK)
         return QRL_ERR_INVALID;
+    rc = device_auth_take(core, client_id, address);
+    if (rc != QRL_OK)
+        return rc;
     lr.created_ms = now;
     lr.updated_ms = now;
     lr.expires_ms = now + core->cfg.request_ttl_s * 1000;
@@ -212,7 +243,7 @@ qrl_err qrl_device_authorize_platform(qrl_core *core, const char *client_id, con
         qrl__user_code_new(lr.user_code);
         qrl__secret_hash(out->device_code, &lr.device_code_hash);
         qrl__secret_hash(out->scan_secret, &lr.scan_hash);
-        gen = qrl__poll_gen(core->polls);
+        stamp = lr_stamp(core, lr.id);
         rc = core->st->m->lr_create(core->st, &lr);
         if (rc != QRL_ERR_EXISTS)
             break;
@@ -222,8 +253,8 @@ qrl_err qrl_device_authorize_platform(qrl_core *core, const char *client_id, con
         return rc;
     }
     /* Its screen polls next: answer those polls from memory. */
-    if (!core->cfg.shared_store)
-        qrl__poll_learn(core->polls, gen, &lr, now);
+    if (core->pending != NULL)
+        qrl__pending_learn(core->pending, &lr, stamp);
     qrl_user_code_format(lr.user_code, out->user_code);
     out->expires_in_s = core->cfg.request_ttl_s;
     out->interval_s = lr.interval_s;
@@ -255,6 +286,7 @@ static qrl_err lr_redeem(qrl_core *core, qrl_lr_rec *lr, int64_t now, const char
         memcpy(dev.address, lr->address, sizeof dev.address);
     dev.created_ms = now;
     qrl__tokens_draw(core, lr->client_id, lr->scope, now, &res->tokens, rec);
+    QRL_CRASH_POINT(REDEEM_BEFORE_SUBMIT);
     rc = core->st->m->lr_redeem(core->st, lr->id, now, &dev, rec, 2, &st);
     if (rc != QRL_OK) {
         sodium_memzero(&res->tokens, sizeof res->tokens);
@@ -264,6 +296,7 @@ static qrl_err lr_redeem(qrl_core *core, qrl_lr_rec *lr, int64_t now, const char
             lr->state = st;
         return rc;
     }
+    QRL_CRASH_POINT(REDEEM_COMMITTED);
     qrl__notify(core, lr->id);
     res->tokens.device_id = dev.id;
     res->tokens.account_id = dev.account_id;
@@ -286,6 +319,31 @@ static qrl_err terminal_answer(qrl_lr_state s)
     }
 }
 
+/* A plain poll answered from the pending-poll cache: QRL_ERR_PENDING (answered; res filled),
+ * QRL_ERR_SLOW_DOWN, QRL_ERR_INVALID_CLIENT, or QRL_ERR_NOT_FOUND when the store must answer
+ * (nothing known, past expiry, or the request may have changed since it was read). */
+static qrl_err poll_from_memory(qrl_core *core, const qrl_lr_secret_key *key,
+                                const char *client_id, int64_t now, qrl_poll_result *res)
+{
+    qrl__pending_hit hit;
+    qrl_err rc;
+
+    if (core->pending == NULL)
+        return QRL_ERR_NOT_FOUND;
+    rc = qrl__pending_find(core->pending, key, client_id, now, &hit);
+    if (rc != QRL_OK)
+        return rc;
+    if (core->st->m->lr_stamp(core->st, key->id) != hit.stamp) {
+        qrl__pending_forget(core->pending, key->id);
+        return QRL_ERR_NOT_FOUND;
+    }
+    res->lr_id = key->id;
+    res->expires_ms = hit.expires_ms;
+    res->state = hit.state;
+    rc = qrl__poll_answer(core->polls, key->id, now, hit.interval_s, hit.state, &res->interval_s);
+    return rc == QRL_OK ? QRL_ERR_PENDING : rc;
+}
+
 qrl_err qrl_token_device_code(qrl_core *core, const char *client_id, const char *device_code,
                               unsigned flags, int wait_s, const char *address, qrl_poll_result *res)
 {
@@ -293,7 +351,7 @@ qrl_err qrl_token_device_code(qrl_core *core, const char *client_id, const char 
     qrl_lr_secret_key key;
     qrl_lr_state told;
     int64_t now = qrl_core_now_ms(core);
-    uint64_t gen;
+    uint64_t stamp;
     qrl_err rc;
 
     memset(res, 0, sizeof *res);
@@ -301,15 +359,15 @@ qrl_err qrl_token_device_code(qrl_core *core, const char *client_id, const char 
         return QRL_ERR_INVALID;
     if (!qrl__lr_secret_key(device_code, QRL__PFX_DEVICE_CODE, &key))
         return QRL_ERR_NOT_FOUND;
-    /* A plain poll of a request this process knows to be pending needs no store read. */
-    if ((flags & ~QRL_POLL_MEMORY) == 0 && !core->cfg.shared_store) {
-        rc = qrl__poll_fast(core->polls, &key.hash, client_id, now, res);
+    /* A plain poll of a request known to be pending needs no store read. */
+    if ((flags & ~QRL_POLL_MEMORY) == 0) {
+        rc = poll_from_memory(core, &key, client_id, now, res);
         if (rc != QRL_ERR_NOT_FOUND)
             return rc;
     }
     if (flags & QRL_POLL_MEMORY)
         return QRL_ERR_NOT_FOUND;
-    gen = qrl__poll_gen(core->polls);
+    stamp = lr_stamp(core, key.id);
     rc = core->st->m->lr_find(core->st, QRL_LR_KEY_DEVICE_CODE, &key, now, &lr);
     if (rc != QRL_OK)
         return rc;
@@ -346,8 +404,8 @@ qrl_err qrl_token_device_code(qrl_core *core, const char *client_id, const char 
                 return QRL_ERR_PENDING;
             }
             qrl__poll_answered(core->polls, lr.id, now, lr.state);
-            if (!core->cfg.shared_store)
-                qrl__poll_learn(core->polls, gen, &lr, now);
+            if (core->pending != NULL)
+                qrl__pending_learn(core->pending, &lr, stamp);
             return QRL_ERR_PENDING;
         case QRL_LR_APPROVED:
             rc = lr_redeem(core, &lr, now, address, res);
@@ -369,18 +427,34 @@ qrl_err qrl_token_device_code(qrl_core *core, const char *client_id, const char 
 static void uc_keys(const qrl_auth *auth, const char *address, char *kaddr, size_t alen,
                     char *kacct, size_t clen)
 {
-    snprintf(kaddr, alen, "uc:addr:%s", address != NULL ? address : "");
+    char a[QRL_MAX_ADDRESS + 1];
+
+    qrl__address_key(address, a, sizeof a);
+    snprintf(kaddr, alen, "uc:addr:%s", a);
     snprintf(kacct, clen, "uc:acct:%lld", (long long)auth->account_id);
 }
 
-static qrl_err uc_limits(qrl_core *core, const char *kaddr, const char *kacct)
+/* Takes one attempt from both user-code limits (the account's first, so that an account over
+ * its own limit spends nothing of its address's); a right code gives it back (uc_give), so
+ * only misses count, and parallel guesses cannot all pass a check made before any missed. */
+static qrl_err uc_take(qrl_core *core, const char *kaddr, const char *kacct)
 {
-    qrl_err rc = qrl__limit_check(core, kaddr, core->cfg.user_code_fail_limit_addr,
-                                  core->cfg.user_code_fail_window_s);
-    if (rc == QRL_OK)
-        rc = qrl__limit_check(core, kacct, core->cfg.user_code_fail_limit_account,
-                              core->cfg.user_code_fail_window_s);
+    const qrl_config *c = &core->cfg;
+    qrl_err rc = qrl__limit_take(core, kacct, c->user_code_account.count, c->user_code_account.window_s);
+    if (rc != QRL_OK)
+        return rc;
+    rc = qrl__limit_take(core, kaddr, c->user_code_addr.count, c->user_code_addr.window_s);
+    if (rc != QRL_OK)
+        qrl__limit_give(core, kacct, c->user_code_account.count, c->user_code_account.window_s);
     return rc;
+}
+
+static void uc_give(qrl_core *core, const char *kaddr, const char *kacct)
+{
+    const qrl_config *c = &core->cfg;
+
+    qrl__limit_give(core, kacct, c->user_code_account.count, c->user_code_account.window_s);
+    qrl__limit_give(core, kaddr, c->user_code_addr.count, c->user_code_addr.window_s);
 }
 
 /* Finds a request by scan secret or typed user code. User-code misses are counted per address
@@ -404,14 +478,12 @@ static qrl_err lr_find_by_code(qrl_core *core, const qrl_auth *auth, const char 
         return QRL_ERR_INVALID;
 
     uc_keys(auth, address, kaddr, sizeof kaddr, kacct, sizeof kacct);
-    rc = uc_limits(core, kaddr, kacct);
+    rc = uc_take(core, kaddr, kacct);
     if (rc != QRL_OK)
         return rc;
     rc = core->st->m->lr_find(core->st, QRL_LR_KEY_USER_CODE, canon, now, lr);
-    if (rc == QRL_ERR_NOT_FOUND) {
-        qrl__limit_fail(core, kaddr, core->cfg.user_code_fail_window_s);
-        qrl__limit_fail(core, kacct, core->cfg.user_code_fail_window_s);
-    }
+    if (rc != QRL_ERR_NOT_FOUND)
+        uc_give(core, kaddr, kacct); /* only a miss counts */
     return rc;
 }
 
@@ -550,15 +622,15 @@ static qrl_err user_code_confirm(qrl_core *core, const qrl_auth *auth, const qrl
     qrl_err rc;
 
     uc_keys(auth, address, kaddr, sizeof kaddr, kacct, sizeof kacct);
-    rc = uc_limits(core, kaddr, kacct);
+    rc = uc_take(core, kaddr, kacct);
     if (rc != QRL_OK)
         return rc;
     if (qrl_user_code_normalize(user_code, canon) == QRL_OK &&
-        sodium_memcmp(canon, lr->user_code, QRL_USER_CODE_LEN) == 0)
+        sodium_memcmp(canon, lr->user_code, QRL_USER_CODE_LEN) == 0) {
+        uc_give(core, kaddr, kacct);
         return QRL_OK;
-    qrl__limit_fail(core, kaddr, core->cfg.user_code_fail_window_s);
-    qrl__limit_fail(core, kacct, core->cfg.user_code_fail_window_s);
-    return QRL_ERR_CODE_MISMATCH;
+    }
+    return QRL_ERR_CODE_MISMATCH; /* the attempt stays counted */
 }
 
 /* When the screen is held on this node, approval and redemption become one durable commit and
@@ -589,6 +661,7 @@ static qrl_err approve_to_waiting_screen(qrl_core *core, qrl_lr_rec *lr, const q
         h->give(h->ud, held, rc, NULL);
         return rc;
     }
+    QRL_CRASH_POINT(APPROVE_HANDOFF_COMMITTED);
     t.device_id = dev.id;
     t.account_id = dev.account_id;
     lr->state = QRL_LR_APPROVED; /* the phone's decision; the screen redeemed it at once */
@@ -636,6 +709,14 @@ static qrl_err lr_approve(qrl_core *core, const qrl_auth *auth, const char *code
         return QRL_ERR_EXPIRED;
     if (lr->state != QRL_LR_SCANNED || lr->claimed_device_id != auth->device_id)
         return not_actionable(lr, auth);
+    /* Approvals per account: many approvals in a row are a phishing kit's pattern, not a
+     * person's. Denials are never limited: saying no must always work. */
+    char kap[48];
+    snprintf(kap, sizeof kap, "ap:acct:%lld", (long long)auth->account_id);
+    rc = qrl__limit_take(core, kap, core->cfg.approve_account.count,
+                         core->cfg.approve_account.window_s);
+    if (rc != QRL_OK)
+        return rc;
     rc = user_code_confirm(core, auth, lr, user_code, address);
     if (rc != QRL_OK)
         return rc;
@@ -659,12 +740,14 @@ static qrl_err lr_approve(qrl_core *core, const qrl_auth *auth, const char *code
                       .set_account_id = auth->account_id,
                       .set_approving_device_id = auth->device_id,
                       .require_nonce = proof->signature != NULL ? lr->nonce : NULL};
+    QRL_CRASH_POINT(APPROVE_BEFORE_SUBMIT);
     if (approve_to_waiting_screen(core, lr, &cas) == QRL_OK)
         return QRL_OK;
     rc = lr_move(core, &cas);
-    if (rc == QRL_OK)
+    if (rc == QRL_OK) {
+        QRL_CRASH_POINT(APPROVE_COMMITTED);
         lr->state = QRL_LR_APPROVED;
-    else if (rc == QRL_ERR_CONFLICT)
+    } else if (rc == QRL_ERR_CONFLICT)
         rc = explain_conflict(core, auth, lr, cas.now_ms);
     return rc;
 }
@@ -705,10 +788,12 @@ static qrl_err lr_deny(qrl_core *core, const qrl_auth *auth, const char *code,
                       .now_ms = now,
                       .require_claimed_by = lr->state == QRL_LR_SCANNED ? auth->device_id : 0,
                       .require_nonce = signature != NULL ? lr->nonce : NULL};
+    QRL_CRASH_POINT(DENY_BEFORE_SUBMIT);
     rc = lr_move(core, &cas);
-    if (rc == QRL_OK)
+    if (rc == QRL_OK) {
+        QRL_CRASH_POINT(DENY_COMMITTED);
         lr->state = QRL_LR_DENIED;
-    else if (rc == QRL_ERR_CONFLICT)
+    } else if (rc == QRL_ERR_CONFLICT)
         rc = explain_conflict(core, auth, lr, now);
     return rc;
 }

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Poll bookkeeping for the RFC 8628 device-code grant, in memory.
+ * Poll bookkeeping for the RFC 8628 device-code grant, in memory: the interval rules.
  *
  * For each live login request we remember when its screen was last answered, the interval it
  * must keep (5 s, plus 5 s for each slow_down: RFC 8628 section 3.5) and which state it was last
@@ -10,25 +10,14 @@
  * and losing it costs nothing but one lenient poll after a restart. A screen normally talks to
  * one node; if a load balancer moves it, the new node starts lenient.
  *
- * The same entries also remember what this process knows of a request that is still PENDING or
- * SCANNED (its device-code hash, client, expiry and state: "learned"), so that a plain poll of
- * a request nobody has acted on is answered from memory, without a store read. That is only
- * sound while every state change of a login request goes through this process's core, which
- * the core guarantees by calling qrl__poll_unlearn() after each committed transition
- * (qrl__notify) and which the embedding server promises by leaving qrl_config.shared_store 0
- * (the SQLite store: one server per database). The race that matters is a poll that read the
- * store before a transition and learns after it: learning is refused unless no transition was
- * recorded since the caller took qrl__poll_gen() before its store read, so a stale "pending"
- * is never stored. Answering "pending" from memory while a transition is being committed is
- * the same answer the poll would have had a moment earlier.
+ * What the store says of a request is not kept here: the cache of pending requests that spares
+ * a poll its store read is lib/pending.c.
  *
- * Open hashing on the request id (multiplicative, lib/hashtab.h) and, for learned entries, on
- * the device-code hash; one mutex: the critical sections are a few loads and stores.
+ * Chained buckets on the request id (multiplicative hashing, lib/hashtab.h), doubled whenever
+ * there are more entries than buckets; one mutex: the critical sections are a few loads and
+ * stores.
  */
 #include <stdlib.h>
-#include <string.h>
-
-#include <sodium.h>
 
 #include "hashtab.h"
 #include "internal.h"
@@ -37,37 +26,27 @@
 /* Poll arriving this much earlier than the interval is still on time: network jitter and the
  * client's timer granularity must not turn a compliant client into a "too fast" one. */
 #define SLACK_MS 1000
-/* Buckets of each index at first: a power of two, a multiple of SWEEP_SLICE; 512 KiB per index,
- * touched only as buckets are used. Both indexes double whenever the table holds more entries
- * than buckets, so chains stay about one entry long: with a fixed 65,536 the chains of a server
- * making 20,000 requests a second grew to ten entries within a minute, and walking them was the
- * largest cost of this file. */
+/* Buckets at first: a power of two, a multiple of SWEEP_SLICE; 512 KiB, touched only as buckets
+ * are used. The table doubles whenever it holds more entries than buckets, so chains stay about
+ * one entry long: with a fixed 65,536 the chains of a server making 20,000 requests a second
+ * grew to ten entries within a minute, and walking them was the largest cost of this file. */
 #define NBUCKETS_MIN (1u << 16)
 
 struct entry {
-    struct entry *next;  /* chain by request id */
-    struct entry *hnext; /* chain by device-code hash, while learned */
+    struct entry *next;
     int64_t lr_id;
     int64_t last_answer_ms;
     int64_t touched_ms;
     int interval_s;
     qrl_lr_state last_state;
-    /* What this process knows of the request, valid while `learned`. */
-    bool learned;
-    qrl_lr_state state; /* PENDING or SCANNED */
-    int64_t expires_ms;
-    qrl_hash dc_hash;
-    char client_id[QRL_MAX_CLIENT_ID + 1];
 };
 
 struct qrl__polltab {
     pthread_mutex_t mu;
-    uint64_t gen;            /* transitions recorded so far (qrl__poll_unlearn) */
-    size_t nb;               /* buckets of each index, a power of two */
-    unsigned shift;          /* 64 - log2(nb) */
-    size_t count;            /* entries */
-    struct entry **buckets;  /* by request id */
-    struct entry **hbuckets; /* by device-code hash, learned entries only */
+    size_t nb;              /* buckets, a power of two */
+    unsigned shift;         /* 64 - log2(nb) */
+    size_t count;           /* entries */
+    struct entry **buckets; /* by request id */
 };
 
 struct qrl__polltab *qrl__polltab_new(void)
@@ -79,10 +58,7 @@ struct qrl__polltab *qrl__polltab_new(void)
     t->nb = NBUCKETS_MIN;
     t->shift = qrl__hash_shift(NBUCKETS_MIN);
     t->buckets = calloc(t->nb, sizeof *t->buckets);
-    t->hbuckets = calloc(t->nb, sizeof *t->hbuckets);
-    if (t->buckets == NULL || t->hbuckets == NULL) {
-        free(t->buckets);
-        free(t->hbuckets);
+    if (t->buckets == NULL) {
         free(t);
         return NULL;
     }
@@ -104,7 +80,6 @@ void qrl__polltab_free(struct qrl__polltab *t)
     }
     pthread_mutex_destroy(&t->mu);
     free(t->buckets);
-    free(t->hbuckets);
     free(t);
 }
 
@@ -113,31 +88,16 @@ static size_t bucket_of(const struct qrl__polltab *t, int64_t id)
     return qrl__hash_index((uint64_t)id, QRL__HASH_FIB, t->shift);
 }
 
-/* The hash is BLAKE2b output: any 8 bytes of it are uniform. */
-static size_t hbucket_of(const struct qrl__polltab *t, const qrl_hash *h)
-{
-    uint64_t v;
-
-    memcpy(&v, h->b, sizeof v);
-    return (size_t)v & (t->nb - 1);
-}
-
-/* Doubles both indexes. Out of memory, the chains just grow longer. Caller holds t->mu. */
+/* Doubles the buckets. Out of memory, the chains just grow longer. Caller holds t->mu. */
 static void grow(struct qrl__polltab *t)
 {
     size_t onb = t->nb;
     struct entry **ob = t->buckets;
     struct entry **nbk = calloc(2 * onb, sizeof *nbk);
-    struct entry **nh = calloc(2 * onb, sizeof *nh);
 
-    if (nbk == NULL || nh == NULL) {
-        free(nbk);
-        free(nh);
+    if (nbk == NULL)
         return;
-    }
-    free(t->hbuckets);
     t->buckets = nbk;
-    t->hbuckets = nh;
     t->nb = 2 * onb;
     t->shift--;
     for (size_t i = 0; i < onb; i++) {
@@ -146,11 +106,6 @@ static void grow(struct qrl__polltab *t)
             next = e->next;
             e->next = nbk[b];
             nbk[b] = e;
-            if (e->learned) {
-                size_t hb = hbucket_of(t, &e->dc_hash);
-                e->hnext = nh[hb];
-                nh[hb] = e;
-            }
         }
     }
     free(ob);
@@ -182,22 +137,6 @@ static struct entry *lookup(struct qrl__polltab *t, int64_t id, int create, int 
     t->buckets[b] = e;
     t->count++;
     return e;
-}
-
-/* Takes a learned entry out of the hash index. Caller holds t->mu. */
-static void unlearn(struct qrl__polltab *t, struct entry *e)
-{
-    if (!e->learned)
-        return;
-    for (struct entry **pp = &t->hbuckets[hbucket_of(t, &e->dc_hash)]; *pp != NULL;
-         pp = &(*pp)->hnext) {
-        if (*pp == e) {
-            *pp = e->hnext;
-            break;
-        }
-    }
-    e->hnext = NULL;
-    e->learned = false;
 }
 
 /* The rate decision of a poll on entry e; caller holds t->mu. */
@@ -236,6 +175,28 @@ out:
     return rc;
 }
 
+qrl_err qrl__poll_answer(struct qrl__polltab *t, int64_t lr_id, int64_t now_ms, int base_interval_s,
+                         qrl_lr_state state, int *interval_s)
+{
+    qrl_err rc = QRL_OK;
+    struct entry *e;
+
+    pthread_mutex_lock(&t->mu);
+    e = lookup(t, lr_id, 1, base_interval_s);
+    *interval_s = e != NULL ? e->interval_s : base_interval_s;
+    if (e == NULL)
+        goto out; /* out of memory: lenient */
+    rc = arrive(e, now_ms, 0);
+    if (rc == QRL_OK) {
+        e->last_answer_ms = now_ms;
+        e->last_state = state;
+    }
+    *interval_s = e->interval_s;
+out:
+    pthread_mutex_unlock(&t->mu);
+    return rc;
+}
+
 void qrl__poll_answered(struct qrl__polltab *t, int64_t lr_id, int64_t now_ms, qrl_lr_state state)
 {
     struct entry *e;
@@ -263,23 +224,15 @@ qrl_lr_state qrl__poll_last_state(struct qrl__polltab *t, int64_t lr_id)
     return s;
 }
 
-/* Unlinks and frees e, whose id chain link is *pp. Caller holds t->mu. */
-static void drop(struct qrl__polltab *t, struct entry **pp)
-{
-    struct entry *e = *pp;
-
-    unlearn(t, e);
-    *pp = e->next;
-    t->count--;
-    free(e);
-}
-
 void qrl__poll_forget(struct qrl__polltab *t, int64_t lr_id)
 {
     pthread_mutex_lock(&t->mu);
     for (struct entry **pp = &t->buckets[bucket_of(t, lr_id)]; *pp != NULL; pp = &(*pp)->next) {
         if ((*pp)->lr_id == lr_id) {
-            drop(t, pp);
+            struct entry *e = *pp;
+            *pp = e->next;
+            t->count--;
+            free(e);
             break;
         }
     }
@@ -293,7 +246,7 @@ _Static_assert(NBUCKETS_MIN % SWEEP_SLICE == 0, "the sweep walks whole slices");
 
 void qrl__poll_sweep(struct qrl__polltab *t, int64_t before_ms)
 {
-    /* The indexes may double between two slices: entries then moved may be passed over (the
+    /* The table may double between two slices: entries then moved may be passed over (the
      * next sweep takes them) or visited twice (harmless). */
     for (size_t b0 = 0;; b0 += SWEEP_SLICE) {
         pthread_mutex_lock(&t->mu);
@@ -304,90 +257,16 @@ void qrl__poll_sweep(struct qrl__polltab *t, int64_t before_ms)
         for (size_t b = b0; b < b0 + SWEEP_SLICE; b++) {
             struct entry **pp = &t->buckets[b];
             while (*pp != NULL) {
-                if ((*pp)->touched_ms < before_ms)
-                    drop(t, pp);
-                else
-                    pp = &(*pp)->next;
+                struct entry *e = *pp;
+                if (e->touched_ms < before_ms) {
+                    *pp = e->next;
+                    t->count--;
+                    free(e);
+                } else {
+                    pp = &e->next;
+                }
             }
         }
         pthread_mutex_unlock(&t->mu);
     }
-}
-
-uint64_t qrl__poll_gen(struct qrl__polltab *t)
-{
-    uint64_t g;
-
-    pthread_mutex_lock(&t->mu);
-    g = t->gen;
-    pthread_mutex_unlock(&t->mu);
-    return g;
-}
-
-void qrl__poll_learn(struct qrl__polltab *t, uint64_t gen, const qrl_lr_rec *lr, int64_t now_ms)
-{
-    struct entry *e;
-
-    if (lr->state != QRL_LR_PENDING && lr->state != QRL_LR_SCANNED)
-        return;
-    pthread_mutex_lock(&t->mu);
-    if (t->gen == gen && (e = lookup(t, lr->id, 1, lr->interval_s)) != NULL) {
-        if (e->touched_ms == 0)
-            e->touched_ms = now_ms;
-        unlearn(t, e);
-        e->state = lr->state;
-        e->expires_ms = lr->expires_ms;
-        e->dc_hash = lr->device_code_hash;
-        memcpy(e->client_id, lr->client_id, sizeof e->client_id);
-        e->learned = true;
-        size_t hb = hbucket_of(t, &e->dc_hash);
-        e->hnext = t->hbuckets[hb];
-        t->hbuckets[hb] = e;
-    }
-    pthread_mutex_unlock(&t->mu);
-}
-
-void qrl__poll_unlearn(struct qrl__polltab *t, int64_t lr_id)
-{
-    struct entry *e;
-
-    pthread_mutex_lock(&t->mu);
-    t->gen++;
-    e = lookup(t, lr_id, 0, 0);
-    if (e != NULL)
-        unlearn(t, e);
-    pthread_mutex_unlock(&t->mu);
-}
-
-qrl_err qrl__poll_fast(struct qrl__polltab *t, const qrl_hash *h, const char *client_id,
-                       int64_t now_ms, qrl_poll_result *res)
-{
-    size_t clen = strlen(client_id);
-    qrl_err rc = QRL_ERR_NOT_FOUND;
-    struct entry *e;
-
-    pthread_mutex_lock(&t->mu);
-    for (e = t->hbuckets[hbucket_of(t, h)]; e != NULL; e = e->hnext)
-        if (sodium_memcmp(e->dc_hash.b, h->b, sizeof h->b) == 0)
-            break;
-    /* Past its expiry the store must record EXPIRED: leave that to the slow path. */
-    if (e == NULL || now_ms >= e->expires_ms)
-        goto out;
-    if (clen != strlen(e->client_id) || sodium_memcmp(client_id, e->client_id, clen) != 0) {
-        rc = QRL_ERR_INVALID_CLIENT;
-        goto out;
-    }
-    res->lr_id = e->lr_id;
-    res->expires_ms = e->expires_ms;
-    res->state = e->state;
-    rc = arrive(e, now_ms, 0);
-    if (rc == QRL_OK) {
-        e->last_answer_ms = now_ms;
-        e->last_state = e->state;
-        rc = QRL_ERR_PENDING;
-    }
-    res->interval_s = e->interval_s;
-out:
-    pthread_mutex_unlock(&t->mu);
-    return rc;
 }

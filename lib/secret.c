@@ -67,6 +67,39 @@ void qrl__random(void *out, size_t n)
     }
 }
 
+#ifdef QRL_TEST_HOOKS
+/* Test builds only: every secret drawn here carries this text, so that a scan of what a test
+ * server left behind (its database, WAL and log: tests/scan_secrets.sh, which has the same
+ * literal) finds any secret written in plain text. Only the hashes of secrets are stored, and a
+ * hash does not keep the canary, so a hit is always a leak. The canary replaces raw bytes
+ * CANARY_AT .. CANARY_AT + 8 (after the 8-byte id of the secrets that have one): a multiple of 3,
+ * so its 12 base64url characters come out exactly as written and the secret keeps its length,
+ * alphabet and id. That leaves 184 random bits in a token or device code and 120 in a scan
+ * secret: plenty for tests. Release builds draw every byte. */
+#define CANARY_TEXT "QRLCANARYtst"
+#define CANARY_AT 9
+#define CANARY_RAW 9
+
+static void canary_put(unsigned char *raw, size_t n)
+{
+    unsigned char c[CANARY_RAW];
+    size_t got = 0;
+
+    if (n < CANARY_AT + CANARY_RAW ||
+        sodium_base642bin(c, sizeof c, CANARY_TEXT, sizeof CANARY_TEXT - 1, NULL, &got, NULL,
+                          sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0 ||
+        got != sizeof c)
+        return;
+    memcpy(raw + CANARY_AT, c, sizeof c);
+}
+#else
+static inline void canary_put(unsigned char *raw, size_t n)
+{
+    (void)raw;
+    (void)n;
+}
+#endif
+
 void qrl__secret_new(const char *prefix, size_t nbytes, char out[QRL_SECRET_BUF])
 {
     unsigned char raw[QRL__TOKEN_BYTES];
@@ -76,6 +109,7 @@ void qrl__secret_new(const char *prefix, size_t nbytes, char out[QRL_SECRET_BUF]
     if (nbytes > sizeof raw)
         nbytes = sizeof raw;
     qrl__random(raw, nbytes);
+    canary_put(raw, nbytes);
     memcpy(out, prefix, plen);
     sodium_bin2base64(out + plen, QRL_SECRET_BUF - plen, raw, nbytes,
                       sodium_base64_VARIANT_URLSAFE_NO_PADDING);
@@ -151,6 +185,7 @@ void qrl__device_code_new(int64_t id, char out[QRL_SECRET_BUF])
 
     id_put(id, raw);
     qrl__random(raw + QRL__LR_ID_BYTES, QRL__TOKEN_BYTES);
+    canary_put(raw, sizeof raw);
     encode(QRL__PFX_DEVICE_CODE, raw, sizeof raw, out);
     sodium_memzero(raw, sizeof raw);
 }
@@ -174,6 +209,7 @@ bool qrl__scan_from_device_code(const char *device_code, char out[QRL_SECRET_BUF
         klen = crypto_generichash_KEYBYTES_MAX;
     crypto_generichash(raw + QRL__LR_ID_BYTES, QRL__SCAN_BYTES, (const unsigned char *)label,
                        sizeof label - 1, (const unsigned char *)device_code, klen);
+    canary_put(raw, sizeof raw);
     encode(QRL__PFX_SCAN, raw, sizeof raw, out);
     sodium_memzero(raw, sizeof raw);
     return true;
@@ -201,6 +237,7 @@ void qrl__token_new(const char *prefix, char out[QRL_SECRET_BUF])
 
     id_put(qrl__lr_id_new(), raw);
     qrl__random(raw + QRL__LR_ID_BYTES, QRL__TOKEN_BYTES);
+    canary_put(raw, sizeof raw);
     encode(prefix, raw, sizeof raw, out);
     sodium_memzero(raw, sizeof raw);
 }

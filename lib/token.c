@@ -8,10 +8,12 @@
  * whole device is revoked. Access tokens are opaque and checked against the store on every
  * introspection, which is what makes revocation take effect on the very next request.
  */
+#include <stdio.h>
 #include <string.h>
 
 #include <sodium.h>
 
+#include "crash.h"
 #include "internal.h"
 
 void qrl__tokens_draw(qrl_core *core, const char *client_id, const char *scope, int64_t now_ms,
@@ -66,13 +68,22 @@ qrl_err qrl_token_refresh(qrl_core *core, const char *client_id, const char *ref
         return QRL_ERR_NOT_FOUND;
     if (client_id != NULL && strcmp(probe.client_id, client_id) != 0)
         return QRL_ERR_INVALID_CLIENT;
+    /* Refreshes per device: a screen refreshes about once per access-token lifetime; a loop
+     * (or a stolen token replayed in a hurry) is refused before it rotates anything. */
+    char kr[48];
+    snprintf(kr, sizeof kr, "rf:dev:%lld", (long long)probe.device_id);
+    rc = qrl__limit_take(core, kr, core->cfg.refresh_device.count, core->cfg.refresh_device.window_s);
+    if (rc != QRL_OK)
+        return rc;
 
     qrl__tokens_draw(core, probe.client_id, probe.scope, now, out, fresh);
+    QRL_CRASH_POINT(ROTATE_BEFORE_SUBMIT);
     rc = core->st->m->token_rotate(core->st, &h, now, fresh, 2, &old);
     if (rc != QRL_OK) {
         sodium_memzero(out, sizeof *out);
         return rc;
     }
+    QRL_CRASH_POINT(ROTATE_COMMITTED);
     out->device_id = old.device_id;
     out->account_id = probe.account_id;
     return QRL_OK;

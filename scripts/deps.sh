@@ -23,6 +23,9 @@ TEST_PKGS=(
   clang libclang-rt-14-dev
   nodejs npm
   chromium
+  # tests/install: systemd-analyze verify and systemd-sysusers for the unit, groff and man for
+  # the manual page.
+  systemd groff-base man-db
 )
 
 case "${1:-}" in

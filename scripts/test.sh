@@ -3,7 +3,9 @@
 # Builds and runs every test: unit, integration (real server on 127.0.0.1), and the OAuth
 # interop suite (openid-client under Node), twice: a warnings-as-errors build, then an
 # AddressSanitizer + UndefinedBehaviorSanitizer build; then every fuzz target for 30 s each
-# (scripts/fuzz.sh; QRL_FUZZ_SECONDS changes it). Installs missing packages first.
+# (scripts/fuzz.sh; QRL_FUZZ_SECONDS changes it). After each ctest run, what the test servers
+# left behind (databases, WALs, logs) is scanned for secrets in plain text
+# (tests/scan_secrets.sh). Installs missing packages first.
 #   QRL_TEST_QUICK=1 ./scripts/test.sh   skips the sanitizer and fuzzing passes (local only)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,7 +19,9 @@ run_suite() {
     cmake -S . -B "$dir" -DQRL_TEST_HOOKS=ON -DQRL_WERROR=ON "$@" >/dev/null
     cmake --build "$dir" -j"$jobs"
     echo "== testing $dir"
+    rm -rf "$dir/artifacts"
     (cd "$dir" && ctest --output-on-failure -j"$jobs")
+    ./tests/scan_secrets.sh "$dir/artifacts"
 }
 
 run_suite build/test -DCMAKE_BUILD_TYPE=RelWithDebInfo

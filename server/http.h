@@ -14,6 +14,9 @@
 #include <stdbool.h>
 
 #include "../lib/alloc.h"
+#include "log.h"
+#include "metrics.h"
+#include "netaddr.h"
 #include "qrlogin/core.h"
 #include "qrlogin/server.h"
 
@@ -40,6 +43,20 @@ struct qrl_server {
      * and read without it. */
     pthread_mutex_t shared_mu;
     _Atomic(struct MHD_Response *) pending_answer[2][QRL_MAX_POLL_INTERVAL_S + 1];
+    /* Each answer's body length, for the access log: written before the answer is published. */
+    size_t pending_len[2][QRL_MAX_POLL_INTERVAL_S + 1];
+    /* Operating (log.c, metrics.c, netaddr.c, http_ops.c). */
+    qrl__log log;
+    qrl__metrics metrics;
+    qrl__cidrs trusted;       /* proxies whose client-address header is believed */
+    qrl__cidrs metrics_allow; /* clients that may read /metrics */
+    char client_ip_header[65];
+    /* /readyz: the last answer and when it was found (monotonic ms), so that probes of the
+     * database run at most once a second however often a load balancer asks. */
+    pthread_mutex_t ready_mu;
+    _Atomic int64_t ready_at_ms;
+    _Atomic int ready_rc;  /* qrl_err */
+    _Atomic bool stopping; /* qrl_server_stop() has begun: /readyz answers 503 */
 };
 
 /* Form parameters (application/x-www-form-urlencoded), decoded. */
@@ -63,8 +80,15 @@ typedef struct qrl__req {
     size_t body_len;
     bool too_large;
     int status;
+    /* The client's address: the TCP peer, or what a trusted proxy says (netaddr.h). */
     char address[QRL_MAX_ADDRESS + 1];
-    const char *route; /* route template, for the access log (never the raw path) */
+    qrl__ip ip;          /* the same, for matching */
+    char peer[48];       /* the TCP peer when it differs from address (a proxy), else "" */
+    int route;           /* enum qrl__route: the route label (never the raw path) */
+    char request_id[17]; /* 16 hex digits, sent back as X-Request-Id */
+    int64_t start_us;    /* monotonic clock when the request arrived */
+    size_t bytes;        /* body bytes of the answer */
+    int64_t lr_id;       /* the login request this device-code grant is about, once known */
     /* Held token request (Prefer: wait). */
     struct qrl__waiter *waiter;
     bool held;
@@ -127,10 +151,15 @@ enum MHD_Result qrl__respond_text(qrl__req *r, unsigned status, const char *json
                                   const char *const *extra);
 /* True when s can stand inside a JSON string as it is: printable ASCII without '"' or '\\'. */
 bool qrl__json_plain(const char *s);
-/* A response made once with qrl__response_json() and kept: queued without being destroyed. */
-enum MHD_Result qrl__respond_shared(qrl__req *r, unsigned status, struct MHD_Response *resp);
-/* A JSON response with the headers every answer carries, for qrl__respond_shared; takes body. */
-struct MHD_Response *qrl__response_json(json_t *body);
+/* A response made once with qrl__response_json() and kept: queued without being destroyed.
+ * It carries no X-Request-Id (it is shared by many requests); `len` is its body's length. */
+enum MHD_Result qrl__respond_shared(qrl__req *r, unsigned status, struct MHD_Response *resp,
+                                    size_t len);
+/* A JSON response with the headers every answer carries, for qrl__respond_shared; takes body.
+ * The body's length goes to *len. */
+struct MHD_Response *qrl__response_json(json_t *body, size_t *len);
+/* Adds X-Request-Id to a response of r that is not shared (queue() does it for the others). */
+void qrl__add_request_id(qrl__req *r, struct MHD_Response *resp);
 enum MHD_Result qrl__respond_json_hdr(qrl__req *r, unsigned status, json_t *body,
                                       const char *const *extra);
 /* An error answer that is not a core error (a malformed request, a failed CSRF check): the
@@ -173,6 +202,35 @@ void qrl__log_redact(const char *in, char *out, size_t outlen);
  * first write share one snapshot. For handlers that read several times (an authenticated phone
  * call); the server closes it when the handler returns. At most one per request. */
 void qrl__read_scope(qrl__req *r);
+
+/* --- log.c, metrics.c: what happened, for operators --- */
+/* The ids an audit event names, when known (0 / NULL: left out). Never a secret. */
+typedef struct qrl__ids {
+    int64_t lr_id;
+    int64_t account_id;
+    int64_t device_id;
+    const char *client_id;
+    const char *error; /* the answer's error code, for a failure */
+} qrl__ids;
+/* Writes an audit event of request r (type "audit", level info): its request id, client
+ * address and route, and `ids` (may be NULL). Called by the handlers after the core call, from
+ * its outcome. */
+void qrl__audit(qrl__req *r, const char *event, const qrl__ids *ids);
+/* A login request's outcome: counts it (qrlogin_login_requests_total) and writes its audit
+ * event (login_requested, login_claimed, ...). */
+void qrl__login_event(qrl__req *r, enum qrl__outcome o, const qrl__ids *ids);
+/* The access line of a finished request (--access-log). */
+void qrl__access_line(qrl__req *r, int64_t duration_us);
+/* r is held from now on (suspended until a change or its deadline): sets r->held, and the
+ * first time for r counts it for shutdown (held_live) and for the metrics. */
+void qrl__hold_begin(qrl__req *r);
+/* The monotonic clock in microseconds. */
+int64_t qrl__mono_us(void);
+
+/* --- http_ops.c: health and metrics --- */
+enum MHD_Result qrl__h_healthz(qrl__req *r, const char *arg);
+enum MHD_Result qrl__h_readyz(qrl__req *r, const char *arg);
+enum MHD_Result qrl__h_metrics(qrl__req *r, const char *arg);
 
 /* --- handlers --- */
 enum MHD_Result qrl__h_metadata(qrl__req *r, const char *arg);

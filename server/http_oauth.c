@@ -120,6 +120,9 @@ enum MHD_Result qrl__h_device_authorization(qrl__req *r, const char *arg)
     rc = qrl_device_authorize_platform(r->srv->core, client_id, qrl__form_get(&f, "scope"),
                                        qrl__form_get(&f, "device_name"),
                                        qrl__form_get(&f, "device_kind"), platform, r->address, &da);
+    if (rc == QRL_OK)
+        qrl__login_event(r, QRL__OUT_CREATED,
+                         &(qrl__ids){.lr_id = da.lr_id, .client_id = client_id});
     qrl__form_clear(&f);
     if (rc != QRL_OK)
         return qrl__respond_err_as(r, rc, QRL__CTX_OAUTH, authorize_say, NULL, NULL);
@@ -233,24 +236,26 @@ static enum MHD_Result pending_shared(qrl__req *r, const qrl_poll_result *res)
     int st = res->state == QRL_LR_SCANNED ? 1 : 0;
     _Atomic(struct MHD_Response *) *slot;
     struct MHD_Response *resp;
+    size_t *len;
 
     if (res->interval_s < 0 || res->interval_s > QRL_MAX_POLL_INTERVAL_S ||
         (res->state != QRL_LR_PENDING && res->state != QRL_LR_SCANNED))
         return qrl__respond_json(r, 400, pending_body(res));
     slot = &srv->pending_answer[st][res->interval_s];
+    len = &srv->pending_len[st][res->interval_s];
     resp = atomic_load_explicit(slot, memory_order_acquire);
     if (resp == NULL) {
         pthread_mutex_lock(&srv->shared_mu);
         resp = atomic_load_explicit(slot, memory_order_relaxed);
         if (resp == NULL) {
-            resp = qrl__response_json(pending_body(res));
+            resp = qrl__response_json(pending_body(res), len);
             atomic_store_explicit(slot, resp, memory_order_release);
         }
         pthread_mutex_unlock(&srv->shared_mu);
     }
     if (resp == NULL)
         return MHD_NO;
-    return qrl__respond_shared(r, 400, resp);
+    return qrl__respond_shared(r, 400, resp, *len);
 }
 
 static enum MHD_Result device_code_answer(qrl__req *r, qrl_err rc, qrl_poll_result *res)
@@ -258,7 +263,17 @@ static enum MHD_Result device_code_answer(qrl__req *r, qrl_err rc, qrl_poll_resu
     char applied[16];
     const char *hdr[3] = {NULL};
     enum MHD_Result ret;
+    int64_t lr_id = res->lr_id != 0 ? res->lr_id : r->lr_id;
 
+    /* The screen's side of a login's end, for the web screen's wait too. */
+    if (rc == QRL_OK)
+        qrl__login_event(r, QRL__OUT_REDEEMED,
+                         &(qrl__ids){.lr_id = lr_id,
+                                     .account_id = res->tokens.account_id,
+                                     .device_id = res->tokens.device_id,
+                                     .client_id = r->client_id[0] != '\0' ? r->client_id : NULL});
+    else if (rc == QRL_ERR_EXPIRED)
+        qrl__login_event(r, QRL__OUT_EXPIRED, &(qrl__ids){.lr_id = lr_id});
     if (r->web)
         return qrl__web_screen_answer(r, rc, res);
     if (r->wait_s > 0) {
@@ -293,6 +308,8 @@ enum MHD_Result qrl__device_code_run(qrl__req *r, unsigned flags)
             flags |= QRL_POLL_FINAL;
         rc = qrl_token_device_code(r->srv->core, r->client_id, r->device_code, flags, r->wait_s,
                                    r->address, &res);
+        if (res.lr_id != 0)
+            r->lr_id = res.lr_id;
         if (!(rc == QRL_ERR_PENDING && res.hold))
             return device_code_answer(r, rc, &res);
         if (!r->held) {
@@ -302,9 +319,7 @@ enum MHD_Result qrl__device_code_run(qrl__req *r, unsigned flags)
         }
         qrl_err w = qrl__hub_wait(r->srv->hub, r, res.lr_id, r->deadline_mono_ms, seq);
         if (w == QRL_OK) {
-            if (!r->held)
-                atomic_fetch_add(&r->srv->held_live, 1);
-            r->held = true;
+            qrl__hold_begin(r);
             return MHD_YES;
         }
         flags |= QRL_POLL_RECHECK;
@@ -416,6 +431,8 @@ static enum MHD_Result grant_refresh(qrl__req *r, const qrl__form *f)
         return qrl__respond_error(r, 400, "invalid_request",
                                   "client_id or refresh_token is longer than any we issue");
     rc = qrl_token_refresh(r->srv->core, client_id, token, &t);
+    if (rc == QRL_ERR_TOKEN_REUSED)
+        qrl__audit(r, "refresh_token_reused", &(qrl__ids){.client_id = client_id});
     if (rc != QRL_OK)
         return qrl__respond_err_as(r, rc, QRL__CTX_OAUTH, refresh_say, NULL, NULL);
     ret = answer_tokens(r, &t, NULL);

@@ -69,8 +69,13 @@ enum MHD_Result qrl__h_sessions(qrl__req *r, const char *arg)
     rc = qrl_session_create(r->srv->core, user, pw, name, kind, r->address, &s);
     json_decref(o);
     sodium_memzero(r->body, r->body_len);
-    if (rc != QRL_OK)
+    if (rc != QRL_OK) {
+        qrl__audit(r, "sign_in_failed",
+                   &(qrl__ids){.error = qrl__err_answer(rc, QRL__CTX_API, signin_say).code});
         return qrl__respond_err_as(r, rc, QRL__CTX_API, signin_say, NULL, NULL);
+    }
+    qrl__audit(r, "sign_in_succeeded",
+               &(qrl__ids){.account_id = s.account.id, .device_id = s.device_id});
     ret = qrl__respond_json(
         r, 201,
         json_pack("{s:s, s:s, s:I, s:I, s:o}", "session_token", s.session_token, "token_type",
@@ -122,6 +127,9 @@ enum MHD_Result qrl__h_lr_view(qrl__req *r, const char *code)
     rc = qrl_lr_view_claim(r->srv->core, &auth, code, r->address, &v);
     if (rc != QRL_OK)
         return lr_error(r, rc, &v.lr);
+    qrl__login_event(
+        r, QRL__OUT_CLAIMED,
+        &(qrl__ids){.lr_id = v.lr.id, .account_id = auth.account_id, .device_id = auth.device_id});
     if (qrl__json_plain(v.user_code) && qrl__json_plain(v.lr.device_name) &&
         qrl__json_plain(v.lr.device_kind) && qrl__json_plain(v.lr.client_id) &&
         qrl__json_plain(v.lr.scope) && qrl__json_plain(v.lr.address) &&
@@ -193,8 +201,17 @@ enum MHD_Result qrl__h_lr_approve(qrl__req *r, const char *code)
     rc = qrl_lr_approve(r->srv->core, &auth, code, uc, &proof, r->address, &lr);
     json_decref(o);
     sodium_memzero(r->body, r->body_len);
-    if (rc == QRL_OK)
+    if (rc == QRL_OK) {
+        qrl__login_event(r, QRL__OUT_APPROVED,
+                         &(qrl__ids){.lr_id = lr.id,
+                                     .account_id = auth.account_id,
+                                     .device_id = auth.device_id});
         return decided(r, &lr);
+    }
+    qrl__audit(r, "login_approval_failed",
+               &(qrl__ids){.account_id = auth.account_id,
+                           .device_id = auth.device_id,
+                           .error = qrl__err_answer(rc, QRL__CTX_API, lr_say).code});
     return lr_error(r, rc, &lr);
 }
 
@@ -218,8 +235,13 @@ enum MHD_Result qrl__h_lr_deny(qrl__req *r, const char *code)
     qrl_lr_rec lr;
     rc = qrl_lr_deny(r->srv->core, &auth, code, &proof, r->address, &lr);
     json_decref(o);
-    if (rc == QRL_OK)
+    if (rc == QRL_OK) {
+        qrl__login_event(r, QRL__OUT_DENIED,
+                         &(qrl__ids){.lr_id = lr.id,
+                                     .account_id = auth.account_id,
+                                     .device_id = auth.device_id});
         return decided(r, &lr);
+    }
     return lr_error(r, rc, &lr);
 }
 
@@ -285,6 +307,7 @@ enum MHD_Result qrl__h_device_delete(qrl__req *r, const char *arg)
     rc = id > 0 ? qrl_device_revoke(r->srv->core, &auth, id) : QRL_ERR_NOT_FOUND;
     if (rc != QRL_OK)
         return qrl__respond_err_as(r, rc, QRL__CTX_API, device_say, NULL, NULL);
+    qrl__audit(r, "device_revoked", &(qrl__ids){.account_id = auth.account_id, .device_id = id});
     qrl__web_device_revoked(r->srv, id);
     return qrl__respond_empty(r, 204);
 }

@@ -4,7 +4,8 @@
  *
  * Every answer goes through qrl__respond_json(), which adds the headers our security
  * invariants require: no caching of anything (our JSON answers carry
- * secrets or per-user data), no framing, no referrer, no MIME sniffing.
+ * secrets or per-user data), no framing, no referrer, no MIME sniffing; and the request's
+ * X-Request-Id, the id of its lines in the log.
  */
 #include <ctype.h>
 #include <poll.h>
@@ -122,6 +123,11 @@ static void add_common_headers(struct MHD_Response *resp)
                             "default-src 'none'; frame-ancestors 'none'");
 }
 
+void qrl__add_request_id(qrl__req *r, struct MHD_Response *resp)
+{
+    MHD_add_response_header(resp, "X-Request-Id", r->request_id);
+}
+
 static enum MHD_Result queue(qrl__req *r, unsigned status, struct MHD_Response *resp,
                              const char *const *extra)
 {
@@ -130,6 +136,7 @@ static enum MHD_Result queue(qrl__req *r, unsigned status, struct MHD_Response *
     if (resp == NULL)
         return MHD_NO;
     add_common_headers(resp);
+    qrl__add_request_id(r, resp);
     for (size_t i = 0; extra != NULL && extra[i] != NULL; i += 2)
         MHD_add_response_header(resp, extra[i], extra[i + 1]);
     r->status = (int)status;
@@ -171,14 +178,15 @@ static char *json_text(const json_t *body)
 }
 
 /* A response whose body is `text`, JSON text in its own allocation (takes text: wiped and freed
- * with the response), with its Content-Type. */
-static struct MHD_Response *text_response(char *text)
+ * with the response), with its Content-Type; the body's length goes to *len. */
+static struct MHD_Response *text_response(char *text, size_t *len)
 {
     struct MHD_Response *resp;
 
     if (text == NULL)
         return NULL;
-    resp = MHD_create_response_from_buffer_with_free_callback(strlen(text), text, zero_free);
+    *len = strlen(text);
+    resp = MHD_create_response_from_buffer_with_free_callback(*len, text, zero_free);
     if (resp == NULL) {
         zero_free(text);
         return NULL;
@@ -187,37 +195,42 @@ static struct MHD_Response *text_response(char *text)
     return resp;
 }
 
-/* A response whose body is `body` as JSON text (takes body), with its Content-Type. */
-static struct MHD_Response *json_response(json_t *body)
+/* A response whose body is `body` as JSON text (takes body), with its Content-Type; the body's
+ * length goes to *len. */
+static struct MHD_Response *json_response(json_t *body, size_t *len)
 {
     char *text = body != NULL ? json_text(body) : NULL;
 
     json_decref(body);
-    return text_response(text);
+    return text_response(text, len);
 }
 
-struct MHD_Response *qrl__response_json(json_t *body)
+struct MHD_Response *qrl__response_json(json_t *body, size_t *len)
 {
-    struct MHD_Response *resp = json_response(body);
+    struct MHD_Response *resp = json_response(body, len);
 
     if (resp != NULL)
         add_common_headers(resp);
     return resp;
 }
 
-enum MHD_Result qrl__respond_shared(qrl__req *r, unsigned status, struct MHD_Response *resp)
+enum MHD_Result qrl__respond_shared(qrl__req *r, unsigned status, struct MHD_Response *resp,
+                                    size_t len)
 {
     r->status = (int)status;
+    r->bytes = len;
     return MHD_queue_response(r->conn, status, resp);
 }
 
 enum MHD_Result qrl__respond_json_hdr(qrl__req *r, unsigned status, json_t *body,
                                       const char *const *extra)
 {
-    struct MHD_Response *resp = json_response(body);
+    size_t len = 0;
+    struct MHD_Response *resp = json_response(body, &len);
 
     if (resp == NULL)
         return MHD_NO;
+    r->bytes = len;
     return queue(r, status, resp, extra);
 }
 
@@ -243,7 +256,8 @@ enum MHD_Result qrl__respond_text(qrl__req *r, unsigned status, const char *json
         return MHD_NO;
     memcpy(text, json, len);
     text[len] = '\0';
-    return queue(r, status, text_response(text), extra);
+    r->bytes = len;
+    return queue(r, status, text_response(text, &len), extra);
 }
 
 enum MHD_Result qrl__respond_empty(qrl__req *r, unsigned status)
@@ -260,6 +274,7 @@ enum MHD_Result qrl__respond_image(qrl__req *r, const char *type, void *data, si
         return MHD_NO;
     }
     MHD_add_response_header(resp, "Content-Type", type);
+    r->bytes = len;
     return queue(r, 200, resp, NULL);
 }
 
@@ -291,13 +306,9 @@ static enum MHD_Result error_answer(qrl__req *r, const qrl__errans *a, json_t *m
                                                             : "Bearer realm=\"qrlogin\"";
     }
     if (a->status == 429) {
-        /* Failure limits use fixed windows that start at the first failure, so the longest
-         * window is an honest upper bound of when attempts are accepted again. */
-        const qrl_config *c = qrl_core_config(r->srv->core);
-        int64_t w = c->login_fail_window_s > c->user_code_fail_window_s
-                        ? c->login_fail_window_s
-                        : c->user_code_fail_window_s;
-        snprintf(retry, sizeof retry, "%lld", (long long)w);
+        /* When the limit that refused this request takes an attempt again: the core left
+         * it for this thread (a handler runs on one worker thread from start to answer). */
+        snprintf(retry, sizeof retry, "%lld", (long long)qrl_retry_after_s());
         extra[n++] = "Retry-After";
         extra[n++] = retry;
     }

@@ -198,7 +198,9 @@ static enum MHD_Result send_asset(qrl__req *r, const struct qrl__web_asset *a, b
         cookie_make(r->srv, csrf_cookie, CK_CSRF, tok, "/", 400L * 24 * 3600, false);
         MHD_add_response_header(resp, "Set-Cookie", csrf_cookie);
     }
+    qrl__add_request_id(r, resp);
     r->status = 200;
+    r->bytes = a->len;
     ret = MHD_queue_response(r->conn, 200, resp);
     MHD_destroy_response(resp);
     return ret;
@@ -349,6 +351,8 @@ enum MHD_Result qrl__h_web_screen_start(qrl__req *r, const char *arg)
     json_decref(o);
     if (rc != QRL_OK)
         return qrl__respond_err_as(r, rc, QRL__CTX_PAGE, screen_name_say, NULL, NULL);
+    qrl__login_event(r, QRL__OUT_CREATED,
+                     &(qrl__ids){.lr_id = da.lr_id, .client_id = WEB_CLIENT_ID});
     cookie_make(r->srv, ck, CK_SCREEN, da.device_code, "/web/screen", da.expires_in_s, true);
     snprintf(verify, sizeof verify, "%s/device", r->srv->public_url);
     snprintf(qr, sizeof qr, "/web/screen/qr.svg?v=%lld", (long long)da.lr_id);
@@ -471,6 +475,8 @@ static qrl_err screen_auth(qrl__req *r, qrl_auth *auth, char at[COOKIE_MAX], cha
     if (ref == NULL)
         return QRL_ERR_UNAUTHORIZED;
     rc = qrl_token_refresh(r->srv->core, WEB_CLIENT_ID, ref, &t);
+    if (rc == QRL_ERR_TOKEN_REUSED)
+        qrl__audit(r, "refresh_token_reused", &(qrl__ids){.client_id = WEB_CLIENT_ID});
     if (rc == QRL_OK)
         rc = qrl_device_auth_any(r->srv->core, t.access_token, r->address, auth);
     if (rc == QRL_OK) {
@@ -583,8 +589,7 @@ enum MHD_Result qrl__h_web_screen_watch(qrl__req *r, const char *arg)
         rc = qrl__hub_wait(r->srv->hub, r, watch_key(auth.device_id),
                            qrl__mono_ms() + (int64_t)wait_s * 1000, seq);
         if (rc == QRL_OK) {
-            atomic_fetch_add(&r->srv->held_live, 1);
-            r->held = true;
+            qrl__hold_begin(r);
             return MHD_YES;
         }
         r->resume_fn = NULL;
@@ -604,9 +609,11 @@ enum MHD_Result qrl__h_web_screen_signout(qrl__req *r, const char *arg)
     if (!csrf_ok(r))
         return csrf_fail(r);
     rc = screen_auth(r, &auth, at, rt, &rotated);
-    if (rc == QRL_OK && qrl_device_revoke(r->srv->core, &auth, auth.device_id) == QRL_OK)
+    if (rc == QRL_OK && qrl_device_revoke(r->srv->core, &auth, auth.device_id) == QRL_OK) {
+        qrl__audit(r, "device_revoked",
+                   &(qrl__ids){.account_id = auth.account_id, .device_id = auth.device_id});
         qrl__web_device_revoked(r->srv, auth.device_id);
-    else if (rc != QRL_OK && rc != QRL_ERR_UNAUTHORIZED)
+    } else if (rc != QRL_OK && rc != QRL_ERR_UNAUTHORIZED)
         return qrl__respond_err(r, rc, QRL__CTX_PAGE);
     screen_clear_cookies(r->srv, at, rt);
     const char *extra[] = {"Set-Cookie", at, "Set-Cookie", rt, NULL};
@@ -707,8 +714,13 @@ enum MHD_Result qrl__h_web_session_new(qrl__req *r, const char *arg)
     rc = qrl_session_create(r->srv->core, user, pw, name, "phone", r->address, &s);
     json_decref(o);
     sodium_memzero(r->body, r->body_len);
-    if (rc != QRL_OK)
+    if (rc != QRL_OK) {
+        qrl__audit(r, "sign_in_failed",
+                   &(qrl__ids){.error = qrl__err_answer(rc, QRL__CTX_PAGE, signin_say).code});
         return qrl__respond_err_as(r, rc, QRL__CTX_PAGE, signin_say, NULL, NULL);
+    }
+    qrl__audit(r, "sign_in_succeeded",
+               &(qrl__ids){.account_id = s.account.id, .device_id = s.device_id});
     cookie_make(r->srv, ck, CK_PHONE, s.session_token, "/web", s.expires_in_s, true);
     const char *extra[] = {"Set-Cookie", ck, NULL};
     ret = qrl__respond_json_hdr(
@@ -741,8 +753,11 @@ enum MHD_Result qrl__h_web_signout(qrl__req *r, const char *arg)
         return csrf_fail(r);
     tok = cookie(r, CK_PHONE);
     if (tok != NULL && qrl_session_auth(r->srv->core, tok, r->address, &auth) == QRL_OK &&
-        qrl_device_revoke(r->srv->core, &auth, auth.device_id) == QRL_OK)
+        qrl_device_revoke(r->srv->core, &auth, auth.device_id) == QRL_OK) {
+        qrl__audit(r, "device_revoked",
+                   &(qrl__ids){.account_id = auth.account_id, .device_id = auth.device_id});
         qrl__web_device_revoked(r->srv, auth.device_id);
+    }
     cookie_make(r->srv, ck, CK_PHONE, "", "/web", 0, true);
     const char *extra[] = {"Set-Cookie", ck, NULL};
     return qrl__respond_json_hdr(r, 200, json_object(), extra);
@@ -851,6 +866,9 @@ enum MHD_Result qrl__h_web_lr_view(qrl__req *r, const char *arg)
     sodium_memzero(r->body, r->body_len);
     if (rc != QRL_OK)
         return lr_fail(r, rc, &v.lr, false);
+    qrl__login_event(
+        r, QRL__OUT_CLAIMED,
+        &(qrl__ids){.lr_id = v.lr.id, .account_id = auth.account_id, .device_id = auth.device_id});
     decoy_codes(v.user_code, decoys);
     /* The real code at a random one of the three places. */
     uint32_t at = randombytes_uniform(3);
@@ -926,8 +944,18 @@ enum MHD_Result qrl__h_web_lr_approve(qrl__req *r, const char *arg)
     rc = qrl_lr_approve(r->srv->core, &auth, code, uc, &proof, r->address, &lr);
     json_decref(o);
     sodium_memzero(r->body, r->body_len);
-    if (rc != QRL_OK)
+    if (rc != QRL_OK) {
+        qrl__audit(r, "login_approval_failed",
+                   &(qrl__ids){.account_id = auth.account_id,
+                               .device_id = auth.device_id,
+                               .error = qrl__err_answer(rc, QRL__CTX_PAGE,
+                                                        has_passkey ? lr_passkey_say : lr_say)
+                                            .code});
         return lr_fail(r, rc, &lr, has_passkey);
+    }
+    qrl__login_event(
+        r, QRL__OUT_APPROVED,
+        &(qrl__ids){.lr_id = lr.id, .account_id = auth.account_id, .device_id = auth.device_id});
     return qrl__respond_json(r, 200,
                              json_pack("{s:s, s:s}", "state", qrl_lr_state_name(lr.state),
                                        "device_name", lr.device_name));
@@ -956,6 +984,9 @@ enum MHD_Result qrl__h_web_lr_deny(qrl__req *r, const char *arg)
     sodium_memzero(r->body, r->body_len);
     if (rc != QRL_OK)
         return lr_fail(r, rc, &lr, false);
+    qrl__login_event(
+        r, QRL__OUT_DENIED,
+        &(qrl__ids){.lr_id = lr.id, .account_id = auth.account_id, .device_id = auth.device_id});
     return qrl__respond_json(r, 200,
                              json_pack("{s:s, s:s}", "state", qrl_lr_state_name(lr.state),
                                        "device_name", lr.device_name));
@@ -1169,6 +1200,7 @@ enum MHD_Result qrl__h_web_device_delete(qrl__req *r, const char *arg)
     rc = id > 0 ? qrl_device_revoke(r->srv->core, &auth, id) : QRL_ERR_NOT_FOUND;
     if (rc != QRL_OK)
         return qrl__respond_err_as(r, rc, QRL__CTX_PAGE, device_say, NULL, NULL);
+    qrl__audit(r, "device_revoked", &(qrl__ids){.account_id = auth.account_id, .device_id = id});
     qrl__web_device_revoked(r->srv, id);
     if (id == auth.device_id) { /* this phone removed itself: it is signed out */
         char ck[COOKIE_MAX];

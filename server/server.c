@@ -12,8 +12,12 @@
  * again and we finish it. on_completed() frees the request whatever happened.
  *
  * Adding an endpoint: write its handler in the file of its group (http_oauth.c, http_phone.c),
- * declare it in http.h, add a row to `routes`, document it in docs/api.md and test it in
- * tests/integration/.
+ * declare it in http.h, add a row to `routes` with a route label of its own (QRL__ROUTES in
+ * metrics.h), document it in docs/api.md and test it in tests/integration/.
+ *
+ * Every request gets a request id (X-Request-Id, and in every log line about it), its client
+ * address (behind trusted proxies, the one they name), and when it ends, its count and latency
+ * in the metrics and, with --access-log, its access line (on_completed).
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -23,8 +27,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <sodium.h>
@@ -41,52 +47,58 @@ static const struct route {
     bool has_arg;
     const char *suffix;
     handler_fn fn;
-    const char *name;
+    enum qrl__route route; /* its label in the access log and the metrics (metrics.h) */
 } routes[] = {
-    {"GET", "/.well-known/oauth-authorization-server", false, NULL, qrl__h_metadata, "metadata"},
+    /* Operating (http_ops.c): liveness, readiness, Prometheus metrics. */
+    {"GET", "/healthz", false, NULL, qrl__h_healthz, QRL__R_HEALTHZ},
+    {"GET", "/readyz", false, NULL, qrl__h_readyz, QRL__R_READYZ},
+    {"GET", "/metrics", false, NULL, qrl__h_metrics, QRL__R_METRICS},
+    {"GET", "/.well-known/oauth-authorization-server", false, NULL, qrl__h_metadata,
+     QRL__R_METADATA},
     {"POST", "/oauth/device_authorization", false, NULL, qrl__h_device_authorization,
-     "device_authorization"},
-    {"POST", "/oauth/token", false, NULL, qrl__h_token, "token"},
-    {"POST", "/oauth/introspect", false, NULL, qrl__h_introspect, "introspect"},
-    {"POST", "/oauth/revoke", false, NULL, qrl__h_revoke, "revoke"},
-    {"POST", "/v1/sessions", false, NULL, qrl__h_sessions, "sessions"},
-    {"GET", "/v1/login-requests/", true, "", qrl__h_lr_view, "login-request"},
-    {"POST", "/v1/login-requests/", true, "/approve", qrl__h_lr_approve, "approve"},
-    {"POST", "/v1/login-requests/", true, "/deny", qrl__h_lr_deny, "deny"},
-    {"GET", "/v1/devices", false, NULL, qrl__h_devices, "devices"},
-    {"DELETE", "/v1/devices/", true, "", qrl__h_device_delete, "device"},
-    {"GET", "/v1/me", false, NULL, qrl__h_me, "me"},
-    {"PUT", "/v1/device-key", false, NULL, qrl__h_device_key, "device-key"},
-    {"POST", "/v1/screen/qr", false, NULL, qrl__h_screen_qr, "screen-qr"},
+     QRL__R_DEVICE_AUTHORIZATION},
+    {"POST", "/oauth/token", false, NULL, qrl__h_token, QRL__R_TOKEN},
+    {"POST", "/oauth/introspect", false, NULL, qrl__h_introspect, QRL__R_INTROSPECT},
+    {"POST", "/oauth/revoke", false, NULL, qrl__h_revoke, QRL__R_REVOKE},
+    {"POST", "/v1/sessions", false, NULL, qrl__h_sessions, QRL__R_SESSIONS},
+    {"GET", "/v1/login-requests/", true, "", qrl__h_lr_view, QRL__R_LOGIN_REQUEST},
+    {"POST", "/v1/login-requests/", true, "/approve", qrl__h_lr_approve, QRL__R_APPROVE},
+    {"POST", "/v1/login-requests/", true, "/deny", qrl__h_lr_deny, QRL__R_DENY},
+    {"GET", "/v1/devices", false, NULL, qrl__h_devices, QRL__R_DEVICES},
+    {"DELETE", "/v1/devices/", true, "", qrl__h_device_delete, QRL__R_DEVICE},
+    {"GET", "/v1/me", false, NULL, qrl__h_me, QRL__R_ME},
+    {"PUT", "/v1/device-key", false, NULL, qrl__h_device_key, QRL__R_DEVICE_KEY},
+    {"POST", "/v1/screen/qr", false, NULL, qrl__h_screen_qr, QRL__R_SCREEN_QR},
     /* Web pages (http_web.c): the pages, their files, and their JSON API. */
-    {"GET", "/", false, NULL, qrl__h_page, "page-screen"},
-    {"GET", "/home", false, NULL, qrl__h_page, "page-home"},
-    {"GET", "/s", false, NULL, qrl__h_page, "page-scan"},
-    {"GET", "/device", false, NULL, qrl__h_page, "page-device"},
-    {"GET", "/devices", false, NULL, qrl__h_page, "page-devices"},
-    {"GET", "/account", false, NULL, qrl__h_page, "page-account"},
-    {"GET", "/static/", true, "", qrl__h_static, "static"},
-    {"POST", "/web/screen/start", false, NULL, qrl__h_web_screen_start, "web-screen-start"},
-    {"GET", "/web/screen/qr.svg", false, NULL, qrl__h_web_screen_qr, "web-screen-qr"},
-    {"POST", "/web/screen/wait", false, NULL, qrl__h_web_screen_wait, "web-screen-wait"},
-    {"GET", "/web/screen/me", false, NULL, qrl__h_web_screen_me, "web-screen-me"},
-    {"GET", "/web/screen/watch", false, NULL, qrl__h_web_screen_watch, "web-screen-watch"},
-    {"POST", "/web/screen/signout", false, NULL, qrl__h_web_screen_signout, "web-screen-signout"},
-    {"POST", "/web/session", false, NULL, qrl__h_web_session_new, "web-session"},
-    {"GET", "/web/session", false, NULL, qrl__h_web_session_get, "web-session"},
-    {"POST", "/web/signout", false, NULL, qrl__h_web_signout, "web-signout"},
-    {"POST", "/web/lr/view", false, NULL, qrl__h_web_lr_view, "web-lr-view"},
-    {"POST", "/web/lr/approve", false, NULL, qrl__h_web_lr_approve, "web-lr-approve"},
-    {"POST", "/web/lr/deny", false, NULL, qrl__h_web_lr_deny, "web-lr-deny"},
+    {"GET", "/", false, NULL, qrl__h_page, QRL__R_PAGE_SCREEN},
+    {"GET", "/home", false, NULL, qrl__h_page, QRL__R_PAGE_HOME},
+    {"GET", "/s", false, NULL, qrl__h_page, QRL__R_PAGE_SCAN},
+    {"GET", "/device", false, NULL, qrl__h_page, QRL__R_PAGE_DEVICE},
+    {"GET", "/devices", false, NULL, qrl__h_page, QRL__R_PAGE_DEVICES},
+    {"GET", "/account", false, NULL, qrl__h_page, QRL__R_PAGE_ACCOUNT},
+    {"GET", "/static/", true, "", qrl__h_static, QRL__R_STATIC},
+    {"POST", "/web/screen/start", false, NULL, qrl__h_web_screen_start, QRL__R_WEB_SCREEN_START},
+    {"GET", "/web/screen/qr.svg", false, NULL, qrl__h_web_screen_qr, QRL__R_WEB_SCREEN_QR},
+    {"POST", "/web/screen/wait", false, NULL, qrl__h_web_screen_wait, QRL__R_WEB_SCREEN_WAIT},
+    {"GET", "/web/screen/me", false, NULL, qrl__h_web_screen_me, QRL__R_WEB_SCREEN_ME},
+    {"GET", "/web/screen/watch", false, NULL, qrl__h_web_screen_watch, QRL__R_WEB_SCREEN_WATCH},
+    {"POST", "/web/screen/signout", false, NULL, qrl__h_web_screen_signout,
+     QRL__R_WEB_SCREEN_SIGNOUT},
+    {"POST", "/web/session", false, NULL, qrl__h_web_session_new, QRL__R_WEB_SESSION},
+    {"GET", "/web/session", false, NULL, qrl__h_web_session_get, QRL__R_WEB_SESSION},
+    {"POST", "/web/signout", false, NULL, qrl__h_web_signout, QRL__R_WEB_SIGNOUT},
+    {"POST", "/web/lr/view", false, NULL, qrl__h_web_lr_view, QRL__R_WEB_LR_VIEW},
+    {"POST", "/web/lr/approve", false, NULL, qrl__h_web_lr_approve, QRL__R_WEB_LR_APPROVE},
+    {"POST", "/web/lr/deny", false, NULL, qrl__h_web_lr_deny, QRL__R_WEB_LR_DENY},
     {"POST", "/web/webauthn/options", false, NULL, qrl__h_web_webauthn_options,
-     "web-webauthn-options"},
-    {"GET", "/web/passkeys", false, NULL, qrl__h_web_passkeys_get, "web-passkeys"},
-    {"POST", "/web/passkeys", false, NULL, qrl__h_web_passkeys_add, "web-passkeys"},
-    {"DELETE", "/web/passkeys/", true, "", qrl__h_web_passkey_delete, "web-passkey"},
-    {"GET", "/web/devices", false, NULL, qrl__h_web_devices, "web-devices"},
-    {"DELETE", "/web/devices/", true, "", qrl__h_web_device_delete, "web-device"},
+     QRL__R_WEB_WEBAUTHN_OPTIONS},
+    {"GET", "/web/passkeys", false, NULL, qrl__h_web_passkeys_get, QRL__R_WEB_PASSKEYS},
+    {"POST", "/web/passkeys", false, NULL, qrl__h_web_passkeys_add, QRL__R_WEB_PASSKEYS},
+    {"DELETE", "/web/passkeys/", true, "", qrl__h_web_passkey_delete, QRL__R_WEB_PASSKEY},
+    {"GET", "/web/devices", false, NULL, qrl__h_web_devices, QRL__R_WEB_DEVICES},
+    {"DELETE", "/web/devices/", true, "", qrl__h_web_device_delete, QRL__R_WEB_DEVICE},
 #ifdef QRL_TEST_HOOKS
-    {"POST", "/_test/clock", false, NULL, qrl__h_test_clock, "test-clock"},
+    {"POST", "/_test/clock", false, NULL, qrl__h_test_clock, QRL__R_TEST_CLOCK},
 #endif
 };
 
@@ -123,9 +135,12 @@ static enum MHD_Result dispatch(qrl__req *r)
         if (!route_match(&routes[i], r->url, argbuf, sizeof argbuf, &arg))
             continue;
         if (strcmp(routes[i].method, r->method) == 0) {
-            r->route = routes[i].name;
+            r->route = (int)routes[i].route;
             return routes[i].fn(r, arg);
         }
+        /* A 405 is counted under the first route of its path. */
+        if (allow[0] == '\0')
+            r->route = (int)routes[i].route;
         if (strstr(allow, routes[i].method) == NULL)
             snprintf(allow + strlen(allow), sizeof allow - strlen(allow), "%s%s",
                      allow[0] ? ", " : "", routes[i].method);
@@ -138,36 +153,122 @@ static enum MHD_Result dispatch(qrl__req *r)
                                                "method not allowed for this path"),
                                      extra);
     }
-    r->route = "unknown";
+    r->route = QRL__R_UNKNOWN;
     return qrl__respond_error(r, 404, "not_found", "no such endpoint");
 }
 
-static void client_address(struct MHD_Connection *conn, char *out, size_t len)
+/* An IPv4 address in dotted form. Every request needs its address: formatted here rather than
+ * by inet_ntop(), whose sprintf() was a visible share of a poll answered from memory. */
+static void format_ipv4(const uint8_t b[4], char *out)
+{
+    char *p = out;
+
+    for (int i = 0; i < 4; i++) {
+        unsigned v = b[i];
+        if (v >= 100)
+            *p++ = (char)('0' + v / 100);
+        if (v >= 10)
+            *p++ = (char)('0' + v / 10 % 10);
+        *p++ = (char)('0' + v % 10);
+        *p++ = i < 3 ? '.' : '\0';
+    }
+}
+
+static void format_ip(const qrl__ip *ip, char *out, size_t len)
+{
+    if (ip->family == 4 && len >= 16)
+        format_ipv4(ip->b, out);
+    else
+        qrl__ip_format(ip, out, len);
+}
+
+/* The values of the client-address header, in the order they arrived (the last
+ * QRL__MAX_HOP_HEADERS of them: the nearest proxies' are the ones that count). */
+struct hop_values {
+    const char *name;
+    const char *v[QRL__MAX_HOP_HEADERS];
+    size_t n;
+};
+
+static enum MHD_Result hop_value(void *cls, enum MHD_ValueKind kind, const char *key,
+                                 const char *value)
+{
+    struct hop_values *h = cls;
+
+    (void)kind;
+    if (value == NULL || strcasecmp(key, h->name) != 0)
+        return MHD_YES;
+    if (h->n == QRL__MAX_HOP_HEADERS) {
+        memmove(h->v, h->v + 1, (QRL__MAX_HOP_HEADERS - 1) * sizeof h->v[0]);
+        h->n--;
+    }
+    h->v[h->n++] = value;
+    return MHD_YES;
+}
+
+/* Sets r->address (and r->ip) to the client's address: the TCP peer, or, when the peer is a
+ * trusted proxy, the address its client-address header names (netaddr.h); r->peer keeps the
+ * proxy's address then. This address is what the rate limits, the "same network" hint, the
+ * devices list and the logs see. */
+static void client_address(const qrl_server *srv, struct MHD_Connection *conn, qrl__req *r)
 {
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-    const struct sockaddr *sa = ci != NULL ? ci->client_addr : NULL;
+    qrl__ip peer;
 
-    out[0] = '\0';
-    if (sa == NULL)
+    r->address[0] = r->peer[0] = '\0';
+    if (ci == NULL || !qrl__ip_from_sockaddr(ci->client_addr, &peer))
         return;
-    if (sa->sa_family == AF_INET && len >= INET_ADDRSTRLEN) {
-        /* Every request needs it: formatted here rather than by inet_ntop(), whose sprintf()
-         * was a visible share of a poll answered from memory. */
-        uint32_t ip = ntohl(((const struct sockaddr_in *)(const void *)sa)->sin_addr.s_addr);
-        char *p = out;
-        for (int shift = 24; shift >= 0; shift -= 8) {
-            unsigned v = (ip >> shift) & 0xff;
-            if (v >= 100)
-                *p++ = (char)('0' + v / 100);
-            if (v >= 10)
-                *p++ = (char)('0' + v / 10 % 10);
-            *p++ = (char)('0' + v % 10);
-            *p++ = shift > 0 ? '.' : '\0';
-        }
-    } else if (sa->sa_family == AF_INET6)
-        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, out,
-                  (socklen_t)len);
+    r->ip = peer;
+    if (srv->trusted.n > 0 && qrl__cidrs_match(&srv->trusted, &peer)) {
+        struct hop_values h = {.name = srv->client_ip_header};
+        MHD_get_connection_values(conn, MHD_HEADER_KIND, hop_value, &h);
+        r->ip = qrl__client_ip(&peer, &srv->trusted, h.v, h.n);
+        if (!qrl__ip_equal(&r->ip, &peer))
+            format_ip(&peer, r->peer, sizeof r->peer);
+    }
+    format_ip(&r->ip, r->address, sizeof r->address);
+}
+
+int64_t qrl__mono_us(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* A request id: 64 random bits in hex, from a generator of the worker thread's own (seeded
+ * from the OS once per thread), so that no request waits for another or for a system call.
+ * Ids only tell log lines and answers apart; they protect nothing. */
+static void request_id(char out[17])
+{
+    static const char hex[] = "0123456789abcdef";
+    static _Thread_local uint64_t state;
+    static _Thread_local bool seeded;
+    uint64_t z;
+
+    if (!seeded) {
+        randombytes_buf(&state, sizeof state);
+        seeded = true;
+    }
+    /* splitmix64 */
+    z = (state += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    z ^= z >> 31;
+    for (int i = 15; i >= 0; i--, z >>= 4)
+        out[i] = hex[z & 15];
+    out[16] = '\0';
+}
+
+void qrl__hold_begin(qrl__req *r)
+{
+    if (!r->held) {
+        atomic_fetch_add(&r->srv->held_live, 1);
+        qrl__metric_hold(&r->srv->metrics);
+    }
+    r->held = true;
 }
 
 /*
@@ -243,16 +344,18 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         r->conn = conn;
         r->url = url;
         r->method = method;
-        client_address(conn, r->address, sizeof r->address);
+        r->start_us = qrl__mono_us();
+        request_id(r->request_id);
+        client_address(srv, conn, r);
         *con_cls = r;
         if (strstr(url, NUL_MARK) != NULL) {
-            r->route = "bad-path";
+            r->route = QRL__R_BAD_PATH;
             return qrl__respond_error(r, 400, "invalid_request",
                                       "the path holds an encoded NUL character (%00)");
         }
         if (framing_conflict(conn)) {
             static const char *const close_hdr[] = {"Connection", "close", NULL};
-            r->route = "bad-framing";
+            r->route = QRL__R_BAD_FRAMING;
             return qrl__respond_json_hdr(
                 r, 400,
                 json_pack("{s:s, s:s}", "error", "invalid_request", "error_description",
@@ -262,7 +365,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         }
         cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
         if (cl != NULL && strtoull(cl, NULL, 10) > QRL_MAX_BODY) {
-            r->route = "too-large";
+            r->route = QRL__R_TOO_LARGE;
             return qrl__respond_err(r, QRL_ERR_TOO_LARGE, QRL__CTX_API);
         }
         return MHD_YES;
@@ -285,14 +388,16 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     }
     if (r->held)
         return run_handler(r, r->resume_fn != NULL ? r->resume_fn : qrl__h_token_resume);
-    if (r->too_large)
+    if (r->too_large) {
+        r->route = QRL__R_TOO_LARGE;
         return qrl__respond_err(r, QRL_ERR_TOO_LARGE, QRL__CTX_API);
+    }
     /* The most frequent request, a screen's poll of a pending request, is answered from
      * memory, without the router or the store. */
     if (strcmp(r->url, "/oauth/token") == 0 && strcmp(r->method, "POST") == 0) {
         enum MHD_Result ret;
         if (qrl__h_token_quick(r, &ret)) {
-            r->route = "token";
+            r->route = QRL__R_TOKEN;
             return ret;
         }
     }
@@ -315,18 +420,21 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 {
     qrl_server *srv = cls;
     qrl__req *r = *con_cls;
+    int64_t duration_us;
+    int status;
 
     if (r == NULL)
         return;
-    /* Route names only: raw paths may hold a scan secret or user code. */
-    if (srv->cfg.access_log) {
-        if (r->client_left)
-            fprintf(stderr, "qrlogin: %s %s %s client-gone\n", r->address, r->method,
-                    r->route != NULL ? r->route : "-");
-        else
-            fprintf(stderr, "qrlogin: %s %s %s %d\n", r->address, r->method,
-                    r->route != NULL ? r->route : "-", r->status);
+    duration_us = qrl__mono_us() - r->start_us;
+    status = r->client_left ? 0 : r->status;
+    qrl__metric_request(&srv->metrics, r->route, status, duration_us);
+    if (status == 429) {
+        qrl__metric_rate_limited(&srv->metrics, r->route);
+        qrl__audit(r, "rate_limited", NULL);
     }
+    /* Route labels only: raw paths may hold a scan secret or user code. */
+    if (srv->cfg.access_log)
+        qrl__access_line(r, duration_us);
     if (r->client_left)
         quiet_close = false;
     qrl__hub_cancel(srv->hub, r);
@@ -346,28 +454,81 @@ void qrl_server_config_defaults(qrl_server_config *cfg)
     *cfg = (qrl_server_config){.listen_host = "127.0.0.1", .port = 8080};
 }
 
+/* Who may read /metrics when the configuration does not say: this machine only. */
+#define METRICS_ALLOW_DEFAULT "127.0.0.0/8,::1"
+
+int qrl_server_cidrs_valid(const char *list, char *errbuf, size_t errlen)
+{
+    qrl__cidrs c;
+
+    return qrl__cidrs_parse(list, &c, errbuf, errlen);
+}
+
+int qrl_server_header_name_valid(const char *name)
+{
+    return qrl__header_name_valid(name);
+}
+
+/* The operating part of the configuration: proxies, /metrics readers, the header. */
+static qrl_err ops_config(qrl_server *srv, const qrl_server_config *cfg)
+{
+    const char *hdr = cfg->client_ip_header;
+
+    if (!qrl__cidrs_parse(cfg->trusted_proxies, &srv->trusted, NULL, 0) ||
+        !qrl__cidrs_parse(cfg->metrics_allow != NULL ? cfg->metrics_allow : METRICS_ALLOW_DEFAULT,
+                          &srv->metrics_allow, NULL, 0))
+        return QRL_ERR_INVALID;
+    if (hdr == NULL || hdr[0] == '\0')
+        hdr = "X-Forwarded-For";
+    if (!qrl__header_name_valid(hdr) ||
+        snprintf(srv->client_ip_header, sizeof srv->client_ip_header, "%s", hdr) >=
+            (int)sizeof srv->client_ip_header)
+        return QRL_ERR_INVALID;
+    return QRL_OK;
+}
+
 qrl_err qrl_server_new(const qrl_server_config *cfg, qrl_server **out)
 {
     qrl_server *srv = calloc(1, sizeof *srv);
+    qrl_err rc;
 
     *out = NULL;
     if (srv == NULL)
         return QRL_ERR_NOMEM;
     srv->cfg = *cfg;
-    if (cfg->introspection_secret != NULL &&
-        snprintf(srv->introspection_secret, sizeof srv->introspection_secret, "%s",
-                 cfg->introspection_secret) >= (int)sizeof srv->introspection_secret) {
+    if ((cfg->introspection_secret != NULL &&
+         snprintf(srv->introspection_secret, sizeof srv->introspection_secret, "%s",
+                  cfg->introspection_secret) >= (int)sizeof srv->introspection_secret) ||
+        (cfg->log_level != 0 &&
+         (cfg->log_level < QRL_LOG_DEBUG || cfg->log_level > QRL_LOG_ERROR))) {
         free(srv);
         return QRL_ERR_INVALID;
     }
-    srv->hub = qrl__hub_new();
-    if (srv->hub == NULL) {
+    if ((rc = ops_config(srv, cfg)) != QRL_OK) {
+        free(srv);
+        return rc;
+    }
+    if (qrl__metrics_init(&srv->metrics) != QRL_OK) {
         free(srv);
         return QRL_ERR_NOMEM;
     }
+    srv->hub = qrl__hub_new();
+    if (srv->hub == NULL) {
+        qrl__metrics_free(&srv->metrics);
+        free(srv);
+        return QRL_ERR_NOMEM;
+    }
+    qrl__log_init(&srv->log, cfg->log_level);
     pthread_mutex_init(&srv->shared_mu, NULL);
+    pthread_mutex_init(&srv->ready_mu, NULL);
+    srv->ready_at_ms = INT64_MIN / 2; /* long ago: the first /readyz probes */
     *out = srv;
     return QRL_OK;
+}
+
+qrl_err qrl_server_log_reopen(qrl_server *srv)
+{
+    return srv != NULL ? qrl__log_reopen(&srv->log) : QRL_ERR_INVALID;
 }
 
 void qrl_server_on_change(void *ud, int64_t lr_id)
@@ -421,9 +582,10 @@ static int bind_address(const qrl_server_config *cfg, struct sockaddr_storage *s
 static void mhd_log(void *cls, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 static void mhd_log(void *cls, const char *fmt, va_list ap)
 {
+    qrl_server *srv = cls;
     char raw[512], line[512];
+    size_t n;
 
-    (void)cls;
     vsnprintf(raw, sizeof raw, fmt, ap);
     if (quiet_close && strstr(raw, "Application reported internal error") != NULL) {
         quiet_close = false;
@@ -431,8 +593,10 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
     }
     qrl__log_redact(raw, line, sizeof line);
     sodium_memzero(raw, sizeof raw);
-    fprintf(stderr, "qrlogin: libmicrohttpd: %s%s", line,
-            line[0] != '\0' && line[strlen(line) - 1] == '\n' ? "" : "\n");
+    n = strlen(line);
+    while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+        line[--n] = '\0';
+    qrl__log_msg(&srv->log, QRL_LOG_WARN, "libmicrohttpd", line);
 }
 
 /* A configured public URL (NULL or empty: made from the listen address) goes into every
@@ -518,13 +682,15 @@ qrl_err qrl_server_listen(qrl_server *srv, qrl_core *core, char *errbuf, size_t 
         flags |= MHD_USE_IPv6;
     if (threads == 0)
         threads = qrl_server_default_threads();
+    if (qrl__log_open(&srv->log, srv->cfg.log_file, errbuf, errlen) != QRL_OK)
+        return QRL_ERR_INVALID;
     if ((lfd = listen_socket(&srv->cfg, &ss, family, errbuf, errlen)) < 0)
         return QRL_ERR_INVALID;
     srv->core = core;
     srv->daemon = MHD_start_daemon(
         flags, 0, NULL, NULL, on_request, srv,
         /* First, so that libmicrohttpd prints nothing itself (it says so otherwise). */
-        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_LISTEN_SOCKET, lfd,
+        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, srv, MHD_OPTION_LISTEN_SOCKET, lfd,
         MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL, MHD_OPTION_THREAD_POOL_SIZE, threads,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_CONNECTION_LIMIT,
         srv->cfg.connection_limit ? srv->cfg.connection_limit : default_connection_limit(),
@@ -590,6 +756,7 @@ void qrl_server_stop(qrl_server *srv)
 {
     if (srv == NULL)
         return;
+    atomic_store(&srv->stopping, true);
     if (srv->daemon != NULL) {
         /* libmicrohttpd must not be stopped with suspended connections: answer every held
          * request first (they get the normal pending answer) and wait until the workers have
@@ -612,6 +779,9 @@ void qrl_server_stop(qrl_server *srv)
             if (atomic_load(&srv->pending_answer[i][j]) != NULL)
                 MHD_destroy_response(atomic_load(&srv->pending_answer[i][j]));
     pthread_mutex_destroy(&srv->shared_mu);
+    pthread_mutex_destroy(&srv->ready_mu);
+    qrl__metrics_free(&srv->metrics);
+    qrl__log_close(&srv->log);
     sodium_memzero(srv->introspection_secret, sizeof srv->introspection_secret);
     free(srv);
 }

@@ -52,42 +52,60 @@ typedef struct qrl_handoff {
     void *ud;
 } qrl_handoff;
 
+/* A rate limit: `count` attempts at once, then one every window_s / count seconds (GCRA: no
+ * span of window_s holds more than count + 1). count 0 turns it off. */
+typedef struct qrl_limit {
+    int64_t count;
+    int64_t window_s;
+} qrl_limit;
+
 typedef struct qrl_config {
     int64_t request_ttl_s; /* login request lifetime; default 120 */
     int64_t access_ttl_s;  /* access token lifetime; default 3600 */
     int64_t refresh_ttl_s; /* refresh token lifetime; default 30 days */
     int64_t session_ttl_s; /* phone session lifetime; default 30 days */
     int interval_s;        /* RFC 8628 polling interval; default 5 */
-    /* user_code guessing limits: failures per window, per client
-     * address and per account. Defaults 20 per address and 10 per account per 10 minutes. */
-    int64_t user_code_fail_limit_addr;
-    int64_t user_code_fail_limit_account;
-    int64_t user_code_fail_window_s;
-    /* password failures per username and per address per window (sign-in and step-up).
-     * Defaults 10 and 50 per 15 minutes. */
-    int64_t login_fail_limit_user;
-    int64_t login_fail_limit_addr;
-    int64_t login_fail_window_s;
+    /* User-code misses per account and per client address (an IPv6 address counts by its
+     * /64); a lookup that finds its request is not counted. Defaults 5 and 20 per 15 minutes:
+     * docs/security.md has the RFC 8628 section 5.1 arithmetic. */
+    qrl_limit user_code_account;
+    qrl_limit user_code_addr;
+    /* Password failures per username and per client address (sign-in and step-up): defaults
+     * 10 and 50 per 15 minutes. */
+    qrl_limit sign_in_user;
+    qrl_limit sign_in_addr;
+    /* Device authorizations per client address (an IPv6 address counts by its /64) and per
+     * client_id: defaults 120 and 60000 per 10 minutes. The address limit also caps the live
+     * requests one address can have: count + request_ttl_s / (window_s / count). */
+    qrl_limit device_auth_addr;
+    qrl_limit device_auth_client;
+    /* Approvals and denials per account (default 30 per 10 minutes) and refresh-token grants
+     * per device (default 30 per 10 minutes). */
+    qrl_limit approve_account;
+    qrl_limit refresh_device;
     /* Argon2id cost for new password hashes; 0 = libsodium INTERACTIVE. */
     unsigned long long pwhash_ops;
     size_t pwhash_mem;
     qrl_change_fn on_change;
     void *on_change_ud;
     qrl_handoff handoff; /* optional: all NULL disables it */
-    /* Nonzero when other processes may change login requests in the same store (several
-     * nodes on one database). The core then reads every poll from the store; with 0 (the
-     * default, right for the SQLite store: one server per database) it answers polls of
-     * requests it knows to be pending from memory. */
-    int shared_store;
 } qrl_config;
 
 /* Fills `cfg` with the defaults above. */
 void qrl_config_defaults(qrl_config *cfg);
+/* Turns every rate limit of `cfg` off (benchmarks from one address). */
+void qrl_config_no_limits(qrl_config *cfg);
+
+/* After a call of this thread returned QRL_ERR_RATE_LIMITED: the seconds until the limit that
+ * refused it takes an attempt again (at least 1), for a Retry-After header. Like errno, it
+ * belongs to the calling thread and holds until its next refusal. */
+int64_t qrl_retry_after_s(void);
 
 /* The configuration in force (borrowed; valid while the core lives). */
 const qrl_config *qrl_core_config(const qrl_core *core);
 
-/* Creates a core over a borrowed store. Initialises libsodium. Free with qrl_core_free. */
+/* Creates a core over a borrowed store (store version 8 or later). Initialises libsodium. Free
+ * with qrl_core_free. QRL_ERR_INVALID for a bad configuration or an older store. */
 qrl_err qrl_core_new(const qrl_config *cfg, qrl_store *store, qrl_core **out);
 void qrl_core_free(qrl_core *core);
 

@@ -105,6 +105,18 @@ const char *qrl_decision_name(qrl_decision d);
 /* The decision named "approve" or "deny"; 0 (no decision) for anything else, NULL included. */
 qrl_decision qrl_decision_parse(const char *name);
 
+/* What a phone does with the text of a scanned QR code, or with a code the user typed: turns
+ * it into the {code} of GET /v1/login-requests/{code}. A qrlogin QR code holds an http(s) URL
+ * whose fragment is the scan secret ("https://host/s#qrl_ss_..."): the fragment is taken and
+ * the rest of the URL ignored (the phone asks its own server, never the URL's host). Any other
+ * text is taken as a typed user code or scan secret. Spaces become '-' (the server ignores
+ * dashes in user codes), so the code is safe in a URL path. Writes the code and a NUL into
+ * `code` of `len` bytes (QRL_MAX_TOKEN + 1 holds every code the server accepts) and returns
+ * QRL_OK; QRL_ERR_NOT_FOUND when `text` is an http(s) URL without a "#qrl_ss_" fragment (a QR
+ * code of something else); QRL_ERR_INVALID when the code is empty, does not fit, or holds
+ * anything but ASCII letters, digits, '-', '_' and spaces (then `code` holds "" when len > 0). */
+qrl_err qrl_login_code_parse(const char *text, char *code, size_t len);
+
 #ifdef __cplusplus
 }
 #endif

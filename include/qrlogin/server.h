@@ -19,6 +19,15 @@ extern "C" {
 
 typedef struct qrl_server qrl_server;
 
+/* Severity of a log line (--log-level): lines below the configured level are not written.
+ * 0 in a configuration means QRL_LOG_INFO. */
+typedef enum qrl_log_level {
+    QRL_LOG_DEBUG = 1,
+    QRL_LOG_INFO = 2, /* audit events */
+    QRL_LOG_WARN = 3,
+    QRL_LOG_ERROR = 4
+} qrl_log_level;
+
 typedef struct qrl_server_config {
     const char *listen_host;          /* numeric IPv4/IPv6 address; default "127.0.0.1" */
     unsigned short port;              /* 0 = any free port */
@@ -29,10 +38,26 @@ typedef struct qrl_server_config {
     size_t connection_memory;         /* per-connection buffer; 0 = 8 KiB */
     unsigned connection_timeout_s;    /* idle timeout of non-held connections; 0 = 30 */
     unsigned per_ip_limit;            /* connections per client address; 0 = unlimited */
-    int access_log;                   /* nonzero: one line per request on stderr (no secrets) */
+    int access_log;                   /* nonzero: a JSON access line per request (no secrets) */
+    /* --- operating (docs/architecture.md, "Operating") --- */
+    int log_level;                /* qrl_log_level; 0 = QRL_LOG_INFO */
+    const char *log_file;         /* JSON Lines appended here; NULL or "" = stderr */
+    const char *trusted_proxies;  /* "CIDR[,CIDR...]" whose client_ip_header is believed */
+    const char *client_ip_header; /* e.g. "X-Forwarded-For"; NULL = X-Forwarded-For */
+    const char *metrics_allow;    /* "CIDR[,...]" that may GET /metrics; NULL = loopback */
+    /* Optional, borrowed for the server's life: /readyz asks it whether the database takes
+     * writes, /metrics shows its commit statistics (its `health` method, store.h). NULL: the
+     * readiness probe is a read through the core, and the store has no metrics. */
+    qrl_store *store;
 } qrl_server_config;
 
 void qrl_server_config_defaults(qrl_server_config *cfg);
+/* Checks a list of CIDR blocks as trusted_proxies and metrics_allow take them ("10.0.0.0/8,
+ * ::1", "none" for the empty list): nonzero when valid, else 0 with the offending item named in
+ * errbuf. For a usage check before the server is made (qrl_server_new refuses a bad list). */
+int qrl_server_cidrs_valid(const char *list, char *errbuf, size_t errlen);
+/* Whether `name` can be an HTTP header field name (RFC 9110 section 5.1). */
+int qrl_server_header_name_valid(const char *name);
 
 /* Starts listening and serving. The core's on_change callback must be set to
  * qrl_server_on_change with the server as user data before requests arrive: use
@@ -49,6 +74,9 @@ unsigned short qrl_server_port(const qrl_server *srv);
  * run on more than 32. Handlers block their worker thread while they wait for the store. */
 unsigned qrl_server_default_threads(void);
 const char *qrl_server_public_url(const qrl_server *srv);
+/* Opens the log file again by its name, for log rotation (SIGHUP): lines written after it
+ * returns go to the new file. Does nothing when the log is stderr. Thread-safe. */
+qrl_err qrl_server_log_reopen(qrl_server *srv);
 /* Ends held requests (answering them), stops accepting, waits for workers, frees. NULL ok. */
 void qrl_server_stop(qrl_server *srv);
 

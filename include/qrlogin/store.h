@@ -37,7 +37,7 @@
  * backend's error log, never containing secrets), QRL_ERR_NOMEM.
  *
  * When adding a function: bump QRL_STORE_VERSION, append it at the end of the struct, implement
- * it in every backend (lib/store/), and cover it in tests/unit/test_store.c.
+ * it in every backend (lib/store/), and cover it in tests/unit/lib/store/sqlite/test_store.c.
  */
 #ifndef QRLOGIN_STORE_H
 #define QRLOGIN_STORE_H
@@ -52,7 +52,7 @@
 extern "C" {
 #endif
 
-#define QRL_STORE_VERSION 7
+#define QRL_STORE_VERSION 8
 #define QRL_HASH_BYTES 32
 /* crypto_pwhash_STRBYTES is 128 in libsodium. */
 #define QRL_PWHASH_MAX 128
@@ -194,6 +194,24 @@ typedef struct qrl_lr_cas {
     const char *require_nonce;       /* non-NULL: the stored nonce must equal this */
 } qrl_lr_cas;
 
+/* A histogram of something a backend measures (qrl_store_health): count[i] counts the
+ * events of at most le[i] and more than le[i - 1]; count[n] those above le[n - 1]; sum adds up
+ * every event. n is at most QRL_STORE_HIST_MAX, and 0 for what the backend does not measure. */
+#define QRL_STORE_HIST_MAX 16
+typedef struct qrl_store_hist {
+    size_t n;
+    uint64_t le[QRL_STORE_HIST_MAX];
+    uint64_t count[QRL_STORE_HIST_MAX + 1];
+    uint64_t sum;
+} qrl_store_hist;
+
+/* What a backend tells an operator about its writes (the `health` method). */
+typedef struct qrl_store_health {
+    qrl_store_hist commit_us;    /* each commit of a batch of writes, in microseconds */
+    qrl_store_hist sync_us;      /* each flush to the disk done apart from a commit, in us */
+    qrl_store_hist batch_writes; /* writes in each committed batch */
+} qrl_store_health;
+
 typedef struct qrl_store qrl_store;
 
 typedef struct qrl_store_methods {
@@ -297,8 +315,9 @@ typedef struct qrl_store_methods {
     qrl_err (*ratelimit_peek)(qrl_store *st, const char *key, int64_t now_ms, int64_t window_ms,
                               int64_t *count);
 
-    /* Deletes login requests that expired more than `keep_ms` ago and rate-limit rows whose
-     * windows ended more than `keep_ms` ago. */
+    /* Deletes login requests that expired more than `keep_ms` ago, those that expired
+     * undecided (pending, scanned or expired: nobody answered them) more than a minute ago,
+     * and rate-limit rows whose windows ended more than `keep_ms` ago. */
     qrl_err (*sweep)(qrl_store *st, int64_t now_ms, int64_t keep_ms);
 
     /* --- version 2 --- */
@@ -357,9 +376,44 @@ typedef struct qrl_store_methods {
      * returns quickly (it wakes whoever waits for lr_id). fn NULL removes the hook. A backend
      * that sees no changes but its own callers' accepts the hook and never calls it: the core
      * reports those changes itself. The SQLite backend does so (a second process writing the
-     * same file is not reported; its changes show at the next read). Fails only with
-     * QRL_ERR_INVALID (st NULL). */
+     * same file is not reported; its changes show at the next read, and through lr_stamp).
+     * Fails only with QRL_ERR_INVALID (st NULL). */
     qrl_err (*set_notify)(qrl_store *st, void (*fn)(void *ud, int64_t lr_id), void *ud);
+    /* --- version 8: change stamps, rate limits under concurrency, health --- */
+    /* A stamp of login request `id`: a number that differs from every earlier stamp of it once
+     * a change of its row has been committed by any process using the database, no later than
+     * when the write method that made the change returns. Different requests may share a
+     * stamp (a change of one then also moves the others': harmless, they are read again).
+     * What it is for: a caller that took the stamp BEFORE a read of the row (a read outside a
+     * read scope) may keep what it read while the stamp stays equal, and so answer the same
+     * question again without reading the store; this is how the core answers polls of pending
+     * requests from memory, correctly when several processes share one database. It must cost
+     * far less than a read (the SQLite backend: one atomic load from memory that every process
+     * on the database maps). A backend that cannot tell sets it NULL; the core then reads the
+     * store for every poll. */
+    uint64_t (*lr_stamp)(qrl_store *st, int64_t id);
+    /* Rate limits that hold under concurrency (GCRA, the generic cell rate algorithm): `key`
+     * allows `limit` attempts at once and then one every window_ms / limit, so that no span of
+     * window_ms ever holds more than `limit` + 1 of them. ratelimit_take takes one attempt
+     * atomically: QRL_OK, or QRL_ERR_RATE_LIMITED with *retry_ms (may be NULL) set to the
+     * milliseconds until one would be taken. ratelimit_give returns one taken attempt (an
+     * attempt that turned out not to count, such as a correct password). Both lazy: a power
+     * loss only forgives some attempts. Keys and windows as for ratelimit_hit; limit >= 1. The
+     * keys of these two and of ratelimit_hit/_peek must differ (the SQLite backend keeps them
+     * in one table). */
+    qrl_err (*ratelimit_take)(qrl_store *st, const char *key, int64_t now_ms, int64_t window_ms,
+                              int64_t limit, int64_t *retry_ms);
+    qrl_err (*ratelimit_give)(qrl_store *st, const char *key, int64_t now_ms, int64_t window_ms,
+                              int64_t limit);
+    /* Operating (the server's /readyz and /metrics): */
+    /* Fills *out (unless NULL) with the statistics of the backend's writes since it opened.
+     * With `probe` nonzero, also checks that the database would take a write at this moment,
+     * without writing and without waiting more than about a tenth of a second: QRL_ERR_BUSY
+     * when something else holds its write lock (another process in a write transaction, a
+     * backup), QRL_ERR_STORE when it cannot be reached. Without `probe` it only reads counters
+     * and returns QRL_OK. The SQLite backend counts the writes of every SQLite store of the
+     * process together (a server has one). NULL when the backend has neither. */
+    qrl_err (*health)(qrl_store *st, int probe, qrl_store_health *out);
 } qrl_store_methods;
 
 struct qrl_store {

@@ -9,6 +9,9 @@
  * links it to sign without linking the core. Fields are checked before they are written: a
  * newline in the nonce or a non-canonical user code would let two different decisions share
  * one message.
+ *
+ * It also reads the text of a scanned QR code (qrl_login_code_parse), the other thing a phone
+ * and the server must agree on: where the scan secret sits in the QR code's URL.
  */
 #include <ctype.h>
 #include <stdio.h>
@@ -69,7 +72,13 @@ qrl_decision qrl_decision_parse(const char *name)
     return (qrl_decision)0;
 }
 
-/* The server's nonces are base64url (RFC 4648 section 5) without padding. */
+/* Whether the n characters of s are all of the base64url alphabet (RFC 4648 section 5). */
+static int b64url_only(const char *s, size_t n)
+{
+    return strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") == n;
+}
+
+/* The server's nonces are base64url without padding. */
 static int nonce_valid(const char *s)
 {
     size_t n;
@@ -77,8 +86,7 @@ static int nonce_valid(const char *s)
     if (s == NULL)
         return 0;
     n = strlen(s);
-    return n > 0 && n <= QRL_MAX_NONCE &&
-           strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") == n;
+    return n > 0 && n <= QRL_MAX_NONCE && b64url_only(s, n);
 }
 
 size_t qrl_decision_bytes(const qrl_decision_msg *m, char *buf, size_t len)
@@ -130,13 +138,42 @@ qrl_err qrl_decision_verify(const qrl_decision_msg *m, const unsigned char *pubk
         sodium_init() < 0)
         return QRL_ERR_FORBIDDEN;
     /* Decoding into exactly 64 bytes refuses a longer signature (the buffer is full before the
-     * input ends); siglen refuses a shorter one. */
-    if (sodium_base642bin(sig, sizeof sig, sig_b64, strlen(sig_b64), NULL, &siglen, NULL,
+     * input ends); siglen refuses a shorter one. The alphabet is checked first: libsodium 1.0.18
+     * decodes every byte from 0x80 up as if it were '_' (found by fuzz/fuzz_approval.c), and a
+     * signature must have one spelling only. */
+    if (!b64url_only(sig_b64, strlen(sig_b64)) ||
+        sodium_base642bin(sig, sizeof sig, sig_b64, strlen(sig_b64), NULL, &siglen, NULL,
                           sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0 ||
         siglen != sizeof sig)
         return QRL_ERR_FORBIDDEN;
     n = qrl_decision_bytes(m, msg, sizeof msg);
     if (n == 0 || crypto_sign_verify_detached(sig, (const unsigned char *)msg, n, pubkey) != 0)
         return QRL_ERR_FORBIDDEN;
+    return QRL_OK;
+}
+
+qrl_err qrl_login_code_parse(const char *text, char *code, size_t len)
+{
+    const char *hash;
+    size_t n;
+
+    if (code != NULL && len > 0)
+        code[0] = '\0';
+    if (text == NULL || code == NULL)
+        return QRL_ERR_INVALID;
+    /* The scan secret travels in the URL's fragment, which a browser never sends to a server
+     * (docs/api.md, device authorization): the first '#' starts it. */
+    if (strncmp(text, "http://", 7) == 0 || strncmp(text, "https://", 8) == 0) {
+        hash = strchr(text, '#');
+        if (hash == NULL || strncmp(hash + 1, "qrl_ss_", 7) != 0)
+            return QRL_ERR_NOT_FOUND;
+        text = hash + 1;
+    }
+    n = strlen(text);
+    if (n == 0 || n >= len ||
+        strspn(text, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_ ") != n)
+        return QRL_ERR_INVALID;
+    for (size_t i = 0; i <= n; i++)
+        code[i] = text[i] == ' ' ? '-' : text[i];
     return QRL_OK;
 }

@@ -65,7 +65,7 @@ struct qrl_qr {
 /* ---- allocation (with fault injection in test builds) ---------------------------------- */
 
 #ifdef QRL_TEST_HOOKS
-/* Fault injection for tests/unit/test_qr.c, as SQLite does it: while positive, each allocation
+/* Fault injection for tests/unit/lib/qr/test_qr.c, as SQLite does it: while positive, each allocation
  * in this file (including libpng's and zlib's, which come through png_on_malloc) counts it down,
  * and the allocation that brings it to zero fails. Only the unit test sets it, so it is declared
  * here and in the test rather than in a header. */

@@ -7,9 +7,10 @@
  *
  * The server is a child process: its stdout is a pipe from which we read the one
  * "qrlogin: listening on http://127.0.0.1:PORT" line (anything printed later is copied to our
- * stderr by a small thread so the server can never block on a full pipe); its stderr is ours, so
- * server logs appear next to the failing test. PR_SET_PDEATHSIG makes sure a crashed test binary
- * never leaves a server behind.
+ * stderr by a small thread so the server can never block on a full pipe); its stderr is a pipe
+ * that another thread copies to ours, so server logs appear next to the failing test, and to a
+ * log file that outlives the server (harness.h, "what a server leaves behind").
+ * PR_SET_PDEATHSIG makes sure a crashed test binary never leaves a server behind.
  */
 #include "harness.h"
 
@@ -20,11 +21,13 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -83,7 +86,9 @@ it_server *it_server_new(void)
     snprintf(s->dir, sizeof(s->dir), "%s/qrl-it-XXXXXX", tmp);
     assert_non_null(mkdtemp(s->dir));
     snprintf(s->db, sizeof(s->db), "%s/qrlogin.db", s->dir);
+    snprintf(s->log, sizeof(s->log), "%s/server.log", s->dir);
     s->out_fd = -1;
+    s->err_fd = -1;
     s->created_at = it_now();
     return s;
 }
@@ -192,6 +197,52 @@ static void *drain_main(void *arg)
     }
 }
 
+/* Copies the server's stderr to ours (server logs appear next to the failing test) and appends
+ * it to s->log, until the server has exited. */
+static void *tee_main(void *arg)
+{
+    const it_server *s = arg;
+    int log = open(s->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    char buf[4096];
+
+    for (;;) {
+        ssize_t n = read(s->err_fd, buf, sizeof(buf));
+        if (n == -1 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            break;
+        }
+        for (int fd = 0; fd < 2; fd++) {
+            int to = fd == 0 ? STDERR_FILENO : log;
+            for (ssize_t off = 0, w; to >= 0 && off < n; off += w) {
+                w = write(to, buf + off, (size_t)(n - off));
+                if (w <= 0) {
+                    break;
+                }
+            }
+        }
+    }
+    if (log >= 0) {
+        close(log);
+    }
+    return NULL;
+}
+
+/* Joins the stderr copier and closes its pipe once the server has exited. */
+static void tee_stop(it_server *s)
+{
+    if (s->tee != NULL) {
+        pthread_join(*(pthread_t *)s->tee, NULL);
+        free(s->tee);
+        s->tee = NULL;
+    }
+    if (s->err_fd >= 0) {
+        close(s->err_fd);
+        s->err_fd = -1;
+    }
+}
+
 /* Reads one line from the server's stdout within the deadline. Returns 0 on success, -1 on
  * timeout or EOF (the server exited or closed stdout first). */
 static int read_listen_line(int fd, char *line, size_t cap, double deadline)
@@ -235,8 +286,9 @@ void it_server_start(it_server *s)
 {
     const char *bin = it_bin();
     assert_int_equal(s->pid, 0);
-    int out[2];
+    int out[2], err[2];
     assert_int_equal(pipe2(out, O_CLOEXEC), 0);
+    assert_int_equal(pipe2(err, O_CLOEXEC), 0);
     char ttl[32];
     snprintf(ttl, sizeof(ttl), "%d", s->request_ttl);
     pid_t parent = getpid();
@@ -248,10 +300,13 @@ void it_server_start(it_server *s)
             _exit(126);
         }
         dup2(out[1], STDOUT_FILENO);
+        dup2(err[1], STDERR_FILENO);
         if (s->no_introspection_secret) {
             unsetenv("QRLOGIN_INTROSPECTION_SECRET");
         }
-        const char *argv[16];
+        /* Only what the test gives: never a configuration file of the machine running it. */
+        setenv("QRLOGIN_CONFIG", "none", 1);
+        const char *argv[32];
         int i = 0;
         argv[i++] = bin;
         argv[i++] = "serve";
@@ -270,14 +325,21 @@ void it_server_start(it_server *s)
         if (s->access_log) {
             argv[i++] = "--access-log";
         }
+        for (int k = 0; s->extra_args != NULL && s->extra_args[k] != NULL && i < 30; k++)
+            argv[i++] = s->extra_args[k];
         argv[i] = NULL;
         execv(bin, (char *const *)argv);
         fprintf(stderr, "harness: exec %s: %s\n", bin, strerror(errno));
         _exit(127);
     }
     close(out[1]);
+    close(err[1]);
     s->pid = pid;
     s->out_fd = out[0];
+    s->err_fd = err[0];
+    s->tee = malloc(sizeof(pthread_t));
+    assert_non_null(s->tee);
+    assert_int_equal(pthread_create(s->tee, NULL, tee_main, s), 0);
 
     char line[256];
     double t0 = it_now();
@@ -299,6 +361,7 @@ void it_server_start(it_server *s)
         s->pid = 0;
         close(s->out_fd);
         s->out_fd = -1;
+        tee_stop(s);
         print_error("qrlogin serve did not print its listening line (%s; read: \"%s\"; "
                     "server %s)\n",
                     rc == 0 ? "unexpected line" : "timeout or EOF", rc == 0 ? line : "", why);
@@ -324,6 +387,7 @@ static void reap_io(it_server *s)
         close(s->out_fd);
         s->out_fd = -1;
     }
+    tee_stop(s);
 }
 
 void it_server_stop(it_server *s)
@@ -364,6 +428,74 @@ void it_server_kill9(it_server *s)
     reap_io(s);
 }
 
+int it_server_wait_exit(it_server *s, long timeout_ms)
+{
+    int status = 0;
+
+    assert_true(s->pid > 0);
+    if (!wait_child(s->pid, &status, timeout_ms)) {
+        print_error("qrlogin serve (pid %d) was expected to end by itself within %ld ms and did "
+                    "not\n",
+                    (int)s->pid, timeout_ms);
+        fail();
+    }
+    s->pid = 0;
+    reap_io(s);
+    return status;
+}
+
+/* Best-effort copy for the artifacts (never asserts: it runs at exit too). */
+static void keep_file(const char *from, const char *dir, const char *name)
+{
+    char to[600], buf[65536];
+    int in = open(from, O_RDONLY | O_CLOEXEC), out;
+    ssize_t n;
+
+    if (in < 0) {
+        return; /* -wal and -shm exist only after a crash */
+    }
+    snprintf(to, sizeof(to), "%s/%s", dir, name);
+    out = open(to, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    while (out >= 0 && (n = read(in, buf, sizeof(buf))) > 0) {
+        if (write(out, buf, (size_t)n) != n) {
+            fprintf(stderr, "harness: cannot keep %s: %s\n", to, strerror(errno));
+            break;
+        }
+    }
+    if (out >= 0) {
+        close(out);
+    }
+    close(in);
+}
+
+/* Keeps the server's database, WAL, shared-memory index and log under $QRL_ARTIFACT_DIR
+ * (harness.h), in a directory named after this test program. */
+static void keep_artifacts(const it_server *s)
+{
+    const char *root = getenv("QRL_ARTIFACT_DIR");
+    static int seq;
+    char dir[512], from[600];
+    static const char *const suffixes[] = {"", "-wal", "-shm"};
+
+    if (root == NULL || root[0] == '\0') {
+        return;
+    }
+    (void)mkdir(root, 0700);
+    snprintf(dir, sizeof(dir), "%s/%s-%d-%d", root, program_invocation_short_name, (int)getpid(),
+             ++seq);
+    if (mkdir(dir, 0700) != 0) {
+        fprintf(stderr, "harness: cannot keep artifacts in %s: %s\n", dir, strerror(errno));
+        return;
+    }
+    for (size_t i = 0; i < sizeof(suffixes) / sizeof(suffixes[0]); i++) {
+        char name[32];
+        snprintf(from, sizeof(from), "%s%s", s->db, suffixes[i]);
+        snprintf(name, sizeof(name), "qrlogin.db%s", suffixes[i]);
+        keep_file(from, dir, name);
+    }
+    keep_file(s->log, dir, "server.log");
+}
+
 static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
 {
     (void)sb;
@@ -385,6 +517,7 @@ void it_server_free(it_server *s)
         s->pid = 0;
     }
     reap_io(s);
+    keep_artifacts(s);
     if (getenv("QRL_IT_KEEP") != NULL) {
         fprintf(stderr, "harness: keeping %s\n", s->dir);
     } else if (s->dir[0] != '\0') {
@@ -620,6 +753,8 @@ it_resp *it_http(const it_server *s, const it_req *req)
     curl_easy_setopt(h, CURLOPT_PROXY, "");
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, timeout);
+    if (req->source != NULL)
+        curl_easy_setopt(h, CURLOPT_INTERFACE, req->source);
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, r);
@@ -1107,4 +1242,19 @@ void it_login_screen(const it_server *s, const it_phone *p, it_tokens *out,
         *device_id_out = it_find_device(s, p, "Living Room TV");
         assert_true(*device_id_out > 0);
     }
+}
+
+long long it_db_count(const it_server *s, const char *sql)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    long long n = -1;
+
+    assert_int_equal(sqlite3_open_v2(s->db, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+    if (sqlite3_step(st) == SQLITE_ROW)
+        n = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return n;
 }

@@ -9,6 +9,12 @@
  * running server, removes the temp dir). The fixture helpers it_setup_alice()/it_teardown() do
  * the common case for cmocka tests.
  *
+ * What a server leaves behind: its stderr is copied to ours and to `log` (appended across
+ * restarts). When QRL_ARTIFACT_DIR is set (tests/CMakeLists.txt sets it), it_server_free() keeps
+ * the database, its -wal and -shm, and the log in a directory of their own under it, named
+ * after the test program, so that tests/scan_secrets.sh can look for secrets at rest; files a
+ * test writes next to them (a phone's configuration, a QR image) are client files and stay out.
+ *
  * Threading: it_http() and everything built only on it (it_form_post(), it_json_post(), the
  * it_try_* functions) are thread-safe and never call cmocka assertions, so worker threads may
  * use them; each call uses its own curl handle. Everything else asserts and belongs on the
@@ -48,11 +54,15 @@ typedef struct it_server {
     pid_t pid;  /* 0 when not running */
     int out_fd; /* read end of the server's stdout */
     int drain_started;
-    int request_ttl;             /* 0: server default (120 s) */
-    int no_introspection_secret; /* 1: start without --introspection-secret */
-    int access_log;              /* 1: start with --access-log */
-    void *drain;                 /* thread copying later stdout lines to our stderr */
-    double created_at;           /* it_now() at it_server_new(); QRL_IT_TIMING=1 prints times */
+    int request_ttl;               /* 0: server default (120 s) */
+    int no_introspection_secret;   /* 1: start without --introspection-secret */
+    int access_log;                /* 1: start with --access-log */
+    const char *const *extra_args; /* NULL-terminated further `serve` arguments, or NULL */
+    void *drain;                   /* thread copying later stdout lines to our stderr */
+    double created_at;             /* it_now() at it_server_new(); QRL_IT_TIMING=1 prints times */
+    char log[300];                 /* the server's stderr, copied here (inside dir) */
+    int err_fd;                    /* read end of the server's stderr */
+    void *tee;                     /* thread copying the server's stderr to ours and to log */
 } it_server;
 
 typedef struct it_resp {
@@ -90,6 +100,7 @@ typedef struct it_req {
     const char *extra_header;   /* one raw "Name: value" header */
     const char *const *headers; /* NULL-terminated raw "Name: value" headers, or NULL */
     long timeout_ms;            /* 0: 10 s, plus the wait when prefer_wait is set */
+    const char *source;         /* local address to connect from ("127.0.0.2"), or NULL */
 } it_req;
 
 /* --- time and misc -------------------------------------------------------------------- */
@@ -104,7 +115,10 @@ void it_account_add(it_server *s, const char *user, const char *password, const 
 void it_server_start(it_server *s);
 void it_server_stop(it_server *s);  /* SIGTERM, waitpid, asserts exit status 0 */
 void it_server_kill9(it_server *s); /* SIGKILL, waitpid */
-void it_server_free(it_server *s);  /* stops if running (no assertion), removes the temp dir */
+/* For a server expected to die by itself (a crash point): waits up to timeout_ms for it to end
+ * and returns its wait status; fails the test when it is still running then. */
+int it_server_wait_exit(it_server *s, long timeout_ms);
+void it_server_free(it_server *s); /* stops if running (no assertion), removes the temp dir */
 
 /* Accounts for it_server_new_with_accounts(); arrays end with an entry whose user is NULL. */
 typedef struct it_account {
@@ -216,6 +230,10 @@ int it_introspect_active(const it_server *s, const char *token);
 it_resp *it_revoke_device(const it_server *s, const it_phone *p, long long device_id);
 /* POST /_test/clock {"advance_ms": ms}; asserts 200. */
 void it_clock_advance(const it_server *s, long long ms);
+
+/* Runs a query that yields one integer (SELECT count(*) ...) on the server's database,
+ * read-only, from outside the server as another process would; asserts it can. */
+long long it_db_count(const it_server *s, const char *sql);
 
 /* Copies access/refresh tokens out of a 200 token response, asserting their shape
  * (prefixes, token_type Bearer, Cache-Control: no-store). */

@@ -391,6 +391,40 @@ static void test_device_authorization_rejects_bad_input(void **state)
         it_resp_free(r);
     }
 
+    /* Bytes that are not text, or text that hides or reorders itself, in a name shown to the
+     * phone; a body that is not a form. Raw bodies, as a hostile client sends them. */
+    const char *raw[] = {
+        "client_id=tv-app&device_name=%FF%FE",            /* invalid UTF-8 */
+        "client_id=tv-app&device_name=TV%00Evil",         /* NUL */
+        "client_id=tv-app&device_name=TV%1B%5B31m",       /* C0 control (an escape sequence) */
+        "client_id=tv-app&device_name=TV%C2%85",          /* C1 control */
+        "client_id=tv-app&device_name=VT%E2%80%AEmooR",   /* right-to-left override */
+        "client_id=tv-app&device_name=T%E2%80%8BV",       /* zero-width space */
+        "client_id=tv-app&device_platform=%E2%81%A6x",    /* left-to-right isolate */
+        "client_id=tv-app&device_name=%C0%AF",            /* overlong encoding */
+        "client_id=tv-app&device_name=%ED%A0%80",         /* a UTF-16 surrogate */
+    };
+    for (size_t i = 0; i < sizeof raw / sizeof raw[0]; i++) {
+        it_req req = {.path = "/oauth/device_authorization",
+                      .content_type = "application/x-www-form-urlencoded",
+                      .body = raw[i]};
+        it_resp *r = it_http(s, &req);
+        if (r->status != 400)
+            print_error("raw case %zu: expected 400, got %ld\n", i, r->status);
+        it_expect(r, 400, "invalid_request");
+        it_expect_error_shape(r);
+        it_resp_free(r);
+    }
+    it_req json = {.path = "/oauth/device_authorization",
+                   .content_type = "application/json",
+                   .body = "{\"client_id\":\"tv-app\"}"};
+    it_resp *r = it_http(s, &json);
+    assert_true(r->status == 400 || r->status == 415);
+    it_expect_error_shape(r);
+    it_resp_free(r);
+    /* None of them created anything. */
+    assert_int_equal(it_db_count(s, "SELECT count(*) FROM login_requests"), 0);
+
     /* The limits themselves are accepted: 64-byte client_id and device_name, 256-byte scope. */
     long_client[64] = '\0';
     long_name[64] = '\0';
@@ -398,6 +432,7 @@ static void test_device_authorization_rejects_bad_input(void **state)
     it_devauth da;
     it_device_authorization(s, long_client, long_name, "desktop", long_scope, &da);
     assert_true(it_has_prefix(da.device_code, "qrl_dc_"));
+    assert_int_equal(it_db_count(s, "SELECT count(*) FROM login_requests"), 1);
 }
 
 int main(void)

@@ -170,7 +170,8 @@ static void test_hung_up_paths_are_redacted_in_the_log(void **state)
     if (strstr(log, phone.session + 7) != NULL)
         fail_msg("the session token is in the log");
     /* ...although libmicrohttpd did log hung-up claims (else this test proves nothing). */
-    if (strstr(log, "qrlogin: libmicrohttpd: ") == NULL || strstr(log, "/v1/[redacted]") == NULL)
+    if (strstr(log, "\"source\":\"libmicrohttpd\"") == NULL ||
+        strstr(log, "/v1/[redacted]") == NULL)
         fail_msg("no hung-up claim was logged; the log was:\n%s", log);
     free(log);
 }
@@ -214,15 +215,20 @@ static void test_abandoned_hold_is_not_an_error(void **state)
 
     log = slurp(logpath);
     unlink(logpath);
-    if (strstr(log, "internal error") != NULL || strstr(log, "token 0") != NULL)
+    if (strstr(log, "internal error") != NULL)
         fail_msg("an abandoned hold was logged as an error:\n%s", log);
-    if (strstr(log, "POST token client-gone") == NULL)
+    /* The access line (JSON) of the hold: route token, no status, the client gone. */
+    if (strstr(log, "\"route\":\"token\",\"status\":0,") == NULL ||
+        strstr(log, "\"client_gone\":true") == NULL)
         fail_msg("the abandoned hold is not in the access log:\n%s", log);
     free(log);
 }
 
 int main(void)
 {
+    /* Hundreds of requests from one address: a test of hang-ups, not of the rate limits
+     * (tests/integration/test_limits.c), which would refuse most of them. */
+    setenv("QRLOGIN_RATE_LIMITS", "off", 1);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_hangups_during_commits, it_setup_alice, it_teardown),
         cmocka_unit_test(test_hung_up_paths_are_redacted_in_the_log),

@@ -49,8 +49,8 @@ static inline void fx_config(fx *f, qrl_config *cfg)
     qrl_config_defaults(cfg);
     cfg->pwhash_ops = crypto_pwhash_OPSLIMIT_MIN; /* these tests are not about hashing cost */
     cfg->pwhash_mem = crypto_pwhash_MEMLIMIT_MIN;
-    cfg->login_fail_limit_user = 3;
-    cfg->login_fail_limit_addr = 5;
+    cfg->sign_in_user.count = 3;
+    cfg->sign_in_addr.count = 5;
     cfg->on_change = fx_on_change;
     cfg->on_change_ud = f;
 }

@@ -19,9 +19,31 @@
 #include "../walbuf.h"
 #include "sqlite_internal.h"
 
-/* A writer waits this long for the write lock before giving up with QRL_ERR_STORE. Commits take
- * milliseconds, so 10 s only runs out when something is badly stuck. */
-#define BUSY_TIMEOUT_MS 10000
+/* How long a connection waits for a lock another process holds before SQLITE_BUSY, which the
+ * store answers as QRL_ERR_BUSY (503 with Retry-After).
+ *
+ * The writer's connection waits WRITE_BUSY_TIMEOUT_MS. Nothing in this process ever holds the
+ * write lock for long (a group commit takes milliseconds, checkpoints are PASSIVE and take no
+ * write lock), so a longer wait means another process: an operator's sqlite3 shell inside a
+ * transaction, a `qrlogin account` command, a copy tool. The whole queue of writes waits behind
+ * the writer's one BEGIN IMMEDIATE, and every waiting write holds a worker thread: with the 10 s
+ * it used to be, a lock held for a minute kept every writing request 10 to 20 s before its 503
+ * and tied up the worker threads the reads need. 2 s still rides out short transactions of
+ * other processes (an account added beside a running server commits in milliseconds once its
+ * Argon2id is done), answers a client well within its own timeout, and the client's retry (our
+ * 503 carries Retry-After: 1) finds the lock gone as soon as possible. Measured with
+ * tests/integration/test_store_faults.c (a write transaction held by another process): 503
+ * after 10.0 s before, after 2.0 s now.
+ *
+ * Other connections keep READ_BUSY_TIMEOUT_MS: in WAL mode a reader never waits for a writer,
+ * only for the rare moments another process holds a lock that excludes readers (recovery of a
+ * WAL after a crash, an exclusive locking mode), and the opening thread's migration may have to
+ * wait for another process's. */
+#define WRITE_BUSY_TIMEOUT_MS 2000
+#define READ_BUSY_TIMEOUT_MS 10000
+
+/* Set on the writer thread of a store. */
+static _Thread_local sqlite_store *writer_of;
 
 /* --- connections --------------------------------------------------------------------------- */
 
@@ -57,7 +79,7 @@ qrl_err qrl__sqlite_conn_open(const char *path, struct conn **out, char *errbuf,
         goto out;
     }
     sqlite3_extended_result_codes(c->db, 1);
-    sqlite3_busy_timeout(c->db, BUSY_TIMEOUT_MS);
+    sqlite3_busy_timeout(c->db, READ_BUSY_TIMEOUT_MS);
     /* page_size applies to a new file only. Small pages: each login request touches three
      * random-keyed index leaves, and every touched page is written whole to the WAL, so 1 KiB
      * pages write a quarter of what 4 KiB pages do. journal_size_limit truncates a WAL that a
@@ -104,6 +126,8 @@ qrl_err qrl__sqlite_conn_get(sqlite_store *s, struct conn **out)
         rc = qrl__sqlite_conn_open(s->path, &c, NULL, 0);
         if (rc != QRL_OK)
             return rc;
+        if (writer_of == s)
+            sqlite3_busy_timeout(c->db, WRITE_BUSY_TIMEOUT_MS);
         if (pthread_setspecific(s->key, c) != 0) {
             qrl__sqlite_conn_close(c);
             return QRL_ERR_NOMEM;
@@ -131,9 +155,6 @@ qrl_err qrl__sqlite_conn_get(sqlite_store *s, struct conn **out)
 /* Enough that a worker rarely waits for a free connection on the machines we target (reads
  * are short and do not block), few enough that each stays warm. */
 #define READ_CONNS 4
-
-/* Set on the writer thread of a store. */
-static _Thread_local sqlite_store *writer_of;
 
 static _Thread_local struct {
     sqlite_store *s;

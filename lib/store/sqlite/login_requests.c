@@ -246,6 +246,7 @@ qrl_err qrl__sqlite_lr_transition_w(qrl_store *st, const qrl_lr_cas *cas)
     if ((rc = qrl__sqlite_store_conn(st, &c)) != QRL_OK ||
         (rc = stmt_get(c, ST_LR_TRANSITION, &s)) != QRL_OK)
         return rc;
+    qrl__sqlite_stamp_later(st, cas->id);
     bind_i64(s, 1, cas->id, &brc);
     bind_i64(s, 2, (int64_t)cas->to, &brc);
     bind_i64(s, 3, cas->now_ms, &brc);
@@ -368,6 +369,7 @@ qrl_err qrl__sqlite_lr_redeem_w(qrl_store *st, int64_t id, int64_t now_ms, qrl_d
         return QRL_ERR_INVALID;
     if ((rc = qrl__sqlite_store_conn(st, &c)) != QRL_OK || (rc = qrl__sqlite_tx_begin(c)) != QRL_OK)
         return rc;
+    qrl__sqlite_stamp_later(st, id);
     rc = lr_redeem_tx(c, id, now_ms, dev, tok, ntok, &lr, &commit);
     erc = qrl__sqlite_tx_end(c, commit);
     if (erc != QRL_OK)

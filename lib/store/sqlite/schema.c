@@ -4,10 +4,12 @@
  *
  * The file carries its schema version in PRAGMA user_version; migrations[] holds one SQL
  * string per version step, so a database of any earlier version is brought up to date when it
- * is opened, and a database written by a newer program is refused instead of misread. Entries
- * are never edited once released (a file in the field may have run them): a change is a new
- * entry at the end. The comments of each entry say why that version exists; several undo
- * random-keyed indexes that cost a WAL page per new login request (docs/benchmarks.md).
+ * is opened, and a database written by a newer program is refused instead of misread, as is a
+ * file that is not a qrlogin database at all (identify(): another program's database, a damaged
+ * one, not a database), before anything is written to it. Entries are never edited once
+ * released (a file in the field may have run them): a change is a new entry at the end. The
+ * comments of each entry say why that version exists; several undo random-keyed indexes that
+ * cost a WAL page per new login request (docs/benchmarks.md).
  */
 #include <stdio.h>
 
@@ -131,40 +133,117 @@ static const char *const migrations[] = {
 };
 #define SCHEMA_VERSION ((int)(sizeof migrations / sizeof migrations[0]))
 
-static int user_version(sqlite3 *db, int *v)
+/* PRAGMA application_id of the files this program creates ("QRLG"), so that tools, and later
+ * versions, can tell one from another program's database by its header alone. Files created
+ * before it was set carry 0 and are recognised by their tables. */
+#define APPLICATION_ID 0x51524c47
+
+/* Tables of every schema version from 1 on. A file whose user_version claims a version but
+ * lacks any of them was written by another program that also uses user_version. */
+#define OWN_TABLES "'accounts','devices','tokens','login_requests','rate_limits'"
+#define OWN_TABLES_N 5
+
+/* One integer from a one-row query; an SQLite result code. */
+static int query_int(sqlite3 *db, const char *sql, int *out)
 {
     sqlite3_stmt *s = NULL;
-    int rc = sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &s, NULL);
+    int rc = sqlite3_prepare_v2(db, sql, -1, &s, NULL);
 
     if (rc == SQLITE_OK)
         rc = sqlite3_step(s);
     if (rc == SQLITE_ROW) {
-        *v = sqlite3_column_int(s, 0);
+        *out = sqlite3_column_int(s, 0);
         rc = SQLITE_OK;
     }
     sqlite3_finalize(s);
     return rc;
 }
 
+/* Says what is wrong when reading the file's schema failed: not a database at all, a damaged
+ * one, or something else SQLite reports. */
+static void unreadable(sqlite3 *db, int src, const char *path, char *errbuf, size_t errlen)
+{
+    if ((src & 0xff) == SQLITE_NOTADB)
+        qrl__sqlite_set_errbuf(errbuf, errlen,
+                               "%s is not an SQLite database (is it the right file?); "
+                               "qrlogin leaves it as it is",
+                               path);
+    else if ((src & 0xff) == SQLITE_CORRUPT)
+        qrl__sqlite_set_errbuf(errbuf, errlen, "%s is damaged (%s); restore it from a backup", path,
+                               sqlite3_errmsg(db));
+    else
+        qrl__sqlite_set_errbuf(errbuf, errlen, "%s: schema: %s", path, sqlite3_errmsg(db));
+}
+
+/* Refuses a file that is not a qrlogin database, or one from a newer qrlogin, before anything
+ * is written to it: another program's database must never get our tables (nor, at open,
+ * be switched to WAL mode: store.c runs this first on a connection that changes nothing). */
+static qrl_err identify(sqlite3 *db, int v, const char *path, char *errbuf, size_t errlen)
+{
+    int objects = 0, own = 0, app = 0, src;
+
+    if ((src = query_int(db, "PRAGMA application_id", &app)) != SQLITE_OK ||
+        (src = query_int(db, "SELECT count(*) FROM sqlite_master", &objects)) != SQLITE_OK ||
+        (src = query_int(db,
+                         "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND"
+                         " name IN (" OWN_TABLES ")",
+                         &own)) != SQLITE_OK) {
+        unreadable(db, src, path, errbuf, errlen);
+        return QRL_ERR_STORE;
+    }
+    if (app != 0 && app != APPLICATION_ID) {
+        qrl__sqlite_set_errbuf(errbuf, errlen,
+                               "%s is a database of another program (application_id 0x%08x), "
+                               "not a qrlogin database; qrlogin leaves it as it is",
+                               path, (unsigned)app);
+        return QRL_ERR_STORE;
+    }
+    if (v > SCHEMA_VERSION && own == OWN_TABLES_N) {
+        qrl__sqlite_set_errbuf(errbuf, errlen,
+                               "%s has schema version %d, newer than this qrlogin knows (%d): "
+                               "it was written by a later qrlogin; run that one",
+                               path, v, SCHEMA_VERSION);
+        return QRL_ERR_STORE;
+    }
+    if ((v == 0 && objects > 0) || (v != 0 && own != OWN_TABLES_N)) {
+        qrl__sqlite_set_errbuf(errbuf, errlen,
+                               "%s is a database of another program (user_version %d, %d "
+                               "schema objects, not qrlogin's tables); qrlogin leaves it as it is",
+                               path, v, objects);
+        return QRL_ERR_STORE;
+    }
+    return QRL_OK;
+}
+
 /* Brings the schema to SCHEMA_VERSION: every missing migration and the new user_version in one
  * IMMEDIATE transaction, so a second process opening the file at the same moment waits and then
- * sees the finished schema. */
+ * sees the finished schema. A file that is not a qrlogin database, or is from a newer qrlogin,
+ * is refused before anything is written (identify). */
 qrl_err qrl__sqlite_schema_migrate(struct conn *c, const char *path, char *errbuf, size_t errlen)
 {
     char sql[64];
     char *msg = NULL;
     int v = 0;
     int in_tx = 0;
-    qrl_err rc = QRL_ERR_STORE;
+    int src = query_int(c->db, "PRAGMA user_version", &v);
+    qrl_err rc;
 
-    if (user_version(c->db, &v) != SQLITE_OK)
-        goto fail;
+    if (src != SQLITE_OK) {
+        unreadable(c->db, src, path, errbuf, errlen);
+        return QRL_ERR_STORE;
+    }
+    if ((rc = identify(c->db, v, path, errbuf, errlen)) != QRL_OK)
+        return rc;
+    rc = QRL_ERR_STORE;
     if (v == SCHEMA_VERSION)
         return QRL_OK;
-    if (sqlite3_exec(c->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+    /* Whichever connection migrates (store.c's probe of an existing file sets nothing else),
+     * it writes through walbuf, which needs synchronous=FULL (walbuf.h). */
+    if (sqlite3_exec(c->db, "PRAGMA synchronous=FULL", NULL, NULL, NULL) != SQLITE_OK ||
+        sqlite3_exec(c->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
         goto fail;
     in_tx = 1;
-    if (user_version(c->db, &v) != SQLITE_OK)
+    if (query_int(c->db, "PRAGMA user_version", &v) != SQLITE_OK)
         goto fail;
     if (v < 0 || v > SCHEMA_VERSION) {
         qrl__sqlite_set_errbuf(errbuf, errlen,
@@ -179,6 +258,10 @@ qrl_err qrl__sqlite_schema_migrate(struct conn *c, const char *path, char *errbu
             goto out;
         }
     }
+    /* A file this program creates says whose it is (APPLICATION_ID). */
+    snprintf(sql, sizeof sql, "PRAGMA application_id=%d", APPLICATION_ID);
+    if (v == 0 && sqlite3_exec(c->db, sql, NULL, NULL, NULL) != SQLITE_OK)
+        goto fail;
     snprintf(sql, sizeof sql, "PRAGMA user_version=%d", SCHEMA_VERSION);
     if (sqlite3_exec(c->db, sql, NULL, NULL, NULL) != SQLITE_OK ||
         sqlite3_exec(c->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)

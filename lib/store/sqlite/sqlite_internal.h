@@ -112,7 +112,10 @@ enum stmt_id {
     ST_LR_BY_DEVICE,
     ST_RL_HIT,
     ST_RL_PEEK,
+    ST_RL_TAKE,
+    ST_RL_GIVE,
     ST_SWEEP_LR,
+    ST_SWEEP_LR_UNDECIDED,
     ST_SWEEP_RL,
     ST_DEVICE_SET_PUBKEY,
     ST_SAVEPOINT,
@@ -155,6 +158,9 @@ struct uc_map {
     uint64_t mul;         /* random odd multiplier of the hash */
 };
 
+/* Most writes the writer takes into one transaction (writer.c). */
+#define QRL__SQLITE_BATCH_MAX 1024
+
 typedef struct sqlite_store {
     struct qrl_store base; /* first member: the handle is a qrl_store */
     char *path;
@@ -188,6 +194,14 @@ typedef struct sqlite_store {
     struct conn *rfree; /* idle reading connections, linked by rnext */
     int ropen;          /* reading connections opened */
     struct uc_map uc;   /* user codes of unexpired login requests */
+    /* Change stamps of login requests (stamps.c): slots in a file every process on the
+     * database maps; NULL when it could not be mapped (then no stamp ever repeats). */
+    _Atomic uint64_t *stamps;
+    /* Requests the writer's current batch changes, stamped once it has committed (writer
+     * thread only); stamp_all when more than fit. */
+    int64_t stamp_ids[QRL__SQLITE_BATCH_MAX];
+    size_t nstamp;
+    int stamp_all;
 } sqlite_store;
 
 /* One queued write: a function to run on the writer's connection, and its result. */
@@ -386,7 +400,11 @@ qrl_err qrl__sqlite_passkey_get(qrl_store *st, const unsigned char *cred_id, siz
     X(passkey_add, DURABLE, (qrl_passkey_rec *, pk))                                               \
     X(passkey_use, DURABLE, (int64_t, id), (uint32_t, old_count), (uint32_t, new_count),           \
       (int64_t, now_ms))                                                                           \
-    X(passkey_delete, DURABLE, (int64_t, account_id), (int64_t, id))
+    X(passkey_delete, DURABLE, (int64_t, account_id), (int64_t, id))                               \
+    X(ratelimit_take, LAZY, (const char *, key), (int64_t, now_ms), (int64_t, window_ms),          \
+      (int64_t, limit), (int64_t *, retry_ms))                                                     \
+    X(ratelimit_give, LAZY, (const char *, key), (int64_t, now_ms), (int64_t, window_ms),          \
+      (int64_t, limit))
 
 /* QRL__SQLITE_EACH(m, (T1, n1), (T2, n2), ...) is m(T1, n1) m(T2, n2) ...: up to 7 pairs. */
 #define QRL__SQLITE_CAT(a, b) QRL__SQLITE_CAT_(a, b)
@@ -416,12 +434,26 @@ QRL__SQLITE_WRITES(QRL__SQLITE_BODY_DECL)
 
 /* Starts the writer, the syncer and the checkpointer of a store whose opening connection is
  * ready. On failure nothing is left running and errbuf says why. */
+/* --- stamps.c --- */
+/* Maps the stamp file of the database at `path` (path + "-stamps"); on failure says why on
+ * stderr and leaves s->stamps NULL. */
+void qrl__sqlite_stamps_open(sqlite_store *s, const char *path);
+void qrl__sqlite_stamps_close(sqlite_store *s);
+/* The method lr_stamp. */
+uint64_t qrl__sqlite_lr_stamp(qrl_store *st, int64_t id);
+/* Writer thread: the running batch changes request `id`... */
+void qrl__sqlite_stamp_later(qrl_store *st, int64_t id);
+/* ...and has now ended (committed or rolled back): moves the stamps of those requests. */
+void qrl__sqlite_stamps_bump(sqlite_store *s);
+
 qrl_err qrl__sqlite_writer_start(sqlite_store *s, char *errbuf, size_t errlen);
 /* Stops them once every queued write is committed and its caller woken (store close). */
 void qrl__sqlite_writer_stop(sqlite_store *s);
 /* Queues a write (fn(arg) on the writer's connection) and waits until its batch is committed,
  * and synced when `durable`. */
 qrl_err qrl__sqlite_submit(qrl_store *st, qrl_err (*fn)(void *), void *arg, int durable);
+/* The store's `health` method: the writer's commit statistics, and a probe of the write lock. */
+qrl_err qrl__sqlite_health(qrl_store *st, int probe, qrl_store_health *out);
 
 /* --- user_codes.c: which login request each user code names -------------------------------- */
 

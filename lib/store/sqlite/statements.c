@@ -124,8 +124,22 @@ static const char *const stmt_sql[ST_COUNT] = {
                   " start_ms = CASE WHEN ?2 < start_ms + ?3 THEN start_ms ELSE ?2 END,"
                   " window_ms = ?3 RETURNING hits",
     [ST_RL_PEEK] = "SELECT hits, start_ms FROM rate_limits WHERE key = ?1",
+    /* Rate limits as GCRA (rate_limits.c): start_ms holds the key's theoretical arrival time,
+     * hits stays 0. ?2 now, ?3 the emission interval, ?4 the window. An attempt is taken only
+     * when the arrival time it leaves is within the window: then a row comes back. */
+    [ST_RL_TAKE] = "INSERT INTO rate_limits (key, start_ms, window_ms, hits)"
+                   " VALUES (?1, ?2 + ?3, ?4, 0)"
+                   " ON CONFLICT (key) DO UPDATE SET start_ms = max(start_ms, ?2) + ?3,"
+                   " window_ms = ?4 WHERE max(start_ms, ?2) + ?3 - ?2 <= ?4 RETURNING start_ms",
+    [ST_RL_GIVE] = "UPDATE rate_limits SET start_ms = max(start_ms - ?3, ?2) WHERE key = ?1",
     /* ?3 bounds the primary key (qrl__sqlite_sweep_w): a range, not a scan of the whole table. */
     [ST_SWEEP_LR] = "DELETE FROM login_requests WHERE id < ?3 AND expires_ms < ?1 - ?2",
+    /* Requests that expired undecided (pending, scanned, expired) are of no use to anyone: gone
+     * a minute after their expiry (time for their screens' last polls to hear "expired"), so
+     * that a flood of device authorizations cannot grow the table for a day. ?3 bounds the
+     * primary key as above. */
+    [ST_SWEEP_LR_UNDECIDED] = "DELETE FROM login_requests WHERE id < ?3"
+                              " AND expires_ms < ?1 - 60000 AND state IN (0, 1, 5)",
     [ST_SWEEP_RL] = "DELETE FROM rate_limits WHERE start_ms + window_ms < ?1 - ?2",
     [ST_SAVEPOINT] = "SAVEPOINT op",
     [ST_RELEASE] = "RELEASE op",

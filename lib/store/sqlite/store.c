@@ -12,9 +12,11 @@
  * qrl__sqlite_<name>_w stays hand-written in its entity's file and the compiler checks it
  * against the prototype the same line generates.
  */
+#include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <sqlite3.h>
 
@@ -32,6 +34,7 @@ static void store_close(qrl_store *st)
      * the handle. */
     qrl__sqlite_scope_drop(s);
     qrl__sqlite_writer_stop(s);
+    qrl__sqlite_stamps_close(s);
     pthread_key_delete(s->key);
     for (c = s->conns; c != NULL; c = next) {
         next = c->next;
@@ -130,7 +133,57 @@ static const qrl_store_methods sqlite_methods = {
     .passkey_use = passkey_use,
     .passkey_delete = passkey_delete,
     .set_notify = set_notify,
+    .lr_stamp = qrl__sqlite_lr_stamp,
+    .ratelimit_take = ratelimit_take,
+    .ratelimit_give = ratelimit_give,
+    .health = qrl__sqlite_health,
 };
+
+/* Identifies an existing, non-empty file (and brings an older qrlogin schema up to date) on a
+ * connection that changes nothing else: no WAL switch, no page size, no file created. A store
+ * connection (qrl__sqlite_conn_open) turns the file to WAL mode as it opens, which must not
+ * happen to another program's database, a damaged one or a newer qrlogin's; the migration
+ * refuses those before it writes anything, and this connection, closed last, leaves no -wal or
+ * -shm behind. A missing or empty file is a new database: nothing to check. */
+static qrl_err probe_existing(const char *path, char *errbuf, size_t errlen)
+{
+    struct stat sb;
+    struct conn *p;
+    int src;
+    qrl_err rc;
+
+    if (stat(path, &sb) != 0) {
+        if (errno == ENOENT)
+            return QRL_OK;
+        qrl__sqlite_set_errbuf(errbuf, errlen, "cannot open %s: %s", path, strerror(errno));
+        return QRL_ERR_STORE;
+    }
+    if (!S_ISREG(sb.st_mode) || sb.st_size == 0)
+        return QRL_OK;
+    if ((p = calloc(1, sizeof *p)) == NULL)
+        return QRL_ERR_NOMEM;
+    src = sqlite3_open_v2(path, &p->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX,
+                          qrl__walbuf_usable() ? QRL__WALBUF_VFS : NULL);
+    if (src != SQLITE_OK) {
+        qrl__sqlite_set_errbuf(errbuf, errlen, "cannot open %s: %s", path,
+                               p->db != NULL ? sqlite3_errmsg(p->db) : "out of memory");
+        qrl__sqlite_conn_close(p);
+        return QRL_ERR_STORE;
+    }
+    sqlite3_extended_result_codes(p->db, 1);
+    /* As long as the opening thread's store connection waits for a lock (connections.c,
+     * READ_BUSY_TIMEOUT_MS): a migration may wait for another process's. The migration sets the
+     * synchronous mode a write through walbuf needs (walbuf.h) once it knows the file: the
+     * pragma reads the schema, and the file may have none that SQLite can read. */
+    sqlite3_busy_timeout(p->db, 10000);
+    if (sqlite3_exec(p->db, "PRAGMA foreign_keys=ON", NULL, NULL, NULL) != SQLITE_OK) {
+        qrl__sqlite_set_errbuf(errbuf, errlen, "%s: %s", path, sqlite3_errmsg(p->db));
+        rc = QRL_ERR_STORE;
+    } else
+        rc = qrl__sqlite_schema_migrate(p, path, errbuf, errlen);
+    qrl__sqlite_conn_close(p);
+    return rc;
+}
 
 qrl_err qrl_store_sqlite_open(const char *path, qrl_store **out, char *errbuf, size_t errlen)
 {
@@ -177,8 +230,10 @@ qrl_err qrl_store_sqlite_open(const char *path, qrl_store **out, char *errbuf, s
     have_lock = 1;
     s->base.m = &sqlite_methods;
 
-    /* The opening thread's connection checks that the file is usable and migrates it. */
-    if ((rc = qrl__sqlite_conn_open(path, &c, errbuf, errlen)) != QRL_OK ||
+    /* An existing file is identified first; then the opening thread's connection checks that
+     * the file is usable and migrates a new one. */
+    if ((rc = probe_existing(path, errbuf, errlen)) != QRL_OK ||
+        (rc = qrl__sqlite_conn_open(path, &c, errbuf, errlen)) != QRL_OK ||
         (rc = qrl__sqlite_schema_migrate(c, path, errbuf, errlen)) != QRL_OK)
         goto out;
     if (pthread_setspecific(s->key, c) != 0) {
@@ -187,6 +242,7 @@ qrl_err qrl_store_sqlite_open(const char *path, qrl_store **out, char *errbuf, s
     }
     s->conns = c;
     c = NULL;
+    qrl__sqlite_stamps_open(s, path);
     if ((rc = qrl__sqlite_writer_start(s, errbuf, errlen)) != QRL_OK)
         goto out;
     *out = &s->base;
@@ -199,6 +255,7 @@ out:
             next = o->next;
             qrl__sqlite_conn_close(o);
         }
+        qrl__sqlite_stamps_close(s);
         if (have_key)
             pthread_key_delete(s->key);
         if (have_lock) {

@@ -30,6 +30,10 @@
  *
  * Test builds (QRL_TEST_HOOKS) can hold the writer and the syncer (test_hooks.h), so that tests
  * can put chosen writes into one batch; release builds contain none of it.
+ *
+ * For operators (the store's `health` method, qrl__sqlite_health): histograms of each commit's
+ * time, each fdatasync's time and each batch's size, kept with relaxed atomic adds (two clock
+ * reads and a few adds per commit), and a probe of the database's write lock for /readyz.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -37,6 +41,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <semaphore.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -46,11 +51,125 @@
 #include <sqlite3.h>
 
 #include "../walbuf.h"
+#include "crash.h"
 #include "sqlite_internal.h"
 #include "test_hooks.h"
 
 /* Most writes taken into one transaction. Bounds how long the first of them waits. */
-#define BATCH_MAX 1024
+#define BATCH_MAX QRL__SQLITE_BATCH_MAX
+
+/* --- statistics and the write probe (the store's `health` method) ---------------------------
+ * Process-wide, like wal_syncs below: the store handle has no room of its own for them, and a
+ * server opens one store. */
+
+/* Commit and flush times, in microseconds: a lazy commit takes tens to hundreds of them, a
+ * flush milliseconds, a stalled disk seconds. */
+#define TIME_BUCKETS 13
+static const uint64_t time_bounds_us[TIME_BUCKETS] = {
+    50, 100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 1000000};
+/* Writes per batch: powers of two up to BATCH_MAX. */
+#define SIZE_BUCKETS 11
+static const uint64_t size_bounds[SIZE_BUCKETS] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024};
+
+_Static_assert(TIME_BUCKETS <= QRL_STORE_HIST_MAX && SIZE_BUCKETS <= QRL_STORE_HIST_MAX,
+               "a qrl_store_hist holds at most QRL_STORE_HIST_MAX bounds");
+
+struct stat_hist {
+    _Atomic uint64_t count[QRL_STORE_HIST_MAX + 1];
+    _Atomic uint64_t sum;
+};
+static struct stat_hist commit_hist, sync_hist, size_hist;
+/* Batches committed: the probe learns from it that our own writer holds the write lock. */
+static _Atomic uint64_t commits_done;
+
+static void hist_add(struct stat_hist *h, const uint64_t *bounds, size_t n, uint64_t v)
+{
+    size_t b = 0;
+
+    while (b < n && v > bounds[b])
+        b++;
+    atomic_fetch_add_explicit(&h->count[b], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&h->sum, v, memory_order_relaxed);
+}
+
+static void hist_read(const struct stat_hist *h, const uint64_t *bounds, size_t n,
+                      qrl_store_hist *out)
+{
+    out->n = n;
+    for (size_t i = 0; i < n; i++)
+        out->le[i] = bounds[i];
+    for (size_t i = 0; i <= n; i++)
+        out->count[i] = atomic_load_explicit(&h->count[i], memory_order_relaxed);
+    out->sum = atomic_load_explicit(&h->sum, memory_order_relaxed);
+}
+
+static uint64_t now_us(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+/* A batch of `n` writes ended, begun at `t0`: counted when it committed. */
+static void stat_commit(uint64_t t0, size_t n, qrl_err rc)
+{
+    if (rc != QRL_OK)
+        return;
+    hist_add(&commit_hist, time_bounds_us, TIME_BUCKETS, now_us() - t0);
+    hist_add(&size_hist, size_bounds, SIZE_BUCKETS, n);
+    atomic_fetch_add_explicit(&commits_done, 1, memory_order_relaxed);
+}
+
+/* Tries the write lock of the database on a connection of its own, which it never writes
+ * through: BEGIN IMMEDIATE takes the lock or fails at once (no busy wait), ROLLBACK gives it
+ * back. Our own writer holds the lock during each of its batches, so a refusal counts only if
+ * our writer committed nothing meanwhile either: a few tries a few milliseconds apart. */
+#define PROBE_TRIES 5
+#define PROBE_PAUSE_MS 20
+
+static qrl_err write_probe(sqlite_store *s)
+{
+    uint64_t before = atomic_load_explicit(&commits_done, memory_order_relaxed);
+    sqlite3 *db = NULL;
+    qrl_err rc = QRL_ERR_STORE;
+    int src = sqlite3_open_v2(s->path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX,
+                              qrl__walbuf_usable() ? QRL__WALBUF_VFS : NULL);
+
+    for (int i = 0; src == SQLITE_OK && i < PROBE_TRIES; i++) {
+        int brc = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+        if (brc == SQLITE_OK) {
+            (void)sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+            rc = QRL_OK;
+            break;
+        }
+        if (brc != SQLITE_BUSY) {
+            qrl__sqlite_log_db(db, "readiness probe");
+            rc = QRL_ERR_STORE;
+            break;
+        }
+        if (atomic_load_explicit(&commits_done, memory_order_relaxed) != before) {
+            rc = QRL_OK; /* our writer has the lock, and commits */
+            break;
+        }
+        rc = QRL_ERR_BUSY;
+        nanosleep(&(struct timespec){0, PROBE_PAUSE_MS * 1000000L}, NULL);
+    }
+    sqlite3_close(db);
+    return rc;
+}
+
+qrl_err qrl__sqlite_health(qrl_store *st, int probe, qrl_store_health *out)
+{
+    if (st == NULL)
+        return QRL_ERR_INVALID;
+    if (out != NULL) {
+        hist_read(&commit_hist, time_bounds_us, TIME_BUCKETS, &out->commit_us);
+        hist_read(&sync_hist, time_bounds_us, TIME_BUCKETS, &out->sync_us);
+        hist_read(&size_hist, size_bounds, SIZE_BUCKETS, &out->batch_writes);
+    }
+    return probe ? write_probe((sqlite_store *)st) : QRL_OK;
+}
 
 static int batch_durable(struct wop *w)
 {
@@ -77,7 +196,7 @@ static qrl_err commit_batch(struct conn *c, int durable)
 
 /* Runs one batch on the writer's connection, committing it with an fsync only when `durable`.
  * Sets every op's rc; returns the batch's (not QRL_OK: nothing of it was committed). */
-static qrl_err run_batch(struct conn *c, struct wop *batch, int durable)
+static qrl_err run_batch(sqlite_store *s, struct conn *c, struct wop *batch, int durable)
 {
     qrl_err rc = qrl__sqlite_exec_id(c, ST_BEGIN, "begin");
 
@@ -86,18 +205,22 @@ static qrl_err run_batch(struct conn *c, struct wop *batch, int durable)
         for (struct wop *w = batch; w != NULL; w = w->next) {
             w->rc = w->fn(w->arg);
             /* Some failures (disk full, I/O error) make SQLite roll the whole transaction
-             * back: then nothing of this batch will be committed. */
+             * back: then nothing of this batch will be committed. A full disk stays what it
+             * is for every write of the batch, a reason to come back later (QRL_ERR_BUSY). */
             if (sqlite3_get_autocommit(c->db)) {
-                rc = QRL_ERR_STORE;
+                rc = w->rc == QRL_ERR_BUSY ? QRL_ERR_BUSY : QRL_ERR_STORE;
                 break;
             }
         }
         c->in_batch = 0;
+        QRL_CRASH_POINT_IF(rc == QRL_OK && batch_durable(batch), SQLITE_BEFORE_COMMIT);
         if (rc == QRL_OK)
             rc = commit_batch(c, durable);
         else
             qrl__sqlite_tx_end(c, 0);
     }
+    /* After the commit, before any caller of the batch hears of it (store.h, lr_stamp). */
+    qrl__sqlite_stamps_bump(s);
     for (struct wop *w = batch; w != NULL; w = w->next)
         if (rc != QRL_OK)
             w->rc = rc;
@@ -227,6 +350,7 @@ static void *syncer_main(void *arg)
     pthread_mutex_lock(&s->wmu);
     for (;;) {
         struct wop *ops, *next;
+        uint64_t t0;
         int ok;
 
         while (s->shead == NULL && !s->sstop)
@@ -237,8 +361,11 @@ static void *syncer_main(void *arg)
         s->shead = s->stail = NULL;
         pthread_mutex_unlock(&s->wmu);
         hold_point_syncer();
+        QRL_CRASH_POINT(SQLITE_BEFORE_FDATASYNC);
+        t0 = now_us();
         ok = fdatasync(s->sync_fd) == 0;
         if (ok) {
+            hist_add(&sync_hist, time_bounds_us, TIME_BUCKETS, now_us() - t0);
             count_wal_sync();
         } else {
             /* What reached the disk is unknown: these callers hear of a failure, and from now
@@ -399,6 +526,8 @@ static void *writer_main(void *arg)
                 w->rc = open_rc;
         } else {
             int durable = batch_durable(batch), piped;
+            uint64_t t0;
+            qrl_err brc;
 
             if (durable && !s->sync_tried && s->syncer_started)
                 sync_open(s, c);
@@ -407,7 +536,10 @@ static void *writer_main(void *arg)
             pthread_mutex_unlock(&s->wmu);
             /* A durable batch is committed without its fsync and handed to the syncer: the
              * writer goes on with the next batch while the disk flushes this one. */
-            if (run_batch(c, batch, durable && !piped) == QRL_OK && piped) {
+            t0 = now_us();
+            brc = run_batch(s, c, batch, durable && !piped);
+            stat_commit(t0, n, brc);
+            if (brc == QRL_OK && piped) {
                 /* The lazy writes of the batch are done once committed, as in a batch of their
                  * own: woken now. Only the durable ones wait for the flush. */
                 struct wop *dhead = NULL, **dt = &dhead, *dtail = NULL, *lazy = NULL, **lt = &lazy;
