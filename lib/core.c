@@ -163,7 +163,7 @@ void qrl_core_clock_advance(qrl_core *core, int64_t ms)
 void qrl__notify(qrl_core *core, int64_t lr_id)
 {
     /* Not needed for correctness (the store's stamp has moved), but frees the entry now. */
-    if (core->pending != NULL)
+    if (core->pending != NULL && lr_id > 0)
         qrl__pending_forget(core->pending, lr_id);
     if (core->cfg.on_change != NULL)
         core->cfg.on_change(core->cfg.on_change_ud, lr_id);

@@ -79,6 +79,9 @@ void qrl__user_code_new(char out[QRL_USER_CODE_LEN + 1]);
 qrl_err qrl__strcpy(char *dst, size_t dstlen, const char *src);
 
 /* --- pollrate.c: in-memory per-request poll bookkeeping (RFC 8628 section 3.5) --- */
+/* A poll arriving this much earlier than the interval is still on time: network jitter and the
+ * client's timer granularity must not turn a compliant client into a "too fast" one. */
+#define QRL__POLL_SLACK_MS 1000
 struct qrl__polltab *qrl__polltab_new(void);
 void qrl__polltab_free(struct qrl__polltab *t);
 /* Decides about a poll arriving at `now`. Returns QRL_ERR_SLOW_DOWN when too fast (and grows

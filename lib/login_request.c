@@ -386,10 +386,22 @@ qrl_err qrl_token_device_code(qrl_core *core, const char *client_id, const char 
         /* A client that asks to be held for at least the interval is not polling: it is
          * waiting in the server, which is what we want it to do. */
         int exempt = (flags & QRL_POLL_WAIT) && wait_s >= lr.interval_s;
-        rc = qrl__poll_arrive(core->polls, lr.id, now, lr.interval_s, exempt, &res->interval_s,
-                              &told);
-        if (rc == QRL_ERR_SLOW_DOWN)
-            return rc;
+        if (core->st->m->lr_poll != NULL) {
+            /* A store shared by several nodes keeps the interval rules (store.h, lr_poll):
+             * the previous poll may have been answered by another node. What this client was
+             * last told stays this node's (it only decides whether a hold waits). */
+            rc = core->st->m->lr_poll(core->st, lr.id, now, exempt, QRL__POLL_SLACK_MS,
+                                      QRL_SLOW_DOWN_STEP_S, QRL_MAX_POLL_INTERVAL_S,
+                                      &res->interval_s);
+            if (rc != QRL_OK)
+                return rc;
+            told = qrl__poll_last_state(core->polls, lr.id);
+        } else {
+            rc = qrl__poll_arrive(core->polls, lr.id, now, lr.interval_s, exempt,
+                                  &res->interval_s, &told);
+            if (rc == QRL_ERR_SLOW_DOWN)
+                return rc;
+        }
     }
 
     for (int round = 0; round < 3; round++) {

@@ -23,9 +23,6 @@
 #include "internal.h"
 #include "qrlogin/limits.h"
 
-/* Poll arriving this much earlier than the interval is still on time: network jitter and the
- * client's timer granularity must not turn a compliant client into a "too fast" one. */
-#define SLACK_MS 1000
 /* Buckets at first: a power of two, a multiple of SWEEP_SLICE; 512 KiB, touched only as buckets
  * are used. The table doubles whenever it holds more entries than buckets, so chains stay about
  * one entry long: with a fixed 65,536 the chains of a server making 20,000 requests a second
@@ -144,7 +141,7 @@ static qrl_err arrive(struct entry *e, int64_t now_ms, int exempt)
 {
     e->touched_ms = now_ms;
     if (!exempt && e->last_answer_ms != 0 &&
-        now_ms - e->last_answer_ms < (int64_t)e->interval_s * 1000 - SLACK_MS) {
+        now_ms - e->last_answer_ms < (int64_t)e->interval_s * 1000 - QRL__POLL_SLACK_MS) {
         if (e->interval_s + QRL_SLOW_DOWN_STEP_S <= QRL_MAX_POLL_INTERVAL_S)
             e->interval_s += QRL_SLOW_DOWN_STEP_S;
         e->last_answer_ms = now_ms;

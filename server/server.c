@@ -534,7 +534,13 @@ qrl_err qrl_server_log_reopen(qrl_server *srv)
 void qrl_server_on_change(void *ud, int64_t lr_id)
 {
     qrl_server *srv = ud;
-    qrl__hub_notify(srv->hub, lr_id);
+
+    /* 0: the store lost track of changes for a while (store.h, set_notify): every held
+     * request reads its state again. */
+    if (lr_id == 0)
+        qrl__hub_wake_all(srv->hub, false);
+    else
+        qrl__hub_notify(srv->hub, lr_id);
 }
 
 void qrl_server_handoff(qrl_server *srv, qrl_handoff *h)

@@ -31,9 +31,10 @@ extern "C" {
 
 typedef struct qrl_core qrl_core;
 
-/* Called after every state change of a login request that this process made, with the
- * request id. Used by the server to wake held requests. Must be quick and must not call back
- * into the core. */
+/* Called after every state change of a login request, with the request id: those this process
+ * made, and those the store reports from elsewhere (store.h, set_notify: there a negative id
+ * is a revoked device and 0 means "anything may have changed"). Used by the server to wake
+ * held requests. Must be quick and must not call back into the core. */
 typedef void (*qrl_change_fn)(void *ud, int64_t lr_id);
 
 struct qrl_tokens;

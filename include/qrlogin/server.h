@@ -63,7 +63,9 @@ int qrl_server_header_name_valid(const char *name);
  * qrl_server_on_change with the server as user data before requests arrive: use
  * qrl_server_new() + qrl_server_listen() when the core is created after the server. */
 qrl_err qrl_server_new(const qrl_server_config *cfg, qrl_server **out);
-/* Hook for qrl_config.on_change; `ud` is the qrl_server. */
+/* Hook for qrl_config.on_change; `ud` is the qrl_server. lr_id > 0: that login request
+ * changed; < 0: device -lr_id was revoked; 0: anything may have changed (every held request
+ * looks again). */
 void qrl_server_on_change(void *ud, int64_t lr_id);
 /* Fills `h` so that approvals hand tokens straight to screens held by this server. */
 void qrl_server_handoff(qrl_server *srv, qrl_handoff *h);

@@ -52,7 +52,7 @@
 extern "C" {
 #endif
 
-#define QRL_STORE_VERSION 8
+#define QRL_STORE_VERSION 9
 #define QRL_HASH_BYTES 32
 /* crypto_pwhash_STRBYTES is 128 in libsodium. */
 #define QRL_PWHASH_MAX 128
@@ -372,7 +372,12 @@ typedef struct qrl_store_methods {
     /* Installs the hook through which the backend reports a login request changed by someone
      * other than this handle's callers (another node's approval, seen through PostgreSQL
      * LISTEN/NOTIFY for example): fn(ud, lr_id) once per such change, from any thread, at any
-     * time from here until the next set_notify or close returns. fn does not call the store and
+     * time from here until the next set_notify or close returns. A negative value -d reports
+     * that device d was revoked (what the server's held requests of a signed-in screen wait
+     * for); 0 reports that anything may have changed (the backend lost its view of changes
+     * for a while, e.g. its notification connection dropped and came back), so everything
+     * waiting must look again. A backend may also report changes made through this handle
+     * (they are reported twice, which is harmless). fn does not call the store and
      * returns quickly (it wakes whoever waits for lr_id). fn NULL removes the hook. A backend
      * that sees no changes but its own callers' accepts the hook and never calls it: the core
      * reports those changes itself. The SQLite backend does so (a second process writing the
@@ -414,6 +419,18 @@ typedef struct qrl_store_methods {
      * and returns QRL_OK. The SQLite backend counts the writes of every SQLite store of the
      * process together (a server has one). NULL when the backend has neither. */
     qrl_err (*health)(qrl_store *st, int probe, qrl_store_health *out);
+    /* --- version 9: several nodes on one database --- */
+    /* The RFC 8628 section 3.5 bookkeeping of one poll of request `id`, kept in the database
+     * by a backend that several nodes share (one node's memory cannot see the polls another
+     * node answered). Atomically: when `exempt` is 0 and the previous recorded poll of the
+     * request lies less than interval * 1000 - slack_ms before now_ms, the interval grows by
+     * step_s (to at most max_s) and QRL_ERR_SLOW_DOWN is returned; otherwise QRL_OK. Unless
+     * `exempt`, the poll is recorded at now_ms either way. *interval_s (may be NULL) gets the
+     * interval in force afterwards; a request starts at its own interval_s. QRL_ERR_NOT_FOUND
+     * when there is no such request. Lazy. A backend for one node (SQLite) sets it NULL: the
+     * core keeps this in memory, which is faster. */
+    qrl_err (*lr_poll)(qrl_store *st, int64_t id, int64_t now_ms, int exempt, int slack_ms,
+                       int step_s, int max_s, int *interval_s);
 } qrl_store_methods;
 
 struct qrl_store {
@@ -427,6 +444,20 @@ struct qrl_store {
  * SQLite library version the shim was tested with; with any other it uses SQLite's own VFS and
  * says so once per process on stderr. */
 qrl_err qrl_store_sqlite_open(const char *path, qrl_store **out, char *errbuf, size_t errlen);
+
+/* Opens the PostgreSQL store at `conninfo`, a libpq connection URI
+ * (postgresql://user@host:port/dbname) or key=value string, creating its tables or migrating
+ * them (once, when several nodes start together) and refusing a schema newer than this build.
+ * Several processes ("nodes") may open one database: every guarantee of this header holds
+ * across them, and each node hears of the others' changes through set_notify. Errors and
+ * handle as for qrl_store_sqlite_open; a message never holds the URI's password. Thread-safe:
+ * each method leases a connection of the handle's pool (QRLOGIN_PG_POOL, default 16). */
+qrl_err qrl_store_postgres_open(const char *conninfo, qrl_store **out, char *errbuf,
+                                size_t errlen);
+
+/* Opens the store `spec` names: PostgreSQL for a URI starting with postgres:// or
+ * postgresql://, else the SQLite database file at that path. As the two functions above. */
+qrl_err qrl_store_open(const char *spec, qrl_store **out, char *errbuf, size_t errlen);
 
 #ifdef __cplusplus
 }

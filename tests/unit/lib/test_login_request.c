@@ -1169,6 +1169,60 @@ static void test_polls_answered_from_memory_follow_every_change(void **state)
     f->st->m = real_m;
 }
 
+/* A store shared by several nodes keeps the interval rules (store.h, lr_poll): the core asks
+ * it about every poll instead of its own memory, passes the RFC 8628 numbers, and answers
+ * slow_down with the interval the store gives. */
+static int polls_asked, poll_exempt_seen;
+
+static qrl_err shared_lr_poll(qrl_store *st, int64_t id, int64_t now_ms, int exempt, int slack_ms,
+                              int step_s, int max_s, int *interval_s)
+{
+    (void)st;
+    (void)id;
+    (void)now_ms;
+    assert_int_equal(slack_ms, 1000);
+    assert_int_equal(step_s, 5);
+    assert_int_equal(max_s, QRL_MAX_POLL_INTERVAL_S);
+    polls_asked++;
+    poll_exempt_seen += exempt;
+    *interval_s = polls_asked == 2 ? 10 : 5;
+    return polls_asked == 2 ? QRL_ERR_SLOW_DOWN : QRL_OK;
+}
+
+static void test_interval_rules_kept_by_a_shared_store(void **state)
+{
+    fx *f = *state;
+    qrl_device_auth da;
+    qrl_poll_result res;
+    qrl_config cfg;
+    qrl_core *core;
+
+    real_m = f->st->m;
+    counting_m = *real_m;
+    counting_m.lr_poll = shared_lr_poll;
+    counting_m.lr_stamp = NULL; /* as a shared backend: no per-node cache */
+    f->st->m = &counting_m;
+    polls_asked = poll_exempt_seen = 0;
+    qrl_config_defaults(&cfg);
+    assert_int_equal(qrl_core_new(&cfg, f->st, &core), QRL_OK);
+    assert_int_equal(qrl_device_authorize(core, "tv-app", NULL, "TV", "tv", "", &da), QRL_OK);
+    assert_int_equal(qrl_token_device_code(core, "tv-app", da.device_code, 0, 0, "", &res),
+                     QRL_ERR_PENDING);
+    /* The store says the previous poll (answered by any node) was too recent. */
+    assert_int_equal(qrl_token_device_code(core, "tv-app", da.device_code, 0, 0, "", &res),
+                     QRL_ERR_SLOW_DOWN);
+    assert_int_equal(res.interval_s, 10);
+    /* A held wait for at least the interval is exempt, and the store is told so. */
+    assert_int_equal(
+        qrl_token_device_code(core, "tv-app", da.device_code, QRL_POLL_WAIT | QRL_POLL_FINAL, 30,
+                              "", &res),
+        QRL_ERR_PENDING);
+    assert_int_equal(polls_asked, 3);
+    assert_int_equal(poll_exempt_seen, 1);
+    qrl_core_free(core);
+    f->st->m = real_m;
+}
+
 /* The sweep forgets what memory held about old requests and deletes rows expired for a day:
  * afterwards their codes are simply unknown. */
 static void test_sweep(void **state)
@@ -1208,6 +1262,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_device_authorization_limits, setup, teardown),
         cmocka_unit_test_setup_teardown(test_approval_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sweep_undecided, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_interval_rules_kept_by_a_shared_store, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_bad_input, setup, teardown),
         cmocka_unit_test_setup_teardown(test_device_platform, setup, teardown),
         cmocka_unit_test_setup_teardown(test_device_name_display_safety, setup, teardown),
