@@ -49,6 +49,12 @@ static void serve_usage(FILE *f)
           "                            default 2592000 (30 days), 60..315360000 (10 years)\n"
           "  --session-ttl SECONDS     phone session lifetime [QRLOGIN_SESSION_TTL];\n"
           "                            default 2592000 (30 days), 60..315360000 (10 years)\n"
+          "  --device-idle-ttl SECONDS a linked device unused this long stops working\n"
+          "                            [QRLOGIN_DEVICE_IDLE_TTL]; default 2592000 (30 days),\n"
+          "                            0 = never, else 3600..315360000\n"
+          "  --refresh-max-ttl SECONDS refresh tokens end this long after their device was\n"
+          "                            linked [QRLOGIN_REFRESH_MAX_TTL]; default 15552000\n"
+          "                            (180 days), 0 = never, else 3600..315360000\n"
           "  --introspection-secret S  secret resource servers use for /oauth/introspect\n"
           "                            [QRLOGIN_INTROSPECTION_SECRET]; unset disables it\n"
           "  --threads N               worker threads [QRLOGIN_THREADS]; default 64, or 2 per\n"
@@ -115,6 +121,7 @@ struct serve_opts {
     const char *listen, *public_url, *db, *secret;
     const char *listen_src; /* "--listen" or "QRLOGIN_LISTEN", for messages */
     long long request_ttl, access_ttl, refresh_ttl, session_ttl, threads;
+    long long idle_ttl, refresh_max_ttl; /* -1: not given */
     long long max_conn, conn_mem, conn_timeout, per_ip;
     int access_log, demo, demo_reset, check_config;
     /* Operating: logs, proxies, metrics (docs/cli.md). */
@@ -268,6 +275,8 @@ static int parse_opts(int argc, char **argv, struct serve_opts *o, qrl_cli_conf 
         CONN_MEM,
         CONN_TIMEOUT,
         PER_IP,
+        IDLE_TTL,
+        REFRESH_MAX_TTL,
         NUM_OPTS
     };
     struct num_opt num[NUM_OPTS] = {
@@ -288,6 +297,10 @@ static int parse_opts(int argc, char **argv, struct serve_opts *o, qrl_cli_conf 
                           &o->conn_timeout},
         [PER_IP] = {"--per-ip-limit", "QRLOGIN_PER_IP_LIMIT", "connections", 0, 1000000,
                     &o->per_ip},
+        [IDLE_TTL] = {"--device-idle-ttl", "QRLOGIN_DEVICE_IDLE_TTL", "seconds", 0,
+                      86400 * 3650LL, &o->idle_ttl},
+        [REFRESH_MAX_TTL] = {"--refresh-max-ttl", "QRLOGIN_REFRESH_MAX_TTL", "seconds", 0,
+                             86400 * 3650LL, &o->refresh_max_ttl},
     };
     static const struct option longopts[] = {
         {"listen", required_argument, NULL, 'l'},
@@ -304,6 +317,8 @@ static int parse_opts(int argc, char **argv, struct serve_opts *o, qrl_cli_conf 
         {"connection-memory", required_argument, NULL, 1000 + CONN_MEM},
         {"connection-timeout", required_argument, NULL, 1000 + CONN_TIMEOUT},
         {"per-ip-limit", required_argument, NULL, 1000 + PER_IP},
+        {"device-idle-ttl", required_argument, NULL, 1000 + IDLE_TTL},
+        {"refresh-max-ttl", required_argument, NULL, 1000 + REFRESH_MAX_TTL},
         {"demo", no_argument, NULL, 'D'},
         {"demo-reset", no_argument, NULL, 'R'},
         {"config", required_argument, NULL, 'c'},
@@ -332,6 +347,7 @@ static int parse_opts(int argc, char **argv, struct serve_opts *o, qrl_cli_conf 
     o->listen = "127.0.0.1:8080";
     o->listen_src = "the default";
     o->per_ip = 256;
+    o->idle_ttl = o->refresh_max_ttl = -1;
     o->db = "qrlogin.db";
     optind = 1;
     while ((c = getopt_long(conf->argc, conf->argv, "h", longopts, NULL)) != -1) {
@@ -396,6 +412,13 @@ static int parse_opts(int argc, char **argv, struct serve_opts *o, qrl_cli_conf 
     for (int i = 0; i < NUM_OPTS; i++)
         if (!num_opt_parse(&num[i]))
             return 2;
+    /* 0 means never; a lifetime under an hour would sign devices out while in use. */
+    for (int i = IDLE_TTL; i <= REFRESH_MAX_TTL; i++)
+        if (num[i].val != NULL && *num[i].out > 0 && *num[i].out < 3600) {
+            qrl_cli_err("%s must be 0 (never) or from 3600 to 315360000 seconds (got '%s')",
+                        num[i].src, num[i].val);
+            return 2;
+        }
     if (o->client_ip_header != NULL && o->trusted_proxy == NULL) {
         qrl_cli_err("%s has no effect without --trusted-proxy: name the proxies whose header "
                     "is to be believed",
@@ -646,6 +669,10 @@ int qrl_cli_serve(int argc, char **argv)
         cfg.refresh_ttl_s = o.refresh_ttl;
     if (o.session_ttl)
         cfg.session_ttl_s = o.session_ttl;
+    if (o.idle_ttl >= 0)
+        cfg.device_idle_ttl_s = o.idle_ttl;
+    if (o.refresh_max_ttl >= 0)
+        cfg.refresh_max_ttl_s = o.refresh_max_ttl;
     limits_apply(&o, &cfg);
     cfg.on_change = qrl_server_on_change;
     cfg.on_change_ud = srv;

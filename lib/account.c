@@ -270,6 +270,11 @@ static qrl_err bearer_auth(qrl_core *core, const char *token, const char *addres
             return rc == QRL_ERR_NOT_FOUND ? QRL_ERR_UNAUTHORIZED : rc;
         }
     }
+    /* Unused for too long: the device no longer works (qrl_config.device_idle_ttl_s). */
+    if (qrl_device_idle(core, &out->device, now)) {
+        memset(out, 0, sizeof *out);
+        return QRL_ERR_UNAUTHORIZED;
+    }
     out->account_id = tok.account_id;
     out->device_id = tok.device_id;
     if (now - out->device.last_seen_ms > LAST_SEEN_GRANULARITY_MS)

@@ -20,6 +20,8 @@ void qrl_config_defaults(qrl_config *cfg)
         .access_ttl_s = 3600,
         .refresh_ttl_s = 30 * 24 * 3600,
         .session_ttl_s = 30 * 24 * 3600,
+        .device_idle_ttl_s = 30 * 24 * 3600,
+        .refresh_max_ttl_s = 180 * 24 * 3600,
         .interval_s = 5,
         .user_code_account = {5, 900},
         .user_code_addr = {20, 900},
@@ -53,6 +55,8 @@ static int config_valid(const qrl_config *c)
 {
     return c->request_ttl_s >= 10 && c->request_ttl_s <= 3600 && c->access_ttl_s >= 60 &&
            c->refresh_ttl_s >= 60 && c->session_ttl_s >= 60 && c->interval_s >= 1 &&
+           (c->device_idle_ttl_s == 0 || c->device_idle_ttl_s >= 3600) &&
+           (c->refresh_max_ttl_s == 0 || c->refresh_max_ttl_s >= 3600) &&
            c->interval_s <= 60 && limit_valid(c->user_code_account) &&
            limit_valid(c->user_code_addr) && limit_valid(c->sign_in_user) &&
            limit_valid(c->sign_in_addr) && limit_valid(c->device_auth_addr) && limit_valid(c->device_auth_client) &&
@@ -186,6 +190,13 @@ void qrl__address_key(const char *address, char *out, size_t len)
         return;
     }
     snprintf(out, len, "%s", address != NULL ? address : "");
+}
+
+int qrl_device_idle(const qrl_core *core, const qrl_device_rec *dev, int64_t now_ms)
+{
+    int64_t seen = dev->last_seen_ms > dev->created_ms ? dev->last_seen_ms : dev->created_ms;
+
+    return core->cfg.device_idle_ttl_s > 0 && now_ms - seen > core->cfg.device_idle_ttl_s * 1000;
 }
 
 /* The wait the last refusal of this thread asked for (qrl_retry_after_s). */

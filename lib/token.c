@@ -68,6 +68,18 @@ qrl_err qrl_token_refresh(qrl_core *core, const char *client_id, const char *ref
         return QRL_ERR_NOT_FOUND;
     if (client_id != NULL && strcmp(probe.client_id, client_id) != 0)
         return QRL_ERR_INVALID_CLIENT;
+    /* A device unused for too long, or linked longer ago than refresh tokens may live in all,
+     * signs in again: the token is refused as expired (nothing is rotated). */
+    qrl_device_rec dev;
+    rc = core->st->m->device_get(core->st, probe.device_id, &dev);
+    if (rc == QRL_ERR_NOT_FOUND)
+        return QRL_ERR_REVOKED;
+    if (rc != QRL_OK)
+        return rc;
+    if (qrl_device_idle(core, &dev, now) ||
+        (core->cfg.refresh_max_ttl_s > 0 &&
+         now - dev.created_ms >= core->cfg.refresh_max_ttl_s * 1000))
+        return QRL_ERR_EXPIRED;
     /* Refreshes per device: a screen refreshes about once per access-token lifetime; a loop
      * (or a stolen token replayed in a hurry) is refused before it rotates anything. */
     char kr[48];
@@ -86,6 +98,9 @@ qrl_err qrl_token_refresh(qrl_core *core, const char *client_id, const char *ref
     QRL_CRASH_POINT(ROTATE_COMMITTED);
     out->device_id = old.device_id;
     out->account_id = probe.account_id;
+    /* A refresh is a use of the device (qrl_config.device_idle_ttl_s). Lazy, and a failure
+     * only makes it look older. */
+    (void)core->st->m->device_touch(core->st, old.device_id, now, NULL);
     return QRL_OK;
 }
 
@@ -93,7 +108,9 @@ qrl_err qrl_introspect(qrl_core *core, const char *token, qrl_introspection *out
 {
     qrl_token_rec tok;
     qrl_account_rec acc;
+    qrl_device_rec dev;
     qrl_hash h;
+    int64_t now = qrl_core_now_ms(core);
     qrl_err rc;
 
     memset(out, 0, sizeof *out);
@@ -102,19 +119,18 @@ qrl_err qrl_introspect(qrl_core *core, const char *token, qrl_introspection *out
         !qrl__secret_has_prefix(token, QRL__PFX_SESSION))
         return QRL_OK;
     qrl__token_key(token, &h);
-    rc = core->st->m->token_lookup(core->st, &h, &tok);
+    /* The token, its account and its device in one read. */
+    rc = core->st->m->token_auth(core->st, &h, &tok, &acc, &dev);
     if (rc == QRL_ERR_NOT_FOUND)
         return QRL_OK;
     if (rc != QRL_OK)
         return rc;
-    if (tok.expires_ms <= qrl_core_now_ms(core) || tok.revoked_ms != 0 || tok.used_ms != 0 ||
-        tok.device_revoked || tok.account_disabled)
+    if (tok.expires_ms <= now || tok.revoked_ms != 0 || tok.used_ms != 0 || tok.device_revoked ||
+        tok.account_disabled || qrl_device_idle(core, &dev, now))
         return QRL_OK;
-    rc = core->st->m->account_get(core->st, tok.account_id, &acc);
-    if (rc == QRL_ERR_NOT_FOUND)
-        return QRL_OK;
-    if (rc != QRL_OK)
-        return rc;
+    /* A resource server checking the screen's access token is the screen using it. */
+    if (now - dev.last_seen_ms > 60000)
+        (void)core->st->m->device_touch(core->st, dev.id, now, NULL);
     out->active = 1;
     out->kind = tok.kind;
     out->device_id = tok.device_id;

@@ -245,13 +245,14 @@ enum MHD_Result qrl__h_lr_deny(qrl__req *r, const char *code)
     return lr_error(r, rc, &lr);
 }
 
-static json_t *device_json(const qrl_device_rec *d, int64_t current,
+static json_t *device_json(const qrl_device_rec *d, int64_t current, int expired,
                            const char *(*label)(const char *kind))
 {
-    json_t *o = json_pack("{s:I, s:s, s:s, s:s, s:I, s:I, s:b}", "id", (json_int_t)d->id, "name",
-                          d->name, "kind", d->kind, "address", d->address, "created_at",
+    json_t *o = json_pack("{s:I, s:s, s:s, s:s, s:I, s:I, s:b, s:b}", "id", (json_int_t)d->id,
+                          "name", d->name, "kind", d->kind, "address", d->address, "created_at",
                           (json_int_t)(d->created_ms / 1000), "last_seen_at",
-                          (json_int_t)(d->last_seen_ms / 1000), "current", d->id == current);
+                          (json_int_t)(d->last_seen_ms / 1000), "current", d->id == current,
+                          "expired", expired);
 
     if (o != NULL && label != NULL)
         json_object_set_new(o, "kind_label", json_string(label(d->kind)));
@@ -274,8 +275,11 @@ enum MHD_Result qrl__respond_devices(qrl__req *r, const qrl_auth *auth, enum qrl
         return qrl__respond_err(r, rc, ctx);
     }
     arr = json_array();
+    int64_t now = qrl_core_now_ms(r->srv->core);
     for (size_t i = 0; i < n; i++)
-        json_array_append_new(arr, device_json(&devs[i], auth->device_id, label));
+        json_array_append_new(arr, device_json(&devs[i], auth->device_id,
+                                               qrl_device_idle(r->srv->core, &devs[i], now),
+                                               label));
     free(devs);
     return qrl__respond_json(r, 200, json_pack("{s:o}", "devices", arr));
 }

@@ -10,10 +10,13 @@
     const name = d.name || 'Unnamed device';
     const title = h('p', { class: 'name' }, name);
     if (d.current) title.append(h('span', { class: 'badge' }, 'This device'));
+    // Unused for too long: it no longer works until it is signed in again.
+    if (d.expired) title.append(h('span', { class: 'badge expired' }, 'Expired'));
     const meta = h('p', { class: 'meta' },
       h('span', { text: kindWord(d.kind) + (d.platform ? ' \u00b7 ' + d.platform : '') }),
       h('span', { text: 'Linked ' + QRL.date(d.created_at) + (d.address ? ' from ' + d.address : '') }),
-      h('span', { text: 'Last seen ' + QRL.lastSeen(d.last_seen_at) }));
+      h('span', { text: 'Last seen ' + QRL.lastSeen(d.last_seen_at) +
+        (d.expired ? ' \u00b7 unused too long, signed out' : '') }));
     const remove = h('button', {
       type: 'button', class: 'danger secondary', 'data-device-id': d.id,
       'aria-label': 'Remove \u201c' + name + '\u201d',

@@ -65,6 +65,13 @@ typedef struct qrl_config {
     int64_t access_ttl_s;  /* access token lifetime; default 3600 */
     int64_t refresh_ttl_s; /* refresh token lifetime; default 30 days */
     int64_t session_ttl_s; /* phone session lifetime; default 30 days */
+    /* A linked device unused this long stops working (its tokens and session are refused) and
+     * is listed as expired; default 30 days, 0: never. Use is an authenticated request, a
+     * refresh or an introspection of its access token. */
+    int64_t device_idle_ttl_s;
+    /* Refresh tokens stop this long after their device was linked, however often they were
+     * rotated (the screen then signs in again); default 180 days, 0: never. */
+    int64_t refresh_max_ttl_s;
     int interval_s;        /* RFC 8628 polling interval; default 5 */
     /* User-code misses per account and per client address (an IPv6 address counts by its
      * /64); a lookup that finds its request is not counted. Defaults 5 and 20 per 15 minutes:
@@ -96,6 +103,10 @@ typedef struct qrl_config {
 void qrl_config_defaults(qrl_config *cfg);
 /* Turns every rate limit of `cfg` off (benchmarks from one address). */
 void qrl_config_no_limits(qrl_config *cfg);
+
+/* Nonzero when `dev` has not been used for longer than device_idle_ttl_s at now_ms: it no
+ * longer works and is listed as expired. */
+int qrl_device_idle(const qrl_core *core, const qrl_device_rec *dev, int64_t now_ms);
 
 /* After a call of this thread returned QRL_ERR_RATE_LIMITED: the seconds until the limit that
  * refused it takes an attempt again (at least 1), for a Retry-After header. Like errno, it

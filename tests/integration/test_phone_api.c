@@ -551,6 +551,49 @@ static void test_devices_and_revocation_scope(void **state)
     assert_int_equal(it_introspect_active(s, alice.session), 0);
 }
 
+/* A device unused for 30 days (the default) stops working and the devices list says so: the
+ * screen's access token is no longer active and its refresh is refused; a phone signed in
+ * again sees both the screen and its old session as expired, itself not. */
+static void test_idle_devices_expire(void **state)
+{
+    it_server *s = *state;
+    it_phone old, fresh;
+    it_tokens tv;
+    long long tv_id;
+
+    it_phone_sign_in(s, IT_USER, IT_PASSWORD, "Old phone", &old);
+    it_login_screen(s, &old, &tv, &tv_id);
+    assert_true(it_introspect_active(s, tv.access_token) == 1);
+    it_clock_advance(s, 31LL * 24 * 3600 * 1000);
+    assert_int_equal(it_introspect_active(s, tv.access_token), 0);
+    it_resp *r = it_refresh(s, IT_CLIENT_ID, tv.refresh_token);
+    it_expect_oauth_error(r, "invalid_grant");
+    it_resp_free(r);
+    r = it_json_send(s, "GET", "/v1/devices", old.session, NULL);
+    it_expect(r, 401, NULL);
+    it_resp_free(r);
+
+    it_phone_sign_in(s, IT_USER, IT_PASSWORD, "New phone", &fresh);
+    r = it_json_send(s, "GET", "/v1/devices", fresh.session, NULL);
+    it_expect(r, 200, NULL);
+    json_t *list = json_object_get(r->json, "devices");
+    int checked = 0;
+    for (size_t i = 0; i < json_array_size(list); i++) {
+        json_t *d = json_array_get(list, i);
+        long long id = (long long)json_integer_value(json_object_get(d, "id"));
+        int expired = json_is_true(json_object_get(d, "expired"));
+        if (id == tv_id || id == old.device_id) {
+            assert_true(expired);
+            checked++;
+        } else if (id == fresh.device_id) {
+            assert_false(expired);
+            checked++;
+        }
+    }
+    assert_int_equal(checked, 3);
+    it_resp_free(r);
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, it_setup_alice, it_teardown)
@@ -571,6 +614,7 @@ int main(void)
         T(test_lookup_errors),
         T(test_approve_requires_claim),
         T2(test_devices_and_revocation_scope),
+        T(test_idle_devices_expire),
     };
 #undef T
 #undef T2

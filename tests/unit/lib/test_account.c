@@ -114,6 +114,30 @@ static void test_rate_limit_per_address(void **state)
     assert_int_equal(qrl_session_create(f->core, "bob", FX_PW, NULL, NULL, "10.2.0.2", &s), QRL_OK);
 }
 
+/* A phone session unused for longer than the idle lifetime stops working, though its token
+ * has not expired; one in use stays. */
+static void test_idle_session(void **state)
+{
+    fx *f = *state;
+    qrl_session s;
+    qrl_auth a;
+    qrl_config cfg;
+    qrl_core *core;
+
+    fx_config(f, &cfg);
+    cfg.device_idle_ttl_s = 7 * 24 * 3600;
+    assert_int_equal(qrl_core_new(&cfg, f->st, &core), QRL_OK);
+    assert_int_equal(qrl_session_create(core, "bob", FX_PW, NULL, NULL, "", &s), QRL_OK);
+    qrl_core_clock_advance(core, 6LL * 24 * 3600 * 1000);
+    assert_int_equal(qrl_session_auth(core, s.session_token, "", &a), QRL_OK); /* a use */
+    qrl_core_clock_advance(core, 6LL * 24 * 3600 * 1000);
+    assert_int_equal(qrl_session_auth(core, s.session_token, "", &a), QRL_OK);
+    qrl_core_clock_advance(core, 8LL * 24 * 3600 * 1000);
+    assert_int_equal(qrl_session_auth(core, s.session_token, "", &a), QRL_ERR_UNAUTHORIZED);
+    sodium_memzero(&s, sizeof s);
+    qrl_core_free(core);
+}
+
 static void test_set_password(void **state)
 {
     fx *f = *state;
@@ -155,6 +179,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_session_expiry, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_rate_limit_per_user, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_rate_limit_per_address, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_idle_session, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_set_password, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_disabled, fx_setup, fx_teardown),
     };

@@ -78,6 +78,69 @@ static void test_refresh_limit_per_device(void **state)
     sodium_memzero(&t2, sizeof t2);
 }
 
+/* A device unused for 30 days (the default) stops working: its refresh token is refused as
+ * expired without rotating, introspection says inactive, and the devices list marks it. A
+ * device in use (refresh, introspection) stays. */
+static void test_idle_device_stops_working(void **state)
+{
+    fx *f = *state;
+    qrl_tokens idle, used, t2;
+    qrl_introspection in;
+    qrl_device_rec devs[8];
+    size_t n = 0;
+
+    fx_login(f, &f->alice, &idle);
+    fx_login(f, &f->alice, &used);
+    for (int day = 0; day < 31; day += 10) {
+        qrl_core_clock_advance(f->core, 10LL * 24 * 3600 * 1000);
+        assert_int_equal(qrl_token_refresh(f->core, FX_CLIENT, used.refresh_token, &t2), QRL_OK);
+        used = t2;
+    }
+    /* 40 days later: the used one works, the idle one is over (30 days). */
+    assert_int_equal(qrl_introspect(f->core, used.access_token, &in), QRL_OK);
+    assert_true(in.active);
+    assert_int_equal(qrl_introspect(f->core, idle.access_token, &in), QRL_OK);
+    assert_false(in.active);
+    assert_int_equal(qrl_token_refresh(f->core, FX_CLIENT, idle.refresh_token, &t2),
+                     QRL_ERR_EXPIRED);
+    assert_int_equal(qrl_devices_list(f->core, &f->alice, devs, 8, &n), QRL_OK);
+    int seen = 0;
+    int64_t now = qrl_core_now_ms(f->core);
+    for (size_t i = 0; i < n; i++) {
+        if (devs[i].id == idle.device_id) {
+            assert_true(qrl_device_idle(f->core, &devs[i], now));
+            seen++;
+        }
+        if (devs[i].id == used.device_id) {
+            assert_false(qrl_device_idle(f->core, &devs[i], now));
+            seen++;
+        }
+    }
+    assert_int_equal(seen, 2);
+    sodium_memzero(&idle, sizeof idle);
+    sodium_memzero(&used, sizeof used);
+    sodium_memzero(&t2, sizeof t2);
+}
+
+/* However often it is rotated, a device's refresh token ends 180 days (the default) after the
+ * device was linked. */
+static void test_refresh_absolute_lifetime(void **state)
+{
+    fx *f = *state;
+    qrl_tokens t, t2;
+
+    fx_login(f, &f->alice, &t);
+    for (int day = 7; day <= 175; day += 7) {
+        qrl_core_clock_advance(f->core, 7LL * 24 * 3600 * 1000);
+        assert_int_equal(qrl_token_refresh(f->core, FX_CLIENT, t.refresh_token, &t2), QRL_OK);
+        t = t2;
+    }
+    qrl_core_clock_advance(f->core, 7LL * 24 * 3600 * 1000); /* day 182 */
+    assert_int_equal(qrl_token_refresh(f->core, FX_CLIENT, t.refresh_token, &t2), QRL_ERR_EXPIRED);
+    sodium_memzero(&t, sizeof t);
+    sodium_memzero(&t2, sizeof t2);
+}
+
 static void test_reuse_revokes(void **state)
 {
     fx *f = *state;
@@ -185,6 +248,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_issue, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_rotate, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_refresh_limit_per_device, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_idle_device_stops_working, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_refresh_absolute_lifetime, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_reuse_revokes, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_wrong_client_spends_nothing, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_not_a_refresh_token, fx_setup, fx_teardown),
