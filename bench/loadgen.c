@@ -20,6 +20,11 @@
  *   flows   run C concurrent complete flows (device authorization, claim, signed approve,
  *           redeem) and report flows per second over several timed windows.
  *
+ * Two nodes: with --phone-port, wake and flows send the phone's requests (sign-in, device key,
+ * claim, approve) to that port and the screen's (device authorization, token requests, the
+ * background holds) to --port: the screen on one node, the phone on another, both on one
+ * database. Without it both go to --port.
+ *
  * Output for bench/run.sh: "key=value" lines on standard output; progress and problems on
  * standard error. Run "loadgen help" for the options.
  */
@@ -194,6 +199,12 @@ static void raise_nofile(void)
 typedef struct conn conn;
 typedef void (*done_fn)(conn *c);
 
+/* A server to talk to: its address and the Host header for it. */
+struct target {
+    struct sockaddr_in sa;
+    char host[32];
+};
+
 enum { C_CLOSED, C_CONNECTING, C_BUSY, C_IDLE };
 
 struct conn {
@@ -213,24 +224,36 @@ struct conn {
     done_fn on_done;
     void *owner;
     int tag;
+    const struct target *to; /* where it connects; NULL: the screen's server */
     char out[OUT_CAP];
     char in[IN_CAP + 1];
 };
 
 static int g_ep = -1;
-static struct sockaddr_in g_server;
-static char g_host[32];
+/* The screen's server (--port) and the phone's (--phone-port; the same unless given). */
+static struct target g_screen, g_phone;
 static long long g_conn_errors, g_closed_early;
 
-static void ev_init(unsigned short port)
+static void target_init(struct target *t, unsigned short port)
+{
+    t->sa.sin_family = AF_INET;
+    t->sa.sin_port = htons(port);
+    t->sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    snprintf(t->host, sizeof t->host, "127.0.0.1:%u", (unsigned)port);
+}
+
+static void ev_init(unsigned short port, unsigned short phone_port)
 {
     g_ep = epoll_create1(EPOLL_CLOEXEC);
     if (g_ep < 0)
         die("epoll_create1: %s", strerror(errno));
-    g_server.sin_family = AF_INET;
-    g_server.sin_port = htons(port);
-    g_server.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    snprintf(g_host, sizeof g_host, "127.0.0.1:%u", (unsigned)port);
+    target_init(&g_screen, port);
+    target_init(&g_phone, phone_port != 0 ? phone_port : port);
+}
+
+static const struct target *conn_target(const conn *c)
+{
+    return c->to != NULL ? c->to : &g_screen;
 }
 
 static void conn_close(conn *c)
@@ -263,6 +286,7 @@ static void conn_finish(conn *c, bool ok)
 static bool conn_open(conn *c)
 {
     int one = 1, fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    const struct target *t = conn_target(c);
     struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, .data.ptr = c};
 
     if (fd < 0) {
@@ -280,7 +304,7 @@ static bool conn_open(conn *c)
             return false;
         }
     }
-    if (connect(fd, (struct sockaddr *)&g_server, sizeof g_server) != 0 && errno != EINPROGRESS) {
+    if (connect(fd, (const struct sockaddr *)&t->sa, sizeof t->sa) != 0 && errno != EINPROGRESS) {
         close(fd);
         g_conn_errors++;
         return false;
@@ -438,10 +462,11 @@ static void conn_send(conn *c, size_t len)
 static size_t fmt_post(conn *c, const char *path, const char *ctype, const char *extra,
                        const char *body)
 {
+    const char *host = conn_target(c)->host;
     int n = snprintf(c->out, OUT_CAP,
                      "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: %s\r\n%sContent-Length: "
                      "%zu\r\n\r\n%s",
-                     path, g_host, ctype, extra != NULL ? extra : "", strlen(body), body);
+                     path, host, ctype, extra != NULL ? extra : "", strlen(body), body);
     if (n < 0 || n >= OUT_CAP)
         die("request too long");
     return (size_t)n;
@@ -503,7 +528,7 @@ static bool await(conn *c, double timeout_s)
 /* Options                                                                                     */
 
 struct opts {
-    unsigned short port;
+    unsigned short port, phone_port;
     long n, conc, skip, sources, background, samples, warm_samples, warm_polls, wait_s, runs;
     double time_limit, settle, cpu_window, warmup, duration;
     int pid;
@@ -517,11 +542,13 @@ static void usage(void)
           "       loadgen held   --port P --codes FILE --n N --pid PID [--warm-polls W]\n"
           "                      [--sources K] [--wait S] [--settle S] [--cpu-window S]\n"
           "                      [--shutdown-check] [--time-limit S]\n"
-          "       loadgen wake   --port P --codes FILE --background B --samples N\n"
-          "                      [--warm-samples W] [--sources K] --user U --password-file F\n"
-          "                      [--time-limit S]\n"
-          "       loadgen flows  --port P --conc C --user U --password-file F [--warmup S]\n"
-          "                      [--runs R] [--duration S]\n",
+          "       loadgen wake   --port P [--phone-port Q] --codes FILE --background B\n"
+          "                      --samples N [--warm-samples W] [--sources K] --user U\n"
+          "                      --password-file F [--time-limit S]\n"
+          "       loadgen flows  --port P [--phone-port Q] --conc C --user U --password-file F\n"
+          "                      [--warmup S] [--runs R] [--duration S]\n"
+          "--phone-port: the phone's requests (sign-in, device key, claim, approve) go to port Q,\n"
+          "the screen's to P (two nodes on one database); default: all to P.\n",
           stderr);
     exit(2);
 }
@@ -550,6 +577,8 @@ static void parse_opts(int argc, char **argv, struct opts *o)
         i++;
         if (strcmp(a, "--port") == 0)
             o->port = (unsigned short)atoi(v);
+        else if (strcmp(a, "--phone-port") == 0)
+            o->phone_port = (unsigned short)atoi(v);
         else if (strcmp(a, "--n") == 0)
             o->n = atol(v);
         else if (strcmp(a, "--conc") == 0)
@@ -597,7 +626,7 @@ static void parse_opts(int argc, char **argv, struct opts *o)
         o->runs < 1 || o->runs > 20 || o->time_limit <= 0 || o->time_limit > 600 ||
         o->duration <= 0 || o->duration > 60 || o->warmup < 0 || o->warmup > 60)
         usage();
-    ev_init(o->port);
+    ev_init(o->port, o->phone_port);
 }
 
 /* Device codes file: one "device_code scan_secret user_code" per line. */
@@ -896,7 +925,7 @@ static void read_password(const char *path, char *pw, size_t len)
 static void phone_setup(struct phone *ph, const char *user, const char *pwfile)
 {
     char pw[300], body[700], pkb64[64];
-    conn c = {.fd = -1};
+    conn c = {.fd = -1, .to = &g_phone};
     size_t len;
 
     if (user == NULL || pwfile == NULL)
@@ -915,7 +944,7 @@ static void phone_setup(struct phone *ph, const char *user, const char *pwfile)
     len = (size_t)snprintf(c.out, OUT_CAP,
                            "PUT /v1/device-key HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer "
                            "%s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s",
-                           g_host, ph->token, strlen(body), body);
+                           g_phone.host, ph->token, strlen(body), body);
     conn_send(&c, len);
     if (!await(&c, 10) || c.status != 204)
         die("device key registration failed: status %d: %.200s", c.status, resp_body(&c));
@@ -928,7 +957,7 @@ static void send_claim(conn *c, const struct phone *ph, const char *ss)
     int n = snprintf(c->out, OUT_CAP,
                      "GET /v1/login-requests/%s HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer "
                      "%s\r\n\r\n",
-                     ss, g_host, ph->token);
+                     ss, conn_target(c)->host, ph->token);
     conn_send(c, (size_t)n);
 }
 
@@ -996,13 +1025,21 @@ static void percentiles_out(const char *name, int64_t *v, size_t n)
            n ? (double)v[n - 1] / 1e3 : 0.0);
 }
 
+/* Where a wake sample can fail: the screen's device authorization; its first hold answered at
+ * once (not held); the phone's claim; the held request not woken with "scanned"; the second hold
+ * (the screen now knows SCANNED) answered at once; the approval or the tokens. */
+enum { W_DA, W_HOLD1, W_CLAIM, W_SCANNED, W_HOLD2, W_APPROVE, W_N };
+static const char *const wake_step[W_N] = {"device_auth", "hold1", "claim",
+                                           "scanned",     "hold2", "approve"};
+
 static int cmd_wake(const struct opts *o)
 {
     struct phone ph;
     long have, total = o->warm_samples + o->samples, got = 0, scan_got = 0, errors = 0;
+    long err_at[W_N] = {0};
     long before = 0, unanswered_bg, sent;
     code_t *codes = NULL;
-    conn *bg = NULL, tv = {.fd = -1}, phc = {.fd = -1}, h = {.fd = -1};
+    conn *bg = NULL, tv = {.fd = -1}, phc = {.fd = -1, .to = &g_phone}, h = {.fd = -1};
     int64_t t0 = now_ns(), until = t0 + (int64_t)(o->time_limit * 1e9);
     int64_t *lat = calloc((size_t)total, sizeof *lat), *slat = calloc((size_t)total, sizeof *slat);
     int64_t *elat = calloc((size_t)total, sizeof *elat);
@@ -1030,29 +1067,37 @@ static int cmd_wake(const struct opts *o)
 
     for (long i = 0; i < total && now_ns() < until; i++) {
         struct lr lr;
-        int64_t t_claim, t_scan, t_appr_sent, t_appr = 0, t_held = 0;
+        int64_t t_claim, t_appr_sent, t_appr = 0, t_held = 0;
+        int step = W_DA;
 
         send_device_auth(&tv);
         if (!await(&tv, 5) || !parse_device_auth(&tv, &lr))
             goto fail;
         /* Hold: PENDING is what this screen was last told, so the server holds the request. */
+        step = W_HOLD1;
         send_token(&h, lr.dc, (int)o->wait_s);
         ev_run(now_ns() + 2000000, &stop);
         if (!h.pending)
             goto fail;
         /* The phone scans (claims): the held screen is woken with "scanned". */
+        step = W_CLAIM;
         send_claim(&phc, &ph, lr.ss);
         if (!await(&phc, 5) || !parse_claim(&phc, &lr))
             goto fail;
         t_claim = phc.t_done;
+        step = W_SCANNED;
         if (!await(&h, 5) || h.status != 400 || strstr(resp_body(&h), "scanned") == NULL)
             goto fail;
-        t_scan = h.t_done;
+        /* Kept even if a later step of this sample fails: it times a wake-up of its own. */
+        if (i >= o->warm_samples)
+            slat[scan_got++] = h.t_done - t_claim;
         /* Hold again (the screen now knows SCANNED), then approve. */
+        step = W_HOLD2;
         send_token(&h, lr.dc, (int)o->wait_s);
         ev_run(now_ns() + 2000000, &stop);
         if (!h.pending)
             goto fail;
+        step = W_APPROVE;
         send_approve(&phc, &ph, lr.ss, lr.id, lr.nonce, lr.uc);
         t_appr_sent = phc.t_sent;
         while ((phc.pending || h.pending) && now_ns() < until)
@@ -1068,24 +1113,29 @@ static int cmd_wake(const struct opts *o)
             before += t_held < t_appr;
             elat[got] = t_held - t_appr_sent;
             lat[got++] = t_held - t_appr;
-            slat[scan_got++] = t_scan - t_claim;
         }
         continue;
     fail:
+        err_at[step]++;
         if (errors++ < 5)
-            note("wake sample %ld failed: tv %d, phone %d (%.120s), held %d (%.120s)", i, tv.status,
-                 phc.status, resp_body(&phc), h.status, resp_body(&h));
+            note("wake sample %ld failed at %s: tv %d, phone %d (%.120s), held %d (%.120s)", i,
+                 wake_step[step], tv.status, phc.status, resp_body(&phc), h.status, resp_body(&h));
         conn_close(&tv);
         conn_close(&phc);
         conn_close(&h);
         h.pending = tv.pending = phc.pending = false;
-        if (errors > 50)
+        /* A server that fails every sample from the start is broken: stop rather than spin. */
+        if (errors > 50 && got == 0 && scan_got == 0)
             break;
     }
     unanswered_bg = bg != NULL ? count_unanswered(bg, o->background) : 0;
+    printf("wake_screen_port=%u\nwake_phone_port=%u\n", (unsigned)ntohs(g_screen.sa.sin_port),
+           (unsigned)ntohs(g_phone.sa.sin_port));
     printf("wake_background=%ld\nwake_background_still_held=%ld\nwake_errors=%ld\n"
            "wake_held_before_approve_response=%ld\nwake_seconds=%.1f\n",
            o->background, unanswered_bg, errors, before, (double)(now_ns() - t0) / 1e9);
+    for (int k = 0; k < W_N; k++)
+        printf("wake_errors_%s=%ld\n", wake_step[k], err_at[k]);
     percentiles_out("wake", lat, (size_t)got);
     percentiles_out("approvewake", elat, (size_t)got);
     percentiles_out("scanwake", slat, (size_t)scan_got);
@@ -1214,7 +1264,7 @@ static int cmd_flows(const struct opts *o)
     fl.flow_lat = calloc(fl.cap, sizeof(int64_t));
     for (long i = 0; i < o->conc; i++) {
         fs[i].tv = (conn){.fd = -1, .on_done = flow_done, .owner = &fs[i]};
-        fs[i].ph = (conn){.fd = -1, .on_done = flow_done, .owner = &fs[i]};
+        fs[i].ph = (conn){.fd = -1, .on_done = flow_done, .owner = &fs[i], .to = &g_phone};
         flow_start(&fs[i]);
     }
     /* Warm-up: flows run, nothing counts. */
@@ -1234,6 +1284,8 @@ static int cmd_flows(const struct opts *o)
     }
     fl.stopping = true;
     printf("flows_concurrency=%ld\nflows_errors=%ld\n", o->conc, fl.errors);
+    printf("flows_screen_port=%u\nflows_phone_port=%u\n", (unsigned)ntohs(g_screen.sa.sin_port),
+           (unsigned)ntohs(g_phone.sa.sin_port));
     for (int s = 0; s < S_N; s++) {
         printf("flows_errors_%s=%ld\n", step_name[s], fl.err_by_step[s]);
         lat_out(step_name[s], fl.lat[s], fl.nlat[s]);

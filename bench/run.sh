@@ -17,18 +17,59 @@
 #   qrlogin's daemon flags, kept running next to every scenario: each timed run follows a
 #   ceiling run with the same script, and each throughput is also shown as the median fraction;
 # - every loop is bounded in count and in time; the whole suite takes about 6 minutes.
+# With --db postgres it runs the same scenarios against the PostgreSQL store instead, on one node
+# and on two nodes sharing one database, side by side with SQLite in the same turns (see
+# "PostgreSQL" below and bench/README.md); without it, or with --db sqlite, what is above.
 # Knobs (environment): BENCH_RUNS (5), BENCH_DURATION (5 s), BENCH_WARMUP (2 s), BENCH_CONNS
 # (64 wrk connections), BENCH_THREADS (server worker threads, also the ceiling's; default: what
 # qrlogin serve uses by default), BENCH_HELD (19000), BENCH_SOURCES
 # (64 client addresses), BENCH_WAKE_BACKGROUND (10000), BENCH_WAKE_SAMPLES (1000),
 # BENCH_FLOW_CONC (256), BENCH_PROFILE=1 (also perf-record the server in each throughput
 # scenario), BENCH_QUICK=1 (a small, fast smoke run; its numbers are not the benchmark).
+# PostgreSQL mode only: BENCH_PG_CPU (0: the CPU PostgreSQL runs on), BENCH_PG_SHARED_BUFFERS
+# (256MB), BENCH_PG_MAX_WAL_SIZE (2GB), BENCH_PG_POOL (connections per node; default: the
+# store's own), BENCH_PG_POLL_CODES (200000), BENCH_PG_SETUP_S (120), BENCH_PG_WITH_SQLITE (1:
+# also run SQLite in the same turns), BENCH_PG_HELD (1: the held-requests scenario on one node),
+# BENCH_PG_STATS=1 (load pg_stat_statements and keep its top statements), BENCH_PG_KEEP=1
+# (leave the cluster running at the end, for EXPLAIN and the like).
 set -euo pipefail
+
+DB_MODE=sqlite
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --db)
+      [ $# -ge 2 ] || { echo "usage: $0 [--db sqlite|postgres]" >&2; exit 2; }
+      DB_MODE=$2
+      shift 2
+      ;;
+    --db=*)
+      DB_MODE=${1#--db=}
+      shift
+      ;;
+    -h | --help)
+      echo "usage: $0 [--db sqlite|postgres]   (bench/README.md)"
+      exit 0
+      ;;
+    *)
+      echo "usage: $0 [--db sqlite|postgres]" >&2
+      exit 2
+      ;;
+  esac
+done
+case "$DB_MODE" in
+  sqlite | postgres) ;;
+  postgresql) DB_MODE=postgres ;;
+  *)
+    echo "$0: --db takes sqlite or postgres, not '$DB_MODE'" >&2
+    exit 2
+    ;;
+esac
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BENCH=$ROOT/bench
 BUILD=$ROOT/build/bench
 WORK=$BUILD/run
+if [ "$DB_MODE" = postgres ]; then WORK=$BUILD/run-pg; fi
 
 RUNS=${BENCH_RUNS:-5}
 DURATION=${BENCH_DURATION:-5}
@@ -43,9 +84,20 @@ FLOW_CONC=${BENCH_FLOW_CONC:-256}
 PROFILE=${BENCH_PROFILE:-0}
 HELD_WARM=2000    # plain polls before the RSS baseline of the held scenario
 POLL_SETUP_S=120  # at most this long making login requests for the poll scenario
+PG_CPU=${BENCH_PG_CPU:-0}
+PG_SHARED_BUFFERS=${BENCH_PG_SHARED_BUFFERS:-256MB}
+PG_MAX_WAL_SIZE=${BENCH_PG_MAX_WAL_SIZE:-2GB}
+PG_POOL=${BENCH_PG_POOL:-}
+PG_POLL_CODES=${BENCH_PG_POLL_CODES:-200000}
+PG_SETUP_S=${BENCH_PG_SETUP_S:-120}
+PG_WITH_SQLITE=${BENCH_PG_WITH_SQLITE:-1}
+PG_HELD=${BENCH_PG_HELD:-1}
+PG_STATS=${BENCH_PG_STATS:-0}
+PG_KEEP=${BENCH_PG_KEEP:-0}
+SQ_POLL_CODES=1200000
 if [ "${BENCH_QUICK:-0}" = 1 ]; then
   RUNS=1 DURATION=2 WARMUP=1 HELD=2000 WAKE_BG=1000 WAKE_SAMPLES=100 POLL_SETUP_S=10
-  HELD_WARM=500
+  HELD_WARM=500 PG_POLL_CODES=40000 PG_SETUP_S=20 SQ_POLL_CODES=100000
 fi
 
 SERVER_CPU=0
@@ -64,7 +116,11 @@ deps() {
   # What the Release build links (CMakeLists.txt) plus wrk. Kept in step with scripts/deps.sh,
   # without the test-only packages (cmocka, Node.js).
   local pkgs=(build-essential cmake pkg-config libsqlite3-dev libsodium-dev libmicrohttpd-dev
-    libjansson-dev libcurl4-openssl-dev libqrencode-dev libpng-dev libzbar-dev wrk util-linux)
+    libjansson-dev libcurl4-openssl-dev libqrencode-dev libpng-dev libzbar-dev libfido2-dev
+    libcbor-dev libssl-dev libpq-dev wrk util-linux)
+  # The PostgreSQL mode also runs a throwaway cluster (tests/pg/cluster.sh) and psql, which
+  # come with the package of the server.
+  if [ "$DB_MODE" = postgres ]; then pkgs+=(postgresql); fi
   local missing=() p
   for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
@@ -101,6 +157,7 @@ START_ENV=() # extra environment of the next start_qrlogin
 SERVER_PID=""
 SERVER_PORT=""
 SHM=""
+PG_DIR="" # the PostgreSQL mode's cluster, stopped and removed on exit (unless BENCH_PG_KEEP=1)
 
 cleanup() {
   local p
@@ -112,6 +169,9 @@ cleanup() {
     kill -KILL "$p" 2>/dev/null || true
   done
   [ -n "$SHM" ] && rm -rf "$SHM"
+  if [ -n "$PG_DIR" ] && [ "$PG_KEEP" != 1 ]; then
+    "$ROOT/tests/pg/cluster.sh" stop "$PG_DIR" >/dev/null 2>&1 || true
+  fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -355,6 +415,7 @@ settle() {
     b=$(awk '{ print $14 + $15 }' "/proc/$SERVER_PID/stat" 2>/dev/null || echo 0)
     [ "$a" = "$b" ] && return 0
   done
+  return 0
 }
 
 DA_PID="" DA_PORT="" DA_OK=0 DA_BAD=0
@@ -764,4 +825,705 @@ main() {
   log "done in $((SECONDS - t0)) s; raw output in $WORK"
 }
 
-main "$@"
+# ---------------------------------------------------------------------------------------------
+# PostgreSQL: bench/run.sh --db postgres
+#
+# The same scenarios on the PostgreSQL store, in up to three setups measured in the same turns:
+#   sq   SQLite, one node: the reference, as in the default suite (BENCH_PG_WITH_SQLITE=0: left out);
+#   pg1  PostgreSQL, one node: qrlogin serve --db postgresql://...;
+#   pg2  PostgreSQL, two nodes: two qrlogin serve on different ports, on one database.
+# One throwaway cluster (tests/pg/cluster.sh, its data on the same disk as the SQLite databases)
+# serves every PostgreSQL setup, with a database of its own per scenario and setup. The nodes and
+# PostgreSQL (postmaster and every backend: they inherit its CPU affinity) run on CPU 0, the load
+# generators on CPU 1: the server side gets the one core the SQLite server gets. Two nodes:
+# device authorization and polls load both at once, one wrk per node, their rates summed (the
+# polls of node A are of the codes node B made, and the other way round); full flows send the
+# screen's requests to node A and the phone's to node B (loadgen --phone-port); the wake holds
+# the screen's token request on node A and approves on node B. Each round runs, per scenario, one
+# ceiling run and then that scenario once in every setup.
+
+PG_URI=""   # postgresql://postgres@127.0.0.1:PORT/postgres
+PG_PM=""    # the postmaster's pid
+SETUPS=()
+CUR_PIDS="" CUR_PORTS=""
+NODE_ENV=()   # extra environment of the next start_nodes
+NODE_CODES=() # per node, the codes file an "@codes" argument of wrk_nodes stands for
+declare -A NPIDS NPORTS SPEC POLL_FILES
+declare -A LABEL=([sq]="SQLite, 1 node" [pg1]="PostgreSQL, 1 node" [pg2]="PostgreSQL, 2 nodes")
+
+# pg_sql DB SQL...: runs each statement in database DB (each on its own, outside a transaction
+# block) and prints the rows, unaligned.
+pg_sql() {
+  local db=$1 q args=()
+  shift
+  for q in "$@"; do args+=(-c "$q"); done
+  PGOPTIONS="-c client_min_messages=warning" psql -X -q -A -t -v ON_ERROR_STOP=1 \
+    "${PG_URI%/*}/$db" "${args[@]}"
+}
+
+nodes_of() { if [ "$1" = pg2 ]; then echo 2; else echo 1; fi; }
+
+pg_cluster_start() {
+  local q settings
+  PG_DIR=$WORK/pg
+  log "PostgreSQL: a throwaway cluster in $PG_DIR (tests/pg/cluster.sh), on CPU $PG_CPU"
+  PG_URI=$(taskset -c "$PG_CPU" "$ROOT/tests/pg/cluster.sh" start "$PG_DIR" 2>"$WORK/pg-cluster.log") ||
+    { cat "$WORK/pg-cluster.log" >&2; die "cannot start a PostgreSQL cluster"; }
+  # The bench's settings on top of the script's (which keeps fsync, synchronous_commit and
+  # full_page_writes on, and sizes memory for tests): durability stays as in production.
+  settings=("shared_buffers = '$PG_SHARED_BUFFERS'" "max_wal_size = '$PG_MAX_WAL_SIZE'"
+    "max_connections = 300" "synchronous_commit = on" "fsync = on" "full_page_writes = on")
+  if [ "$PG_STATS" = 1 ]; then settings+=("shared_preload_libraries = 'pg_stat_statements'"); fi
+  for q in "${settings[@]}"; do pg_sql postgres "ALTER SYSTEM SET $q"; done
+  taskset -c "$PG_CPU" "$ROOT/tests/pg/cluster.sh" restart "$PG_DIR" >>"$WORK/pg-cluster.log" 2>&1 ||
+    { cat "$WORK/pg-cluster.log" >&2; die "the PostgreSQL cluster did not restart"; }
+  PG_PM=$(head -1 "$PG_DIR/data/postmaster.pid")
+  if [ "$PG_STATS" = 1 ]; then pg_sql postgres "CREATE EXTENSION IF NOT EXISTS pg_stat_statements"; fi
+  R[pg_version]=$(pg_sql postgres "SHOW server_version")
+  R[pg_settings]=$(pg_sql postgres "SELECT string_agg(name || ' ' ||
+    coalesce(nullif(current_setting(name), ''), '(none)'), ', '
+    ORDER BY name) FROM pg_settings WHERE name IN ('shared_buffers', 'synchronous_commit',
+    'fsync', 'full_page_writes', 'wal_level', 'max_wal_size', 'checkpoint_timeout',
+    'max_connections', 'wal_buffers', 'commit_delay', 'shared_preload_libraries', 'work_mem',
+    'huge_pages', 'autovacuum')")
+  log "PostgreSQL ${R[pg_version]} at $PG_URI: ${R[pg_settings]}"
+}
+
+# The qrlogin being measured must open a PostgreSQL URI: say so plainly if it does not.
+pg_probe() {
+  pg_sql postgres "CREATE DATABASE bench_probe" >/dev/null
+  if ! "$QRL" account add probe --db "${PG_URI%/*}/bench_probe" --password-stdin \
+    <"$WORK/password" >"$WORK/pg-probe.out" 2>&1; then
+    cat "$WORK/pg-probe.out" >&2
+    die "this build of qrlogin does not open a PostgreSQL database (qrlogin account add --db" \
+      "${PG_URI%/*}/bench_probe failed)"
+  fi
+}
+
+# new_store K NAME: a new database with the account "bench" for scenario NAME of setup K; its
+# specification (a path or a URI) is SPEC[K:NAME].
+new_store() {
+  local k=$1 name=$2 db
+  if [ "$k" = sq ]; then
+    new_db "$WORK/$k-$name"
+    SPEC[$k:$name]=$WORK/$k-$name/qrlogin.db
+    return 0
+  fi
+  db=bench_${k}_$name
+  pg_sql postgres "DROP DATABASE IF EXISTS $db" "CREATE DATABASE $db" >/dev/null
+  SPEC[$k:$name]=${PG_URI%/*}/$db
+  "$QRL" account add bench --db "${SPEC[$k:$name]}" --password-stdin <"$WORK/password" \
+    >/dev/null 2>"$WORK/$k-$name.account.err" ||
+    { cat "$WORK/$k-$name.account.err" >&2; die "cannot create the bench account in $db"; }
+}
+
+# start_nodes K NAME LOGNAME [serve options]: the node(s) of setup K on SPEC[K:NAME], each on CPU
+# 0 on a free port (the outputs in $WORK/LOGNAME-J.out/.err); they become the current nodes.
+start_nodes() {
+  local k=$1 name=$2 logname=$3 j pids="" ports=""
+  shift 3
+  for j in $(seq 1 "$(nodes_of "$k")"); do
+    START_ENV=("${NODE_ENV[@]}")
+    if [ "$k" != sq ] && [ -n "$PG_POOL" ]; then START_ENV+=("QRLOGIN_PG_POOL=$PG_POOL"); fi
+    start_qrlogin "$logname-$j" "${SPEC[$k:$name]}" "$@"
+    pids+="${pids:+ }$SERVER_PID"
+    ports+="${ports:+ }$SERVER_PORT"
+  done
+  START_ENV=()
+  NPIDS[$k:$name]=$pids
+  NPORTS[$k:$name]=$ports
+  use_nodes "$k" "$name"
+}
+
+use_nodes() {
+  CUR_PIDS=${NPIDS[$1:$2]}
+  CUR_PORTS=${NPORTS[$1:$2]}
+}
+
+stop_nodes() {
+  local p
+  for p in ${NPIDS[$1:$2]}; do
+    SERVER_PID=$p
+    stop_server
+  done
+  NPIDS[$1:$2]=""
+}
+
+# PostgreSQL's CPU time in clock ticks: the postmaster with its ended children (cutime, cstime)
+# and every living child (backends, checkpointer, WAL writer, autovacuum...). A child that ends
+# between the listing and the reading is simply not counted (its time moves to the postmaster's
+# cutime and cstime), and is no failure.
+pg_ticks() {
+  local kids k files=()
+  [ -n "$PG_PM" ] || { echo 0; return 0; }
+  kids=$(cat "/proc/$PG_PM/task/$PG_PM/children" 2>/dev/null || true)
+  for k in $kids; do files+=("/proc/$k/stat"); done
+  { cat "/proc/$PG_PM/stat" "${files[@]}" 2>/dev/null || true; } |
+    awk '{ s += $14 + $15 + $16 + $17 } END { print s + 0 }'
+  return 0
+}
+
+# The current nodes' CPU time (utime + stime, summed) in clock ticks.
+nodes_ticks() {
+  local p t s=0
+  for p in $CUR_PIDS; do
+    t=$(awk '{ print $14 + $15 }' "/proc/$p/stat" 2>/dev/null || true)
+    s=$((s + ${t:-0}))
+  done
+  echo "$s"
+}
+
+# "wall cpu0_busy cpu1_busy nodes_ticks pg_ticks", as cpu_snap with PostgreSQL's share.
+cpu_snap_n() {
+  local busy
+  busy=$(awk '$1 == "cpu0" || $1 == "cpu1" { printf "%d ", $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat)
+  echo "$(date +%s.%N) $busy$(nodes_ticks) $(pg_ticks)"
+}
+
+# cpu_diff_n "SNAP0" "SNAP1": "nodes% others-on-cpu0% cpu1% postgres%" (of one CPU each). The
+# others are what neither the nodes nor (when it shares CPU 0) PostgreSQL took of CPU 0.
+cpu_diff_n() {
+  local pg0=0
+  [ "$PG_CPU" = "$SERVER_CPU" ] && pg0=1
+  awk -v a="$1" -v b="$2" -v hz="$(getconf CLK_TCK)" -v pg0="$pg0" 'BEGIN { split(a, x, " ");
+    split(b, y, " "); w = (y[1] - x[1]) * hz; if (w <= 0) w = 1; srv = y[4] - x[4];
+    pg = y[5] - x[5]; oth = y[2] - x[2] - srv - (pg0 ? pg : 0); if (oth < 0) oth = 0;
+    printf "%.0f %.0f %.0f %.0f\n", 100 * srv / w, 100 * oth / w, 100 * (y[3] - x[3]) / w, 100 * pg / w }'
+}
+
+# settle_n: as settle, for the current nodes and PostgreSQL (its checkpointer and WAL writer
+# included) together.
+settle_n() {
+  local i a b n p
+  n=$(nodes_ticks)
+  p=$(pg_ticks)
+  b=$((n + p))
+  for i in $(seq 1 16); do
+    sleep 0.3
+    a=$b
+    n=$(nodes_ticks)
+    p=$(pg_ticks)
+    b=$((n + p))
+    [ "$a" = "$b" ] && return 0
+  done
+  return 0
+}
+
+# wrk_nodes OUTFILE SECONDS PATH SCRIPT [script args]: one wrk per current node, all at once, on
+# the client CPU, each with BENCH_CONNS connections; an argument "@codes" stands for that node's
+# codes file (NODE_CODES). OUTFILE gets the sum of their "Requests/sec", their "BENCH" lines
+# summed (the latency percentiles: the largest), and the CPU window of the first, which spans all
+# the nodes and PostgreSQL; each wrk's own output is in OUTFILE.J.
+wrk_nodes() {
+  local out=$1 secs=$2 path=$3 script=$4 ports j a c0 c1 win args wp=()
+  shift 4
+  read -ra ports <<<"$CUR_PORTS"
+  c0=$(cpu_snap_n)
+  for j in "${!ports[@]}"; do
+    args=()
+    for a in "$@"; do
+      [ "$a" = @codes ] && a=${NODE_CODES[$j]}
+      args+=("$a")
+    done
+    BENCH_SERVER_PID=$CUR_PIDS BENCH_PG_PID=$PG_PM client wrk -t1 -c"$CONNS" -d"${secs}s" \
+      --timeout 10s -s "$script" "http://127.0.0.1:${ports[$j]}$path" -- "${args[@]}" \
+      >"$out.$j" 2>&1 &
+    wp+=("$!")
+    PIDS+=("$!")
+  done
+  for j in "${wp[@]}"; do wait "$j" || true; done
+  c1=$(cpu_snap_n)
+  {
+    for j in "${!ports[@]}"; do rps_of "$out.$j"; done |
+      awk '{ s += $1; n++ } END { if (n) printf "Requests/sec: %.2f\n", s }'
+    for j in "${!ports[@]}"; do bench_line_of "$out.$j" || true; done |
+      awk '{ for (i = 2; i <= NF; i++) { k = substr($i, 1, index($i, "=") - 1);
+          v = substr($i, index($i, "=") + 1) + 0; if (!(k in s)) { o[++n] = k; s[k] = 0 }
+          if (k ~ /^p[0-9]+_us$/ || k == "counted") { if (v > s[k]) s[k] = v } else s[k] += v } }
+        END { if (n) { printf "BENCH"; for (i = 1; i <= n; i++) printf " %s=%d", o[i], s[o[i]]; print "" } }'
+    grep '^CPUWIN ' "$out.0" || true
+  } >"$out"
+  mapfile -t win < <(sed -n 's/^CPUWIN //p' "$out")
+  if [ "${#win[@]}" = 2 ]; then
+    c0=${win[0]} c1=${win[1]}
+  else
+    log "warning: no CPU window in $out.0; CPU use is over the whole wrk processes"
+  fi
+  cpu_diff_n "$c0" "$c1" >"$out.cpu"
+}
+
+# bench_num LINE KEY: bench_field, 0 when absent.
+bench_num() {
+  local v
+  v=$(bench_field "$1" "$2")
+  echo "${v:-0}"
+}
+
+cpu_note() { awk '{ printf "nodes %s %%, PostgreSQL %s %%, others %s %% of CPU 0", $1, $4, $2 }' "$1"; }
+
+# Device authorization ------------------------------------------------------------------------
+
+pg_da_start() {
+  local k=$1
+  new_store "$k" da
+  start_nodes "$k" da "$k-da"
+  wrk_nodes "$WORK/$k-da-warm.txt" "$WARMUP" /oauth/device_authorization \
+    "$BENCH/wrk/device_auth.lua"
+  settle_n
+}
+
+pg_da_run() {
+  local k=$1 i=$2 f=$WORK/$1-da-$2.txt line
+  use_nodes "$k" da
+  wrk_nodes "$f" "$DURATION" /oauth/device_authorization "$BENCH/wrk/device_auth.lua"
+  line=$(bench_line_of "$f" || true)
+  if [ -z "$line" ]; then
+    R[$k:da_bad]=$((${R[$k:da_bad]:-0} + 1))
+  else
+    R[$k:da_bad]=$((${R[$k:da_bad]:-0} + $(bench_num "$line" other) + $(bench_num "$line" errors)))
+  fi
+  log "$k: device authorization, run $i: $(rps_of "$f") req/s ($(cpu_note "$f.cpu"))"
+  settle_n
+}
+
+# Pending polls -------------------------------------------------------------------------------
+
+pg_poll_start() {
+  local k=$1 n target limit j p created=0 line ports pids=()
+  new_store "$k" poll
+  start_nodes "$k" poll "$k-poll"
+  read -ra ports <<<"$CUR_PORTS"
+  n=${#ports[@]}
+  if [ "$k" = sq ]; then
+    target=$SQ_POLL_CODES limit=$POLL_SETUP_S
+  else
+    target=$PG_POLL_CODES limit=$PG_SETUP_S
+  fi
+  log "$k: poll setup, $target login requests through $n node(s), at most $limit s"
+  for j in "${!ports[@]}"; do
+    client "$LOADGEN" create --port "${ports[$j]}" --n $((target / n)) --conc 64 \
+      --out "$WORK/$k-poll-codes-$j.txt" --time-limit "$limit" >"$WORK/$k-poll-setup-$j.txt" &
+    pids+=("$!")
+    PIDS+=("$!")
+  done
+  for p in "${pids[@]}"; do wait "$p" || true; done
+  for j in "${!ports[@]}"; do
+    created=$((created + $(kv "$WORK/$k-poll-setup-$j.txt" created | grep . || echo 0)))
+    R[$k:poll_setup_rate]="${R[$k:poll_setup_rate]:+${R[$k:poll_setup_rate]} + }$(kv "$WORK/$k-poll-setup-$j.txt" rate)"
+  done
+  R[$k:poll_codes]=$created
+  log "$k: poll setup, $created login requests (target $target) at ${R[$k:poll_setup_rate]}/s"
+  # Each node polls the codes the other one made (one node: its own).
+  if [ "$n" = 2 ]; then
+    POLL_FILES[$k]="$WORK/$k-poll-codes-1.txt $WORK/$k-poll-codes-0.txt"
+  else
+    POLL_FILES[$k]="$WORK/$k-poll-codes-0.txt"
+  fi
+  sync
+  sleep 3
+  settle_n
+  read -ra NODE_CODES <<<"${POLL_FILES[$k]}"
+  wrk_nodes "$WORK/$k-poll-warm.txt" "$WARMUP" /oauth/token "$BENCH/wrk/poll.lua" @codes 0 2
+  line=$(bench_line_of "$WORK/$k-poll-warm.txt" || true)
+  R[$k:poll_warm_pending]=$(bench_num "$line" pending)
+  R[$k:poll_warm_other]=$(($(bench_num "$line" slow_down) + $(bench_num "$line" other400) + \
+    $(bench_num "$line" ok200) + $(bench_num "$line" other) + $(bench_num "$line" errors)))
+  settle_n
+}
+
+# SQLite's timed polls are counted by status only, as in the default suite (wrk is near its
+# limit there); PostgreSQL's are classified one by one (authorization_pending, slow_down, other
+# 400s, 200s, anything else), which costs wrk a little of a core that is far from full at their
+# rates, and tells a 503 from a pending answer.
+pg_poll_run() {
+  local k=$1 i=$2 f=$WORK/$1-poll-$2.txt seg=$(($2 % 2)) line mode=()
+  use_nodes "$k" poll
+  read -ra NODE_CODES <<<"${POLL_FILES[$k]}"
+  [ "$k" = sq ] && mode=(1 count)
+  wrk_nodes "$f" "$DURATION" /oauth/token "$BENCH/wrk/poll.lua" @codes "$seg" 2 "${mode[@]}"
+  line=$(bench_line_of "$f" || true)
+  if [ -z "$line" ]; then
+    R[$k:poll_bad]=$((${R[$k:poll_bad]:-0} + 1))
+  elif [ "$k" = sq ]; then
+    R[$k:poll_good]=$((${R[$k:poll_good]:-0} + $(bench_num "$line" non2xx)))
+    R[$k:poll_bad]=$((${R[$k:poll_bad]:-0} + $(bench_num "$line" answers) - \
+      $(bench_num "$line" non2xx) + $(bench_num "$line" errors)))
+  else
+    R[$k:poll_good]=$((${R[$k:poll_good]:-0} + $(bench_num "$line" pending)))
+    R[$k:poll_bad]=$((${R[$k:poll_bad]:-0} + $(bench_num "$line" slow_down) + \
+      $(bench_num "$line" other400) + $(bench_num "$line" ok200) + $(bench_num "$line" other) + \
+      $(bench_num "$line" errors)))
+  fi
+  R[$k:poll_reuse]=$((${R[$k:poll_reuse]:-0} + $(bench_num "$line" reuse)))
+  log "$k: pending poll, run $i: $(rps_of "$f") req/s ($(cpu_note "$f.cpu"))"
+  settle_n
+}
+
+# Full flows ----------------------------------------------------------------------------------
+
+# The loadgen options for the current nodes: the screen on the first, the phone on the second.
+flow_ports() {
+  local ports
+  read -ra ports <<<"$CUR_PORTS"
+  FLOW_PORTS=(--port "${ports[0]}")
+  if [ "${#ports[@]}" -gt 1 ]; then FLOW_PORTS+=(--phone-port "${ports[1]}"); fi
+}
+
+pg_flows_start() {
+  local k=$1
+  new_store "$k" flows
+  start_nodes "$k" flows "$k-flows"
+  flow_ports
+  client "$LOADGEN" flows "${FLOW_PORTS[@]}" --conc "$FLOW_CONC" --user bench \
+    --password-file "$WORK/password" --warmup "$WARMUP" --runs 1 --duration 1 \
+    >"$WORK/$k-flows-warm.txt" 2>"$WORK/$k-flows-warm.log" || true
+  settle_n
+}
+
+pg_flows_run() {
+  local k=$1 i=$2 f=$WORK/$1-flows-$2.txt c0 e s
+  use_nodes "$k" flows
+  flow_ports
+  c0=$(cpu_snap_n)
+  client "$LOADGEN" flows "${FLOW_PORTS[@]}" --conc "$FLOW_CONC" --user bench \
+    --password-file "$WORK/password" --warmup 1 --runs 1 --duration "$DURATION" \
+    >"$f" 2>"$WORK/$k-flows-$i.log" || true
+  cpu_diff_n "$c0" "$(cpu_snap_n)" >"$f.cpu"
+  e=$(kv "$f" flows_errors | grep . || echo 1)
+  R[$k:flows_errors]=$((${R[$k:flows_errors]:-0} + e))
+  for s in device_auth claim approve redeem; do
+    R[$k:flows_errors_$s]=$((${R[$k:flows_errors_$s]:-0} + $(kv "$f" "flows_errors_$s" | grep . || echo 0)))
+  done
+  log "$k: full flows, run $i: $(kv "$f" flows_run1) flows/s, $e errors ($(cpu_note "$f.cpu"))"
+  settle_n
+}
+
+# Medians -------------------------------------------------------------------------------------
+
+# pg_tp_finish K SCEN: stops the nodes of scenario SCEN (da, poll, flows) of setup K and keeps,
+# over its runs, the median rate, the median fraction of the ceiling run of the same round, the
+# median CPU shares and the median rate per second of CPU time of the nodes and PostgreSQL.
+pg_tp_finish() {
+  local k=$1 sc=$2 i f rate cr a b c d med worst=0 rates=() fr=() srv=() pg=() c1=() eff=()
+  stop_nodes "$k" "$sc"
+  for i in $(seq 1 "$RUNS"); do
+    f=$WORK/$k-$sc-$i.txt
+    if [ "$sc" = flows ]; then rate=$(kv "$f" flows_run1); else rate=$(rps_of "$f"); fi
+    rate=${rate:-0}
+    cr=$(rps_of "$WORK/ceiling-$sc-$i.txt")
+    rates+=("$rate")
+    fr+=("$(awk -v a="$rate" -v b="$cr" 'BEGIN { if (b + 0 > 0) printf "%.4f", a / b; else print "nan" }')")
+    read -r a b c d <"$f.cpu"
+    srv+=("$a")
+    pg+=("$d")
+    c1+=("$c")
+    [ "$b" -gt "$worst" ] && worst=$b
+    eff+=("$(awk -v r="$rate" -v s="$a" -v p="$d" 'BEGIN { if (s + p > 0) printf "%.0f", r * 100 / (s + p); else print 0 }')")
+  done
+  med=$(median "${rates[@]}")
+  R[$k:$sc]=$med
+  R[$k:${sc}_runs]="${rates[*]}"
+  R[$k:${sc}_frac]=$(median "${fr[@]}")
+  R[$k:${sc}_fracs]="${fr[*]}"
+  R[$k:${sc}_cpu]=$(median "${srv[@]}")
+  R[$k:${sc}_pgcpu]=$(median "${pg[@]}")
+  R[$k:${sc}_others]=$worst
+  R[$k:${sc}_cpu1]=$(median "${c1[@]}")
+  R[$k:${sc}_eff]=$(median "${eff[@]}")
+  R[$k:${sc}_cpus]=$(for i in $(seq 1 "$RUNS"); do
+    awk '{ printf "%s/%s/%s ", $1, $4, $2 }' "$WORK/$k-$sc-$i.txt.cpu"; done)
+  if [ "$sc" = flows ]; then
+    # The per-step latencies shown are those of the median run.
+    rm -f "$WORK/$k-flows.txt"
+    for i in $(seq 1 "$RUNS"); do
+      if [ ! -f "$WORK/$k-flows.txt" ] && [ "${rates[$((i - 1))]}" = "$med" ]; then
+        cp "$WORK/$k-flows-$i.txt" "$WORK/$k-flows.txt"
+      fi
+    done
+    [ -f "$WORK/$k-flows.txt" ] || cp "$WORK/$k-flows-1.txt" "$WORK/$k-flows.txt"
+  fi
+  log "$k: $sc runs ${rates[*]}"
+}
+
+pg_ceiling_summary() {
+  local sc=$1 i rates=()
+  for i in $(seq 1 "$RUNS"); do rates+=("$(rps_of "$WORK/ceiling-$sc-$i.txt")"); done
+  R[ceiling_$sc]=$(median "${rates[@]}")
+  R[ceiling_${sc}_runs]="${rates[*]}"
+}
+
+# Held requests and wake latency --------------------------------------------------------------
+
+# pg_wake_setup K NAME N: a database for NAME with N pending login requests made through the
+# first node (codes in $WORK/K-NAME-codes.txt); then the node(s) are started afresh on it, with
+# the held scenarios' connection limits, so nothing of the setup is in their memory.
+pg_wake_setup() {
+  local k=$1 name=$2 n=$3 ports
+  new_store "$k" "$name"
+  NODE_ENV=("${HELD_ENV[@]}")
+  start_nodes "$k" "$name" "$k-$name-setup" "${HELD_FLAGS[@]}"
+  read -ra ports <<<"$CUR_PORTS"
+  client "$LOADGEN" create --port "${ports[0]}" --n "$n" --conc 64 \
+    --out "$WORK/$k-$name-codes.txt" --time-limit 60 >"$WORK/$k-$name-setup.txt" ||
+    die "setup of $k $name failed: $(cat "$WORK/$k-$name-setup.txt")"
+  stop_nodes "$k" "$name"
+  start_nodes "$k" "$name" "$k-$name" "${HELD_FLAGS[@]}"
+  NODE_ENV=()
+}
+
+pg_held() {
+  local k=$1 pids
+  log "$k: $HELD held requests (Prefer: wait=60) from $SOURCES client addresses"
+  pg_wake_setup "$k" held $((HELD_WARM + HELD))
+  read -ra pids <<<"$CUR_PIDS"
+  flow_ports
+  client "$LOADGEN" held "${FLOW_PORTS[@]:0:2}" --codes "$WORK/$k-held-codes.txt" --n "$HELD" \
+    --warm-polls "$HELD_WARM" --pid "${pids[0]}" --sources "$SOURCES" --wait 60 --settle 2 \
+    --cpu-window 3 --time-limit 45 --shutdown-check >"$WORK/$k-held.txt" 2>"$WORK/$k-held.log" || true
+  stop_nodes "$k" held
+  cat "$WORK/$k-held.log" >&2
+}
+
+pg_wake() {
+  local k=$1
+  log "$k: wake latency ($WAKE_SAMPLES samples, $WAKE_BG other held requests)"
+  pg_wake_setup "$k" wake "$WAKE_BG"
+  flow_ports
+  client "$LOADGEN" wake "${FLOW_PORTS[@]}" --codes "$WORK/$k-wake-codes.txt" \
+    --background "$WAKE_BG" --samples "$WAKE_SAMPLES" --warm-samples 50 --sources "$SOURCES" \
+    --user bench --password-file "$WORK/password" --settle 1 --time-limit 50 \
+    >"$WORK/$k-wake.txt" 2>"$WORK/$k-wake.log" || true
+  stop_nodes "$k" wake
+  cat "$WORK/$k-wake.log" >&2
+}
+
+# PostgreSQL's own counters over the rounds (cluster-wide): checkpoints, WAL written and synced.
+pg_counters() {
+  pg_sql postgres "SELECT (SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter),
+    (SELECT wal_bytes FROM pg_stat_wal), (SELECT wal_sync FROM pg_stat_wal),
+    (SELECT wal_write FROM pg_stat_wal)" | tr '|' ' '
+}
+
+pg_stats_dump() {
+  [ "$PG_STATS" = 1 ] || return 0
+  pg_sql postgres "SELECT d.datname, s.calls, round(s.total_exec_time::numeric, 1) AS total_ms,
+      round((s.mean_exec_time * 1000)::numeric, 1) AS mean_us, s.rows,
+      left(regexp_replace(s.query, '\s+', ' ', 'g'), 200)
+    FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid
+    ORDER BY s.total_exec_time DESC LIMIT 60" >"$WORK/pg_stat_statements.txt" || true
+}
+
+# Report --------------------------------------------------------------------------------------
+
+# The rows' helpers below are called by name (per FUNC ...).
+# shellcheck disable=SC2317
+report_pg() {
+  local k i fsf
+  fsf=$(df --output=source,fstype "$PG_DIR" | tail -1 | awk '{ print $1 " (" $2 ")" }')
+  echo
+  echo "qrlogin benchmark, PostgreSQL, $(date -u '+%Y-%m-%d %H:%M UTC'), $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet 2>/dev/null || echo '+dirty')"
+  machine | sed -n 1p
+  printf 'load average: %s before the run, %s after it; at the start of each round: %s\n' \
+    "${R[loadavg_before]}" "${R[loadavg_after]}" "${R[loadavg_rounds]}"
+  printf 'PostgreSQL %s (a throwaway cluster of tests/pg/cluster.sh, data on %s, TCP on 127.0.0.1): %s\n' \
+    "${R[pg_version]}" "$fsf" "${R[pg_settings]}"
+  local pool="the store's default pool of connections"
+  if [ -n "$PG_POOL" ]; then pool="a pool of $PG_POOL connections (QRLOGIN_PG_POOL)"; fi
+  printf 'pinned: every qrlogin node (%s worker threads, %s) on CPU %s; PostgreSQL (postmaster and every backend) on CPU %s; wrk and loadgen on CPU %s\n' \
+    "$THREADS" "$pool" "$SERVER_CPU" "$PG_CPU" "$CLIENT_CPU"
+  printf 'runs: %s warm-up + %s x %s s runs, median; per round and scenario one ceiling run, then the scenario once per setup; two nodes: one wrk per node (rates summed), loadgen with the screen on node A and the phone on node B\n' \
+    "${WARMUP}s" "$RUNS" "$DURATION"
+  echo
+  local hdr=("measure")
+  for k in "${SETUPS[@]}"; do hdr+=("${LABEL[$k]}"); done
+  hdr+=("target, 2 nodes")
+  prow() {
+    local c
+    printf '| %-46s ' "$1"
+    shift
+    for c in "$@"; do printf '| %-22s ' "$c"; done
+    printf '|\n'
+  }
+  prow "${hdr[@]}"
+  printf '|%s' "$(printf -- '-%.0s' {1..48})"
+  for k in "${SETUPS[@]}" x; do printf '|%s' "$(printf -- '-%.0s' {1..24})"; done
+  printf '|\n'
+  per() { # per FUNC TARGET LABEL: a row with FUNC K for each setup
+    local fn=$1 target=$2 label=$3 v=()
+    for k in "${SETUPS[@]}"; do v+=("$($fn "$k")"); done
+    prow "$label" "${v[@]}" "$target"
+  }
+  c_da() { num "${R[ceiling_da]:-}"; }
+  c_poll() { num "${R[ceiling_poll]:-}"; }
+  rate() { num "${R[$k:$sc]:-}"; }
+  ofc() { pct "${R[$k:${sc}_frac]:-}"; }
+  ofc4() { local f=${R[$k:flows_frac]:-}; echo "$(pct "$f") (req: $(pct "$(awk -v f="$f" 'BEGIN { if (f != "" && f != "nan") print f * 4 }')"))"; }
+  cpus() {
+    if [ -n "${R[$k:${sc}_cpu]:-}" ]; then
+      echo "${R[$k:${sc}_cpu]} / ${R[$k:${sc}_pgcpu]} / ${R[$k:${sc}_others]}"
+    else
+      echo -
+    fi
+  }
+  eff() { num "${R[$k:${sc}_eff]:-}"; }
+  w3() { local w=$WORK/$k-wake.txt; [ -f "$w" ] || { echo -; return; }
+    awk -v a="$(kv "$w" "${1}_p50_us")" -v b="$(kv "$w" "${1}_p99_us")" \
+      -v c="$(kv "$w" "${1}_p999_us")" 'BEGIN { if (a == "") print "-"; else printf "%.2f / %.2f / %.2f", a / 1000, b / 1000, c / 1000 }'; }
+  wk() { w3 wake; }
+  wa() { w3 approvewake; }
+  ws() { w3 scanwake; }
+  errs() {
+    local w=$WORK/$k-wake.txt we
+    we=$(kv "$w" wake_errors 2>/dev/null | grep . || echo 1)
+    echo $((${R[$k:da_bad]:-0} + ${R[$k:poll_bad]:-0} + ${R[$k:poll_warm_other]:-0} + \
+      ${R[$k:flows_errors]:-0} + we))
+  }
+  held() { local h=$WORK/$k-held.txt; if [ -f "$h" ]; then echo "$(kv "$h" held_unanswered) / $(kv "$h" held_target)"; else echo -; fi; }
+  rss() { local h=$WORK/$k-held.txt; if [ -f "$h" ]; then awk -v b="$(kv "$h" rss_per_held_bytes)" 'BEGIN { if (b == "") print "-"; else printf "%.2f KiB", b / 1024 }'; else echo -; fi; }
+  per c_da "" "ceiling, device-auth script (req/s)"
+  per c_poll "" "ceiling, poll script (req/s)"
+  local sc
+  for sc in da poll flows; do
+    case $sc in
+      da) per rate "" "device authorization (req/s)" ;;
+      poll) per rate ">= 20000" "pending poll (req/s)" ;;
+      flows) per rate ">= 2000" "full flows (flows/s; 4 HTTP requests each)" ;;
+    esac
+    if [ "$sc" = flows ]; then per ofc4 "" "  of ceiling"; else per ofc "" "  of ceiling"; fi
+    per cpus "" "  CPU 0 %: nodes / PostgreSQL / others"
+    per eff "" "  per CPU second of nodes + PostgreSQL"
+  done
+  per wk "p99 <= 10 (cross-node)" "wake latency p50 / p99 / p999 (ms)"
+  per wa "" "  approve sent -> tokens p50 / p99 / p999 (ms)"
+  per ws "" "  claim answered -> scanned p50/p99/p999 (ms)"
+  per errs "0" "errors (all scenarios)"
+  per held "" "held requests (held / opened)"
+  per rss "" "RSS per held request"
+  echo
+  echo "details:"
+  echo "  ceiling runs (req/s), one per round before that round's runs of the scenario: device-auth script ${R[ceiling_da_runs]:-}; poll script ${R[ceiling_poll_runs]:-}; device-auth script before the flows ${R[ceiling_flows_runs]:-}"
+  echo "  PostgreSQL during the rounds (whole cluster): ${R[pg_checkpoints]:-?} checkpoints, ${R[pg_wal_mb]:-?} MB of WAL in ${R[pg_wal_writes]:-?} writes and ${R[pg_wal_syncs]:-?} syncs"
+  for k in "${SETUPS[@]}"; do
+    local f=$WORK/$k-flows.txt w=$WORK/$k-wake.txt h=$WORK/$k-held.txt
+    echo "  ${LABEL[$k]}:"
+    echo "    device authorization runs (req/s): ${R[$k:da_runs]:-}; of ceiling ${R[$k:da_fracs]:-}; non-200 answers or socket errors: ${R[$k:da_bad]:-0}"
+    echo "    pending poll runs (req/s): ${R[$k:poll_runs]:-}; of ceiling ${R[$k:poll_fracs]:-}; ${R[$k:poll_codes]:-0} codes made at ${R[$k:poll_setup_rate]:-?}/s$([ "$k" = pg2 ] && echo ', each node polling the codes the other made');" \
+      "warm-up: ${R[$k:poll_warm_pending]:-} authorization_pending, ${R[$k:poll_warm_other]:-} other;" \
+      "timed runs: ${R[$k:poll_good]:-0} $([ "$k" = sq ] && echo 'answered 400 (counted by status)' || echo authorization_pending), ${R[$k:poll_bad]:-0} other;" \
+      "${R[$k:poll_reuse]:-0} polls of a code within 5 s of its previous poll"
+    echo "    full flows runs (flows/s): ${R[$k:flows_runs]:-}; $(kv "$f" flows_concurrency) in flight; errors ${R[$k:flows_errors]:-0} (device_auth ${R[$k:flows_errors_device_auth]:-0}, claim ${R[$k:flows_errors_claim]:-0}, approve ${R[$k:flows_errors_approve]:-0}, redeem ${R[$k:flows_errors_redeem]:-0});" \
+      "screen on port $(kv "$f" flows_screen_port), phone on port $(kv "$f" flows_phone_port)"
+    echo "      per step p50 / p99 (ms): device_auth $(kv "$f" device_auth_p50_ms) / $(kv "$f" device_auth_p99_ms)," \
+      "claim $(kv "$f" claim_p50_ms) / $(kv "$f" claim_p99_ms), approve $(kv "$f" approve_p50_ms) / $(kv "$f" approve_p99_ms)," \
+      "redeem $(kv "$f" redeem_p50_ms) / $(kv "$f" redeem_p99_ms); whole flow $(kv "$f" flow_p50_ms) / $(kv "$f" flow_p99_ms)"
+    echo "    CPU per run, nodes/PostgreSQL/others % of CPU 0: device authorization ${R[$k:da_cpus]:-}; poll ${R[$k:poll_cpus]:-}; flows ${R[$k:flows_cpus]:-}"
+    echo "    CPU 1 (load generators and others), median: device authorization ${R[$k:da_cpu1]:-} %, poll ${R[$k:poll_cpu1]:-} %, flows ${R[$k:flows_cpu1]:-} %"
+    if [ -f "$w" ]; then
+      echo "    wake: screen on port $(kv "$w" wake_screen_port), phone on port $(kv "$w" wake_phone_port); approve response -> held token response (signed; negative = tokens first): min $(kv "$w" wake_min_us) us, max $(kv "$w" wake_max_us) us;" \
+        "$(kv "$w" wake_held_before_approve_response) of $(kv "$w" wake_samples) held answers before the approve response;" \
+        "errors $(kv "$w" wake_errors); background still held at the end: $(kv "$w" wake_background_still_held) / $(kv "$w" wake_background)"
+    fi
+    if [ -f "$h" ]; then
+      echo "    held: $(kv "$h" held_sent) sent in $(kv "$h" open_seconds) s, $(kv "$h" held_answered_early) answered early," \
+        "$(kv "$h" held_failed) failed, $(kv "$h" connect_errors) connect errors; node CPU $(kv "$h" cpu_pct_while_held) % while held;" \
+        "VmRSS $(kv "$h" rss_before_kb) -> $(kv "$h" rss_after_kb) KiB, RssAnon $(kv "$h" rss_anon_before_kb) -> $(kv "$h" rss_anon_after_kb) KiB;" \
+        "at shutdown $(kv "$h" shutdown_pending_answers) answered authorization_pending, $(kv "$h" shutdown_other_answers) other, $(kv "$h" shutdown_closed_unanswered) closed unanswered"
+    fi
+  done
+  echo "  CPU 0 %: the nodes' (summed), PostgreSQL's (postmaster, backends, background processes) and"
+  echo "    the rest's share of CPU 0 during the timed runs (medians; others: the most in any run)."
+  echo "    Per CPU second: the rate divided by the CPU time of the nodes and PostgreSQL together."
+  if [ "$PG_STATS" = 1 ]; then
+    echo "  pg_stat_statements over the rounds, the wake and held scenarios: $WORK/pg_stat_statements.txt"
+  fi
+}
+
+main_pg() {
+  local t0=$SECONDS i k c0 busy ctr0 ctr1
+  deps
+  mkdir -p "$BUILD"
+  build
+  # A cluster an interrupted run left behind is stopped before its directory goes.
+  if [ -f "$WORK/pg/.qrl-pg-cluster" ]; then
+    "$ROOT/tests/pg/cluster.sh" stop "$WORK/pg" >/dev/null 2>&1 || true
+  fi
+  rm -rf "$WORK"
+  mkdir -p "$WORK"
+  ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+  [ "$(ulimit -n)" -ge $((HELD + 700)) ] ||
+    log "warning: open-file limit $(ulimit -n) is low for $HELD held requests"
+  head -c 18 /dev/urandom | base64 | tr -d '/+=' >"$WORK/password"
+  if [ -z "$THREADS" ]; then
+    THREADS=$("$QRL" serve --help 2>&1 | sed -n 's/.*--threads N.*default \([0-9][0-9]*\).*/\1/p')
+    [ -n "$THREADS" ] || THREADS=16
+  fi
+  log "worker threads: $THREADS per node (and the ceiling)"
+  held_flags
+  R[loadavg_before]=$(cut -d' ' -f1-3 /proc/loadavg)
+  c0=$(cpu_snap)
+  sleep 1
+  busy=$(cpu_diff "$c0" "$(cpu_snap)")
+  log "CPU 0 / CPU 1 busy before the run: $(echo "$busy" | awk '{ print $2 " % / " $3 " %" }');" \
+    "load average ${R[loadavg_before]}"
+  pg_cluster_start
+  pg_probe
+  SETUPS=()
+  if [ "$PG_WITH_SQLITE" = 1 ]; then SETUPS+=(sq); fi
+  SETUPS+=(pg1 pg2)
+
+  start_ceiling_server
+  for k in "${SETUPS[@]}"; do
+    pg_poll_start "$k"
+    pg_da_start "$k"
+    pg_flows_start "$k"
+  done
+  if [ "$PG_STATS" = 1 ]; then pg_sql postgres "SELECT pg_stat_statements_reset()" >/dev/null; fi
+  ctr0=$(pg_counters)
+  R[loadavg_rounds]=""
+  for i in $(seq 1 "$RUNS"); do
+    R[loadavg_rounds]+="${R[loadavg_rounds]:+; }$(cut -d' ' -f1 /proc/loadavg)"
+    log "round $i of $RUNS (load average $(cut -d' ' -f1-3 /proc/loadavg))"
+    ceiling_once "$WORK/ceiling-da-$i.txt" "$DURATION" /oauth/device_authorization \
+      "$BENCH/wrk/device_auth.lua"
+    for k in "${SETUPS[@]}"; do pg_da_run "$k" "$i"; done
+    ceiling_once "$WORK/ceiling-poll-$i.txt" "$DURATION" /oauth/token "$BENCH/wrk/poll.lua" \
+      "$WORK/fake-codes.txt" 0 1 1 count
+    for k in "${SETUPS[@]}"; do pg_poll_run "$k" "$i"; done
+    ceiling_once "$WORK/ceiling-flows-$i.txt" "$DURATION" /oauth/device_authorization \
+      "$BENCH/wrk/device_auth.lua"
+    for k in "${SETUPS[@]}"; do pg_flows_run "$k" "$i"; done
+  done
+  ctr1=$(pg_counters)
+  read -r -a ctr0 <<<"$ctr0"
+  read -r -a ctr1 <<<"$ctr1"
+  R[pg_checkpoints]=$((ctr1[0] - ctr0[0]))
+  R[pg_wal_mb]=$(awk -v a="${ctr0[1]}" -v b="${ctr1[1]}" 'BEGIN { printf "%.0f", (b - a) / 1048576 }')
+  R[pg_wal_syncs]=$((ctr1[2] - ctr0[2]))
+  R[pg_wal_writes]=$((ctr1[3] - ctr0[3]))
+  for k in "${SETUPS[@]}"; do
+    pg_tp_finish "$k" da
+    pg_tp_finish "$k" poll
+    pg_tp_finish "$k" flows
+  done
+  pg_ceiling_summary da
+  pg_ceiling_summary poll
+  pg_ceiling_summary flows
+  SERVER_PID=$CEIL_PID
+  stop_server
+  if [ "$PG_HELD" = 1 ]; then pg_held pg1; fi
+  for k in "${SETUPS[@]}"; do pg_wake "$k"; done
+  pg_stats_dump
+  R[loadavg_after]=$(cut -d' ' -f1-3 /proc/loadavg)
+  report_pg | tee "$WORK/results.txt"
+  if [ "$PG_KEEP" = 1 ]; then
+    log "the cluster is left running: $PG_URI (databases bench_*); stop it with" \
+      "tests/pg/cluster.sh stop $PG_DIR"
+  fi
+  log "done in $((SECONDS - t0)) s; raw output in $WORK"
+}
+
+if [ "$DB_MODE" = postgres ]; then
+  main_pg
+else
+  main
+fi

@@ -17,10 +17,11 @@ static void account_usage(FILE *f)
 {
     fputs("usage: qrlogin account add USER [--display-name NAME] [--password-stdin] [--db PATH]\n"
           "       qrlogin account passwd USER [--password-stdin] [--db PATH]\n"
-          "  --db PATH          SQLite database file (QRLOGIN_DB; default qrlogin.db)\n"
+          "  --db PATH          SQLite database file (QRLOGIN_DB; default qrlogin.db), or a\n"
+          "                     PostgreSQL URI postgresql://USER@HOST:PORT/DBNAME\n"
           "  --display-name N   name shown to the user (default: USER)\n"
           "  --password-stdin   read the password from the first line of standard input\n"
-          "The database and its directory must be writable. Exit status: 0 done, 1 failure\n"
+          "A database file and its directory must be writable. Exit status: 0 done, 1 failure\n"
           "(account exists, no such account, database), 2 usage error, 130 Ctrl-C.\n",
           f);
 }
@@ -111,9 +112,11 @@ int qrl_cli_account(int argc, char **argv)
         qrl_cli_err("no password given (1 to %d bytes)", QRL_MAX_PASSWORD);
         return 2;
     }
-    e = qrl_store_sqlite_open(db, &st, err, sizeof err);
+    e = qrl_store_open(db, &st, err, sizeof err);
     if (e != QRL_OK) {
-        qrl_cli_err("cannot open database %s: %s", db, err[0] ? err : qrl_strerror(e));
+        char shown[1024];
+        qrl_cli_db_display(db, shown, sizeof shown); /* a URI's password is never printed */
+        qrl_cli_err("cannot open database %s: %s", shown, err[0] ? err : qrl_strerror(e));
         goto out;
     }
     qrl_config_defaults(&cfg);

@@ -26,6 +26,10 @@ typedef struct qrl_cli_resp {
 } qrl_cli_resp;
 int qrl_cli_http(const char *method, const char *url, const char *bearer, const char *json_body,
                  qrl_cli_resp *out);
+/* The same with `Prefer: wait=N` (RFC 7240) when wait_s > 0, for a request the server may
+ * hold that long; the timeout grows by the wait. */
+int qrl_cli_http_wait(const char *method, const char *url, const char *bearer,
+                      const char *json_body, int wait_s, qrl_cli_resp *out);
 void qrl_cli_resp_free(qrl_cli_resp *r);
 const char *qrl_cli_resp_str(const qrl_cli_resp *r, const char *key);
 /* Prints why a request failed: transport error, or the server's error_description. */
@@ -107,7 +111,12 @@ void qrl_cli_conf_free(qrl_cli_conf *c);
 
 /* db.c: checks, before SQLite opens it, that the database at `path` can be written: the file
  * (when it exists) and its directory, where SQLite keeps its write-ahead log. Prints one line
- * saying what is wrong and returns false otherwise. */
+ * saying what is wrong and returns false otherwise. A PostgreSQL URI passes: no file. */
 bool qrl_cli_db_writable(const char *path);
+/* Whether --db names a PostgreSQL database (a postgres:// or postgresql:// URI), not a file. */
+bool qrl_cli_db_is_url(const char *db);
+/* --db as it may be printed: a URI with its password (user:PASSWORD@, ?password=) as "***";
+ * a path as it is. Writes at most len bytes, NUL-terminated. */
+void qrl_cli_db_display(const char *db, char *out, size_t len);
 
 #endif

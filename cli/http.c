@@ -48,10 +48,16 @@ static size_t on_data(char *ptr, size_t size, size_t nmemb, void *ud)
 int qrl_cli_http(const char *method, const char *url, const char *bearer, const char *json_body,
                  qrl_cli_resp *out)
 {
+    return qrl_cli_http_wait(method, url, bearer, json_body, 0, out);
+}
+
+int qrl_cli_http_wait(const char *method, const char *url, const char *bearer,
+                      const char *json_body, int wait_s, qrl_cli_resp *out)
+{
     CURL *c = curl_easy_init();
     struct curl_slist *h = NULL;
     struct buf b = {0};
-    char auth[256];
+    char auth[256], prefer[32];
     CURLcode cc;
     int rc = -1;
 
@@ -65,7 +71,8 @@ int qrl_cli_http(const char *method, const char *url, const char *bearer, const 
     curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
+    /* A held request answers within its wait: the usual 30 s come on top. */
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L + (wait_s > 0 ? (long)wait_s : 0L));
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
@@ -73,6 +80,10 @@ int qrl_cli_http(const char *method, const char *url, const char *bearer, const 
         snprintf(auth, sizeof auth, "Authorization: Bearer %s", bearer);
         h = curl_slist_append(h, auth);
         sodium_memzero(auth, sizeof auth);
+    }
+    if (wait_s > 0) {
+        snprintf(prefer, sizeof prefer, "Prefer: wait=%d", wait_s);
+        h = curl_slist_append(h, prefer);
     }
     if (json_body != NULL) {
         h = curl_slist_append(h, "Content-Type: application/json");

@@ -26,7 +26,7 @@
 
 struct phone_opts {
     const char *server, *config, *name, *image;
-    bool password_stdin;
+    bool password_stdin, wait;
 };
 
 static void phone_usage(FILE *f)
@@ -35,6 +35,9 @@ static void phone_usage(FILE *f)
           "       qrlogin phone approve (URL | USER-CODE | --image FILE.png)\n"
           "       qrlogin phone devices\n"
           "       qrlogin phone revoke DEVICE-ID\n"
+          "       qrlogin phone notifications [--wait]\n"
+          "       qrlogin phone revoke-new NOTIFICATION-ID\n"
+          "       qrlogin phone dismiss NOTIFICATION-ID\n"
           "  --config FILE     state file (QRLOGIN_PHONE_CONFIG; default\n"
           "                    $XDG_CONFIG_HOME/qrlogin/phone.json)\n"
           "  --server URL      the qrlogin server (login only)\n"
@@ -42,6 +45,7 @@ static void phone_usage(FILE *f)
           "  --password-stdin  login: read the password from the first line of standard\n"
           "                    input, even on a terminal\n"
           "  --image FILE      approve: decode the QR code from a PNG image\n"
+          "  --wait            notifications: when there is none, wait until one arrives\n"
           "Prompts read from the terminal without echo or, when standard input is not a\n"
           "terminal, one line each from standard input, in this order:\n"
           "  login    the password, then the new app PIN (4-64 characters) twice\n"
@@ -282,6 +286,40 @@ static int code_from(const struct phone_opts *o, const char *arg, char *code, si
     }
 }
 
+/* The name of a country member of the view ({"code", "name"}), or NULL when it is null, absent
+ * (a server without a country database) or not what the API says. */
+static const char *country_name(json_t *view, const char *key)
+{
+    return json_string_value(json_object_get(json_object_get(view, key), "name"));
+}
+
+/* Where the request comes from and where this phone is, when the server knows (--geoip); a
+ * warning that cannot be missed when those are two countries. */
+static void show_countries(json_t *j)
+{
+    const char *from = country_name(j, "request_country"), *here = country_name(j, "phone_country");
+
+    if (from == NULL)
+        return;
+    fputs("  This request comes from ", stderr);
+    print_safe(from);
+    if (here != NULL) {
+        fputs(", you are in ", stderr);
+        print_safe(here);
+    }
+    fputs(".\n", stderr);
+    if (!json_is_false(json_object_get(j, "same_country")) || here == NULL)
+        return;
+    fputs("\n  !!! WARNING: this request comes from another country (", stderr);
+    print_safe(from);
+    fputs(") than this phone (", stderr);
+    print_safe(here);
+    fputs(").\n  !!! Someone may be trying to sign in to your account with a code they sent "
+          "you.\n  !!! If you did not start this sign-in yourself, on a screen in front of you, "
+          "answer d.\n",
+          stderr);
+}
+
 static void show_request(const qrl_cli_resp *r)
 {
     json_t *j = r->json;
@@ -299,7 +337,9 @@ static void show_request(const qrl_cli_resp *r)
             age, left);
     fputs("  app: ", stderr);
     print_safe(qrl_cli_resp_str(r, "client_id") ? qrl_cli_resp_str(r, "client_id") : "?");
-    fputs("\n\nThe screen shows a code. Check that it is ", stderr);
+    fputs("\n", stderr);
+    show_countries(j);
+    fputs("\nThe screen shows a code. Check that it is ", stderr);
     print_safe(qrl_cli_resp_str(r, "user_code") ? qrl_cli_resp_str(r, "user_code") : "?");
     fputs(".\n", stderr);
 }
@@ -459,6 +499,128 @@ out:
     return rc;
 }
 
+/* Untrusted text from the server on standard output, control characters neutralised. */
+static void put_safe(const char *s)
+{
+    for (; s != NULL && *s != '\0'; s++)
+        putchar(((unsigned char)*s < 0x20 || *s == 0x7f) ? '?' : *s);
+}
+
+/* "45 s", "3 min", "2 h", "4 days": how long ago, or how long still. */
+static void span(long long s, char *out, size_t len)
+{
+    if (s < 90)
+        snprintf(out, len, "%lld s", s < 0 ? 0 : s);
+    else if (s < 90 * 60)
+        snprintf(out, len, "%lld min", (s + 30) / 60);
+    else if (s < 48 * 3600)
+        snprintf(out, len, "%lld h", (s + 1800) / 3600);
+    else
+        snprintf(out, len, "%lld days", (s + 43200) / 86400);
+}
+
+static const char *jstr(json_t *o, const char *k)
+{
+    json_t *v = json_object_get(o, k);
+    return json_is_string(v) ? json_string_value(v) : "";
+}
+
+/* One notification of a new device, and what the user can do about it. */
+static void show_notification(json_t *n)
+{
+    json_t *d = json_object_get(n, "device");
+    long long id = (long long)json_integer_value(json_object_get(n, "id"));
+    long long left = (long long)json_integer_value(json_object_get(n, "revoke_in"));
+    char ago[32], still[32];
+
+    span((long long)json_integer_value(json_object_get(n, "age_seconds")), ago, sizeof ago);
+    span(left, still, sizeof still);
+    fputs("New device linked: \"", stdout);
+    put_safe(jstr(d, "name"));
+    fputs("\" (", stdout);
+    put_safe(jstr(d, "kind"));
+    if (jstr(d, "platform")[0] != '\0') {
+        fputs(", ", stdout);
+        put_safe(jstr(d, "platform"));
+    }
+    fputs("), from ", stdout);
+    put_safe(jstr(d, "address"));
+    printf(", %s ago.\n", ago);
+    if (left > 0)
+        printf("  Not you? qrlogin phone revoke-new %lld   (works for %s more)\n", id, still);
+    else
+        printf("  Not you? qrlogin phone revoke %lld   (the device; see qrlogin phone devices)\n",
+               (long long)json_integer_value(json_object_get(d, "id")));
+    printf("  Seen it: qrlogin phone dismiss %lld\n", id);
+}
+
+/* Longest hold asked of the server per request (it caps Prefer: wait at 60 s). */
+#define NOTIFY_WAIT_S 60
+
+static int cmd_notifications(const struct phone_opts *o)
+{
+    char url[1024];
+    qrl_cli_resp r = {0};
+    json_t *cfg = config_load(o), *arr = NULL, *n;
+    size_t i;
+    int rc = 1;
+
+    if (cfg == NULL)
+        return 1;
+    snprintf(url, sizeof url, "%s/v1/notifications", cfg_str(cfg, "server"));
+    /* With --wait, held requests one after the other until one brings something. */
+    for (;;) {
+        if (qrl_cli_http_wait("GET", url, cfg_str(cfg, "session_token"), NULL,
+                              o->wait ? NOTIFY_WAIT_S : 0, &r) != 0 ||
+            r.status != 200 || !json_is_array(json_object_get(r.json, "notifications"))) {
+            qrl_cli_resp_report("cannot read the notifications", &r);
+            goto out;
+        }
+        arr = json_object_get(r.json, "notifications");
+        if (!o->wait || json_array_size(arr) > 0)
+            break;
+        qrl_cli_resp_free(&r);
+    }
+    json_array_foreach(arr, i, n)
+    {
+        show_notification(n);
+    }
+    if (json_array_size(arr) == 0)
+        puts("No new devices linked.");
+    rc = 0;
+out:
+    qrl_cli_resp_free(&r);
+    json_decref(cfg);
+    return rc;
+}
+
+/* POST /v1/notifications/ID/VERB (ack or revoke); 0 when the server answered 204. */
+static int notification_post(const struct phone_opts *o, const char *id, const char *verb,
+                             const char *failed)
+{
+    char url[1024];
+    qrl_cli_resp r = {0};
+    json_t *cfg;
+    long long v;
+    int rc = 1;
+
+    if (!qrl_cli_parse_seconds(id, 1, INT64_MAX, &v)) {
+        qrl_cli_err("%s takes a notification id (a number, see 'qrlogin phone notifications')",
+                    strcmp(verb, "ack") == 0 ? "dismiss" : "revoke-new");
+        return 2;
+    }
+    if ((cfg = config_load(o)) == NULL)
+        return 1;
+    snprintf(url, sizeof url, "%s/v1/notifications/%lld/%s", cfg_str(cfg, "server"), v, verb);
+    if (qrl_cli_http("POST", url, cfg_str(cfg, "session_token"), "{}", &r) != 0 || r.status != 204)
+        qrl_cli_resp_report(failed, &r);
+    else
+        rc = 0;
+    qrl_cli_resp_free(&r);
+    json_decref(cfg);
+    return rc;
+}
+
 int qrl_cli_phone(int argc, char **argv)
 {
     static const struct option longopts[] = {
@@ -467,6 +629,7 @@ int qrl_cli_phone(int argc, char **argv)
         {"name", required_argument, NULL, 'n'},
         {"image", required_argument, NULL, 'i'},
         {"password-stdin", no_argument, NULL, 'p'},
+        {"wait", no_argument, NULL, 'w'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -492,6 +655,9 @@ int qrl_cli_phone(int argc, char **argv)
         case 'p':
             o.password_stdin = true;
             break;
+        case 'w':
+            o.wait = true;
+            break;
         case 'h':
             phone_usage(stdout);
             return 0;
@@ -515,6 +681,16 @@ int qrl_cli_phone(int argc, char **argv)
         return cmd_devices(&o);
     if (strcmp(verb, "revoke") == 0 && argc - optind == 2)
         return cmd_revoke(&o, argv[optind + 1]);
+    if (strcmp(verb, "notifications") == 0 && argc - optind == 1)
+        return cmd_notifications(&o);
+    if (strcmp(verb, "revoke-new") == 0 && argc - optind == 2) {
+        int rc = notification_post(&o, argv[optind + 1], "revoke", "removing the device failed");
+        if (rc == 0)
+            puts("Removed: the new device is signed out.");
+        return rc;
+    }
+    if (strcmp(verb, "dismiss") == 0 && argc - optind == 2)
+        return notification_post(&o, argv[optind + 1], "ack", "dismissing failed");
     phone_usage(stderr);
     return 2;
 }

@@ -39,8 +39,10 @@ static void serve_usage(FILE *f)
           "                            127.0.0.1:8080, IPv6 as [::1]:8080, port 0 picks one\n"
           "  --public-url URL          public base URL and OAuth issuer [QRLOGIN_PUBLIC_URL];\n"
           "                            default http://ADDR:PORT\n"
-          "  --db PATH                 SQLite database file [QRLOGIN_DB]; default qrlogin.db;\n"
-          "                            it and its directory must be writable\n"
+          "  --db PATH|URI             SQLite database file [QRLOGIN_DB]; default qrlogin.db;\n"
+          "                            it and its directory must be writable; or a PostgreSQL\n"
+          "                            URI postgresql://USER@HOST:PORT/DBNAME, which several\n"
+          "                            servers may share\n"
           "  --request-ttl SECONDS     login request lifetime [QRLOGIN_REQUEST_TTL];\n"
           "                            default 120, 10..3600\n"
           "  --access-ttl SECONDS      access token lifetime [QRLOGIN_ACCESS_TTL];\n"
@@ -55,8 +57,17 @@ static void serve_usage(FILE *f)
           "  --refresh-max-ttl SECONDS refresh tokens end this long after their device was\n"
           "                            linked [QRLOGIN_REFRESH_MAX_TTL]; default 15552000\n"
           "                            (180 days), 0 = never, else 3600..315360000\n"
+          "  --notify-revoke-window S  the notice of a newly linked device removes it with\n"
+          "                            one tap, without the step-up, for S seconds after the\n"
+          "                            link [QRLOGIN_NOTIFY_REVOKE_WINDOW]; default 3600,\n"
+          "                            0 = never (the devices list only), at most 604800\n"
           "  --introspection-secret S  secret resource servers use for /oauth/introspect\n"
           "                            [QRLOGIN_INTROSPECTION_SECRET]; unset disables it\n"
+          "  --dpop optional|required  DPoP (RFC 9449) at the token endpoint [QRLOGIN_DPOP];\n"
+          "                            default optional: a proof binds a screen's tokens to\n"
+          "                            its key, clients without one get bearer tokens;\n"
+          "                            required: a device-code grant without a proof is\n"
+          "                            refused (the web screen page is exempt)\n"
           "  --threads N               worker threads [QRLOGIN_THREADS]; default 64, or 2 per\n"
           "                            CPU above 32 CPUs; 1..1024\n"
           "  --max-connections N       open connections at most [QRLOGIN_MAX_CONNECTIONS];\n"
@@ -90,6 +101,9 @@ static void serve_usage(FILE *f)
           "                            X-Forwarded-For (needs --trusted-proxy)\n"
           "  --metrics-allow CIDR,...  who may GET /metrics [QRLOGIN_METRICS_ALLOW]; default\n"
           "                            127.0.0.0/8,::1; none: nobody\n"
+          "  --geoip FILE              country database (MaxMind DB, .mmdb) [QRLOGIN_GEOIP]:\n"
+          "                            the phone is told the request's country and its own;\n"
+          "                            default none\n"
           "  --demo                    create the account 'demo' and print its password; the\n"
           "                            password is kept in PATH.demo-password (mode 0600) and\n"
           "                            stays the same across restarts\n"
@@ -121,11 +135,13 @@ struct serve_opts {
     const char *listen, *public_url, *db, *secret;
     const char *listen_src; /* "--listen" or "QRLOGIN_LISTEN", for messages */
     long long request_ttl, access_ttl, refresh_ttl, session_ttl, threads;
-    long long idle_ttl, refresh_max_ttl; /* -1: not given */
+    long long idle_ttl, refresh_max_ttl, notify_window; /* -1: not given */
     long long max_conn, conn_mem, conn_timeout, per_ip;
     int access_log, demo, demo_reset, check_config;
+    int dpop_required; /* --dpop required */
     /* Operating: logs, proxies, metrics (docs/cli.md). */
     const char *log_file, *trusted_proxy, *client_ip_header, *metrics_allow;
+    const char *geoip, *geoip_src; /* the country database, and where its path came from */
     int log_level;
     /* Rate limits (docs/security.md): all off, and each one given (set: 1). */
     int limits_off;
@@ -277,6 +293,7 @@ static int parse_opts(int argc, char **argv, struct serve_opts *o, qrl_cli_conf 
         PER_IP,
         IDLE_TTL,
         REFRESH_MAX_TTL,
+        NOTIFY_WINDOW,
         NUM_OPTS
     };
     struct num_opt num[NUM_OPTS] = {
@@ -301,6 +318,8 @@ static int parse_opts(int argc, char **argv, struct serve_opts *o, qrl_cli_conf 
                       86400 * 3650LL, &o->idle_ttl},
         [REFRESH_MAX_TTL] = {"--refresh-max-ttl", "QRLOGIN_REFRESH_MAX_TTL", "seconds", 0,
                              86400 * 3650LL, &o->refresh_max_ttl},
+        [NOTIFY_WINDOW] = {"--notify-revoke-window", "QRLOGIN_NOTIFY_REVOKE_WINDOW", "seconds", 0,
+                           7 * 86400, &o->notify_window},
     };
     static const struct option longopts[] = {
         {"listen", required_argument, NULL, 'l'},
@@ -311,6 +330,7 @@ static int parse_opts(int argc, char **argv, struct serve_opts *o, qrl_cli_conf 
         {"refresh-ttl", required_argument, NULL, 1000 + REFRESH_TTL},
         {"session-ttl", required_argument, NULL, 1000 + SESSION_TTL},
         {"introspection-secret", required_argument, NULL, 'i'},
+        {"dpop", required_argument, NULL, 4000},
         {"threads", required_argument, NULL, 1000 + THREADS},
         {"access-log", no_argument, NULL, 'L'},
         {"max-connections", required_argument, NULL, 1000 + MAX_CONN},
@@ -319,6 +339,7 @@ static int parse_opts(int argc, char **argv, struct serve_opts *o, qrl_cli_conf 
         {"per-ip-limit", required_argument, NULL, 1000 + PER_IP},
         {"device-idle-ttl", required_argument, NULL, 1000 + IDLE_TTL},
         {"refresh-max-ttl", required_argument, NULL, 1000 + REFRESH_MAX_TTL},
+        {"notify-revoke-window", required_argument, NULL, 1000 + NOTIFY_WINDOW},
         {"demo", no_argument, NULL, 'D'},
         {"demo-reset", no_argument, NULL, 'R'},
         {"config", required_argument, NULL, 'c'},
@@ -328,6 +349,7 @@ static int parse_opts(int argc, char **argv, struct serve_opts *o, qrl_cli_conf 
         {"trusted-proxy", required_argument, NULL, 2002},
         {"client-ip-header", required_argument, NULL, 2003},
         {"metrics-allow", required_argument, NULL, 2004},
+        {"geoip", required_argument, NULL, 2005},
         {"rate-limits", required_argument, NULL, 3000},
         {"limit-device-auth-address", required_argument, NULL, 3001 + LIMIT_DA_ADDR},
         {"limit-device-auth-client", required_argument, NULL, 3001 + LIMIT_DA_CLIENT},
@@ -347,7 +369,7 @@ static int parse_opts(int argc, char **argv, struct serve_opts *o, qrl_cli_conf 
     o->listen = "127.0.0.1:8080";
     o->listen_src = "the default";
     o->per_ip = 256;
-    o->idle_ttl = o->refresh_max_ttl = -1;
+    o->idle_ttl = o->refresh_max_ttl = o->notify_window = -1;
     o->db = "qrlogin.db";
     optind = 1;
     while ((c = getopt_long(conf->argc, conf->argv, "h", longopts, NULL)) != -1) {
@@ -364,6 +386,14 @@ static int parse_opts(int argc, char **argv, struct serve_opts *o, qrl_cli_conf 
             break;
         case 'i':
             o->secret = optarg;
+            break;
+        case 4000:
+            if (strcmp(optarg, "optional") != 0 && strcmp(optarg, "required") != 0) {
+                qrl_cli_err("%s must be optional or required (got '%s')",
+                            qrl_cli_conf_from(conf, "dpop"), optarg);
+                return 2;
+            }
+            o->dpop_required = strcmp(optarg, "required") == 0;
             break;
         case 'L':
             o->access_log = 1;
@@ -389,6 +419,10 @@ static int parse_opts(int argc, char **argv, struct serve_opts *o, qrl_cli_conf 
         case 2004:
             if (!ops_opt(o, conf, c))
                 return 2;
+            break;
+        case 2005:
+            o->geoip = optarg[0] != '\0' ? optarg : NULL;
+            o->geoip_src = qrl_cli_conf_from(conf, "geoip");
             break;
         default:
             if (c >= 3000 && c <= 3000 + LIMIT_COUNT) {
@@ -501,6 +535,18 @@ static bool can_bind(const struct sockaddr_storage *sa, const char *listen, cons
     return false;
 }
 
+/* The country database (--geoip) opens: checked before the server is made, so that a wrong
+ * path or a file of another kind stops the start with the file and the reason. */
+static bool geoip_ok(const struct serve_opts *o)
+{
+    char why[512];
+
+    if (o->geoip == NULL || qrl_server_geoip_valid(o->geoip, why, sizeof why))
+        return true;
+    qrl_cli_err("%s (from %s)", why, o->geoip_src);
+    return false;
+}
+
 /* The demo account's password is kept next to the database, readable by the owner only, so
  * that a restart keeps the password the user already typed into a phone. */
 #define DEMO_PW_SUFFIX ".demo-password"
@@ -531,8 +577,12 @@ static int demo_account(qrl_core *core, const char *db, int reset)
     bool fresh = false;
     qrl_err rc;
 
-    snprintf(path, sizeof path, "%s" DEMO_PW_SUFFIX, db);
-    if (reset || !demo_pw_load(path, pw, sizeof pw)) {
+    /* A PostgreSQL database has no directory of its own to keep the password in. */
+    if (qrl_cli_db_is_url(db))
+        path[0] = '\0';
+    else
+        snprintf(path, sizeof path, "%s" DEMO_PW_SUFFIX, db);
+    if (reset || path[0] == '\0' || !demo_pw_load(path, pw, sizeof pw)) {
         randombytes_buf(raw, sizeof raw);
         sodium_bin2base64(pw, sizeof pw, raw, sizeof raw, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
         fresh = true;
@@ -545,11 +595,14 @@ static int demo_account(qrl_core *core, const char *db, int reset)
         sodium_memzero(pw, sizeof pw);
         return 1;
     }
-    if (fresh && !qrl_cli_write_private(path, pw, err, sizeof err))
+    if (fresh && path[0] != '\0' && !qrl_cli_write_private(path, pw, err, sizeof err))
         qrl_cli_err("the demo password will change at the next start: %s", err);
     printf("qrlogin: demo account: username 'demo', password '%s'\n", pw);
     fflush(stdout);
-    qrl_cli_err("the demo password is kept in %s; --demo-reset makes a new one", path);
+    if (path[0] != '\0')
+        qrl_cli_err("the demo password is kept in %s; --demo-reset makes a new one", path);
+    else
+        qrl_cli_err("with a PostgreSQL database the demo password changes at every start");
     sodium_memzero(pw, sizeof pw);
     return 0;
 }
@@ -569,6 +622,26 @@ static void run_until_signal(qrl_core *core, qrl_server *srv, const sigset_t *se
         }
         (void)qrl_core_sweep(core);
     }
+}
+
+/* --check-config's output, with the password of a PostgreSQL URI shown as "***" (the
+ * configuration keeps the value as given; only what is printed changes). */
+static void conf_print_redacted(qrl_cli_conf *conf, const char *db)
+{
+    char shown[1024];
+    const char *saved = NULL;
+    int i;
+
+    qrl_cli_db_display(db, shown, sizeof shown);
+    for (i = 0; i < conf->nopts && strcmp(conf->opts[i].name, "db") != 0; i++)
+        ;
+    if (i < conf->nopts && conf->value[i] != NULL) {
+        saved = conf->value[i];
+        conf->value[i] = shown;
+    }
+    qrl_cli_conf_print(conf, stdout);
+    if (saved != NULL)
+        conf->value[i] = saved;
 }
 
 int qrl_cli_serve(int argc, char **argv)
@@ -602,18 +675,23 @@ int qrl_cli_serve(int argc, char **argv)
      * nothing is opened, bound or listened on, so it also checks the file of a running
      * server. */
     if (o.check_config) {
+        if (!geoip_ok(&o)) {
+            rc = 2;
+            goto out;
+        }
         rc = qrl_cli_db_writable(o.db) ? 0 : 2;
         if (rc == 0)
-            qrl_cli_conf_print(&conf, stdout);
+            conf_print_redacted(&conf, o.db);
         else if (qrl_cli_conf_from(&conf, "db") != NULL)
             qrl_cli_err("(the database path comes from %s)", qrl_cli_conf_from(&conf, "db"));
         goto out;
     }
-    if (!can_bind(&sa, o.listen, o.listen_src) || !qrl_cli_db_writable(o.db))
+    if (!can_bind(&sa, o.listen, o.listen_src) || !qrl_cli_db_writable(o.db) || !geoip_ok(&o))
         goto out;
     scfg.listen_host = host;
     scfg.public_url = o.public_url;
     scfg.introspection_secret = o.secret;
+    scfg.dpop_required = o.dpop_required;
     scfg.threads = (unsigned)o.threads;
     scfg.access_log = o.access_log;
     scfg.connection_limit = (unsigned)o.max_conn;
@@ -625,6 +703,7 @@ int qrl_cli_serve(int argc, char **argv)
     scfg.trusted_proxies = o.trusted_proxy;
     scfg.client_ip_header = o.client_ip_header;
     scfg.metrics_allow = o.metrics_allow;
+    scfg.geoip_path = o.geoip;
 
     /* Signals are taken synchronously by sigtimedwait; block them before any thread starts so
      * that every thread inherits the mask. */
@@ -635,18 +714,21 @@ int qrl_cli_serve(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    e = qrl_store_sqlite_open(o.db, &st, err, sizeof err);
+    e = qrl_store_open(o.db, &st, err, sizeof err);
     if (e != QRL_OK) {
-        qrl_cli_err("cannot open database %s: %s", o.db, err[0] ? err : qrl_strerror(e));
+        char shown[1024];
+        qrl_cli_db_display(o.db, shown, sizeof shown);
+        qrl_cli_err("cannot open database %s: %s", shown, err[0] ? err : qrl_strerror(e));
         goto out;
     }
     /* One server per database file: the SQLite store keeps the user codes of live requests
      * in memory, and passkey ceremonies and held requests live in this process
      * (docs/architecture.md). An flock() of the file, which SQLite's own (fcntl) locks do not
      * see, held until exit; `qrlogin account` takes none, and what it changes is seen at once
-     * (the store's change stamps). */
-    lockfd = open(o.db, O_RDONLY | O_CLOEXEC);
-    if (lockfd < 0 || flock(lockfd, LOCK_EX | LOCK_NB) != 0) {
+     * (the store's change stamps). A PostgreSQL database is made for several servers: no
+     * lock. */
+    if (!qrl_cli_db_is_url(o.db) && ((lockfd = open(o.db, O_RDONLY | O_CLOEXEC)) < 0 ||
+                                     flock(lockfd, LOCK_EX | LOCK_NB) != 0)) {
         if (lockfd >= 0 && errno == EWOULDBLOCK)
             qrl_cli_err("%s is in use by another qrlogin serve (one server per database file)",
                         o.db);
@@ -673,6 +755,8 @@ int qrl_cli_serve(int argc, char **argv)
         cfg.device_idle_ttl_s = o.idle_ttl;
     if (o.refresh_max_ttl >= 0)
         cfg.refresh_max_ttl_s = o.refresh_max_ttl;
+    if (o.notify_window >= 0)
+        cfg.notice_revoke_window_s = o.notify_window;
     limits_apply(&o, &cfg);
     cfg.on_change = qrl_server_on_change;
     cfg.on_change_ud = srv;

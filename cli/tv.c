@@ -5,10 +5,15 @@
  * when a phone has scanned it, and on approval stores the credential in a file only the user
  * can read. `qrlogin tv whoami` and `qrlogin tv logout` use that file.
  *
+ * The credential holds the terminal's key (the SDK's, made for each sign-in) next to the
+ * tokens: with a server that takes DPoP proofs (RFC 9449) the tokens are bound to that key, so
+ * the file's tokens alone are of no use, and every use of them proves the key.
+ *
  * Threads: the login runs on the main thread inside qrl_client_login(); a signal thread turns
  * Ctrl-C into qrl_client_cancel(); on a terminal a countdown thread redraws one status line
  * once a second.
  */
+#include <curl/curl.h>
 #include <getopt.h>
 #include <pthread.h>
 #include <signal.h>
@@ -185,15 +190,93 @@ static qrl_err client_for(const struct tv_opts *o, const char *server, const cha
     return rc;
 }
 
-/* Asks the server who the access token belongs to; prints "Signed in as ...". */
-static int greet(const char *server, const char *access, const char *prefix)
+/* Largest answer of GET /v1/me we read: it is a few hundred bytes. */
+#define ME_MAX 16384
+
+struct me_buf {
+    char p[ME_MAX + 1];
+    size_t n;
+};
+
+static size_t me_data(char *ptr, size_t size, size_t nmemb, void *ud)
+{
+    struct me_buf *b = ud;
+    size_t add = size * nmemb;
+
+    if (add > ME_MAX - b->n)
+        return 0;
+    memcpy(b->p + b->n, ptr, add);
+    b->n += add;
+    b->p[b->n] = '\0';
+    return add;
+}
+
+/* GET /v1/me with an access token bound to the terminal's key (RFC 9449 section 7.1):
+ * "Authorization: DPoP <token>" and a proof of the key made by the SDK for this request. The
+ * other requests of the terminal roles take bearer tokens (cli/http.c), which this one is not.
+ * Fills r as qrl_cli_http() does; returns 0 when an answer arrived. */
+static int me_dpop(qrl_client *c, const char *url, const char *access, qrl_cli_resp *r)
+{
+    char auth[256], proof[QRL_CLIENT_PROOF_MAX + 8];
+    struct curl_slist *h = NULL, *t;
+    struct me_buf *b = calloc(1, sizeof *b);
+    CURL *e = curl_easy_init();
+    int rc = -1;
+
+    memset(r, 0, sizeof *r);
+    snprintf(proof, sizeof proof, "DPoP: ");
+    if (b == NULL || e == NULL ||
+        qrl_client_dpop_proof(c, "GET", url, access, proof + 6, sizeof proof - 6) != QRL_OK) {
+        snprintf(r->error, sizeof r->error, "cannot make a DPoP proof");
+        goto out;
+    }
+    snprintf(auth, sizeof auth, "Authorization: DPoP %s", access);
+    h = curl_slist_append(NULL, auth);
+    if (h == NULL || curl_slist_append(h, proof) == NULL) {
+        snprintf(r->error, sizeof r->error, "out of memory");
+        goto out;
+    }
+    curl_easy_setopt(e, CURLOPT_URL, url);
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, h);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, me_data);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, b);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT, 30L);
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+    CURLcode cc = curl_easy_perform(e);
+    if (cc != CURLE_OK) {
+        snprintf(r->error, sizeof r->error, "%s", curl_easy_strerror(cc));
+        goto out;
+    }
+    curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &r->status);
+    if (b->n > 0)
+        r->json = json_loadb(b->p, b->n, JSON_REJECT_DUPLICATES, NULL);
+    rc = 0;
+out:
+    sodium_memzero(auth, sizeof auth);
+    for (t = h; t != NULL; t = t->next)
+        sodium_memzero(t->data, strlen(t->data));
+    curl_slist_free_all(h);
+    curl_easy_cleanup(e);
+    if (b != NULL)
+        sodium_memzero(b, sizeof *b);
+    free(b);
+    return rc;
+}
+
+/* Asks the server who the access token belongs to; prints "Signed in as ...". With `dpop`
+ * (the token is bound to c's key) the request proves the key. */
+static int greet(qrl_client *c, bool dpop, const char *server, const char *access,
+                 const char *prefix)
 {
     char url[1024];
     qrl_cli_resp r = {0};
     json_t *acc, *dev;
 
     snprintf(url, sizeof url, "%s/v1/me", server);
-    if (qrl_cli_http("GET", url, access, NULL, &r) != 0 || r.status != 200) {
+    if ((dpop ? me_dpop(c, url, access, &r) : qrl_cli_http("GET", url, access, NULL, &r)) != 0 ||
+        r.status != 200) {
         int status = (int)r.status;
         qrl_cli_resp_free(&r);
         return status == 401 ? 401 : -1;
@@ -208,13 +291,20 @@ static int greet(const char *server, const char *access, const char *prefix)
     return 0;
 }
 
+/* Stores the credential: the tokens of `c` in `t` and, when they are bound to it, c's key
+ * ("dpop_key", with "token_type" DPoP), without which they are of no use. */
 static bool save_credentials(const struct tv_opts *o, const char *server, const char *client_id,
-                             const qrl_client_tokens *t)
+                             qrl_client *c, const qrl_client_tokens *t)
 {
-    char path[4096], err[256];
-    json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:I}", "server", server, "client_id", client_id,
-                          "access_token", t->access_token, "refresh_token", t->refresh_token,
-                          "expires_at", (json_int_t)t->expires_at);
+    char path[4096], err[256], key[QRL_CLIENT_KEY_MAX];
+    bool bound = qrl_client_dpop_bound(c) && qrl_client_get_key(c, key, sizeof key) == QRL_OK;
+    json_t *j =
+        json_pack("{s:s, s:s, s:s, s:s, s:I, s:s}", "server", server, "client_id", client_id,
+                  "access_token", t->access_token, "refresh_token", t->refresh_token, "expires_at",
+                  (json_int_t)t->expires_at, "token_type", bound ? "DPoP" : "Bearer");
+    if (j != NULL && bound)
+        json_object_set_new(j, "dpop_key", json_string(key));
+    sodium_memzero(key, sizeof key);
     char *text = j != NULL ? json_dumps(j, JSON_INDENT(2)) : NULL;
     bool ok;
 
@@ -231,6 +321,28 @@ static bool save_credentials(const struct tv_opts *o, const char *server, const 
 
 static json_t *load_credentials(const struct tv_opts *o);
 static const char *jget(json_t *j, const char *k);
+
+/* A client for the stored credential `j`: its server and client id, and its key when the
+ * credential has one. NULL (with the reason printed) when it cannot be made. */
+static qrl_client *client_for_stored(const struct tv_opts *o, json_t *j)
+{
+    qrl_client *c = NULL;
+
+    if (client_for(o, jget(j, "server"), jget(j, "client_id"), NULL, &c) != QRL_OK)
+        return NULL;
+    if (jget(j, "dpop_key")[0] != '\0' && qrl_client_set_key(c, jget(j, "dpop_key")) != QRL_OK) {
+        qrl_cli_err("the stored credential's key is damaged");
+        qrl_client_free(c);
+        return NULL;
+    }
+    return c;
+}
+
+/* Whether the stored credential's tokens are bound to its key. */
+static bool stored_bound(json_t *j)
+{
+    return jget(j, "dpop_key")[0] != '\0';
+}
 
 /* The credential stored before this sign-in, if any: once the new one is saved, the old one is
  * revoked (RFC 7009), so that signing in again leaves one device in the user's list, not an
@@ -258,7 +370,7 @@ static void revoke_previous(const struct tv_opts *o, json_t *prev)
 
     if (prev == NULL)
         return;
-    if (client_for(o, jget(prev, "server"), jget(prev, "client_id"), NULL, &c) != QRL_OK ||
+    if ((c = client_for_stored(o, prev)) == NULL ||
         qrl_client_set_refresh_token(c, jget(prev, "refresh_token")) != QRL_OK) {
         qrl_cli_err("the previous credential of this terminal could not be signed out");
     } else if ((e = qrl_client_logout(c)) != QRL_OK) {
@@ -313,8 +425,9 @@ static int cmd_login(const struct tv_opts *o)
     switch (e) {
     case QRL_OK:
         prev = previous_credentials(o);
-        if (save_credentials(o, o->server, o->client_id, &t)) {
-            if (greet(o->server, t.access_token, "Signed in as ") == 0)
+        if (save_credentials(o, o->server, o->client_id, s.c, &t)) {
+            if (greet(s.c, qrl_client_dpop_bound(s.c), o->server, t.access_token,
+                      "Signed in as ") == 0)
                 rc = 0;
             revoke_previous(o, prev); /* replaced in the file: nobody could sign it out later */
         }
@@ -371,7 +484,9 @@ static int cmd_whoami(const struct tv_opts *o)
 
     if (j == NULL)
         return 1;
-    g = greet(jget(j, "server"), jget(j, "access_token"), "Signed in as ");
+    if ((c = client_for_stored(o, j)) == NULL)
+        goto out;
+    g = greet(c, stored_bound(j), jget(j, "server"), jget(j, "access_token"), "Signed in as ");
     if (g == 0) {
         rc = 0;
         goto out;
@@ -380,16 +495,16 @@ static int cmd_whoami(const struct tv_opts *o)
         qrl_cli_err("cannot reach %s", jget(j, "server"));
         goto out;
     }
-    /* The access token expired or was revoked: try the refresh token once. */
-    if (client_for(o, jget(j, "server"), jget(j, "client_id"), NULL, &c) != QRL_OK ||
-        qrl_client_set_refresh_token(c, jget(j, "refresh_token")) != QRL_OK)
+    /* The access token expired or was revoked: try the refresh token once (with the key it is
+     * bound to, which the client already holds). */
+    if (qrl_client_set_refresh_token(c, jget(j, "refresh_token")) != QRL_OK)
         goto out;
     if (qrl_client_refresh(c, &t) != QRL_OK) {
         qrl_cli_err("not signed in any more (%s)", qrl_client_last_error(c));
         goto out;
     }
-    if (save_credentials(o, jget(j, "server"), jget(j, "client_id"), &t) &&
-        greet(jget(j, "server"), t.access_token, "Signed in as ") == 0)
+    if (save_credentials(o, jget(j, "server"), jget(j, "client_id"), c, &t) &&
+        greet(c, qrl_client_dpop_bound(c), jget(j, "server"), t.access_token, "Signed in as ") == 0)
         rc = 0;
     qrl_client_tokens_clear(&t);
 out:
@@ -408,7 +523,7 @@ static int cmd_logout(const struct tv_opts *o)
 
     if (j == NULL)
         return 1;
-    if (client_for(o, jget(j, "server"), jget(j, "client_id"), NULL, &c) != QRL_OK ||
+    if ((c = client_for_stored(o, j)) == NULL ||
         qrl_client_set_refresh_token(c, jget(j, "refresh_token")) != QRL_OK)
         goto out;
     e = qrl_client_logout(c);

@@ -30,6 +30,7 @@
  */
 #include "internal.h"
 
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -300,6 +301,8 @@ QRL_CLIENT_API qrl_err qrl_client_new(const qrl_client_options *opts, qrl_client
         c->rng = 1;
     rc = copy_options(c, opts);
     if (rc == QRL_OK)
+        rc = qrlc__dpop_init(c); /* the screen's key: every handle has one */
+    if (rc == QRL_OK)
         rc = qrlc__transport_init(c);
     if (rc != QRL_OK) {
         qrl_client_free(c);
@@ -327,6 +330,7 @@ static void forget_tokens(qrl_client *c)
 {
     qrlc__wipe(&c->tok, sizeof c->tok);
     c->have_tokens = 0;
+    c->dpop_bound = 0;
 }
 
 QRL_CLIENT_API void qrl_client_free(qrl_client *c)
@@ -336,6 +340,7 @@ QRL_CLIENT_API void qrl_client_free(qrl_client *c)
     qrlc__transport_free(c);
     forget_request(c);
     forget_tokens(c);
+    qrlc__dpop_wipe(c);
     char **strs[] = {&c->server_url,  &c->client_id,   &c->scope,
                      &c->device_name, &c->device_kind, &c->ca_file,
                      &c->token_ep,    &c->devauth_ep,  &c->revoke_ep};
@@ -460,14 +465,40 @@ static int safe_to_repeat(qrl_err rc, const qrlc__resp *r)
     return r->status == 429 || r->status == 503;
 }
 
+/* A token request's proof refused for its time (RFC 9449 section 4.3 check 11): the clock
+ * here is off. True when the answer's Date corrected it, so that one more try with a new
+ * proof may pass; the server did nothing with a request whose proof it refused. */
+/* Tries on a corrected clock per exchange: a clock that moves again between two tries (a
+ * correction, a test moving the server's clock) gets another; one that keeps disagreeing is
+ * not chased for ever. */
+#define CLOCK_FIXES_MAX 3
+static int proof_refused_for_time(qrl_client *c, const qrlc__resp *r)
+{
+    const char *err = json_string_value(json_object_get(r->json, "error"));
+
+    return r->status == 400 && err != NULL && strcmp(err, "invalid_dpop_proof") == 0 &&
+           qrlc__dpop_learn_skew(c, r);
+}
+
 /* One exchange. With `ev` (the step API) a transient failure becomes a RETRYING event and
  * QRL_OK with r->status == 0; without, the retries happen here, announced through on_event.
- * QRL_OK with r->status != 0: an answer to interpret. Anything else: give up. */
+ * QRL_OK with r->status != 0: an answer to interpret. Anything else: give up. A token request
+ * (`proof`) carries a new DPoP proof on every try when the server takes them. */
 static qrl_err fetch(qrl_client *c, const char *url, const char *form, int wait, int idempotent,
-                     qrlc__resp *r, qrl_client_event *ev)
+                     int proof, qrlc__resp *r, qrl_client_event *ev)
 {
+    int clock_fixes = 0;
+
     for (;;) {
-        qrl_err why, rc = qrlc__http(c, url, form, wait, r);
+        c->proof_sent = proof && c->dpop;
+        qrl_err why, rc = proof ? qrlc__http_proof(c, url, form, wait, r)
+                                : qrlc__http(c, url, form, wait, r);
+        if (rc == QRL_OK && c->proof_sent && clock_fixes < CLOCK_FIXES_MAX &&
+            proof_refused_for_time(c, r)) {
+            clock_fixes++;
+            qrlc__resp_free(c, r);
+            continue;
+        }
         if (!is_transient(c, rc, r, url, &why))
             return rc;
         if (!idempotent && !safe_to_repeat(rc, r)) {
@@ -554,6 +585,17 @@ qrl_err qrlc__parse_metadata(qrl_client *c, const qrlc__resp *r, const char *url
         rc = take_endpoint(c, r->json, "token_endpoint", 1, &c->token_ep);
     if (rc == QRL_OK)
         rc = take_endpoint(c, r->json, "revocation_endpoint", 0, &c->revoke_ep);
+    /* RFC 9449 section 5.1: the server verifies proofs of these algorithms; with EdDSA among
+     * them, token requests prove the handle's key and the tokens are bound to it. */
+    json_t *algs = json_object_get(r->json, "dpop_signing_alg_values_supported");
+    size_t i;
+    json_t *a;
+    c->dpop = 0;
+    json_array_foreach(algs, i, a)
+    {
+        if (json_is_string(a) && strcmp(json_string_value(a), "EdDSA") == 0)
+            c->dpop = 1;
+    }
     if (rc != QRL_OK) {
         qrlc__free(c, c->devauth_ep);
         qrlc__free(c, c->token_ep);
@@ -580,7 +622,7 @@ static qrl_err discover(qrl_client *c, qrl_client_event *ev)
     host_len = rest != NULL ? (size_t)(rest - c->server_url) : strlen(c->server_url);
     snprintf(url, sizeof url, "%.*s/.well-known/oauth-authorization-server%s", (int)host_len,
              c->server_url, rest != NULL ? rest : "");
-    rc = fetch(c, url, NULL, 0, 1, &r, ev);
+    rc = fetch(c, url, NULL, 0, 1, 0, &r, ev);
     if (rc == QRL_OK && r.status != 0) {
         c->failures = 0;
         rc = qrlc__parse_metadata(c, &r, url);
@@ -603,11 +645,14 @@ qrl_err qrlc__take_tokens(qrl_client *c, const qrlc__resp *r, int refreshing)
     if (r->json == NULL ||
         !copy_str(t.access_token, sizeof t.access_token, r->json, "access_token"))
         return qrlc__fail(c, QRL_ERR_INTERNAL, "token answer without a usable access_token");
-    /* RFC 6749 section 7.1: the token type is case-insensitive; we only speak Bearer. */
-    if (type == NULL || strcasecmp(type, "Bearer") != 0 || exp < 0) {
+    /* RFC 6749 section 7.1: the token type is case-insensitive. DPoP (RFC 9449 section 5)
+     * only when this request proved the handle's key: tokens bound to a key we did not prove
+     * would be of no use. */
+    int bound = type != NULL && strcasecmp(type, "DPoP") == 0 && c->proof_sent;
+    if (type == NULL || (strcasecmp(type, "Bearer") != 0 && !bound) || exp < 0) {
         qrlc__wipe(&t, sizeof t);
         return qrlc__fail(c, QRL_ERR_INTERNAL,
-                          "token answer: token_type is not Bearer or "
+                          "token answer: token_type is not Bearer (or DPoP after a proof) or "
                           "expires_in is not a valid number");
     }
     if (json_object_get(r->json, "refresh_token") != NULL &&
@@ -627,6 +672,7 @@ qrl_err qrlc__take_tokens(qrl_client *c, const qrlc__resp *r, int refreshing)
     qrlc__wipe(&c->tok, sizeof c->tok);
     c->tok = t;
     c->have_tokens = 1;
+    c->dpop_bound = bound;
     qrlc__wipe(&t, sizeof t);
     return QRL_OK;
 }
@@ -683,7 +729,7 @@ static qrl_err refresh_locked(qrl_client *c, qrl_client_tokens *out)
                                              c->tok.refresh_token, "client_id", c->client_id, NULL},
                        &form);
     if (rc == QRL_OK)
-        rc = fetch(c, c->token_ep, form, 0, 0, &r, NULL);
+        rc = fetch(c, c->token_ep, form, 0, 0, 1, &r, NULL);
     qrlc__form_free(c, form);
     c->failures = 0;
     if (rc != QRL_OK)
@@ -701,7 +747,8 @@ static qrl_err refresh_locked(qrl_client *c, qrl_client_tokens *out)
         rc = QRL_ERR_UNAUTHORIZED;
     } else if (strcmp(err, "invalid_client") == 0 || strcmp(err, "unauthorized_client") == 0) {
         rc = QRL_ERR_INVALID_CLIENT;
-    } else if (strcmp(err, "invalid_request") == 0) {
+    } else if (strcmp(err, "invalid_request") == 0 || strcmp(err, "invalid_dpop_proof") == 0) {
+        /* A refused proof (RFC 9449 section 5) changed nothing: the tokens stay. */
         rc = QRL_ERR_INVALID;
     } else {
         rc = QRL_ERR_INTERNAL;
@@ -742,7 +789,7 @@ static qrl_err logout_locked(qrl_client *c)
                                               c->client_id, NULL},
                         &form);
     if (rc == QRL_OK)
-        rc = fetch(c, c->revoke_ep, form, 0, 1, &r, NULL);
+        rc = fetch(c, c->revoke_ep, form, 0, 1, 0, &r, NULL);
     qrlc__form_free(c, form);
     c->failures = 0;
     forget_tokens(c);
@@ -806,7 +853,7 @@ static qrl_err start_request(qrl_client *c, qrl_client_event *ev)
                                           c->device_kind, NULL},
                     &form);
     if (rc == QRL_OK)
-        rc = fetch(c, c->devauth_ep, form, 0, 1, &r, ev);
+        rc = fetch(c, c->devauth_ep, form, 0, 1, 0, &r, ev);
     qrlc__form_free(c, form);
     if (rc != QRL_OK || r.status == 0)
         goto out;
@@ -903,7 +950,8 @@ qrl_err qrlc__grant_error(qrl_client *c, const qrlc__resp *r, int held, int64_t 
         return QRL_ERR_NOT_FOUND;
     if (strcmp(err, "invalid_client") == 0 || strcmp(err, "unauthorized_client") == 0)
         return QRL_ERR_INVALID_CLIENT;
-    if (strcmp(err, "invalid_request") == 0 || strcmp(err, "unsupported_grant_type") == 0)
+    if (strcmp(err, "invalid_request") == 0 || strcmp(err, "unsupported_grant_type") == 0 ||
+        strcmp(err, "invalid_dpop_proof") == 0)
         return QRL_ERR_INVALID;
     return QRL_ERR_INTERNAL;
 }
@@ -931,7 +979,7 @@ static qrl_err poll_once(qrl_client *c, qrl_client_event *ev)
         &form);
     sent_ms = qrlc__mono_ms();
     if (rc == QRL_OK)
-        rc = fetch(c, c->token_ep, form, wait, 1, &r, ev);
+        rc = fetch(c, c->token_ep, form, wait, 1, 1, &r, ev);
     qrlc__form_free(c, form);
     if (rc != QRL_OK || r.status == 0)
         goto out;
@@ -1021,4 +1069,135 @@ QRL_CLIENT_API qrl_err qrl_client_login(qrl_client *c, qrl_client_tokens *out)
     if (rc == QRL_OK && out != NULL)
         *out = c->tok;
     return leave(c, rc);
+}
+
+/* --- notifications of new devices ------------------------------------------------------------ */
+
+_Static_assert(QRL_CLIENT_DEVICE_NAME_MAX == QRL_MAX_DEVICE_NAME &&
+                   QRL_CLIENT_DEVICE_KIND_MAX == QRL_MAX_DEVICE_KIND &&
+                   QRL_CLIENT_DEVICE_PLATFORM_MAX == QRL_MAX_DEVICE_PLATFORM &&
+                   QRL_CLIENT_ADDRESS_MAX == QRL_MAX_ADDRESS,
+               "the SDK holds the strings the server sends");
+
+/* A string member into a fixed buffer; "" is fine, absent, too long or unprintable is not. */
+static int copy_text(char *dst, size_t cap, json_t *obj, const char *key)
+{
+    const char *s = json_string_value(json_object_get(obj, key));
+
+    if (s == NULL || strlen(s) >= cap || !printable(s))
+        return 0;
+    memcpy(dst, s, strlen(s) + 1);
+    return 1;
+}
+
+static int notification_take(json_t *o, qrl_client_notification *out)
+{
+    json_t *d = json_object_get(o, "device");
+    json_t *until = json_object_get(o, "revoke_until");
+
+    memset(out, 0, sizeof *out);
+    out->id = get_int(o, "id", 1, LLONG_MAX, -1);
+    out->created_at = get_int(o, "created_at", 0, LLONG_MAX, -1);
+    out->age_s = get_int(o, "age_seconds", 0, LLONG_MAX, 0);
+    out->revoke_until = json_is_null(until) ? 0 : get_int(o, "revoke_until", 0, LLONG_MAX, 0);
+    out->device_id = get_int(d, "id", 1, LLONG_MAX, -1);
+    return json_is_object(d) && out->id > 0 && out->created_at >= 0 && out->age_s >= 0 &&
+           out->revoke_until >= 0 && out->device_id > 0 &&
+           copy_text(out->device_name, sizeof out->device_name, d, "name") &&
+           copy_text(out->device_kind, sizeof out->device_kind, d, "kind") &&
+           copy_text(out->device_platform, sizeof out->device_platform, d, "platform") &&
+           copy_text(out->device_address, sizeof out->device_address, d, "address");
+}
+
+/* What a failed notifications call answered, as a qrl_err with the detail on the handle. */
+static qrl_err notifications_fail(qrl_client *c, const qrlc__resp *r, const char *url)
+{
+    qrl_err rc = QRL_ERR_INTERNAL;
+
+    if (r->status == 401)
+        rc = QRL_ERR_UNAUTHORIZED;
+    else if (r->status == 404)
+        rc = QRL_ERR_NOT_FOUND;
+    else if (r->status == 429)
+        rc = QRL_ERR_RATE_LIMITED;
+    else if (r->status >= 500)
+        rc = QRL_ERR_BUSY;
+    char why[QRL_CLIENT_ERROR_MAX];
+
+    (void)qrlc__oauth_error(c, r, url);
+    snprintf(why, sizeof why, "%s", c->err);
+    return qrlc__fail(c, rc, "HTTP %ld from %s", r->status, why);
+}
+
+/* One exchange with the notifications endpoint under the handle's access token. */
+static qrl_err notifications_call(qrl_client *c, const char *url, const char *body, int wait_s,
+                                  qrlc__resp *r)
+{
+    if (!c->have_tokens || c->tok.access_token[0] == '\0')
+        return qrlc__fail(c, QRL_ERR_CONFLICT, "no access token: sign in or refresh first");
+    return qrlc__http_bearer(c, url, body, c->tok.access_token, wait_s, r);
+}
+
+static qrl_err notifications_locked(qrl_client *c, long long after, int wait_s,
+                                    qrl_client_notification *out, size_t max, size_t *n)
+{
+    char url[QRLC__MAX_URL + 64];
+    qrlc__resp r = {0};
+    json_t *arr, *o;
+    size_t i, k = 0;
+    qrl_err rc;
+
+    snprintf(url, sizeof url, "%s/v1/notifications?after=%lld", c->server_url, after);
+    rc = notifications_call(c, url, NULL, wait_s, &r);
+    if (rc == QRL_OK && r.status != 200)
+        rc = notifications_fail(c, &r, url);
+    arr = rc == QRL_OK ? json_object_get(r.json, "notifications") : NULL;
+    if (rc == QRL_OK && !json_is_array(arr))
+        rc = qrlc__fail(c, QRL_ERR_INTERNAL, "%s: the answer has no notifications list", url);
+    json_array_foreach(arr, i, o)
+    {
+        if (rc != QRL_OK || k == max)
+            break;
+        if (!notification_take(o, &out[k++]))
+            rc = qrlc__fail(c, QRL_ERR_INTERNAL, "%s: notification %zu is malformed", url, i);
+    }
+    *n = rc == QRL_OK ? k : 0;
+    qrlc__resp_free(c, &r);
+    return rc;
+}
+
+QRL_CLIENT_API qrl_err qrl_client_notifications(qrl_client *c, long long after, int wait_s,
+                                                qrl_client_notification *out, size_t max, size_t *n)
+{
+    if (n != NULL)
+        *n = 0;
+    if (c == NULL || n == NULL || (max > 0 && out == NULL) || after < 0 || wait_s < 0 ||
+        wait_s > QRL_MAX_WAIT_S)
+        return QRL_ERR_INVALID;
+    if (enter(c) != QRL_OK)
+        return QRL_ERR_CONFLICT;
+    return leave(c, notifications_locked(c, after, wait_s, out, max, n));
+}
+
+static qrl_err ack_locked(qrl_client *c, long long id)
+{
+    char url[QRLC__MAX_URL + 64];
+    qrlc__resp r = {0};
+    qrl_err rc;
+
+    snprintf(url, sizeof url, "%s/v1/notifications/%lld/ack", c->server_url, id);
+    rc = notifications_call(c, url, "", 0, &r);
+    if (rc == QRL_OK && r.status != 204)
+        rc = notifications_fail(c, &r, url);
+    qrlc__resp_free(c, &r);
+    return rc;
+}
+
+QRL_CLIENT_API qrl_err qrl_client_notification_ack(qrl_client *c, long long id)
+{
+    if (c == NULL || id <= 0)
+        return QRL_ERR_INVALID;
+    if (enter(c) != QRL_OK)
+        return QRL_ERR_CONFLICT;
+    return leave(c, ack_locked(c, id));
 }

@@ -6,11 +6,13 @@
  * command links the SDK and the core into one program, and a reader should know from a name
  * which of the two it belongs to.
  *
- *   client.c     options, handle lifecycle, the login state machine (step/login), tokens
+ *   client.c     options, handle lifecycle, the login state machine (step/login), tokens,
+ *                notifications of new devices (qrl_client_notifications)
  *   transport.c  libcurl: one multi + one easy handle per qrl_client, cancellable transfers
  *                and sleeps, bounded response bodies, form encoding, URL checks
  *   render.c     QR renders of the current login request (through qrlogin_qr)
  *   errors.c     qrl_client_strerror and the handle's error detail
+ *   dpop.c       the screen's key and its DPoP proofs (RFC 9449)
  */
 #ifndef QRL_CLIENT_INTERNAL_H
 #define QRL_CLIENT_INTERNAL_H
@@ -50,6 +52,14 @@
 _Static_assert(QRL_CLIENT_TOKEN_MAX == QRL_MAX_TOKEN, "the SDK accepts the tokens the server does");
 _Static_assert(QRL_CLIENT_SCOPE_MAX == QRL_MAX_SCOPE, "the SDK holds the scopes the server does");
 
+/* Ed25519 key sizes (libsodium's crypto_sign_SECRETKEYBYTES and _PUBLICKEYBYTES; dpop.c
+ * checks they agree), so that this header needs no libsodium. */
+#define QRLC__DPOP_SK_BYTES 64
+#define QRLC__DPOP_PK_BYTES 32
+/* The longest DPoP proof the SDK makes for its own requests: for a URL of QRLC__MAX_URL
+ * bytes it is under 1800 characters. */
+#define QRLC__DPOP_PROOF_MAX 2048
+
 /* Whether the server holds token requests for us (Prefer: wait honoured). */
 typedef enum qrlc__push { QRLC__PUSH_UNKNOWN = 0, QRLC__PUSH_YES, QRLC__PUSH_NO } qrlc__push;
 
@@ -71,6 +81,7 @@ typedef struct qrlc__resp {
     json_t *json;           /* the body parsed, when it is a JSON object; else NULL */
     int preference_applied; /* a Preference-Applied header with wait= came back */
     long retry_after_s;     /* Retry-After in seconds, -1 when absent */
+    long long date;         /* the Date header as Unix time, 0 when absent or unreadable */
     int sent;               /* some of the request left this machine */
 } qrlc__resp;
 
@@ -110,6 +121,15 @@ struct qrl_client {
     int have_tokens;
     qrl_client_tokens tok;
 
+    /* DPoP (dpop.c). The key is the handle's from qrl_client_new() on; dpop_sk is wiped by
+     * qrl_client_free(). */
+    unsigned char dpop_sk[QRLC__DPOP_SK_BYTES];
+    unsigned char dpop_pk[QRLC__DPOP_PK_BYTES];
+    int dpop;         /* the server's metadata says it takes EdDSA proofs: token requests do */
+    int proof_sent;   /* the last token request carried a proof: a DPoP answer may come */
+    int dpop_bound;   /* the tokens on the handle are bound to the key (token_type DPoP) */
+    long long skew_s; /* the server's clock minus ours, from the Date of a refused proof */
+
     char err[QRL_CLIENT_ERROR_MAX];
 };
 
@@ -144,6 +164,15 @@ void qrlc__transport_free(qrl_client *c);
  * QRL_ERR_NOMEM. Release *r with qrlc__resp_free in every case. */
 qrl_err qrlc__http(qrl_client *c, const char *url, const char *body, int prefer_wait,
                    qrlc__resp *r);
+/* The same with the access token `bearer` (NULL: none) in the Authorization header: as
+ * `Bearer <token>`, or, when the handle's tokens are bound to its key, as `DPoP <token>` with a
+ * new DPoP proof for this request (RFC 9449 section 7.1). The header is wiped after. */
+qrl_err qrlc__http_bearer(qrl_client *c, const char *url, const char *body, const char *bearer,
+                          int prefer_wait, qrlc__resp *r);
+/* A token request: qrlc__http() with a new DPoP proof of the handle's key when the server takes
+ * proofs (c->dpop). */
+qrl_err qrlc__http_proof(qrl_client *c, const char *url, const char *body, int prefer_wait,
+                         qrlc__resp *r);
 void qrlc__resp_free(qrl_client *c, qrlc__resp *r);
 /* Sleeps `ms` (through opts.sleep when set); returns early with QRL_CLIENT_ERR_CANCELLED. */
 qrl_err qrlc__sleep(qrl_client *c, long ms);
@@ -168,7 +197,7 @@ int64_t qrlc__mono_ms(void);
  * is empty, not JSON or not an object. */
 json_t *qrlc__json_object(const char *body, size_t len);
 /* Reads one header line of `n` bytes (as libcurl hands it, CRLF included) into r: a status line
- * starts a new block, then Preference-Applied and Retry-After. */
+ * starts a new block, then Preference-Applied, Retry-After and Date. */
 void qrlc__resp_header(qrlc__resp *r, const char *line, size_t n);
 /* The RFC 8414 metadata answer `r` of `url`: checks the issuer against server_url and takes the
  * endpoints into c (all three NULL on failure). */
@@ -184,5 +213,20 @@ const char *qrlc__oauth_error(qrl_client *c, const qrlc__resp *r, const char *wh
  * a SCANNED event in *ev), QRL_ERR_EXPIRED to renew the request, or the failure. */
 qrl_err qrlc__grant_error(qrl_client *c, const qrlc__resp *r, int held, int64_t sent_ms,
                           qrl_client_event *ev);
+
+/* --- DPoP (dpop.c) ------------------------------------------------------------------------ */
+/* Makes the handle's key (libsodium initialised first). QRL_ERR_INTERNAL if libsodium cannot
+ * start. */
+qrl_err qrlc__dpop_init(qrl_client *c);
+/* Wipes the secret key (qrl_client_free). */
+void qrlc__dpop_wipe(qrl_client *c);
+/* A proof for `method` and `url` (its query and fragment left out), with the hash of
+ * `access_token` when not NULL, into out (len bytes, QRLC__DPOP_PROOF_MAX is enough for our
+ * URLs). QRL_ERR_INVALID, QRL_ERR_TOO_LARGE, QRL_ERR_NOMEM; sets no detail. */
+qrl_err qrlc__dpop_proof(qrl_client *c, const char *method, const char *url,
+                         const char *access_token, char *out, size_t len);
+/* After a refused proof: takes the server's clock from r's Date. 1 when the skew changed enough
+ * that a new proof may pass, 0 when the clock is not the problem. */
+int qrlc__dpop_learn_skew(qrl_client *c, const qrlc__resp *r);
 
 #endif

@@ -176,6 +176,17 @@ void qrlc__resp_header(qrlc__resp *r, const char *ptr, size_t n)
     if (n >= 5 && strncmp(ptr, "HTTP/", 5) == 0) {
         r->preference_applied = 0;
         r->retry_after_s = -1;
+        r->date = 0;
+    } else if (header_value(ptr, n, "Date", &v, &vlen)) {
+        /* RFC 9110 section 6.6.1: the server's clock, against which it judges a DPoP proof's
+         * time (dpop.c learns it from a refused proof). */
+        char d[64];
+        if (vlen < sizeof d) {
+            memcpy(d, v, vlen);
+            d[vlen] = '\0';
+            time_t t = curl_getdate(d, NULL);
+            r->date = t > 0 ? (long long)t : 0;
+        }
     } else if (header_value(ptr, n, "Preference-Applied", &v, &vlen)) {
         /* RFC 7240 section 3: the preferences the server honoured, e.g. "wait=30". */
         for (size_t i = 0; i + 4 <= vlen; i++)
@@ -222,25 +233,49 @@ void qrlc__resp_free(qrl_client *c, qrlc__resp *r)
 
 /* --- requests ------------------------------------------------------------------------------- */
 
-static qrl_err setup(qrl_client *c, const char *url, const char *body, int prefer_wait,
-                     struct curl_slist **hdrs, xfer *x, char *errbuf)
+/* "Authorization: Bearer " and a token of at most QRL_CLIENT_TOKEN_MAX characters. */
+#define AUTH_LINE_MAX (22 + QRL_CLIENT_TOKEN_MAX + 1)
+/* "DPoP: " and a proof. */
+#define PROOF_LINE_MAX (6 + QRLC__DPOP_PROOF_MAX + 1)
+
+/* `bearer`: an access token for the Authorization header, sent as DPoP when the handle's tokens
+ * are bound (RFC 9449 section 7.1), else as Bearer. `dpop`: a proof for the DPoP header, or
+ * NULL. */
+static qrl_err setup(qrl_client *c, const char *url, const char *body, const char *bearer,
+                     const char *dpop, int prefer_wait, struct curl_slist **hdrs, xfer *x,
+                     char *errbuf)
 {
     CURL *e = c->easy;
-    char line[48];
+    char line[48], auth[AUTH_LINE_MAX], proof[PROOF_LINE_MAX];
+    qrl_err rc = QRL_OK;
 
     curl_easy_reset(e);
     *hdrs = NULL;
-    const char *lines[3] = {"Accept: application/json", "Expect:", NULL};
+    const char *lines[5] = {"Accept: application/json", "Expect:", NULL, NULL, NULL};
+    size_t nl = 2;
     if (prefer_wait > 0) {
         snprintf(line, sizeof line, "Prefer: wait=%d", prefer_wait);
-        lines[2] = line;
+        lines[nl++] = line;
     }
-    for (size_t i = 0; i < 3 && lines[i] != NULL; i++) {
+    if (bearer != NULL) {
+        snprintf(auth, sizeof auth, "Authorization: %s %s", c->dpop_bound ? "DPoP" : "Bearer",
+                 bearer);
+        lines[nl++] = auth;
+    }
+    if (dpop != NULL) {
+        snprintf(proof, sizeof proof, "DPoP: %s", dpop);
+        lines[nl++] = proof;
+    }
+    for (size_t i = 0; i < nl && rc == QRL_OK; i++) {
         struct curl_slist *t = curl_slist_append(*hdrs, lines[i]);
         if (t == NULL)
-            return QRL_ERR_NOMEM;
-        *hdrs = t;
+            rc = QRL_ERR_NOMEM;
+        else
+            *hdrs = t;
     }
+    qrlc__wipe(auth, sizeof auth);
+    if (rc != QRL_OK)
+        return rc;
 
     curl_easy_setopt(e, CURLOPT_URL, url);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, *hdrs);
@@ -297,7 +332,63 @@ static qrl_err run(qrl_client *c, CURLcode *cc)
     return running ? QRL_CLIENT_ERR_CANCELLED : QRL_OK;
 }
 
+/* Frees the request's header lines, wiping them first: one may carry a bearer token. */
+static void headers_free(struct curl_slist *hdrs)
+{
+    for (struct curl_slist *l = hdrs; l != NULL; l = l->next)
+        qrlc__wipe(l->data, strlen(l->data));
+    curl_slist_free_all(hdrs);
+}
+
+static qrl_err http_send(qrl_client *c, const char *url, const char *body, const char *bearer,
+                         const char *dpop, int prefer_wait, qrlc__resp *r);
+
 qrl_err qrlc__http(qrl_client *c, const char *url, const char *body, int prefer_wait, qrlc__resp *r)
+{
+    return http_send(c, url, body, NULL, NULL, prefer_wait, r);
+}
+
+/* A proof of the handle's key for this very request: a new one for every request (the server
+ * takes each proof once), and none for a server that takes no proofs (c->dpop) or, with an
+ * access token, for tokens that are not bound. */
+static qrl_err request_proof(qrl_client *c, const char *url, const char *body, const char *bearer,
+                             char *out, size_t len, const char **proof)
+{
+    qrl_err rc;
+
+    *proof = NULL;
+    if (bearer != NULL ? !c->dpop_bound : !c->dpop)
+        return QRL_OK;
+    rc = qrlc__dpop_proof(c, body != NULL ? "POST" : "GET", url, bearer, out, len);
+    if (rc != QRL_OK)
+        return qrlc__fail(c, rc, "cannot make a DPoP proof for %s", url);
+    *proof = out;
+    return QRL_OK;
+}
+
+qrl_err qrlc__http_bearer(qrl_client *c, const char *url, const char *body, const char *bearer,
+                          int prefer_wait, qrlc__resp *r)
+{
+    char proof[QRLC__DPOP_PROOF_MAX];
+    const char *p;
+    qrl_err rc = request_proof(c, url, body, bearer, proof, sizeof proof, &p);
+
+    if (rc != QRL_OK) {
+        memset(r, 0, sizeof *r);
+        r->retry_after_s = -1;
+        return rc;
+    }
+    return http_send(c, url, body, bearer, p, prefer_wait, r);
+}
+
+qrl_err qrlc__http_proof(qrl_client *c, const char *url, const char *body, int prefer_wait,
+                         qrlc__resp *r)
+{
+    return qrlc__http_bearer(c, url, body, NULL, prefer_wait, r);
+}
+
+static qrl_err http_send(qrl_client *c, const char *url, const char *body, const char *bearer,
+                         const char *dpop, int prefer_wait, qrlc__resp *r)
 {
     char errbuf[CURL_ERROR_SIZE] = "";
     struct curl_slist *hdrs = NULL;
@@ -308,7 +399,7 @@ qrl_err qrlc__http(qrl_client *c, const char *url, const char *body, int prefer_
 
     memset(r, 0, sizeof *r);
     r->retry_after_s = -1;
-    rc = setup(c, url, body, prefer_wait, &hdrs, &x, errbuf);
+    rc = setup(c, url, body, bearer, dpop, prefer_wait, &hdrs, &x, errbuf);
     if (rc == QRL_OK)
         rc = run(c, &cc);
     if (rc == QRL_OK && cc == CURLE_ABORTED_BY_CALLBACK && qrlc__cancelled(c))
@@ -320,7 +411,7 @@ qrl_err qrlc__http(qrl_client *c, const char *url, const char *body, int prefer_
     /* The easy handle outlives this request: drop pointers into our stack and the body. */
     curl_easy_setopt(c->easy, CURLOPT_ERRORBUFFER, NULL);
     curl_easy_setopt(c->easy, CURLOPT_POSTFIELDS, NULL);
-    curl_slist_free_all(hdrs);
+    headers_free(hdrs);
     if (rc == QRL_CLIENT_ERR_CANCELLED) {
         r->sent = 1; /* it may have arrived: never treat a cancelled request as not sent */
         return qrlc__fail(c, rc, "cancelled");

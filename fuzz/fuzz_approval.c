@@ -42,6 +42,14 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
+/* An invariant does not hold: say which check, then abort() for libFuzzer. */
+#define BROKEN() broken(__LINE__)
+static _Noreturn void broken(int line)
+{
+    fprintf(stderr, "%s:%d: this check failed\n", __FILE__, line);
+    abort();
+}
+
 #define PREFIX "qrlogin-decision-v1\n"
 #define B64URL "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 #define SIG_CHARS 86 /* base64url of 64 bytes, no padding */
@@ -87,7 +95,8 @@ static const char *line(const char *p, const char *end, const char *set, size_t 
     size_t n = 0;
 
     while (p < end && *p != '\n') {
-        if (n == max || (set != NULL ? strchr(set, *p) == NULL : !isdigit((unsigned char)*p)))
+        if (n == max || *p == '\0' ||
+            (set != NULL ? strchr(set, *p) == NULL : !isdigit((unsigned char)*p)))
             return NULL;
         out[n++] = *p++;
     }
@@ -137,11 +146,11 @@ static void check_names(const char *s)
         const char *name = qrl_decision_name((qrl_decision)d);
         if ((d == QRL_DECISION_APPROVE || d == QRL_DECISION_DENY) !=
             (name != NULL && qrl_decision_parse(name) == (qrl_decision)d))
-            abort();
+            BROKEN();
     }
     qrl_decision d = qrl_decision_parse(s);
     if (d != 0 && (s == NULL || strcmp(s, qrl_decision_name(d)) != 0))
-        abort();
+        BROKEN();
 }
 
 static void check_normalize(const char *in)
@@ -150,7 +159,7 @@ static void check_normalize(const char *in)
     bool ok = qrl_user_code_normalize(in, got) == QRL_OK;
 
     if (ok != model_normalize(in, want) || (ok && strcmp(got, want) != 0))
-        abort();
+        BROKEN();
 }
 
 /* qrl_decision_bytes() against the model, the parser and short buffers. Returns the length. */
@@ -163,22 +172,22 @@ static size_t check_bytes(const qrl_decision_msg *m, char buf[QRL_DECISION_MSG_B
     struct fields f;
 
     if ((n > 0) != valid || n >= QRL_DECISION_MSG_BUF)
-        abort();
+        BROKEN();
     if (n == 0)
         return 0;
     if (strlen(buf) != n || !parse_message(buf, n, &f) || f.id != m->lr_id ||
         f.decision != m->decision || strcmp(f.nonce, m->nonce) != 0 || strcmp(f.code, code) != 0)
-        abort();
+        BROKEN();
     /* A buffer too short for the message and its NUL is refused and not written past. */
     cut %= n + 1;
     if ((small = malloc(cut + 1)) == NULL)
-        abort();
+        BROKEN();
     small[cut] = 'X';
     if (qrl_decision_bytes(m, small, cut) != 0 || small[cut] != 'X')
-        abort();
+        BROKEN();
     free(small);
     if (qrl_decision_bytes(m, again, n + 1) != n || memcmp(again, buf, n + 1) != 0)
-        abort();
+        BROKEN();
     return n;
 }
 
@@ -193,7 +202,7 @@ static void check_parse_roundtrip(const char *s, size_t n)
         return;
     m = msg_of(&f);
     if (qrl_decision_bytes(&m, buf, sizeof buf) != n || memcmp(buf, s, n) != 0)
-        abort();
+        BROKEN();
 }
 
 static void keypair(const uint8_t *data, size_t size, uint8_t salt, unsigned char pk[32],
@@ -204,13 +213,13 @@ static void keypair(const uint8_t *data, size_t size, uint8_t salt, unsigned cha
     memset(key, salt, sizeof key);
     if (crypto_generichash(seed, sizeof seed, data, size, key, sizeof key) != 0 ||
         crypto_sign_seed_keypair(pk, sk, seed) != 0)
-        abort();
+        BROKEN();
 }
 
 static void refused(const qrl_decision_msg *m, const unsigned char *pk, const char *sig)
 {
     if (qrl_decision_verify(m, pk, QRL_DECISION_PUBKEY_BYTES, sig) != QRL_ERR_FORBIDDEN)
-        abort();
+        BROKEN();
 }
 
 /* Every one-character change of the signature, and a cut or extended one, is refused. */
@@ -271,7 +280,7 @@ static void check_byte_change(const char *text, size_t n, const unsigned char *p
     pos %= (unsigned)n;
     other[pos] = (char)(val != (uint8_t)text[pos] ? val : val ^ 1);
     if (crypto_sign_verify_detached(raw_sig, (const unsigned char *)other, n, pk) == 0)
-        abort();
+        BROKEN();
     if (!parse_message(other, n, &f))
         return;
     o = msg_of(&f);
@@ -288,22 +297,22 @@ static void check_roundtrip(const qrl_decision_msg *m, const char *text, size_t 
     keypair(data, size, 0, pk, sk);
     keypair(data, size, 1, pk2, sk2);
     if (qrl_decision_sign(m, sk, sizeof sk - 1, sig) != QRL_ERR_INVALID)
-        abort();
+        BROKEN();
     if (qrl_decision_sign(m, sk, sizeof sk, sig) != QRL_OK || strlen(sig) != SIG_CHARS ||
         strspn(sig, B64URL) != SIG_CHARS)
-        abort();
+        BROKEN();
     if (qrl_decision_verify(m, pk, sizeof pk, sig) != QRL_OK)
-        abort();
+        BROKEN();
     if (qrl_decision_verify(m, pk, sizeof pk - 1, sig) != QRL_ERR_FORBIDDEN ||
         qrl_decision_verify(m, NULL, sizeof pk, sig) != QRL_ERR_FORBIDDEN ||
         qrl_decision_verify(m, pk, sizeof pk, NULL) != QRL_ERR_FORBIDDEN)
-        abort();
+        BROKEN();
     refused(m, pk2, sig);
     if (sodium_base642bin(raw, sizeof raw, sig, SIG_CHARS, NULL, &rawlen, NULL,
                           sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0 ||
         rawlen != sizeof raw ||
         crypto_sign_verify_detached(raw, (const unsigned char *)text, n, pk) != 0)
-        abort();
+        BROKEN();
     check_sig_changes(m, pk, sig, pos, val);
     check_field_changes(m, pk, sig, pos, val);
     check_byte_change(text, n, pk, sig, raw, pos, val);
@@ -326,7 +335,7 @@ static void check_foreign(const qrl_decision_msg *m, const char *text, size_t n,
                           sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0 ||
         rawlen != sizeof raw ||
         crypto_sign_verify_detached(raw, (const unsigned char *)text, n, pk) != 0)
-        abort();
+        BROKEN();
 }
 
 /* The next NUL-terminated field of the input, or NULL past its end. */
@@ -349,11 +358,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t n;
 
     if (sodium_init() < 0)
-        abort();
+        BROKEN();
     if (size < 10)
         return 0;
     if ((copy = malloc(size + 1)) == NULL)
-        abort();
+        BROKEN();
     memcpy(copy, data, size);
     copy[size] = '\0';
     for (int i = 8; i >= 1; i--)

@@ -22,6 +22,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -31,6 +32,14 @@
 #include "qrlogin/protocol.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* An invariant does not hold: say which check, then abort() for libFuzzer. */
+#define BROKEN() broken(__LINE__)
+static _Noreturn void broken(int line)
+{
+    fprintf(stderr, "%s:%d: this check failed\n", __FILE__, line);
+    abort();
+}
 
 /* Every code the server accepts fits (a scan secret is 50 characters, a typed user code at most
  * QRL_MAX_USER_CODE_INPUT). */
@@ -48,18 +57,18 @@ static qrl_err parse(const char *text, char *out, size_t len)
     qrl_err rc;
 
     if (buf == NULL)
-        abort();
+        BROKEN();
     buf[len] = 'X';
     rc = qrl_login_code_parse(text, buf, len);
     if (buf[len] != 'X')
-        abort();
+        BROKEN();
     if (rc != QRL_OK && rc != QRL_ERR_NOT_FOUND && rc != QRL_ERR_INVALID)
-        abort();
+        BROKEN();
     if (rc != QRL_OK && len > 0 && buf[0] != '\0')
-        abort();
+        BROKEN();
     if (rc == QRL_OK) {
         if (len == 0 || strnlen(buf, len) == len)
-            abort();
+            BROKEN();
         memcpy(out, buf, strlen(buf) + 1);
     }
     free(buf);
@@ -75,30 +84,30 @@ static void check_text(const char *text)
     qrl_err rc = parse(text, code, sizeof code);
 
     if ((rc == QRL_ERR_NOT_FOUND) != (url && (hash == NULL || strncmp(hash, "#qrl_ss_", 8) != 0)))
-        abort();
+        BROKEN();
     if (rc != QRL_OK)
         return;
     n = strlen(code);
     if (n == 0 ||
         strspn(code, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") != n)
-        abort();
+        BROKEN();
     if (url) {
         if (strncmp(code, "qrl_ss_", 7) != 0)
-            abort();
+            BROKEN();
         src = hash + 1;
     }
     if (strlen(src) != n)
-        abort();
+        BROKEN();
     for (size_t i = 0; i <= n; i++)
         want[i] = src[i] == ' ' ? '-' : src[i];
     if (strcmp(code, want) != 0)
-        abort();
+        BROKEN();
     /* Idempotent, and exactly n + 1 bytes are needed. */
     if (parse(code, again, sizeof again) != QRL_OK || strcmp(again, code) != 0)
-        abort();
+        BROKEN();
     if (parse(text, again, n + 1) != QRL_OK || strcmp(again, code) != 0 ||
         parse(text, again, n) != QRL_ERR_INVALID)
-        abort();
+        BROKEN();
 }
 
 /* The text as the server would read the code: both sides must agree. */
@@ -111,12 +120,12 @@ static void check_server_view(const char *text)
         memcpy(url, "https://login.example/s#", 24);
         memcpy(url + 24, text, strlen(text) + 1);
         if (parse(url, code, sizeof code) != QRL_OK || strcmp(code, text) != 0)
-            abort();
+            BROKEN();
     }
     if (qrl_user_code_normalize(text, a) == QRL_OK) {
         if (parse(text, code, sizeof code) != QRL_OK ||
             qrl_user_code_normalize(code, b) != QRL_OK || strcmp(a, b) != 0)
-            abort();
+            BROKEN();
     }
 }
 
@@ -125,14 +134,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char *text = malloc(size + 1), code[CODE_BUF];
 
     if (text == NULL || sodium_init() < 0)
-        abort();
+        BROKEN();
     memcpy(text, data, size);
     text[size] = '\0';
     check_text(text);
     check_server_view(text);
     if (qrl_login_code_parse(NULL, code, sizeof code) != QRL_ERR_INVALID ||
         qrl_login_code_parse(text, NULL, 0) != QRL_ERR_INVALID)
-        abort();
+        BROKEN();
     free(text);
     return 0;
 }

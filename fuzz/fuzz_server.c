@@ -4,21 +4,27 @@
  * through libmicrohttpd, the router, every handler and the core to the SQLite store.
  *
  * Once per process (LLVMFuzzerInitialize) the real server starts in-process: a core over a
- * SQLite store in a temporary directory (removed at exit), qrl_server on 127.0.0.1 port 0 with
- * four worker threads, and an account "demo" with password FUZZ_PASSWORD. Password hashing is
- * at libsodium's minimum cost and the rate limits are off, so that guessing inputs neither slow
- * the run down nor lock every later input out with 429 (the limits have their own unit and
- * integration tests). The server writes its JSON log, access log included, to a
- * file next to the database, and believes X-Forwarded-For from loopback (so that inputs reach
- * that parser too). The build has no test hooks: the clock is the real one.
+ * SQLite store in a temporary directory (removed at exit, or by the next run after a crash),
+ * swept once a minute as `qrlogin serve` does; qrl_server on 127.0.0.1 port 0 with four worker
+ * threads; an account "demo" with password FUZZ_PASSWORD. Password hashing is at libsodium's
+ * minimum cost and the rate limits are off, so that guessing inputs neither slow the run down
+ * nor lock every later input out with 429 (the limits have their own unit and integration
+ * tests). The server writes its JSON log, access log included, to a file next to the database,
+ * and believes X-Forwarded-For from loopback, so that inputs reach that parser too. The build
+ * has no test hooks: the clock is the real one. libFuzzer's leak check after each input is off
+ * for this target (no_leak_check_per_input); LeakSanitizer still checks the process at exit.
  *
  * Each input is written to a fresh TCP connection, whose sending side is then shut down, and
  * the answers are read until the server closes the connection, every request the harness could
- * frame in the input is answered, no more bytes come for 100 ms after whole answers (or from
- * the start, when the input holds no whole request), or 3 s pass (300 ms when the input has a
- * Prefer header: a held request answers only when its login request changes or its wait
- * ends). Placeholders in the input are replaced by live values first, so that
- * inputs reach the handlers behind a valid secret:
+ * frame in the input is answered, no more bytes come for 25 ms after whole answers (or from the
+ * start, when the input holds no whole request), or 1 s passes. An input with a Prefer header
+ * may be held (Prefer: wait, answered when its login request changes or its wait ends): it is
+ * not half-closed, which the server would take for a client gone, and after 60 ms without
+ * its answers its connection is parked, up to 8 of them for at most 65 s, so that later inputs
+ * (an approval, a revocation) reach a live held request: the handoff of tokens, the wake-up,
+ * the resumed answer. A parked connection's answers are checked when they are complete.
+ * Placeholders in the input are replaced by live values first, so that inputs reach the
+ * handlers behind a valid secret:
  *   @HOST@  127.0.0.1:PORT (for Host and Origin)       @PW@   the demo account's password
  *   @DC@ @SS@ @UC@ @LR@        a pending login request: device code, scan secret, user code
  *                              (as displayed), id
@@ -46,18 +52,21 @@
  *   - no answer carries a device code, session token, access or refresh token of the fixture
  *     that the request did not carry, nor a scan secret whose request's device code or scan
  *     secret the request did not carry (the server keeps only hashes: it can only echo);
- *   - every 16 inputs, and after any whole request left unanswered for the full 3 s, a
+ *   - every 16 inputs, and after any whole request left unanswered for the full second, a
  *     well-formed GET /.well-known/oauth-authorization-server on a new connection is answered
  *     200 within 5 s (the server is still up, not deadlocked, its workers not stuck).
  * Asynchronous work (held requests ending, the store's group commits) runs on the server's
- * threads, so a failure there may be reported a few inputs after the one that caused it.
+ * threads, and parked answers are checked late, so a failure there may be reported a few
+ * inputs after the one that caused it (the report then prints the parked request).
  * Run by scripts/fuzz.sh (part of scripts/test.sh); fuzz/README.md says how to use the
  * placeholders in new seeds.
  */
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -86,9 +95,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define FUZZ_ADDR "127.0.0.1"
 /* Longest answer kept: the largest page or QR image is a few tens of KiB. */
 #define MAX_ANSWER (1u << 20)
-#define READ_MS 3000
-#define READ_HELD_MS 300
-#define IDLE_MS 100
+#define READ_MS 1000
+#define READ_HELD_MS 60
+#define IDLE_MS 25
 #define HEALTH_EVERY 16
 #define HEALTH_MS 5000
 #define LOG_EVERY 4096
@@ -217,14 +226,15 @@ static void sign_b(qrl_decision d, char *sig)
         die("signing", QRL_ERR_CRYPTO);
 }
 
+/* B stays claimed by the phone, with its nonce, while it waits and the phone is the same: no
+ * other phone can claim it. The check only reads, so that it does not wake a screen held on B
+ * (an input holding it and the next approving it reach the handoff of tokens). */
 static void ensure_b(bool phone_renewed)
 {
     qrl_lr_view v;
     qrl_err rc;
 
-    if (!phone_renewed && request_live(&fx.b) &&
-        qrl_lr_view_claim(fx.core, &fx.auth, fx.b.scan_secret, FUZZ_ADDR, &v) == QRL_OK &&
-        v.lr.state == QRL_LR_SCANNED && strcmp(v.lr.nonce, fx.nonce_b) == 0)
+    if (!phone_renewed && request_live(&fx.b))
         return;
     request_new(&fx.b, fx.lr_b, sizeof fx.lr_b);
     if ((rc = qrl_lr_view_claim(fx.core, &fx.auth, fx.b.scan_secret, FUZZ_ADDR, &v)) != QRL_OK)
@@ -281,15 +291,74 @@ static void fixture_refresh(unsigned pieces)
         ensure_screen();
 }
 
+static void remove_dir(const char *dir)
+{
+    char cmd[160];
+
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "fuzz_server: could not remove %s\n", dir);
+}
+
+/* At exit the files go. The server keeps running until the process ends: stopping it would
+ * wait for held requests, and nothing of it outlives the process. */
 static void cleanup(void)
 {
-    char cmd[128];
+    remove_dir(fx.dir);
+}
 
-    /* The server keeps running until the process ends: stopping it would wait for held
-     * requests, and nothing of it outlives the process. Only the files go. */
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", fx.dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "fuzz_server: could not remove %s\n", fx.dir);
+/* A crash ends the process without atexit: the directories of runs whose process is gone
+ * ("qrl-fuzz-PID-XXXXXX") are removed by the next run. */
+static void remove_stale_dirs(const char *base)
+{
+    DIR *d = opendir(base);
+    struct dirent *e;
+    char path[160];
+    long pid;
+
+    while (d != NULL && (e = readdir(d)) != NULL) {
+        if (sscanf(e->d_name, "qrl-fuzz-%ld-", &pid) != 1 || pid <= 0 || kill((pid_t)pid, 0) == 0 ||
+            errno != ESRCH)
+            continue;
+        snprintf(path, sizeof path, "%s/%s", base, e->d_name);
+        remove_dir(path);
+    }
+    if (d != NULL)
+        closedir(d);
+}
+
+/* Housekeeping as `qrlogin serve` does it, once a minute: without it the poll state of every
+ * request the inputs create would stay in memory. */
+static void sweep_now_and_then(void)
+{
+    static int64_t last;
+    int64_t now = time(NULL);
+
+    if (now - last >= 60) {
+        last = now;
+        (void)qrl_core_sweep(fx.core);
+    }
+}
+
+/* libFuzzer's leak check after each input (-detect_leaks) runs an input again, and then a
+ * LeakSanitizer pass, whenever it allocated more than it freed: for a server that keeps state
+ * (held requests, pending login requests, caches) that is most inputs, and a pass over its heap
+ * costs tens of milliseconds. So -detect_leaks=0 goes before the caller's flags (a later
+ * -detect_leaks=1 still wins); LeakSanitizer still checks the whole process when it exits, where
+ * the server is reachable and only real leaks show. */
+static void no_leak_check_per_input(int *argc, char ***argv)
+{
+    static char flag[] = "-detect_leaks=0";
+    char **args = calloc((size_t)*argc + 2, sizeof *args);
+
+    if (args == NULL)
+        abort();
+    args[0] = (*argv)[0];
+    args[1] = flag;
+    for (int i = 1; i < *argc; i++)
+        args[i + 1] = (*argv)[i];
+    (*argc)++;
+    *argv = args;
 }
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
@@ -297,16 +366,24 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     qrl_server_config scfg;
     qrl_config cfg;
     unsigned char seed[crypto_sign_SEEDBYTES] = {0};
+    const char *base;
     char err[256];
+    sigset_t timer_signal;
     qrl_err rc;
 
-    (void)argc;
-    (void)argv;
+    no_leak_check_per_input(argc, argv);
     signal(SIGPIPE, SIG_IGN);
+    /* The server's threads start with SIGALRM blocked, as `qrlogin serve` blocks its signals
+     * before any thread starts: libFuzzer's timer (-timeout) then interrupts only this thread,
+     * whose system calls take EINTR in their stride. */
+    sigemptyset(&timer_signal);
+    sigaddset(&timer_signal, SIGALRM);
+    pthread_sigmask(SIG_BLOCK, &timer_signal, NULL);
     if (sodium_init() < 0)
         die("libsodium", QRL_ERR_CRYPTO);
-    snprintf(fx.dir, sizeof fx.dir, "%s/qrl-fuzz-XXXXXX",
-             access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp");
+    base = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
+    remove_stale_dirs(base);
+    snprintf(fx.dir, sizeof fx.dir, "%s/qrl-fuzz-%ld-XXXXXX", base, (long)getpid());
     if (mkdtemp(fx.dir) == NULL)
         die("mkdtemp", QRL_ERR_STORE);
     atexit(cleanup);
@@ -332,7 +409,6 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     if ((rc = qrl_server_new(&scfg, &fx.srv)) != QRL_OK)
         die("server", rc);
     qrl_config_defaults(&cfg);
-    cfg.request_ttl_s = 3600;
     cfg.pwhash_ops = crypto_pwhash_OPSLIMIT_MIN;
     cfg.pwhash_mem = crypto_pwhash_MEMLIMIT_MIN;
     qrl_config_no_limits(&cfg);
@@ -345,6 +421,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
         fprintf(stderr, "fuzz_server: %s\n", err);
         die("listen", rc);
     }
+    pthread_sigmask(SIG_UNBLOCK, &timer_signal, NULL);
     fx.port = qrl_server_port(fx.srv);
     snprintf(fx.host, sizeof fx.host, "127.0.0.1:%u", (unsigned)fx.port);
     if ((rc = qrl_account_add(fx.core, FUZZ_USER, "Demo User", FUZZ_PASSWORD, NULL)) != QRL_OK)
@@ -537,6 +614,7 @@ static void frame_requests(const char *p, size_t n, struct requests *rq)
 static struct {
     const char *req, *ans;
     size_t req_len, ans_len;
+    bool late; /* a held request of an earlier input */
 } exchanged;
 
 struct answer {
@@ -583,6 +661,9 @@ static void fail(const struct answer *a, const char *why)
     if (a != NULL)
         dump("the answer's head", a->head, a->head_len);
     if (exchanged.req != NULL) {
+        if (exchanged.late)
+            fprintf(stderr, "fuzz_server: the request is a held one of an earlier input, kept "
+                            "open since; run that input, then the current one\n");
         dump("what was sent", exchanged.req, exchanged.req_len);
         dump("what came back", exchanged.ans, exchanged.ans_len);
     }
@@ -755,62 +836,95 @@ static int64_t now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* Sends `req` on a new connection and shuts down the sending side, then reads into `out`
- * (MAX_ANSWER bytes and a NUL) until the server closes, all of `rq` is answered, nothing more
- * comes for IDLE_MS after whole answers, or `ms` pass. libmicrohttpd keeps a keep-alive
- * connection open after a half-close, so the count of answers is what usually ends the wait.
- * Returns the length; *closed says whether the server closed the connection. */
-static size_t exchange(const char *req, size_t len, const struct requests *rq, char *out, int ms,
-                       bool *closed)
+/* After connect() failed: whether it was only interrupted by a signal (libFuzzer's timer) and
+ * the connection completed anyway. */
+static bool connected(int fd)
+{
+    struct pollfd p = {.fd = fd, .events = POLLOUT};
+    int err = 0;
+    socklen_t len = sizeof err;
+
+    if (errno != EINTR)
+        return false;
+    while (poll(&p, 1, HEALTH_MS) < 0)
+        if (errno != EINTR)
+            return false;
+    return getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err == 0;
+}
+
+/* Opens a connection and sends `req`; shuts down the sending side when `half_close`. */
+static int conn_send(const char *req, size_t len, bool half_close)
 {
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(fx.port)};
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    int64_t deadline = now_ms() + ms;
-    size_t got = 0, sent = 0, used = 0, answers = 0;
+    size_t sent = 0;
 
-    *closed = false;
-    out[0] = '\0';
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+    if (fd < 0 || (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0 && !connected(fd))) {
         perror("fuzz_server: connect");
         abort();
     }
     while (sent < len) {
         ssize_t w = send(fd, req + sent, len - sent, MSG_NOSIGNAL);
+        if (w < 0 && errno == EINTR)
+            continue;
         if (w <= 0)
             break; /* the server closed early (an error answer): read what it said */
         sent += (size_t)w;
     }
-    shutdown(fd, SHUT_WR);
-    while (rq->n == 0 || answers < rq->n) {
+    if (half_close)
+        shutdown(fd, SHUT_WR);
+    return fd;
+}
+
+/* Reads more of the answers into `out` (MAX_ANSWER bytes and a NUL, *got of them there already)
+ * until the server closes, all of `rq` is answered, nothing more comes for IDLE_MS after whole
+ * answers, or `ms` pass. libmicrohttpd keeps a keep-alive connection open after a half-close,
+ * so the count of answers is what usually ends the wait. Returns the whole answers read. */
+static size_t conn_read(int fd, const struct requests *rq, char *out, size_t *got, int ms,
+                        bool *closed)
+{
+    int64_t deadline = now_ms() + ms;
+    size_t used = 0, answers = parse_answers(out, *got, rq, false, false, &used);
+
+    while (!*closed && (rq->n == 0 || answers < rq->n) && *got < MAX_ANSWER) {
         struct pollfd p = {.fd = fd, .events = POLLIN};
         int64_t left = deadline - now_ms();
         ssize_t r;
+        int rc;
         /* Whole answers in and nothing more framed to wait for, or no whole request to wait
          * for (libmicrohttpd may keep such a connection open until its timeout). */
-        if (((answers > 0 && used == got) || rq->n == 0) && left > IDLE_MS)
+        if (((answers > 0 && used == *got) || rq->n == 0) && left > IDLE_MS)
             left = IDLE_MS;
-        if (left <= 0 || poll(&p, 1, (int)left) <= 0)
+        if (left < 0)
             break;
-        r = recv(fd, out + got, MAX_ANSWER - got, 0);
+        /* libFuzzer's timer interrupts system calls with a signal: try again. */
+        if ((rc = poll(&p, 1, (int)left)) < 0 && errno == EINTR)
+            continue;
+        if (rc <= 0)
+            break;
+        if ((r = recv(fd, out + *got, MAX_ANSWER - *got, 0)) < 0 && errno == EINTR)
+            continue;
         if (r <= 0) {
             *closed = true;
             break;
         }
-        got += (size_t)r;
-        out[got] = '\0';
-        answers = parse_answers(out, got, rq, false, false, &used);
-        if (got == MAX_ANSWER)
-            break;
+        *got += (size_t)r;
+        out[*got] = '\0';
+        answers = parse_answers(out, *got, rq, false, false, &used);
     }
-    if (!*closed) {
+    return answers;
+}
+
+static void conn_close(int fd, bool closed)
+{
+    if (!closed) {
         /* Reset rather than close politely: nothing more is wanted from this connection, and no
          * TIME_WAIT is left behind for each input. */
         struct linger lg = {.l_onoff = 1, .l_linger = 0};
         setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
     }
     close(fd);
-    return got;
 }
 
 /* Secrets of the fixture in the answer that the request did not carry. */
@@ -843,13 +957,16 @@ static void check_health(void)
     static char ans[MAX_ANSWER + 1];
     const struct requests one = {.n = 1};
     char req[160];
-    bool closed;
+    bool closed = false;
+    size_t got = 0;
     int n = snprintf(req, sizeof req,
                      "GET /.well-known/oauth-authorization-server HTTP/1.1\r\nHost: %s\r\n"
                      "Connection: close\r\n\r\n",
                      fx.host);
-    size_t got = exchange(req, (size_t)n, &one, ans, HEALTH_MS, &closed);
+    int fd = conn_send(req, (size_t)n, true);
 
+    conn_read(fd, &one, ans, &got, HEALTH_MS, &closed);
+    conn_close(fd, closed);
     if (got < 13 || memcmp(ans, "HTTP/1.1 200 ", 13) != 0) {
         fprintf(stderr, "fuzz_server: the server no longer answers its metadata (%zu bytes%s)\n",
                 got, closed ? "" : ", timed out");
@@ -867,31 +984,119 @@ static bool has_ci(const char *s, size_t n, const char *word)
     return false;
 }
 
+/* --- connections and held requests --------------------------------------------------------- */
+
+/* One input's connection: what was sent and what came back. */
+struct conn {
+    int fd;
+    char *req, *ans; /* ans: MAX_ANSWER bytes and a NUL */
+    size_t req_len, got;
+    struct requests rq;
+    bool closed;
+    int64_t until; /* parked: when to give up waiting */
+};
+
+/* Connections of held requests (Prefer: wait) kept open after their input, so that later
+ * inputs can change the login request they wait on and the server answers a live client:
+ * approvals hand tokens to them (qrl_handoff), changes wake them, and their answers are checked
+ * when they come. A held request waits 60 s at most. */
+#define MAX_PARKED 8
+#define PARK_MS 65000
+static struct conn *parked[MAX_PARKED];
+
+/* Checks what came back on `c` and closes it. `late`: it was parked. */
+static void conn_finish(struct conn *c, bool late)
+{
+    size_t used;
+
+    exchanged.late = late;
+    exchanged.req = c->req;
+    exchanged.req_len = c->req_len;
+    exchanged.ans = c->ans;
+    exchanged.ans_len = c->got;
+    parse_answers(c->ans, c->got, &c->rq, c->closed, true, &used);
+    if (c->closed && used != c->got && !c->rq.any_head)
+        fail(NULL, "the server closed the connection in the middle of an answer");
+    check_secrets(c->req, c->req_len, c->ans, c->got);
+    exchanged.req = NULL;
+    conn_close(c->fd, c->closed);
+    free(c->req);
+    c->req = NULL;
+}
+
+static void parked_finish(size_t i)
+{
+    struct conn *c = parked[i];
+
+    parked[i] = NULL;
+    conn_finish(c, true);
+    free(c->ans);
+    free(c);
+}
+
+/* Reads what the parked connections have received; finishes those whose answers are complete,
+ * whose server closed, or that waited too long. */
+static void parked_poll(void)
+{
+    for (size_t i = 0; i < MAX_PARKED; i++) {
+        struct conn *c = parked[i];
+        if (c == NULL)
+            continue;
+        if (conn_read(c->fd, &c->rq, c->ans, &c->got, 0, &c->closed) >= c->rq.n || c->closed ||
+            now_ms() > c->until)
+            parked_finish(i);
+    }
+}
+
+/* Keeps the connection of `cur` open (a copy of it; `cur` is left empty). */
+static void park(struct conn *cur)
+{
+    struct conn *c = malloc(sizeof *c);
+    size_t oldest = 0;
+
+    if (c == NULL || (*c = *cur, c->ans = malloc(MAX_ANSWER + 1)) == NULL)
+        abort();
+    memcpy(c->ans, cur->ans, cur->got + 1);
+    cur->req = NULL;
+    for (size_t i = 0; i < MAX_PARKED; i++) {
+        if (parked[i] == NULL) {
+            oldest = i;
+            break;
+        }
+        if (parked[i]->until < parked[oldest]->until)
+            oldest = i;
+    }
+    if (parked[oldest] != NULL)
+        parked_finish(oldest);
+    c->until = now_ms() + PARK_MS;
+    parked[oldest] = c;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static char ans[MAX_ANSWER + 1];
-    struct requests rq;
-    size_t len, got, used, answers;
-    bool closed, held;
-    char *req;
+    struct conn cur = {.ans = ans}, *c = &cur;
+    bool held, hung;
+    size_t answers;
 
+    sweep_now_and_then();
+    parked_poll();
     fixture_refresh(pieces_named(data, size));
-    req = substitute(data, size, &len);
-    frame_requests(req, len, &rq);
-    held = has_ci(req, len, "prefer");
-    got = exchange(req, len, &rq, ans, held ? READ_HELD_MS : READ_MS, &closed);
-    exchanged.req = req;
-    exchanged.req_len = len;
-    exchanged.ans = ans;
-    exchanged.ans_len = got;
-    answers = parse_answers(ans, got, &rq, closed, true, &used);
-    if (closed && used != got && !rq.any_head)
-        fail(NULL, "the server closed the connection in the middle of an answer");
-    check_secrets(req, len, ans, got);
-    if (++fx.inputs % HEALTH_EVERY == 0 || (!closed && answers == 0 && rq.n > 0 && !held))
+    c->req = substitute(data, size, &c->req_len);
+    frame_requests(c->req, c->req_len, &c->rq);
+    /* A held request is not half-closed: the server would take the client for gone. */
+    held = has_ci(c->req, c->req_len, "prefer");
+    c->fd = conn_send(c->req, c->req_len, !held);
+    c->ans[0] = '\0';
+    answers = conn_read(c->fd, &c->rq, c->ans, &c->got, held ? READ_HELD_MS : READ_MS, &c->closed);
+    hung = !c->closed && answers == 0 && c->rq.n > 0 && !held;
+    if (held && !c->closed && answers < c->rq.n)
+        park(c);
+    else
+        conn_finish(c, false);
+    if (++fx.inputs % HEALTH_EVERY == 0 || hung)
         check_health();
     if (fx.inputs % LOG_EVERY == 0 && truncate(fx.log, 0) != 0)
         perror("fuzz_server: emptying the server's log");
-    free(req);
     return 0;
 }

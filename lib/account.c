@@ -230,8 +230,10 @@ qrl_err qrl_session_create(qrl_core *core, const char *username, const char *pas
  * would turn every authenticated read into a write. */
 #define LAST_SEEN_GRANULARITY_MS 60000
 
+/* `dpop_key`: the key of the DPoP proof that came with the token (NULL: none), verified by the
+ * caller. */
 static qrl_err bearer_auth(qrl_core *core, const char *token, const char *address, bool any,
-                           qrl_auth *out)
+                           const unsigned char *dpop_key, qrl_auth *out)
 {
     qrl_token_rec tok;
     qrl_hash h;
@@ -275,6 +277,15 @@ static qrl_err bearer_auth(qrl_core *core, const char *token, const char *addres
         memset(out, 0, sizeof *out);
         return QRL_ERR_UNAUTHORIZED;
     }
+    /* RFC 9449 section 7: a screen's access token bound to its device's key works only with a
+     * proof made with that key, and a proof only with a token bound to its key. A bound token
+     * sent as a bearer token is FORBIDDEN, so that the caller can tell the client to use DPoP. */
+    bool bound = tok.kind == QRL_TOKEN_ACCESS && out->device.has_pubkey;
+    if (bound != (dpop_key != NULL) ||
+        (bound && sodium_memcmp(dpop_key, out->device.pubkey, QRL_PUBKEY_BYTES) != 0)) {
+        memset(out, 0, sizeof *out);
+        return bound && dpop_key == NULL ? QRL_ERR_FORBIDDEN : QRL_ERR_UNAUTHORIZED;
+    }
     out->account_id = tok.account_id;
     out->device_id = tok.device_id;
     if (now - out->device.last_seen_ms > LAST_SEEN_GRANULARITY_MS)
@@ -284,10 +295,21 @@ static qrl_err bearer_auth(qrl_core *core, const char *token, const char *addres
 
 qrl_err qrl_session_auth(qrl_core *core, const char *token, const char *address, qrl_auth *out)
 {
-    return bearer_auth(core, token, address, false, out);
+    return bearer_auth(core, token, address, false, NULL, out);
 }
 
 qrl_err qrl_device_auth_any(qrl_core *core, const char *token, const char *address, qrl_auth *out)
 {
-    return bearer_auth(core, token, address, true, out);
+    return bearer_auth(core, token, address, true, NULL, out);
+}
+
+qrl_err qrl_device_auth_dpop(qrl_core *core, const char *token,
+                             const unsigned char dpop_key[QRL_PUBKEY_BYTES], const char *address,
+                             qrl_auth *out)
+{
+    if (dpop_key == NULL) {
+        memset(out, 0, sizeof *out);
+        return QRL_ERR_UNAUTHORIZED;
+    }
+    return bearer_auth(core, token, address, true, dpop_key, out);
 }

@@ -22,6 +22,7 @@ void qrl_config_defaults(qrl_config *cfg)
         .session_ttl_s = 30 * 24 * 3600,
         .device_idle_ttl_s = 30 * 24 * 3600,
         .refresh_max_ttl_s = 180 * 24 * 3600,
+        .notice_revoke_window_s = 3600,
         .interval_s = 5,
         .user_code_account = {5, 900},
         .user_code_addr = {20, 900},
@@ -57,6 +58,7 @@ static int config_valid(const qrl_config *c)
            c->refresh_ttl_s >= 60 && c->session_ttl_s >= 60 && c->interval_s >= 1 &&
            (c->device_idle_ttl_s == 0 || c->device_idle_ttl_s >= 3600) &&
            (c->refresh_max_ttl_s == 0 || c->refresh_max_ttl_s >= 3600) &&
+           c->notice_revoke_window_s >= 0 && c->notice_revoke_window_s <= 7 * 24 * 3600 &&
            c->interval_s <= 60 && limit_valid(c->user_code_account) &&
            limit_valid(c->user_code_addr) && limit_valid(c->sign_in_user) &&
            limit_valid(c->sign_in_addr) && limit_valid(c->device_auth_addr) && limit_valid(c->device_auth_client) &&

@@ -136,6 +136,14 @@ bool qrl__text_valid(const char *s, size_t max);
 qrl_err qrl__lr_claimed(qrl_core *core, const qrl_auth *auth, const char *code, const char *address,
                         int64_t *lr_id);
 
+/* --- notice.c --- */
+/* Records that `dev` (its id and account_id set by the redemption that created it), which said
+ * it runs on `platform` (may be NULL), was linked at now_ms, and wakes the requests waiting for
+ * the account's notices. Does nothing where notices are off. A failure is not the caller's:
+ * the device is linked either way, and only the notice is lost. */
+void qrl__notice_linked(qrl_core *core, const qrl_device_rec *dev, const char *platform,
+                        int64_t now_ms);
+
 /* --- passkey.c --- */
 struct qrl__chaltab *qrl__chaltab_new(void);
 void qrl__chaltab_free(struct qrl__chaltab *t);

@@ -270,10 +270,20 @@ qrl_err qrl_device_authorize(qrl_core *core, const char *client_id, const char *
                                          address, out);
 }
 
+/* A screen that proved a DPoP key (RFC 9449) gets a device holding that key: its tokens are
+ * bound to it from the start (store.h, qrl_device_rec). */
+static void dev_bind(qrl_device_rec *dev, const unsigned char *dpop_key)
+{
+    if (dpop_key == NULL)
+        return;
+    memcpy(dev->pubkey, dpop_key, sizeof dev->pubkey);
+    dev->has_pubkey = 1;
+}
+
 /* Redeems an APPROVED request for the screen: one store transaction creates the device and its
  * tokens. */
 static qrl_err lr_redeem(qrl_core *core, qrl_lr_rec *lr, int64_t now, const char *address,
-                         qrl_poll_result *res)
+                         const unsigned char *dpop_key, qrl_poll_result *res)
 {
     qrl_device_rec dev = {0};
     qrl_token_rec rec[2];
@@ -282,6 +292,7 @@ static qrl_err lr_redeem(qrl_core *core, qrl_lr_rec *lr, int64_t now, const char
 
     memcpy(dev.name, lr->device_name, sizeof dev.name);
     memcpy(dev.kind, lr->device_kind, sizeof dev.kind);
+    dev_bind(&dev, dpop_key);
     if (qrl__strcpy(dev.address, sizeof dev.address, address) != QRL_OK)
         memcpy(dev.address, lr->address, sizeof dev.address);
     dev.created_ms = now;
@@ -298,8 +309,11 @@ static qrl_err lr_redeem(qrl_core *core, qrl_lr_rec *lr, int64_t now, const char
     }
     QRL_CRASH_POINT(REDEEM_COMMITTED);
     qrl__notify(core, lr->id);
+    /* The account's other devices hear of the new one (lib/notice.c). */
+    qrl__notice_linked(core, &dev, lr->device_platform, now);
     res->tokens.device_id = dev.id;
     res->tokens.account_id = dev.account_id;
+    res->tokens.dpop_bound = dev.has_pubkey;
     res->state = QRL_LR_REDEEMED;
     return QRL_OK;
 }
@@ -346,6 +360,14 @@ static qrl_err poll_from_memory(qrl_core *core, const qrl_lr_secret_key *key,
 
 qrl_err qrl_token_device_code(qrl_core *core, const char *client_id, const char *device_code,
                               unsigned flags, int wait_s, const char *address, qrl_poll_result *res)
+{
+    return qrl_token_device_code_dpop(core, client_id, device_code, flags, wait_s, address, NULL,
+                                      res);
+}
+
+qrl_err qrl_token_device_code_dpop(qrl_core *core, const char *client_id, const char *device_code,
+                                   unsigned flags, int wait_s, const char *address,
+                                   const unsigned char *dpop_key, qrl_poll_result *res)
 {
     qrl_lr_rec lr;
     qrl_lr_secret_key key;
@@ -395,7 +417,9 @@ qrl_err qrl_token_device_code(qrl_core *core, const char *client_id, const char 
                                       &res->interval_s);
             if (rc != QRL_OK)
                 return rc;
-            told = qrl__poll_last_state(core->polls, lr.id);
+            /* Exempt: only to make (or find) this node's entry and read what it was told. */
+            int unused;
+            (void)qrl__poll_arrive(core->polls, lr.id, now, lr.interval_s, 1, &unused, &told);
         } else {
             rc = qrl__poll_arrive(core->polls, lr.id, now, lr.interval_s, exempt,
                                   &res->interval_s, &told);
@@ -420,7 +444,7 @@ qrl_err qrl_token_device_code(qrl_core *core, const char *client_id, const char 
                 qrl__pending_learn(core->pending, &lr, stamp);
             return QRL_ERR_PENDING;
         case QRL_LR_APPROVED:
-            rc = lr_redeem(core, &lr, now, address, res);
+            rc = lr_redeem(core, &lr, now, address, dpop_key, res);
             if (rc == QRL_ERR_CONFLICT)
                 continue; /* lost a race: lr.state is fresh, answer from it */
             qrl__poll_forget(core->polls, lr.id);
@@ -665,6 +689,10 @@ static qrl_err approve_to_waiting_screen(qrl_core *core, qrl_lr_rec *lr, const q
         return QRL_ERR_NOT_FOUND;
     memcpy(dev.name, lr->device_name, sizeof dev.name);
     memcpy(dev.kind, lr->device_kind, sizeof dev.kind);
+    /* The held request proved its key when it arrived; its tokens are bound as its own
+     * redemption would have bound them. */
+    if (h->dpop_key != NULL && h->dpop_key(h->ud, held, dev.pubkey))
+        dev.has_pubkey = 1;
     dev.created_ms = cas->now_ms;
     qrl__tokens_draw(core, lr->client_id, lr->scope, cas->now_ms, &t, rec);
     rc = core->st->m->lr_approve_redeem(core->st, cas, &dev, rec, 2);
@@ -676,11 +704,14 @@ static qrl_err approve_to_waiting_screen(qrl_core *core, qrl_lr_rec *lr, const q
     QRL_CRASH_POINT(APPROVE_HANDOFF_COMMITTED);
     t.device_id = dev.id;
     t.account_id = dev.account_id;
+    t.dpop_bound = dev.has_pubkey;
     lr->state = QRL_LR_APPROVED; /* the phone's decision; the screen redeemed it at once */
     qrl__poll_forget(core->polls, lr->id);
     qrl__notify(core, lr->id);
     h->give(h->ud, held, QRL_OK, &t);
     sodium_memzero(&t, sizeof t);
+    /* After the screen has its answer: the account's other devices hear of the new one. */
+    qrl__notice_linked(core, &dev, lr->device_platform, cas->now_ms);
     return QRL_OK;
 }
 

@@ -7,6 +7,11 @@
  * means two parties hold the family (OAuth 2.0 Security BCP, RFC 9700 section 4.14.2), so the
  * whole device is revoked. Access tokens are opaque and checked against the store on every
  * introspection, which is what makes revocation take effect on the very next request.
+ *
+ * A screen that proved a key with DPoP (RFC 9449) when it signed in has its tokens bound to
+ * that key: the key is its device's, so the binding covers the whole family, and a refresh
+ * needs a proof with the same key. The proofs themselves are the server's to parse and verify;
+ * the core only compares keys and remembers used proof identifiers (qrl_dpop_jti_use).
  */
 #include <stdio.h>
 #include <string.h>
@@ -42,6 +47,28 @@ void qrl__tokens_draw(qrl_core *core, const char *client_id, const char *scope, 
 
 qrl_err qrl_token_refresh(qrl_core *core, const char *client_id, const char *refresh_token,
                           qrl_tokens *out)
+{
+    return qrl_token_refresh_dpop(core, client_id, refresh_token, NULL, out);
+}
+
+/* RFC 9449 section 5: a refresh token issued with a DPoP proof is bound to the proof's key, and
+ * every refresh proves that key again. The binding is the device's key (store.h,
+ * qrl_device_rec.pubkey), read with the device before anything is rotated or counted: a thief
+ * holding the token but not the key spends nothing, and cannot use up the device's refresh
+ * limit either. */
+static qrl_err dpop_binding_check(const qrl_device_rec *dev, const unsigned char *key)
+{
+    if (!dev->has_pubkey)
+        return QRL_OK;
+    if (key == NULL)
+        return QRL_ERR_UNAUTHORIZED;
+    if (sodium_memcmp(key, dev->pubkey, QRL_PUBKEY_BYTES) != 0)
+        return QRL_ERR_FORBIDDEN;
+    return QRL_OK;
+}
+
+qrl_err qrl_token_refresh_dpop(qrl_core *core, const char *client_id, const char *refresh_token,
+                               const unsigned char *dpop_key, qrl_tokens *out)
 {
     qrl_token_rec old, fresh[2];
     qrl_token_rec probe;
@@ -80,6 +107,16 @@ qrl_err qrl_token_refresh(qrl_core *core, const char *client_id, const char *ref
         (core->cfg.refresh_max_ttl_s > 0 &&
          now - dev.created_ms >= core->cfg.refresh_max_ttl_s * 1000))
         return QRL_ERR_EXPIRED;
+    /* A dead token is told as dead, with or without a proof (token_rotate would say the
+     * same); then the key, before token_rotate's reuse check: a spent token presented without
+     * its key proves nothing, and must not sign the device out for whoever found it. */
+    if (probe.revoked_ms != 0 || probe.device_revoked || probe.account_disabled)
+        return QRL_ERR_REVOKED;
+    if (probe.expires_ms <= now)
+        return QRL_ERR_EXPIRED;
+    rc = dpop_binding_check(&dev, dpop_key);
+    if (rc != QRL_OK)
+        return rc;
     /* Refreshes per device: a screen refreshes about once per access-token lifetime; a loop
      * (or a stolen token replayed in a hurry) is refused before it rotates anything. */
     char kr[48];
@@ -98,6 +135,7 @@ qrl_err qrl_token_refresh(qrl_core *core, const char *client_id, const char *ref
     QRL_CRASH_POINT(ROTATE_COMMITTED);
     out->device_id = old.device_id;
     out->account_id = probe.account_id;
+    out->dpop_bound = dev.has_pubkey;
     /* A refresh is a use of the device (qrl_config.device_idle_ttl_s). Lazy, and a failure
      * only makes it look older. */
     (void)core->st->m->device_touch(core->st, old.device_id, now, NULL);
@@ -140,7 +178,40 @@ qrl_err qrl_introspect(qrl_core *core, const char *token, qrl_introspection *out
     memcpy(out->client_id, tok.client_id, sizeof out->client_id);
     memcpy(out->scope, tok.scope, sizeof out->scope);
     memcpy(out->username, acc.username, sizeof out->username);
+    /* Only screens hold access and refresh tokens, and a screen's key is its DPoP key (a
+     * phone's key, which signs decisions, never binds its session token). */
+    if (tok.kind != QRL_TOKEN_SESSION && dev.has_pubkey) {
+        out->dpop_bound = 1;
+        memcpy(out->dpop_key, dev.pubkey, sizeof out->dpop_key);
+    }
     return QRL_OK;
+}
+
+qrl_err qrl_dpop_jti_use(qrl_core *core, const char *jkt, const char *jti)
+{
+    unsigned char h[16];
+    char hex[2 * sizeof h + 1], key[16 + sizeof hex];
+    crypto_generichash_state st;
+    size_t n = jti != NULL ? strlen(jti) : 0;
+    qrl_err rc;
+
+    if (jkt == NULL || n == 0 || n > QRL_DPOP_MAX_JTI)
+        return QRL_ERR_INVALID;
+    /* A hash of the thumbprint and the jti: a key of fixed length and alphabet, whatever the
+     * client wrote, and one client's identifiers never collide with another's. 128 bits are
+     * plenty for a set that holds two minutes of proofs. */
+    crypto_generichash_init(&st, NULL, 0, sizeof h);
+    crypto_generichash_update(&st, (const unsigned char *)jkt, strlen(jkt));
+    crypto_generichash_update(&st, (const unsigned char *)"\n", 1);
+    crypto_generichash_update(&st, (const unsigned char *)jti, n);
+    crypto_generichash_final(&st, h, sizeof h);
+    sodium_bin2hex(hex, sizeof hex, h, sizeof h);
+    snprintf(key, sizeof key, "dpop:jti:%s", hex);
+    /* One use per window: a second use within it is refused atomically by the store, on every
+     * node sharing it. */
+    rc = core->st->m->ratelimit_take(core->st, key, qrl_core_now_ms(core),
+                                     (int64_t)QRL_DPOP_JTI_WINDOW_S * 1000, 1, NULL);
+    return rc == QRL_ERR_RATE_LIMITED ? QRL_ERR_EXISTS : rc;
 }
 
 qrl_err qrl_revoke_token(qrl_core *core, const char *token)

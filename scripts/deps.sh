@@ -14,6 +14,8 @@ SERVE_PKGS=(
   libcurl4-openssl-dev
   libqrencode-dev libpng-dev libzbar-dev
   libfido2-dev libcbor-dev libssl-dev
+  libmaxminddb-dev
+  libpq-dev
 )
 # On top of those, to run every test, the fuzzers and the browser and interop suites.
 TEST_PKGS=(
@@ -26,6 +28,11 @@ TEST_PKGS=(
   # tests/install: systemd-analyze verify and systemd-sysusers for the unit, groff and man for
   # the manual page.
   systemd groff-base man-db
+  # tests/pg: a throwaway PostgreSQL cluster for the PostgreSQL store's tests.
+  postgresql
+  # mmdblookup: what the country database of tests/geoip says of an address, to pick the
+  # addresses the country tests use.
+  mmdb-bin
 )
 
 case "${1:-}" in

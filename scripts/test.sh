@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: MIT
 # Builds and runs every test: unit, integration (real server on 127.0.0.1), and the OAuth
 # interop suite (openid-client under Node), twice: a warnings-as-errors build, then an
-# AddressSanitizer + UndefinedBehaviorSanitizer build; then every fuzz target for 30 s each
+# AddressSanitizer + UndefinedBehaviorSanitizer build; then every fuzz target for 25 s each
 # (scripts/fuzz.sh; QRL_FUZZ_SECONDS changes it). After each ctest run, what the test servers
 # left behind (databases, WALs, logs) is scanned for secrets in plain text
 # (tests/scan_secrets.sh). Installs missing packages first.
@@ -29,6 +29,6 @@ if [ "${QRL_TEST_QUICK:-0}" != "1" ]; then
     export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1:strict_string_checks=1"
     export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
     run_suite build/asan -DCMAKE_BUILD_TYPE=Debug -DQRL_SANITIZE=ON
-    ./scripts/fuzz.sh "${QRL_FUZZ_SECONDS:-30}"
+    ./scripts/fuzz.sh "${QRL_FUZZ_SECONDS:-25}"
 fi
 echo "== all tests passed"

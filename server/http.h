@@ -14,6 +14,7 @@
 #include <stdbool.h>
 
 #include "../lib/alloc.h"
+#include "geoip.h"
 #include "log.h"
 #include "metrics.h"
 #include "netaddr.h"
@@ -51,6 +52,7 @@ struct qrl_server {
     qrl__cidrs trusted;       /* proxies whose client-address header is believed */
     qrl__cidrs metrics_allow; /* clients that may read /metrics */
     char client_ip_header[65];
+    struct qrl__geoip *geoip; /* the country database (geoip.h), or NULL without --geoip */
     /* /readyz: the last answer and when it was found (monotonic ms), so that probes of the
      * database run at most once a second however often a load balancer asks. */
     pthread_mutex_t ready_mu;
@@ -96,6 +98,11 @@ typedef struct qrl__req {
     int64_t deadline_mono_ms;
     char client_id[QRL_MAX_CLIENT_ID + 1];
     char device_code[QRL_SECRET_BUF]; /* zeroed when the request ends */
+    /* The DPoP key (RFC 9449) the token request proved when it arrived (dpop.h): its
+     * redemption binds the screen's tokens to it, also after a hold or in an approval's
+     * handoff, when the proof itself is long checked. */
+    bool dpop;
+    unsigned char dpop_key[QRL_PUBKEY_BYTES];
     bool read_scope; /* its reads share one snapshot until its first write (qrl__read_scope) */
     /* Handed to an approval (qrl_handoff): its answer, set before the connection resumes. */
     bool handed;
@@ -107,6 +114,8 @@ typedef struct qrl__req {
     bool web;
     bool client_left; /* a held request whose client left: closed without an answer */
     enum MHD_Result (*resume_fn)(struct qrl__req *r);
+    /* A held request for notices (http_notice.c): it waits for one with a higher id. */
+    int64_t notice_after;
 } qrl__req;
 
 /* --- http_util.c --- */
@@ -242,6 +251,11 @@ enum MHD_Result qrl__h_token_resume(qrl__req *r);
 bool qrl__h_token_quick(qrl__req *r, enum MHD_Result *ret);
 enum MHD_Result qrl__h_introspect(qrl__req *r, const char *arg);
 enum MHD_Result qrl__h_revoke(qrl__req *r, const char *arg);
+/* The authentication of the phone API (http_phone.c), for the /v1/ handlers of other files
+ * (http_notice.c): a phone session as a bearer token; with `any`, also a screen's access token,
+ * as a bearer token or, bound to its key, with DPoP (dpop.h; safe to call again when a held
+ * request resumes). Answers 401 itself and returns false on failure. */
+bool qrl__api_auth(qrl__req *r, qrl_auth *auth, bool any, enum MHD_Result *ret);
 enum MHD_Result qrl__h_sessions(qrl__req *r, const char *arg);
 enum MHD_Result qrl__h_lr_view(qrl__req *r, const char *arg);
 enum MHD_Result qrl__h_lr_approve(qrl__req *r, const char *arg);
@@ -281,6 +295,17 @@ enum MHD_Result qrl__h_web_device_delete(qrl__req *r, const char *arg);
 enum MHD_Result qrl__web_screen_answer(qrl__req *r, qrl_err rc, qrl_poll_result *res);
 /* Wakes a signed-in web screen watching for the revocation of `device_id`. */
 void qrl__web_device_revoked(qrl_server *srv, int64_t device_id);
+/* The phone's checks of a /web/ request, for the handlers of other files (http_notice.c): with
+ * `csrf`, first the check every state-changing /web/ request passes, then the session cookie.
+ * Answers itself (403 csrf_failed, 401 with the cookie cleared, ...) and returns false on
+ * failure. The session's read opens the request's read scope (qrl__read_scope). */
+bool qrl__web_phone_auth(qrl__req *r, qrl_auth *auth, bool csrf, enum MHD_Result *ret);
+
+/* --- http_notice.c: notices of new devices, for phones and screens (/v1/) and the phone's
+ * pages (/web/): the same handlers, told apart by the path's first segment --- */
+enum MHD_Result qrl__h_notices(qrl__req *r, const char *arg);
+enum MHD_Result qrl__h_notice_ack(qrl__req *r, const char *arg);
+enum MHD_Result qrl__h_notice_revoke(qrl__req *r, const char *arg);
 #ifdef QRL_TEST_HOOKS
 enum MHD_Result qrl__h_test_clock(qrl__req *r, const char *arg);
 #endif

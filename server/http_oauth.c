@@ -3,7 +3,9 @@
  * The OAuth endpoints: RFC 8414 metadata, RFC 8628 device authorization and device-code grant
  * (with our Prefer: wait push extension), RFC 6749 refresh with rotation, RFC 7662
  * introspection and RFC 7009 revocation. Each handler parses and bounds its input, calls one
- * core function and maps the result; no policy lives here.
+ * core function and maps the result; no policy lives here. A token request may carry a DPoP
+ * proof (RFC 9449, dpop.h): it is verified and used up before the grant runs, and its key goes
+ * to the core, which binds the screen's tokens to it.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +14,7 @@
 
 #include <sodium.h>
 
+#include "dpop.h"
 #include "http.h"
 
 #define GRANT_DEVICE_CODE "urn:ietf:params:oauth:grant-type:device_code"
@@ -25,15 +28,17 @@ enum MHD_Result qrl__h_metadata(qrl__req *r, const char *arg)
     snprintf(te, sizeof te, "%s/oauth/token", u);
     snprintf(ie, sizeof ie, "%s/oauth/introspect", u);
     snprintf(re, sizeof re, "%s/oauth/revoke", u);
+    /* RFC 9449 section 5.1: the algorithms of DPoP proofs we verify (dpop.c: EdDSA only). */
     return qrl__respond_json(
         r, 200,
-        json_pack(
-            "{s:s, s:s, s:s, s:s, s:s, s:[s,s], s:[], s:[s], s:[s], s:[s,s]}", "issuer", u,
-            "device_authorization_endpoint", dae, "token_endpoint", te, "introspection_endpoint",
-            ie, "revocation_endpoint", re, "grant_types_supported", GRANT_DEVICE_CODE,
-            "refresh_token", "response_types_supported", "token_endpoint_auth_methods_supported",
-            "none", "revocation_endpoint_auth_methods_supported", "none",
-            "introspection_endpoint_auth_methods_supported", "client_secret_basic", "bearer"));
+        json_pack("{s:s, s:s, s:s, s:s, s:s, s:[s,s], s:[], s:[s], s:[s], s:[s,s], s:[s]}",
+                  "issuer", u, "device_authorization_endpoint", dae, "token_endpoint", te,
+                  "introspection_endpoint", ie, "revocation_endpoint", re, "grant_types_supported",
+                  GRANT_DEVICE_CODE, "refresh_token", "response_types_supported",
+                  "token_endpoint_auth_methods_supported", "none",
+                  "revocation_endpoint_auth_methods_supported", "none",
+                  "introspection_endpoint_auth_methods_supported", "client_secret_basic", "bearer",
+                  "dpop_signing_alg_values_supported", "EdDSA"));
 }
 
 static const qrl__errsay form_say[] = {
@@ -189,14 +194,17 @@ int qrl__prefer_wait(qrl__req *r)
 
 static enum MHD_Result answer_tokens(qrl__req *r, const qrl_tokens *t, const char *const *hdr)
 {
+    /* RFC 9449 section 5: tokens bound to the screen's key are of type DPoP. */
+    const char *type = t->dpop_bound ? "DPoP" : "Bearer";
+
     if (qrl__json_plain(t->access_token) && qrl__json_plain(t->refresh_token) &&
         qrl__json_plain(t->scope)) {
         /* Formatted as text (qrl__respond_text): one of the four answers of every login. */
         char body[1024];
         int n = snprintf(body, sizeof body,
-                         "{\"access_token\":\"%s\",\"token_type\":\"Bearer\",\"expires_in\":%lld,"
+                         "{\"access_token\":\"%s\",\"token_type\":\"%s\",\"expires_in\":%lld,"
                          "\"refresh_token\":\"%s\"%s%s%s}",
-                         t->access_token, (long long)t->expires_in_s, t->refresh_token,
+                         t->access_token, type, (long long)t->expires_in_s, t->refresh_token,
                          t->scope[0] != '\0' ? ",\"scope\":\"" : "", t->scope,
                          t->scope[0] != '\0' ? "\"" : "");
         if (n > 0 && (size_t)n < sizeof body) {
@@ -207,7 +215,7 @@ static enum MHD_Result answer_tokens(qrl__req *r, const qrl_tokens *t, const cha
         sodium_memzero(body, sizeof body); /* too long: jansson below */
     }
     json_t *o =
-        json_pack("{s:s, s:s, s:I, s:s}", "access_token", t->access_token, "token_type", "Bearer",
+        json_pack("{s:s, s:s, s:I, s:s}", "access_token", t->access_token, "token_type", type,
                   "expires_in", (json_int_t)t->expires_in_s, "refresh_token", t->refresh_token);
 
     if (o != NULL && t->scope[0] != '\0')
@@ -306,8 +314,8 @@ enum MHD_Result qrl__device_code_run(qrl__req *r, unsigned flags)
         uint64_t seq = qrl__hub_seq(r->srv->hub);
         if (qrl__mono_ms() >= r->deadline_mono_ms)
             flags |= QRL_POLL_FINAL;
-        rc = qrl_token_device_code(r->srv->core, r->client_id, r->device_code, flags, r->wait_s,
-                                   r->address, &res);
+        rc = qrl_token_device_code_dpop(r->srv->core, r->client_id, r->device_code, flags,
+                                        r->wait_s, r->address, r->dpop ? r->dpop_key : NULL, &res);
         if (res.lr_id != 0)
             r->lr_id = res.lr_id;
         if (!(rc == QRL_ERR_PENDING && res.hold))
@@ -327,8 +335,8 @@ enum MHD_Result qrl__device_code_run(qrl__req *r, unsigned flags)
             flags |= QRL_POLL_FINAL;
     }
     flags |= QRL_POLL_RECHECK | QRL_POLL_FINAL;
-    rc = qrl_token_device_code(r->srv->core, r->client_id, r->device_code, flags, r->wait_s,
-                               r->address, &res);
+    rc = qrl_token_device_code_dpop(r->srv->core, r->client_id, r->device_code, flags, r->wait_s,
+                                    r->address, r->dpop ? r->dpop_key : NULL, &res);
     return device_code_answer(r, rc, &res);
 }
 
@@ -365,6 +373,12 @@ static enum MHD_Result grant_device_code(qrl__req *r, const qrl__form *f)
     if (strlen(client_id) > QRL_MAX_CLIENT_ID || strlen(code) >= sizeof r->device_code)
         return qrl__respond_error(r, 400, "invalid_request",
                                   "client_id or device_code is longer than any we issue");
+    /* --dpop required: every screen signing in here binds its tokens to a key. Refused before
+     * the poll, so that a bearer client learns it at its first request, not after approval. */
+    if (r->srv->cfg.dpop_required && !r->dpop)
+        return qrl__dpop_refuse(r, QRL_ERR_INVALID,
+                                "this server requires a DPoP proof (RFC 9449, EdDSA) with every "
+                                "device-code token request");
     memcpy(r->client_id, client_id, strlen(client_id) + 1);
     memcpy(r->device_code, code, strlen(code) + 1);
     r->wait_s = qrl__prefer_wait(r);
@@ -379,7 +393,11 @@ bool qrl__h_token_quick(qrl__req *r, enum MHD_Result *ret)
     qrl_poll_result res;
     qrl_err rc = QRL_ERR_NOT_FOUND;
 
-    if (!qrl__content_type_is(r, "application/x-www-form-urlencoded") || qrl__prefer_wait(r) > 0)
+    /* A proof is verified and used up by the full path (it writes to the store), and under
+     * --dpop required a request without one is refused there. */
+    if (!qrl__content_type_is(r, "application/x-www-form-urlencoded") || qrl__prefer_wait(r) > 0 ||
+        r->srv->cfg.dpop_required ||
+        MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "DPoP") != NULL)
         return false;
     if (qrl__form_parse(r->body != NULL ? r->body : "", r->body_len, &f) == QRL_OK &&
         !f.duplicate) {
@@ -411,6 +429,11 @@ static const qrl__errsay refresh_say[] = {
     {QRL_ERR_EXPIRED, {0, "invalid_grant", REFRESH_BAD}},
     {QRL_ERR_REVOKED, {0, "invalid_grant", REFRESH_BAD}},
     {QRL_ERR_INVALID_CLIENT, {0, "invalid_grant", REFRESH_BAD}},
+    /* RFC 9449 section 5: a refresh token bound to a key needs a proof with that key. */
+    {QRL_ERR_UNAUTHORIZED,
+     {400, "invalid_dpop_proof",
+      "this refresh token is bound to a DPoP key: send a DPoP proof made with that key"}},
+    {QRL_ERR_FORBIDDEN, {400, "invalid_grant", "this refresh token is bound to another DPoP key"}},
     QRL__SAY_END,
 };
 
@@ -430,7 +453,7 @@ static enum MHD_Result grant_refresh(qrl__req *r, const qrl__form *f)
         (client_id != NULL && strlen(client_id) > QRL_MAX_CLIENT_ID))
         return qrl__respond_error(r, 400, "invalid_request",
                                   "client_id or refresh_token is longer than any we issue");
-    rc = qrl_token_refresh(r->srv->core, client_id, token, &t);
+    rc = qrl_token_refresh_dpop(r->srv->core, client_id, token, r->dpop ? r->dpop_key : NULL, &t);
     if (rc == QRL_ERR_TOKEN_REUSED)
         qrl__audit(r, "refresh_token_reused", &(qrl__ids){.client_id = client_id});
     if (rc != QRL_OK)
@@ -438,6 +461,41 @@ static enum MHD_Result grant_refresh(qrl__req *r, const qrl__form *f)
     ret = answer_tokens(r, &t, NULL);
     sodium_memzero(&t, sizeof t);
     return ret;
+}
+
+/* The DPoP proof of a token request (RFC 9449 section 5), verified and used up: sets r->dpop
+ * and r->dpop_key when there is one. A request without a proof passes (r->dpop false; the
+ * grants decide what that means); a bad one is answered 400 invalid_dpop_proof here. */
+static bool token_proof(qrl__req *r, enum MHD_Result *ret)
+{
+    qrl__dpop d;
+    char why[192];
+    qrl_err rc = qrl__dpop_read(r, "/oauth/token", NULL, &d, why, sizeof why);
+
+    r->dpop = false;
+    if (rc == QRL_ERR_NOT_FOUND)
+        return true;
+    if (rc == QRL_OK)
+        rc = qrl__dpop_use(r, &d, why, sizeof why);
+    if (rc != QRL_OK) {
+        *ret = qrl__dpop_refuse(r, rc, why);
+        return false;
+    }
+    r->dpop = true;
+    memcpy(r->dpop_key, d.key, sizeof r->dpop_key);
+    return true;
+}
+
+/* The two grants, each after its request's proof (if any) passed. */
+static enum MHD_Result grant_with_proof(qrl__req *r, const qrl__form *f, const char *grant)
+{
+    enum MHD_Result ret;
+
+    if (!token_proof(r, &ret))
+        return ret;
+    if (strcmp(grant, GRANT_DEVICE_CODE) == 0)
+        return grant_device_code(r, f);
+    return grant_refresh(r, f);
 }
 
 enum MHD_Result qrl__h_token(qrl__req *r, const char *arg)
@@ -451,10 +509,8 @@ enum MHD_Result qrl__h_token(qrl__req *r, const char *arg)
     grant = qrl__form_get(&f, "grant_type");
     if (grant == NULL || grant[0] == '\0')
         ret = qrl__respond_error(r, 400, "invalid_request", "grant_type is required");
-    else if (strcmp(grant, GRANT_DEVICE_CODE) == 0)
-        ret = grant_device_code(r, &f);
-    else if (strcmp(grant, "refresh_token") == 0)
-        ret = grant_refresh(r, &f);
+    else if (strcmp(grant, GRANT_DEVICE_CODE) == 0 || strcmp(grant, "refresh_token") == 0)
+        ret = grant_with_proof(r, &f, grant);
     else
         ret = qrl__respond_error(r, 400, "unsupported_grant_type",
                                  "supported: device_code and refresh_token");
@@ -535,12 +591,20 @@ enum MHD_Result qrl__h_introspect(qrl__req *r, const char *arg)
     if (!in.active)
         return qrl__respond_json(r, 200, json_pack("{s:b}", "active", 0));
     snprintf(sub, sizeof sub, "%lld", (long long)in.account_id);
+    /* RFC 9449 section 6.2: a bound access token is of type DPoP, and cnf.jkt names its key,
+     * so that the resource server checks the request's proof against it. */
+    const char *type = in.dpop_bound && in.kind == QRL_TOKEN_ACCESS ? "DPoP" : kind_name(in.kind);
     json_t *o = json_pack("{s:b, s:s, s:s, s:s, s:s, s:I, s:I, s:I}", "active", 1, "token_type",
-                          kind_name(in.kind), "sub", sub, "username", in.username, "client_id",
-                          in.client_id, "device_id", (json_int_t)in.device_id, "iat",
-                          (json_int_t)in.iat_s, "exp", (json_int_t)in.exp_s);
+                          type, "sub", sub, "username", in.username, "client_id", in.client_id,
+                          "device_id", (json_int_t)in.device_id, "iat", (json_int_t)in.iat_s, "exp",
+                          (json_int_t)in.exp_s);
     if (o != NULL && in.scope[0] != '\0')
         json_object_set_new(o, "scope", json_string(in.scope));
+    if (o != NULL && in.dpop_bound) {
+        char jkt[QRL__JKT_BUF];
+        qrl__dpop_thumbprint(in.dpop_key, jkt);
+        json_object_set_new(o, "cnf", json_pack("{s:s}", "jkt", jkt));
+    }
     return qrl__respond_json(r, 200, o);
 }
 

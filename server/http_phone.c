@@ -2,7 +2,8 @@
 /*
  * The phone API under /v1/: sign-in, looking at and deciding login requests, linked devices.
  * JSON in and out; every authenticated call carries the phone's session token as a bearer
- * token (RFC 6750 section 2.1).
+ * token (RFC 6750 section 2.1). GET /v1/me also takes a screen's access token: as a bearer
+ * token, or, when it is bound to the screen's key, as a DPoP token with a proof (dpop.h).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -10,15 +11,19 @@
 
 #include <sodium.h>
 
+#include "dpop.h"
 #include "http_common.h"
 
-/* Authenticates the caller (a phone session; with `any`, also a screen's access token);
- * answers 401 itself and returns false on failure. */
+/* Authenticates the caller (a phone session; with `any`, also a screen's access token, as a
+ * bearer token or, when bound to a key, with DPoP); answers 401 itself and returns false on
+ * failure. */
 static bool authenticate_as(qrl__req *r, qrl_auth *auth, bool any, enum MHD_Result *ret)
 {
     const char *h = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Authorization");
     qrl_err rc = QRL_ERR_UNAUTHORIZED;
 
+    if (any && h != NULL && strncasecmp(h, "DPoP ", 5) == 0 && strlen(h + 5) <= QRL_MAX_TOKEN)
+        return qrl__dpop_auth(r, h + 5, auth, ret);
     if (h != NULL && strncasecmp(h, "Bearer ", 7) == 0 && strlen(h + 7) <= QRL_MAX_TOKEN) {
         /* The token's read and the handler's reads after it share one snapshot. */
         qrl__read_scope(r);
@@ -27,7 +32,12 @@ static bool authenticate_as(qrl__req *r, qrl_auth *auth, bool any, enum MHD_Resu
     }
     if (rc == QRL_OK)
         return true;
-    *ret = qrl__respond_err(r, rc, QRL__CTX_API);
+    /* RFC 9449 section 7.2: a bound token sent as a bearer token is refused, and the client
+     * is told to use DPoP. */
+    if (rc == QRL_ERR_FORBIDDEN)
+        *ret = qrl__dpop_refuse_bearer(r);
+    else
+        *ret = qrl__respond_err(r, rc, QRL__CTX_API);
     return false;
 }
 
@@ -120,6 +130,9 @@ enum MHD_Result qrl__h_lr_view(qrl__req *r, const char *code)
     enum MHD_Result ret;
     qrl_auth auth;
     qrl_lr_view v;
+    qrl__origin where;
+    char origin[256];
+    json_t *o;
     qrl_err rc;
 
     if (!authenticate(r, &auth, &ret))
@@ -130,36 +143,39 @@ enum MHD_Result qrl__h_lr_view(qrl__req *r, const char *code)
     qrl__login_event(
         r, QRL__OUT_CLAIMED,
         &(qrl__ids){.lr_id = v.lr.id, .account_id = auth.account_id, .device_id = auth.device_id});
-    if (qrl__json_plain(v.user_code) && qrl__json_plain(v.lr.device_name) &&
-        qrl__json_plain(v.lr.device_kind) && qrl__json_plain(v.lr.client_id) &&
-        qrl__json_plain(v.lr.scope) && qrl__json_plain(v.lr.address) &&
-        qrl__json_plain(v.lr.nonce) && qrl__json_plain(v.lr.device_platform)) {
+    /* The screen's country (its address at device authorization) and the phone's, now. */
+    qrl__geoip_origin(r->srv->geoip, v.lr.address, r->address, &where);
+    if (qrl__origin_json_text(&where, origin, sizeof origin) > 0 && qrl__json_plain(v.user_code) &&
+        qrl__json_plain(v.lr.device_name) && qrl__json_plain(v.lr.device_kind) &&
+        qrl__json_plain(v.lr.client_id) && qrl__json_plain(v.lr.scope) &&
+        qrl__json_plain(v.lr.address) && qrl__json_plain(v.lr.nonce) &&
+        qrl__json_plain(v.lr.device_platform)) {
         /* Formatted as text (qrl__respond_text) when no string needs escaping; a name in
          * another script or with a quote goes through jansson below. */
-        char body[1024];
+        char body[1280];
         int n = snprintf(
             body, sizeof body,
             "{\"id\":%lld,\"state\":\"%s\",\"user_code\":\"%s\",\"device_name\":\"%s\","
             "\"device_kind\":\"%s\",\"device_platform\":\"%s\",\"client_id\":\"%s\","
             "\"scope\":\"%s\",\"address\":\"%s\","
             "\"same_network\":%s,\"age_seconds\":%lld,\"expires_in\":%lld,"
-            "\"created_at\":%lld,\"nonce\":\"%s\"}",
+            "\"created_at\":%lld,\"nonce\":\"%s\",%s}",
             (long long)v.lr.id, qrl_lr_state_name(v.lr.state), v.user_code, v.lr.device_name,
             v.lr.device_kind, v.lr.device_platform, v.lr.client_id, v.lr.scope, v.lr.address,
             v.same_network ? "true" : "false", (long long)v.age_s, (long long)v.expires_in_s,
-            (long long)(v.lr.created_ms / 1000), v.lr.nonce);
+            (long long)(v.lr.created_ms / 1000), v.lr.nonce, origin);
         if (n > 0 && (size_t)n < sizeof body)
             return qrl__respond_text(r, 200, body, (size_t)n, NULL);
     }
-    return qrl__respond_json(
-        r, 200,
-        json_pack("{s:I, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:b, s:I, s:I, s:I, s:s}", "id",
+    o = json_pack("{s:I, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:b, s:I, s:I, s:I, s:s}", "id",
                   (json_int_t)v.lr.id, "state", qrl_lr_state_name(v.lr.state), "user_code",
                   v.user_code, "device_name", v.lr.device_name, "device_kind", v.lr.device_kind,
                   "device_platform", v.lr.device_platform, "client_id", v.lr.client_id, "scope",
                   v.lr.scope, "address", v.lr.address, "same_network", v.same_network,
                   "age_seconds", (json_int_t)v.age_s, "expires_in", (json_int_t)v.expires_in_s,
-                  "created_at", (json_int_t)(v.lr.created_ms / 1000), "nonce", v.lr.nonce));
+                  "created_at", (json_int_t)(v.lr.created_ms / 1000), "nonce", v.lr.nonce);
+    qrl__origin_json_set(o, &where);
+    return qrl__respond_json(r, 200, o);
 }
 
 static enum MHD_Result decided(qrl__req *r, const qrl_lr_rec *lr)
@@ -384,3 +400,8 @@ enum MHD_Result qrl__h_test_clock(qrl__req *r, const char *arg)
         r, 200, json_pack("{s:I}", "now_ms", (json_int_t)qrl_core_now_ms(r->srv->core)));
 }
 #endif
+
+bool qrl__api_auth(qrl__req *r, qrl_auth *auth, bool any, enum MHD_Result *ret)
+{
+    return authenticate_as(r, auth, any, ret);
+}

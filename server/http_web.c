@@ -848,6 +848,7 @@ enum MHD_Result qrl__h_web_lr_view(qrl__req *r, const char *arg)
     char choices[3][QRL_USER_CODE_BUF], decoys[2][QRL_USER_CODE_BUF];
     qrl_auth auth;
     qrl_lr_view v;
+    qrl__origin where;
     bool bad = false;
     json_t *o;
     qrl_err rc;
@@ -874,15 +875,17 @@ enum MHD_Result qrl__h_web_lr_view(qrl__req *r, const char *arg)
     uint32_t at = randombytes_uniform(3);
     for (uint32_t i = 0, d = 0; i < 3; i++)
         memcpy(choices[i], i == at ? v.user_code : decoys[d++], QRL_USER_CODE_BUF);
-    return qrl__respond_json(
-        r, 200,
-        json_pack("{s:I, s:s, s:s, s:s, s:s, s:s, s:s, s:b, s:I, s:I, s:[s,s,s], s:b}", "id",
+    o = json_pack("{s:I, s:s, s:s, s:s, s:s, s:s, s:s, s:b, s:I, s:I, s:[s,s,s], s:b}", "id",
                   (json_int_t)v.lr.id, "state", qrl_lr_state_name(v.lr.state), "device_name",
                   v.lr.device_name, "device_kind", v.lr.device_kind, "platform",
                   v.lr.device_platform, "kind_label", kind_label(v.lr.device_kind), "address",
                   v.lr.address, "same_network", v.same_network, "age_seconds", (json_int_t)v.age_s,
                   "expires_in", (json_int_t)v.expires_in_s, "choices", choices[0], choices[1],
-                  choices[2], "passkey", passkey_count(r, &auth) > 0));
+                  choices[2], "passkey", passkey_count(r, &auth) > 0);
+    /* The screen's country (its address at device authorization) and the phone's, now. */
+    qrl__geoip_origin(r->srv->geoip, v.lr.address, r->address, &where);
+    qrl__origin_json_set(o, &where);
+    return qrl__respond_json(r, 200, o);
 }
 
 /* Decodes the `passkey` member of an approval: the browser's assertion, base64url fields. */
@@ -1209,4 +1212,9 @@ enum MHD_Result qrl__h_web_device_delete(qrl__req *r, const char *arg)
         return qrl__respond_json_hdr(r, 200, json_pack("{s:b}", "signed_out", 1), extra);
     }
     return qrl__respond_empty(r, 204);
+}
+
+bool qrl__web_phone_auth(qrl__req *r, qrl_auth *auth, bool csrf, enum MHD_Result *ret)
+{
+    return csrf ? phone_auth_csrf(r, auth, ret) : phone_auth(r, auth, ret);
 }

@@ -71,6 +71,12 @@
     X(WEB_PASSKEY, "web-passkey")                                                                  \
     X(WEB_DEVICES, "web-devices")                                                                  \
     X(WEB_DEVICE, "web-device")                                                                    \
+    X(NOTIFICATIONS, "notifications")                                                              \
+    X(NOTIFICATION_ACK, "notification-ack")                                                        \
+    X(NOTIFICATION_REVOKE, "notification-revoke")                                                  \
+    X(WEB_NOTIFICATIONS, "web-notifications")                                                      \
+    X(WEB_NOTIFICATION_ACK, "web-notification-ack")                                                \
+    X(WEB_NOTIFICATION_REVOKE, "web-notification-revoke")                                          \
     X(HEALTHZ, "healthz")                                                                          \
     X(READYZ, "readyz")                                                                            \
     X(METRICS, "metrics")                                                                          \

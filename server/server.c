@@ -35,6 +35,7 @@
 
 #include <sodium.h>
 
+#include "dpop.h"
 #include "http.h"
 
 typedef enum MHD_Result (*handler_fn)(qrl__req *r, const char *arg);
@@ -69,6 +70,11 @@ static const struct route {
     {"GET", "/v1/me", false, NULL, qrl__h_me, QRL__R_ME},
     {"PUT", "/v1/device-key", false, NULL, qrl__h_device_key, QRL__R_DEVICE_KEY},
     {"POST", "/v1/screen/qr", false, NULL, qrl__h_screen_qr, QRL__R_SCREEN_QR},
+    /* Notices of new devices (http_notice.c), for phones and screens. */
+    {"GET", "/v1/notifications", false, NULL, qrl__h_notices, QRL__R_NOTIFICATIONS},
+    {"POST", "/v1/notifications/", true, "/ack", qrl__h_notice_ack, QRL__R_NOTIFICATION_ACK},
+    {"POST", "/v1/notifications/", true, "/revoke", qrl__h_notice_revoke,
+     QRL__R_NOTIFICATION_REVOKE},
     /* Web pages (http_web.c): the pages, their files, and their JSON API. */
     {"GET", "/", false, NULL, qrl__h_page, QRL__R_PAGE_SCREEN},
     {"GET", "/home", false, NULL, qrl__h_page, QRL__R_PAGE_HOME},
@@ -97,6 +103,10 @@ static const struct route {
     {"DELETE", "/web/passkeys/", true, "", qrl__h_web_passkey_delete, QRL__R_WEB_PASSKEY},
     {"GET", "/web/devices", false, NULL, qrl__h_web_devices, QRL__R_WEB_DEVICES},
     {"DELETE", "/web/devices/", true, "", qrl__h_web_device_delete, QRL__R_WEB_DEVICE},
+    {"GET", "/web/notifications", false, NULL, qrl__h_notices, QRL__R_WEB_NOTIFICATIONS},
+    {"POST", "/web/notifications/", true, "/ack", qrl__h_notice_ack, QRL__R_WEB_NOTIFICATION_ACK},
+    {"POST", "/web/notifications/", true, "/revoke", qrl__h_notice_revoke,
+     QRL__R_WEB_NOTIFICATION_REVOKE},
 #ifdef QRL_TEST_HOOKS
     {"POST", "/_test/clock", false, NULL, qrl__h_test_clock, QRL__R_TEST_CLOCK},
 #endif
@@ -469,6 +479,16 @@ int qrl_server_header_name_valid(const char *name)
     return qrl__header_name_valid(name);
 }
 
+int qrl_server_geoip_valid(const char *path, char *errbuf, size_t errlen)
+{
+    qrl__geoip *g;
+
+    if (qrl__geoip_open(path, &g, errbuf, errlen) != QRL_OK)
+        return 0;
+    qrl__geoip_close(g);
+    return 1;
+}
+
 /* The operating part of the configuration: proxies, /metrics readers, the header. */
 static qrl_err ops_config(qrl_server *srv, const qrl_server_config *cfg)
 {
@@ -518,6 +538,16 @@ qrl_err qrl_server_new(const qrl_server_config *cfg, qrl_server **out)
         free(srv);
         return QRL_ERR_NOMEM;
     }
+    /* Opened once and only read afterwards, by any worker (geoip.h). */
+    if (cfg->geoip_path != NULL && cfg->geoip_path[0] != '\0') {
+        char why[512];
+        if ((rc = qrl__geoip_open(cfg->geoip_path, &srv->geoip, why, sizeof why)) != QRL_OK) {
+            qrl__hub_free(srv->hub);
+            qrl__metrics_free(&srv->metrics);
+            free(srv);
+            return rc;
+        }
+    }
     qrl__log_init(&srv->log, cfg->log_level);
     pthread_mutex_init(&srv->shared_mu, NULL);
     pthread_mutex_init(&srv->ready_mu, NULL);
@@ -548,6 +578,7 @@ void qrl_server_handoff(qrl_server *srv, qrl_handoff *h)
     h->take = qrl__hub_take;
     h->give = qrl__hub_give;
     h->ud = srv;
+    h->dpop_key = qrl__dpop_held_key; /* a held screen's DPoP key binds its tokens */
 }
 
 /* Connections we may hold open: the open-file limit minus a reserve for the database, logs and
@@ -788,6 +819,7 @@ void qrl_server_stop(qrl_server *srv)
     pthread_mutex_destroy(&srv->ready_mu);
     qrl__metrics_free(&srv->metrics);
     qrl__log_close(&srv->log);
+    qrl__geoip_close(srv->geoip);
     sodium_memzero(srv->introspection_secret, sizeof srv->introspection_secret);
     free(srv);
 }

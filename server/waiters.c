@@ -15,6 +15,16 @@
  * reads the state, and qrl__hub_wait() refuses to suspend if any change happened since, so a
  * change between the read and the suspension is never missed.
  *
+ * Keys. A waiter waits under one int64 key, and three kinds of holds share the table, each in a
+ * range of its own so that a wake-up of one never reaches another:
+ * - a login request's id (> 0, below 2^53): a screen's held token request;
+ * - -device_id (-1 down to well above -2^62): a signed-in web screen watching for its
+ *   revocation (http_web.c);
+ * - -(2^62 + account_id) (qrl_notice_key in core.h): a device waiting for the notices of new
+ *   devices of its account (http_notice.c). Device ids never reach 2^62, so the last two never
+ *   meet. qrl_server_on_change() passes every nonzero id straight to qrl__hub_notify().
+ * QRL_MAX_WAITERS_PER_REQUEST bounds the waiters of every key alike.
+ *
  * Lock order: hub->mu, then libmicrohttpd's internal locks (inside suspend/resume).
  */
 #include <errno.h>

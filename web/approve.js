@@ -139,6 +139,34 @@
       'Requested from ', h('strong', { text: view.address || 'an unknown network' }), ', ' + ago(seconds)));
   }
 
+  /* Where the request comes from and where this phone is, when the server has a country
+   * database (null members otherwise, and for local addresses: the network line says it all).
+   * Fills the warning block; true when the two countries differ. */
+  function renderCountries() {
+    const from = view.request_country && view.request_country.name;
+    const here = view.phone_country && view.phone_country.name;
+    const other = !!(from && here && view.same_country === false);
+    const li = $('fact-country');
+    li.textContent = '';
+    li.hidden = !from;
+    if (from) {
+      li.className = view.same_country === true ? 'ok-fact' : '';
+      const words = ['This request comes from ', h('strong', { text: from })];
+      if (here) words.push(', you are in ', h('strong', { text: here }));
+      li.append(icon(other ? 'warn' : 'pin', 'icon'), h('span', {}, ...words));
+    }
+    if (other) {
+      $('warning-heading').textContent = 'Request from another country';
+      $('warning-text').textContent = 'This request comes from ' + from + ', but you are in ' + here +
+        '. If you are not in front of the screen that asks, someone else is trying to get into your account: press Deny.';
+    } else {
+      $('warning-heading').textContent = 'Different network';
+      $('warning-text').textContent =
+        'This request comes from a different network than your phone. If you did not start it yourself, press Deny.';
+    }
+    return other;
+  }
+
   function renderRequest() {
     const name = deviceName();
     const q = $('question');
@@ -159,7 +187,8 @@
       net.className = '';
       net.append(icon('warn', 'icon'), h('span', { text: 'Not on the same network as this phone' }));
     }
-    $('warning').hidden = !!view.same_network;
+    const otherCountry = renderCountries();
+    $('warning').hidden = !otherCountry && !!view.same_network;
     if (!$('warning-icon').firstChild) $('warning-icon').append(icon('warn', 'warn-icon'));
 
     const grant = $('grant');

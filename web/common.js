@@ -170,6 +170,7 @@
     invalid_request: 'Something in the request was not right. Reload the page and try again.',
     temporarily_unavailable: 'The service is busy right now. Wait a moment and try again.',
     network: 'The server cannot be reached. Check your connection and try again.',
+    revoke_window_over: 'Removing it from here only works for a while after it was linked. Remove it under Devices instead.',
   };
   function message(res) {
     if (!res) return MESSAGES.network;
@@ -244,6 +245,7 @@
         if (res && res.ok) {
           pw.value = '';
           announce('Signed in.');
+          startNotices();
           container.hidden = true;
           container.textContent = '';
           let s = null;
@@ -271,8 +273,195 @@
         await sleep(2000);
       }
     }
-    if (res.ok) return res.data;
+    if (res.ok) {
+      startNotices();
+      return res.data;
+    }
     return signIn(container, intro);
+  }
+
+  /* ---- "New device linked" banners ----
+   * On a page with an element #new-devices, once this phone is signed in (session() and
+   * signIn() start it): every notice of a device linked to the account that this phone has not
+   * dismissed becomes a banner saying what was linked, how long ago and from where, with
+   * "Remove it" (the one-tap removal, after a confirmation naming the device) while the server
+   * offers it, else a pointer to Devices, and "Dismiss". GET /web/notifications is held
+   * (Prefer: wait=25) with the newest id shown as `after`, so a new link shows within a moment.
+   * A new banner and a removal dispatch 'qrl:devices-changed' on document (the devices page
+   * reloads its list). */
+  const notices = { started: false, after: 0, loadedAt: 0, items: new Map() };
+
+  function deviceWords(d) {
+    return d.platform || kindWord(d.kind);
+  }
+
+  function noticeText(n) {
+    const seconds = (Number(n.age_seconds) || 0) + (Date.now() - notices.loadedAt) / 1000;
+    return [', ' + deviceWords(n.device) + ', ' + (seconds < 60 ? 'just now' : ago(seconds)) + '. Not you?'];
+  }
+
+  function dropNotice(id) {
+    const item = notices.items.get(id);
+    if (!item) return;
+    notices.items.delete(id);
+    item.el.remove();
+  }
+
+  function noticeSaid(text) {
+    const box = document.getElementById('new-devices');
+    let said = document.getElementById('new-devices-said');
+    if (!said) {
+      said = h('div', { class: 'notice', id: 'new-devices-said', role: 'status' });
+      box.after(said);
+    }
+    said.textContent = text;
+    announce(text);
+  }
+
+  /* After a banner is gone: focus goes to the next one, or to the page. */
+  function focusAfterNotice() {
+    const next = document.querySelector('#new-devices .new-device button');
+    const main = document.getElementById('main');
+    if (next) next.focus();
+    else if (main) main.focus();
+  }
+
+  async function dismissNotice(n) {
+    let res = null;
+    try {
+      res = await api('POST', '/web/notifications/' + encodeURIComponent(n.id) + '/ack', {});
+    } catch (e) {
+      res = null;
+    }
+    if (res && (res.ok || res.status === 404)) {
+      dropNotice(n.id);
+      focusAfterNotice();
+      return;
+    }
+    showError(notices.items.get(n.id).err, message(res));
+  }
+
+  async function removeNotice(n, button) {
+    const name = n.device.name || 'Unnamed device';
+    const item = notices.items.get(n.id);
+    const ok = await confirmDialog(['Remove ', quoted(name), '?'],
+      'It is signed out at once. If it was you after all, sign in on it again with a new code.',
+      'Remove');
+    if (!ok) {
+      button.focus();
+      return;
+    }
+    showError(item.err, '');
+    let res = null;
+    try {
+      res = await api('POST', '/web/notifications/' + encodeURIComponent(n.id) + '/revoke', {});
+    } catch (e) {
+      res = null;
+    }
+    if (res && (res.ok || res.status === 404)) {
+      dropNotice(n.id);
+      noticeSaid('\u201c' + name + '\u201d was removed and is signed out.');
+      document.dispatchEvent(new CustomEvent('qrl:devices-changed'));
+      focusAfterNotice();
+      return;
+    }
+    if (res && res.data && res.data.error === 'revoke_window_over') {
+      n.revoke_in = 0;
+      renderNotice(n, item.el);
+    }
+    showError(notices.items.get(n.id).err, message(res));
+  }
+
+  /* The banner of notice n, into `el` (a new one when absent). */
+  function renderNotice(n, el) {
+    const name = n.device.name || 'Unnamed device';
+    const titleId = 'new-device-' + n.id;
+    el = el || h('section', { class: 'new-device', 'aria-labelledby': titleId, 'data-notice-id': n.id });
+    el.textContent = '';
+    const err = h('div', { class: 'alert', role: 'alert' });
+    const actions = h('div', { class: 'new-device-actions' });
+    if (Number(n.revoke_in) > 0) {
+      const remove = h('button', { type: 'button', class: 'danger', 'aria-label': 'Remove it: \u201c' + name + '\u201d' }, 'Remove it');
+      remove.addEventListener('click', () => removeNotice(n, remove));
+      actions.append(remove);
+    } else {
+      // The one-tap removal is over: the devices list removes it.
+      actions.append(h('a', { class: 'button danger secondary', href: '/devices' }, 'Remove it under Devices'));
+    }
+    const dismiss = h('button', { type: 'button', class: 'secondary', 'aria-label': 'Dismiss: \u201c' + name + '\u201d' }, 'Dismiss');
+    dismiss.addEventListener('click', () => dismissNotice(n));
+    actions.append(dismiss);
+    el.append(
+      h('h2', { id: titleId }, icon('warn', 'warn-icon'), 'New device linked'),
+      h('p', { class: 'new-device-what' }, quoted(name), ...noticeText(n)),
+      h('p', { class: 'new-device-meta' },
+        kindWord(n.device.kind) + (n.device.address ? ' \u00b7 linked from ' + n.device.address : '')),
+      err, actions);
+    notices.items.set(n.id, { el, err, n });
+    return el;
+  }
+
+  function renderNotices(list) {
+    const box = document.getElementById('new-devices');
+    const keep = new Set(list.map((n) => n.id));
+    for (const id of Array.from(notices.items.keys())) if (!keep.has(id)) dropNotice(id);
+    // Newest first: the list comes newest first, new ones go on top.
+    let news = false;
+    for (const n of list.slice().reverse()) {
+      if (notices.items.has(n.id)) continue;
+      box.prepend(renderNotice(n));
+      if (n.id > notices.after) {
+        news = true;
+        announce('New device linked: \u201c' + (n.device.name || 'Unnamed device') + '\u201d.');
+      }
+    }
+    for (const n of list) if (n.id > notices.after) notices.after = n.id;
+    if (news) document.dispatchEvent(new CustomEvent('qrl:devices-changed'));
+  }
+
+  async function noticesLoop() {
+    let backoff = 1000;
+    for (;;) {
+      const began = Date.now();
+      const after = notices.after;
+      let res;
+      try {
+        res = await api('GET', '/web/notifications' + (after ? '?after=' + after : ''), null, { wait: 25 });
+      } catch (e) {
+        await sleep(backoff);
+        backoff = Math.min(backoff * 2, 30000);
+        continue;
+      }
+      backoff = 1000;
+      // Signed out, or a server that keeps no notices: nothing to show.
+      if (res.status === 401 || res.status === 404) {
+        notices.started = false;
+        return;
+      }
+      if (!res.ok) {
+        await sleep(res.retryAfter ? res.retryAfter * 1000 : 5000);
+        continue;
+      }
+      notices.loadedAt = Date.now();
+      renderNotices(res.data.notifications || []);
+      // Answered at once with nothing new (too many requests of the account waiting): wait.
+      if (notices.after === after && Date.now() - began < 1000) await sleep(5000);
+    }
+  }
+
+  function startNotices() {
+    if (notices.started || !document.getElementById('new-devices')) return;
+    notices.started = true;
+    noticesLoop();
+    // "2 minutes ago" keeps counting.
+    if (!notices.timer) {
+      notices.timer = setInterval(() => {
+        for (const { el, n } of notices.items.values()) {
+          const p = el.querySelector('.new-device-what');
+          if (p) p.replaceChildren(quoted(n.device.name), ...noticeText(n));
+        }
+      }, 30000);
+    }
   }
 
   /* Opens a <dialog> that asks to confirm; resolves true/false. */

@@ -93,5 +93,8 @@
     return load();
   }
 
+  // A device linked elsewhere, or removed from its "New device linked" banner: the list follows.
+  document.addEventListener('qrl:devices-changed', () => load());
+
   start();
 })();

@@ -13,7 +13,11 @@
 -- "CPUWIN <snapshot>" that bench/run.sh's wrk_once prefers to its own.
 --
 -- The server is the process BENCH_SERVER_PID names (set by bench/run.sh); without it nothing is
--- printed and bench/run.sh falls back to its outer snapshots.
+-- printed and bench/run.sh falls back to its outer snapshots. Several nodes: BENCH_SERVER_PID
+-- holds their pids separated by spaces, and server-ticks is their sum. With BENCH_PG_PID (the
+-- PostgreSQL postmaster, bench/run.sh --db postgres) the snapshot has a fifth field: the CPU
+-- time of PostgreSQL, the postmaster's own and its children's, living (each backend, the
+-- checkpointer, the WAL writer...) and ended (the postmaster's cutime + cstime).
 
 local ffi = require("ffi")
 ffi.cdef [[
@@ -39,9 +43,60 @@ local function busy_of(line)
    return v[2] + v[3] + v[4] + v[7] + v[8] + v[9]
 end
 
+-- The fields of /proc/PID/stat after the command name (which is in parentheses and may hold
+-- spaces), or nil when the process is gone.
+local function stat_fields(pid)
+   local f = io.open("/proc/" .. pid .. "/stat")
+   if f == nil then
+      return nil
+   end
+   local stat = f:read("*a")
+   f:close()
+   local rest = stat:match("%) (.*)$")
+   if rest == nil then
+      return nil
+   end
+   local fields = {}
+   for x in rest:gmatch("%S+") do
+      fields[#fields + 1] = x
+   end
+   return fields
+end
+
+-- utime + stime (fields 14 and 15 of the whole line, 12 and 13 after the name), and with
+-- `children` also cutime + cstime (16 and 17).
+local function ticks(pid, children)
+   local v = stat_fields(pid)
+   if v == nil then
+      return nil
+   end
+   local t = tonumber(v[12]) + tonumber(v[13])
+   if children then
+      t = t + tonumber(v[14]) + tonumber(v[15])
+   end
+   return t
+end
+
+-- PostgreSQL's CPU time: the postmaster with its ended children, and every living child.
+local function pg_ticks(pm)
+   local t = ticks(pm, true)
+   if t == nil then
+      return 0
+   end
+   local f = io.open("/proc/" .. pm .. "/task/" .. pm .. "/children")
+   if f ~= nil then
+      local kids = f:read("*a")
+      f:close()
+      for kid in kids:gmatch("%d+") do
+         t = t + (ticks(kid, true) or 0)
+      end
+   end
+   return t
+end
+
 function M.snapshot()
-   local pid = os.getenv("BENCH_SERVER_PID")
-   if pid == nil or pid == "" then
+   local pids = os.getenv("BENCH_SERVER_PID")
+   if pids == nil or pids == "" then
       return nil
    end
    local b0, b1
@@ -52,21 +107,23 @@ function M.snapshot()
          b1 = busy_of(line)
       end
    end
-   local f = io.open("/proc/" .. pid .. "/stat")
-   if f == nil or b0 == nil or b1 == nil then
+   if b0 == nil or b1 == nil then
       return nil
    end
-   local stat = f:read("*a")
-   f:close()
-   -- fields after the command name, which is in parentheses and may hold spaces
-   local rest = stat:match("%) (.*)$")
-   local fields = {}
-   for x in rest:gmatch("%S+") do
-      fields[#fields + 1] = x
+   local srv = 0
+   for pid in pids:gmatch("%d+") do
+      local t = ticks(pid, false)
+      if t == nil then
+         return nil
+      end
+      srv = srv + t
    end
-   -- utime and stime are fields 14 and 15 of the whole line, 12 and 13 after the name
-   local srv = tonumber(fields[12]) + tonumber(fields[13])
-   return string.format("%.6f %d %d %d", M.now(), b0, b1, srv)
+   local s = string.format("%.6f %d %d %d", M.now(), b0, b1, srv)
+   local pm = os.getenv("BENCH_PG_PID")
+   if pm ~= nil and pm ~= "" then
+      s = s .. string.format(" %d", pg_ticks(pm))
+   end
+   return s
 end
 
 -- In init(): keep the start snapshot in the thread's state, for done() to fetch.

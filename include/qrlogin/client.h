@@ -6,7 +6,9 @@
  * QR payload and the user code to show, waits for the phone's decision - pushed by the server
  * when it honours `Prefer: wait` (RFC 7240), otherwise by RFC 8628 polling - and returns the
  * access and refresh tokens. It renews an expired login request by itself, refreshes tokens with
- * rotation and can be cancelled from another thread. docs/sdk.md walks through all of it.
+ * rotation and can be cancelled from another thread. Each handle holds an Ed25519 key: with a
+ * server that takes DPoP proofs (RFC 9449), the tokens are bound to that key and useless
+ * without it (see "Proof of possession" below). docs/sdk.md walks through all of it.
  *
  * Lifecycle of a handle:
  *
@@ -181,9 +183,12 @@ typedef struct qrl_client_options {
 } qrl_client_options;
 
 /* Tokens, copied into caller memory. They are secrets: keep the refresh token in the platform's
- * secure storage and wipe copies with qrl_client_tokens_clear(). */
+ * secure storage, with the handle's key (qrl_client_get_key), and wipe copies with
+ * qrl_client_tokens_clear(). */
 typedef struct qrl_client_tokens {
-    char access_token[QRL_CLIENT_TOKEN_MAX + 1];  /* send as "Authorization: Bearer ..." */
+    /* Send as "Authorization: Bearer ...", or, when qrl_client_dpop_bound(), as
+     * "Authorization: DPoP ..." with a proof from qrl_client_dpop_proof(). */
+    char access_token[QRL_CLIENT_TOKEN_MAX + 1];
     char refresh_token[QRL_CLIENT_TOKEN_MAX + 1]; /* "" if the server issued none */
     char scope[QRL_CLIENT_SCOPE_MAX + 1];         /* granted scope; "" if none was given */
     long expires_in;                              /* access token lifetime in seconds */
@@ -259,9 +264,11 @@ QRL_CLIENT_API qrl_err qrl_client_set_refresh_token(qrl_client *c, const char *r
  * receives both - persist the new refresh token. Presenting a spent token again revokes the
  * device, so the SDK retries only failures where the request never left this machine or the
  * server said it did not process it (HTTP 429, 503).
- * QRL_ERR_UNAUTHORIZED: the refresh token is no longer valid (expired, revoked, already used);
- * the handle drops its tokens and the app must sign in again. Also QRL_ERR_CONFLICT (no refresh
- * token), QRL_ERR_BUSY, QRL_CLIENT_ERR_CANCELLED, QRL_ERR_INTERNAL. */
+ * QRL_ERR_UNAUTHORIZED: the refresh token is no longer valid (expired, revoked, already used,
+ * or bound to another key than the handle's); the handle drops its tokens and the app must sign
+ * in again. QRL_ERR_INVALID: the server refused the request or its DPoP proof (the detail says
+ * why; the tokens stay). Also QRL_ERR_CONFLICT (no refresh token), QRL_ERR_BUSY,
+ * QRL_CLIENT_ERR_CANCELLED, QRL_ERR_INTERNAL. */
 QRL_CLIENT_API QRL_CLIENT_NODISCARD qrl_err qrl_client_refresh(qrl_client *c,
                                                                qrl_client_tokens *out);
 
@@ -273,6 +280,50 @@ QRL_CLIENT_API qrl_err qrl_client_logout(qrl_client *c);
 
 /* Wipes a tokens struct (explicit_bzero). Accepts NULL. */
 QRL_CLIENT_API void qrl_client_tokens_clear(qrl_client_tokens *t);
+
+/* --- proof of possession (DPoP, RFC 9449) --------------------------------------------------- */
+
+/* Every handle holds an Ed25519 key pair, made by qrl_client_new() from the OS's random
+ * source. When the server's metadata lists EdDSA in dpop_signing_alg_values_supported (a
+ * qrlogin server does), each token request carries a DPoP proof of that key, and the server
+ * binds the tokens to it: the refresh token and the access token are useless to anyone without
+ * the key. Other servers get no proofs and issue bearer tokens as before.
+ *
+ * Keep the key with the refresh token, in the same secure storage: after a restart, restore
+ * both (qrl_client_set_key, then qrl_client_set_refresh_token). A refresh with another key is
+ * refused as an invalid grant (QRL_ERR_UNAUTHORIZED: sign in again). A proof's time is the
+ * local clock corrected by the server's (learnt from the Date of a refused proof, which the
+ * SDK then retries once), so a screen with a wrong clock keeps working. */
+
+/* Bytes for a saved key, the NUL included: the key is 43 characters of base64url. */
+#define QRL_CLIENT_KEY_MAX 64
+/* Bytes enough for a proof for a URL of up to 1024 bytes (qrl_client_dpop_proof). */
+#define QRL_CLIENT_PROOF_MAX 2048
+
+/* Writes the handle's key (its 32-byte Ed25519 seed, base64url) into out, NUL-terminated. It is
+ * a secret like the refresh token. QRL_ERR_TOO_LARGE when len is under 44 bytes. */
+QRL_CLIENT_API qrl_err qrl_client_get_key(const qrl_client *c, char *out, size_t len);
+
+/* Replaces the handle's key with one saved by qrl_client_get_key (copied; wipe yours). Tokens
+ * on the handle that were bound to the old key no longer count as bound. QRL_ERR_INVALID for
+ * anything else, QRL_ERR_CONFLICT while a blocking call runs on the handle. */
+QRL_CLIENT_API qrl_err qrl_client_set_key(qrl_client *c, const char *key);
+
+/* 1 when the handle's tokens are bound to its key (the server answered token_type DPoP): send
+ * the access token as "Authorization: DPoP <token>" with a "DPoP: <proof>" header from
+ * qrl_client_dpop_proof() on every request. 0 for bearer tokens, or no tokens. After
+ * qrl_client_set_refresh_token() it is 0 until the first refresh. */
+QRL_CLIENT_API int qrl_client_dpop_bound(const qrl_client *c);
+
+/* A DPoP proof of the handle's key for one request of the app (RFC 9449 section 4.2): `method`
+ * ("GET", "POST", ...) and `url` (its query and fragment are left out of the proof, as the RFC
+ * says), with the hash of `access_token` (the "ath" claim) when not NULL. Make a new proof for
+ * every request: a server takes each proof once. Writes the proof, NUL-terminated, into out
+ * (QRL_CLIENT_PROOF_MAX bytes are enough for a URL of up to 1024 bytes). QRL_ERR_INVALID (a
+ * bad method or URL), QRL_ERR_TOO_LARGE (the URL, or len too small), QRL_ERR_CONFLICT (a
+ * blocking call runs on the handle; not from on_event either), QRL_ERR_NOMEM. */
+QRL_CLIENT_API qrl_err qrl_client_dpop_proof(qrl_client *c, const char *method, const char *url,
+                                             const char *access_token, char *out, size_t len);
 
 /* --- QR code of the current login request --------------------------------------------------- */
 
@@ -290,6 +341,49 @@ QRL_CLIENT_API qrl_err qrl_client_qr_png(qrl_client *c, int scale, unsigned char
                                          size_t *len);
 /* Releases a buffer returned by a qrl_client_qr_* function of the same handle. Accepts NULL. */
 QRL_CLIENT_API void qrl_client_buf_free(qrl_client *c, void *buf);
+
+/* --- notifications of new devices (a qrlogin server's GET /v1/notifications) --------------- */
+
+/* Sizes of a notification's strings (the server's limits, qrlogin/limits.h), without the NUL. */
+#define QRL_CLIENT_DEVICE_NAME_MAX 64
+#define QRL_CLIENT_DEVICE_KIND_MAX 15
+#define QRL_CLIENT_DEVICE_PLATFORM_MAX 64
+#define QRL_CLIENT_ADDRESS_MAX 63
+
+/* "A new device was linked to your account": after every approval that links a device, the
+ * account's other devices are told, this screen among them. Strings are untrusted text from
+ * the server (UTF-8 without control characters): show them as text, the name in quotes. */
+typedef struct qrl_client_notification {
+    long long id;           /* grows with time: pass the highest seen as `after` */
+    long long created_at;   /* Unix time (seconds) the device was linked, by the server's clock */
+    long long age_s;        /* seconds since, by the server's clock (trust it over yours) */
+    long long revoke_until; /* Unix time until a phone can remove it with one tap; 0: not */
+    long long device_id;
+    char device_name[QRL_CLIENT_DEVICE_NAME_MAX + 1];
+    char device_kind[QRL_CLIENT_DEVICE_KIND_MAX + 1];         /* tv, browser, desktop, cli ... */
+    char device_platform[QRL_CLIENT_DEVICE_PLATFORM_MAX + 1]; /* "" when it said nothing */
+    char device_address[QRL_CLIENT_ADDRESS_MAX + 1];          /* where it was linked from */
+} qrl_client_notification;
+
+/* The notifications this device has not acknowledged, newest first, into out[0..*n) (at most
+ * `max`; the server lists 20 at most), asked with the handle's access token. With wait_s > 0
+ * (at most 60) the server holds the request until one with an id above `after` arrives or
+ * wait_s seconds pass, so a loop of calls that passes the highest id it has seen costs one
+ * request a minute while nothing happens and hears of a new device at once. Only a qrlogin
+ * server has this endpoint ({server_url}/v1/notifications).
+ * QRL_ERR_UNAUTHORIZED: the access token expired or the device was removed (qrl_client_refresh,
+ * then call again; if that fails too, sign in again). QRL_ERR_CONFLICT: no access token on the
+ * handle. QRL_ERR_NOT_FOUND: the server keeps no notifications. Also QRL_ERR_BUSY,
+ * QRL_ERR_RATE_LIMITED (no retries here: the caller's loop is the retry), QRL_ERR_INVALID,
+ * QRL_CLIENT_ERR_CANCELLED, QRL_ERR_INTERNAL (an answer that is not one). */
+QRL_CLIENT_API QRL_CLIENT_NODISCARD qrl_err qrl_client_notifications(qrl_client *c, long long after,
+                                                                     int wait_s,
+                                                                     qrl_client_notification *out,
+                                                                     size_t max, size_t *n);
+
+/* Acknowledges notification `id` for this device: it is not listed to it again. Errors as
+ * above; QRL_ERR_NOT_FOUND also for an id the account does not have. */
+QRL_CLIENT_API qrl_err qrl_client_notification_ack(qrl_client *c, long long id);
 
 /* --- errors -------------------------------------------------------------------------------- */
 

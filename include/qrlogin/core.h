@@ -33,8 +33,10 @@ typedef struct qrl_core qrl_core;
 
 /* Called after every state change of a login request, with the request id: those this process
  * made, and those the store reports from elsewhere (store.h, set_notify: there a negative id
- * is a revoked device and 0 means "anything may have changed"). Used by the server to wake
- * held requests. Must be quick and must not call back into the core. */
+ * is a revoked device and 0 means "anything may have changed"). Also with qrl_notice_key() of
+ * an account when a notice of a new device was recorded for it (below -2^62; see "notices").
+ * Used by the server to wake held requests. Must be quick and must not call back into the
+ * core. */
 typedef void (*qrl_change_fn)(void *ud, int64_t lr_id);
 
 struct qrl_tokens;
@@ -51,6 +53,11 @@ typedef struct qrl_handoff {
      * puts it back to waiting (it re-reads the state). */
     void (*give)(void *ud, void *held, qrl_err rc, const struct qrl_tokens *tokens);
     void *ud;
+    /* Optional (NULL: every held request is a bearer client). The DPoP key (RFC 9449) that
+     * the taken request proved when it arrived: copies it into `key` and returns 1, or returns
+     * 0 for a request without a proof. The redemption binds the screen's tokens to that key,
+     * as qrl_token_device_code_dpop() would have. */
+    int (*dpop_key)(void *ud, void *held, unsigned char key[QRL_PUBKEY_BYTES]);
 } qrl_handoff;
 
 /* A rate limit: `count` attempts at once, then one every window_s / count seconds (GCRA: no
@@ -72,6 +79,10 @@ typedef struct qrl_config {
     /* Refresh tokens stop this long after their device was linked, however often they were
      * rotated (the screen then signs in again); default 180 days, 0: never. */
     int64_t refresh_max_ttl_s;
+    /* The notice of a new device (qrl_notices_list) offers its one-tap revoke, which needs no
+     * step-up, for this long after the device was linked; later only the devices list removes
+     * it. Default 3600; 0 turns the shortcut off; at most 604800 (7 days). */
+    int64_t notice_revoke_window_s;
     int interval_s;        /* RFC 8628 polling interval; default 5 */
     /* User-code misses per account and per client address (an IPv6 address counts by its
      * /64); a lookup that finds its request is not counted. Defaults 5 and 20 per 15 minutes:
@@ -177,6 +188,9 @@ typedef struct qrl_tokens {
     char scope[QRL_MAX_SCOPE + 1];
     int64_t device_id;
     int64_t account_id;
+    /* 1: both tokens are bound to the screen's DPoP key (RFC 9449; token_type "DPoP"), so
+     * they work only with a proof made with it; 0: bearer tokens. */
+    int dpop_bound;
 } qrl_tokens;
 
 /* Flags for qrl_token_device_code. */
@@ -205,12 +219,26 @@ typedef struct qrl_poll_result {
 qrl_err qrl_token_device_code(qrl_core *core, const char *client_id, const char *device_code,
                               unsigned flags, int wait_s, const char *address,
                               qrl_poll_result *res);
+/* qrl_token_device_code() for a screen that proved a DPoP key (RFC 9449; NULL: none): a
+ * redemption stores the key in the new device (store.h, qrl_device_rec.pubkey) and the tokens
+ * are bound to it (res->tokens.dpop_bound). The caller has verified the proof; the key is
+ * borrowed for the call. */
+qrl_err qrl_token_device_code_dpop(qrl_core *core, const char *client_id, const char *device_code,
+                                   unsigned flags, int wait_s, const char *address,
+                                   const unsigned char *dpop_key, qrl_poll_result *res);
 
 /* RFC 6749 section 6 with rotation. client_id NULL: the refresh token's own client (public
  * clients need not send it); a client_id that is given must be the token's.
  * QRL_ERR_TOKEN_REUSED revokes the device. */
 qrl_err qrl_token_refresh(qrl_core *core, const char *client_id, const char *refresh_token,
                           qrl_tokens *out);
+/* qrl_token_refresh() with the DPoP key the request proved (NULL: none). A refresh token bound
+ * to a key (RFC 9449 section 5: its device has one) needs a proof with that very key:
+ * QRL_ERR_UNAUTHORIZED without one, QRL_ERR_FORBIDDEN with another key; either way nothing is
+ * rotated or counted. The new pair stays bound (out->dpop_bound). A device linked without a
+ * key keeps bearer tokens whether or not a proof comes: binding happens at sign-in only. */
+qrl_err qrl_token_refresh_dpop(qrl_core *core, const char *client_id, const char *refresh_token,
+                               const unsigned char *dpop_key, qrl_tokens *out);
 
 /* --- phone side ------------------------------------------------------------------------- */
 
@@ -238,8 +266,17 @@ qrl_err qrl_session_create(qrl_core *core, const char *username, const char *pas
  * revoked, or the device/account is no longer valid. Updates the device's last-seen time. */
 qrl_err qrl_session_auth(qrl_core *core, const char *token, const char *address, qrl_auth *out);
 /* As qrl_session_auth, but also accepts a screen's access token (for read-only calls such as
- * GET /v1/me, which a signed-in TV uses to greet the user). Never use it where a phone acts. */
+ * GET /v1/me, which a signed-in TV uses to greet the user). Never use it where a phone acts.
+ * An access token bound to a DPoP key is no bearer token (RFC 9449 section 7.2): it is refused
+ * with QRL_ERR_FORBIDDEN (QRL_ERR_UNAUTHORIZED for every other refusal), so that the caller
+ * can tell the client to use DPoP. */
 qrl_err qrl_device_auth_any(qrl_core *core, const char *token, const char *address, qrl_auth *out);
+/* A screen's access token presented with a DPoP proof (RFC 9449 section 7.1) whose key the
+ * caller has verified: accepted only when the token is bound to exactly that key.
+ * QRL_ERR_UNAUTHORIZED otherwise (a session token, a bearer token, another key). */
+qrl_err qrl_device_auth_dpop(qrl_core *core, const char *token,
+                             const unsigned char dpop_key[QRL_PUBKEY_BYTES], const char *address,
+                             qrl_auth *out);
 
 typedef struct qrl_lr_view {
     qrl_lr_rec lr;
@@ -373,6 +410,49 @@ qrl_err qrl_devices_list(qrl_core *core, const qrl_auth *auth, qrl_device_rec *o
  * the login requests it claimed or approved but that are not redeemed. */
 qrl_err qrl_device_revoke(qrl_core *core, const qrl_auth *auth, int64_t device_id);
 
+/* --- notices of new devices ("New device linked. Not you?") ------------------------------- */
+
+/* After every approval that links a device, the account's other devices are told: a notice
+ * (store.h, qrl_notice_rec) each of them lists until it acknowledges it, and that offers to
+ * remove the new device with one tap, without the step-up, for notice_revoke_window_s after the
+ * link. The store must keep notices (store version 10 with the four notice methods); where it
+ * does not, nothing is recorded and the functions below answer QRL_ERR_NOT_FOUND
+ * (qrl_notices_enabled says which). */
+
+/* The change id (qrl_change_fn, store.h set_notify) under which the notices of an account
+ * change: -(2^62 + account_id). Login request ids are positive (below 2^53) and a revoked device
+ * is -device_id (ids far below 2^62), so the three kinds of ids never meet. */
+#define QRL_NOTICE_KEY_BASE ((int64_t)1 << 62)
+static inline int64_t qrl_notice_key(int64_t account_id)
+{
+    return -(QRL_NOTICE_KEY_BASE + account_id);
+}
+
+typedef struct qrl_notice {
+    qrl_notice_rec rec;      /* the notice, with the new device's row as it is now */
+    int64_t revoke_until_ms; /* qrl_notice_revoke works before this time; 0: not at all */
+} qrl_notice;
+
+/* Nonzero when the store keeps notices. */
+int qrl_notices_enabled(const qrl_core *core);
+/* The notices the calling device has not acknowledged, newest (highest id) first: of devices
+ * linked to its account after the caller itself was, at most 30 days ago, other than the
+ * caller, and not revoked since. `out` has room for `max` (QRL_MAX_NOTICES_LISTED is what the
+ * server lists). A phone session or a screen's access token may ask (qrl_device_auth_any). */
+qrl_err qrl_notices_list(qrl_core *core, const qrl_auth *auth, qrl_notice *out, size_t max,
+                         size_t *n);
+/* The calling device acknowledges notice `id`: it is not listed to this device again (other
+ * devices still see it). Twice is fine. QRL_ERR_NOT_FOUND when the account has no notice `id`. */
+qrl_err qrl_notice_ack(qrl_core *core, const qrl_auth *auth, int64_t id);
+/* The one-tap revoke of a notice: revokes the device it names exactly as qrl_device_revoke()
+ * does, without any step-up, if the notice was recorded less than notice_revoke_window_s ago,
+ * and acknowledges the notice for the caller. QRL_ERR_FORBIDDEN when the window is over or off
+ * (nothing changes: the devices list is the way then), QRL_ERR_NOT_FOUND when the account has
+ * no notice `id`, or its device is the caller itself or already revoked. `out` (may be NULL)
+ * receives the notice as it was read. Meant for a phone: the server accepts only a phone
+ * session for it. */
+qrl_err qrl_notice_revoke(qrl_core *core, const qrl_auth *auth, int64_t id, qrl_notice *out);
+
 /* --- resource-server side --------------------------------------------------------------- */
 
 typedef struct qrl_introspection {
@@ -384,10 +464,34 @@ typedef struct qrl_introspection {
     char client_id[QRL_MAX_CLIENT_ID + 1];
     char scope[QRL_MAX_SCOPE + 1];
     char username[QRL_MAX_USERNAME + 1];
+    /* An access or refresh token bound to a DPoP key (RFC 9449 section 6.2): 1 and the key's
+     * Ed25519 public key; a resource server must then check a proof made with it. */
+    int dpop_bound;
+    unsigned char dpop_key[QRL_PUBKEY_BYTES];
 } qrl_introspection;
 
 /* RFC 7662: never fails for an unknown token, it is just inactive. */
 qrl_err qrl_introspect(qrl_core *core, const char *token, qrl_introspection *out);
+
+/* --- DPoP (RFC 9449): proofs of possession of a screen's key ---------------------------- */
+
+/* How far a proof's creation time (iat) may lie from the core's clock, either way: clocks of
+ * TVs drift, and a proof older than this is refused, so a captured one is useless soon. */
+#define QRL_DPOP_MAX_SKEW_S 60
+/* How long a proof's jti is remembered: the whole span in which its iat is accepted (twice the
+ * skew) and one second more, so that a use at one end of that span and a replay at the other
+ * cannot both be taken. */
+#define QRL_DPOP_JTI_WINDOW_S (2 * QRL_DPOP_MAX_SKEW_S + 1)
+/* Longest jti accepted: a proof's identifier is a random string (ours 22 characters). */
+#define QRL_DPOP_MAX_JTI 128
+
+/* Uses up the identifier `jti` of a proof made with the key of thumbprint `jkt` (RFC 9449
+ * section 11.1, replay): QRL_OK the first time, QRL_ERR_EXISTS when it was used in the last
+ * QRL_DPOP_JTI_WINDOW_S seconds, by this node or any other on the same store. It is kept in the
+ * store's rate-limit table as a limit of one use per window (store.h, ratelimit_take), under a
+ * key made of a hash of both, so that every backend refuses the second use atomically and old
+ * entries leave with the sweep. QRL_ERR_INVALID for an empty or over-long jti; store errors. */
+qrl_err qrl_dpop_jti_use(qrl_core *core, const char *jkt, const char *jti);
 
 /* RFC 7009: revokes an access or refresh token (a refresh token revokes its whole device, as
  * RFC 7009 section 2.1 allows). Unknown tokens are not an error. */

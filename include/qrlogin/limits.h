@@ -59,6 +59,9 @@
 #define QRL_MAX_WAITERS_PER_REQUEST 8
 /* Devices listed by GET /v1/devices. An account with more is abusive; the list is cut. */
 #define QRL_MAX_DEVICES_LISTED 500
+/* Notices of new devices listed to one device at a time (GET /v1/notifications). A person
+ * links a few screens a month; more unread ones than this are cut, newest kept. */
+#define QRL_MAX_NOTICES_LISTED 20
 /* Login requests a single revocation walks to end their waits. */
 #define QRL_MAX_REQUESTS_PER_DEVICE 64
 

@@ -39,12 +39,22 @@ typedef struct qrl_server_config {
     unsigned connection_timeout_s;    /* idle timeout of non-held connections; 0 = 30 */
     unsigned per_ip_limit;            /* connections per client address; 0 = unlimited */
     int access_log;                   /* nonzero: a JSON access line per request (no secrets) */
+    /* DPoP (RFC 9449) at the token endpoint. 0, optional: a proof binds the screen's tokens to
+     * its key, a client without one gets bearer tokens. Nonzero, required: a device-code grant
+     * request without a proof is refused (invalid_dpop_proof), so every new screen's tokens are
+     * bound; the web screen page, which keeps its tokens in cookies, is exempt. */
+    int dpop_required;
     /* --- operating (docs/architecture.md, "Operating") --- */
     int log_level;                /* qrl_log_level; 0 = QRL_LOG_INFO */
     const char *log_file;         /* JSON Lines appended here; NULL or "" = stderr */
     const char *trusted_proxies;  /* "CIDR[,CIDR...]" whose client_ip_header is believed */
     const char *client_ip_header; /* e.g. "X-Forwarded-For"; NULL = X-Forwarded-For */
     const char *metrics_allow;    /* "CIDR[,...]" that may GET /metrics; NULL = loopback */
+    /* A MaxMind DB country database (--geoip): the phone is told which country a login request
+     * comes from and which one it is in. NULL or "": no country lookups. The file is opened by
+     * qrl_server_new() (which fails with QRL_ERR_INVALID when it cannot) and kept open, mapped
+     * read-only, until qrl_server_stop(). */
+    const char *geoip_path;
     /* Optional, borrowed for the server's life: /readyz asks it whether the database takes
      * writes, /metrics shows its commit statistics (its `health` method, store.h). NULL: the
      * readiness probe is a read through the core, and the store has no metrics. */
@@ -58,14 +68,19 @@ void qrl_server_config_defaults(qrl_server_config *cfg);
 int qrl_server_cidrs_valid(const char *list, char *errbuf, size_t errlen);
 /* Whether `name` can be an HTTP header field name (RFC 9110 section 5.1). */
 int qrl_server_header_name_valid(const char *name);
+/* Opens the country database at `path` as geoip_path would be, and closes it again: nonzero
+ * when it opens, else 0 with a sentence naming the file and the reason in errbuf. For a check
+ * before the server is made, so that the reason reaches the operator. */
+int qrl_server_geoip_valid(const char *path, char *errbuf, size_t errlen);
 
 /* Starts listening and serving. The core's on_change callback must be set to
  * qrl_server_on_change with the server as user data before requests arrive: use
  * qrl_server_new() + qrl_server_listen() when the core is created after the server. */
 qrl_err qrl_server_new(const qrl_server_config *cfg, qrl_server **out);
 /* Hook for qrl_config.on_change; `ud` is the qrl_server. lr_id > 0: that login request
- * changed; < 0: device -lr_id was revoked; 0: anything may have changed (every held request
- * looks again). */
+ * changed; qrl_notice_key(account): a notice of a new device for that account; other values
+ * < 0: device -lr_id was revoked; 0: anything may have changed (every held request looks
+ * again). */
 void qrl_server_on_change(void *ud, int64_t lr_id);
 /* Fills `h` so that approvals hand tokens straight to screens held by this server. */
 void qrl_server_handoff(qrl_server *srv, qrl_handoff *h);

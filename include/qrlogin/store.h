@@ -37,7 +37,8 @@
  * backend's error log, never containing secrets), QRL_ERR_NOMEM.
  *
  * When adding a function: bump QRL_STORE_VERSION, append it at the end of the struct, implement
- * it in every backend (lib/store/), and cover it in tests/unit/lib/store/sqlite/test_store.c.
+ * it in every backend (lib/store/), and cover it in tests/unit/lib/store/sqlite/test_store.c
+ * and tests/unit/lib/store/postgres/test_store_pg.c.
  */
 #ifndef QRLOGIN_STORE_H
 #define QRLOGIN_STORE_H
@@ -52,11 +53,11 @@
 extern "C" {
 #endif
 
-#define QRL_STORE_VERSION 9
+#define QRL_STORE_VERSION 10
 #define QRL_HASH_BYTES 32
 /* crypto_pwhash_STRBYTES is 128 in libsodium. */
 #define QRL_PWHASH_MAX 128
-/* Ed25519 public keys of phones (crypto_sign_PUBLICKEYBYTES). */
+/* Ed25519 public keys of devices (crypto_sign_PUBLICKEYBYTES). */
 #define QRL_PUBKEY_BYTES 32
 
 /* Hash of a secret: BLAKE2b-256 (crypto_generichash) of the whole secret string. */
@@ -113,9 +114,34 @@ typedef struct qrl_device_rec {
     int64_t created_ms;
     int64_t last_seen_ms;
     int64_t revoked_ms; /* 0 while active */
-    int has_pubkey;     /* a phone registered a device key (store version 2) */
+    /* The device's Ed25519 public key (store version 2), whose meaning depends on how the
+     * device signed in. A phone (signed in with a password: it holds a session token) may
+     * register one to sign its decisions (device_set_pubkey). A screen (made by redeeming a
+     * login request: it holds access and refresh tokens, its kind is never "phone") has one
+     * when it proved a DPoP key (RFC 9449) at redemption, stored by device_create and
+     * lr_redeem: its access and refresh tokens are bound to that key and useless without it.
+     * A screen never gets a key later. */
+    int has_pubkey;
     unsigned char pubkey[QRL_PUBKEY_BYTES];
 } qrl_device_rec;
+
+/* A notice that a device was linked to an account (store version 10): what the API shows the
+ * account's other devices as a "device_linked" notification ("New device linked: Living Room
+ * TV. Not you?"). One row per login that created a device; each device of the account
+ * acknowledges it on its own. */
+typedef struct qrl_notice_rec {
+    int64_t id;         /* > 0, chosen by the caller; grows with time (the core draws it as a
+                           login request id), so a client can ask for "newer than" */
+    int64_t account_id; /* the account the device was linked to */
+    int64_t device_id;  /* the new device */
+    int64_t created_ms;
+    /* What the new device said it runs on ("Chrome on Linux"), "" when it said nothing: a
+     * device row keeps no platform, the login request did. */
+    char platform[QRL_MAX_DEVICE_PLATFORM + 1];
+    /* Filled by notice_list and notice_get (ignored by notice_add): the new device's row as
+     * it is now (name, kind, address, revoked_ms ...). */
+    qrl_device_rec device;
+} qrl_notice_rec;
 
 typedef enum qrl_token_kind {
     QRL_TOKEN_ACCESS = 1,
@@ -230,9 +256,10 @@ typedef struct qrl_store_methods {
     qrl_err (*account_set_password)(qrl_store *st, int64_t id, const char *pw_hash);
 
     /* --- devices --- */
-    /* Inserts dev (id ignored; account_id, name, kind, address, created_ms used; last_seen_ms =
-     * created_ms; revoked_ms = 0) and, in the same transaction, the `ntok` tokens with their
-     * device_id set to the new id. Sets dev->id. */
+    /* Inserts dev (id ignored; account_id, name, kind, address, created_ms used, and pubkey when
+     * has_pubkey; last_seen_ms = created_ms; revoked_ms = 0) and, in the same transaction, the
+     * `ntok` tokens with their device_id set to the new id. Sets dev->id. lr_redeem and
+     * lr_approve_redeem insert their device the same way. */
     qrl_err (*device_create)(qrl_store *st, qrl_device_rec *dev, qrl_token_rec *tok, size_t ntok);
     qrl_err (*device_get)(qrl_store *st, int64_t id, qrl_device_rec *out);
     /* Active (not revoked) devices of an account, oldest first, at most `max`. Fills out[0..*n). */
@@ -372,7 +399,8 @@ typedef struct qrl_store_methods {
     /* Installs the hook through which the backend reports a login request changed by someone
      * other than this handle's callers (another node's approval, seen through PostgreSQL
      * LISTEN/NOTIFY for example): fn(ud, lr_id) once per such change, from any thread, at any
-     * time from here until the next set_notify or close returns. A negative value -d reports
+     * time from here until the next set_notify or close returns. qrl_notice_key(a) (core.h,
+     * below -2^62) reports a new device's notice for account a; another negative value -d reports
      * that device d was revoked (what the server's held requests of a signed-in screen wait
      * for); 0 reports that anything may have changed (the backend lost its view of changes
      * for a while, e.g. its notification connection dropped and came back), so everything
@@ -431,6 +459,39 @@ typedef struct qrl_store_methods {
      * core keeps this in memory, which is faster. */
     qrl_err (*lr_poll)(qrl_store *st, int64_t id, int64_t now_ms, int exempt, int slack_ms,
                        int step_s, int max_s, int *interval_s);
+    /* --- version 10: notices of new devices (qrl_notice_rec) --- */
+    /* A backend leaves all four NULL when it keeps no notices: the core then turns the feature
+     * off (no notice is recorded, the API answers that there are none to read). The core wakes
+     * the requests waiting for an account's notices with the change id -(2^62 + account_id)
+     * (qrl_notice_key in core.h), through on_change for its own notice_add; a backend shared by
+     * several nodes reports other nodes' notice_add the same way through set_notify (a value
+     * below -2^62 is then not a revoked device but that account's notices).
+     *
+     * Records notice `n` (id, account_id, device_id, created_ms, platform; the id is the
+     * caller's, > 0) and, in the same transaction, deletes the notices of n->account_id created
+     * before `older_than_ms` together with their acknowledgements, so that an account's list
+     * stays short without a sweep. QRL_ERR_EXISTS when the id is taken (the caller draws
+     * another), QRL_ERR_INVALID for an id <= 0 or an over-long platform. Lazy: a notice lost to
+     * a power loss costs the warning, never a credential; it survives a crash of the process. */
+    qrl_err (*notice_add)(qrl_store *st, const qrl_notice_rec *n, int64_t older_than_ms);
+    /* The notices device `device_id` of account `account_id` has not acknowledged, newest (the
+     * highest id) first, at most `max`, with their devices' rows: those of the account created
+     * at or after `since_ms` whose device is another than `device_id` and is not revoked.
+     *   SELECT ... FROM notices n JOIN devices d ON d.id = n.device_id
+     *   WHERE n.account_id = ? AND n.device_id != ? AND n.created_ms >= ? AND d.revoked_ms = 0
+     *     AND no acknowledgement (n.id, device_id) exists ORDER BY n.id DESC LIMIT max
+     * Fills out[0..*n). */
+    qrl_err (*notice_list)(qrl_store *st, int64_t account_id, int64_t device_id, int64_t since_ms,
+                           qrl_notice_rec *out, size_t max, size_t *n);
+    /* Notice `id` of account `account_id` with its device's row (revoked or not, acknowledged
+     * or not). QRL_ERR_NOT_FOUND when there is none, or it is another account's. */
+    qrl_err (*notice_get)(qrl_store *st, int64_t account_id, int64_t id, qrl_notice_rec *out);
+    /* Device `device_id` acknowledges notice `id` of account `account_id` at now_ms: it is no
+     * longer in that device's notice_list. Acknowledging twice is QRL_OK and changes nothing.
+     * QRL_ERR_NOT_FOUND when the account has no notice `id`. Lazy: a lost acknowledgement
+     * shows the notice once more. */
+    qrl_err (*notice_ack)(qrl_store *st, int64_t account_id, int64_t id, int64_t device_id,
+                          int64_t now_ms);
 } qrl_store_methods;
 
 struct qrl_store {

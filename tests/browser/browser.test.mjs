@@ -94,10 +94,21 @@ function freePort() {
   });
 }
 
+// The country database (tests/geoip): named by ctest, else installed here.
+function geoipDb() {
+  if (process.env.QRL_GEOIP_DB) return process.env.QRL_GEOIP_DB;
+  const r = spawnSync(join(REPO, 'tests', 'geoip', 'install.sh'), { encoding: 'utf8', timeout: 300_000 });
+  assert.equal(r.status, 0, `tests/geoip/install.sh failed\n${r.stderr}`);
+  return r.stdout.trim();
+}
+
 function startServer(db) {
+  // Behind a "proxy" on 127.0.0.1: a page that sends X-Forwarded-For is where it says it is,
+  // and the others are this machine, which has no country.
   server = spawn(
     BIN,
-    ['serve', '--db', db, '--listen', `127.0.0.1:${port}`, '--public-url', `http://localhost:${port}`],
+    ['serve', '--db', db, '--listen', `127.0.0.1:${port}`, '--public-url', `http://localhost:${port}`,
+      '--geoip', geoipDb(), '--trusted-proxy', '127.0.0.1/32'],
     { stdio: ['ignore', 'pipe', 'pipe'] },
   );
   serverExit = new Promise((resolve) => server.on('exit', (code, signal) => resolve({ code, signal })));
@@ -658,6 +669,75 @@ test('revoke: removing the TV on /devices puts it back on the QR page at once', 
   await phone.context().close();
 });
 
+test('new device: /devices shows a banner when the account links a TV elsewhere; Remove it signs the TV out at once', { timeout: 90_000 }, async () => {
+  // Phone A has /devices open; phone B links a TV for the same account.
+  const phone = await phonePage();
+  await phone.goto(`${base}/devices`);
+  await phone.locator('#signin-form').waitFor({ state: 'visible' });
+  await signInPhone(phone, 'carol');
+  await phone.locator('#devices li.row').first().waitFor();
+  assert.equal(await phone.locator('#new-devices .new-device').count(), 0);
+  const other = await phonePage();
+  const tv = await linkTv('carol', other, 'Guest Room TV');
+
+  // The banner appears on phone A without a reload, naming the TV as the server recorded it.
+  const banner = phone.locator('#new-devices .new-device', { hasText: 'Guest Room TV' });
+  await banner.waitFor({ timeout: 5000 });
+  const text = (await banner.textContent()).replace(/\s+/g, ' ');
+  assert.match(text, /New device linked/);
+  assert.match(text, /\u201cGuest Room TV\u201d, Chrome on Linux, just now\. Not you\?/);
+  assert.match(text, /linked from 127\.0\.0\.1/);
+  // The list below shows it as well.
+  await phone.locator('li.row', { hasText: 'Guest Room TV' }).waitFor({ timeout: 5000 });
+  await shot(phone, 'phone-new-device-banner', { fullPage: true });
+  // The phone that approved it hears of it too (on /account).
+  await other.goto(`${base}/account`);
+  await other.locator('#new-devices .new-device', { hasText: 'Guest Room TV' }).waitFor({ timeout: 5000 });
+
+  // The one-tap removal follows the CSRF rules of every /web/ POST.
+  const noticeId = await banner.getAttribute('data-notice-id');
+  for (const opts of [{ csrf: false }, { token: 'x'.repeat(43) }]) {
+    const refused = await pagePost(phone, `/web/notifications/${noticeId}/revoke`, {}, opts);
+    assert.equal(refused.status, 403);
+    assert.equal(refused.data && refused.data.error, 'csrf_failed');
+  }
+
+  // Remove it: the confirmation names the device; the TV is back on its QR page at once.
+  await banner.getByRole('button', { name: /Remove it/ }).click();
+  const dialog = phone.locator('dialog#confirm');
+  await dialog.waitFor({ state: 'visible' });
+  assert.equal(await dialog.locator('h2').textContent(), 'Remove \u201cGuest Room TV\u201d?');
+  const [rev] = await Promise.all([
+    phone.waitForResponse((r) => /\/web\/notifications\/\d+\/revoke$/.test(r.url())),
+    dialog.getByRole('button', { name: 'Remove' }).click(),
+  ]);
+  const t0 = Date.now();
+  assert.equal(rev.status(), 204);
+  await tv.waitForURL(`${base}/`, { timeout: PUSH_BUDGET_MS });
+  await tv.locator('#qr-view').waitFor({ state: 'visible', timeout: Math.max(1, PUSH_BUDGET_MS + 1000 - (Date.now() - t0)) });
+  await banner.waitFor({ state: 'detached' });
+  await phone.locator('li.row', { hasText: 'Guest Room TV' }).waitFor({ state: 'detached' });
+  assert.match(await phone.locator('#new-devices-said').textContent(), /\u201cGuest Room TV\u201d was removed and is signed out\./);
+  await shot(phone, 'phone-new-device-removed', { fullPage: true });
+
+  // Dismiss: a second TV's banner goes away on this phone and stays away after a reload.
+  const tv2 = await linkTv('carol', other, 'Attic TV');
+  const banner2 = phone.locator('#new-devices .new-device', { hasText: 'Attic TV' });
+  await banner2.waitFor({ timeout: 5000 });
+  await Promise.all([
+    phone.waitForResponse((r) => /\/web\/notifications\/\d+\/ack$/.test(r.url()) && r.status() === 204),
+    banner2.getByRole('button', { name: /Dismiss/ }).click(),
+  ]);
+  await banner2.waitFor({ state: 'detached' });
+  await phone.reload();
+  await phone.locator('li.row', { hasText: 'Attic TV' }).waitFor();
+  assert.equal(await phone.locator('#new-devices .new-device').count(), 0);
+  await tv2.context().close();
+  await tv.context().close();
+  await other.context().close();
+  await phone.context().close();
+});
+
 test('cross-origin and token-less POSTs are refused with 403 and change nothing', { timeout: 90_000 }, async () => {
   const tv = await tvPage();
   const code = await userCode(tv);
@@ -914,6 +994,53 @@ test('accessibility (axe-core): no serious or critical violations on any page, T
   }
   await tvCtx.close();
   await phoneCtx.close();
+});
+
+test('countries: the phone says where the request comes from and where it is, and warns when they differ', { timeout: 60_000 }, async () => {
+  // Addresses from the test database: Brazil's registry, a German publisher, a German carrier.
+  const tv = await tvPage({ extraHTTPHeaders: { 'X-Forwarded-For': '200.160.2.3' } });
+  const url = await decodeQr(tv);
+  const phone = await phonePage({ extraHTTPHeaders: { 'X-Forwarded-For': '193.99.144.80' } });
+  await phoneOpens(phone, url, 'alice');
+  const fact = phone.locator('#fact-country');
+  assert.equal((await fact.textContent()).trim(), 'This request comes from Brazil, you are in Germany');
+  const warning = phone.locator('#warning');
+  assert.equal(await warning.isVisible(), true);
+  assert.equal((await phone.locator('#warning-heading').textContent()).trim(), 'Request from another country');
+  assert.match(
+    await phone.locator('#warning-text').textContent(),
+    /^This request comes from Brazil, but you are in Germany\. If you are not in front of the screen that asks, someone else is trying to get into your account: press Deny\.$/,
+  );
+  await shot(phone, 'phone-other-country', { fullPage: true });
+  const [resp] = await Promise.all([
+    phone.waitForResponse((r) => r.url().endsWith('/web/lr/deny')),
+    phone.locator('#deny-early').click(),
+  ]);
+  assert.equal(resp.status(), 200);
+  await tv.getByRole('heading', { name: 'Sign-in was declined on the phone' }).waitFor({ timeout: PUSH_BUDGET_MS });
+  await tv.context().close();
+
+  // One country, two networks: the country line is good news, the network warning stays.
+  const tv2 = await tvPage({ extraHTTPHeaders: { 'X-Forwarded-For': '2003:de::1' } });
+  const phone2 = await phone.context().newPage();
+  watchPage(phone2, 'phone');
+  await phoneOpens(phone2, await decodeQr(tv2), 'alice');
+  const fact2 = phone2.locator('#fact-country');
+  assert.equal((await fact2.textContent()).trim(), 'This request comes from Germany, you are in Germany');
+  assert.equal(await fact2.getAttribute('class'), 'ok-fact');
+  assert.equal((await phone2.locator('#warning-heading').textContent()).trim(), 'Different network');
+  assert.equal(await phone2.locator('#warning').isVisible(), true);
+  await tv2.context().close();
+
+  // This machine has no country: the page says what it said before there were countries.
+  const tv3 = await tvPage();
+  const phone3 = await phone.context().newPage();
+  watchPage(phone3, 'phone');
+  await phoneOpens(phone3, await decodeQr(tv3), 'alice');
+  assert.equal(await phone3.locator('#fact-country').isVisible(), false);
+  assert.equal((await phone3.locator('#warning-heading').textContent()).trim(), 'Different network');
+  await tv3.context().close();
+  await phone.context().close();
 });
 
 test('the different-network warning and the laptop layout (screenshots)', { timeout: 60_000 }, async () => {

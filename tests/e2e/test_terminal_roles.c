@@ -195,7 +195,23 @@ static void test_full_story(void **state)
 
     assert_int_equal(stat(cred, &st), 0);
     assert_int_equal(st.st_mode & 0777, 0600);
+    /* The credential holds the terminal's key, to which its tokens are bound (DPoP): the
+     * access token alone is refused as a bearer token. */
+    json_t *cj = json_load_file(cred, 0, NULL);
+    assert_non_null(cj);
+    assert_string_equal(json_string_value(json_object_get(cj, "token_type")), "DPoP");
+    assert_int_equal(strlen(json_string_value(json_object_get(cj, "dpop_key"))), 43);
+    it_resp *bare = it_json_send(s, "GET", "/v1/me",
+                                 json_string_value(json_object_get(cj, "access_token")), NULL);
+    it_expect(bare, 401, "invalid_token");
+    it_resp_free(bare);
+    json_decref(cj);
     const char *whoami[] = {"tv", "whoami", "--credentials", cred, NULL};
+    assert_int_equal(run(NULL, out, sizeof out, whoami), 0);
+    assert_non_null(strstr(out, "Signed in as Alice (alice)"));
+    /* An hour on, the access token has expired: whoami refreshes with the stored key (and on
+     * the server's clock, which the test moved). */
+    it_clock_advance(s, 3601000);
     assert_int_equal(run(NULL, out, sizeof out, whoami), 0);
     assert_non_null(strstr(out, "Signed in as Alice (alice)"));
 

@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Integration-test harness: starts the real qrlogin binary ($QRLOGIN_BIN) on 127.0.0.1 with a
- * temporary SQLite database and gives the tests a small libcurl client with the flow steps of a
- * screen, a phone and a resource server. See harness.h for lifecycles, ownership and which
- * functions are safe from worker threads.
+ * temporary SQLite database (or, with QRL_TEST_BACKEND=postgres, a new database on the test
+ * PostgreSQL cluster: tests/pg/it_pg.h) and gives the tests a small libcurl client with the flow
+ * steps of a screen, a phone and a resource server. See harness.h for lifecycles, ownership and
+ * which functions are safe from worker threads.
  *
  * The server is a child process: its stdout is a pipe from which we read the one
  * "qrlogin: listening on http://127.0.0.1:PORT" line (anything printed later is copied to our
@@ -13,6 +14,7 @@
  * PR_SET_PDEATHSIG makes sure a crashed test binary never leaves a server behind.
  */
 #include "harness.h"
+#include "it_pg.h"
 
 #include <curl/curl.h>
 #include <errno.h>
@@ -68,7 +70,9 @@ void it_sleep_ms(long ms)
 
 /* --- server lifecycle ---------------------------------------------------------------------- */
 
-it_server *it_server_new(void)
+/* A new server; with QRL_TEST_BACKEND=postgres and `own_db` its database is a new one on the
+ * test cluster, a copy of `pg_template` (a URI) when that is not NULL (tests/pg/it_pg.h). */
+static it_server *server_new(const char *pg_template, int own_db)
 {
     static int curl_ready;
     if (!curl_ready) {
@@ -86,10 +90,34 @@ it_server *it_server_new(void)
     snprintf(s->dir, sizeof(s->dir), "%s/qrl-it-XXXXXX", tmp);
     assert_non_null(mkdtemp(s->dir));
     snprintf(s->db, sizeof(s->db), "%s/qrlogin.db", s->dir);
+    if (it_pg_enabled()) {
+        s->pg = 1;
+        if (own_db) {
+            it_pg_db_acquire(pg_template, s->db, sizeof(s->db));
+        }
+    }
     snprintf(s->log, sizeof(s->log), "%s/server.log", s->dir);
     s->out_fd = -1;
     s->err_fd = -1;
     s->created_at = it_now();
+    return s;
+}
+
+it_server *it_server_new(void)
+{
+    return server_new(NULL, 1);
+}
+
+it_server *it_server_new_on(const it_server *first)
+{
+    if (!first->pg) {
+        print_error("it_server_new_on: two servers share a database only on PostgreSQL "
+                    "(QRL_TEST_BACKEND=postgres); one SQLite file takes one server\n");
+        fail();
+    }
+    it_server *s = server_new(NULL, 0);
+    memcpy(s->db, first->db, sizeof(s->db));
+    s->shares_db = 1;
     return s;
 }
 
@@ -469,7 +497,8 @@ static void keep_file(const char *from, const char *dir, const char *name)
 }
 
 /* Keeps the server's database, WAL, shared-memory index and log under $QRL_ARTIFACT_DIR
- * (harness.h), in a directory named after this test program. */
+ * (harness.h), in a directory named after this test program. A PostgreSQL database is kept as
+ * a COPY of each table, by the server that owns it (tests/pg/it_pg.h). */
 static void keep_artifacts(const it_server *s)
 {
     const char *root = getenv("QRL_ARTIFACT_DIR");
@@ -485,6 +514,13 @@ static void keep_artifacts(const it_server *s)
              ++seq);
     if (mkdir(dir, 0700) != 0) {
         fprintf(stderr, "harness: cannot keep artifacts in %s: %s\n", dir, strerror(errno));
+        return;
+    }
+    if (s->pg) {
+        if (!s->shares_db) {
+            (void)it_pg_dump(s->db, dir);
+        }
+        keep_file(s->log, dir, "server.log");
         return;
     }
     for (size_t i = 0; i < sizeof(suffixes) / sizeof(suffixes[0]); i++) {
@@ -519,9 +555,15 @@ void it_server_free(it_server *s)
     reap_io(s);
     keep_artifacts(s);
     if (getenv("QRL_IT_KEEP") != NULL) {
-        fprintf(stderr, "harness: keeping %s\n", s->dir);
-    } else if (s->dir[0] != '\0') {
-        nftw(s->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+        fprintf(stderr, "harness: keeping %s%s%s\n", s->dir, s->pg ? " and " : "",
+                s->pg ? s->db : "");
+    } else {
+        if (s->dir[0] != '\0') {
+            nftw(s->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+        }
+        if (s->pg && !s->shares_db) {
+            (void)it_pg_db_release(s->db);
+        }
     }
     free(s);
 }
@@ -579,6 +621,9 @@ it_server *it_server_new_with_accounts(const it_account *accounts)
         }
         templates[slot].key = accounts;
         templates[slot].tmpl = t;
+    }
+    if (templates[slot].tmpl->pg) {
+        return server_new(templates[slot].tmpl->db, 1);
     }
     it_server *s = it_server_new();
     static const char *const suffixes[] = {"", "-wal", "-shm"};
@@ -1250,6 +1295,9 @@ long long it_db_count(const it_server *s, const char *sql)
     sqlite3_stmt *st = NULL;
     long long n = -1;
 
+    if (s->pg) {
+        return it_pg_count(s->db, sql);
+    }
     assert_int_equal(sqlite3_open_v2(s->db, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
     assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
     if (sqlite3_step(st) == SQLITE_ROW)

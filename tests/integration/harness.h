@@ -9,9 +9,18 @@
  * running server, removes the temp dir). The fixture helpers it_setup_alice()/it_teardown() do
  * the common case for cmocka tests.
  *
+ * The backend: SQLite by default. With QRL_TEST_BACKEND=postgres (tests/CMakeLists.txt sets it
+ * for the integration-pg/ copies of the tests, with where the test cluster is: tests/pg/README)
+ * it_server_new() creates a new database on the shared test cluster, `db` is its libpq URI, the
+ * server is started with `--db URI`, it_db_count() runs its SQL through libpq, and
+ * it_server_free() drops the database. A second server on the same database, a second node
+ * behind the same load balancer, is it_server_new_on() (PostgreSQL only). Tests that open `db`
+ * as a SQLite file themselves run on SQLite only (tests/pg/README lists them).
+ *
  * What a server leaves behind: its stderr is copied to ours and to `log` (appended across
  * restarts). When QRL_ARTIFACT_DIR is set (tests/CMakeLists.txt sets it), it_server_free() keeps
- * the database, its -wal and -shm, and the log in a directory of their own under it, named
+ * the database, its -wal and -shm (on PostgreSQL a binary COPY of each table), and the log in a
+ * directory of their own under it, named
  * after the test program, so that tests/scan_secrets.sh can look for secrets at rest; files a
  * test writes next to them (a phone's configuration, a QR image) are client files and stay out.
  *
@@ -48,7 +57,7 @@
 
 typedef struct it_server {
     char dir[256]; /* temporary directory, removed by it_server_free() */
-    char db[300];  /* database path inside dir */
+    char db[300];  /* database path inside dir, or the PostgreSQL database's URI */
     char base[64]; /* "http://127.0.0.1:PORT" as printed by the server; the issuer */
     int port;
     pid_t pid;  /* 0 when not running */
@@ -63,6 +72,8 @@ typedef struct it_server {
     char log[300];                 /* the server's stderr, copied here (inside dir) */
     int err_fd;                    /* read end of the server's stderr */
     void *tee;                     /* thread copying the server's stderr to ours and to log */
+    int pg;                        /* 1: db is a PostgreSQL URI (QRL_TEST_BACKEND=postgres) */
+    int shares_db;                 /* 1: db belongs to another server (it_server_new_on()) */
 } it_server;
 
 typedef struct it_resp {
@@ -111,6 +122,11 @@ void it_sleep_ms(long ms);
 /* --- server lifecycle (main thread) ----------------------------------------------------- */
 
 it_server *it_server_new(void);
+/* A new server (not started) on the database of `first`, as a second node behind the same load
+ * balancer would be: its own temp dir, log and port, the same database, which stays `first`'s
+ * (freeing this one leaves it; free this one before `first`). PostgreSQL only: fails the test
+ * on SQLite, where one database file takes one server. */
+it_server *it_server_new_on(const it_server *first);
 void it_account_add(it_server *s, const char *user, const char *password, const char *display_name);
 void it_server_start(it_server *s);
 void it_server_stop(it_server *s);  /* SIGTERM, waitpid, asserts exit status 0 */
@@ -232,7 +248,8 @@ it_resp *it_revoke_device(const it_server *s, const it_phone *p, long long devic
 void it_clock_advance(const it_server *s, long long ms);
 
 /* Runs a query that yields one integer (SELECT count(*) ...) on the server's database,
- * read-only, from outside the server as another process would; asserts it can. */
+ * read-only, from outside the server as another process would; asserts it can. The SQL must
+ * mean the same to SQLite and PostgreSQL: the PostgreSQL copies of the tests run it too. */
 long long it_db_count(const it_server *s, const char *sql);
 
 /* Copies access/refresh tokens out of a 200 token response, asserting their shape

@@ -273,6 +273,9 @@ test(
     const meta = config.serverMetadata();
     assert.equal(new URL(meta.issuer).href, new URL(issuer).href);
     assert.ok(meta.device_authorization_endpoint, 'metadata lacks device_authorization_endpoint');
+    // The server takes DPoP proofs (RFC 9449), and a client that sends none, as openid-client
+    // without a DPoP key does, keeps bearer tokens (qrlogin serve's default, --dpop optional).
+    assert.deepEqual(meta.dpop_signing_alg_values_supported, ['EdDSA']);
     const exchanges = recordTokenExchanges(config);
 
     const da = await initiateDeviceAuthorization(config, { scope: 'profile' });
@@ -328,6 +331,8 @@ test(
 
     const info = await introspect(refreshed.access_token);
     assert.equal(info.active, true, JSON.stringify(info));
+    assert.equal(info.token_type, 'access_token');
+    assert.equal(info.cnf, undefined, 'a bearer token has no key binding');
     assert.equal(info.username, USERNAME);
     assert.equal(info.client_id, CLIENT_ID);
     assert.equal(info.scope, 'profile');

@@ -22,6 +22,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <sodium.h>
+
 #include "qrlogin/client.h"
 
 /* Generous for sanitizer builds; a healthy run answers in milliseconds. */
@@ -374,8 +376,10 @@ static void test_login_push(void **state)
     assert_int_equal(sc.ev[2].type, QRL_CLIENT_EV_APPROVED);
     assert_int_equal(sc.nsleep, 0);
 
-    /* The tokens work and the handle keeps them; the phone lists the TV. */
+    /* The tokens work and the handle keeps them; the phone lists the TV. The server takes DPoP
+     * proofs, so they are bound to the handle's key (RFC 9449). */
     assert_int_equal(it_introspect_active(s, sc.tok.access_token), 1);
+    assert_int_equal(qrl_client_dpop_bound(sc.c), 1);
     qrl_client_tokens held;
     assert_int_equal(qrl_client_get_tokens(sc.c, &held), QRL_OK);
     assert_string_equal(held.refresh_token, sc.tok.refresh_token);
@@ -551,21 +555,26 @@ static void test_deny(void **state)
 }
 
 /* Refresh rotates: each refresh gives new tokens and the handle keeps the newest refresh
- * token. Replaying a spent one (theft, as the server sees it) kills the device, and the SDK
- * then reports QRL_ERR_UNAUTHORIZED and drops its tokens. */
+ * token. The tokens are bound to the handle's key: a handle restored after a restart needs the
+ * saved key too, and a spent refresh token without the key is refused without harm. Replaying
+ * a spent one with the key (theft of the whole credential, as the server sees it) kills the
+ * device, and the SDK then reports QRL_ERR_UNAUTHORIZED and drops its tokens. */
 static void test_refresh_rotation(void **state)
 {
     it_server *s = *state;
     it_phone p;
     screen sc;
     qrl_client_tokens t1, t2, held;
+    char key[QRL_CLIENT_KEY_MAX];
 
     it_phone_sign_in(s, IT_USER, IT_PASSWORD, NULL, &p);
     screen_init(&sc, s);
     full_login(&sc, &p);
+    assert_int_equal(qrl_client_dpop_bound(sc.c), 1);
 
     assert_int_equal(qrl_client_refresh(sc.c, &t1), QRL_OK);
     expect_tokens(&t1);
+    assert_int_equal(qrl_client_dpop_bound(sc.c), 1); /* the new pair stays bound */
     assert_string_not_equal(t1.refresh_token, sc.tok.refresh_token);
     assert_string_not_equal(t1.access_token, sc.tok.access_token);
     assert_int_equal(qrl_client_refresh(sc.c, &t2), QRL_OK);
@@ -575,32 +584,130 @@ static void test_refresh_rotation(void **state)
     assert_string_equal(held.access_token, t2.access_token);
     assert_int_equal(it_introspect_active(s, t2.access_token), 1);
 
-    /* A new handle restored from the saved refresh token carries on. */
+    /* A new handle with the saved refresh token but a key of its own is refused: the token is
+     * bound to the first handle's key. Nothing is spent. */
+    screen stranger;
+    screen_init(&stranger, s);
+    screen_create(&stranger);
+    assert_int_equal(qrl_client_set_refresh_token(stranger.c, t2.refresh_token), QRL_OK);
+    qrl_client_tokens tx;
+    assert_int_equal(qrl_client_refresh(stranger.c, &tx), QRL_ERR_UNAUTHORIZED);
+    assert_non_null(strstr(qrl_client_last_error(stranger.c), "another DPoP key"));
+    screen_free(&stranger);
+
+    /* A new handle restored from the saved refresh token and the saved key carries on. */
+    assert_int_equal(qrl_client_get_key(sc.c, key, sizeof key), QRL_OK);
+    assert_int_equal(strlen(key), 43);
     screen other;
     screen_init(&other, s);
     screen_create(&other);
     assert_int_equal(qrl_client_get_tokens(other.c, &held), QRL_ERR_CONFLICT);
+    assert_int_equal(qrl_client_set_key(other.c, "not a key"), QRL_ERR_INVALID);
+    assert_int_equal(qrl_client_set_key(other.c, key), QRL_OK);
     assert_int_equal(qrl_client_set_refresh_token(other.c, t2.refresh_token), QRL_OK);
     assert_int_equal(qrl_client_get_tokens(other.c, &held), QRL_OK);
     assert_string_equal(held.access_token, "");
+    assert_int_equal(qrl_client_dpop_bound(other.c), 0); /* not known before the refresh */
     qrl_client_tokens t3;
     assert_int_equal(qrl_client_refresh(other.c, &t3), QRL_OK);
     expect_tokens(&t3);
+    assert_int_equal(qrl_client_dpop_bound(other.c), 1);
 
-    /* Theft: the spent t1 refresh token comes back. The whole device is revoked. */
+    /* The spent t1 refresh token alone, without the key: refused, and the device lives on. */
     it_resp *r = it_refresh(s, IT_CLIENT_ID, t1.refresh_token);
-    it_expect(r, 400, "invalid_grant");
+    it_expect(r, 400, "invalid_dpop_proof");
     it_resp_free(r);
+    assert_int_equal(it_introspect_active(s, t3.access_token), 1);
+
+    /* Theft of key and token: the spent t1 comes back with a proof of the key. The whole
+     * device is revoked. */
+    screen thief;
+    screen_init(&thief, s);
+    screen_create(&thief);
+    assert_int_equal(qrl_client_set_key(thief.c, key), QRL_OK);
+    assert_int_equal(qrl_client_set_refresh_token(thief.c, t1.refresh_token), QRL_OK);
+    assert_int_equal(qrl_client_refresh(thief.c, &tx), QRL_ERR_UNAUTHORIZED);
+    assert_non_null(strstr(qrl_client_last_error(thief.c), "invalid_grant"));
+    screen_free(&thief);
     assert_int_equal(qrl_client_refresh(other.c, &t2), QRL_ERR_UNAUTHORIZED);
     assert_non_null(strstr(qrl_client_last_error(other.c), "invalid_grant"));
     assert_int_equal(qrl_client_get_tokens(other.c, &held), QRL_ERR_CONFLICT);
     assert_int_equal(qrl_client_refresh(other.c, &t2), QRL_ERR_CONFLICT);
 
+    sodium_memzero(key, sizeof key);
     qrl_client_tokens_clear(&t1);
     qrl_client_tokens_clear(&t2);
     qrl_client_tokens_clear(&t3);
+    qrl_client_tokens_clear(&tx);
     qrl_client_tokens_clear(&held);
     screen_free(&other);
+    screen_free(&sc);
+}
+
+/* The SDK's DPoP (RFC 9449): the tokens are bound to the handle's key (introspection names its
+ * thumbprint), the access token works at the server's own API only with a proof from
+ * qrl_client_dpop_proof(), and a screen whose clock is off by minutes still signs in and
+ * refreshes: the SDK takes the server's time from a refused proof's Date and tries once more. */
+static void test_dpop_binding(void **state)
+{
+    it_server *s = *state;
+    it_phone p;
+    screen sc;
+    qrl_client_tokens t;
+    char proof[QRL_CLIENT_PROOF_MAX], auth[256], dpop[QRL_CLIENT_PROOF_MAX + 8], url[256];
+
+    it_phone_sign_in(s, IT_USER, IT_PASSWORD, NULL, &p);
+    screen_init(&sc, s);
+    full_login(&sc, &p);
+    assert_int_equal(qrl_client_dpop_bound(sc.c), 1);
+
+    it_resp *in = it_introspect(s, sc.tok.access_token);
+    it_expect(in, 200, NULL);
+    assert_string_equal(it_jstr(in, "token_type"), "DPoP");
+    json_t *cnf = json_object_get(in->json, "cnf");
+    assert_non_null(json_string_value(json_object_get(cnf, "jkt")));
+    assert_int_equal(strlen(json_string_value(json_object_get(cnf, "jkt"))), 43);
+    it_resp_free(in);
+
+    /* As a bearer token it is refused, and the answer says to use DPoP. */
+    it_resp *me = it_json_send(s, "GET", "/v1/me", sc.tok.access_token, NULL);
+    it_expect(me, 401, "invalid_token");
+    assert_true(it_has_prefix(me->www_authenticate, "DPoP "));
+    it_resp_free(me);
+
+    /* With a proof of the handle's key it works; a proof is good for one request only. */
+    snprintf(url, sizeof url, "%s/v1/me", s->base);
+    assert_int_equal(qrl_client_dpop_proof(sc.c, "GET", url, sc.tok.access_token, proof,
+                                           sizeof proof),
+                     QRL_OK);
+    snprintf(auth, sizeof auth, "Authorization: DPoP %s", sc.tok.access_token);
+    snprintf(dpop, sizeof dpop, "DPoP: %s", proof);
+    const char *hdrs[] = {auth, dpop, NULL};
+    it_req req = {.method = "GET", .path = "/v1/me", .headers = hdrs};
+    me = it_http(s, &req);
+    it_expect(me, 200, NULL);
+    it_resp_free(me);
+    me = it_http(s, &req);
+    it_expect(me, 401, "invalid_dpop_proof");
+    it_resp_free(me);
+    assert_int_equal(qrl_client_dpop_proof(sc.c, "get me", url, NULL, proof, sizeof proof),
+                     QRL_ERR_INVALID);
+    assert_int_equal(qrl_client_dpop_proof(sc.c, "GET", url, NULL, proof, 100),
+                     QRL_ERR_TOO_LARGE);
+
+    /* The server's clock is ten minutes ahead of ours: the first proof is refused for its
+     * time, the second, on the server's time, passes. */
+    it_clock_advance(s, 600000);
+    assert_int_equal(qrl_client_refresh(sc.c, &t), QRL_OK);
+    expect_tokens(&t);
+    assert_int_equal(qrl_client_dpop_bound(sc.c), 1);
+    qrl_client_tokens_clear(&t);
+    screen_free(&sc);
+
+    /* A whole login with the clock that far off. */
+    screen_init(&sc, s);
+    full_login(&sc, &p);
+    assert_int_equal(qrl_client_dpop_bound(sc.c), 1);
     screen_free(&sc);
 }
 
@@ -950,6 +1057,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_renewal_limit, it_setup_alice, it_teardown),
         cmocka_unit_test_setup_teardown(test_deny, it_setup_alice, it_teardown),
         cmocka_unit_test_setup_teardown(test_refresh_rotation, it_setup_alice, it_teardown),
+        cmocka_unit_test_setup_teardown(test_dpop_binding, it_setup_alice, it_teardown),
         cmocka_unit_test_setup_teardown(test_logout, it_setup_alice, it_teardown),
         cmocka_unit_test_setup_teardown(test_cancel, it_setup_alice, it_teardown),
         cmocka_unit_test_setup_teardown(test_network_backoff, it_setup_alice, it_teardown),

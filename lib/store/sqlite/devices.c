@@ -38,6 +38,11 @@ qrl_err qrl__sqlite_insert_device(struct conn *c, const qrl_device_rec *dev, int
     bind_text(s, 3, dev->kind, &brc);
     bind_text(s, 4, dev->address, &brc);
     bind_i64(s, 5, dev->created_ms, &brc);
+    /* A screen's DPoP key (store.h, qrl_device_rec); NULL for everyone else. */
+    if (brc == SQLITE_OK && dev->has_pubkey)
+        brc = sqlite3_bind_blob(s, 6, dev->pubkey, QRL_PUBKEY_BYTES, SQLITE_STATIC);
+    else if (brc == SQLITE_OK)
+        brc = sqlite3_bind_null(s, 6);
     if (brc != SQLITE_OK)
         return qrl__sqlite_db_fail(c, brc, "device insert");
     rc = qrl__sqlite_stmt_run(c, s, "device insert");

@@ -130,6 +130,22 @@ static const char *const migrations[] = {
     /* Version 6: the screen's platform ("Samsung Tizen", "Chrome on Linux") next to its name
      * and kind, shown on the approval page. Requests made before have none. */
     "ALTER TABLE login_requests ADD COLUMN device_platform TEXT NOT NULL DEFAULT '';",
+    /* Version 7: notices of new devices (store.h, qrl_notice_rec) and which device has
+     * acknowledged which. The ids grow with time, so new notices append to the table; the
+     * index serves an account's list and the pruning of its old notices, both by account and
+     * time. An acknowledgement goes with its notice (ON DELETE CASCADE). */
+    "CREATE TABLE notices ("
+    " id INTEGER PRIMARY KEY,"
+    " account_id INTEGER NOT NULL REFERENCES accounts(id),"
+    " device_id INTEGER NOT NULL REFERENCES devices(id),"
+    " created_ms INTEGER NOT NULL,"
+    " platform TEXT NOT NULL DEFAULT '');"
+    "CREATE INDEX notices_account ON notices(account_id, created_ms);"
+    "CREATE TABLE notice_acks ("
+    " notice_id INTEGER NOT NULL REFERENCES notices(id) ON DELETE CASCADE,"
+    " device_id INTEGER NOT NULL,"
+    " acked_ms INTEGER NOT NULL,"
+    " PRIMARY KEY (notice_id, device_id)) WITHOUT ROWID;",
 };
 #define SCHEMA_VERSION ((int)(sizeof migrations / sizeof migrations[0]))
 

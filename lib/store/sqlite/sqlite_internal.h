@@ -49,7 +49,7 @@
  * - writer.c: the writer thread (group commit), the syncer and the checkpointer;
  * - user_codes.c: which login request each user code names, kept in memory;
  * - accounts.c, devices.c, tokens.c, login_requests.c, rate_limits.c (with the sweep),
- *   passkeys.c: the bodies of the methods, one file per entity. A write body is named
+ *   passkeys.c, notices.c: the bodies of the methods, one file per entity. A write body is named
  *   qrl__sqlite_<method>_w and runs on the writer's connection; a read body <method>_r runs
  *   under a lease (READ_METHOD).
  * Only this header is shared between them; no file includes another's code. Functions shared
@@ -127,6 +127,12 @@ enum stmt_id {
     ST_PASSKEY_USE,
     ST_PASSKEY_EXISTS,
     ST_PASSKEY_DELETE,
+    ST_NOTICE_INSERT,
+    ST_NOTICE_PRUNE,
+    ST_NOTICE_LIST,
+    ST_NOTICE_GET,
+    ST_NOTICE_EXISTS,
+    ST_NOTICE_ACK,
     ST_COUNT
 };
 
@@ -293,6 +299,9 @@ qrl_err qrl__sqlite_read_device(sqlite3_stmt *s, qrl_device_rec *out);
 qrl_err qrl__sqlite_read_token(sqlite3_stmt *s, qrl_token_rec *out);
 qrl_err qrl__sqlite_read_lr(sqlite3_stmt *s, qrl_lr_rec *out);
 qrl_err qrl__sqlite_read_passkey(sqlite3_stmt *s, qrl_passkey_rec *out);
+/* NOTICE_COLS: the notice's five columns, then its device's DEVICE_COLS from this column. */
+qrl_err qrl__sqlite_read_notice(sqlite3_stmt *s, qrl_notice_rec *out);
+#define NOTICE_DEVICE_COL 5
 /* ST_TOKEN_AUTH: TOKEN_COLS, then ACCOUNT_COLS at this column and DEVICE_COLS at the next. */
 #define AUTH_ACCOUNT_COL 12
 #define AUTH_DEVICE_COL 18
@@ -354,6 +363,9 @@ qrl_err qrl__sqlite_passkey_list(qrl_store *st, int64_t account_id, qrl_passkey_
                                  size_t max, size_t *n);
 qrl_err qrl__sqlite_passkey_get(qrl_store *st, const unsigned char *cred_id, size_t cred_id_len,
                                 qrl_passkey_rec *out);
+qrl_err qrl__sqlite_notice_list(qrl_store *st, int64_t account_id, int64_t device_id,
+                                int64_t since_ms, qrl_notice_rec *out, size_t max, size_t *n);
+qrl_err qrl__sqlite_notice_get(qrl_store *st, int64_t account_id, int64_t id, qrl_notice_rec *out);
 
 /* --- the write methods --------------------------------------------------------------------
  *
@@ -374,6 +386,10 @@ qrl_err qrl__sqlite_passkey_get(qrl_store *st, const unsigned char *cred_id, siz
  *   creation; every other transition is durable.
  * - device_touch, ratelimit_hit (counting failures), sweep: need not survive a power loss; they
  *   do survive kill -9.
+ * - notice_add, notice_ack: a notice of a new device lost to a power loss costs the warning on
+ *   the other devices, a lost acknowledgement shows a notice once more; neither decides
+ *   anything, and both survive kill -9. (notice_add runs right after the redemption that
+ *   created the device, whose own commit is durable.)
  * And passkey_use is durable: a counter that went back after a power loss would accept a
  * replayed assertion's counter once more (W3C WebAuthn Level 2 section 6.1.1). */
 #define QRL__SQLITE_WRITES(X)                                                                      \
@@ -404,7 +420,10 @@ qrl_err qrl__sqlite_passkey_get(qrl_store *st, const unsigned char *cred_id, siz
     X(ratelimit_take, LAZY, (const char *, key), (int64_t, now_ms), (int64_t, window_ms),          \
       (int64_t, limit), (int64_t *, retry_ms))                                                     \
     X(ratelimit_give, LAZY, (const char *, key), (int64_t, now_ms), (int64_t, window_ms),          \
-      (int64_t, limit))
+      (int64_t, limit))                                                                            \
+    X(notice_add, LAZY, (const qrl_notice_rec *, n), (int64_t, older_than_ms))                     \
+    X(notice_ack, LAZY, (int64_t, account_id), (int64_t, id), (int64_t, device_id),                \
+      (int64_t, now_ms))
 
 /* QRL__SQLITE_EACH(m, (T1, n1), (T2, n2), ...) is m(T1, n1) m(T2, n2) ...: up to 7 pairs. */
 #define QRL__SQLITE_CAT(a, b) QRL__SQLITE_CAT_(a, b)

@@ -42,6 +42,10 @@ _Static_assert(QRL_LR_PENDING == 0 && QRL_LR_SCANNED == 1 && QRL_LR_APPROVED == 
     "account_id, approving_device_id, redeemed_device_id, nonce, device_platform"
 #define PASSKEY_COLS                                                                               \
     "id, account_id, cred_id, alg, pubkey, sign_count, name, created_ms, last_used_ms"
+/* A notice, then its device's DEVICE_COLS (from NOTICE_DEVICE_COL on). */
+#define NOTICE_COLS                                                                                \
+    "n.id, n.account_id, n.device_id, n.created_ms, n.platform, d.id, d.account_id, d.name, "      \
+    "d.kind, d.address, d.created_ms, d.last_seen_ms, d.revoked_ms, d.pubkey"
 
 static const char *const stmt_sql[ST_COUNT] = {
     [ST_BEGIN] = "BEGIN IMMEDIATE",
@@ -56,7 +60,8 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_ACCOUNT_SET_PW] = "UPDATE accounts SET pw_hash = ?2 WHERE id = ?1",
 
     [ST_DEVICE_INSERT] = "INSERT INTO devices (account_id, name, kind, address, created_ms,"
-                         " last_seen_ms, revoked_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?5, 0)",
+                         " last_seen_ms, revoked_ms, pubkey)"
+                         " VALUES (?1, ?2, ?3, ?4, ?5, ?5, 0, ?6)",
     [ST_DEVICE_GET] = "SELECT " DEVICE_COLS " FROM devices WHERE id = ?1",
     [ST_DEVICE_LIST] = "SELECT " DEVICE_COLS " FROM devices WHERE account_id = ?1"
                        " AND revoked_ms = 0 ORDER BY created_ms, id LIMIT ?2",
@@ -156,6 +161,21 @@ static const char *const stmt_sql[ST_COUNT] = {
                        " WHERE id = ?1 AND sign_count = ?2",
     [ST_PASSKEY_EXISTS] = "SELECT 1 FROM passkeys WHERE id = ?1",
     [ST_PASSKEY_DELETE] = "DELETE FROM passkeys WHERE id = ?1 AND account_id = ?2",
+    [ST_NOTICE_INSERT] = "INSERT INTO notices (id, account_id, device_id, created_ms, platform)"
+                         " VALUES (?1, ?2, ?3, ?4, ?5)",
+    /* Their acknowledgements go with them (ON DELETE CASCADE). */
+    [ST_NOTICE_PRUNE] = "DELETE FROM notices WHERE account_id = ?1 AND created_ms < ?2",
+    /* store.h's notice_list: ?2 is the device asking. */
+    [ST_NOTICE_LIST] = "SELECT " NOTICE_COLS " FROM notices n JOIN devices d ON d.id = n.device_id"
+                       " WHERE n.account_id = ?1 AND n.device_id != ?2 AND n.created_ms >= ?3"
+                       " AND d.revoked_ms = 0 AND NOT EXISTS (SELECT 1 FROM notice_acks a"
+                       " WHERE a.notice_id = n.id AND a.device_id = ?2)"
+                       " ORDER BY n.id DESC LIMIT ?4",
+    [ST_NOTICE_GET] = "SELECT " NOTICE_COLS " FROM notices n JOIN devices d ON d.id = n.device_id"
+                      " WHERE n.id = ?1 AND n.account_id = ?2",
+    [ST_NOTICE_EXISTS] = "SELECT 1 FROM notices WHERE id = ?1 AND account_id = ?2",
+    [ST_NOTICE_ACK] = "INSERT INTO notice_acks (notice_id, device_id, acked_ms)"
+                      " VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
 };
 
 /* --- small helpers ------------------------------------------------------------------------ */
@@ -353,6 +373,21 @@ qrl_err qrl__sqlite_read_passkey(sqlite3_stmt *s, qrl_passkey_rec *out)
     out->created_ms = sqlite3_column_int64(s, 7);
     out->last_used_ms = sqlite3_column_int64(s, 8);
     return QRL_OK;
+}
+
+qrl_err qrl__sqlite_read_notice(sqlite3_stmt *s, qrl_notice_rec *out)
+{
+    qrl_err rc;
+
+    memset(out, 0, sizeof *out);
+    if (col_text(s, 4, out->platform, sizeof out->platform) != 0)
+        return qrl__sqlite_bad_row("notice");
+    out->id = sqlite3_column_int64(s, 0);
+    out->account_id = sqlite3_column_int64(s, 1);
+    out->device_id = sqlite3_column_int64(s, 2);
+    out->created_ms = sqlite3_column_int64(s, 3);
+    rc = qrl__sqlite_read_device_at(s, NOTICE_DEVICE_COL, &out->device);
+    return rc;
 }
 
 /* --- statements and transactions ----------------------------------------------------------- */

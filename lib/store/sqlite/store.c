@@ -137,6 +137,10 @@ static const qrl_store_methods sqlite_methods = {
     .ratelimit_take = ratelimit_take,
     .ratelimit_give = ratelimit_give,
     .health = qrl__sqlite_health,
+    .notice_add = notice_add,
+    .notice_list = qrl__sqlite_notice_list,
+    .notice_get = qrl__sqlite_notice_get,
+    .notice_ack = notice_ack,
 };
 
 /* Identifies an existing, non-empty file (and brings an older qrlogin schema up to date) on a

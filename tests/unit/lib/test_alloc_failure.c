@@ -124,6 +124,7 @@ static void hfx_start(hfx *h)
     snprintf(h->f.db, sizeof h->f.db, "%s/t.db", h->f.dir);
     assert_int_equal(qrl_store_sqlite_open(h->f.db, &h->f.st, err, sizeof err), QRL_OK);
     qrl_server_config_defaults(&sc);
+    sc.port = 0; /* any free port: tests run side by side */
     sc.threads = 2;
     assert_int_equal(qrl_server_new(&sc, &h->srv), QRL_OK);
     fx_config(&h->f, &cfg);

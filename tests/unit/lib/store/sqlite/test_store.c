@@ -40,6 +40,10 @@
 #define T0 1700000000000LL /* a plausible "now" in ms */
 #define TTL 120000LL       /* login request lifetime */
 #define NTHREADS 16
+/* The schema version of this build (schema.c), and what undoes version 7 (notices) in a test
+ * that turns a database back into an older one. */
+#define SCHEMA_NOW 7
+#define DROP_V7 "DROP TABLE notice_acks; DROP TABLE notices;"
 
 typedef struct fixture {
     char dir[64];
@@ -252,11 +256,11 @@ static void test_open_migrate_reopen(void **state)
 
     assert_int_equal(f->st->m->version, QRL_STORE_VERSION);
     assert_string_equal(f->st->m->name, "sqlite");
-    assert_int_equal(db_int(f->path, "PRAGMA user_version"), 6);
+    assert_int_equal(db_int(f->path, "PRAGMA user_version"), SCHEMA_NOW);
     add_account(f->st, "alice", 0);
 
     reopen(f);
-    assert_int_equal(db_int(f->path, "PRAGMA user_version"), 6);
+    assert_int_equal(db_int(f->path, "PRAGMA user_version"), SCHEMA_NOW);
     assert_int_equal(db_int(f->path, "SELECT count(*) FROM sqlite_master WHERE type = 'table'"
                                      " AND name IN ('accounts', 'devices', 'tokens',"
                                      " 'login_requests', 'rate_limits')"),
@@ -1534,7 +1538,7 @@ static void test_sweep(void **state)
     assert_int_equal(move(st, edge_lr, any, QRL_LR_DENIED, now - keep - TTL + 1), QRL_OK);
     assert_int_equal(move(st, clock_edge.id, any, QRL_LR_DENIED, now - keep - TTL + 1), QRL_OK);
     /* Undecided ones go a minute after they expired; not before. */
-    int64_t idle_lr = add_lr(st, 7, "JJJJJJJJ", now - TTL - 60001);  /* expired 60.001 s ago */
+    int64_t idle_lr = add_lr(st, 7, "JJJJJJJJ", now - TTL - 60001);   /* expired 60.001 s ago */
     int64_t idle_live = add_lr(st, 8, "KKKKKKKK", now - TTL - 59999); /* expired 59.999 s ago */
 
     /* Window [start, start + 1000) ended keep + 1 ago, keep ago, and is current. */
@@ -1810,12 +1814,13 @@ static void test_migrate_from_v1(void **state)
     /* Turn the file back into a version-1 database holding data, then open it again. */
     f->st->m->close(f->st);
     f->st = NULL;
-    db_exec(f->path, "DROP TABLE passkeys; ALTER TABLE devices DROP COLUMN pubkey;"
-                     "ALTER TABLE login_requests DROP COLUMN device_platform;"
-                     "ALTER TABLE login_requests DROP COLUMN nonce; PRAGMA user_version = 1;");
+    db_exec(f->path,
+            "DROP TABLE passkeys; ALTER TABLE devices DROP COLUMN pubkey;"
+            "ALTER TABLE login_requests DROP COLUMN device_platform;"
+            "ALTER TABLE login_requests DROP COLUMN nonce;" DROP_V7 "PRAGMA user_version = 1;");
     assert_int_equal(db_int(f->path, "PRAGMA user_version"), 1);
     assert_int_equal(qrl_store_sqlite_open(f->path, &f->st, err, sizeof err), QRL_OK);
-    assert_int_equal(db_int(f->path, "PRAGMA user_version"), 6);
+    assert_int_equal(db_int(f->path, "PRAGMA user_version"), SCHEMA_NOW);
     assert_int_equal(f->st->m->device_get(f->st, dev, &d), QRL_OK);
     assert_string_equal(d.name, "Phone");
     assert_false(d.has_pubkey);
@@ -1837,28 +1842,29 @@ static void test_migrate_from_v2(void **state)
     f->st->m->close(f->st);
     f->st = NULL;
     /* The version-2 table: both hashes UNIQUE. */
-    db_exec(f->path,
-            "DROP TABLE passkeys; ALTER TABLE login_requests DROP COLUMN device_platform;"
-            "CREATE TABLE v2 (id INTEGER PRIMARY KEY,"
-            " device_code_hash BLOB NOT NULL UNIQUE CHECK (length(device_code_hash) = 32),"
-            " scan_hash BLOB NOT NULL UNIQUE CHECK (length(scan_hash) = 32),"
-            " user_code TEXT NOT NULL, client_id TEXT NOT NULL, scope TEXT NOT NULL,"
-            " device_name TEXT NOT NULL, device_kind TEXT NOT NULL, address TEXT NOT NULL,"
-            " created_ms INTEGER NOT NULL, expires_ms INTEGER NOT NULL,"
-            " interval_s INTEGER NOT NULL, state INTEGER NOT NULL CHECK (state BETWEEN 0 AND 5),"
-            " updated_ms INTEGER NOT NULL, claimed_device_id INTEGER NOT NULL DEFAULT 0,"
-            " account_id INTEGER NOT NULL DEFAULT 0,"
-            " approving_device_id INTEGER NOT NULL DEFAULT 0,"
-            " redeemed_device_id INTEGER NOT NULL DEFAULT 0, nonce TEXT NOT NULL DEFAULT '');"
-            "INSERT INTO v2 SELECT * FROM login_requests; DROP TABLE login_requests;"
-            "ALTER TABLE v2 RENAME TO login_requests;"
-            "CREATE INDEX login_requests_user_code ON login_requests(user_code, expires_ms);"
-            "PRAGMA user_version = 2;");
+    db_exec(
+        f->path,
+        "DROP TABLE passkeys; ALTER TABLE login_requests DROP COLUMN device_platform;"
+        "CREATE TABLE v2 (id INTEGER PRIMARY KEY,"
+        " device_code_hash BLOB NOT NULL UNIQUE CHECK (length(device_code_hash) = 32),"
+        " scan_hash BLOB NOT NULL UNIQUE CHECK (length(scan_hash) = 32),"
+        " user_code TEXT NOT NULL, client_id TEXT NOT NULL, scope TEXT NOT NULL,"
+        " device_name TEXT NOT NULL, device_kind TEXT NOT NULL, address TEXT NOT NULL,"
+        " created_ms INTEGER NOT NULL, expires_ms INTEGER NOT NULL,"
+        " interval_s INTEGER NOT NULL, state INTEGER NOT NULL CHECK (state BETWEEN 0 AND 5),"
+        " updated_ms INTEGER NOT NULL, claimed_device_id INTEGER NOT NULL DEFAULT 0,"
+        " account_id INTEGER NOT NULL DEFAULT 0,"
+        " approving_device_id INTEGER NOT NULL DEFAULT 0,"
+        " redeemed_device_id INTEGER NOT NULL DEFAULT 0, nonce TEXT NOT NULL DEFAULT '');"
+        "INSERT INTO v2 SELECT * FROM login_requests; DROP TABLE login_requests;"
+        "ALTER TABLE v2 RENAME TO login_requests;"
+        "CREATE INDEX login_requests_user_code ON login_requests(user_code, expires_ms);" DROP_V7
+        "PRAGMA user_version = 2;");
     assert_int_equal(db_int(f->path, "SELECT count(*) FROM sqlite_master WHERE type = 'index'"
                                      " AND tbl_name = 'login_requests'"),
                      3);
     assert_int_equal(qrl_store_sqlite_open(f->path, &f->st, err, sizeof err), QRL_OK);
-    assert_int_equal(db_int(f->path, "PRAGMA user_version"), 6);
+    assert_int_equal(db_int(f->path, "PRAGMA user_version"), SCHEMA_NOW);
     assert_int_equal(db_int(f->path, "SELECT count(*) FROM sqlite_master WHERE type = 'index'"
                                      " AND tbl_name = 'login_requests'"),
                      0);
@@ -2252,10 +2258,11 @@ static void test_migrate_from_v4(void **state)
 
     f->st->m->close(f->st);
     f->st = NULL;
-    db_exec(f->path, "DROP TABLE passkeys; ALTER TABLE login_requests DROP COLUMN device_platform;"
-                     "PRAGMA user_version = 4;");
+    db_exec(f->path,
+            "DROP TABLE passkeys; ALTER TABLE login_requests DROP COLUMN device_platform;" DROP_V7
+            "PRAGMA user_version = 4;");
     assert_int_equal(qrl_store_sqlite_open(f->path, &f->st, err, sizeof err), QRL_OK);
-    assert_int_equal(db_int(f->path, "PRAGMA user_version"), 6);
+    assert_int_equal(db_int(f->path, "PRAGMA user_version"), SCHEMA_NOW);
     assert_int_equal(f->st->m->account_get(f->st, alice, &acc), QRL_OK);
     assert_int_equal(f->st->m->passkey_add(f->st, &a), QRL_OK);
 }
@@ -2275,13 +2282,13 @@ static void test_migrate_from_v5(void **state)
                      QRL_OK);
     f->st->m->close(f->st);
     f->st = NULL;
-    db_exec(f->path, "ALTER TABLE login_requests DROP COLUMN device_platform;"
+    db_exec(f->path, "ALTER TABLE login_requests DROP COLUMN device_platform;" DROP_V7
                      "PRAGMA user_version = 5;");
     assert_int_equal(db_int(f->path, "SELECT count(*) FROM pragma_table_info('login_requests')"
                                      " WHERE name = 'device_platform'"),
                      0);
     assert_int_equal(qrl_store_sqlite_open(f->path, &f->st, err, sizeof err), QRL_OK);
-    assert_int_equal(db_int(f->path, "PRAGMA user_version"), 6);
+    assert_int_equal(db_int(f->path, "PRAGMA user_version"), SCHEMA_NOW);
     assert_int_equal(db_int(f->path, "SELECT count(*) FROM login_requests"), 1);
     sk = (qrl_lr_secret_key){.id = lr.id, .hash = lr.scan_hash};
     assert_int_equal(f->st->m->lr_find(f->st, QRL_LR_KEY_SCAN, &sk, T0, &got), QRL_OK);
@@ -2298,9 +2305,177 @@ static void test_migrate_from_v5(void **state)
     assert_int_equal(f->st->m->lr_create(f->st, &lr), QRL_ERR_EXISTS);
     assert_int_equal(f->st->m->lr_create(f->st, &lr2), QRL_OK);
     reopen(f);
-    assert_int_equal(db_int(f->path, "PRAGMA user_version"), 6);
+    assert_int_equal(db_int(f->path, "PRAGMA user_version"), SCHEMA_NOW);
     assert_int_equal(f->st->m->lr_get(f->st, lr2.id, &got), QRL_OK);
     assert_string_equal(got.device_platform, "Samsung Tizen");
+}
+
+/* --- notices of new devices (store version 10) --------------------------------------------- */
+
+static qrl_notice_rec make_notice(int64_t id, int64_t account_id, int64_t device_id,
+                                  int64_t created)
+{
+    qrl_notice_rec n;
+
+    memset(&n, 0, sizeof n);
+    n.id = id;
+    n.account_id = account_id;
+    n.device_id = device_id;
+    n.created_ms = created;
+    snprintf(n.platform, sizeof n.platform, "Chrome on Linux");
+    return n;
+}
+
+static size_t notices_of(qrl_store *st, int64_t account, int64_t device, int64_t since,
+                         qrl_notice_rec *out, size_t max)
+{
+    size_t n = 99;
+
+    assert_int_equal(st->m->notice_list(st, account, device, since, out, max, &n), QRL_OK);
+    return n;
+}
+
+/* A notice is listed to the account's other devices with its device's row, until each
+ * acknowledges it; get finds it for its own account only; ids are the caller's. */
+static void test_notice_add_list_get_ack(void **state)
+{
+    fixture *f = *state;
+    qrl_notice_rec got[4], one;
+    int64_t alice = add_account(f->st, "alice", 0), bob = add_account(f->st, "bob", 0);
+    int64_t phone = add_device(f->st, alice, "Phone", T0);
+    int64_t phone2 = add_device(f->st, alice, "Tablet", T0 + 5);
+    int64_t bob_phone = add_device(f->st, bob, "Bob's phone", T0);
+    qrl_device_rec tv = make_device(alice, "Living Room TV", T0 + 10);
+    qrl_notice_rec n, bad;
+
+    snprintf(tv.kind, sizeof tv.kind, "tv");
+    snprintf(tv.address, sizeof tv.address, "198.51.100.7");
+    assert_int_equal(f->st->m->device_create(f->st, &tv, NULL, 0), QRL_OK);
+    assert_true(f->st->m->version >= 10);
+    n = make_notice(5000, alice, tv.id, T0 + 20);
+    assert_int_equal(f->st->m->notice_add(f->st, &n, T0 - 1000), QRL_OK);
+    assert_int_equal(f->st->m->notice_add(f->st, &n, T0 - 1000), QRL_ERR_EXISTS);
+    bad = make_notice(0, alice, tv.id, T0 + 20);
+    assert_int_equal(f->st->m->notice_add(f->st, &bad, T0 - 1000), QRL_ERR_INVALID);
+    bad = make_notice(5001, alice, 999999, T0 + 20); /* no such device */
+    assert_int_equal(f->st->m->notice_add(f->st, &bad, T0 - 1000), QRL_ERR_NOT_FOUND);
+
+    assert_int_equal(notices_of(f->st, alice, phone, T0, got, 4), 1);
+    assert_int_equal(got[0].id, 5000);
+    assert_int_equal(got[0].account_id, alice);
+    assert_int_equal(got[0].device_id, tv.id);
+    assert_int_equal(got[0].created_ms, T0 + 20);
+    assert_string_equal(got[0].platform, "Chrome on Linux");
+    assert_int_equal(got[0].device.id, tv.id);
+    assert_string_equal(got[0].device.name, "Living Room TV");
+    assert_string_equal(got[0].device.kind, "tv");
+    assert_string_equal(got[0].device.address, "198.51.100.7");
+    assert_int_equal(got[0].device.revoked_ms, 0);
+    /* Not to the new device itself, not before `since`, not to another account. */
+    assert_int_equal(notices_of(f->st, alice, tv.id, T0, got, 4), 0);
+    assert_int_equal(notices_of(f->st, alice, phone, T0 + 21, got, 4), 0);
+    assert_int_equal(notices_of(f->st, bob, bob_phone, T0, got, 4), 0);
+
+    assert_int_equal(f->st->m->notice_get(f->st, alice, 5000, &one), QRL_OK);
+    assert_int_equal(one.device_id, tv.id);
+    assert_string_equal(one.device.name, "Living Room TV");
+    assert_int_equal(f->st->m->notice_get(f->st, bob, 5000, &one), QRL_ERR_NOT_FOUND);
+    assert_int_equal(f->st->m->notice_get(f->st, alice, 5002, &one), QRL_ERR_NOT_FOUND);
+
+    /* Acknowledged by one device: gone for it, still there for the other; twice is fine. */
+    assert_int_equal(f->st->m->notice_ack(f->st, alice, 5000, phone, T0 + 30), QRL_OK);
+    assert_int_equal(f->st->m->notice_ack(f->st, alice, 5000, phone, T0 + 31), QRL_OK);
+    assert_int_equal(f->st->m->notice_ack(f->st, bob, 5000, bob_phone, T0 + 31), QRL_ERR_NOT_FOUND);
+    assert_int_equal(f->st->m->notice_ack(f->st, alice, 5009, phone, T0 + 31), QRL_ERR_NOT_FOUND);
+    assert_int_equal(notices_of(f->st, alice, phone, T0, got, 4), 0);
+    assert_int_equal(notices_of(f->st, alice, phone2, T0, got, 4), 1);
+    assert_int_equal(db_int(f->path, "SELECT count(*) FROM notice_acks"), 1);
+
+    /* Newest first, at most `max`. */
+    int64_t tv2 = add_device(f->st, alice, "Bedroom TV", T0 + 40);
+    n = make_notice(6000, alice, tv2, T0 + 41);
+    n.platform[0] = '\0';
+    assert_int_equal(f->st->m->notice_add(f->st, &n, T0 - 1000), QRL_OK);
+    assert_int_equal(notices_of(f->st, alice, phone2, T0, got, 4), 2);
+    assert_int_equal(got[0].id, 6000);
+    assert_string_equal(got[0].platform, "");
+    assert_int_equal(got[1].id, 5000);
+    assert_int_equal(notices_of(f->st, alice, phone2, T0, got, 1), 1);
+    assert_int_equal(got[0].id, 6000);
+
+    /* A revoked device drops out of every list; get still finds its notice. */
+    assert_int_equal(f->st->m->device_revoke(f->st, alice, tv.id, T0 + 50), QRL_OK);
+    assert_int_equal(notices_of(f->st, alice, phone2, T0, got, 4), 1);
+    assert_int_equal(got[0].id, 6000);
+    assert_int_equal(f->st->m->notice_get(f->st, alice, 5000, &one), QRL_OK);
+    assert_int_equal(one.device.revoked_ms, T0 + 50);
+}
+
+/* Adding a notice deletes the account's notices older than the horizon, with their
+ * acknowledgements, and no other account's. */
+static void test_notice_prune(void **state)
+{
+    fixture *f = *state;
+    qrl_notice_rec got[4], n;
+    int64_t alice = add_account(f->st, "alice", 0), bob = add_account(f->st, "bob", 0);
+    int64_t phone = add_device(f->st, alice, "Phone", T0 - 10);
+    int64_t tv = add_device(f->st, alice, "TV", T0);
+    int64_t tv2 = add_device(f->st, alice, "TV 2", T0 + 100000);
+    int64_t bob_phone = add_device(f->st, bob, "Phone", T0 - 10);
+    int64_t bob_tv = add_device(f->st, bob, "TV", T0);
+
+    n = make_notice(100, alice, tv, T0);
+    assert_int_equal(f->st->m->notice_add(f->st, &n, 0), QRL_OK);
+    n = make_notice(101, bob, bob_tv, T0);
+    assert_int_equal(f->st->m->notice_add(f->st, &n, 0), QRL_OK);
+    assert_int_equal(f->st->m->notice_ack(f->st, alice, 100, phone, T0 + 1), QRL_OK);
+    n = make_notice(200, alice, tv2, T0 + 100000);
+    assert_int_equal(f->st->m->notice_add(f->st, &n, T0 + 1), QRL_OK);
+    assert_int_equal(f->st->m->notice_get(f->st, alice, 100, &n), QRL_ERR_NOT_FOUND);
+    assert_int_equal(db_int(f->path, "SELECT count(*) FROM notice_acks"), 0);
+    assert_int_equal(notices_of(f->st, alice, phone, 0, got, 4), 1);
+    assert_int_equal(got[0].id, 200);
+    assert_int_equal(notices_of(f->st, bob, bob_phone, 0, got, 4), 1);
+    assert_int_equal(got[0].id, 101);
+}
+
+/* Notices and acknowledgements are in the file: a reopened store lists the same. */
+static void test_notice_reopen(void **state)
+{
+    fixture *f = *state;
+    qrl_notice_rec got[4], n;
+    int64_t alice = add_account(f->st, "alice", 0);
+    int64_t phone = add_device(f->st, alice, "Phone", T0);
+    int64_t phone2 = add_device(f->st, alice, "Phone 2", T0);
+    int64_t tv = add_device(f->st, alice, "TV", T0 + 1);
+
+    n = make_notice(300, alice, tv, T0 + 1);
+    assert_int_equal(f->st->m->notice_add(f->st, &n, 0), QRL_OK);
+    assert_int_equal(f->st->m->notice_ack(f->st, alice, 300, phone, T0 + 2), QRL_OK);
+    reopen(f);
+    assert_int_equal(notices_of(f->st, alice, phone, T0, got, 4), 0);
+    assert_int_equal(notices_of(f->st, alice, phone2, T0, got, 4), 1);
+    assert_string_equal(got[0].device.name, "TV");
+}
+
+/* A version-6 database (before notices) gains the two tables and keeps its devices. */
+static void test_migrate_from_v6(void **state)
+{
+    fixture *f = *state;
+    char err[256] = "";
+    qrl_notice_rec got[2], n;
+    int64_t alice = add_account(f->st, "alice", 0);
+    int64_t phone = add_device(f->st, alice, "Phone", T0);
+    int64_t tv = add_device(f->st, alice, "TV", T0 + 1);
+
+    f->st->m->close(f->st);
+    f->st = NULL;
+    db_exec(f->path, DROP_V7 "PRAGMA user_version = 6;");
+    assert_int_equal(qrl_store_sqlite_open(f->path, &f->st, err, sizeof err), QRL_OK);
+    assert_int_equal(db_int(f->path, "PRAGMA user_version"), SCHEMA_NOW);
+    n = make_notice(400, alice, tv, T0 + 1);
+    assert_int_equal(f->st->m->notice_add(f->st, &n, 0), QRL_OK);
+    assert_int_equal(notices_of(f->st, alice, phone, T0, got, 2), 1);
 }
 
 int main(void)
@@ -2346,6 +2521,10 @@ int main(void)
         T(test_passkey_delete),
         T(test_migrate_from_v4),
         T(test_migrate_from_v5),
+        T(test_notice_add_list_get_ack),
+        T(test_notice_prune),
+        T(test_notice_reopen),
+        T(test_migrate_from_v6),
     };
 #undef T
     return cmocka_run_group_tests_name("store", tests, NULL, NULL);

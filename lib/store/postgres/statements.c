@@ -1,0 +1,673 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The SQL of the PostgreSQL store, and what runs it: every statement the store prepares (one
+ * array indexed by enum pg_stmt, with the types of its parameters), the column lists of the
+ * SELECTs with the row decoders that read them back into records, the mapping of PostgreSQL's
+ * errors to qrl_err, and the transaction helpers the method bodies use.
+ *
+ * Why one file: a column list, the statements that select it and the decoder that reads it by
+ * position must change together; kept side by side, a record field added means one edit here
+ * plus the INSERT. Statements are prepared once per connection, on first use, and run with
+ * binary parameters and binary results: no value is ever formatted into SQL, and integers,
+ * hashes and keys cross the wire as their bytes.
+ *
+ * Three shapes recur below, each for a guarantee of store.h:
+ * - a compare-and-set is "WITH u AS (UPDATE ... WHERE <condition> RETURNING id) SELECT ... FROM
+ *   u, pg_notify(...)": the UPDATE decides (one winner: PostgreSQL re-checks the condition on the
+ *   newest version of a row a racing transaction changed), the rows returned say whether it
+ *   did, and the notification goes out with the commit, to every node, only if it did;
+ * - a lazy write (store.h: may be lost to a power loss, never to a crash of the process) starts
+ *   with LAZY, which turns synchronous_commit off for its own transaction only: PostgreSQL then
+ *   acknowledges the commit before its WAL reaches the disk, and flushes it within a moment.
+ *   Everything else commits with synchronous_commit on;
+ * - a counter (rate limits) is one INSERT ... ON CONFLICT DO UPDATE ... RETURNING, so its
+ *   read-modify-write is one atomic statement whichever node runs it.
+ *
+ * Errors are logged as "qrlogin: postgres: <what>: <message> (SQLSTATE <code>)" with the
+ * server's primary message only: its DETAIL quotes the values of a violated key, which may be a
+ * hash, so it never reaches the log.
+ */
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <libpq-fe.h>
+
+#include "pg_internal.h"
+
+/* States are stored as numbers and appear as literals in the SQL below. */
+_Static_assert(QRL_LR_PENDING == 0 && QRL_LR_SCANNED == 1 && QRL_LR_APPROVED == 2 &&
+                   QRL_LR_REDEEMED == 3 && QRL_LR_DENIED == 4 && QRL_LR_EXPIRED == 5,
+               "login request states are stored as numbers used in the SQL");
+
+/* Column lists shared by the SELECTs and the qrl__pg_read_*() functions that decode them. */
+#define ACCOUNT_COLS "id, username, display_name, pw_hash, created_ms, disabled"
+#define DEVICE_COLS                                                                                \
+    "id, account_id, name, kind, address, created_ms, last_seen_ms, revoked_ms, pubkey"
+#define TOKEN_COLS                                                                                 \
+    "t.hash, t.kind, t.device_id, t.created_ms, t.expires_ms, t.used_ms, t.revoked_ms, "           \
+    "t.client_id, t.scope, d.account_id, d.revoked_ms <> 0, a.disabled"
+#define TOKEN_FROM                                                                                 \
+    " FROM tokens t JOIN devices d ON d.id = t.device_id JOIN accounts a ON a.id = d.account_id"
+#define LR_COLS                                                                                    \
+    "id, device_code_hash, scan_hash, user_code, client_id, scope, device_name, device_kind, "     \
+    "address, created_ms, expires_ms, interval_s, state, updated_ms, claimed_device_id, "          \
+    "account_id, approving_device_id, redeemed_device_id, nonce, device_platform"
+#define PASSKEY_COLS                                                                               \
+    "id, account_id, cred_id, alg, pubkey, sign_count, name, created_ms, last_used_ms"
+/* A notice, then its device's DEVICE_COLS (from NOTICE_DEVICE_COL on). */
+#define NOTICE_COLS                                                                                \
+    "n.id, n.account_id, n.device_id, n.created_ms, n.platform, d.id, d.account_id, d.name, "      \
+    "d.kind, d.address, d.created_ms, d.last_seen_ms, d.revoked_ms, d.pubkey"
+#define NOTICE_DEVICE_COL 5
+#define NOTICE_FROM " FROM notices n JOIN devices d ON d.id = n.device_id"
+
+/* The prefix of a lazy write: its transaction commits without waiting for the WAL flush.
+ * set_config(..., true) lasts until the end of the statement's own transaction, and the
+ * statement must name `lazy` in a FROM for the CTE to run. */
+#define LAZY "WITH lazy AS MATERIALIZED (SELECT set_config('synchronous_commit', 'off', true)) "
+
+/* Notifies every node that login request u.id changed, at commit. */
+#define NOTIFY_U " SELECT u.id FROM u, pg_notify('" QRL__PG_CHANNEL "', u.id::text) n"
+
+struct stmt_def {
+    const char *sql;
+    const char *types; /* one letter per parameter: i int8, t text, b bytea */
+};
+
+static const struct stmt_def stmt_def[PST_COUNT] = {
+    [PST_ACCOUNT_INSERT] = {"INSERT INTO accounts (username, display_name, pw_hash, created_ms,"
+                            " disabled) VALUES ($1, $2, $3, $4, $5 <> 0) RETURNING id",
+                            "tttii"},
+    [PST_ACCOUNT_GET] = {"SELECT " ACCOUNT_COLS " FROM accounts WHERE id = $1", "i"},
+    [PST_ACCOUNT_BY_NAME] = {"SELECT " ACCOUNT_COLS " FROM accounts WHERE username = $1", "t"},
+    [PST_ACCOUNT_SET_PW] = {"UPDATE accounts SET pw_hash = $2 WHERE id = $1", "it"},
+
+    /* $6: a screen's DPoP key (store.h, qrl_device_rec), NULL for everyone else. */
+    [PST_DEVICE_INSERT] = {"INSERT INTO devices (account_id, name, kind, address, created_ms,"
+                           " last_seen_ms, revoked_ms, pubkey)"
+                           " VALUES ($1, $2, $3, $4, $5, $5, 0, $6) RETURNING id",
+                           "itttib"},
+    [PST_DEVICE_GET] = {"SELECT " DEVICE_COLS " FROM devices WHERE id = $1", "i"},
+    [PST_DEVICE_LIST] = {"SELECT " DEVICE_COLS " FROM devices WHERE account_id = $1"
+                         " AND revoked_ms = 0 ORDER BY created_ms, id LIMIT $2",
+                         "ii"},
+    [PST_DEVICE_TOUCH] = {LAZY "UPDATE devices SET last_seen_ms = $2,"
+                               " address = coalesce($3, address) FROM lazy"
+                               " WHERE id = $1 AND revoked_ms = 0",
+                          "iit"},
+    /* The device and its tokens in one statement; "-<id>" tells every node (store.h). */
+    [PST_DEVICE_REVOKE] = {"WITH d AS (UPDATE devices SET revoked_ms = $3 WHERE id = $2"
+                           " AND account_id = $1 AND revoked_ms = 0 RETURNING id),"
+                           " t AS (UPDATE tokens SET revoked_ms = $3"
+                           " WHERE device_id IN (SELECT id FROM d) AND revoked_ms = 0)"
+                           " SELECT d.id FROM d, pg_notify('" QRL__PG_CHANNEL "',"
+                           " '-' || d.id::text) n",
+                           "iii"},
+    [PST_DEVICE_LOCK] = {"SELECT id FROM devices WHERE id = $1 FOR NO KEY UPDATE", "i"},
+    [PST_DEVICE_SET_PUBKEY] = {"UPDATE devices SET pubkey = $3 WHERE id = $1 AND account_id = $2"
+                               " AND revoked_ms = 0",
+                               "iib"},
+
+    [PST_TOKEN_INSERT] = {"INSERT INTO tokens (hash, kind, device_id, created_ms, expires_ms,"
+                          " used_ms, revoked_ms, client_id, scope)"
+                          " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                          "biiiiiitt"},
+    [PST_TOKEN_LOOKUP] = {"SELECT " TOKEN_COLS TOKEN_FROM " WHERE t.hash = $1", "b"},
+    /* Rotation: the token's row is locked after its device's (pg_internal.h: lock order). */
+    [PST_TOKEN_LOOKUP_LOCK] = {"SELECT " TOKEN_COLS TOKEN_FROM " WHERE t.hash = $1"
+                               " FOR NO KEY UPDATE OF t",
+                               "b"},
+    [PST_TOKEN_DEVICE] = {"SELECT device_id FROM tokens WHERE hash = $1", "b"},
+    /* TOKEN_COLS (12 columns), then ACCOUNT_COLS at column 12 and DEVICE_COLS at 18. */
+    [PST_TOKEN_AUTH] =
+        {"SELECT " TOKEN_COLS ", a.id, a.username, a.display_name, a.pw_hash,"
+         " a.created_ms, a.disabled, d.id, d.account_id, d.name, d.kind,"
+         " d.address, d.created_ms, d.last_seen_ms, d.revoked_ms, d.pubkey" TOKEN_FROM
+         " WHERE t.hash = $1",
+         "b"},
+    [PST_TOKEN_SET_USED] = {"UPDATE tokens SET used_ms = $2 WHERE hash = $1 AND used_ms = 0", "bi"},
+    /* Rewrites an already set revoked_ms with itself, so that the row count tells existence. */
+    [PST_TOKEN_REVOKE] = {"UPDATE tokens SET revoked_ms = CASE WHEN revoked_ms = 0 THEN $2"
+                          " ELSE revoked_ms END WHERE hash = $1",
+                          "bi"},
+
+    /* A taken id or a user code of a live request (the partial unique index
+     * login_requests_live_code) inserts nothing: no row comes back (login_requests.c). */
+    [PST_LR_INSERT] = {LAZY "INSERT INTO login_requests (id, device_code_hash, scan_hash,"
+                            " user_code, client_id, scope, device_name, device_kind, address,"
+                            " created_ms, expires_ms, interval_s, poll_interval_s, state,"
+                            " updated_ms, claimed_device_id, account_id, approving_device_id,"
+                            " redeemed_device_id, device_platform)"
+                            " SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, $13,"
+                            " $14, $15, $16, $17, $18, $19 FROM lazy"
+                            " ON CONFLICT DO NOTHING RETURNING id",
+                       "ibbttttttiiiiiiiiit"},
+    /* A live request holding the code but past its expiry (nobody polled it since) is moved
+     * to EXPIRED, as the core would on its next read, which frees the code. */
+    [PST_LR_EXPIRE_CODE] = {"WITH u AS (UPDATE login_requests SET state = 5, updated_ms = $2"
+                            " WHERE user_code = $1 AND state IN (0, 1, 2) AND expires_ms <= $2"
+                            " RETURNING id)" NOTIFY_U,
+                            "ti"},
+    [PST_LR_GET] = {"SELECT " LR_COLS " FROM login_requests WHERE id = $1", "i"},
+    [PST_LR_GET_LOCK] = {"SELECT " LR_COLS " FROM login_requests WHERE id = $1 FOR UPDATE", "i"},
+    [PST_LR_BY_CODE] = {"SELECT " LR_COLS " FROM login_requests WHERE user_code = $1"
+                        " AND expires_ms > $2 ORDER BY id DESC LIMIT 1",
+                        "ti"},
+    /* The compare-and-set of store.h's lr_transition; $4 is the from_mask. */
+    [PST_LR_TRANSITION] =
+        {"WITH u AS (UPDATE login_requests SET state = $2, updated_ms = $3,"
+         " claimed_device_id = CASE WHEN $5 <> 0 THEN $5 ELSE claimed_device_id END,"
+         " account_id = CASE WHEN $6 <> 0 THEN $6 ELSE account_id END,"
+         " approving_device_id = CASE WHEN $7 <> 0 THEN $7 ELSE approving_device_id END,"
+         " nonce = coalesce($9, nonce)"
+         " WHERE id = $1 AND (($4 >> state::int) & 1) = 1"
+         " AND CASE WHEN $2 = 5 THEN expires_ms <= $3 ELSE expires_ms > $3 END"
+         " AND ($8 = 0 OR claimed_device_id = $8) AND ($10 IS NULL OR nonce = $10)"
+         " RETURNING id)" NOTIFY_U,
+         "iiiiiiiitt"},
+    /* No row: the account, or that device of it, does not exist. The device row is locked
+     * (shared) until the redemption commits: a revocation waits for it, or came first and is
+     * seen. */
+    [PST_LR_APPROVER] = {"SELECT a.disabled, d.revoked_ms FROM accounts a JOIN devices d"
+                         " ON d.account_id = a.id WHERE a.id = $1 AND d.id = $2 FOR SHARE OF d",
+                         "ii"},
+    [PST_LR_SET_DENIED] = {"WITH u AS (UPDATE login_requests SET state = 4, updated_ms = $2"
+                           " WHERE id = $1 AND state = 2 RETURNING id)" NOTIFY_U,
+                           "ii"},
+    [PST_LR_SET_REDEEMED] = {"WITH u AS (UPDATE login_requests SET state = 3, updated_ms = $2,"
+                             " redeemed_device_id = $3 WHERE id = $1 AND state = 2"
+                             " RETURNING id)" NOTIFY_U,
+                             "iii"},
+    [PST_LR_BY_DEVICE] = {"SELECT id FROM login_requests WHERE state IN (1, 2)"
+                          " AND (claimed_device_id = $1 OR approving_device_id = $1)"
+                          " ORDER BY id LIMIT $2",
+                          "ii"},
+    /* RFC 8628 section 3.5 in one statement (store.h, lr_poll): $2 now, $3 exempt, $4 the
+     * slack, $5 the step, $6 the ceiling. The right-hand sides of SET read the row as it was
+     * before the update, so poll_slowed keeps the decision for RETURNING. */
+    [PST_LR_POLL] = {LAZY "UPDATE login_requests SET"
+                          " poll_slowed = ($3 = 0 AND last_poll_ms <> 0"
+                          " AND $2 - last_poll_ms < poll_interval_s::bigint * 1000 - $4),"
+                          " poll_interval_s = CASE WHEN $3 = 0 AND last_poll_ms <> 0"
+                          " AND $2 - last_poll_ms < poll_interval_s::bigint * 1000 - $4"
+                          " THEN GREATEST(poll_interval_s, LEAST(poll_interval_s + $5, $6))"
+                          " ELSE poll_interval_s END,"
+                          " last_poll_ms = CASE WHEN $3 <> 0 THEN last_poll_ms ELSE $2 END"
+                          " FROM lazy WHERE id = $1 RETURNING poll_interval_s, poll_slowed",
+                     "iiiiii"},
+
+    [PST_RL_HIT] = {LAZY "INSERT INTO rate_limits AS r (key, start_ms, window_ms, hits)"
+                         " SELECT $1, $2, $3, 1 FROM lazy ON CONFLICT (key) DO UPDATE SET"
+                         " hits = CASE WHEN $2 < r.start_ms + $3 THEN r.hits + 1 ELSE 1 END,"
+                         " start_ms = CASE WHEN $2 < r.start_ms + $3 THEN r.start_ms ELSE $2 END,"
+                         " window_ms = $3 RETURNING r.hits",
+                    "tii"},
+    [PST_RL_PEEK] = {"SELECT hits, start_ms FROM rate_limits WHERE key = $1", "t"},
+    /* GCRA (rate_limits.c): start_ms holds the key's theoretical arrival time, hits stays 0.
+     * $2 now, $3 the emission interval, $4 the window. The first row says whether the attempt
+     * was taken; when it was not, its time is the arrival time the refusal left (read from
+     * the statement's snapshot: for the retry hint only). */
+    [PST_RL_TAKE] = {LAZY ", t AS (INSERT INTO rate_limits AS r (key, start_ms, window_ms, hits)"
+                          " SELECT $1, $2 + $3, $4, 0 FROM lazy"
+                          " ON CONFLICT (key) DO UPDATE SET"
+                          " start_ms = GREATEST(r.start_ms, $2) + $3, window_ms = $4"
+                          " WHERE GREATEST(r.start_ms, $2) + $3 - $2 <= $4 RETURNING r.start_ms)"
+                          " SELECT true, start_ms FROM t UNION ALL"
+                          " SELECT false, start_ms FROM rate_limits WHERE key = $1"
+                          " AND NOT EXISTS (SELECT 1 FROM t)",
+                     "tiii"},
+    [PST_RL_GIVE] = {LAZY "UPDATE rate_limits SET start_ms = GREATEST(start_ms - $3, $2)"
+                          " FROM lazy WHERE key = $1",
+                     "tii"},
+    /* One sweeper at a time across the nodes: the others skip (rate_limits.c). */
+    [PST_SWEEP_LOCK] = {"SELECT pg_try_advisory_xact_lock($1::int, $2::int)", "ii"},
+    /* $3 bounds the primary key (rate_limits.c): a range, not a scan of the whole table. */
+    [PST_SWEEP_LR] = {"DELETE FROM login_requests WHERE id < $3 AND expires_ms < $1 - $2", "iii"},
+    /* Requests that expired undecided, a minute after their expiry; $2 bounds the key. */
+    [PST_SWEEP_LR_UNDECIDED] = {"DELETE FROM login_requests WHERE id < $2"
+                                " AND expires_ms < $1 - 60000 AND state IN (0, 1, 5)",
+                                "ii"},
+    [PST_SWEEP_RL] = {"DELETE FROM rate_limits WHERE start_ms + window_ms < $1 - $2", "ii"},
+
+    [PST_PASSKEY_INSERT] = {"INSERT INTO passkeys (account_id, cred_id, alg, pubkey, sign_count,"
+                            " name, created_ms, last_used_ms) VALUES ($1, $2, $3, $4, $5, $6, $7,"
+                            " 0) RETURNING id",
+                            "ibibiti"},
+    [PST_PASSKEY_LIST] = {"SELECT " PASSKEY_COLS " FROM passkeys WHERE account_id = $1"
+                          " ORDER BY created_ms, id LIMIT $2",
+                          "ii"},
+    [PST_PASSKEY_GET] = {"SELECT " PASSKEY_COLS " FROM passkeys WHERE cred_id = $1", "b"},
+    /* The compare-and-set of store.h's passkey_use, and whether the passkey exists, in one
+     * statement: a miss is a conflict only when the row is there. */
+    [PST_PASSKEY_USE] = {"WITH u AS (UPDATE passkeys SET sign_count = $3, last_used_ms = $4"
+                         " WHERE id = $1 AND sign_count = $2 RETURNING id)"
+                         " SELECT (SELECT count(*) FROM u),"
+                         " EXISTS (SELECT 1 FROM passkeys WHERE id = $1)",
+                         "iiii"},
+    [PST_PASSKEY_DELETE] = {"DELETE FROM passkeys WHERE id = $1 AND account_id = $2", "ii"},
+
+    /* An account's notices older than the horizon go with their acknowledgements (ON DELETE
+     * CASCADE), inside notice_add's transaction. */
+    [PST_NOTICE_PRUNE] = {"DELETE FROM notices WHERE account_id = $1 AND created_ms < $2", "ii"},
+    /* Every node wakes whoever waits for the account's notices: the change id is core.h's
+     * qrl_notice_key(account_id), -(2^62 + account_id). */
+    [PST_NOTICE_INSERT] = {"WITH i AS (INSERT INTO notices (id, account_id, device_id, created_ms,"
+                           " platform) VALUES ($1, $2, $3, $4, $5) RETURNING account_id)"
+                           " SELECT i.account_id FROM i, pg_notify('" QRL__PG_CHANNEL "',"
+                           " (-(4611686018427387904 + i.account_id))::text) n",
+                           "iiiit"},
+    /* store.h's notice_list: $2 is the device asking. */
+    [PST_NOTICE_LIST] = {"SELECT " NOTICE_COLS NOTICE_FROM " WHERE n.account_id = $1"
+                         " AND n.device_id <> $2 AND n.created_ms >= $3 AND d.revoked_ms = 0"
+                         " AND NOT EXISTS (SELECT 1 FROM notice_acks a"
+                         " WHERE a.notice_id = n.id AND a.device_id = $2)"
+                         " ORDER BY n.id DESC LIMIT $4",
+                         "iiii"},
+    [PST_NOTICE_GET] = {"SELECT " NOTICE_COLS NOTICE_FROM " WHERE n.id = $1 AND n.account_id = $2",
+                        "ii"},
+    /* The acknowledgement, and whether the account has the notice at all, in one statement;
+     * a notice pruned by another node meanwhile fails the foreign key (notices.c). */
+    [PST_NOTICE_ACK] = {LAZY ", n AS (SELECT id FROM notices WHERE id = $1 AND account_id = $2),"
+                             " i AS (INSERT INTO notice_acks (notice_id, device_id, acked_ms)"
+                             " SELECT n.id, $3, $4 FROM n, lazy ON CONFLICT DO NOTHING)"
+                             " SELECT count(*) FROM n",
+                        "iiii"},
+};
+
+/* --- logging and errors ------------------------------------------------------------------- */
+
+void qrl__pg_log(const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "qrlogin: postgres: %s\n", msg);
+}
+
+void qrl__pg_set_errbuf(char *errbuf, size_t errlen, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (errbuf != NULL && errlen > 0)
+        snprintf(errbuf, errlen, "postgres: %s", msg);
+    else
+        fprintf(stderr, "qrlogin: postgres: %s\n", msg);
+}
+
+/* One line: every run of newlines, tabs and spaces becomes one space; none at the ends. */
+static void one_line(const char *in, char *out, size_t len)
+{
+    size_t n = 0;
+
+    if (len == 0)
+        return;
+    for (; in != NULL && *in != '\0' && n + 1 < len; in++) {
+        int space = *in == '\n' || *in == '\r' || *in == '\t' || *in == ' ';
+        if (space && (n == 0 || out[n - 1] == ' '))
+            continue;
+        out[n++] = space ? ' ' : *in;
+    }
+    while (n > 0 && out[n - 1] == ' ')
+        n--;
+    out[n] = '\0';
+}
+
+void qrl__pg_conn_message(PGconn *pg, char *out, size_t len)
+{
+    one_line(pg != NULL ? PQerrorMessage(pg) : "out of memory", out, len);
+    if (out[0] == '\0')
+        snprintf(out, len, "connection failed");
+}
+
+static _Thread_local char last_sqlstate[6];
+
+const char *qrl__pg_last_sqlstate(void)
+{
+    return last_sqlstate;
+}
+
+/* SQLSTATEs (classes by their first two characters) that mean "come back in a moment". */
+static int transient(const char *state)
+{
+    static const char *const classes[] = {
+        "08", /* connection exception */
+        "40", /* transaction rollback: serialization failure, deadlock */
+        "53", /* insufficient resources: disk full, out of memory, too many connections */
+        "57", /* operator intervention: shutdown, cancel, statement timeout */
+    };
+
+    for (size_t i = 0; i < sizeof classes / sizeof classes[0]; i++)
+        if (strncmp(state, classes[i], 2) == 0)
+            return 1;
+    /* lock_not_available (lock_timeout); read_only_sql_transaction (a standby, in a failover) */
+    return strcmp(state, "55P03") == 0 || strcmp(state, "25006") == 0;
+}
+
+qrl_err qrl__pg_fail(struct pg_conn *c, const PGresult *r, const char *what)
+{
+    const char *state = r != NULL ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+    const char *primary = r != NULL ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+    char msg[256];
+
+    snprintf(last_sqlstate, sizeof last_sqlstate, "%s", state != NULL ? state : "");
+    if (c->pg == NULL || PQstatus(c->pg) == CONNECTION_BAD) {
+        c->broken = 1;
+        qrl__pg_conn_message(c->pg, msg, sizeof msg);
+        qrl__pg_log("%s: connection lost: %s", what, msg);
+        return QRL_ERR_BUSY;
+    }
+    if (state != NULL && strcmp(state, "23505") == 0)
+        return QRL_ERR_EXISTS;
+    one_line(primary != NULL ? primary : PQerrorMessage(c->pg), msg, sizeof msg);
+    qrl__pg_log("%s: %s (SQLSTATE %s)", what, msg, state != NULL ? state : "none");
+    if (state == NULL) {
+        /* No answer from the server at all: treat the connection as gone. */
+        c->broken = 1;
+        return QRL_ERR_BUSY;
+    }
+    if (strcmp(state, "53200") == 0)
+        return QRL_ERR_NOMEM; /* out_of_memory, as SQLite's SQLITE_NOMEM */
+    return transient(state) ? QRL_ERR_BUSY : QRL_ERR_STORE;
+}
+
+qrl_err qrl__pg_bad_row(const char *what)
+{
+    qrl__pg_log("%s: unexpected value in database", what);
+    return QRL_ERR_STORE;
+}
+
+/* --- statements ---------------------------------------------------------------------------- */
+
+/* Prepares statement `id` on `c` under the name "q<id>", with its declared parameter types. */
+static qrl_err prepare(struct pg_conn *c, enum pg_stmt id)
+{
+    Oid types[PG_MAX_PARAMS];
+    const char *t = stmt_def[id].types;
+    int n = (int)strlen(t);
+    char name[16];
+    PGresult *r;
+    qrl_err rc = QRL_OK;
+
+    for (int i = 0; i < n; i++)
+        types[i] = t[i] == 'i' ? 20 /* int8 */ : t[i] == 't' ? 25 /* text */ : 17 /* bytea */;
+    snprintf(name, sizeof name, "q%d", (int)id);
+    r = PQprepare(c->pg, name, stmt_def[id].sql, n, types);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK)
+        rc = qrl__pg_fail(c, r, "prepare");
+    else
+        c->prepared[id] = 1;
+    PQclear(r);
+    return rc;
+}
+
+qrl_err qrl__pg_run(struct pg_conn *c, enum pg_stmt id, const struct pg_params *p, PGresult **out,
+                    const char *what)
+{
+    char name[16];
+    PGresult *r;
+    ExecStatusType s;
+    qrl_err rc;
+
+    *out = NULL;
+    /* A parameter list that does not match the statement is a bug in this folder. */
+    if (p->n != (int)strlen(stmt_def[id].types)) {
+        qrl__pg_log("%s: %d parameters for a statement of %d", what, p->n,
+                    (int)strlen(stmt_def[id].types));
+        return QRL_ERR_INTERNAL;
+    }
+    if (!c->prepared[id] && (rc = prepare(c, id)) != QRL_OK)
+        return rc;
+    snprintf(name, sizeof name, "q%d", (int)id);
+    r = PQexecPrepared(c->pg, name, p->n, p->v, p->len, p->fmt, 1);
+    s = PQresultStatus(r);
+    if (s == PGRES_TUPLES_OK || s == PGRES_COMMAND_OK) {
+        *out = r;
+        return QRL_OK;
+    }
+    rc = qrl__pg_fail(c, r, what);
+    PQclear(r);
+    return rc;
+}
+
+qrl_err qrl__pg_exec(struct pg_conn *c, enum pg_stmt id, const struct pg_params *p, int64_t *rows,
+                     const char *what)
+{
+    PGresult *r;
+    qrl_err rc = qrl__pg_run(c, id, p, &r, what);
+
+    if (rc != QRL_OK)
+        return rc;
+    if (rows != NULL)
+        *rows =
+            PQresultStatus(r) == PGRES_TUPLES_OK ? PQntuples(r) : strtoll(PQcmdTuples(r), NULL, 10);
+    PQclear(r);
+    return QRL_OK;
+}
+
+/* --- transactions -------------------------------------------------------------------------- */
+
+/* A command of the simple protocol that returns no rows; `ok_status` is the command tag it
+ * must answer with (NULL: any). */
+static qrl_err simple(struct pg_conn *c, const char *sql, const char *ok_status, const char *what)
+{
+    PGresult *r = PQexec(c->pg, sql);
+    qrl_err rc = QRL_OK;
+
+    if (PQresultStatus(r) != PGRES_COMMAND_OK)
+        rc = qrl__pg_fail(c, r, what);
+    else if (ok_status != NULL && strcmp(PQcmdStatus(r), ok_status) != 0) {
+        /* COMMIT of a transaction that failed answers ROLLBACK. */
+        qrl__pg_log("%s: the server answered %s", what, PQcmdStatus(r));
+        rc = QRL_ERR_STORE;
+    }
+    PQclear(r);
+    return rc;
+}
+
+qrl_err qrl__pg_begin(struct pg_conn *c)
+{
+    return simple(c, "BEGIN", NULL, "begin");
+}
+
+qrl_err qrl__pg_lazy(struct pg_conn *c)
+{
+    return simple(c, "SET LOCAL synchronous_commit = off", NULL, "lazy commit");
+}
+
+qrl_err qrl__pg_end(struct pg_conn *c, int commit)
+{
+    qrl_err rc = QRL_OK;
+
+    if (c->broken)
+        return QRL_ERR_BUSY; /* the server rolls back what did not commit */
+    if (commit)
+        rc = simple(c, "COMMIT", "COMMIT", "commit");
+    if ((!commit || rc != QRL_OK) && !c->broken && PQtransactionStatus(c->pg) != PQTRANS_IDLE)
+        (void)simple(c, "ROLLBACK", NULL, "rollback");
+    return rc;
+}
+
+/* --- binary columns ------------------------------------------------------------------------ */
+
+int64_t qrl__pg_col_i64(const PGresult *r, int row, int col)
+{
+    const unsigned char *p = (const unsigned char *)PQgetvalue(r, row, col);
+    uint64_t v = 0;
+
+    if (PQgetisnull(r, row, col))
+        return 0;
+    switch (PQgetlength(r, row, col)) {
+    case 8:
+        memcpy(&v, p, 8);
+        return (int64_t)be64toh(v);
+    case 4: {
+        uint32_t w;
+        memcpy(&w, p, 4);
+        return (int32_t)be32toh(w);
+    }
+    case 2: {
+        uint16_t h;
+        memcpy(&h, p, 2);
+        return (int16_t)be16toh(h);
+    }
+    case 1:
+        return p[0] != 0; /* boolean */
+    default:
+        return 0;
+    }
+}
+
+int qrl__pg_col_text(const PGresult *r, int row, int col, char *dst, size_t cap)
+{
+    size_t n = (size_t)PQgetlength(r, row, col);
+
+    if (PQgetisnull(r, row, col) || n >= cap)
+        return -1;
+    memcpy(dst, PQgetvalue(r, row, col), n);
+    dst[n] = '\0';
+    return 0;
+}
+
+int qrl__pg_col_hash(const PGresult *r, int row, int col, qrl_hash *h)
+{
+    if (PQgetisnull(r, row, col) || PQgetlength(r, row, col) != QRL_HASH_BYTES)
+        return -1;
+    memcpy(h->b, PQgetvalue(r, row, col), QRL_HASH_BYTES);
+    return 0;
+}
+
+/* --- row decoders (column order: the *_COLS lists) ----------------------------------------- */
+
+qrl_err qrl__pg_read_account(const PGresult *r, int row, int b, qrl_account_rec *out)
+{
+    memset(out, 0, sizeof *out);
+    out->id = qrl__pg_col_i64(r, row, b);
+    if (qrl__pg_col_text(r, row, b + 1, out->username, sizeof out->username) != 0 ||
+        qrl__pg_col_text(r, row, b + 2, out->display_name, sizeof out->display_name) != 0 ||
+        qrl__pg_col_text(r, row, b + 3, out->pw_hash, sizeof out->pw_hash) != 0)
+        return qrl__pg_bad_row("account");
+    out->created_ms = qrl__pg_col_i64(r, row, b + 4);
+    out->disabled = qrl__pg_col_i64(r, row, b + 5) != 0;
+    return QRL_OK;
+}
+
+qrl_err qrl__pg_read_device(const PGresult *r, int row, int b, qrl_device_rec *out)
+{
+    memset(out, 0, sizeof *out);
+    out->id = qrl__pg_col_i64(r, row, b);
+    out->account_id = qrl__pg_col_i64(r, row, b + 1);
+    if (qrl__pg_col_text(r, row, b + 2, out->name, sizeof out->name) != 0 ||
+        qrl__pg_col_text(r, row, b + 3, out->kind, sizeof out->kind) != 0 ||
+        qrl__pg_col_text(r, row, b + 4, out->address, sizeof out->address) != 0)
+        return qrl__pg_bad_row("device");
+    out->created_ms = qrl__pg_col_i64(r, row, b + 5);
+    out->last_seen_ms = qrl__pg_col_i64(r, row, b + 6);
+    out->revoked_ms = qrl__pg_col_i64(r, row, b + 7);
+    if (!PQgetisnull(r, row, b + 8)) {
+        if (PQgetlength(r, row, b + 8) != QRL_PUBKEY_BYTES)
+            return qrl__pg_bad_row("device");
+        memcpy(out->pubkey, PQgetvalue(r, row, b + 8), QRL_PUBKEY_BYTES);
+        out->has_pubkey = 1;
+    }
+    return QRL_OK;
+}
+
+qrl_err qrl__pg_read_token(const PGresult *r, int row, qrl_token_rec *out)
+{
+    int64_t kind;
+
+    memset(out, 0, sizeof *out);
+    kind = qrl__pg_col_i64(r, row, 1);
+    if (qrl__pg_col_hash(r, row, 0, &out->hash) != 0 || kind < QRL_TOKEN_ACCESS ||
+        kind > QRL_TOKEN_SESSION ||
+        qrl__pg_col_text(r, row, 7, out->client_id, sizeof out->client_id) != 0 ||
+        qrl__pg_col_text(r, row, 8, out->scope, sizeof out->scope) != 0)
+        return qrl__pg_bad_row("token");
+    out->kind = (qrl_token_kind)kind;
+    out->device_id = qrl__pg_col_i64(r, row, 2);
+    out->created_ms = qrl__pg_col_i64(r, row, 3);
+    out->expires_ms = qrl__pg_col_i64(r, row, 4);
+    out->used_ms = qrl__pg_col_i64(r, row, 5);
+    out->revoked_ms = qrl__pg_col_i64(r, row, 6);
+    out->account_id = qrl__pg_col_i64(r, row, 9);
+    out->device_revoked = (int)qrl__pg_col_i64(r, row, 10);
+    out->account_disabled = (int)qrl__pg_col_i64(r, row, 11);
+    return QRL_OK;
+}
+
+qrl_err qrl__pg_read_lr(const PGresult *r, int row, qrl_lr_rec *out)
+{
+    int64_t state;
+
+    memset(out, 0, sizeof *out);
+    state = qrl__pg_col_i64(r, row, 12);
+    if (qrl__pg_col_hash(r, row, 1, &out->device_code_hash) != 0 ||
+        qrl__pg_col_hash(r, row, 2, &out->scan_hash) != 0 ||
+        qrl__pg_col_text(r, row, 3, out->user_code, sizeof out->user_code) != 0 ||
+        qrl__pg_col_text(r, row, 4, out->client_id, sizeof out->client_id) != 0 ||
+        qrl__pg_col_text(r, row, 5, out->scope, sizeof out->scope) != 0 ||
+        qrl__pg_col_text(r, row, 6, out->device_name, sizeof out->device_name) != 0 ||
+        qrl__pg_col_text(r, row, 7, out->device_kind, sizeof out->device_kind) != 0 ||
+        qrl__pg_col_text(r, row, 8, out->address, sizeof out->address) != 0 ||
+        qrl__pg_col_text(r, row, 18, out->nonce, sizeof out->nonce) != 0 ||
+        qrl__pg_col_text(r, row, 19, out->device_platform, sizeof out->device_platform) != 0 ||
+        state < QRL_LR_PENDING || state > QRL_LR_EXPIRED)
+        return qrl__pg_bad_row("login request");
+    out->id = qrl__pg_col_i64(r, row, 0);
+    out->created_ms = qrl__pg_col_i64(r, row, 9);
+    out->expires_ms = qrl__pg_col_i64(r, row, 10);
+    out->interval_s = (int)qrl__pg_col_i64(r, row, 11);
+    out->state = (qrl_lr_state)state;
+    out->updated_ms = qrl__pg_col_i64(r, row, 13);
+    out->claimed_device_id = qrl__pg_col_i64(r, row, 14);
+    out->account_id = qrl__pg_col_i64(r, row, 15);
+    out->approving_device_id = qrl__pg_col_i64(r, row, 16);
+    out->redeemed_device_id = qrl__pg_col_i64(r, row, 17);
+    return QRL_OK;
+}
+
+qrl_err qrl__pg_read_notice(const PGresult *r, int row, qrl_notice_rec *out)
+{
+    memset(out, 0, sizeof *out);
+    out->id = qrl__pg_col_i64(r, row, 0);
+    out->account_id = qrl__pg_col_i64(r, row, 1);
+    out->device_id = qrl__pg_col_i64(r, row, 2);
+    out->created_ms = qrl__pg_col_i64(r, row, 3);
+    if (qrl__pg_col_text(r, row, 4, out->platform, sizeof out->platform) != 0)
+        return qrl__pg_bad_row("notice");
+    return qrl__pg_read_device(r, row, NOTICE_DEVICE_COL, &out->device);
+}
+
+qrl_err qrl__pg_read_passkey(const PGresult *r, int row, qrl_passkey_rec *out)
+{
+    int cred_len = PQgetlength(r, row, 2), pk_len = PQgetlength(r, row, 4);
+    int64_t count = qrl__pg_col_i64(r, row, 5);
+
+    memset(out, 0, sizeof *out);
+    if (PQgetisnull(r, row, 2) || PQgetisnull(r, row, 4) || cred_len < 1 ||
+        (size_t)cred_len > sizeof out->cred_id || pk_len < 1 ||
+        (size_t)pk_len > sizeof out->pubkey || count < 0 || count > UINT32_MAX ||
+        qrl__pg_col_text(r, row, 6, out->name, sizeof out->name) != 0)
+        return qrl__pg_bad_row("passkey");
+    out->id = qrl__pg_col_i64(r, row, 0);
+    out->account_id = qrl__pg_col_i64(r, row, 1);
+    memcpy(out->cred_id, PQgetvalue(r, row, 2), (size_t)cred_len);
+    out->cred_id_len = (size_t)cred_len;
+    out->alg = (int)qrl__pg_col_i64(r, row, 3);
+    memcpy(out->pubkey, PQgetvalue(r, row, 4), (size_t)pk_len);
+    out->pubkey_len = (size_t)pk_len;
+    out->sign_count = (uint32_t)count;
+    out->created_ms = qrl__pg_col_i64(r, row, 7);
+    out->last_used_ms = qrl__pg_col_i64(r, row, 8);
+    return QRL_OK;
+}
