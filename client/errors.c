@@ -41,7 +41,8 @@
     X(QRL_ERR_REVOKED, "revoked")                                                                  \
     X(QRL_ERR_BUSY, "server unreachable or temporarily unavailable")                               \
     X(QRL_ERR_INVALID_CLIENT, "the server does not accept this client_id")                         \
-    X(QRL_ERR_CANCELLED, "cancelled")
+    X(QRL_ERR_CANCELLED, "cancelled")                                                              \
+    X(QRL_ERR_SUSPICIOUS, "the server blocked this login request as suspicious")
 
 #define CLIENT_ROW(code, text) [code] = text,
 #define CLIENT_ONE(code, text) +1

@@ -32,6 +32,9 @@ void qrl_config_defaults(qrl_config *cfg)
         .device_auth_client = {60000, 600},
         .approve_account = {30, 600},
         .refresh_device = {30, 600},
+        .max_lookup_networks = 3,
+        .max_approvers_per_address = 5,
+        .approvers_window_s = 24 * 3600,
     };
 }
 
@@ -62,7 +65,10 @@ static int config_valid(const qrl_config *c)
            c->interval_s <= 60 && limit_valid(c->user_code_account) &&
            limit_valid(c->user_code_addr) && limit_valid(c->sign_in_user) &&
            limit_valid(c->sign_in_addr) && limit_valid(c->device_auth_addr) && limit_valid(c->device_auth_client) &&
-           limit_valid(c->approve_account) && limit_valid(c->refresh_device);
+           limit_valid(c->approve_account) && limit_valid(c->refresh_device) &&
+           c->max_lookup_networks >= 0 && c->max_approvers_per_address >= 0 &&
+           (c->max_approvers_per_address == 0 ||
+            (c->approvers_window_s > 0 && c->approvers_window_s <= 30 * 24 * 3600));
 }
 
 static bool has_notify(const qrl_store *st)

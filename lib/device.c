@@ -49,7 +49,11 @@ qrl_err qrl_device_set_key(qrl_core *core, const qrl_auth *auth, const char *pub
     size_t len = 0;
     qrl_err rc;
 
+    /* The alphabet first: libsodium 1.0.18 decodes some bytes outside it (0x80 and up) as if
+     * they were '_', which would give one key many spellings. */
+    static const char b64url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     if (pubkey_b64 == NULL || password == NULL ||
+        strspn(pubkey_b64, b64url) != strlen(pubkey_b64) ||
         sodium_base642bin(pk, sizeof pk, pubkey_b64, strlen(pubkey_b64), NULL, &len, NULL,
                           sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0 ||
         len != sizeof pk)

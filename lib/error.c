@@ -37,7 +37,8 @@
     X(QRL_ERR_REVOKED, "revoked")                                                                  \
     X(QRL_ERR_BUSY, "temporarily unavailable")                                                     \
     X(QRL_ERR_INVALID_CLIENT, "client does not match")                                             \
-    X(QRL_ERR_CANCELLED, "cancelled")
+    X(QRL_ERR_CANCELLED, "cancelled")                                                              \
+    X(QRL_ERR_SUSPICIOUS, "blocked as suspicious")
 
 #define QRL__ROW(code, text) [code] = text,
 #define QRL__ONE(code, text) +1

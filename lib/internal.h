@@ -144,6 +144,21 @@ qrl_err qrl__lr_claimed(qrl_core *core, const qrl_auth *auth, const char *code, 
 void qrl__notice_linked(qrl_core *core, const qrl_device_rec *dev, const char *platform,
                         int64_t now_ms);
 
+/* --- phishing.c: the patterns of phishing kits (docs/security.md, "Detection") --- */
+/* Denies `lr` (when still PENDING or SCANNED; lr->state follows) and wakes its screen, and
+ * remembers `why` for qrl_last_block_reason(). Returns QRL_ERR_SUSPICIOUS. */
+qrl_err qrl__phish_block(qrl_core *core, qrl_lr_rec *lr, qrl_block_reason why, int64_t now);
+/* A phone at `address` looks up `lr` by its code: counts the address's network among those
+ * that looked it up (a live request only). QRL_OK, QRL_ERR_SUSPICIOUS when it is one network
+ * more than max_lookup_networks (the request is then denied), or a store error. */
+qrl_err qrl__phish_lookup(qrl_core *core, qrl_lr_rec *lr, const char *address, int64_t now);
+/* QRL_BLOCK_DENIED_NETWORK when lr was started from a network the operator denies. */
+qrl_block_reason qrl__phish_denied(qrl_core *core, const qrl_lr_rec *lr);
+/* Account `account_id` is about to approve `lr`: counts it among the accounts that approved
+ * requests of lr's screen address. QRL_OK, QRL_ERR_SUSPICIOUS when it is one account more than
+ * max_approvers_per_address (the request is then denied), or a store error. */
+qrl_err qrl__phish_approver(qrl_core *core, qrl_lr_rec *lr, int64_t account_id, int64_t now);
+
 /* --- passkey.c --- */
 struct qrl__chaltab *qrl__chaltab_new(void);
 void qrl__chaltab_free(struct qrl__chaltab *t);

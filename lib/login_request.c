@@ -573,13 +573,17 @@ static int same_network(const char *a, const char *b)
     return strcmp(a, b) == 0;
 }
 
-static void fill_view(const qrl_lr_rec *lr, const char *address, int64_t now, qrl_lr_view *v)
+static void fill_view(qrl_core *core, const qrl_lr_rec *lr, const char *address, int64_t now,
+                      qrl_lr_view *v)
 {
     v->lr = *lr;
     qrl_user_code_format(lr->user_code, v->user_code);
     v->same_network = same_network(lr->address, address);
     v->age_s = (now - lr->created_ms) / 1000;
     v->expires_in_s = lr->expires_ms > now ? (lr->expires_ms - now + 999) / 1000 : 0;
+    /* Said up front: a request from a denied network will not be approved (phishing.c). */
+    v->blocked = (QRL_LR_BIT(lr->state) & LIVE_MASK) != 0 ? qrl__phish_denied(core, lr)
+                                                          : QRL_BLOCK_NONE;
 }
 
 /* Classifies a request the calling phone cannot act on any more. */
@@ -603,8 +607,14 @@ qrl_err qrl_lr_view_claim(qrl_core *core, const qrl_auth *auth, const char *code
     rc = lr_find_by_code(core, auth, code, address, now, &lr);
     if (rc != QRL_OK)
         return rc;
+    /* A phishing kit's code is opened from many places: one network too many ends it. */
+    if (!lr_expire_if_due(core, &lr, now) &&
+        (rc = qrl__phish_lookup(core, &lr, address, now)) != QRL_OK) {
+        fill_view(core, &lr, address, now, out);
+        return rc;
+    }
     for (int round = 0; round < 3; round++) {
-        fill_view(&lr, address, now, out);
+        fill_view(core, &lr, address, now, out);
         if (lr_expire_if_due(core, &lr, now)) {
             out->lr.state = lr.state;
             return QRL_ERR_EXPIRED;
@@ -626,7 +636,7 @@ qrl_err qrl_lr_view_claim(qrl_core *core, const qrl_auth *auth, const char *code
             lr.state = QRL_LR_SCANNED;
             lr.claimed_device_id = auth->device_id;
             memcpy(lr.nonce, nonce, sizeof lr.nonce);
-            fill_view(&lr, address, now, out);
+            fill_view(core, &lr, address, now, out);
             return QRL_OK;
         }
         if (rc != QRL_ERR_CONFLICT)
@@ -752,6 +762,13 @@ static qrl_err lr_approve(qrl_core *core, const qrl_auth *auth, const char *code
         return QRL_ERR_EXPIRED;
     if (lr->state != QRL_LR_SCANNED || lr->claimed_device_id != auth->device_id)
         return not_actionable(lr, auth);
+    /* The patterns of phishing kits (phishing.c): a request started from a denied network is
+     * never approved, and an approval is a lookup by code like any other. */
+    if (qrl__phish_denied(core, lr) != QRL_BLOCK_NONE)
+        return qrl__phish_block(core, lr, QRL_BLOCK_DENIED_NETWORK, now);
+    rc = qrl__phish_lookup(core, lr, address, now);
+    if (rc != QRL_OK)
+        return rc;
     /* Approvals per account: many approvals in a row are a phishing kit's pattern, not a
      * person's. Denials are never limited: saying no must always work. */
     char kap[48];
@@ -769,6 +786,11 @@ static qrl_err lr_approve(qrl_core *core, const qrl_auth *auth, const char *code
         rc = qrl__passkey_assert(core, auth, lr->id, proof->passkey);
     else
         rc = qrl__password_check(core, &auth->account, proof->password, address);
+    if (rc != QRL_OK)
+        return rc;
+    /* Counted once the account has proved itself: one screen address approved by account
+     * after account is one attacker's screen and many victims (phishing.c). */
+    rc = qrl__phish_approver(core, lr, auth->account_id, now);
     if (rc != QRL_OK)
         return rc;
 

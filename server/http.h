@@ -51,6 +51,7 @@ struct qrl_server {
     qrl__metrics metrics;
     qrl__cidrs trusted;       /* proxies whose client-address header is believed */
     qrl__cidrs metrics_allow; /* clients that may read /metrics */
+    qrl__cidrs deny;          /* networks whose login requests are never approved */
     char client_ip_header[65];
     struct qrl__geoip *geoip; /* the country database (geoip.h), or NULL without --geoip */
     /* /readyz: the last answer and when it was found (monotonic ms), so that probes of the
@@ -219,7 +220,8 @@ typedef struct qrl__ids {
     int64_t account_id;
     int64_t device_id;
     const char *client_id;
-    const char *error; /* the answer's error code, for a failure */
+    const char *error;  /* the answer's error code, for a failure */
+    const char *reason; /* why a request was blocked (qrl_block_reason_name), or NULL */
 } qrl__ids;
 /* Writes an audit event of request r (type "audit", level info): its request id, client
  * address and route, and `ids` (may be NULL). Called by the handlers after the core call, from

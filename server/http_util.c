@@ -103,7 +103,12 @@
       C(400, "invalid_grant", NULL),                                                               \
       C(400, "invalid_grant", "This code belongs to another screen."))                             \
     X(QRL_ERR_CANCELLED, C(500, "server_error", NULL), C(500, "server_error", NULL),               \
-      C(500, "server_error", "Something went wrong on the server. Try again."))
+      C(500, "server_error", "Something went wrong on the server. Try again."))                    \
+    X(QRL_ERR_SUSPICIOUS, C(400, "access_denied", "the login request was blocked as suspicious"),  \
+      C(403, "suspicious_request", "the login request was blocked as suspicious"),                 \
+      C(403, "suspicious_request",                                                                 \
+        "This request looks like a phishing attempt; it has been blocked. Start again on the "     \
+        "screen."))
 
 #define ERRTAB_ROW(e, oauth, api, page)                                                            \
     [e] = {[QRL__CTX_OAUTH] = oauth, [QRL__CTX_API] = api, [QRL__CTX_PAGE] = page},

@@ -340,6 +340,7 @@ void qrl__audit(qrl__req *r, const char *event, const qrl__ids *ids)
             qrl__jl_int(&l, "device_id", ids->device_id);
         qrl__jl_str(&l, "client_id", ids->client_id);
         qrl__jl_str(&l, "error", ids->error);
+        qrl__jl_str(&l, "reason", ids->reason);
     }
     qrl__log_write(log, &l);
 }

@@ -496,7 +496,8 @@ static qrl_err ops_config(qrl_server *srv, const qrl_server_config *cfg)
 
     if (!qrl__cidrs_parse(cfg->trusted_proxies, &srv->trusted, NULL, 0) ||
         !qrl__cidrs_parse(cfg->metrics_allow != NULL ? cfg->metrics_allow : METRICS_ALLOW_DEFAULT,
-                          &srv->metrics_allow, NULL, 0))
+                          &srv->metrics_allow, NULL, 0) ||
+        !qrl__cidrs_parse(cfg->deny_networks, &srv->deny, NULL, 0))
         return QRL_ERR_INVALID;
     if (hdr == NULL || hdr[0] == '\0')
         hdr = "X-Forwarded-For";
@@ -571,6 +572,15 @@ void qrl_server_on_change(void *ud, int64_t lr_id)
         qrl__hub_wake_all(srv->hub, false);
     else
         qrl__hub_notify(srv->hub, lr_id);
+}
+
+int qrl_server_network_denied(void *ud, const char *address)
+{
+    const qrl_server *srv = ud;
+    qrl__ip ip;
+
+    return srv->deny.n > 0 && address != NULL &&
+           qrl__ip_parse(address, strlen(address), &ip) && qrl__cidrs_match(&srv->deny, &ip);
 }
 
 void qrl_server_handoff(qrl_server *srv, qrl_handoff *h)

@@ -55,6 +55,10 @@ typedef struct qrl_server_config {
      * qrl_server_new() (which fails with QRL_ERR_INVALID when it cannot) and kept open, mapped
      * read-only, until qrl_server_stop(). */
     const char *geoip_path;
+    /* "CIDR[,CIDR...]" of networks whose login requests are never approved (--deny-networks;
+     * docs/security.md, "Detection"); NULL, "" or "none": no deny list. Asked through
+     * qrl_server_network_denied(). */
+    const char *deny_networks;
     /* Optional, borrowed for the server's life: /readyz asks it whether the database takes
      * writes, /metrics shows its commit statistics (its `health` method, store.h). NULL: the
      * readiness probe is a read through the core, and the store has no metrics. */
@@ -82,6 +86,9 @@ qrl_err qrl_server_new(const qrl_server_config *cfg, qrl_server **out);
  * < 0: device -lr_id was revoked; 0: anything may have changed (every held request looks
  * again). */
 void qrl_server_on_change(void *ud, int64_t lr_id);
+/* Hook for qrl_config.network_denied; `ud` is the qrl_server: nonzero when `address` lies in
+ * deny_networks. */
+int qrl_server_network_denied(void *ud, const char *address);
 /* Fills `h` so that approvals hand tokens straight to screens held by this server. */
 void qrl_server_handoff(qrl_server *srv, qrl_handoff *h);
 qrl_err qrl_server_listen(qrl_server *srv, qrl_core *core, char *errbuf, size_t errlen);

@@ -95,6 +95,12 @@ static void test_set_key(void **state)
     assert_int_equal(qrl_device_set_key(f->core, &f->alice, "not base64!", FX_PW, ""),
                      QRL_ERR_INVALID);
     assert_int_equal(qrl_device_set_key(f->core, &f->alice, "AAAA", FX_PW, ""), QRL_ERR_INVALID);
+    /* A byte outside the alphabet where a '_' or another character was is refused, not read as
+     * '_' (one key, one spelling). */
+    char odd[64];
+    strcpy(odd, b64);
+    odd[5] = (char)0xC3;
+    assert_int_equal(qrl_device_set_key(f->core, &f->alice, odd, FX_PW, ""), QRL_ERR_INVALID);
     assert_int_equal(qrl_device_set_key(f->core, &f->alice, b64, "wrong", ""),
                      QRL_ERR_UNAUTHORIZED);
     assert_int_equal(qrl_device_set_key(f->core, &f->alice, b64, FX_PW, ""), QRL_OK);
