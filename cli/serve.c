@@ -104,6 +104,16 @@ static void serve_usage(FILE *f)
           "  --geoip FILE              country database (MaxMind DB, .mmdb) [QRLOGIN_GEOIP]:\n"
           "                            the phone is told the request's country and its own;\n"
           "                            default none\n"
+          "  Detection of phishing kits (docs/security.md, \"Detection\"):\n"
+          "  --deny-networks CIDR,...  login requests started from these networks are never\n"
+          "                            approved [QRLOGIN_DENY_NETWORKS]; default none\n"
+          "  --max-lookup-networks N   networks (IPv4 /24, IPv6 /64) that may open one login\n"
+          "                            request; one more blocks it\n"
+          "                            [QRLOGIN_MAX_LOOKUP_NETWORKS]; default 3, 0 = no limit\n"
+          "  --max-approvers-per-address N  accounts that may approve requests of one screen\n"
+          "                            address in 24 hours; one more is blocked\n"
+          "                            [QRLOGIN_MAX_APPROVERS_PER_ADDRESS]; default 5, 0 = no\n"
+          "                            limit\n"
           "  --demo                    create the account 'demo' and print its password; the\n"
           "                            password is kept in PATH.demo-password (mode 0600) and\n"
           "                            stays the same across restarts\n"
@@ -136,6 +146,8 @@ struct serve_opts {
     const char *listen_src; /* "--listen" or "QRLOGIN_LISTEN", for messages */
     long long request_ttl, access_ttl, refresh_ttl, session_ttl, threads;
     long long idle_ttl, refresh_max_ttl, notify_window; /* -1: not given */
+    long long max_lookup_networks, max_approvers;       /* -1: not given */
+    const char *deny_networks;                          /* --deny-networks, checked */
     long long max_conn, conn_mem, conn_timeout, per_ip;
     int access_log, demo, demo_reset, check_config;
     int dpop_required; /* --dpop required */
@@ -294,6 +306,8 @@ static int parse_opts(int argc, char **argv, struct serve_opts *o, qrl_cli_conf 
         IDLE_TTL,
         REFRESH_MAX_TTL,
         NOTIFY_WINDOW,
+        MAX_LOOKUP_NETWORKS,
+        MAX_APPROVERS,
         NUM_OPTS
     };
     struct num_opt num[NUM_OPTS] = {
@@ -320,6 +334,10 @@ static int parse_opts(int argc, char **argv, struct serve_opts *o, qrl_cli_conf 
                              86400 * 3650LL, &o->refresh_max_ttl},
         [NOTIFY_WINDOW] = {"--notify-revoke-window", "QRLOGIN_NOTIFY_REVOKE_WINDOW", "seconds", 0,
                            7 * 86400, &o->notify_window},
+        [MAX_LOOKUP_NETWORKS] = {"--max-lookup-networks", "QRLOGIN_MAX_LOOKUP_NETWORKS",
+                                 "networks", 0, 1000000, &o->max_lookup_networks},
+        [MAX_APPROVERS] = {"--max-approvers-per-address", "QRLOGIN_MAX_APPROVERS_PER_ADDRESS",
+                           "accounts", 0, 1000000, &o->max_approvers},
     };
     static const struct option longopts[] = {
         {"listen", required_argument, NULL, 'l'},
@@ -350,6 +368,9 @@ static int parse_opts(int argc, char **argv, struct serve_opts *o, qrl_cli_conf 
         {"client-ip-header", required_argument, NULL, 2003},
         {"metrics-allow", required_argument, NULL, 2004},
         {"geoip", required_argument, NULL, 2005},
+        {"deny-networks", required_argument, NULL, 2006},
+        {"max-lookup-networks", required_argument, NULL, 1000 + MAX_LOOKUP_NETWORKS},
+        {"max-approvers-per-address", required_argument, NULL, 1000 + MAX_APPROVERS},
         {"rate-limits", required_argument, NULL, 3000},
         {"limit-device-auth-address", required_argument, NULL, 3001 + LIMIT_DA_ADDR},
         {"limit-device-auth-client", required_argument, NULL, 3001 + LIMIT_DA_CLIENT},
@@ -370,6 +391,7 @@ static int parse_opts(int argc, char **argv, struct serve_opts *o, qrl_cli_conf 
     o->listen_src = "the default";
     o->per_ip = 256;
     o->idle_ttl = o->refresh_max_ttl = o->notify_window = -1;
+    o->max_lookup_networks = o->max_approvers = -1;
     o->db = "qrlogin.db";
     optind = 1;
     while ((c = getopt_long(conf->argc, conf->argv, "h", longopts, NULL)) != -1) {
@@ -424,6 +446,17 @@ static int parse_opts(int argc, char **argv, struct serve_opts *o, qrl_cli_conf 
             o->geoip = optarg[0] != '\0' ? optarg : NULL;
             o->geoip_src = qrl_cli_conf_from(conf, "geoip");
             break;
+        case 2006: {
+            char why[160];
+            if (!qrl_server_cidrs_valid(optarg, why, sizeof why)) {
+                qrl_cli_err("%s must be a comma-separated list of addresses or CIDR blocks, like "
+                            "203.0.113.0/24,2001:db8::/32: %s",
+                            qrl_cli_conf_from(conf, "deny-networks"), why);
+                return 2;
+            }
+            o->deny_networks = optarg;
+            break;
+        }
         default:
             if (c >= 3000 && c <= 3000 + LIMIT_COUNT) {
                 if (!limit_opt(o, conf, c))
@@ -704,6 +737,7 @@ int qrl_cli_serve(int argc, char **argv)
     scfg.client_ip_header = o.client_ip_header;
     scfg.metrics_allow = o.metrics_allow;
     scfg.geoip_path = o.geoip;
+    scfg.deny_networks = o.deny_networks;
 
     /* Signals are taken synchronously by sigtimedwait; block them before any thread starts so
      * that every thread inherits the mask. */
@@ -758,6 +792,12 @@ int qrl_cli_serve(int argc, char **argv)
     if (o.notify_window >= 0)
         cfg.notice_revoke_window_s = o.notify_window;
     limits_apply(&o, &cfg);
+    if (o.max_lookup_networks >= 0)
+        cfg.max_lookup_networks = o.max_lookup_networks;
+    if (o.max_approvers >= 0)
+        cfg.max_approvers_per_address = o.max_approvers;
+    cfg.network_denied = qrl_server_network_denied;
+    cfg.network_denied_ud = srv;
     cfg.on_change = qrl_server_on_change;
     cfg.on_change_ud = srv;
     qrl_server_handoff(srv, &cfg.handoff);

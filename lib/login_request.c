@@ -582,8 +582,8 @@ static void fill_view(qrl_core *core, const qrl_lr_rec *lr, const char *address,
     v->age_s = (now - lr->created_ms) / 1000;
     v->expires_in_s = lr->expires_ms > now ? (lr->expires_ms - now + 999) / 1000 : 0;
     /* Said up front: a request from a denied network will not be approved (phishing.c). */
-    v->blocked = (QRL_LR_BIT(lr->state) & LIVE_MASK) != 0 ? qrl__phish_denied(core, lr)
-                                                          : QRL_BLOCK_NONE;
+    v->blocked =
+        (QRL_LR_BIT(lr->state) & LIVE_MASK) != 0 ? qrl__phish_denied(core, lr) : QRL_BLOCK_NONE;
 }
 
 /* Classifies a request the calling phone cannot act on any more. */

@@ -297,6 +297,12 @@ enum MHD_Result qrl__h_web_device_delete(qrl__req *r, const char *arg);
 enum MHD_Result qrl__web_screen_answer(qrl__req *r, qrl_err rc, qrl_poll_result *res);
 /* Wakes a signed-in web screen watching for the revocation of `device_id`. */
 void qrl__web_device_revoked(qrl_server *srv, int64_t device_id);
+/* The answer to a decision or view the core refused as a phishing kit's (QRL_ERR_SUSPICIOUS,
+ * its reason from qrl_last_block_reason()): the audit event request_blocked naming the request,
+ * the phone and the reason, then 403 suspicious_request with a sentence for the person holding
+ * the phone and "reason" in the body (http_phone.c). */
+enum MHD_Result qrl__respond_blocked(qrl__req *r, enum qrl__errctx ctx, const qrl_auth *auth,
+                                     int64_t lr_id);
 /* The phone's checks of a /web/ request, for the handlers of other files (http_notice.c): with
  * `csrf`, first the check every state-changing /web/ request passes, then the session cookie.
  * Answers itself (403 csrf_failed, 401 with the cookie cleared, ...) and returns false on

@@ -115,6 +115,47 @@ static const qrl__errsay lr_decided_say[] = {
     QRL__SAY_END,
 };
 
+/* What the phone says when a request was blocked as a phishing kit's (lib/phishing.c): the
+ * same words for the phone API and the pages, since an app shows the description as it is. */
+static const char *blocked_text(qrl_block_reason why)
+{
+    switch (why) {
+    case QRL_BLOCK_MANY_NETWORKS:
+        return "This request was opened from too many places; it has been blocked. Start again "
+               "on the screen.";
+    case QRL_BLOCK_DENIED_NETWORK:
+        return "This request comes from a network that may not sign in here; it has been "
+               "blocked. Nothing was approved.";
+    case QRL_BLOCK_MANY_ACCOUNTS:
+        return "The screen that made this request has signed in to too many accounts; it has "
+               "been blocked. Nothing was approved. If someone asked you to approve it, they "
+               "were after your account.";
+    case QRL_BLOCK_NONE:
+        break;
+    }
+    return "This request looks like a phishing attempt; it has been blocked.";
+}
+
+enum MHD_Result qrl__respond_blocked(qrl__req *r, enum qrl__errctx ctx, const qrl_auth *auth,
+                                     int64_t lr_id)
+{
+    qrl_block_reason why = qrl_last_block_reason();
+    const char *reason = qrl_block_reason_name(why);
+    const qrl__errsay say[] = {
+        {QRL_ERR_SUSPICIOUS, {0, NULL, blocked_text(why)}},
+        QRL__SAY_END,
+    };
+
+    qrl__audit(r, "request_blocked",
+               &(qrl__ids){.lr_id = lr_id,
+                           .account_id = auth->account_id,
+                           .device_id = auth->device_id,
+                           .error = "suspicious_request",
+                           .reason = reason});
+    return qrl__respond_err_as(r, QRL_ERR_SUSPICIOUS, ctx, say,
+                               json_pack("{s:s}", "reason", reason), NULL);
+}
+
 /* Answers a failed decision, adding the current state for invalid_state. */
 static enum MHD_Result lr_error(qrl__req *r, qrl_err rc, const qrl_lr_rec *lr)
 {
@@ -138,8 +179,11 @@ enum MHD_Result qrl__h_lr_view(qrl__req *r, const char *code)
     if (!authenticate(r, &auth, &ret))
         return ret;
     rc = qrl_lr_view_claim(r->srv->core, &auth, code, r->address, &v);
+    if (rc == QRL_ERR_SUSPICIOUS)
+        return qrl__respond_blocked(r, QRL__CTX_API, &auth, v.lr.id);
     if (rc != QRL_OK)
         return lr_error(r, rc, &v.lr);
+    const char *blocked = v.blocked != QRL_BLOCK_NONE ? qrl_block_reason_name(v.blocked) : NULL;
     qrl__login_event(
         r, QRL__OUT_CLAIMED,
         &(qrl__ids){.lr_id = v.lr.id, .account_id = auth.account_id, .device_id = auth.device_id});
@@ -159,11 +203,12 @@ enum MHD_Result qrl__h_lr_view(qrl__req *r, const char *code)
             "\"device_kind\":\"%s\",\"device_platform\":\"%s\",\"client_id\":\"%s\","
             "\"scope\":\"%s\",\"address\":\"%s\","
             "\"same_network\":%s,\"age_seconds\":%lld,\"expires_in\":%lld,"
-            "\"created_at\":%lld,\"nonce\":\"%s\",%s}",
+            "\"created_at\":%lld,\"nonce\":\"%s\",\"blocked\":%s%s%s,%s}",
             (long long)v.lr.id, qrl_lr_state_name(v.lr.state), v.user_code, v.lr.device_name,
             v.lr.device_kind, v.lr.device_platform, v.lr.client_id, v.lr.scope, v.lr.address,
             v.same_network ? "true" : "false", (long long)v.age_s, (long long)v.expires_in_s,
-            (long long)(v.lr.created_ms / 1000), v.lr.nonce, origin);
+            (long long)(v.lr.created_ms / 1000), v.lr.nonce, blocked != NULL ? "\"" : "",
+            blocked != NULL ? blocked : "null", blocked != NULL ? "\"" : "", origin);
         if (n > 0 && (size_t)n < sizeof body)
             return qrl__respond_text(r, 200, body, (size_t)n, NULL);
     }
@@ -175,6 +220,7 @@ enum MHD_Result qrl__h_lr_view(qrl__req *r, const char *code)
                   "age_seconds", (json_int_t)v.age_s, "expires_in", (json_int_t)v.expires_in_s,
                   "created_at", (json_int_t)(v.lr.created_ms / 1000), "nonce", v.lr.nonce);
     qrl__origin_json_set(o, &where);
+    json_object_set_new(o, "blocked", blocked != NULL ? json_string(blocked) : json_null());
     return qrl__respond_json(r, 200, o);
 }
 
@@ -224,6 +270,8 @@ enum MHD_Result qrl__h_lr_approve(qrl__req *r, const char *code)
                                      .device_id = auth.device_id});
         return decided(r, &lr);
     }
+    if (rc == QRL_ERR_SUSPICIOUS)
+        return qrl__respond_blocked(r, QRL__CTX_API, &auth, lr.id);
     qrl__audit(r, "login_approval_failed",
                &(qrl__ids){.account_id = auth.account_id,
                            .device_id = auth.device_id,

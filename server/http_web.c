@@ -865,6 +865,8 @@ enum MHD_Result qrl__h_web_lr_view(qrl__req *r, const char *arg)
     rc = qrl_lr_view_claim(r->srv->core, &auth, code, r->address, &v);
     json_decref(o);
     sodium_memzero(r->body, r->body_len);
+    if (rc == QRL_ERR_SUSPICIOUS)
+        return qrl__respond_blocked(r, QRL__CTX_PAGE, &auth, v.lr.id);
     if (rc != QRL_OK)
         return lr_fail(r, rc, &v.lr, false);
     qrl__login_event(
@@ -885,6 +887,10 @@ enum MHD_Result qrl__h_web_lr_view(qrl__req *r, const char *arg)
     /* The screen's country (its address at device authorization) and the phone's, now. */
     qrl__geoip_origin(r->srv->geoip, v.lr.address, r->address, &where);
     qrl__origin_json_set(o, &where);
+    /* A request from a denied network: the page says so instead of offering to approve. */
+    json_object_set_new(o, "blocked",
+                        v.blocked != QRL_BLOCK_NONE ? json_string(qrl_block_reason_name(v.blocked))
+                                                    : json_null());
     return qrl__respond_json(r, 200, o);
 }
 
@@ -947,6 +953,8 @@ enum MHD_Result qrl__h_web_lr_approve(qrl__req *r, const char *arg)
     rc = qrl_lr_approve(r->srv->core, &auth, code, uc, &proof, r->address, &lr);
     json_decref(o);
     sodium_memzero(r->body, r->body_len);
+    if (rc == QRL_ERR_SUSPICIOUS)
+        return qrl__respond_blocked(r, QRL__CTX_PAGE, &auth, lr.id);
     if (rc != QRL_OK) {
         qrl__audit(r, "login_approval_failed",
                    &(qrl__ids){.account_id = auth.account_id,

@@ -62,6 +62,7 @@
     if (code === 'expired' || (res && res.data && res.data.state === 'expired')) title = 'This code has expired';
     else if (code === 'not_found') title = 'This code does not work';
     else if (code === 'already_claimed') title = 'Opened on another phone';
+    else if (code === 'suspicious_request') title = 'This request was blocked';
     else if (code === 'invalid_state' && res.data.state === 'approved') title = 'Already approved';
     else if (code === 'invalid_state' && res.data.state === 'denied') title = 'Already declined';
     let text = message(res);
@@ -127,6 +128,14 @@
     }
     view = res.data;
     viewedAt = Date.now();
+    // Started from a network this server denies: it cannot be approved, so say so up front.
+    if (view.blocked === 'denied_network') {
+      done('no', ['This request was blocked'],
+        ['It comes from a network that may not sign in here, so it cannot be approved. ' +
+         'If someone asked you to approve it, they were after your account.'],
+        [['/devices', 'Your devices', 'secondary']]);
+      return;
+    }
     renderRequest();
   }
 
@@ -345,7 +354,8 @@
       section('request');
       return;
     }
-    if (code === 'expired' || code === 'invalid_state' || code === 'not_found' || code === 'already_claimed') {
+    if (code === 'expired' || code === 'invalid_state' || code === 'not_found' || code === 'already_claimed' ||
+        code === 'suspicious_request') {
       failEnd(res);
       return;
     }

@@ -102,6 +102,22 @@ typedef struct qrl_config {
      * per device (default 30 per 10 minutes). */
     qrl_limit approve_account;
     qrl_limit refresh_device;
+    /* Detection of device-code phishing kits (lib/phishing.c, docs/security.md "Detection"),
+     * each 0 to turn it off. The distinct networks (an IPv4 address counts by its /24, an IPv6
+     * one by its /64) that may look up one login request by its scan secret or user code; the
+     * first lookup from one more is refused and the request denied. Default 3. */
+    int64_t max_lookup_networks;
+    /* The distinct accounts that may approve requests started from one screen address (an
+     * IPv6 address counts by its /64) within approvers_window_s; an approval by one more
+     * account is refused and its request denied. Defaults 5 per 86400 s (1 to 2592000). */
+    int64_t max_approvers_per_address;
+    int64_t approvers_window_s;
+    /* Optional (NULL: no deny list): nonzero when `address`, where a login request was started,
+     * lies in a network the operator denies (qrlogin serve --deny-networks). Such a request
+     * cannot be approved; the phone's view says so up front. Called from any thread; must be
+     * quick and must not call back into the core. */
+    int (*network_denied)(void *ud, const char *address);
+    void *network_denied_ud;
     /* Argon2id cost for new password hashes; 0 = libsodium INTERACTIVE. */
     unsigned long long pwhash_ops;
     size_t pwhash_mem;
@@ -278,19 +294,39 @@ qrl_err qrl_device_auth_dpop(qrl_core *core, const char *token,
                              const unsigned char dpop_key[QRL_PUBKEY_BYTES], const char *address,
                              qrl_auth *out);
 
+/* Why a login request was blocked as a phishing kit's (QRL_ERR_SUSPICIOUS; docs/security.md,
+ * "Detection"). Numbers are never reused. */
+typedef enum qrl_block_reason {
+    QRL_BLOCK_NONE = 0,
+    QRL_BLOCK_MANY_NETWORKS = 1,  /* its code was looked up from too many networks */
+    QRL_BLOCK_DENIED_NETWORK = 2, /* it was started from a network on the deny list */
+    QRL_BLOCK_MANY_ACCOUNTS = 3   /* its screen's address is approved by too many accounts */
+} qrl_block_reason;
+
+/* "many_networks", "denied_network", "many_accounts"; "" for QRL_BLOCK_NONE. Never NULL. */
+const char *qrl_block_reason_name(qrl_block_reason reason);
+/* After a call of this thread returned QRL_ERR_SUSPICIOUS: why. Like qrl_retry_after_s(), it
+ * belongs to the calling thread and holds until its next such refusal: a refusal's detail for
+ * the caller's answer and audit line, without a new argument on every decision function. */
+qrl_block_reason qrl_last_block_reason(void);
+
 typedef struct qrl_lr_view {
     qrl_lr_rec lr;
     char user_code[QRL_USER_CODE_BUF]; /* display form */
     int same_network;
     int64_t age_s;
     int64_t expires_in_s;
+    /* QRL_BLOCK_DENIED_NETWORK when the request was started from a denied network: it cannot
+     * be approved, and the phone says so before anyone tries; else QRL_BLOCK_NONE. */
+    qrl_block_reason blocked;
 } qrl_lr_view;
 
 /* Looks up a login request by scan secret ("qrl_ss_...") or user code (any case, dashes,
  * spaces) and claims it for the calling phone (PENDING -> SCANNED). Viewing a request this
  * phone already claimed is allowed again. QRL_ERR_CLAIMED if another phone claimed it,
  * QRL_ERR_NOT_FOUND, QRL_ERR_EXPIRED, QRL_ERR_CONFLICT (decided already; view->lr.state says),
- * QRL_ERR_RATE_LIMITED. */
+ * QRL_ERR_RATE_LIMITED, QRL_ERR_SUSPICIOUS (the code was looked up from more networks than
+ * max_lookup_networks: the request is now DENIED; qrl_last_block_reason() says why). */
 qrl_err qrl_lr_view_claim(qrl_core *core, const qrl_auth *auth, const char *code,
                           const char *address, qrl_lr_view *out);
 
@@ -373,8 +409,11 @@ typedef struct qrl_proof {
  * QRL_ERR_INVALID unless exactly one proof is given.
  * QRL_ERR_UNAUTHORIZED (wrong password), QRL_ERR_FORBIDDEN (bad signature or no device key),
  * QRL_ERR_CODE_MISMATCH, QRL_ERR_CLAIMED, QRL_ERR_CONFLICT (not SCANNED), QRL_ERR_EXPIRED,
- * QRL_ERR_NOT_FOUND, QRL_ERR_RATE_LIMITED. `out` (may be NULL) receives the request as last
- * read: its id, and its state (the new one on success, the current one on QRL_ERR_CONFLICT). */
+ * QRL_ERR_NOT_FOUND, QRL_ERR_RATE_LIMITED, QRL_ERR_SUSPICIOUS (looked up from too many
+ * networks, started from a denied network, or one account too many for its screen's address:
+ * the request is now DENIED; qrl_last_block_reason() says which). `out` (may be NULL) receives
+ * the request as last read: its id, and its state (the new one on success, the current one on
+ * QRL_ERR_CONFLICT). */
 qrl_err qrl_lr_approve(qrl_core *core, const qrl_auth *auth, const char *code,
                        const char *user_code, const qrl_proof *proof, const char *address,
                        qrl_lr_rec *out);

@@ -44,6 +44,7 @@ typedef enum qrl_err {
     QRL_ERR_BUSY = 22,           /* resource temporarily exhausted */
     QRL_ERR_INVALID_CLIENT = 23, /* client_id missing or does not match the request */
     QRL_ERR_CANCELLED = 24,      /* the caller cancelled the operation (client SDK) */
+    QRL_ERR_SUSPICIOUS = 25,     /* refused as a phishing kit's pattern (qrl_block_reason) */
     /* Not an error: one past the last code, the length of every table keyed by qrl_err. */
     QRL_ERR__COUNT
 } qrl_err;
