@@ -70,8 +70,9 @@ void it_sleep_ms(long ms)
 
 /* --- server lifecycle ---------------------------------------------------------------------- */
 
-/* A new server; with QRL_TEST_BACKEND=postgres and `own_db` its database is a new one on the
- * test cluster, a copy of `pg_template` (a URI) when that is not NULL (tests/pg/it_pg.h). */
+/* A new server; with QRL_TEST_BACKEND=postgres and `own_db` it gets a database of its own on
+ * the test cluster, empty, or holding what `pg_template` (a URI) holds when that is not NULL
+ * (it_pg_db_acquire(), tests/pg/it_pg.h). */
 static it_server *server_new(const char *pg_template, int own_db)
 {
     static int curl_ready;

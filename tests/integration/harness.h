@@ -11,9 +11,10 @@
  *
  * The backend: SQLite by default. With QRL_TEST_BACKEND=postgres (tests/CMakeLists.txt sets it
  * for the integration-pg/ copies of the tests, with where the test cluster is: tests/pg/README)
- * it_server_new() creates a new database on the shared test cluster, `db` is its libpq URI, the
- * server is started with `--db URI`, it_db_count() runs its SQL through libpq, and
- * it_server_free() drops the database. A second server on the same database, a second node
+ * it_server_new() gives the server a database of its own on the shared test cluster (new, or
+ * one this process used before, emptied), `db` is its libpq URI, the server is started with
+ * `--db URI`, it_db_count() runs its SQL through libpq, and it_server_free() gives the database
+ * back (tests/pg/it_pg.h). A second server on the same database, a second node
  * behind the same load balancer, is it_server_new_on() (PostgreSQL only). Tests that open `db`
  * as a SQLite file themselves run on SQLite only (tests/pg/README lists them).
  *

@@ -454,7 +454,15 @@ static void test_metrics_count_a_flow(void **state)
         it_resp_free(r);
     }
     assert_true(refused);
+    /* Counted when its answer has been sent: look again until it shows (see above). */
     after = scrape(s, NULL);
+    for (int i = 0; i < 100 &&
+                    series(after, "qrlogin_rate_limited_total{route=\"login-request\"}") < 1;
+         i++) {
+        free(after);
+        it_sleep_ms(20);
+        after = scrape(s, NULL);
+    }
     assert_true(series(after, "qrlogin_rate_limited_total{route=\"login-request\"}") == 1);
     assert_true(series(after, "qrlogin_http_requests_total{route=\"login-request\","
                               "code=\"429\"}") == 1);

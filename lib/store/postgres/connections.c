@@ -9,8 +9,9 @@
  * node. A method leases one for its duration, a few round trips, and gives it back; a thread
  * that finds none free waits for one. The size is QRLOGIN_PG_POOL (1 to 1024), 16 by default:
  * enough that the worker threads rarely wait (a method holds its connection well under a
- * millisecond on a local network), few enough that ten nodes fit the default max_connections of
- * 100 with room for the listener, the probe and an operator. Connections open on first use
+ * millisecond on a local network), few enough that five nodes (18 connections each, with the
+ * listener and the probe) fit the default max_connections of 100 with room for an operator;
+ * more nodes need a higher max_connections or a smaller pool. Connections open on first use
  * (the opening thread's first one is the migration's) and stay open until close.
  *
  * Reconnection. When the database restarts, every connection breaks. A method that runs on a
