@@ -161,11 +161,12 @@ static long long proc_status_kb(int pid, const char *field)
     return kb;
 }
 
-/* utime + stime of a process, in clock ticks. */
-static long long proc_cpu_ticks(int pid)
+/* utime + stime of a process, in clock ticks; with `children` also cutime + cstime (the time of
+ * its children that ended). -1 if it is gone. */
+static long long proc_ticks(int pid, bool children)
 {
     char path[64], buf[2048], *p;
-    unsigned long long ut = 0, st = 0;
+    unsigned long long ut = 0, st = 0, cut = 0, cst = 0;
     FILE *f;
     size_t n;
 
@@ -178,9 +179,62 @@ static long long proc_cpu_ticks(int pid)
     buf[n] = '\0';
     p = strrchr(buf, ')'); /* the command name may hold spaces */
     if (p == NULL ||
-        sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
+        sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %llu %llu", &ut, &st,
+               &cut, &cst) != 4)
         return -1;
-    return (long long)(ut + st);
+    return (long long)(ut + st + (children ? cut + cst : 0));
+}
+
+static long long proc_cpu_ticks(int pid)
+{
+    return proc_ticks(pid, false);
+}
+
+/* PostgreSQL's CPU time: the postmaster with its ended children, and every living child. */
+static long long pg_ticks(int pm)
+{
+    char path[96], buf[8192];
+    long long t = proc_ticks(pm, true), k;
+    FILE *f;
+    size_t n;
+
+    if (t < 0)
+        return 0;
+    snprintf(path, sizeof path, "/proc/%d/task/%d/children", pm, pm);
+    f = fopen(path, "r");
+    if (f == NULL)
+        return t;
+    n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    for (char *q = buf, *e; *q != '\0'; q = e) {
+        long pid = strtol(q, &e, 10);
+        if (e == q)
+            break;
+        if (pid > 0 && (k = proc_ticks((int)pid, true)) > 0)
+            t += k;
+    }
+    return t;
+}
+
+/* The busy clock ticks of CPU 0 and CPU 1 (all but idle and iowait), as bench/run.sh counts. */
+static void cpu_busy(long long busy[2])
+{
+    char line[512];
+    FILE *f = fopen("/proc/stat", "r");
+
+    busy[0] = busy[1] = 0;
+    if (f == NULL)
+        return;
+    while (fgets(line, sizeof line, f) != NULL) {
+        unsigned long long v[8] = {0};
+        int cpu;
+        if (sscanf(line, "cpu%d %llu %llu %llu %llu %llu %llu %llu %llu", &cpu, &v[0], &v[1], &v[2],
+                   &v[3], &v[4], &v[5], &v[6], &v[7]) == 9 &&
+            cpu >= 0 && cpu < 2)
+            busy[cpu] = (long long)(v[0] + v[1] + v[2] + v[5] + v[6] + v[7]);
+    }
+    fclose(f);
 }
 
 static void raise_nofile(void)
@@ -533,7 +587,8 @@ struct opts {
     double time_limit, settle, cpu_window, warmup, duration;
     int pid;
     bool shutdown_check;
-    const char *codes, *out, *user, *password_file;
+    const char *codes, *out, *user, *password_file, *cpu_pids;
+    int pg_pid;
 };
 
 static void usage(void)
@@ -547,6 +602,7 @@ static void usage(void)
           "                      --password-file F [--time-limit S]\n"
           "       loadgen flows  --port P [--phone-port Q] --conc C --user U --password-file F\n"
           "                      [--warmup S] [--runs R] [--duration S]\n"
+          "                      [--cpu-pids \"PID...\" [--pg-pid PM]]\n"
           "--phone-port: the phone's requests (sign-in, device key, claim, approve) go to port Q,\n"
           "the screen's to P (two nodes on one database); default: all to P.\n",
           stderr);
@@ -611,6 +667,10 @@ static void parse_opts(int argc, char **argv, struct opts *o)
             o->duration = atof(v);
         else if (strcmp(a, "--pid") == 0)
             o->pid = atoi(v);
+        else if (strcmp(a, "--cpu-pids") == 0)
+            o->cpu_pids = v;
+        else if (strcmp(a, "--pg-pid") == 0)
+            o->pg_pid = atoi(v);
         else if (strcmp(a, "--codes") == 0)
             o->codes = v;
         else if (strcmp(a, "--out") == 0)
@@ -1147,6 +1207,35 @@ static int cmd_wake(const struct opts *o)
 /* ------------------------------------------------------------------------------------------ */
 /* flows                                                                                       */
 
+/* With --cpu-pids: one "CPUWIN monotonic-seconds cpu0-busy cpu1-busy server-ticks [pg-ticks]"
+ * line, the snapshot bench/run.sh takes (and wrk/cpuwin.lua for wrk), so that the CPU use of
+ * the flows is accounted over the timed windows alone, without the sign-in's Argon2id checks
+ * and the warm-up. server-ticks sums the processes named; pg-ticks is PostgreSQL's (--pg-pid,
+ * its postmaster). */
+static void cpuwin_print(const struct opts *o)
+{
+    long long busy[2], srv = 0;
+    char *list, *save = NULL;
+
+    if (o->cpu_pids == NULL)
+        return;
+    cpu_busy(busy);
+    list = strdup(o->cpu_pids);
+    if (list == NULL)
+        die("out of memory");
+    for (char *t = strtok_r(list, " ,", &save); t != NULL; t = strtok_r(NULL, " ,", &save)) {
+        long long k = proc_cpu_ticks(atoi(t));
+        if (k > 0)
+            srv += k;
+    }
+    free(list);
+    printf("CPUWIN %.6f %lld %lld %lld", (double)now_ns() / 1e9, busy[0], busy[1], srv);
+    if (o->pg_pid > 0)
+        printf(" %lld", pg_ticks(o->pg_pid));
+    printf("\n");
+    fflush(stdout);
+}
+
 enum { S_DA, S_CLAIM, S_APPROVE, S_REDEEM, S_N };
 static const char *const step_name[S_N] = {"device_auth", "claim", "approve", "redeem"};
 
@@ -1271,6 +1360,7 @@ static int cmd_flows(const struct opts *o)
     fl.window_start = fl.window_end = 0;
     ev_run(now_ns() + (int64_t)(o->warmup * 1e9), &stop);
     note("flows: warm-up done (%ld errors)", fl.errors);
+    cpuwin_print(o);
     fl.measuring = true;
     for (long r = 0; r < o->runs; r++) {
         int64_t t0 = now_ns();
@@ -1282,6 +1372,7 @@ static int cmd_flows(const struct opts *o)
         printf("flows_run%ld=%.1f\n", r + 1, rates[r]);
         fflush(stdout);
     }
+    cpuwin_print(o);
     fl.stopping = true;
     printf("flows_concurrency=%ld\nflows_errors=%ld\n", o->conc, fl.errors);
     printf("flows_screen_port=%u\nflows_phone_port=%u\n", (unsigned)ntohs(g_screen.sa.sin_port),
