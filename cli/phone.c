@@ -256,10 +256,19 @@ out:
     return rc;
 }
 
+/* What the scanned QR code says of the screen's key (qrlogin/protocol.h): the short form of its
+ * thumbprint ("k" in the link), none, or something that is no short form. */
+struct key_hint {
+    qrl_err rc; /* QRL_OK (hint), QRL_ERR_NOT_FOUND (none), QRL_ERR_INVALID */
+    char hint[QRL_KEY_HINT_BUF];
+};
+
 /* Turns the argument of approve into the code the API takes: the scan secret from a QR URL's
- * fragment, or a user code as typed. Returns 0, or the exit status: 2 when the argument is
- * not a code (a usage error), 1 when the image cannot be read or holds something else. */
-static int code_from(const struct phone_opts *o, const char *arg, char *code, size_t len)
+ * fragment, or a user code as typed; and into what the QR code says of the screen's key.
+ * Returns 0, or the exit status: 2 when the argument is not a code (a usage error), 1 when the
+ * image cannot be read or holds something else. */
+static int code_from(const struct phone_opts *o, const char *arg, char *code, size_t len,
+                     struct key_hint *kh)
 {
     char text[1024], err[256];
     int bad = 2;
@@ -274,6 +283,7 @@ static int code_from(const struct phone_opts *o, const char *arg, char *code, si
     }
     if (arg == NULL)
         return 2;
+    kh->rc = qrl_login_key_hint_parse(arg, kh->hint);
     switch (qrl_login_code_parse(arg, code, len)) {
     case QRL_OK:
         return 0;
@@ -320,7 +330,49 @@ static void show_countries(json_t *j)
           stderr);
 }
 
-static void show_request(const qrl_cli_resp *r)
+/* How the key the server names for the request (dpop_jkt) stands to the QR code's short form:
+ * KEY_NONE neither names one, KEY_NAMED the request is bound to a key and there is nothing to
+ * compare it with (a typed code, a link without "k"), KEY_MATCH the QR code names that key,
+ * KEY_MISMATCH it names another one, or a key while the request has none: the code was not made
+ * by the screen that asked, and this phone does not approve. */
+enum key_check { KEY_NONE, KEY_NAMED, KEY_MATCH, KEY_MISMATCH };
+
+static enum key_check key_check(const qrl_cli_resp *r, const struct key_hint *kh)
+{
+    const char *jkt = qrl_cli_resp_str(r, "dpop_jkt");
+    bool bound = jkt != NULL && qrl_dpop_jkt_valid(jkt);
+
+    if (kh->rc == QRL_ERR_NOT_FOUND)
+        return bound ? KEY_NAMED : KEY_NONE;
+    return kh->rc == QRL_OK && bound && qrl_key_hint_matches(kh->hint, jkt) ? KEY_MATCH
+                                                                            : KEY_MISMATCH;
+}
+
+/* The key line of the request, or the warning that replaces the approval. */
+static void show_key(const qrl_cli_resp *r, enum key_check kc)
+{
+    char fp[QRL_KEY_FINGERPRINT_BUF] = "";
+    const char *kind = qrl_cli_resp_str(r, "device_kind");
+
+    (void)qrl_key_fingerprint(qrl_cli_resp_str(r, "dpop_jkt"), fp);
+    if (kc == KEY_MATCH || kc == KEY_NAMED) {
+        fputs("  The sign-in goes only to this ", stderr);
+        fputs(kind != NULL && strcmp(kind, "tv") == 0 ? "TV" : "screen", stderr);
+        fprintf(stderr, "'s key %s%s\n", fp + 4,
+                kc == KEY_MATCH ? " - it matches the code you scanned." : ".");
+    } else if (kc == KEY_MISMATCH) {
+        fputs("\n  !!! DO NOT APPROVE: this QR code was not made by the screen that asked.\n"
+              "  !!! The key it names is not the key this sign-in is bound to",
+              stderr);
+        if (fp[0] != '\0')
+            fprintf(stderr, " (%s)", fp + 4);
+        fputs(".\n  !!! Someone may be trying to get into your account. Answer d to decline it,\n"
+              "  !!! then start again on the screen in front of you.\n",
+              stderr);
+    }
+}
+
+static void show_request(const qrl_cli_resp *r, enum key_check kc)
 {
     json_t *j = r->json;
     long long age = json_integer_value(json_object_get(j, "age_seconds"));
@@ -339,6 +391,9 @@ static void show_request(const qrl_cli_resp *r)
     print_safe(qrl_cli_resp_str(r, "client_id") ? qrl_cli_resp_str(r, "client_id") : "?");
     fputs("\n", stderr);
     show_countries(j);
+    show_key(r, kc);
+    if (kc == KEY_MISMATCH)
+        return;
     fputs("\nThe screen shows a code. Check that it is ", stderr);
     print_safe(qrl_cli_resp_str(r, "user_code") ? qrl_cli_resp_str(r, "user_code") : "?");
     fputs(".\n", stderr);
@@ -379,10 +434,12 @@ static int cmd_approve(const struct phone_opts *o, const char *arg)
     qrl_cli_resp view = {0}, r = {0};
     json_t *cfg, *req = NULL;
     const char *server, *tok;
+    struct key_hint kh = {0};
+    enum key_check kc;
     char *body = NULL;
     int rc, key;
 
-    if ((rc = code_from(o, arg, code, sizeof code)) != 0)
+    if ((rc = code_from(o, arg, code, sizeof code, &kh)) != 0)
         return rc;
     if ((cfg = config_load(o)) == NULL)
         return 1;
@@ -394,8 +451,10 @@ static int cmd_approve(const struct phone_opts *o, const char *arg)
         qrl_cli_resp_report("cannot open the login request", &view);
         goto out;
     }
-    show_request(&view);
-    key = qrl_cli_read_key("[a] approve   [d] decline: ");
+    kc = key_check(&view, &kh);
+    show_request(&view, kc);
+    key = qrl_cli_read_key(kc == KEY_MISMATCH ? "[d] decline   [q] leave it: "
+                                              : "[a] approve   [d] decline: ");
     if (key == 'd' || key == 'D') {
         snprintf(url, sizeof url, "%s/v1/login-requests/%s/deny", server, code);
         if (qrl_cli_http("POST", url, tok, "{}", &r) != 0 || r.status != 200) {
@@ -404,6 +463,10 @@ static int cmd_approve(const struct phone_opts *o, const char *arg)
         }
         fputs("Declined.\n", stderr);
         rc = 3;
+        goto out;
+    }
+    if (kc == KEY_MISMATCH) {
+        qrl_cli_err("not approved: the QR code names another key than this sign-in goes to");
         goto out;
     }
     if (key != 'a' && key != 'A') {
@@ -525,7 +588,59 @@ static const char *jstr(json_t *o, const char *k)
     return json_is_string(v) ? json_string_value(v) : "";
 }
 
-/* One notification of a new device, and what the user can do about it. */
+/* Why a request was stopped, in words (the reasons of a request_blocked notification). */
+static const char *blocked_why(const char *reason)
+{
+    if (strcmp(reason, "many_networks") == 0)
+        return "the code was opened from many places";
+    if (strcmp(reason, "denied_network") == 0)
+        return "it came from a network that may not sign in here";
+    if (strcmp(reason, "many_accounts") == 0)
+        return "the screen that made it had signed in to many accounts";
+    return "it matched a pattern of phishing kits";
+}
+
+/* A sign-in request the server stopped as phishing while a phone of the account was about to
+ * approve it: which screen, from where, when, why, and what to do. Nothing to remove. */
+static void show_blocked(json_t *n)
+{
+    json_t *scr = json_object_get(n, "screen"), *d = json_object_get(n, "device");
+    json_t *country = json_object_get(scr, "country");
+    long long id = (long long)json_integer_value(json_object_get(n, "id"));
+    char ago[32];
+
+    span((long long)json_integer_value(json_object_get(n, "age_seconds")), ago, sizeof ago);
+    fputs("Sign-in request stopped: \"", stdout);
+    put_safe(jstr(scr, "name"));
+    fputs("\" (", stdout);
+    put_safe(jstr(scr, "kind"));
+    if (jstr(scr, "platform")[0] != '\0') {
+        fputs(", ", stdout);
+        put_safe(jstr(scr, "platform"));
+    }
+    fputs("), from ", stdout);
+    if (jstr(country, "name")[0] != '\0') {
+        put_safe(jstr(country, "name"));
+        fputs(" (", stdout);
+        put_safe(jstr(scr, "address"));
+        fputs(")", stdout);
+    } else {
+        put_safe(jstr(scr, "address"));
+    }
+    printf(", %s ago.\n", ago);
+    if (json_is_true(json_object_get(d, "current"))) {
+        fputs("  This phone was about to approve it.", stdout);
+    } else {
+        fputs("  \"", stdout);
+        put_safe(jstr(d, "name"));
+        fputs("\" was about to approve it.", stdout);
+    }
+    printf(" It looked like a phishing attempt: %s.\n", blocked_why(jstr(n, "reason")));
+    puts("  If someone asked you to scan a code, do not. Nothing was linked to your account.");
+    printf("  Seen it: qrlogin phone dismiss %lld\n", id);
+}
+
+/* One notification, and what the user can do about it. */
 static void show_notification(json_t *n)
 {
     json_t *d = json_object_get(n, "device");
@@ -533,6 +648,17 @@ static void show_notification(json_t *n)
     long long left = (long long)json_integer_value(json_object_get(n, "revoke_in"));
     char ago[32], still[32];
 
+    if (strcmp(jstr(n, "kind"), "request_blocked") == 0) {
+        show_blocked(n);
+        return;
+    }
+    if (jstr(n, "kind")[0] != '\0' && strcmp(jstr(n, "kind"), "device_linked") != 0) {
+        /* A kind of a newer server. */
+        fputs("A notification this qrlogin cannot show (", stdout);
+        put_safe(jstr(n, "kind"));
+        printf("); a newer qrlogin can.\n  Seen it: qrlogin phone dismiss %lld\n", id);
+        return;
+    }
     span((long long)json_integer_value(json_object_get(n, "age_seconds")), ago, sizeof ago);
     span(left, still, sizeof still);
     fputs("New device linked: \"", stdout);
@@ -586,7 +712,7 @@ static int cmd_notifications(const struct phone_opts *o)
         show_notification(n);
     }
     if (json_array_size(arr) == 0)
-        puts("No new devices linked.");
+        puts("Nothing new: no device linked, no sign-in request stopped.");
     rc = 0;
 out:
     qrl_cli_resp_free(&r);

@@ -831,6 +831,11 @@ int qrl_cli_serve(int argc, char **argv)
     qrl_cli_err("shutting down");
     rc = 0;
 out:
+    /* Changes other nodes make reach the server through the core's hook on the store (store.h,
+     * set_notify), at any moment: removed before the server goes, so that none arrives at a
+     * server already freed. Its held requests are answered by qrl_server_stop anyway. */
+    if (core != NULL && st->m->set_notify != NULL)
+        (void)st->m->set_notify(st, NULL, NULL);
     qrl_server_stop(srv);
     qrl_core_free(core);
     if (st != NULL)

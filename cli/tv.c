@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * qrlogin tv: a screen in a terminal, built only on the client SDK (include/qrlogin/client.h).
+ * qrlogin tv: a screen in a terminal, built only on the client SDK (include/qrlogin/client.h)
+ * and, for the fingerprint of its key, qrlogin/protocol.h.
  * It shows the QR code, the user code and a countdown, renews the code when it expires, says
  * when a phone has scanned it, and on approval stores the credential in a file only the user
  * can read. `qrlogin tv whoami` and `qrlogin tv logout` use that file.
@@ -27,6 +28,7 @@
 
 #include "cli.h"
 #include "qrlogin/client.h"
+#include "qrlogin/protocol.h"
 
 #define DEFAULT_CLIENT_ID "qrlogin-tv"
 
@@ -87,6 +89,21 @@ static void write_png(struct tv_state *s)
     qrl_client_buf_free(s->c, png);
 }
 
+/* When the login request is bound to this terminal's key (the server took the SDK's dpop_jkt
+ * and the QR code names the key), the fingerprint the phone will show for it, for the person to
+ * compare (qrlogin/protocol.h). From our own key: the QR code only says that it is named. */
+static void show_key(struct tv_state *s, const qrl_client_event *ev)
+{
+    char hint[QRL_KEY_HINT_BUF], jkt[QRL_CLIENT_JKT_MAX], fp[QRL_KEY_FINGERPRINT_BUF];
+
+    if (qrl_login_key_hint_parse(ev->qr_payload, hint) != QRL_OK ||
+        qrl_client_dpop_jkt(s->c, jkt, sizeof jkt) != QRL_OK || !qrl_key_hint_matches(hint, jkt) ||
+        qrl_key_fingerprint(jkt, fp) != QRL_OK)
+        return;
+    /* fp + 4: the digits, as the phone writes them after "key". */
+    printf("The sign-in goes only to this terminal's key, which your phone shows as  %s\n", fp + 4);
+}
+
 static void on_event(void *user, const qrl_client_event *ev)
 {
     struct tv_state *s = user;
@@ -104,6 +121,7 @@ static void on_event(void *user, const qrl_client_event *ev)
         printf("%sScan the code with your phone, or open %s\nand enter the code  %s\n",
                ev->type == QRL_CLIENT_EV_RENEWED ? "The code was renewed. " : "",
                ev->verification_uri, ev->user_code);
+        show_key(s, ev);
         if (!s->tty)
             printf("The code expires in %d seconds.\n", ev->expires_in);
         s->deadline = time(NULL) + ev->expires_in;

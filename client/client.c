@@ -843,14 +843,18 @@ qrl_err qrlc__parse_device_auth(qrl_client *c, json_t *o)
 /* RFC 8628 section 3.1/3.2: a new login request. Yields STARTED or RENEWED. */
 static qrl_err start_request(qrl_client *c, qrl_client_event *ev)
 {
-    char *form = NULL;
+    char *form = NULL, jkt[QRLC__JKT_BUF];
     qrlc__resp r = {0};
     qrl_err rc;
 
+    /* RFC 9449 section 10, for the device authorization request: a server that takes our
+     * proofs binds the login request to the handle's key from the start, so that only this
+     * handle can redeem it and the QR code names the key for the phone to check. */
+    qrlc__dpop_jkt(c, jkt);
     rc = qrlc__form(c,
                     (const char *const[]){"client_id", c->client_id, "scope", c->scope,
                                           "device_name", c->device_name, "device_kind",
-                                          c->device_kind, NULL},
+                                          c->device_kind, "dpop_jkt", c->dpop ? jkt : NULL, NULL},
                     &form);
     if (rc == QRL_OK)
         rc = fetch(c, c->devauth_ep, form, 0, 1, 0, &r, ev);
@@ -1071,12 +1075,13 @@ QRL_CLIENT_API qrl_err qrl_client_login(qrl_client *c, qrl_client_tokens *out)
     return leave(c, rc);
 }
 
-/* --- notifications of new devices ------------------------------------------------------------ */
+/* --- notifications ----------------------------------------------------------------------------- */
 
 _Static_assert(QRL_CLIENT_DEVICE_NAME_MAX == QRL_MAX_DEVICE_NAME &&
                    QRL_CLIENT_DEVICE_KIND_MAX == QRL_MAX_DEVICE_KIND &&
                    QRL_CLIENT_DEVICE_PLATFORM_MAX == QRL_MAX_DEVICE_PLATFORM &&
-                   QRL_CLIENT_ADDRESS_MAX == QRL_MAX_ADDRESS,
+                   QRL_CLIENT_ADDRESS_MAX == QRL_MAX_ADDRESS &&
+                   QRL_CLIENT_BLOCK_REASON_MAX == QRL_MAX_BLOCK_REASON,
                "the SDK holds the strings the server sends");
 
 /* A string member into a fixed buffer; "" is fine, absent, too long or unprintable is not. */
@@ -1090,23 +1095,74 @@ static int copy_text(char *dst, size_t cap, json_t *obj, const char *key)
     return 1;
 }
 
+/* The device member of a notification (the new device, or the phone stopped). */
+static int notification_device(json_t *d, qrl_client_notification *out)
+{
+    json_t *current = json_object_get(d, "current");
+
+    out->device_id = get_int(d, "id", 1, LLONG_MAX, -1);
+    /* Absent from servers before the kinds: a device is never told of its own link. */
+    out->device_current = json_is_true(current);
+    return json_is_object(d) && out->device_id > 0 &&
+           (current == NULL || json_is_boolean(current)) &&
+           copy_text(out->device_name, sizeof out->device_name, d, "name") &&
+           copy_text(out->device_kind, sizeof out->device_kind, d, "kind") &&
+           copy_text(out->device_platform, sizeof out->device_platform, d, "platform") &&
+           copy_text(out->device_address, sizeof out->device_address, d, "address");
+}
+
+/* What a request_blocked notification says: why, and the screen with its country (null when
+ * unknown). */
+static int notification_blocked(json_t *o, qrl_client_notification *out)
+{
+    json_t *scr = json_object_get(o, "screen"), *country = json_object_get(scr, "country");
+
+    if (!json_is_object(scr) || !copy_text(out->reason, sizeof out->reason, o, "reason") ||
+        !copy_text(out->screen_name, sizeof out->screen_name, scr, "name") ||
+        !copy_text(out->screen_kind, sizeof out->screen_kind, scr, "kind") ||
+        !copy_text(out->screen_platform, sizeof out->screen_platform, scr, "platform") ||
+        !copy_text(out->screen_address, sizeof out->screen_address, scr, "address"))
+        return 0;
+    if (country == NULL || json_is_null(country))
+        return 1;
+    return json_is_object(country) &&
+           copy_text(out->screen_country, sizeof out->screen_country, country, "code") &&
+           strlen(out->screen_country) == 2 &&
+           copy_text(out->screen_country_name, sizeof out->screen_country_name, country, "name");
+}
+
 static int notification_take(json_t *o, qrl_client_notification *out)
 {
     json_t *d = json_object_get(o, "device");
     json_t *until = json_object_get(o, "revoke_until");
+    const char *kind = json_string_value(json_object_get(o, "kind"));
 
     memset(out, 0, sizeof *out);
     out->id = get_int(o, "id", 1, LLONG_MAX, -1);
     out->created_at = get_int(o, "created_at", 0, LLONG_MAX, -1);
     out->age_s = get_int(o, "age_seconds", 0, LLONG_MAX, 0);
     out->revoke_until = json_is_null(until) ? 0 : get_int(o, "revoke_until", 0, LLONG_MAX, 0);
-    out->device_id = get_int(d, "id", 1, LLONG_MAX, -1);
-    return json_is_object(d) && out->id > 0 && out->created_at >= 0 && out->age_s >= 0 &&
-           out->revoke_until >= 0 && out->device_id > 0 &&
-           copy_text(out->device_name, sizeof out->device_name, d, "name") &&
-           copy_text(out->device_kind, sizeof out->device_kind, d, "kind") &&
-           copy_text(out->device_platform, sizeof out->device_platform, d, "platform") &&
-           copy_text(out->device_address, sizeof out->device_address, d, "address");
+    if (out->id <= 0 || out->created_at < 0 || out->age_s < 0 || out->revoke_until < 0)
+        return 0;
+    /* Servers before the kinds said "device_linked" or nothing else. */
+    if (kind == NULL || strcmp(kind, "device_linked") == 0) {
+        out->kind = QRL_CLIENT_NOTICE_DEVICE_LINKED;
+        return notification_device(d, out);
+    }
+    if (strcmp(kind, "request_blocked") == 0) {
+        out->kind = QRL_CLIENT_NOTICE_REQUEST_BLOCKED;
+        out->revoke_until = 0; /* nothing to remove */
+        return notification_device(d, out) && notification_blocked(o, out);
+    }
+    /* A kind of a newer server: what is common, the device only when it is well formed. */
+    out->kind = QRL_CLIENT_NOTICE_OTHER;
+    if (d != NULL && !notification_device(d, out)) {
+        out->device_id = 0;
+        out->device_current = 0;
+        out->device_name[0] = out->device_kind[0] = out->device_platform[0] = '\0';
+        out->device_address[0] = '\0';
+    }
+    return 1;
 }
 
 /* What a failed notifications call answered, as a qrl_err with the detail on the handle. */

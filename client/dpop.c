@@ -8,6 +8,11 @@
  * (qrl_client_get_key) and makes a proof for each request it sends with a bound access token
  * (qrl_client_dpop_proof).
  *
+ * The key is also named at the start of every login (client.c, start_request): the device
+ * authorization request carries its RFC 7638 thumbprint as dpop_jkt (RFC 9449 section 10), so
+ * the login request is bound to the key from its first moment, its QR code names the key, and
+ * only this handle can redeem it.
+ *
  * A proof is a compact JWS signed with the key:
  *   header   {"typ":"dpop+jwt","alg":"EdDSA","jwk":{"kty":"OKP","crv":"Ed25519","x":...}}
  *   payload  {"jti": 16 random bytes, "htm": method, "htu": URL without query or fragment,
@@ -137,7 +142,31 @@ int qrlc__dpop_learn_skew(qrl_client *c, const qrlc__resp *r)
     return 1;
 }
 
+void qrlc__dpop_jkt(const qrl_client *c, char out[QRLC__JKT_BUF])
+{
+    char x[B64_32], jwk[96];
+    unsigned char h[crypto_hash_sha256_BYTES];
+    int n;
+
+    b64url(x, sizeof x, c->dpop_pk, sizeof c->dpop_pk);
+    /* RFC 7638 section 3.2: the members RFC 8037 requires of an OKP key, in lexicographic
+     * order, no spaces. */
+    n = snprintf(jwk, sizeof jwk, "{\"crv\":\"Ed25519\",\"kty\":\"OKP\",\"x\":\"%s\"}", x);
+    crypto_hash_sha256(h, (const unsigned char *)jwk, (size_t)n);
+    b64url(out, QRLC__JKT_BUF, h, sizeof h);
+}
+
 /* --- public -------------------------------------------------------------------------------- */
+
+QRL_CLIENT_API qrl_err qrl_client_dpop_jkt(const qrl_client *c, char *out, size_t len)
+{
+    if (c == NULL || out == NULL)
+        return QRL_ERR_INVALID;
+    if (len < QRLC__JKT_BUF)
+        return QRL_ERR_TOO_LARGE;
+    qrlc__dpop_jkt(c, out);
+    return QRL_OK;
+}
 
 QRL_CLIENT_API qrl_err qrl_client_get_key(const qrl_client *c, char *out, size_t len)
 {

@@ -228,5 +228,9 @@ qrl_err qrlc__dpop_proof(qrl_client *c, const char *method, const char *url,
 /* After a refused proof: takes the server's clock from r's Date. 1 when the skew changed enough
  * that a new proof may pass, 0 when the clock is not the problem. */
 int qrlc__dpop_learn_skew(qrl_client *c, const qrlc__resp *r);
+/* Base64url of 32 bytes without padding, and the NUL: a key's RFC 7638 thumbprint. */
+#define QRLC__JKT_BUF 44
+/* The RFC 7638 thumbprint of the handle's key (RFC 9449 dpop_jkt) into out. */
+void qrlc__dpop_jkt(const qrl_client *c, char out[QRLC__JKT_BUF]);
 
 #endif

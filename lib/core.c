@@ -102,11 +102,14 @@ qrl_err qrl_core_new(const qrl_config *cfg, qrl_store *store, qrl_core **out)
     core->cfg = *cfg;
     core->st = store;
     core->polls = qrl__polltab_new();
-    core->challenges = qrl__chaltab_new();
+    /* A store of version 11 keeps the passkey challenges, so that any node finishes a
+     * ceremony; for an older one this core keeps them. */
+    if (!qrl__challenges_in_store(store))
+        core->challenges = qrl__chaltab_new();
     /* Without change stamps nothing the store said can be kept: every poll reads it. */
     if (store->m->version >= 8 && store->m->lr_stamp != NULL)
         core->pending = qrl__pending_new();
-    if (core->polls == NULL || core->challenges == NULL ||
+    if (core->polls == NULL || (core->challenges == NULL && !qrl__challenges_in_store(store)) ||
         (core->pending == NULL && store->m->version >= 8 && store->m->lr_stamp != NULL)) {
         qrl__pending_free(core->pending);
         qrl__polltab_free(core->polls);

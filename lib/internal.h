@@ -38,7 +38,8 @@ struct qrl_core {
     _Atomic int64_t clock_offset_ms; /* test builds only move it */
     struct qrl__polltab *polls;      /* poll intervals (pollrate.c) */
     struct qrl__pending *pending;    /* pending-poll cache (pending.c); NULL: store has no stamps */
-    struct qrl__chaltab *challenges; /* WebAuthn challenges issued by this core (passkey.c) */
+    struct qrl__chaltab *challenges; /* WebAuthn challenges issued by this core (passkey.c);
+                                        NULL: the store keeps them */
 };
 
 /* --- secret.c --- */
@@ -112,7 +113,8 @@ typedef struct qrl__pending_hit {
 struct qrl__pending *qrl__pending_new(void);
 void qrl__pending_free(struct qrl__pending *t);
 /* Remembers a PENDING or SCANNED request read from the store (or just created) with the
- * store's stamp of it taken BEFORE that read or creation. Other states are ignored. */
+ * store's stamp of it taken BEFORE that read or creation. Other states, and requests bound to a
+ * DPoP key, are ignored. */
 void qrl__pending_learn(struct qrl__pending *t, const qrl_lr_rec *lr, uint64_t stamp);
 /* The entry for a device code: QRL_OK (hit filled), QRL_ERR_INVALID_CLIENT (the code belongs to
  * another client), or QRL_ERR_NOT_FOUND (unknown, another code, or past its expiry). The caller
@@ -143,23 +145,35 @@ qrl_err qrl__lr_claimed(qrl_core *core, const qrl_auth *auth, const char *code, 
  * the device is linked either way, and only the notice is lost. */
 void qrl__notice_linked(qrl_core *core, const qrl_device_rec *dev, const char *platform,
                         int64_t now_ms);
+/* Records that `lr` was refused as phishing (`why`) at now_ms while the phone of `auth` was
+ * about to approve it, and wakes the requests waiting for the account's notices: every device
+ * of the account is told. One notice per request and account, however often it is refused.
+ * Does nothing where notices are off; a failure loses the notice only, the refusal stands. */
+void qrl__notice_blocked(qrl_core *core, const qrl_auth *auth, const qrl_lr_rec *lr,
+                         qrl_block_reason why, int64_t now_ms);
 
 /* --- phishing.c: the patterns of phishing kits (docs/security.md, "Detection") --- */
-/* Denies `lr` (when still PENDING or SCANNED; lr->state follows) and wakes its screen, and
- * remembers `why` for qrl_last_block_reason(). Returns QRL_ERR_SUSPICIOUS. */
-qrl_err qrl__phish_block(qrl_core *core, qrl_lr_rec *lr, qrl_block_reason why, int64_t now);
-/* A phone at `address` looks up `lr` by its code: counts the address's network among those
- * that looked it up (a live request only). QRL_OK, QRL_ERR_SUSPICIOUS when it is one network
- * more than max_lookup_networks (the request is then denied), or a store error. */
-qrl_err qrl__phish_lookup(qrl_core *core, qrl_lr_rec *lr, const char *address, int64_t now);
+/* Denies `lr` (when still PENDING or SCANNED; lr->state follows) and wakes its screen,
+ * remembers `why` for qrl_last_block_reason(), and tells the account of `auth`, whose phone was
+ * stopped, on all its devices (qrl__notice_blocked). Returns QRL_ERR_SUSPICIOUS. */
+qrl_err qrl__phish_block(qrl_core *core, const qrl_auth *auth, qrl_lr_rec *lr,
+                         qrl_block_reason why, int64_t now);
+/* The phone of `auth` at `address` looks up `lr` by its code: counts the address's network
+ * among those that looked it up (a live request only). QRL_OK, QRL_ERR_SUSPICIOUS when it is one
+ * network more than max_lookup_networks (the request is then denied), or a store error. */
+qrl_err qrl__phish_lookup(qrl_core *core, const qrl_auth *auth, qrl_lr_rec *lr,
+                          const char *address, int64_t now);
 /* QRL_BLOCK_DENIED_NETWORK when lr was started from a network the operator denies. */
 qrl_block_reason qrl__phish_denied(qrl_core *core, const qrl_lr_rec *lr);
-/* Account `account_id` is about to approve `lr`: counts it among the accounts that approved
+/* The account of `auth` is about to approve `lr`: counts it among the accounts that approved
  * requests of lr's screen address. QRL_OK, QRL_ERR_SUSPICIOUS when it is one account more than
  * max_approvers_per_address (the request is then denied), or a store error. */
-qrl_err qrl__phish_approver(qrl_core *core, qrl_lr_rec *lr, int64_t account_id, int64_t now);
+qrl_err qrl__phish_approver(qrl_core *core, const qrl_auth *auth, qrl_lr_rec *lr, int64_t now);
 
 /* --- passkey.c --- */
+/* True when the store keeps the WebAuthn challenges (store version 11); else this core keeps
+ * them in a table of its own. */
+bool qrl__challenges_in_store(const qrl_store *st);
 struct qrl__chaltab *qrl__chaltab_new(void);
 void qrl__chaltab_free(struct qrl__chaltab *t);
 /* Verifies a passkey assertion approving login request `lr_id` (W3C WebAuthn Level 2 section

@@ -202,6 +202,15 @@ qrl_err qrl_device_authorize_platform(qrl_core *core, const char *client_id, con
                                       const char *device_platform, const char *address,
                                       qrl_device_auth *out)
 {
+    return qrl_device_authorize_dpop(core, client_id, scope, device_name, device_kind,
+                                     device_platform, NULL, address, out);
+}
+
+qrl_err qrl_device_authorize_dpop(qrl_core *core, const char *client_id, const char *scope,
+                                  const char *device_name, const char *device_kind,
+                                  const char *device_platform, const char *dpop_jkt,
+                                  const char *address, qrl_device_auth *out)
+{
     qrl_lr_rec lr = {0};
     int64_t now = qrl_core_now_ms(core);
     uint64_t stamp = 0;
@@ -216,15 +225,19 @@ qrl_err qrl_device_authorize_platform(qrl_core *core, const char *client_id, con
         device_kind = "other";
     if (device_platform == NULL)
         device_platform = "";
+    if (dpop_jkt == NULL)
+        dpop_jkt = "";
     if (!client_id_valid(client_id) || !scope_valid(scope) ||
         !qrl__text_valid(device_name, QRL_MAX_DEVICE_NAME) || !screen_kind_valid(device_kind) ||
-        !qrl_device_platform_valid(device_platform))
+        !qrl_device_platform_valid(device_platform) ||
+        (dpop_jkt[0] != '\0' && !qrl_dpop_jkt_valid(dpop_jkt)))
         return QRL_ERR_INVALID;
     if (qrl__strcpy(lr.client_id, sizeof lr.client_id, client_id) != QRL_OK ||
         qrl__strcpy(lr.scope, sizeof lr.scope, scope) != QRL_OK ||
         qrl__strcpy(lr.device_name, sizeof lr.device_name, device_name) != QRL_OK ||
         qrl__strcpy(lr.device_kind, sizeof lr.device_kind, device_kind) != QRL_OK ||
         qrl__strcpy(lr.device_platform, sizeof lr.device_platform, device_platform) != QRL_OK ||
+        qrl__strcpy(lr.dpop_jkt, sizeof lr.dpop_jkt, dpop_jkt) != QRL_OK ||
         qrl__strcpy(lr.address, sizeof lr.address, address) != QRL_OK)
         return QRL_ERR_INVALID;
     rc = device_auth_take(core, client_id, address);
@@ -259,6 +272,7 @@ qrl_err qrl_device_authorize_platform(qrl_core *core, const char *client_id, con
     out->expires_in_s = core->cfg.request_ttl_s;
     out->interval_s = lr.interval_s;
     out->lr_id = lr.id;
+    memcpy(out->dpop_jkt, lr.dpop_jkt, sizeof out->dpop_jkt);
     return QRL_OK;
 }
 
@@ -318,6 +332,22 @@ static qrl_err lr_redeem(qrl_core *core, qrl_lr_rec *lr, int64_t now, const char
     return QRL_OK;
 }
 
+/* A request bound to a key (its dpop_jkt, RFC 9449 section 10) answers only a proof of that
+ * key: QRL_OK for an unbound request or the right key, QRL_ERR_UNAUTHORIZED without a proof,
+ * QRL_ERR_FORBIDDEN with another key's. Whoever holds the device code but not the key learns
+ * nothing of the request, not even whether a phone has scanned it. */
+static qrl_err lr_key_check(const qrl_lr_rec *lr, const unsigned char *dpop_key)
+{
+    char jkt[QRL_DPOP_JKT_LEN + 1];
+
+    if (lr->dpop_jkt[0] == '\0')
+        return QRL_OK;
+    if (dpop_key == NULL)
+        return QRL_ERR_UNAUTHORIZED;
+    qrl_dpop_thumbprint(dpop_key, jkt);
+    return sodium_memcmp(jkt, lr->dpop_jkt, sizeof jkt) == 0 ? QRL_OK : QRL_ERR_FORBIDDEN;
+}
+
 /* Maps a decided state to the device-code grant's answer. */
 static qrl_err terminal_answer(qrl_lr_state s)
 {
@@ -358,6 +388,38 @@ static qrl_err poll_from_memory(qrl_core *core, const qrl_lr_secret_key *key,
     return rc == QRL_OK ? QRL_ERR_PENDING : rc;
 }
 
+static bool has_poll_find(const qrl_store *st)
+{
+    return st->m->version >= 11 && st->m->lr_poll_find != NULL;
+}
+
+/* The store's lr_poll_find for a poll of the token endpoint (not a re-check of a held one):
+ * QRL_OK or QRL_ERR_SLOW_DOWN with *lr read and the poll counted, QRL_ERR_NOT_FOUND when the
+ * request is not this poll's (nothing counted), or a store error. */
+static qrl_err poll_find(qrl_core *core, const qrl_lr_secret_key *key, const char *client_id,
+                         const unsigned char *dpop_key, int64_t now, unsigned flags, int wait_s,
+                         qrl_lr_rec *lr, int *interval_s)
+{
+    char jkt[QRL_DPOP_JKT_LEN + 1];
+    qrl_lr_poll_req poll = {.key = *key,
+                            .client_id = client_id,
+                            .now_ms = now,
+                            /* A client that asks to be held for at least the interval is not
+                             * polling: it is waiting in the server, which we want it to do. */
+                            .wait_s = (flags & QRL_POLL_WAIT) ? wait_s : -1,
+                            .slack_ms = QRL__POLL_SLACK_MS,
+                            .step_s = QRL_SLOW_DOWN_STEP_S,
+                            .max_s = QRL_MAX_POLL_INTERVAL_S};
+
+    if (strlen(client_id) > QRL_MAX_CLIENT_ID)
+        return QRL_ERR_NOT_FOUND; /* no request has it: lr_find says what is wrong */
+    if (dpop_key != NULL) {
+        qrl_dpop_thumbprint(dpop_key, jkt);
+        poll.dpop_jkt = jkt;
+    }
+    return core->st->m->lr_poll_find(core->st, &poll, lr, interval_s);
+}
+
 qrl_err qrl_token_device_code(qrl_core *core, const char *client_id, const char *device_code,
                               unsigned flags, int wait_s, const char *address, qrl_poll_result *res)
 {
@@ -374,7 +436,8 @@ qrl_err qrl_token_device_code_dpop(qrl_core *core, const char *client_id, const 
     qrl_lr_state told;
     int64_t now = qrl_core_now_ms(core);
     uint64_t stamp;
-    qrl_err rc;
+    int polled_interval_s = 0;
+    qrl_err rc, polled;
 
     memset(res, 0, sizeof *res);
     if (client_id == NULL || client_id[0] == '\0' || device_code == NULL)
@@ -390,9 +453,20 @@ qrl_err qrl_token_device_code_dpop(qrl_core *core, const char *client_id, const 
     if (flags & QRL_POLL_MEMORY)
         return QRL_ERR_NOT_FOUND;
     stamp = lr_stamp(core, key.id);
-    rc = core->st->m->lr_find(core->st, QRL_LR_KEY_DEVICE_CODE, &key, now, &lr);
-    if (rc != QRL_OK)
-        return rc;
+    /* A store shared by several nodes reads the request and counts the poll in one step
+     * (store.h, lr_poll_find), and only when the request is this poll's: NOT_FOUND then reads
+     * it to say why (or, of a store without it, reads it to begin with). */
+    polled = QRL_ERR_NOT_FOUND;
+    if (!(flags & QRL_POLL_RECHECK) && has_poll_find(core->st))
+        polled =
+            poll_find(core, &key, client_id, dpop_key, now, flags, wait_s, &lr, &polled_interval_s);
+    if (polled != QRL_OK && polled != QRL_ERR_SLOW_DOWN && polled != QRL_ERR_NOT_FOUND)
+        return polled;
+    if (polled == QRL_ERR_NOT_FOUND) {
+        rc = core->st->m->lr_find(core->st, QRL_LR_KEY_DEVICE_CODE, &key, now, &lr);
+        if (rc != QRL_OK)
+            return rc;
+    }
     /* RFC 8628 section 3.4 / RFC 6749 section 5.2: a code issued to another client is an
      * invalid grant; compared in constant time like any secret-adjacent value. */
     if (strlen(client_id) != strlen(lr.client_id) ||
@@ -401,9 +475,20 @@ qrl_err qrl_token_device_code_dpop(qrl_core *core, const char *client_id, const 
     res->lr_id = lr.id;
     res->expires_ms = lr.expires_ms;
     res->interval_s = lr.interval_s;
+    /* Before the poll is counted: a refused proof changes nothing, the request stays for the
+     * screen that holds the key. */
+    if ((rc = lr_key_check(&lr, dpop_key)) != QRL_OK)
+        return rc;
 
     if (flags & QRL_POLL_RECHECK) {
         told = qrl__poll_last_state(core->polls, lr.id);
+    } else if (polled != QRL_ERR_NOT_FOUND) {
+        /* Counted by the store already; this node's entry only says what it was told. */
+        int unused;
+        res->interval_s = polled_interval_s;
+        if (polled == QRL_ERR_SLOW_DOWN)
+            return polled;
+        (void)qrl__poll_arrive(core->polls, lr.id, now, lr.interval_s, 1, &unused, &told);
     } else {
         /* A client that asks to be held for at least the interval is not polling: it is
          * waiting in the server, which is what we want it to do. */
@@ -609,7 +694,7 @@ qrl_err qrl_lr_view_claim(qrl_core *core, const qrl_auth *auth, const char *code
         return rc;
     /* A phishing kit's code is opened from many places: one network too many ends it. */
     if (!lr_expire_if_due(core, &lr, now) &&
-        (rc = qrl__phish_lookup(core, &lr, address, now)) != QRL_OK) {
+        (rc = qrl__phish_lookup(core, auth, &lr, address, now)) != QRL_OK) {
         fill_view(core, &lr, address, now, out);
         return rc;
     }
@@ -703,6 +788,13 @@ static qrl_err approve_to_waiting_screen(qrl_core *core, qrl_lr_rec *lr, const q
      * redemption would have bound them. */
     if (h->dpop_key != NULL && h->dpop_key(h->ud, held, dev.pubkey))
         dev.has_pubkey = 1;
+    /* A request bound to a key is held only for a proof of that key (lr_key_check refuses any
+     * other before holding); should one be held anyway, it is not answered with tokens here: it
+     * goes back to waiting and its own poll refuses it. */
+    if (lr_key_check(lr, dev.has_pubkey ? dev.pubkey : NULL) != QRL_OK) {
+        h->give(h->ud, held, QRL_ERR_CONFLICT, NULL);
+        return QRL_ERR_NOT_FOUND;
+    }
     dev.created_ms = cas->now_ms;
     qrl__tokens_draw(core, lr->client_id, lr->scope, cas->now_ms, &t, rec);
     rc = core->st->m->lr_approve_redeem(core->st, cas, &dev, rec, 2);
@@ -765,8 +857,8 @@ static qrl_err lr_approve(qrl_core *core, const qrl_auth *auth, const char *code
     /* The patterns of phishing kits (phishing.c): a request started from a denied network is
      * never approved, and an approval is a lookup by code like any other. */
     if (qrl__phish_denied(core, lr) != QRL_BLOCK_NONE)
-        return qrl__phish_block(core, lr, QRL_BLOCK_DENIED_NETWORK, now);
-    rc = qrl__phish_lookup(core, lr, address, now);
+        return qrl__phish_block(core, auth, lr, QRL_BLOCK_DENIED_NETWORK, now);
+    rc = qrl__phish_lookup(core, auth, lr, address, now);
     if (rc != QRL_OK)
         return rc;
     /* Approvals per account: many approvals in a row are a phishing kit's pattern, not a
@@ -790,7 +882,7 @@ static qrl_err lr_approve(qrl_core *core, const qrl_auth *auth, const char *code
         return rc;
     /* Counted once the account has proved itself: one screen address approved by account
      * after account is one attacker's screen and many victims (phishing.c). */
-    rc = qrl__phish_approver(core, lr, auth->account_id, now);
+    rc = qrl__phish_approver(core, auth, lr, now);
     if (rc != QRL_OK)
         return rc;
 
@@ -877,12 +969,21 @@ qrl_err qrl_lr_deny(qrl_core *core, const qrl_auth *auth, const char *code, cons
 qrl_err qrl_screen_scan_secret(qrl_core *core, const char *client_id, const char *device_code,
                                char *scan)
 {
+    char jkt[QRL_DPOP_JKT_LEN + 1];
+
+    return qrl_screen_qr_secret(core, client_id, device_code, scan, jkt);
+}
+
+qrl_err qrl_screen_qr_secret(qrl_core *core, const char *client_id, const char *device_code,
+                             char *scan, char dpop_jkt[QRL_DPOP_JKT_LEN + 1])
+{
     qrl_lr_rec lr;
     qrl_lr_secret_key key;
     int64_t now = qrl_core_now_ms(core);
     qrl_err rc;
 
     scan[0] = '\0';
+    dpop_jkt[0] = '\0';
     if (client_id == NULL || client_id[0] == '\0' || device_code == NULL)
         return QRL_ERR_INVALID;
     if (!qrl__lr_secret_key(device_code, QRL__PFX_DEVICE_CODE, &key))
@@ -897,7 +998,10 @@ qrl_err qrl_screen_scan_secret(qrl_core *core, const char *client_id, const char
         return QRL_ERR_EXPIRED;
     if (lr.state != QRL_LR_PENDING && lr.state != QRL_LR_SCANNED)
         return lr.state == QRL_LR_APPROVED ? QRL_ERR_CONFLICT : terminal_answer(lr.state);
-    return qrl__scan_from_device_code(device_code, scan) ? QRL_OK : QRL_ERR_NOT_FOUND;
+    if (!qrl__scan_from_device_code(device_code, scan))
+        return QRL_ERR_NOT_FOUND;
+    memcpy(dpop_jkt, lr.dpop_jkt, sizeof lr.dpop_jkt);
+    return QRL_OK;
 }
 
 void qrl__lr_deny_for_device(qrl_core *core, int64_t device_id)

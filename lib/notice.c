@@ -1,5 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
+ * Notices to the devices of an account, of two kinds (qrl_notice_kind, store.h).
+ *
  * Notices of new devices: after every approval that links a device, the account's other
  * devices learn of it ("New device linked: “Living Room TV”, 2 minutes ago. Not you?") and,
  * for a while, may remove it with one tap.
@@ -21,9 +23,23 @@
  * server's business: it holds a request under qrl_notice_key(account) in its hub, which the
  * core wakes through on_change (qrl__notify) when it records a notice.
  *
+ * Notices of blocked requests: when phishing.c refuses a login request a phone of the account
+ * was opening or approving (a phishing kit's pattern), the account is told on every device,
+ * the stopped phone included ("We stopped a sign-in request you were about to approve"):
+ * whoever was talked into scanning a code learns it was an attack, on whichever device of the
+ * account they look at next, and a phone that was signed in to the account by someone else
+ * shows up as the one stopped. Recorded by
+ * qrl__notice_blocked (from qrl__phish_block), once per request and account: a refusal repeated
+ * in a race, or on another node, finds the first one's mark (a rate-limit key of the store,
+ * taken once, like phishing.c's counts) and records nothing. Listed to every device of the
+ * account signed in before it, until each acknowledges it or it is older than KEEP_MS; there is
+ * nothing to remove (the request linked nothing), so it has no one-tap revoke.
+ *
  * Everything is off when the store keeps no notices (store.h version 10 with the four notice
- * methods): a store written before, or one that leaves them NULL.
+ * methods): a store written before, or one that leaves them NULL. A store before version 11
+ * keeps only notices of new devices: notices of blocked requests are then not recorded.
  */
+#include <stdio.h>
 #include <string.h>
 
 #include "internal.h"
@@ -70,13 +86,60 @@ void qrl__notice_linked(qrl_core *core, const qrl_device_rec *dev, const char *p
         qrl__notify(core, qrl_notice_key(n.account_id));
 }
 
-/* The notice with the time until which its one-tap revoke works. */
+void qrl__notice_blocked(qrl_core *core, const qrl_auth *auth, const qrl_lr_rec *lr,
+                         qrl_block_reason why, int64_t now_ms)
+{
+    /* The request's whole life and a minute: the mark outlives every refusal of the request. */
+    int64_t window = lr->expires_ms - lr->created_ms + 60000;
+    char key[64];
+    qrl_notice_rec n;
+    qrl_err rc = QRL_ERR_EXISTS;
+
+    if (!enabled(core->st) || core->st->m->version < 11 || auth == NULL ||
+        auth->account_id <= 0 || auth->device_id <= 0 || why == QRL_BLOCK_NONE)
+        return;
+    if (window < 60000)
+        window = 60000;
+    snprintf(key, sizeof key, "nbl:%lld:%lld", (long long)lr->id, (long long)auth->account_id);
+    /* Taken by the first refusal only (a limit of one per window): told once, not per retry. */
+    if (core->st->m->ratelimit_take(core->st, key, now_ms, window, 1, NULL) != QRL_OK)
+        return;
+    memset(&n, 0, sizeof n);
+    n.account_id = auth->account_id;
+    n.device_id = auth->device_id;
+    n.created_ms = now_ms;
+    n.kind = QRL_NOTICE_REQUEST_BLOCKED;
+    /* Every string was checked against the same limit when the request was made; one that
+     * does not fit (it cannot) is left out rather than losing the notice. */
+    if (qrl__strcpy(n.reason, sizeof n.reason, qrl_block_reason_name(why)) != QRL_OK)
+        n.reason[0] = '\0';
+    if (qrl__strcpy(n.platform, sizeof n.platform, lr->device_platform) != QRL_OK)
+        n.platform[0] = '\0';
+    if (qrl__strcpy(n.screen_name, sizeof n.screen_name, lr->device_name) != QRL_OK)
+        n.screen_name[0] = '\0';
+    if (qrl__strcpy(n.screen_kind, sizeof n.screen_kind, lr->device_kind) != QRL_OK)
+        n.screen_kind[0] = '\0';
+    if (qrl__strcpy(n.screen_address, sizeof n.screen_address, lr->address) != QRL_OK)
+        n.screen_address[0] = '\0';
+    for (int attempt = 0; attempt < ADD_ATTEMPTS && rc == QRL_ERR_EXISTS; attempt++) {
+        n.id = qrl__lr_id_new();
+        rc = core->st->m->notice_add(core->st, &n, now_ms - KEEP_MS);
+    }
+    if (rc == QRL_OK)
+        qrl__notify(core, qrl_notice_key(n.account_id));
+    else /* Not recorded: the next refusal of the request may try again. */
+        (void)core->st->m->ratelimit_give(core->st, key, now_ms, window, 1);
+}
+
+/* The notice with the time until which its one-tap revoke works (none for a blocked request:
+ * it linked nothing). */
 static void notice_fill(const qrl_core *core, const qrl_notice_rec *rec, qrl_notice *out)
 {
     out->rec = *rec;
-    out->revoke_until_ms = core->cfg.notice_revoke_window_s > 0
-                               ? rec->created_ms + core->cfg.notice_revoke_window_s * 1000
-                               : 0;
+    out->revoke_until_ms =
+        core->cfg.notice_revoke_window_s > 0 && rec->kind != QRL_NOTICE_REQUEST_BLOCKED
+            ? rec->created_ms + core->cfg.notice_revoke_window_s * 1000
+            : 0;
 }
 
 qrl_err qrl_notices_list(qrl_core *core, const qrl_auth *auth, qrl_notice *out, size_t max,
@@ -128,6 +191,10 @@ qrl_err qrl_notice_revoke(qrl_core *core, const qrl_auth *auth, int64_t id, qrl_
     notice_fill(core, &rec, &n);
     if (out != NULL)
         *out = n;
+    /* A blocked request linked nothing: there is no device to remove (the one it names is the
+     * phone that was stopped). */
+    if (rec.kind == QRL_NOTICE_REQUEST_BLOCKED)
+        return QRL_ERR_CONFLICT;
     /* A device does not remove itself through its own notice (it is never listed one), and a
      * device removed already is gone, as for the devices list. */
     if (rec.device_id == auth->device_id || rec.device.revoked_ms != 0)

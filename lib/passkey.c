@@ -9,11 +9,15 @@
  * calls qrl__passkey_assert) consumes it and verifies the result. Parsing and signature checks
  * live in webauthn.c; policy (what must match what) lives here.
  *
- * Challenges are kept in this core's memory, not in the store: they live two minutes, are
- * worthless after a restart (the browser just asks again), and a table in memory is consumed
- * atomically under one lock. The price is that a ceremony must finish on the node that began
- * it, which holds for one server per SQLite store; several nodes sharing a store need sticky
- * sessions for the passkey pages (docs/architecture.md).
+ * Challenges are kept in the store (challenge_put and challenge_take, store version 11), so
+ * that a ceremony begun on one node finishes on any node sharing the database: the phone's
+ * requests may go to any of them. The store gets the hash of a challenge, never the challenge,
+ * and consumes it atomically: of two ceremonies presenting one challenge, on one node or two,
+ * exactly one takes it. A store written for an older version keeps none; then the challenges
+ * stay in this core's memory (struct qrl__chaltab below: a bounded table consumed under one
+ * lock), and a ceremony must finish on the node that began it. Either way a phone holds at
+ * most QRL_MAX_WEBAUTHN_CHALLENGES_PER_DEVICE live challenges, a new one replacing its oldest,
+ * so that one signed-in session cannot fill the table for everyone.
  *
  * The signature counter (section 6.1.1): when the stored or the received counter is nonzero,
  * the received one must be greater, or the assertion is refused as coming from a cloned
@@ -35,6 +39,7 @@
 /* RP IDs are domain names (RFC 1035: at most 253 characters). */
 #define MAX_RP_ID 253
 
+/* A challenge as this file handles it; kept in struct qrl__chaltab when the store keeps none. */
 struct chal {
     unsigned char value[QRL__WA_CHALLENGE_BYTES];
     int64_t expires_ms;
@@ -126,6 +131,54 @@ static bool chal_take(struct qrl__chaltab *t, const unsigned char value[QRL__WA_
     return found;
 }
 
+bool qrl__challenges_in_store(const qrl_store *st)
+{
+    return st->m->version >= 11 && st->m->challenge_put != NULL && st->m->challenge_take != NULL;
+}
+
+/* Records challenge `c`, issued as `text` (its base64url): in the store, by the hash of the
+ * text, or in this core's table. */
+static qrl_err chal_record(qrl_core *core, const struct chal *c, const char *text, int64_t now)
+{
+    qrl_challenge_rec r = {.account_id = c->account_id,
+                           .device_id = c->device_id,
+                           .lr_id = c->lr_id,
+                           .purpose = c->purpose,
+                           .expires_ms = c->expires_ms};
+
+    if (!qrl__challenges_in_store(core->st))
+        return chal_put(core->challenges, c, now);
+    qrl__secret_hash(text, &r.hash);
+    return core->st->m->challenge_put(core->st, &r, now);
+}
+
+/* Consumes the challenge issued as `text` (whose value is `value`) into *out. QRL_OK,
+ * QRL_ERR_FORBIDDEN when there is none (never issued, taken already, or, from the store,
+ * expired), or a store error. */
+static qrl_err chal_consume(qrl_core *core, const char *text,
+                            const unsigned char value[QRL__WA_CHALLENGE_BYTES], struct chal *out)
+{
+    qrl_challenge_rec r;
+    qrl_hash h;
+    qrl_err rc;
+
+    if (!qrl__challenges_in_store(core->st))
+        return chal_take(core->challenges, value, out) ? QRL_OK : QRL_ERR_FORBIDDEN;
+    qrl__secret_hash(text, &h);
+    rc = core->st->m->challenge_take(core->st, &h, qrl_core_now_ms(core), &r);
+    if (rc == QRL_ERR_NOT_FOUND)
+        return QRL_ERR_FORBIDDEN;
+    if (rc != QRL_OK)
+        return rc;
+    memcpy(out->value, value, sizeof out->value);
+    out->expires_ms = r.expires_ms;
+    out->account_id = r.account_id;
+    out->device_id = r.device_id;
+    out->lr_id = r.lr_id;
+    out->purpose = r.purpose;
+    return QRL_OK;
+}
+
 qrl_err qrl_webauthn_challenge(qrl_core *core, const qrl_auth *auth, qrl_webauthn_purpose purpose,
                                const char *code, const char *address, char out[QRL_CHALLENGE_BUF])
 {
@@ -148,10 +201,11 @@ qrl_err qrl_webauthn_challenge(qrl_core *core, const qrl_auth *auth, qrl_webauth
     c.account_id = auth->account_id;
     c.device_id = auth->device_id;
     c.purpose = (int)purpose;
-    rc = chal_put(core->challenges, &c, now);
-    if (rc == QRL_OK)
-        sodium_bin2base64(out, QRL_CHALLENGE_BUF, c.value, sizeof c.value,
-                          sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+    sodium_bin2base64(out, QRL_CHALLENGE_BUF, c.value, sizeof c.value,
+                      sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+    rc = chal_record(core, &c, out, now);
+    if (rc != QRL_OK)
+        sodium_memzero(out, QRL_CHALLENGE_BUF);
     sodium_memzero(&c, sizeof c);
     return rc;
 }
@@ -164,15 +218,21 @@ static qrl_err challenge_check(qrl_core *core, const qrl_auth *auth, const char 
     struct chal c;
     size_t len = 0;
     bool ok;
+    qrl_err rc;
 
-    /* Section 7.1 step 8 / 7.2 step 12: the challenge must be the one we sent. */
+    /* Section 7.1 step 8 / 7.2 step 12: the challenge must be the one we sent. The decoder
+     * takes only the canonical base64url of 32 bytes, so the text names one value: the one
+     * whose hash the store keeps. */
     if (!qrl__wa_b64_decode(challenge_b64, v, sizeof v, &len) || len != QRL__WA_CHALLENGE_BYTES)
         return QRL_ERR_FORBIDDEN;
-    if (!chal_take(core->challenges, v, &c))
-        return QRL_ERR_FORBIDDEN;
+    if ((rc = chal_consume(core, challenge_b64, v, &c)) != QRL_OK) {
+        sodium_memzero(v, sizeof v);
+        return rc;
+    }
     ok = c.expires_ms > qrl_core_now_ms(core) && c.purpose == purpose &&
          c.account_id == auth->account_id && c.device_id == auth->device_id && c.lr_id == lr_id;
     sodium_memzero(&c, sizeof c);
+    sodium_memzero(v, sizeof v);
     return ok ? QRL_OK : QRL_ERR_FORBIDDEN;
 }
 

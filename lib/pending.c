@@ -121,7 +121,9 @@ void qrl__pending_learn(struct qrl__pending *t, const qrl_lr_rec *lr, uint64_t s
 {
     struct entry **pp, *e;
 
-    if (lr->state != QRL_LR_PENDING && lr->state != QRL_LR_SCANNED)
+    /* A request bound to a DPoP key answers only a proof of that key, which the entry cannot
+     * check (login_request.c, lr_key_check): its polls read the store. */
+    if ((lr->state != QRL_LR_PENDING && lr->state != QRL_LR_SCANNED) || lr->dpop_jkt[0] != '\0')
         return;
     pthread_mutex_lock(&t->mu);
     pp = find(t, lr->id);

@@ -13,7 +13,9 @@
  *
  * Each refusal is QRL_ERR_SUSPICIOUS with its reason for qrl_last_block_reason(), and the
  * request is moved to DENIED, so that the attacker's screen stops at once (its held poll
- * wakes) and no later phone can approve it.
+ * wakes) and no later phone can approve it. The account whose phone was stopped is told on all
+ * its devices (notice.c, qrl__notice_blocked): its owner learns that someone tried, even when
+ * the phone that was stopped is not at hand, or not the owner's.
  *
  * Counting distinct things with the store's rate-limit methods alone, so that every node on a
  * shared store counts together and a restart forgets nothing: a GCRA limit of one attempt per
@@ -21,7 +23,8 @@
  * taken only by the first occurrence within the window, which tells new from seen atomically;
  * only a new one adds a hit to the counter key ("lkc:<request>"), whose count is then the
  * number of distinct things. Two racing lookups from one new network take the first key once
- * between them, so the counter never counts a network twice.
+ * between them, so the counter never counts a network twice. A store with ratelimit_first_hit
+ * does both in one atomic call (one statement on PostgreSQL instead of two).
  *
  * Networks are counted as same_network (login_request.c) compares them: an IPv4 address by its
  * /24, an IPv6 address by its /64 (RFC 6177: one site), an IPv4-mapped one as IPv4. A /24 and
@@ -88,7 +91,24 @@ static qrl_err first_sight(qrl_core *core, const char *key, int64_t now, int64_t
     return rc == QRL_ERR_RATE_LIMITED ? QRL_ERR_EXISTS : rc;
 }
 
-qrl_err qrl__phish_block(qrl_core *core, qrl_lr_rec *lr, qrl_block_reason why, int64_t now)
+/* first_sight of `seen` and, when new, a hit of `counter` (*count its hits): QRL_OK new and
+ * counted, QRL_ERR_EXISTS seen, or a store error. One store call where the store has
+ * ratelimit_first_hit (store.h; one statement instead of two on a shared store). */
+static qrl_err first_sight_count(qrl_core *core, const char *seen, const char *counter, int64_t now,
+                                 int64_t window_ms, int64_t *count)
+{
+    qrl_err rc;
+
+    if (core->st->m->version >= 11 && core->st->m->ratelimit_first_hit != NULL)
+        return core->st->m->ratelimit_first_hit(core->st, seen, counter, now, window_ms, count);
+    rc = first_sight(core, seen, now, window_ms);
+    if (rc != QRL_OK)
+        return rc;
+    return core->st->m->ratelimit_hit(core->st, counter, now, window_ms, count);
+}
+
+qrl_err qrl__phish_block(qrl_core *core, const qrl_auth *auth, qrl_lr_rec *lr,
+                         qrl_block_reason why, int64_t now)
 {
     qrl_lr_cas cas = {.id = lr->id,
                       .from_mask = QRL_LR_BIT(QRL_LR_PENDING) | QRL_LR_BIT(QRL_LR_SCANNED),
@@ -100,11 +120,13 @@ qrl_err qrl__phish_block(qrl_core *core, qrl_lr_rec *lr, qrl_block_reason why, i
         lr->state = QRL_LR_DENIED;
         qrl__notify(core, lr->id);
     }
+    qrl__notice_blocked(core, auth, lr, why, now);
     last_reason = why;
     return QRL_ERR_SUSPICIOUS;
 }
 
-qrl_err qrl__phish_lookup(qrl_core *core, qrl_lr_rec *lr, const char *address, int64_t now)
+qrl_err qrl__phish_lookup(qrl_core *core, const qrl_auth *auth, qrl_lr_rec *lr,
+                          const char *address, int64_t now)
 {
     char net[QRL_MAX_ADDRESS + 1], kn[QRL_MAX_ADDRESS + 48], kc[48];
     /* The request's whole life and a minute: a key outlives every lookup it has to tell. */
@@ -118,16 +140,13 @@ qrl_err qrl__phish_lookup(qrl_core *core, qrl_lr_rec *lr, const char *address, i
     network_key(address, net, sizeof net);
     snprintf(kn, sizeof kn, "lkn:%lld:%s", (long long)lr->id, net);
     snprintf(kc, sizeof kc, "lkc:%lld", (long long)lr->id);
-    rc = first_sight(core, kn, now, window);
+    rc = first_sight_count(core, kn, kc, now, window, &count);
     if (rc == QRL_ERR_EXISTS)
         return QRL_OK; /* a network that looked before looks again */
     if (rc != QRL_OK)
         return rc;
-    rc = core->st->m->ratelimit_hit(core->st, kc, now, window, &count);
-    if (rc != QRL_OK)
-        return rc;
     if (count > core->cfg.max_lookup_networks)
-        return qrl__phish_block(core, lr, QRL_BLOCK_MANY_NETWORKS, now);
+        return qrl__phish_block(core, auth, lr, QRL_BLOCK_MANY_NETWORKS, now);
     return QRL_OK;
 }
 
@@ -140,8 +159,9 @@ qrl_block_reason qrl__phish_denied(qrl_core *core, const qrl_lr_rec *lr)
     return QRL_BLOCK_NONE;
 }
 
-qrl_err qrl__phish_approver(qrl_core *core, qrl_lr_rec *lr, int64_t account_id, int64_t now)
+qrl_err qrl__phish_approver(qrl_core *core, const qrl_auth *auth, qrl_lr_rec *lr, int64_t now)
 {
+    int64_t account_id = auth->account_id;
     char a[QRL_MAX_ADDRESS + 1], ka[QRL_MAX_ADDRESS + 48], kc[QRL_MAX_ADDRESS + 16];
     int64_t window = core->cfg.approvers_window_s * 1000, count = 0;
     qrl_err rc;
@@ -151,12 +171,9 @@ qrl_err qrl__phish_approver(qrl_core *core, qrl_lr_rec *lr, int64_t account_id, 
     qrl__address_key(lr->address, a, sizeof a);
     snprintf(ka, sizeof ka, "apa:%s:%lld", a, (long long)account_id);
     snprintf(kc, sizeof kc, "apc:%s", a);
-    rc = first_sight(core, ka, now, window);
+    rc = first_sight_count(core, ka, kc, now, window, &count);
     if (rc == QRL_ERR_EXISTS)
         return QRL_OK; /* an account counted already: one of the first, still welcome */
-    if (rc != QRL_OK)
-        return rc;
-    rc = core->st->m->ratelimit_hit(core->st, kc, now, window, &count);
     if (rc != QRL_OK)
         return rc;
     if (count <= core->cfg.max_approvers_per_address)
@@ -164,5 +181,5 @@ qrl_err qrl__phish_approver(qrl_core *core, qrl_lr_rec *lr, int64_t account_id, 
     /* Refused: this account stays new to the address, so that its next approval from there
      * is refused too instead of passing as one already counted. */
     (void)core->st->m->ratelimit_give(core->st, ka, now, window, 1);
-    return qrl__phish_block(core, lr, QRL_BLOCK_MANY_ACCOUNTS, now);
+    return qrl__phish_block(core, auth, lr, QRL_BLOCK_MANY_ACCOUNTS, now);
 }

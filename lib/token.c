@@ -214,6 +214,21 @@ qrl_err qrl_dpop_jti_use(qrl_core *core, const char *jkt, const char *jti)
     return rc == QRL_ERR_RATE_LIMITED ? QRL_ERR_EXISTS : rc;
 }
 
+void qrl_dpop_thumbprint(const unsigned char key[QRL_PUBKEY_BYTES], char out[QRL_DPOP_JKT_LEN + 1])
+{
+    char x[QRL_DPOP_JKT_LEN + 1], jwk[96];
+    unsigned char h[crypto_hash_sha256_BYTES];
+    int n;
+
+    /* 32 bytes are 43 characters of base64url, a key as a SHA-256. */
+    sodium_bin2base64(x, sizeof x, key, QRL_PUBKEY_BYTES, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+    /* RFC 7638 section 3.2: the required members only, in lexicographic order, no spaces. */
+    n = snprintf(jwk, sizeof jwk, "{\"crv\":\"Ed25519\",\"kty\":\"OKP\",\"x\":\"%s\"}", x);
+    crypto_hash_sha256(h, (const unsigned char *)jwk, (size_t)n);
+    sodium_bin2base64(out, QRL_DPOP_JKT_LEN + 1, h, sizeof h,
+                      sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+}
+
 qrl_err qrl_revoke_token(qrl_core *core, const char *token)
 {
     qrl_token_rec tok;

@@ -292,15 +292,8 @@ out:
 
 void qrl__dpop_thumbprint(const unsigned char key[QRL_PUBKEY_BYTES], char out[QRL__JKT_BUF])
 {
-    char x[B64_32 + 1], jwk[96];
-    unsigned char h[crypto_hash_sha256_BYTES];
-    int n;
-
-    sodium_bin2base64(x, sizeof x, key, QRL_PUBKEY_BYTES, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
-    /* RFC 7638 section 3.2: the required members only, in lexicographic order, no spaces. */
-    n = snprintf(jwk, sizeof jwk, "{\"crv\":\"Ed25519\",\"kty\":\"OKP\",\"x\":\"%s\"}", x);
-    crypto_hash_sha256(h, (const unsigned char *)jwk, (size_t)n);
-    sodium_bin2base64(out, QRL__JKT_BUF, h, sizeof h, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+    /* The core's: a login request bound to a key compares thumbprints there. */
+    qrl_dpop_thumbprint(key, out);
 }
 
 /* Counts the DPoP headers of a request (section 4.3 check 1: not more than one). */

@@ -26,7 +26,7 @@
  * of a hostile one (libmicrohttpd's connection buffer bounds it anyway). */
 #define QRL__DPOP_MAX_PROOF 4096
 /* RFC 7638 thumbprint: base64url of SHA-256, 43 characters, and the NUL. */
-#define QRL__JKT_BUF 44
+#define QRL__JKT_BUF (QRL_DPOP_JKT_LEN + 1)
 
 /* A proof that verified. */
 typedef struct qrl__dpop {

@@ -15,12 +15,21 @@
  * 330-pixel image for our usual version-4 symbol with its quiet zone. */
 #define QRL__QR_SCALE 8
 
-/* Answers the QR code a phone scans to claim a login request: the URL of this server's scan
- * page with `scan` (the request's scan secret) after the '#', as PNG or SVG at `scale` pixels or
- * units per module. Wipes `scan` (QRL_SECRET_BUF bytes) in every case. Failures are answered in
- * error class `ctx`. */
-enum MHD_Result qrl__respond_qr(qrl__req *r, char scan[QRL_SECRET_BUF], bool png, int scale,
-                                enum qrl__errctx ctx);
+/* The text of a login request's QR code (its verification_uri_complete): the URL of this
+ * server's scan page, PUBLIC/s, with the short form of `dpop_jkt` as "?k=" when the request is
+ * bound to a key (NULL or "": none; qrlogin/protocol.h says why and how a phone checks it), and
+ * `scan` (the scan secret) after the '#'. `public_url` is the server's public URL as it is, or
+ * already escaped for JSON. Returns the length written as snprintf() does: out holds the whole
+ * URL only when that is below `len`. */
+int qrl__qr_url(const char *public_url, const char *scan, const char *dpop_jkt, char *out,
+                size_t len);
+
+/* Answers the QR code a phone scans to claim a login request: qrl__qr_url() of `scan` (the
+ * request's scan secret) and `dpop_jkt` (NULL: none), as PNG or SVG at `scale` pixels or units
+ * per module. Wipes `scan` (QRL_SECRET_BUF bytes) in every case. Failures are answered in error
+ * class `ctx`. */
+enum MHD_Result qrl__respond_qr(qrl__req *r, char scan[QRL_SECRET_BUF], const char *dpop_jkt,
+                                bool png, int scale, enum qrl__errctx ctx);
 
 /* A 200 answer whose body is `data` (`len` bytes of `type`), with the headers every answer
  * carries: no caching anywhere (a QR image carries its request's scan secret), no sniffing, no

@@ -1,8 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Notices of new devices ("New device linked: “Living Room TV”. Not you?"), which the API calls
- * notifications: the list a device has not acknowledged, held until one arrives
- * (Prefer: wait), acknowledging one, and the one-tap revoke of the device one names.
+ * Notices (lib/notice.c), which the API calls notifications, of two kinds: a new device
+ * ("New device linked: “Living Room TV”. Not you?", kind device_linked) and a login request
+ * refused as phishing while a phone of the account was about to approve it (kind
+ * request_blocked). The list a device has not acknowledged, held until one arrives
+ * (Prefer: wait), acknowledging one, and the one-tap revoke of the device a device_linked
+ * notice names (a blocked request linked nothing: 409 not_revocable).
  *
  *   GET  /v1/notifications[?after=ID]      phone session or screen access token (or DPoP)
  *   POST /v1/notifications/{id}/ack        the same
@@ -70,28 +73,55 @@ static enum MHD_Result unavailable(qrl__req *r)
                                           "none)");
 }
 
-/* One notice as the API shows it. */
-static json_t *notice_json(const qrl_notice *n, int64_t now_ms)
+/* The blocked request's screen, as it named itself when it made the request, with the country
+ * of its address when the server has a country database (as the approval page shows it). */
+static json_t *screen_json(qrl__req *r, const qrl_notice_rec *rec)
 {
-    const qrl_notice_rec *rec = &n->rec;
-    int64_t left = n->revoke_until_ms > now_ms ? (n->revoke_until_ms - now_ms + 999) / 1000 : 0;
-    int64_t age = now_ms > rec->created_ms ? (now_ms - rec->created_ms) / 1000 : 0;
-    json_t *o = json_pack(
-        "{s:I, s:s, s:I, s:I, s:{s:I, s:s, s:s, s:s, s:s, s:I}, s:I}", "id", (json_int_t)rec->id,
-        "kind", "device_linked", "created_at", (json_int_t)(rec->created_ms / 1000), "age_seconds",
-        (json_int_t)age, "device", "id", (json_int_t)rec->device_id, "name", rec->device.name,
-        "kind", rec->device.kind, "platform", rec->platform, "address", rec->device.address,
-        "created_at", (json_int_t)(rec->device.created_ms / 1000), "revoke_in", (json_int_t)left);
+    qrl__country c;
+    json_t *o = json_pack("{s:s, s:s, s:s, s:s}", "name", rec->screen_name, "kind",
+                          rec->screen_kind, "platform", rec->platform, "address",
+                          rec->screen_address);
 
     if (o != NULL)
-        json_object_set_new(o, "revoke_until",
-                            n->revoke_until_ms > 0
-                                ? json_integer((json_int_t)(n->revoke_until_ms / 1000))
+        json_object_set_new(o, "country",
+                            qrl__geoip_lookup(r->srv->geoip, rec->screen_address, &c)
+                                ? json_pack("{s:s, s:s}", "code", c.code, "name", c.name)
                                 : json_null());
     return o;
 }
 
-static enum MHD_Result notices_answer(qrl__req *r, const qrl_notice *list, size_t n)
+/* One notice as the API shows it to device `me`. `device` is the new device (device_linked) or
+ * the phone that was stopped (request_blocked), as it is now. */
+static json_t *notice_json(qrl__req *r, const qrl_notice *n, int64_t me, int64_t now_ms)
+{
+    const qrl_notice_rec *rec = &n->rec;
+    bool blocked = rec->kind == QRL_NOTICE_REQUEST_BLOCKED;
+    int64_t left = n->revoke_until_ms > now_ms ? (n->revoke_until_ms - now_ms + 999) / 1000 : 0;
+    int64_t age = now_ms > rec->created_ms ? (now_ms - rec->created_ms) / 1000 : 0;
+    json_t *o = json_pack(
+        "{s:I, s:s, s:I, s:I, s:{s:I, s:s, s:s, s:s, s:s, s:I, s:b}, s:I}", "id",
+        (json_int_t)rec->id, "kind", blocked ? "request_blocked" : "device_linked", "created_at",
+        (json_int_t)(rec->created_ms / 1000), "age_seconds", (json_int_t)age, "device", "id",
+        (json_int_t)rec->device_id, "name", rec->device.name, "kind", rec->device.kind,
+        "platform", blocked ? "" : rec->platform, "address", rec->device.address, "created_at",
+        (json_int_t)(rec->device.created_ms / 1000), "current", rec->device_id == me, "revoke_in",
+        (json_int_t)left);
+
+    if (o == NULL)
+        return NULL;
+    json_object_set_new(o, "revoke_until",
+                        n->revoke_until_ms > 0
+                            ? json_integer((json_int_t)(n->revoke_until_ms / 1000))
+                            : json_null());
+    if (blocked) {
+        json_object_set_new(o, "reason", json_string(rec->reason));
+        json_object_set_new(o, "screen", screen_json(r, rec));
+    }
+    return o;
+}
+
+static enum MHD_Result notices_answer(qrl__req *r, const qrl_auth *auth, const qrl_notice *list,
+                                      size_t n)
 {
     char applied[32];
     const char *hdr[] = {"Preference-Applied", applied, NULL};
@@ -99,7 +129,7 @@ static enum MHD_Result notices_answer(qrl__req *r, const qrl_notice *list, size_
     json_t *arr = json_array();
 
     for (size_t i = 0; arr != NULL && i < n; i++)
-        json_array_append_new(arr, notice_json(&list[i], now));
+        json_array_append_new(arr, notice_json(r, &list[i], auth->device_id, now));
     snprintf(applied, sizeof applied, "wait=%d", r->wait_s);
     return qrl__respond_json_hdr(r, 200, json_pack("{s:o}", "notifications", arr),
                                  r->wait_s > 0 ? hdr : NULL);
@@ -157,7 +187,7 @@ static enum MHD_Result notices_run(qrl__req *r, bool over)
         if (rc == QRL_ERR_BUSY) /* too many waiters for the account, or shutting down */
             break;
     }
-    return notices_answer(r, list, n);
+    return notices_answer(r, &auth, list, n);
 }
 
 /* `after` of the query: a whole decimal number (0 when absent); -1 when malformed. */
@@ -215,9 +245,13 @@ enum MHD_Result qrl__h_notice_ack(qrl__req *r, const char *arg)
     return qrl__respond_empty(r, 204);
 }
 
-/* The one-tap revoke: FORBIDDEN is its window being over (or off); NOT_FOUND also a device
- * that is gone already. */
+/* The one-tap revoke: FORBIDDEN is its window being over (or off); CONFLICT a notice of a
+ * blocked request (no device to remove); NOT_FOUND also a device that is gone already. */
 static const qrl__errsay revoke_api_say[] = {
+    {QRL_ERR_CONFLICT,
+     {409, "not_revocable",
+      "this notification is of a blocked sign-in request, which linked no device: there is "
+      "nothing to remove (acknowledge it instead)"}},
     {QRL_ERR_FORBIDDEN,
      {403, "revoke_window_over",
       "this notification's one-tap removal is over (it works for a while after the device was "
@@ -226,6 +260,8 @@ static const qrl__errsay revoke_api_say[] = {
     QRL__SAY_END,
 };
 static const qrl__errsay revoke_page_say[] = {
+    {QRL_ERR_CONFLICT,
+     {409, "not_revocable", "That sign-in request was stopped: nothing was linked to remove."}},
     {QRL_ERR_FORBIDDEN,
      {403, "revoke_window_over",
       "Removing it from here only works for a while after it was linked. Remove it from your "

@@ -16,6 +16,7 @@
 
 #include "dpop.h"
 #include "http.h"
+#include "http_common.h"
 
 #define GRANT_DEVICE_CODE "urn:ietf:params:oauth:grant-type:device_code"
 
@@ -91,12 +92,56 @@ static const qrl__errsay authorize_say[] = {
     QRL__SAY_END,
 };
 
+/* The key a device authorization request names (RFC 9449 section 10, dpop_jkt, as for an
+ * authorization request): the `dpop_jkt` parameter, or the key of a DPoP proof sent with the
+ * request, or both when they agree. Writes the thumbprint into `jkt` ("" for none) and returns
+ * true; answers 400 itself and returns false when the parameter is not a thumbprint
+ * (invalid_request), the proof is bad, or its key is not the one the parameter names
+ * (invalid_dpop_proof). A proof is used up like one at the token endpoint. */
+static bool authorize_key(qrl__req *r, const char *param, char jkt[QRL_DPOP_JKT_LEN + 1],
+                          enum MHD_Result *ret)
+{
+    qrl__dpop d;
+    char why[192];
+    qrl_err rc;
+
+    jkt[0] = '\0';
+    /* RFC 6749 section 3.1: a parameter without a value is as if omitted. */
+    if (param != NULL && param[0] != '\0' && !qrl_dpop_jkt_valid(param)) {
+        *ret = qrl__respond_error(r, 400, "invalid_request",
+                                  "dpop_jkt must be the RFC 7638 SHA-256 thumbprint of the "
+                                  "screen's key: 43 characters of base64url without padding");
+        return false;
+    }
+    rc = qrl__dpop_read(r, "/oauth/device_authorization", NULL, &d, why, sizeof why);
+    if (rc == QRL_ERR_NOT_FOUND) {
+        if (param != NULL)
+            memcpy(jkt, param, strlen(param) + 1);
+        return true;
+    }
+    if (rc == QRL_OK && param != NULL && param[0] != '\0' &&
+        sodium_memcmp(d.jkt, param, QRL_DPOP_JKT_LEN) != 0) {
+        snprintf(why, sizeof why,
+                 "the DPoP proof's key is not the key dpop_jkt names; send one key, or both of "
+                 "the same key");
+        rc = QRL_ERR_INVALID;
+    }
+    if (rc == QRL_OK)
+        rc = qrl__dpop_use(r, &d, why, sizeof why);
+    if (rc != QRL_OK) {
+        *ret = qrl__dpop_refuse(r, rc, why);
+        return false;
+    }
+    memcpy(jkt, d.jkt, QRL_DPOP_JKT_LEN + 1);
+    return true;
+}
+
 enum MHD_Result qrl__h_device_authorization(qrl__req *r, const char *arg)
 {
     qrl__form f;
     qrl_device_auth da;
     enum MHD_Result ret;
-    char complete[512], verify[300];
+    char complete[512], verify[300], jkt[QRL_DPOP_JKT_LEN + 1];
     const char *client_id, *platform, *kind;
     qrl_err rc;
 
@@ -122,41 +167,50 @@ enum MHD_Result qrl__h_device_authorization(qrl__req *r, const char *arg)
         return qrl__respond_error(r, 400, "invalid_request",
                                   "device_kind must be one of tv, browser, desktop, cli, other");
     }
-    rc = qrl_device_authorize_platform(r->srv->core, client_id, qrl__form_get(&f, "scope"),
-                                       qrl__form_get(&f, "device_name"),
-                                       qrl__form_get(&f, "device_kind"), platform, r->address, &da);
+    if (!authorize_key(r, qrl__form_get(&f, "dpop_jkt"), jkt, &ret)) {
+        qrl__form_clear(&f);
+        return ret;
+    }
+    rc = qrl_device_authorize_dpop(
+        r->srv->core, client_id, qrl__form_get(&f, "scope"), qrl__form_get(&f, "device_name"),
+        qrl__form_get(&f, "device_kind"), platform, jkt, r->address, &da);
     if (rc == QRL_OK)
         qrl__login_event(r, QRL__OUT_CREATED,
                          &(qrl__ids){.lr_id = da.lr_id, .client_id = client_id});
     qrl__form_clear(&f);
     if (rc != QRL_OK)
         return qrl__respond_err_as(r, rc, QRL__CTX_OAUTH, authorize_say, NULL, NULL);
-    /* The scan secret goes in the fragment: browsers never send it, so no log can hold it. */
+    /* The scan secret goes in the fragment: browsers never send it, so no log can hold it.
+     * A request bound to a key has the key's short form in the query (qrl__qr_url). */
     char body[1024];
-    int n = -1;
+    int n = -1, m;
     if (r->srv->public_url_json[0] != '\0' && qrl__json_plain(da.device_code) &&
-        qrl__json_plain(da.user_code) && qrl__json_plain(da.scan_secret))
+        qrl__json_plain(da.user_code) && qrl__json_plain(da.scan_secret) &&
+        (m = qrl__qr_url(r->srv->public_url_json, da.scan_secret, da.dpop_jkt, complete,
+                         sizeof complete)) > 0 &&
+        (size_t)m < sizeof complete)
         /* Formatted as text (qrl__respond_text); the public URL was escaped at start. A very
          * long public URL does not fit and takes jansson below. */
         n = snprintf(body, sizeof body,
                      "{\"device_code\":\"%s\",\"user_code\":\"%s\",\"verification_uri\":"
-                     "\"%s/device\",\"verification_uri_complete\":\"%s/s#%s\","
+                     "\"%s/device\",\"verification_uri_complete\":\"%s\","
                      "\"expires_in\":%lld,\"interval\":%d}",
-                     da.device_code, da.user_code, r->srv->public_url_json, r->srv->public_url_json,
-                     da.scan_secret, (long long)da.expires_in_s, da.interval_s);
+                     da.device_code, da.user_code, r->srv->public_url_json, complete,
+                     (long long)da.expires_in_s, da.interval_s);
     if (n > 0 && (size_t)n < sizeof body) {
         ret = qrl__respond_text(r, 200, body, (size_t)n, NULL);
     } else {
         snprintf(verify, sizeof verify, "%s/device", r->srv->public_url);
-        snprintf(complete, sizeof complete, "%s/s#%s", r->srv->public_url, da.scan_secret);
+        (void)qrl__qr_url(r->srv->public_url, da.scan_secret, da.dpop_jkt, complete,
+                          sizeof complete);
         ret = qrl__respond_json(r, 200,
                                 json_pack("{s:s, s:s, s:s, s:s, s:I, s:i}", "device_code",
                                           da.device_code, "user_code", da.user_code,
                                           "verification_uri", verify, "verification_uri_complete",
                                           complete, "expires_in", (json_int_t)da.expires_in_s,
                                           "interval", da.interval_s));
-        sodium_memzero(complete, sizeof complete);
     }
+    sodium_memzero(complete, sizeof complete);
     sodium_memzero(body, sizeof body);
     sodium_memzero(&da, sizeof da);
     return ret;
@@ -284,6 +338,16 @@ static enum MHD_Result device_code_answer(qrl__req *r, qrl_err rc, qrl_poll_resu
         qrl__login_event(r, QRL__OUT_EXPIRED, &(qrl__ids){.lr_id = lr_id});
     if (r->web)
         return qrl__web_screen_answer(r, rc, res);
+    /* A request bound to a key at device authorization (RFC 9449 section 10) and a token
+     * request without a proof of that key: nothing happened (qrl_token_device_code_dpop). */
+    if (rc == QRL_ERR_UNAUTHORIZED)
+        return qrl__dpop_refuse(r, QRL_ERR_INVALID,
+                                "this login request is bound to a DPoP key (dpop_jkt): send a "
+                                "DPoP proof made with that key");
+    if (rc == QRL_ERR_FORBIDDEN)
+        return qrl__dpop_refuse(r, QRL_ERR_INVALID,
+                                "this login request is bound to another DPoP key than this "
+                                "proof's (dpop_jkt)");
     if (r->wait_s > 0) {
         snprintf(applied, sizeof applied, "wait=%d", r->wait_s);
         hdr[0] = "Preference-Applied";

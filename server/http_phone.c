@@ -184,6 +184,11 @@ enum MHD_Result qrl__h_lr_view(qrl__req *r, const char *code)
     if (rc != QRL_OK)
         return lr_error(r, rc, &v.lr);
     const char *blocked = v.blocked != QRL_BLOCK_NONE ? qrl_block_reason_name(v.blocked) : NULL;
+    /* The screen's key when the request is bound to one: the phone compares it with the short
+     * form its QR code carried (qrlogin/protocol.h), and shows the fingerprint. */
+    char fp[QRL_KEY_FINGERPRINT_BUF] = "";
+    bool keyed =
+        qrl_dpop_jkt_valid(v.lr.dpop_jkt) && qrl_key_fingerprint(v.lr.dpop_jkt, fp) == QRL_OK;
     qrl__login_event(
         r, QRL__OUT_CLAIMED,
         &(qrl__ids){.lr_id = v.lr.id, .account_id = auth.account_id, .device_id = auth.device_id});
@@ -196,19 +201,22 @@ enum MHD_Result qrl__h_lr_view(qrl__req *r, const char *code)
         qrl__json_plain(v.lr.device_platform)) {
         /* Formatted as text (qrl__respond_text) when no string needs escaping; a name in
          * another script or with a quote goes through jansson below. */
-        char body[1280];
+        char body[1400];
+        const char *q = keyed ? "\"" : "";
         int n = snprintf(
             body, sizeof body,
             "{\"id\":%lld,\"state\":\"%s\",\"user_code\":\"%s\",\"device_name\":\"%s\","
             "\"device_kind\":\"%s\",\"device_platform\":\"%s\",\"client_id\":\"%s\","
             "\"scope\":\"%s\",\"address\":\"%s\","
             "\"same_network\":%s,\"age_seconds\":%lld,\"expires_in\":%lld,"
-            "\"created_at\":%lld,\"nonce\":\"%s\",\"blocked\":%s%s%s,%s}",
+            "\"created_at\":%lld,\"nonce\":\"%s\",\"blocked\":%s%s%s,"
+            "\"dpop_jkt\":%s%s%s,\"key_fingerprint\":%s%s%s,%s}",
             (long long)v.lr.id, qrl_lr_state_name(v.lr.state), v.user_code, v.lr.device_name,
             v.lr.device_kind, v.lr.device_platform, v.lr.client_id, v.lr.scope, v.lr.address,
             v.same_network ? "true" : "false", (long long)v.age_s, (long long)v.expires_in_s,
             (long long)(v.lr.created_ms / 1000), v.lr.nonce, blocked != NULL ? "\"" : "",
-            blocked != NULL ? blocked : "null", blocked != NULL ? "\"" : "", origin);
+            blocked != NULL ? blocked : "null", blocked != NULL ? "\"" : "", q,
+            keyed ? v.lr.dpop_jkt : "null", q, q, keyed ? fp : "null", q, origin);
         if (n > 0 && (size_t)n < sizeof body)
             return qrl__respond_text(r, 200, body, (size_t)n, NULL);
     }
@@ -221,6 +229,8 @@ enum MHD_Result qrl__h_lr_view(qrl__req *r, const char *code)
                   "created_at", (json_int_t)(v.lr.created_ms / 1000), "nonce", v.lr.nonce);
     qrl__origin_json_set(o, &where);
     json_object_set_new(o, "blocked", blocked != NULL ? json_string(blocked) : json_null());
+    json_object_set_new(o, "dpop_jkt", keyed ? json_string(v.lr.dpop_jkt) : json_null());
+    json_object_set_new(o, "key_fingerprint", keyed ? json_string(fp) : json_null());
     return qrl__respond_json(r, 200, o);
 }
 

@@ -69,22 +69,33 @@ enum MHD_Result qrl__h_screen_qr(qrl__req *r, const char *arg)
     }
     /* `format` lives in the form buffer, which is wiped next. */
     bool is_png = strcmp(format, "png") == 0;
-    rc = qrl_screen_scan_secret(r->srv->core, client_id, code, scan);
+    char jkt[QRL_DPOP_JKT_LEN + 1];
+    rc = qrl_screen_qr_secret(r->srv->core, client_id, code, scan, jkt);
     sodium_memzero(f.buf, r->body_len);
     qrl__form_clear(&f);
     if (rc != QRL_OK)
         return qrl__respond_err_as(r, rc, QRL__CTX_OAUTH, scan_say, NULL, NULL);
-    return qrl__respond_qr(r, scan, is_png, (int)scale, QRL__CTX_OAUTH);
+    return qrl__respond_qr(r, scan, jkt, is_png, (int)scale, QRL__CTX_OAUTH);
 }
 
-enum MHD_Result qrl__respond_qr(qrl__req *r, char scan[QRL_SECRET_BUF], bool png, int scale,
-                                enum qrl__errctx ctx)
+int qrl__qr_url(const char *public_url, const char *scan, const char *dpop_jkt, char *out,
+                size_t len)
+{
+    char hint[QRL_KEY_HINT_BUF];
+
+    if (dpop_jkt != NULL && qrl_key_hint(dpop_jkt, hint) == QRL_OK)
+        return snprintf(out, len, "%s/s?k=%s#%s", public_url, hint, scan);
+    return snprintf(out, len, "%s/s#%s", public_url, scan);
+}
+
+enum MHD_Result qrl__respond_qr(qrl__req *r, char scan[QRL_SECRET_BUF], const char *dpop_jkt,
+                                bool png, int scale, enum qrl__errctx ctx)
 {
     char url[512];
     qrl_qr *qr = NULL;
     qrl_err rc;
 
-    snprintf(url, sizeof url, "%s/s#%s", r->srv->public_url, scan);
+    (void)qrl__qr_url(r->srv->public_url, scan, dpop_jkt, url, sizeof url);
     sodium_memzero(scan, QRL_SECRET_BUF);
     rc = qrl_qr_encode(url, &qr);
     sodium_memzero(url, sizeof url);

@@ -380,7 +380,7 @@ enum MHD_Result qrl__h_web_screen_qr(qrl__req *r, const char *arg)
     if (rc != QRL_OK)
         return qrl__respond_error(r, 404, "no_request",
                                   "This sign-in code is over; the page shows a new one.");
-    return qrl__respond_qr(r, scan, false, QRL__QR_SCALE, QRL__CTX_PAGE);
+    return qrl__respond_qr(r, scan, NULL, false, QRL__QR_SCALE, QRL__CTX_PAGE);
 }
 
 enum MHD_Result qrl__h_web_screen_wait(qrl__req *r, const char *arg)
@@ -891,6 +891,13 @@ enum MHD_Result qrl__h_web_lr_view(qrl__req *r, const char *arg)
     json_object_set_new(o, "blocked",
                         v.blocked != QRL_BLOCK_NONE ? json_string(qrl_block_reason_name(v.blocked))
                                                     : json_null());
+    /* The screen's key when the request is bound to one: the page compares it with the short
+     * form of the QR code it was opened from (qrlogin/protocol.h). */
+    char fp[QRL_KEY_FINGERPRINT_BUF];
+    bool keyed =
+        qrl_dpop_jkt_valid(v.lr.dpop_jkt) && qrl_key_fingerprint(v.lr.dpop_jkt, fp) == QRL_OK;
+    json_object_set_new(o, "dpop_jkt", keyed ? json_string(v.lr.dpop_jkt) : json_null());
+    json_object_set_new(o, "key_fingerprint", keyed ? json_string(fp) : json_null());
     return qrl__respond_json(r, 200, o);
 }
 

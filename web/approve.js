@@ -2,6 +2,11 @@
 /* /s and /device: the phone approves (or denies) a sign-in on another screen.
  * /s#qrl_ss_...  the QR code's link: the scan secret is in the fragment (never sent to a server
  *                in a URL); it is taken out of the address bar at once.
+ * /s?k=XXXXXXXX#qrl_ss_...
+ *                the same for a screen that named its key when it asked: "k" is the first 8
+ *                characters of the key's thumbprint. The request's view says which key the
+ *                sign-in goes to (dpop_jkt); when the two differ the QR code was not made by
+ *                the screen that asked, and the page offers Deny only.
  * /device        the person types the code the screen shows. */
 'use strict';
 
@@ -16,6 +21,9 @@
   let viewedAt = 0;
   let picked = '';
   let busy = false;
+  // The short form of the screen's key from the QR code's "k": null when the link had none (or
+  // the code was typed), '' when it was malformed or repeated (which matches no key).
+  let keyHint = null;
 
   function section(id) {
     for (const s of SECTIONS) $(s).hidden = s !== id;
@@ -74,6 +82,53 @@
     done('no', [title], [text], [['/device', 'Enter a code instead', 'secondary'], ['/devices', 'Your devices', 'secondary']]);
   }
 
+  /* ---------- the screen's key ---------- */
+  /* 'none': neither the request nor the QR code names a key (nothing to show); 'named': the
+   * request is bound to a key and there is nothing to compare it with (a typed code, a link
+   * without "k"); 'match': the QR code names the request's key; 'mismatch': it names another
+   * one, or a key while the request has none. */
+  function keyCheck() {
+    const jkt = view && typeof view.dpop_jkt === 'string' ? view.dpop_jkt : '';
+    if (keyHint === null) return jkt ? 'named' : 'none';
+    return keyHint && jkt.length === 43 && jkt.slice(0, 8) === keyHint ? 'match' : 'mismatch';
+  }
+
+  /* "3F7A-91C2": the fingerprint the server gives ("KEY 3F7A-91C2"), as people read it. */
+  function keyWords() {
+    return String((view && view.key_fingerprint) || '').replace(/^KEY /, '');
+  }
+
+  function screenWord() {
+    return view.device_kind === 'tv' ? 'TV' : kindWord(view.device_kind).toLowerCase();
+  }
+
+  function renderKey(check) {
+    const li = $('fact-key');
+    li.textContent = '';
+    li.hidden = check === 'none' || check === 'mismatch';
+    if (!li.hidden) {
+      li.className = check === 'match' ? 'ok-fact' : '';
+      const words = ['The sign-in goes only to this ' + screenWord() + '\u2019s key ',
+        h('span', { class: 'key-code', text: keyWords() })];
+      if (check === 'match') words.push(' \u2014 it matches the code you scanned');
+      li.append(icon('key', 'icon'), h('span', {}, ...words));
+    }
+    const box = $('key-mismatch');
+    box.hidden = check !== 'mismatch';
+    if (box.hidden) return;
+    if (!$('key-mismatch-icon').firstChild) $('key-mismatch-icon').append(icon('warn', 'warn-icon'));
+    const p = $('key-mismatch-text');
+    p.textContent = '';
+    if (view.dpop_jkt) {
+      p.append('The QR code you scanned names another key than the one this sign-in would go to (',
+        h('span', { class: 'key-code', text: keyWords() }), ').');
+    } else {
+      p.append('The QR code you scanned names a key, but this sign-in is not bound to any.');
+    }
+    p.append(' So the code was not made by the screen that asked, and someone may be trying to ' +
+      'get into your account. Deny it, then start again on the screen in front of you.');
+  }
+
   /* ---------- entering a code ---------- */
   function showEnter(errText) {
     section('enter');
@@ -94,6 +149,7 @@
     $('enter-code').value = v;
     code = v;
     typed = true;
+    keyHint = null;
     open();
   });
 
@@ -197,7 +253,10 @@
       net.append(icon('warn', 'icon'), h('span', { text: 'Not on the same network as this phone' }));
     }
     const otherCountry = renderCountries();
-    $('warning').hidden = !otherCountry && !!view.same_network;
+    const check = keyCheck();
+    renderKey(check);
+    // A QR code that names another key says it all: the other warnings would only distract.
+    $('warning').hidden = check === 'mismatch' || (!otherCountry && !!view.same_network);
     if (!$('warning-icon').firstChild) $('warning-icon').append(icon('warn', 'warn-icon'));
 
     const grant = $('grant');
@@ -212,6 +271,16 @@
     showError($('request-error'), '');
     section('request');
     updateAge();
+    if (check === 'mismatch') {
+      // No approving at all: neither the codes to pick nor the Approve button.
+      $('grant').hidden = true;
+      $('choose').hidden = true;
+      $('confirm').hidden = true;
+      announce('Do not approve: this code was not made by that screen.');
+      focusHeading($('key-mismatch-title'));
+      return;
+    }
+    $('grant').hidden = false;
     announce('Sign in on \u201c' + name + '\u201d?');
     if (typed || !(view.choices && view.choices.length)) {
       picked = code;
@@ -247,7 +316,7 @@
 
   function setBusy(on) {
     busy = on;
-    for (const id of ['approve', 'deny', 'deny-early']) $(id).disabled = on;
+    for (const id of ['approve', 'deny', 'deny-early', 'deny-mismatch']) $(id).disabled = on;
   }
 
   async function passkeyProof() {
@@ -296,7 +365,7 @@
 
   async function approve(ev) {
     ev.preventDefault();
-    if (busy) return;
+    if (busy || keyCheck() === 'mismatch') return;
     const err = $('request-error');
     showError(err, '');
     const body = { code, user_code: picked };
@@ -401,6 +470,7 @@
   $('confirm').addEventListener('submit', approve);
   $('deny').addEventListener('click', deny);
   $('deny-early').addEventListener('click', deny);
+  $('deny-mismatch').addEventListener('click', deny);
   $('change-code').addEventListener('click', () => {
     showChoose();
     const first = $('choices').querySelector('button');
@@ -415,8 +485,11 @@
     code = hash;
     typed = false;
     view = null;
-    // Keep the secret out of the address bar, the history and any screenshot of the page.
-    history.replaceState(null, '', location.pathname + location.search);
+    const k = new URLSearchParams(location.search).getAll('k');
+    keyHint = k.length === 0 ? null : (k.length === 1 && /^[A-Za-z0-9_-]{8}$/.test(k[0]) ? k[0] : '');
+    // Keep the secret out of the address bar, the history and any screenshot of the page (and
+    // the key's short form with it: it belongs to this code only).
+    history.replaceState(null, '', location.pathname);
     return true;
   }
 

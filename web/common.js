@@ -280,24 +280,54 @@
     return signIn(container, intro);
   }
 
-  /* ---- "New device linked" banners ----
+  /* ---- "New device linked" and "Sign-in request stopped" banners ----
    * On a page with an element #new-devices, once this phone is signed in (session() and
-   * signIn() start it): every notice of a device linked to the account that this phone has not
-   * dismissed becomes a banner saying what was linked, how long ago and from where, with
-   * "Remove it" (the one-tap removal, after a confirmation naming the device) while the server
-   * offers it, else a pointer to Devices, and "Dismiss". GET /web/notifications is held
-   * (Prefer: wait=25) with the newest id shown as `after`, so a new link shows within a moment.
-   * A new banner and a removal dispatch 'qrl:devices-changed' on document (the devices page
-   * reloads its list). */
+   * signIn() start it): every notice the account's devices get that this phone has not
+   * dismissed becomes a banner. A device linked to the account (kind device_linked): what was
+   * linked, how long ago and from where, with "Remove it" (the one-tap removal, after a
+   * confirmation naming the device) while the server offers it, else a pointer to Devices, and
+   * "Dismiss". A sign-in request the server stopped as phishing while a phone of the account was
+   * about to approve it (kind request_blocked): which screen, from where, when, why, what to do
+   * and that nothing was linked, with "Dismiss" only. GET /web/notifications is held
+   * (Prefer: wait=25) with the newest id shown as `after`, so a new notice shows within a
+   * moment. A new device's banner and a removal dispatch 'qrl:devices-changed' on document (the
+   * devices page reloads its list). */
   const notices = { started: false, after: 0, loadedAt: 0, items: new Map() };
 
   function deviceWords(d) {
     return d.platform || kindWord(d.kind);
   }
 
-  function noticeText(n) {
+  function noticeAge(n) {
     const seconds = (Number(n.age_seconds) || 0) + (Date.now() - notices.loadedAt) / 1000;
-    return [', ' + deviceWords(n.device) + ', ' + (seconds < 60 ? 'just now' : ago(seconds)) + '. Not you?'];
+    return seconds < 60 ? 'just now' : ago(seconds);
+  }
+
+  function isBlocked(n) { return n.kind === 'request_blocked'; }
+
+  /* Why a request was stopped, in words (the reasons of the API's request_blocked). */
+  const BLOCK_WHY = {
+    many_networks: 'the code was opened from many places',
+    denied_network: 'it came from a network that may not sign in here',
+    many_accounts: 'the screen that made it had signed in to many accounts',
+  };
+
+  /* Where a stopped request's screen was: its country when the server knows it, else its
+   * address. */
+  function screenPlace(screen) {
+    if (screen.country && screen.country.name) return screen.country.name;
+    return screen.address || 'an unknown place';
+  }
+
+  /* The text of the banner's main line: the children of its .new-device-what paragraph. */
+  function noticeWhat(n) {
+    if (!isBlocked(n)) {
+      return [quoted(n.device.name), ', ' + deviceWords(n.device) + ', ' + noticeAge(n) + '. Not you?'];
+    }
+    const screen = n.screen || {};
+    const who = n.device.current ? ['you were'] : ['that ', quoted(n.device.name), ' was'];
+    return ['We stopped a sign-in request ', ...who, ' about to approve: ', quoted(screen.name),
+      ', from ' + screenPlace(screen) + ', ' + noticeAge(n) + '.'];
   }
 
   function dropNotice(id) {
@@ -372,8 +402,36 @@
     showError(notices.items.get(n.id).err, message(res));
   }
 
+  /* The banner of a stopped request n, into `el`: what and why, and Dismiss (it linked
+   * nothing to remove). */
+  function renderBlocked(n, el) {
+    const screen = n.screen || {};
+    const name = screen.name || 'Unnamed device';
+    const err = h('div', { class: 'alert', role: 'alert' });
+    const dismiss = h('button', { type: 'button', class: 'secondary', 'aria-label': 'Dismiss: stopped request of \u201c' + name + '\u201d' }, 'Dismiss');
+    dismiss.addEventListener('click', () => dismissNotice(n));
+    const why = BLOCK_WHY[n.reason];
+    el.append(
+      h('h2', { id: 'new-device-' + n.id }, icon('warn', 'warn-icon'), 'Sign-in request stopped'),
+      h('p', { class: 'new-device-what' }, ...noticeWhat(n)),
+      h('p', { class: 'blocked-why' },
+        'It looked like a phishing attempt' + (why ? ' (' + why + ')' : '') + '. ',
+        h('strong', { text: 'If someone asked you to scan a code, do not.' }),
+        ' Nothing was linked to your account.'),
+      h('p', { class: 'new-device-meta' },
+        [kindWord(screen.kind), screen.platform, screen.address].filter(Boolean).join(' \u00b7 ')),
+      err, h('div', { class: 'new-device-actions' }, dismiss));
+    notices.items.set(n.id, { el, err, n });
+    return el;
+  }
+
   /* The banner of notice n, into `el` (a new one when absent). */
   function renderNotice(n, el) {
+    if (isBlocked(n)) {
+      el = el || h('section', { class: 'new-device request-blocked', 'aria-labelledby': 'new-device-' + n.id, 'data-notice-id': n.id });
+      el.textContent = '';
+      return renderBlocked(n, el);
+    }
     const name = n.device.name || 'Unnamed device';
     const titleId = 'new-device-' + n.id;
     el = el || h('section', { class: 'new-device', 'aria-labelledby': titleId, 'data-notice-id': n.id });
@@ -393,7 +451,7 @@
     actions.append(dismiss);
     el.append(
       h('h2', { id: titleId }, icon('warn', 'warn-icon'), 'New device linked'),
-      h('p', { class: 'new-device-what' }, quoted(name), ...noticeText(n)),
+      h('p', { class: 'new-device-what' }, ...noticeWhat(n)),
       h('p', { class: 'new-device-meta' },
         kindWord(n.device.kind) + (n.device.address ? ' \u00b7 linked from ' + n.device.address : '')),
       err, actions);
@@ -401,8 +459,10 @@
     return el;
   }
 
-  function renderNotices(list) {
+  function renderNotices(all) {
     const box = document.getElementById('new-devices');
+    // A kind this page does not know (a newer server) is not shown, and not waited for again.
+    const list = all.filter((n) => !n.kind || n.kind === 'device_linked' || isBlocked(n));
     const keep = new Set(list.map((n) => n.id));
     for (const id of Array.from(notices.items.keys())) if (!keep.has(id)) dropNotice(id);
     // Newest first: the list comes newest first, new ones go on top.
@@ -411,11 +471,15 @@
       if (notices.items.has(n.id)) continue;
       box.prepend(renderNotice(n));
       if (n.id > notices.after) {
-        news = true;
-        announce('New device linked: \u201c' + (n.device.name || 'Unnamed device') + '\u201d.');
+        if (isBlocked(n)) {
+          announce('Sign-in request stopped: \u201c' + ((n.screen && n.screen.name) || 'Unnamed device') + '\u201d.');
+        } else {
+          news = true;
+          announce('New device linked: \u201c' + (n.device.name || 'Unnamed device') + '\u201d.');
+        }
       }
     }
-    for (const n of list) if (n.id > notices.after) notices.after = n.id;
+    for (const n of all) if (n.id > notices.after) notices.after = n.id;
     if (news) document.dispatchEvent(new CustomEvent('qrl:devices-changed'));
   }
 
@@ -458,7 +522,7 @@
       notices.timer = setInterval(() => {
         for (const { el, n } of notices.items.values()) {
           const p = el.querySelector('.new-device-what');
-          if (p) p.replaceChildren(quoted(n.device.name), ...noticeText(n));
+          if (p) p.replaceChildren(...noticeWhat(n));
         }
       }, 30000);
     }

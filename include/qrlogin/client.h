@@ -122,7 +122,8 @@ typedef struct qrl_client_event {
 
 /* Receives events from qrl_client_login() (and RETRYING from qrl_client_refresh()). Runs on the
  * calling thread between network operations; it may call qrl_client_cancel(),
- * qrl_client_last_error() and the qrl_client_qr_* renders on the same handle, nothing else. */
+ * qrl_client_last_error(), qrl_client_dpop_jkt() and the qrl_client_qr_* renders on the same
+ * handle, nothing else. */
 typedef void (*qrl_client_event_fn)(void *user, const qrl_client_event *ev);
 
 /* Replaces the SDK's sleeps (between polls and before retries) when set: called with the delay
@@ -289,6 +290,13 @@ QRL_CLIENT_API void qrl_client_tokens_clear(qrl_client_tokens *t);
  * binds the tokens to it: the refresh token and the access token are useless to anyone without
  * the key. Other servers get no proofs and issue bearer tokens as before.
  *
+ * The key is named from the start: each login request the handle asks for of such a server
+ * carries the key's thumbprint (dpop_jkt, RFC 9449 section 10), so the request is bound to the
+ * key, only a token request proving it redeems the request, and its QR code (qr_payload)
+ * carries the thumbprint's short form ("?k=...") for the approving phone to check against the
+ * key the server names. A key replaced (qrl_client_set_key) while a login request is on screen
+ * cannot redeem that request: set the key before qrl_client_login or the first step.
+ *
  * Keep the key with the refresh token, in the same secure storage: after a restart, restore
  * both (qrl_client_set_key, then qrl_client_set_refresh_token). A refresh with another key is
  * refused as an invalid grant (QRL_ERR_UNAUTHORIZED: sign in again). A proof's time is the
@@ -308,6 +316,16 @@ QRL_CLIENT_API qrl_err qrl_client_get_key(const qrl_client *c, char *out, size_t
  * on the handle that were bound to the old key no longer count as bound. QRL_ERR_INVALID for
  * anything else, QRL_ERR_CONFLICT while a blocking call runs on the handle. */
 QRL_CLIENT_API qrl_err qrl_client_set_key(qrl_client *c, const char *key);
+
+/* Bytes for a key's thumbprint, the NUL included: 43 characters of base64url. */
+#define QRL_CLIENT_JKT_MAX 44
+
+/* Writes the RFC 7638 thumbprint of the handle's public key (the dpop_jkt the SDK sends, the
+ * cnf.jkt of its bound tokens), NUL-terminated, into out. It is no secret: an app may show it,
+ * or the fingerprint a phone shows for it ("KEY " and the hexadecimal of the thumbprint's first
+ * 4 bytes, "KEY 3F7A-91C2"), next to the user code. May be called from on_event.
+ * QRL_ERR_TOO_LARGE when len is under QRL_CLIENT_JKT_MAX. */
+QRL_CLIENT_API qrl_err qrl_client_dpop_jkt(const qrl_client *c, char *out, size_t len);
 
 /* 1 when the handle's tokens are bound to its key (the server answered token_type DPoP): send
  * the access token as "Authorization: DPoP <token>" with a "DPoP: <proof>" header from
@@ -342,20 +360,38 @@ QRL_CLIENT_API qrl_err qrl_client_qr_png(qrl_client *c, int scale, unsigned char
 /* Releases a buffer returned by a qrl_client_qr_* function of the same handle. Accepts NULL. */
 QRL_CLIENT_API void qrl_client_buf_free(qrl_client *c, void *buf);
 
-/* --- notifications of new devices (a qrlogin server's GET /v1/notifications) --------------- */
+/* --- notifications (a qrlogin server's GET /v1/notifications) ------------------------------ */
 
 /* Sizes of a notification's strings (the server's limits, qrlogin/limits.h), without the NUL. */
 #define QRL_CLIENT_DEVICE_NAME_MAX 64
 #define QRL_CLIENT_DEVICE_KIND_MAX 15
 #define QRL_CLIENT_DEVICE_PLATFORM_MAX 64
 #define QRL_CLIENT_ADDRESS_MAX 63
+#define QRL_CLIENT_BLOCK_REASON_MAX 31
+#define QRL_CLIENT_COUNTRY_NAME_MAX 63
 
-/* "A new device was linked to your account": after every approval that links a device, the
- * account's other devices are told, this screen among them. Strings are untrusted text from
- * the server (UTF-8 without control characters): show them as text, the name in quotes. */
+/* What a notification tells (the server's "kind"). */
+typedef enum qrl_client_notification_kind {
+    /* A kind this SDK does not know (a newer server): id, times and, when the server sent
+     * them, the device fields are filled; show nothing you cannot explain, or acknowledge it. */
+    QRL_CLIENT_NOTICE_OTHER = 0,
+    /* "A new device was linked to your account": the device_* fields are the new device. */
+    QRL_CLIENT_NOTICE_DEVICE_LINKED = 1,
+    /* "We stopped a sign-in request": a login request that a phone of the account was about
+     * to approve was refused as phishing. The device_* fields are that phone (device_current:
+     * it is this very device); reason and screen_* say what was stopped and why. Nothing was
+     * linked: there is nothing to remove. */
+    QRL_CLIENT_NOTICE_REQUEST_BLOCKED = 2
+} qrl_client_notification_kind;
+
+/* A notification to the devices of the account this screen is signed in to: a device linked
+ * to it (after every approval that links a device, the account's other devices are told), or a
+ * sign-in request stopped as phishing (every device of the account is told). Strings are
+ * untrusted text from the server (UTF-8 without control characters): show them as text, names
+ * in quotes. */
 typedef struct qrl_client_notification {
     long long id;           /* grows with time: pass the highest seen as `after` */
-    long long created_at;   /* Unix time (seconds) the device was linked, by the server's clock */
+    long long created_at;   /* Unix time (seconds) of the event, by the server's clock */
     long long age_s;        /* seconds since, by the server's clock (trust it over yours) */
     long long revoke_until; /* Unix time until a phone can remove it with one tap; 0: not */
     long long device_id;
@@ -363,13 +399,29 @@ typedef struct qrl_client_notification {
     char device_kind[QRL_CLIENT_DEVICE_KIND_MAX + 1];         /* tv, browser, desktop, cli ... */
     char device_platform[QRL_CLIENT_DEVICE_PLATFORM_MAX + 1]; /* "" when it said nothing */
     char device_address[QRL_CLIENT_ADDRESS_MAX + 1];          /* where it was linked from */
+    /* Since the kinds: */
+    qrl_client_notification_kind kind;
+    int device_current; /* 1: device_* is this screen itself */
+    /* QRL_CLIENT_NOTICE_REQUEST_BLOCKED only ("" otherwise): why ("many_networks": the code
+     * was opened from many places; "denied_network": the request came from a network the
+     * server denies; "many_accounts": its screen had signed in to many accounts; or a reason
+     * this SDK does not know), and the screen that made the stopped request, as it named
+     * itself, with the country of its address when the server knows it ("BR", "Brazil"). */
+    char reason[QRL_CLIENT_BLOCK_REASON_MAX + 1];
+    char screen_name[QRL_CLIENT_DEVICE_NAME_MAX + 1];
+    char screen_kind[QRL_CLIENT_DEVICE_KIND_MAX + 1];
+    char screen_platform[QRL_CLIENT_DEVICE_PLATFORM_MAX + 1];
+    char screen_address[QRL_CLIENT_ADDRESS_MAX + 1];
+    char screen_country[3]; /* ISO 3166-1 alpha-2, "" when unknown */
+    char screen_country_name[QRL_CLIENT_COUNTRY_NAME_MAX + 1];
 } qrl_client_notification;
 
 /* The notifications this device has not acknowledged, newest first, into out[0..*n) (at most
  * `max`; the server lists 20 at most), asked with the handle's access token. With wait_s > 0
  * (at most 60) the server holds the request until one with an id above `after` arrives or
  * wait_s seconds pass, so a loop of calls that passes the highest id it has seen costs one
- * request a minute while nothing happens and hears of a new device at once. Only a qrlogin
+ * request a minute while nothing happens and hears of a new device or a stopped request at
+ * once. Only a qrlogin
  * server has this endpoint ({server_url}/v1/notifications).
  * QRL_ERR_UNAUTHORIZED: the access token expired or the device was removed (qrl_client_refresh,
  * then call again; if that fails too, sign in again). QRL_ERR_CONFLICT: no access token on the

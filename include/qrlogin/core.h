@@ -34,7 +34,7 @@ typedef struct qrl_core qrl_core;
 /* Called after every state change of a login request, with the request id: those this process
  * made, and those the store reports from elsewhere (store.h, set_notify: there a negative id
  * is a revoked device and 0 means "anything may have changed"). Also with qrl_notice_key() of
- * an account when a notice of a new device was recorded for it (below -2^62; see "notices").
+ * an account when a notice was recorded for it (below -2^62; see "notices").
  * Used by the server to wake held requests. Must be quick and must not call back into the
  * core. */
 typedef void (*qrl_change_fn)(void *ud, int64_t lr_id);
@@ -180,6 +180,9 @@ typedef struct qrl_device_auth {
     int64_t expires_in_s;
     int interval_s;
     int64_t lr_id;
+    /* The thumbprint of the screen's DPoP key the request is bound to (qrl_device_authorize_dpop),
+     * "" when it names none. Its short form goes into the QR code (qrlogin/protocol.h). */
+    char dpop_jkt[QRL_DPOP_JKT_LEN + 1];
 } qrl_device_auth;
 
 /* RFC 8628 section 3.1/3.2. device_kind NULL means "other"; it must be one of tv, browser,
@@ -192,6 +195,15 @@ qrl_err qrl_device_authorize_platform(qrl_core *core, const char *client_id, con
                                       const char *device_name, const char *device_kind,
                                       const char *device_platform, const char *address,
                                       qrl_device_auth *out);
+/* qrl_device_authorize_platform() for a screen that names its DPoP key (RFC 9449 section 10,
+ * dpop_jkt, applied to the device authorization request): `dpop_jkt` is the key's RFC 7638
+ * thumbprint (qrl_dpop_jkt_valid), or NULL or "" for none. The request keeps it, and only a
+ * token request with a proof made with that key redeems it (qrl_token_device_code_dpop); the
+ * approving phone is shown it. QRL_ERR_INVALID for a thumbprint that is not one. */
+qrl_err qrl_device_authorize_dpop(qrl_core *core, const char *client_id, const char *scope,
+                                  const char *device_name, const char *device_kind,
+                                  const char *device_platform, const char *dpop_jkt,
+                                  const char *address, qrl_device_auth *out);
 /* qrl_device_authorize_platform() with no platform (device_platform NULL). */
 qrl_err qrl_device_authorize(qrl_core *core, const char *client_id, const char *scope,
                              const char *device_name, const char *device_kind, const char *address,
@@ -238,7 +250,11 @@ qrl_err qrl_token_device_code(qrl_core *core, const char *client_id, const char 
 /* qrl_token_device_code() for a screen that proved a DPoP key (RFC 9449; NULL: none): a
  * redemption stores the key in the new device (store.h, qrl_device_rec.pubkey) and the tokens
  * are bound to it (res->tokens.dpop_bound). The caller has verified the proof; the key is
- * borrowed for the call. */
+ * borrowed for the call. A request that named a key at device authorization (its dpop_jkt)
+ * answers only a proof of that very key, in every state: QRL_ERR_UNAUTHORIZED without a proof,
+ * QRL_ERR_FORBIDDEN with a proof of another key (both invalid_dpop_proof for the client). Such a
+ * refusal comes before the poll is counted, so nothing changes: the request stays as it was, to
+ * be redeemed with the right key. */
 qrl_err qrl_token_device_code_dpop(qrl_core *core, const char *client_id, const char *device_code,
                                    unsigned flags, int wait_s, const char *address,
                                    const unsigned char *dpop_key, qrl_poll_result *res);
@@ -353,8 +369,12 @@ typedef struct qrl_rp {
  * secret or user code), which this phone must have claimed (SCANNED by auth->device_id;
  * errors then as for qrl_lr_approve: QRL_ERR_NOT_FOUND, QRL_ERR_EXPIRED, QRL_ERR_CLAIMED,
  * QRL_ERR_CONFLICT, QRL_ERR_RATE_LIMITED for user-code guessing, counted against `address`).
- * `code` must be NULL for QRL_WEBAUTHN_REGISTER. Challenges live in this core's memory (one
- * node): at most QRL_MAX_WEBAUTHN_CHALLENGES unexpired ones, QRL_ERR_BUSY beyond. */
+ * `code` must be NULL for QRL_WEBAUTHN_REGISTER. Challenges are kept in the store (store
+ * version 11: its hash, never the challenge), so the ceremony may end on any node sharing it;
+ * store errors pass through. A phone holds at most QRL_MAX_WEBAUTHN_CHALLENGES_PER_DEVICE live
+ * ones: a new one replaces its oldest. With a store written for an older version they live in
+ * this core's memory instead (the ceremony must end on this node): at most
+ * QRL_MAX_WEBAUTHN_CHALLENGES unexpired ones, QRL_ERR_BUSY beyond. */
 qrl_err qrl_webauthn_challenge(qrl_core *core, const qrl_auth *auth, qrl_webauthn_purpose purpose,
                                const char *code, const char *address, char out[QRL_CHALLENGE_BUF]);
 
@@ -441,6 +461,10 @@ qrl_err qrl_device_set_key(qrl_core *core, const qrl_auth *auth, const char *pub
  * secret to the device code. Errors as for qrl_token_device_code. */
 qrl_err qrl_screen_scan_secret(qrl_core *core, const char *client_id, const char *device_code,
                                char *scan);
+/* qrl_screen_scan_secret() that also writes the thumbprint of the DPoP key the request is bound
+ * to into `dpop_jkt` ("" when none), whose short form the QR code carries (qrlogin/protocol.h). */
+qrl_err qrl_screen_qr_secret(qrl_core *core, const char *client_id, const char *device_code,
+                             char *scan, char dpop_jkt[QRL_DPOP_JKT_LEN + 1]);
 
 /* Active devices of the caller's account; out has room for `max`. */
 qrl_err qrl_devices_list(qrl_core *core, const qrl_auth *auth, qrl_device_rec *out, size_t max,
@@ -449,14 +473,18 @@ qrl_err qrl_devices_list(qrl_core *core, const qrl_auth *auth, qrl_device_rec *o
  * the login requests it claimed or approved but that are not redeemed. */
 qrl_err qrl_device_revoke(qrl_core *core, const qrl_auth *auth, int64_t device_id);
 
-/* --- notices of new devices ("New device linked. Not you?") ------------------------------- */
+/* --- notices ("New device linked. Not you?", "We stopped a sign-in request") -------------- */
 
 /* After every approval that links a device, the account's other devices are told: a notice
- * (store.h, qrl_notice_rec) each of them lists until it acknowledges it, and that offers to
- * remove the new device with one tap, without the step-up, for notice_revoke_window_s after the
- * link. The store must keep notices (store version 10 with the four notice methods); where it
- * does not, nothing is recorded and the functions below answer QRL_ERR_NOT_FOUND
- * (qrl_notices_enabled says which). */
+ * (store.h, qrl_notice_rec, QRL_NOTICE_DEVICE_LINKED) each of them lists until it acknowledges
+ * it, and that offers to remove the new device with one tap, without the step-up, for
+ * notice_revoke_window_s after the link. When a login request a phone of the account was
+ * opening or approving is refused as phishing (QRL_ERR_SUSPICIOUS), every device of the
+ * account, that phone included, is told likewise (QRL_NOTICE_REQUEST_BLOCKED: the request's
+ * screen, the reason, the phone that was stopped; once per request and account; nothing to
+ * remove). The store must keep notices (store version 10 with the four notice methods, 11 for
+ * blocked requests); where it does not, nothing is recorded and the functions below answer
+ * QRL_ERR_NOT_FOUND (qrl_notices_enabled says which). */
 
 /* The change id (qrl_change_fn, store.h set_notify) under which the notices of an account
  * change: -(2^62 + account_id). Login request ids are positive (below 2^53) and a revoked device
@@ -468,15 +496,18 @@ static inline int64_t qrl_notice_key(int64_t account_id)
 }
 
 typedef struct qrl_notice {
-    qrl_notice_rec rec;      /* the notice, with the new device's row as it is now */
-    int64_t revoke_until_ms; /* qrl_notice_revoke works before this time; 0: not at all */
+    qrl_notice_rec rec;      /* the notice (rec.kind says which), with the row of its device
+                                (the new device, or the phone stopped) as it is now */
+    int64_t revoke_until_ms; /* qrl_notice_revoke works before this time; 0: not at all (always
+                                0 for a blocked request) */
 } qrl_notice;
 
 /* Nonzero when the store keeps notices. */
 int qrl_notices_enabled(const qrl_core *core);
-/* The notices the calling device has not acknowledged, newest (highest id) first: of devices
- * linked to its account after the caller itself was, at most 30 days ago, other than the
- * caller, and not revoked since. `out` has room for `max` (QRL_MAX_NOTICES_LISTED is what the
+/* The notices the calling device has not acknowledged, newest (highest id) first, recorded
+ * after the caller itself was linked and at most 30 days ago: of devices linked to its account,
+ * other than the caller and not revoked since, and of requests blocked while a phone of the
+ * account (the caller too) was about to approve them. `out` has room for `max` (QRL_MAX_NOTICES_LISTED is what the
  * server lists). A phone session or a screen's access token may ask (qrl_device_auth_any). */
 qrl_err qrl_notices_list(qrl_core *core, const qrl_auth *auth, qrl_notice *out, size_t max,
                          size_t *n);
@@ -486,8 +517,9 @@ qrl_err qrl_notice_ack(qrl_core *core, const qrl_auth *auth, int64_t id);
 /* The one-tap revoke of a notice: revokes the device it names exactly as qrl_device_revoke()
  * does, without any step-up, if the notice was recorded less than notice_revoke_window_s ago,
  * and acknowledges the notice for the caller. QRL_ERR_FORBIDDEN when the window is over or off
- * (nothing changes: the devices list is the way then), QRL_ERR_NOT_FOUND when the account has
- * no notice `id`, or its device is the caller itself or already revoked. `out` (may be NULL)
+ * (nothing changes: the devices list is the way then), QRL_ERR_CONFLICT for a notice of a
+ * blocked request (it linked nothing to remove: acknowledge it), QRL_ERR_NOT_FOUND when the
+ * account has no notice `id`, or its device is the caller itself or already revoked. `out` (may be NULL)
  * receives the notice as it was read. Meant for a phone: the server accepts only a phone
  * session for it. */
 qrl_err qrl_notice_revoke(qrl_core *core, const qrl_auth *auth, int64_t id, qrl_notice *out);
@@ -531,6 +563,13 @@ qrl_err qrl_introspect(qrl_core *core, const char *token, qrl_introspection *out
  * key made of a hash of both, so that every backend refuses the second use atomically and old
  * entries leave with the sweep. QRL_ERR_INVALID for an empty or over-long jti; store errors. */
 qrl_err qrl_dpop_jti_use(qrl_core *core, const char *jkt, const char *jti);
+
+/* The RFC 7638 thumbprint of an Ed25519 key, as RFC 9449 names keys (dpop_jkt, cnf.jkt):
+ * base64url without padding of the SHA-256 of '{"crv":"Ed25519","kty":"OKP","x":"<base64url of
+ * the key>"}', the members RFC 8037 section 2 requires, in order. Writes QRL_DPOP_JKT_LEN
+ * characters and a NUL. */
+void qrl_dpop_thumbprint(const unsigned char key[QRL_PUBKEY_BYTES],
+                         char out[QRL_DPOP_JKT_LEN + 1]);
 
 /* RFC 7009: revokes an access or refresh token (a refresh token revokes its whole device, as
  * RFC 7009 section 2.1 allows). Unknown tokens are not an error. */

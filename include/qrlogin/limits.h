@@ -45,6 +45,11 @@
 /* The approval nonce a phone signs: the server issues base64url of 16 random bytes (22
  * characters); 32 leaves room without letting the field grow a signed message unboundedly. */
 #define QRL_MAX_NONCE 32
+/* An RFC 7638 JWK SHA-256 thumbprint in base64url without padding (RFC 9449 dpop_jkt): exactly
+ * 43 characters. */
+#define QRL_DPOP_JKT_LEN 43
+/* The name of a reason a request was blocked ("many_networks"; qrl_block_reason_name). */
+#define QRL_MAX_BLOCK_REASON 31
 /* Prefer: wait=N is capped: long enough to save many polls, short enough that proxies with
  * 60-90 s idle timeouts do not cut held requests. The client SDK never asks for more. */
 #define QRL_MAX_WAIT_S 60
@@ -88,12 +93,13 @@
 #define QRL_MAX_ATTESTATION_OBJECT 6144
 /* Decoded signatures: ECDSA P-256 in DER is at most 72 bytes, Ed25519 64, RSA-2048 256. */
 #define QRL_MAX_WEBAUTHN_SIGNATURE 512
-/* Passkey challenges held in memory by one core. Each lives 120 s, so 4096 allows more than
- * 30 ceremonies a second to be under way on one node; each slot is under 100 bytes. */
+/* Passkey challenges held in memory by one core, with a store that keeps none (older than
+ * store version 11). Each lives 120 s, so 4096 allows more than 30 ceremonies a second to be
+ * under way on one node; each slot is under 100 bytes. */
 #define QRL_MAX_WEBAUTHN_CHALLENGES 4096
 /* Live WebAuthn challenges one phone may hold; a newer one replaces its oldest. A person has
  * one ceremony open at a time (a few with reloads); the cap keeps one signed-in session from
- * filling the table above for everyone. */
+ * filling the store's table of challenges (challenge_put), or the one above, for everyone. */
 #define QRL_MAX_WEBAUTHN_CHALLENGES_PER_DEVICE 8
 /* Passkeys one account may register. A person has a few devices and security keys; the limit
  * keeps an account's list (and the page that shows it) small. */

@@ -16,6 +16,10 @@
  * moved to another request. The "-v1" names this layout: a change of layout is a new version
  * string, never a silent change of these bytes.
  *
+ * It also holds the other things both sides read the same way: where the scan secret sits in a
+ * QR code's text, and how a QR code names the key of the screen that made it (below, "The
+ * screen's key in the QR code").
+ *
  * This header is the whole contract. It depends on libsodium only, not on the server's core,
  * so a phone (the `qrlogin phone` command, or an app) links the small qrlogin_protocol library
  * and nothing else of the server. qrl_decision_sign() and qrl_decision_verify() call
@@ -116,6 +120,68 @@ qrl_decision qrl_decision_parse(const char *name);
  * code of something else); QRL_ERR_INVALID when the code is empty, does not fit, or holds
  * anything but ASCII letters, digits, '-', '_' and spaces (then `code` holds "" when len > 0). */
 qrl_err qrl_login_code_parse(const char *text, char *code, size_t len);
+
+/* --- the screen's key in the QR code -------------------------------------------------------
+ *
+ * A screen that holds a DPoP key (RFC 9449) names it when it asks for a login request: the
+ * request keeps the key's RFC 7638 thumbprint ("dpop_jkt", QRL_DPOP_JKT_LEN characters of
+ * base64url), only a proof made with that key redeems it, and the request's QR code carries the
+ * thumbprint's first QRL_KEY_HINT_LEN characters, its short form, as the query parameter "k":
+ *
+ *     https://host/s?k=kPrK_qmx#qrl_ss_...
+ *
+ * The phone compares that short form with the thumbprint the server gives for the request the
+ * scan secret opened (qrl_key_hint_matches). They agree when the QR code was made for the
+ * request by whoever made the request; they differ when a QR code pairs a request with the
+ * short form of another key (one copied from a genuine screen's QR code, say, so that the
+ * approval looks as if it goes to that screen), or names a key while the request has none.
+ * Then the phone must not offer to approve: the credential would go to another key than the
+ * one the QR code names.
+ *
+ * Why 8 characters: they are the thumbprint's first 48 bits. A key whose thumbprint starts with
+ * the same 48 bits as a given one takes about 2^47 key generations and SHA-256 runs to find,
+ * far beyond a request's lifetime of minutes, while the QR code grows by 11 characters only
+ * (at most one QR version). Why the query and not the fragment: the fragment is the scan secret
+ * and nothing else, as every reader of our QR codes takes it; the short form is no secret, and
+ * in the query it leaves those readers as they are.
+ *
+ * For people, qrl_key_fingerprint() turns a thumbprint (or its short form) into
+ * "KEY 3F7A-91C2": the thumbprint's first 4 bytes in hexadecimal. A screen may show it next to
+ * its user code, and a phone shows it with the approval; hex digits are never mistaken for a
+ * user code, which has letters only. */
+
+/* Characters of the QR code's short form of a key: base64url of the thumbprint's first 6 bytes. */
+#define QRL_KEY_HINT_LEN 8
+#define QRL_KEY_HINT_BUF (QRL_KEY_HINT_LEN + 1)
+/* "KEY 3F7A-91C2" and the NUL. */
+#define QRL_KEY_FINGERPRINT_BUF 14
+
+/* Nonzero when `jkt` is an RFC 7638 SHA-256 thumbprint as RFC 9449 writes it: exactly
+ * QRL_DPOP_JKT_LEN characters of base64url without padding that decode to 32 bytes (the last
+ * character carries 4 bits, its 2 unused bits zero). */
+int qrl_dpop_jkt_valid(const char *jkt);
+
+/* Writes the short form of thumbprint `jkt` (its first QRL_KEY_HINT_LEN characters) and a NUL
+ * into `hint`. QRL_ERR_INVALID (and "") when qrl_dpop_jkt_valid() refuses `jkt`. */
+qrl_err qrl_key_hint(const char *jkt, char hint[QRL_KEY_HINT_BUF]);
+
+/* Nonzero when `hint` is a short form (QRL_KEY_HINT_LEN characters of base64url) and `jkt` a
+ * valid thumbprint that starts with it. */
+int qrl_key_hint_matches(const char *hint, const char *jkt);
+
+/* Writes "KEY XXXX-XXXX" and a NUL into `out`: the first 4 bytes of the thumbprint in upper-case
+ * hexadecimal. `key` is a thumbprint or its short form (both begin with those bytes, so both
+ * give the same fingerprint). QRL_ERR_INVALID (and "") for anything else. */
+qrl_err qrl_key_fingerprint(const char *key, char out[QRL_KEY_FINGERPRINT_BUF]);
+
+/* Reads the short form of the screen's key from the text of a scanned QR code: the value of
+ * the parameter "k" in the query of an http(s) URL (after the first '?' and before the first
+ * '#'). QRL_OK with it and a NUL in `hint`; QRL_ERR_NOT_FOUND when `text` is no http(s) URL or
+ * its query has no "k" (a QR code of a request that names no key, or a typed code: the phone
+ * then has nothing to compare, and shows the key the server names, if any); QRL_ERR_INVALID
+ * when "k" is there but is not QRL_KEY_HINT_LEN characters of base64url, or is there twice (a
+ * phone treats that as a short form that does not match). `hint` holds "" unless QRL_OK. */
+qrl_err qrl_login_key_hint_parse(const char *text, char hint[QRL_KEY_HINT_BUF]);
 
 #ifdef __cplusplus
 }

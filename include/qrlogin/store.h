@@ -53,7 +53,7 @@
 extern "C" {
 #endif
 
-#define QRL_STORE_VERSION 10
+#define QRL_STORE_VERSION 11
 #define QRL_HASH_BYTES 32
 /* crypto_pwhash_STRBYTES is 128 in libsodium. */
 #define QRL_PWHASH_MAX 128
@@ -82,6 +82,17 @@ typedef struct qrl_passkey_rec {
     int64_t created_ms;
     int64_t last_used_ms; /* 0 until the first assertion */
 } qrl_passkey_rec;
+
+/* A WebAuthn challenge issued to a phone (store version 11): what a ceremony begun on one node
+ * needs to finish on another. The store keeps the hash of the challenge, never the challenge. */
+typedef struct qrl_challenge_rec {
+    qrl_hash hash;      /* BLAKE2b-256 of the challenge as issued (its base64url string) */
+    int64_t account_id; /* > 0 */
+    int64_t device_id;  /* > 0: the phone it was issued to */
+    int64_t lr_id;      /* the login request an approval challenge is for; 0 for none */
+    int purpose;        /* > 0: qrl_webauthn_purpose (core.h), stored as a number */
+    int64_t expires_ms;
+} qrl_challenge_rec;
 
 /* Login request states (lib/login_request.c has the transitions). Numbers are stored; never
  * renumber. */
@@ -125,21 +136,41 @@ typedef struct qrl_device_rec {
     unsigned char pubkey[QRL_PUBKEY_BYTES];
 } qrl_device_rec;
 
-/* A notice that a device was linked to an account (store version 10): what the API shows the
- * account's other devices as a "device_linked" notification ("New device linked: Living Room
- * TV. Not you?"). One row per login that created a device; each device of the account
- * acknowledges it on its own. */
+/* What a notice tells (store version 11; every notice of version 10 is QRL_NOTICE_DEVICE_LINKED).
+ * Never renumber: the values are stored. */
+typedef enum qrl_notice_kind {
+    QRL_NOTICE_DEVICE_LINKED = 1,  /* a device was linked to the account */
+    QRL_NOTICE_REQUEST_BLOCKED = 2 /* a login request the account was about to approve was
+                                      refused as phishing (lib/phishing.c) */
+} qrl_notice_kind;
+
+/* A notice to the devices of an account (store version 10; kinds since 11), what the API shows
+ * them as a notification:
+ * - QRL_NOTICE_DEVICE_LINKED ("New device linked: Living Room TV. Not you?"): one row per login
+ *   that created a device; device_id is the new device, the request fields are empty.
+ * - QRL_NOTICE_REQUEST_BLOCKED ("A sign-in request was blocked: it looked like phishing"): one
+ *   row per refusal; device_id is the account's device (the phone) that was about to approve
+ *   it, and the request fields say what was refused and why.
+ * Each device of the account acknowledges a notice on its own. */
 typedef struct qrl_notice_rec {
     int64_t id;         /* > 0, chosen by the caller; grows with time (the core draws it as a
                            login request id), so a client can ask for "newer than" */
-    int64_t account_id; /* the account the device was linked to */
-    int64_t device_id;  /* the new device */
+    int64_t account_id; /* the account told */
+    int64_t device_id;  /* DEVICE_LINKED: the new device; REQUEST_BLOCKED: the phone stopped */
     int64_t created_ms;
+    qrl_notice_kind kind; /* 0 on notice_add is read as QRL_NOTICE_DEVICE_LINKED */
     /* What the new device said it runs on ("Chrome on Linux"), "" when it said nothing: a
-     * device row keeps no platform, the login request did. */
+     * device row keeps no platform, the login request did. For REQUEST_BLOCKED, the blocked
+     * request's screen platform. */
     char platform[QRL_MAX_DEVICE_PLATFORM + 1];
-    /* Filled by notice_list and notice_get (ignored by notice_add): the new device's row as
-     * it is now (name, kind, address, revoked_ms ...). */
+    /* REQUEST_BLOCKED only ("" otherwise): why (qrl_block_reason_name), and the blocked
+     * request's screen as it named itself and the address it came from. */
+    char reason[QRL_MAX_BLOCK_REASON + 1];
+    char screen_name[QRL_MAX_DEVICE_NAME + 1];
+    char screen_kind[QRL_MAX_DEVICE_KIND + 1];
+    char screen_address[QRL_MAX_ADDRESS + 1];
+    /* Filled by notice_list and notice_get (ignored by notice_add): the row of device_id as it
+     * is now (name, kind, address, revoked_ms ...). */
     qrl_device_rec device;
 } qrl_notice_rec;
 
@@ -188,6 +219,11 @@ typedef struct qrl_lr_rec {
     int64_t approving_device_id;   /* phone device that approved (0 = none) */
     int64_t redeemed_device_id;    /* device created by redemption (0 = none) */
     char nonce[QRL_MAX_NONCE + 1]; /* approval nonce issued to the claiming phone ("" = none) */
+    /* Version 11: the thumbprint (RFC 7638, base64url, QRL_DPOP_JKT_LEN characters) of the DPoP
+     * key the screen named when it made the request (RFC 9449 dpop_jkt), "" when it named none.
+     * Stored by lr_create, never changed: only a proof made with that key redeems the request,
+     * and the approving phone is shown it. */
+    char dpop_jkt[QRL_DPOP_JKT_LEN + 1];
 } qrl_lr_rec;
 
 /* Which key lr_find looks a login request up by. */
@@ -219,6 +255,21 @@ typedef struct qrl_lr_cas {
     const char *set_nonce;           /* non-NULL: written (store version 2) */
     const char *require_nonce;       /* non-NULL: the stored nonce must equal this */
 } qrl_lr_cas;
+
+/* A poll of the token endpoint, see lr_poll_find (store version 11). It is the request's only
+ * when all three match: a poll that is refused is not counted. */
+typedef struct qrl_lr_poll_req {
+    qrl_lr_secret_key key; /* the device code's: the request's id and device_code_hash */
+    const char *client_id; /* the request's client_id */
+    const char *dpop_jkt;  /* a request that names a DPoP key (dpop_jkt not "") needs this to
+                              equal it; NULL: a poll without a proof */
+    int64_t now_ms;
+    int wait_s;   /* exempt from lr_poll's rule when >= the request's own interval_s (a client
+                     held for at least the interval): -1 for a plain poll */
+    int slack_ms; /* lr_poll's slack_ms, step_s and max_s */
+    int step_s;
+    int max_s;
+} qrl_lr_poll_req;
 
 /* A histogram of something a backend measures (qrl_store_health): count[i] counts the
  * events of at most le[i] and more than le[i - 1]; count[n] those above le[n - 1]; sum adds up
@@ -344,7 +395,8 @@ typedef struct qrl_store_methods {
 
     /* Deletes login requests that expired more than `keep_ms` ago, those that expired
      * undecided (pending, scanned or expired: nobody answered them) more than a minute ago,
-     * and rate-limit rows whose windows ended more than `keep_ms` ago. */
+     * and rate-limit rows whose windows ended more than `keep_ms` ago; since version 11 also
+     * the WebAuthn challenges that have expired (expires_ms <= now_ms). */
     qrl_err (*sweep)(qrl_store *st, int64_t now_ms, int64_t keep_ms);
 
     /* --- version 2 --- */
@@ -467,18 +519,22 @@ typedef struct qrl_store_methods {
      * several nodes reports other nodes' notice_add the same way through set_notify (a value
      * below -2^62 is then not a revoked device but that account's notices).
      *
-     * Records notice `n` (id, account_id, device_id, created_ms, platform; the id is the
-     * caller's, > 0) and, in the same transaction, deletes the notices of n->account_id created
+     * Records notice `n` (id, account_id, device_id, created_ms, kind, platform and, since
+     * version 11, reason and the screen fields; the id is the caller's, > 0) and, in the same
+     * transaction, deletes the notices of n->account_id created
      * before `older_than_ms` together with their acknowledgements, so that an account's list
      * stays short without a sweep. QRL_ERR_EXISTS when the id is taken (the caller draws
-     * another), QRL_ERR_INVALID for an id <= 0 or an over-long platform. Lazy: a notice lost to
+     * another), QRL_ERR_INVALID for an id <= 0, an unknown kind or an over-long string. Lazy: a notice lost to
      * a power loss costs the warning, never a credential; it survives a crash of the process. */
     qrl_err (*notice_add)(qrl_store *st, const qrl_notice_rec *n, int64_t older_than_ms);
     /* The notices device `device_id` of account `account_id` has not acknowledged, newest (the
      * highest id) first, at most `max`, with their devices' rows: those of the account created
-     * at or after `since_ms` whose device is another than `device_id` and is not revoked.
+     * at or after `since_ms` that are REQUEST_BLOCKED (every device of the account is told,
+     * the stopped phone too), or DEVICE_LINKED of a device that is another than `device_id` and
+     * is not revoked.
      *   SELECT ... FROM notices n JOIN devices d ON d.id = n.device_id
-     *   WHERE n.account_id = ? AND n.device_id != ? AND n.created_ms >= ? AND d.revoked_ms = 0
+     *   WHERE n.account_id = ? AND n.created_ms >= ?
+     *     AND (n.kind = 2 OR (n.device_id != ? AND d.revoked_ms = 0))
      *     AND no acknowledgement (n.id, device_id) exists ORDER BY n.id DESC LIMIT max
      * Fills out[0..*n). */
     qrl_err (*notice_list)(qrl_store *st, int64_t account_id, int64_t device_id, int64_t since_ms,
@@ -492,6 +548,47 @@ typedef struct qrl_store_methods {
      * shows the notice once more. */
     qrl_err (*notice_ack)(qrl_store *st, int64_t account_id, int64_t id, int64_t device_id,
                           int64_t now_ms);
+    /* --- version 11: WebAuthn challenges --- */
+    /* The challenges of passkey ceremonies (qrl_challenge_rec), kept in the database so that a
+     * ceremony begun on one node finishes on any node that shares it. A backend leaves both
+     * NULL when it keeps none: the core then keeps them in its own memory, and a ceremony must
+     * end on the node that began it.
+     *
+     * Records challenge `c` and, in the same transaction, makes room for it: deletes the
+     * challenges of c->device_id that have expired (expires_ms <= now_ms) and, of its live
+     * ones, all but the QRL_MAX_WEBAUTHN_CHALLENGES_PER_DEVICE - 1 that expire last, so that
+     * a device never holds more than QRL_MAX_WEBAUTHN_CHALLENGES_PER_DEVICE: nobody fills the
+     * table, whatever they ask for. The bound holds for puts racing on several nodes too.
+     * QRL_ERR_INVALID for an account or device id <= 0, lr_id < 0, purpose <= 0 or
+     * expires_ms <= now_ms; QRL_ERR_EXISTS when a challenge with the same hash exists. Lazy: a
+     * challenge lost to a power loss makes the browser ask for a new one; it survives a crash
+     * of the process. */
+    qrl_err (*challenge_put)(qrl_store *st, const qrl_challenge_rec *c, int64_t now_ms);
+    /* Takes the challenge whose hash is `h`: deletes it and fills *out (may be NULL) with what
+     * it was issued for, in one atomic step, so that of any number of takes of one live
+     * challenge, on any nodes at once, exactly one gets QRL_OK. QRL_ERR_NOT_FOUND when there is
+     * none, or it has expired (expires_ms <= now_ms: deleted all the same, never returned).
+     * Durable: a challenge once taken never comes back, so that whatever was presented with it
+     * is verified at most once. */
+    qrl_err (*challenge_take)(qrl_store *st, const qrl_hash *h, int64_t now_ms,
+                              qrl_challenge_rec *out);
+    /* --- version 11: one statement where a backend shared by several nodes made two --- */
+    /* A poll of the token endpoint (qrl_lr_poll_req): lr_find by device code and lr_poll of
+     * the request found, as one atomic unit, and only if the request is the poll's (its hash,
+     * client and DPoP key match). QRL_OK or QRL_ERR_SLOW_DOWN as lr_poll returns them, with
+     * *out filled either way and *interval_s (may be NULL) the interval in force afterwards;
+     * QRL_ERR_NOT_FOUND, with nothing recorded, when no request matches (the caller reads with
+     * lr_find to say why). Lazy. A backend that leaves lr_poll NULL leaves this NULL too; one
+     * that has lr_poll may leave it NULL, and the core then calls lr_find and lr_poll. */
+    qrl_err (*lr_poll_find)(qrl_store *st, const qrl_lr_poll_req *poll, qrl_lr_rec *out,
+                            int *interval_s);
+    /* A distinct thing counted once per window, atomically: when `seen_key` is seen for the
+     * first time in window_ms (ratelimit_take of seen_key with limit 1 takes its attempt),
+     * ratelimit_hit of `count_key` with the same window, *count set to its hits, and QRL_OK;
+     * otherwise QRL_ERR_EXISTS and nothing changes. The two keys differ; lazy, as both are.
+     * NULL: the core calls the two methods itself (lib/phishing.c). */
+    qrl_err (*ratelimit_first_hit)(qrl_store *st, const char *seen_key, const char *count_key,
+                                   int64_t now_ms, int64_t window_ms, int64_t *count);
 } qrl_store_methods;
 
 struct qrl_store {

@@ -177,3 +177,104 @@ qrl_err qrl_login_code_parse(const char *text, char *code, size_t len)
         code[i] = text[i] == ' ' ? '-' : text[i];
     return QRL_OK;
 }
+
+/* Base64url characters whose 6 bits end in two zero bits: the only ones that may end 32 bytes
+ * (42 characters carry 252 bits, the 43rd the last 4 and two unused bits). */
+#define B64URL_LAST_OF_32 "AEIMQUYcgkosw048"
+
+int qrl_dpop_jkt_valid(const char *jkt)
+{
+    return jkt != NULL && strnlen(jkt, QRL_DPOP_JKT_LEN + 1) == QRL_DPOP_JKT_LEN &&
+           b64url_only(jkt, QRL_DPOP_JKT_LEN) &&
+           strchr(B64URL_LAST_OF_32, jkt[QRL_DPOP_JKT_LEN - 1]) != NULL;
+}
+
+static int hint_valid(const char *hint)
+{
+    return hint != NULL && strnlen(hint, QRL_KEY_HINT_LEN + 1) == QRL_KEY_HINT_LEN &&
+           b64url_only(hint, QRL_KEY_HINT_LEN);
+}
+
+qrl_err qrl_key_hint(const char *jkt, char hint[QRL_KEY_HINT_BUF])
+{
+    if (hint == NULL)
+        return QRL_ERR_INVALID;
+    hint[0] = '\0';
+    if (!qrl_dpop_jkt_valid(jkt))
+        return QRL_ERR_INVALID;
+    memcpy(hint, jkt, QRL_KEY_HINT_LEN);
+    hint[QRL_KEY_HINT_LEN] = '\0';
+    return QRL_OK;
+}
+
+int qrl_key_hint_matches(const char *hint, const char *jkt)
+{
+    return hint_valid(hint) && qrl_dpop_jkt_valid(jkt) && memcmp(hint, jkt, QRL_KEY_HINT_LEN) == 0;
+}
+
+qrl_err qrl_key_fingerprint(const char *key, char out[QRL_KEY_FINGERPRINT_BUF])
+{
+    static const char hex[] = "0123456789ABCDEF";
+    unsigned char b[6];
+    size_t got = 0;
+
+    if (out == NULL)
+        return QRL_ERR_INVALID;
+    out[0] = '\0';
+    if (!hint_valid(key) && !qrl_dpop_jkt_valid(key))
+        return QRL_ERR_INVALID;
+    /* The first 8 characters are exactly the first 6 bytes, whichever of the two `key` is. */
+    if (sodium_base642bin(b, sizeof b, key, QRL_KEY_HINT_LEN, NULL, &got, NULL,
+                          sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0 ||
+        got != sizeof b)
+        return QRL_ERR_INVALID;
+    memcpy(out, "KEY ", 4);
+    for (int i = 0, o = 4; i < 4; i++) {
+        if (i == 2)
+            out[o++] = '-';
+        out[o++] = hex[b[i] >> 4];
+        out[o++] = hex[b[i] & 15];
+    }
+    out[QRL_KEY_FINGERPRINT_BUF - 1] = '\0';
+    return QRL_OK;
+}
+
+qrl_err qrl_login_key_hint_parse(const char *text, char hint[QRL_KEY_HINT_BUF])
+{
+    const char *q, *end, *found = NULL;
+
+    if (hint == NULL)
+        return QRL_ERR_INVALID;
+    hint[0] = '\0';
+    if (text == NULL)
+        return QRL_ERR_INVALID;
+    if (strncmp(text, "http://", 7) != 0 && strncmp(text, "https://", 8) != 0)
+        return QRL_ERR_NOT_FOUND;
+    /* The query runs from the first '?' to the fragment; a '?' inside the fragment is the
+     * fragment's. */
+    end = text + strcspn(text, "#");
+    q = memchr(text, '?', (size_t)(end - text));
+    if (q == NULL)
+        return QRL_ERR_NOT_FOUND;
+    for (const char *p = q + 1; p < end;) {
+        size_t n = strcspn(p, "&#");
+        if (n >= 2 && p[0] == 'k' && p[1] == '=') {
+            /* Twice is no answer: which one would the phone believe? */
+            if (found != NULL)
+                return QRL_ERR_INVALID;
+            found = p + 2;
+            if (n - 2 != QRL_KEY_HINT_LEN || !b64url_only(found, QRL_KEY_HINT_LEN))
+                return QRL_ERR_INVALID;
+        } else if (n == 1 && p[0] == 'k') {
+            return QRL_ERR_INVALID;
+        }
+        p += n;
+        if (p < end && *p == '&')
+            p++;
+    }
+    if (found == NULL)
+        return QRL_ERR_NOT_FOUND;
+    memcpy(hint, found, QRL_KEY_HINT_LEN);
+    hint[QRL_KEY_HINT_LEN] = '\0';
+    return QRL_OK;
+}

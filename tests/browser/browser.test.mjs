@@ -4,12 +4,14 @@
 // against a real `qrlogin serve` built with test hooks.
 //
 // Run through run.sh, which installs the pinned dependencies and sets QRLOGIN_BIN.
-// QRL_SCREENSHOTS=1 writes the screenshots into docs/screenshots/ (otherwise a temp dir).
+// QRL_SCREENSHOTS=1 writes the screenshots into docs/screenshots/, QRL_SCREENSHOT_DIR=DIR into
+// DIR (otherwise a temp dir, removed at the end).
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, mkdirSync, rmSync, readFileSync, writeFileSync } from 'node:fs';
+import { createHash, generateKeyPairSync } from 'node:crypto';
 import { createServer } from 'node:net';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
@@ -36,6 +38,7 @@ const USERS = {
   alice: { password: 'alice pass phrase 1', display: 'Alice' },
   bob: { password: 'bob pass phrase 2', display: 'Bob' },
   carol: { password: 'carol pass phrase 3', display: 'Carol' },
+  dave: { password: 'dave pass phrase 4', display: 'Dave' },
 };
 
 const TV_UA =
@@ -147,7 +150,8 @@ before(async () => {
   base = `http://localhost:${port}`;
   await startServer(db);
 
-  shotDir = process.env.QRL_SCREENSHOTS === '1' ? join(REPO, 'docs', 'screenshots') : join(tmp, 'screenshots');
+  shotDir = process.env.QRL_SCREENSHOT_DIR ||
+    (process.env.QRL_SCREENSHOTS === '1' ? join(REPO, 'docs', 'screenshots') : join(tmp, 'screenshots'));
   mkdirSync(shotDir, { recursive: true });
 
   evil = http.createServer((req, res) => {
@@ -738,6 +742,96 @@ test('new device: /devices shows a banner when the account links a TV elsewhere;
   await phone.context().close();
 });
 
+// A JSON request to the server from this process, as a phone app or a screen would make it,
+// from `from` (X-Forwarded-For: the server trusts 127.0.0.1 as its proxy).
+async function apiCall(method, path, { body, form, bearer, from } = {}) {
+  const headers = { Accept: 'application/json' };
+  if (from) headers['X-Forwarded-For'] = from;
+  if (bearer) headers.Authorization = `Bearer ${bearer}`;
+  let payload;
+  if (form) {
+    headers['Content-Type'] = 'application/x-www-form-urlencoded';
+    payload = new URLSearchParams(form).toString();
+  } else if (body) {
+    headers['Content-Type'] = 'application/json';
+    payload = JSON.stringify(body);
+  }
+  const r = await fetch(`${base}${path}`, { method, headers, body: payload });
+  const text = await r.text();
+  return { status: r.status, data: text ? JSON.parse(text) : null };
+}
+
+test('request blocked: the account\'s pages say a sign-in request was stopped as phishing, in plain words, with Dismiss only', { timeout: 90_000 }, async () => {
+  // Dave has /devices open on one phone and /account on another (for axe-core) ...
+  const phone = await phonePage();
+  await phone.goto(`${base}/devices`);
+  await phone.locator('#signin-form').waitFor({ state: 'visible' });
+  await signInPhone(phone, 'dave');
+  await phone.locator('#devices li.row').first().waitFor();
+  const axeCtx = await browser.newContext({ ...PHONE_OPTS, bypassCSP: true });
+  const phoneAxe = await axeCtx.newPage();
+  await phoneAxe.goto(`${base}/account`);
+  await phoneAxe.locator('#signin-form').waitFor({ state: 'visible' });
+  await signInPhone(phoneAxe, 'dave');
+  await phoneAxe.locator('#account').waitFor({ state: 'visible' });
+  // ... and a phone app of his opens a code from Brazil that four networks opened: a phishing
+  // kit's code sent to many people. The fourth opening is refused.
+  const sess = await apiCall('POST', '/v1/sessions',
+    { body: { username: 'dave', password: USERS.dave.password, device_name: 'Dave\'s Pixel' } });
+  assert.equal(sess.status, 201, JSON.stringify(sess.data));
+  const da = await apiCall('POST', '/oauth/device_authorization', {
+    from: '200.160.2.3',
+    form: { client_id: 'tv-app', device_name: 'Living Room TV', device_kind: 'tv', device_platform: 'Samsung Tizen' },
+  });
+  assert.equal(da.status, 200);
+  const ss = da.data.verification_uri_complete.slice(da.data.verification_uri_complete.indexOf('#') + 1);
+  for (const from of ['192.0.2.10', '198.18.0.10', '193.99.144.80']) {
+    const v = await apiCall('GET', `/v1/login-requests/${ss}`, { bearer: sess.data.session_token, from });
+    assert.equal(v.status, 200, JSON.stringify(v.data));
+  }
+  const refused = await apiCall('GET', `/v1/login-requests/${ss}`, { bearer: sess.data.session_token, from: '100.64.0.10' });
+  assert.equal(refused.status, 403);
+  assert.equal(refused.data.reason, 'many_networks');
+
+  // The banner appears without a reload: which screen, from where, when, why, what to do.
+  const banner = phone.locator('#new-devices .new-device.request-blocked');
+  await banner.waitFor({ timeout: 5000 });
+  const text = (await banner.textContent()).replace(/\s+/g, ' ');
+  assert.match(text, /Sign-in request stopped/);
+  assert.match(text, /We stopped a sign-in request that \u201cDave's Pixel\u201d was about to approve: \u201cLiving Room TV\u201d, from Brazil, just now\./);
+  assert.match(text, /It looked like a phishing attempt \(the code was opened from many places\)\. If someone asked you to scan a code, do not\. Nothing was linked to your account\./);
+  assert.match(text, /TV \u00b7 Samsung Tizen \u00b7 200\.160\.2\.3/);
+  // Nothing to remove: Dismiss is the only action.
+  assert.equal(await banner.getByRole('button').count(), 1);
+  assert.equal(await banner.getByRole('link').count(), 0);
+  assert.equal(await banner.getByRole('button', { name: /Dismiss/ }).count(), 1);
+  // The devices list did not change.
+  assert.equal(await phone.locator('li.row', { hasText: 'Living Room TV' }).count(), 0);
+  await shot(phone, 'phone-request-blocked', { fullPage: true });
+  await phoneAxe.locator('#new-devices .new-device.request-blocked').waitFor({ timeout: 5000 });
+  await axeCheck(phoneAxe, 'phone /account with a stopped request');
+
+  // Dismiss: gone on this phone, also after a reload; still there on the other.
+  await Promise.all([
+    phone.waitForResponse((r) => /\/web\/notifications\/\d+\/ack$/.test(r.url()) && r.status() === 204),
+    banner.getByRole('button', { name: /Dismiss/ }).click(),
+  ]);
+  await banner.waitFor({ state: 'detached' });
+  await phone.reload();
+  await phone.locator('#devices li.row').first().waitFor();
+  await phone.waitForTimeout(500);
+  assert.equal(await phone.locator('#new-devices .new-device').count(), 0);
+  await phoneAxe.reload();
+  await phoneAxe.locator('#new-devices .new-device.request-blocked').waitFor({ timeout: 5000 });
+  // The phone app that was stopped lists it as its own.
+  const list = await apiCall('GET', '/v1/notifications', { bearer: sess.data.session_token });
+  assert.equal(list.status, 200);
+  assert.equal(list.data.notifications[0].kind, 'request_blocked');
+  assert.equal(list.data.notifications[0].device.current, true);
+  await axeCtx.close();
+  await phone.context().close();
+});
+
 test('cross-origin and token-less POSTs are refused with 403 and change nothing', { timeout: 90_000 }, async () => {
   const tv = await tvPage();
   const code = await userCode(tv);
@@ -1040,6 +1134,109 @@ test('countries: the phone says where the request comes from and where it is, an
   assert.equal(await phone3.locator('#fact-country').isVisible(), false);
   assert.equal((await phone3.locator('#warning-heading').textContent()).trim(), 'Different network');
   await tv3.context().close();
+  await phone.context().close();
+});
+
+// A screen's key, as a TV app with a DPoP key names it (RFC 9449 dpop_jkt): its RFC 7638
+// thumbprint, and what the phone shows for it ("3F7A-91C2": the first 4 bytes in hex).
+function screenKey() {
+  const { publicKey } = generateKeyPairSync('ed25519');
+  const jwk = publicKey.export({ format: 'jwk' });
+  const h = createHash('sha256').update(`{"crv":"Ed25519","kty":"OKP","x":"${jwk.x}"}`).digest();
+  const hex = h.subarray(0, 4).toString('hex').toUpperCase();
+  return { jkt: h.toString('base64url'), words: `${hex.slice(0, 4)}-${hex.slice(4)}` };
+}
+
+// A TV app's login request bound to `key` (null: none), from this process.
+async function keyedRequest(key) {
+  const form = { client_id: 'tv-app', device_name: 'Living Room TV', device_kind: 'tv', device_platform: 'Samsung Tizen' };
+  if (key) form.dpop_jkt = key.jkt;
+  const da = await apiCall('POST', '/oauth/device_authorization', { form });
+  assert.equal(da.status, 200, JSON.stringify(da.data));
+  return da.data;
+}
+
+test('screen key: the approval names the TV\'s key when the QR code matches it, and refuses a QR code that names another', { timeout: 90_000 }, async () => {
+  const key = screenKey();
+  const da = await keyedRequest(key);
+  const link = da.verification_uri_complete;
+  assert.ok(link.startsWith(`${base}/s?k=${key.jkt.slice(0, 8)}#qrl_ss_`), link);
+
+  // The QR code matches the request's key: the key line says so, approving goes as ever.
+  const phone = await phonePage();
+  await phoneOpens(phone, link, 'carol');
+  const fact = phone.locator('#fact-key');
+  assert.equal(await fact.isVisible(), true);
+  assert.equal((await fact.textContent()).trim(),
+    `The sign-in goes only to this TV\u2019s key ${key.words} \u2014 it matches the code you scanned`);
+  assert.equal(await fact.getAttribute('class'), 'ok-fact');
+  assert.equal(await phone.locator('#key-mismatch').isVisible(), false);
+  // The short form left the address bar with the secret.
+  assert.equal(new URL(phone.url()).search, '');
+  await shot(phone, 'phone-key-match', { fullPage: true, scale: 'css' });
+  await pickCode(phone, da.user_code);
+  const resp = await approveWithPassword(phone, 'carol');
+  assert.equal(resp.status(), 200);
+  await phone.locator('#done.ok').waitFor();
+  // Only the key redeems it: a token request without a proof is refused, nothing spent.
+  const grant = { grant_type: 'urn:ietf:params:oauth:grant-type:device_code', device_code: da.device_code, client_id: 'tv-app' };
+  const tok = await apiCall('POST', '/oauth/token', { form: grant });
+  assert.equal(tok.status, 400);
+  assert.equal(tok.data.error, 'invalid_dpop_proof');
+
+  // The same request's code typed by hand: nothing to compare, the key is named all the same.
+  const typedKey = screenKey();
+  const typedReq = await keyedRequest(typedKey);
+  const typedPage = await phone.context().newPage();
+  watchPage(typedPage, 'phone');
+  await typedPage.goto(`${base}/device`);
+  await typedPage.locator('#enter').waitFor({ state: 'visible' });
+  await typedPage.locator('#enter-code').fill(typedReq.user_code);
+  await typedPage.locator('#enter-submit').click();
+  await typedPage.locator('#request').waitFor({ state: 'visible' });
+  assert.equal((await typedPage.locator('#fact-key').textContent()).trim(),
+    `The sign-in goes only to this TV\u2019s key ${typedKey.words}`);
+  await typedPage.close();
+
+  // A QR code that pairs a request with another key's short form: a strong warning, no codes
+  // to pick, no Approve button; Deny ends it.
+  const other = screenKey();
+  const forged = (await keyedRequest(key)).verification_uri_complete.replace(/\?k=[^#]*/, `?k=${other.jkt.slice(0, 8)}`);
+  const axeCtx = await browser.newContext({ ...PHONE_OPTS, bypassCSP: true });
+  const bad = await axeCtx.newPage();
+  await phoneOpens(bad, forged, 'carol');
+  const box = bad.locator('#key-mismatch');
+  assert.equal(await box.isVisible(), true);
+  assert.match((await box.textContent()).replace(/\s+/g, ' '),
+    new RegExp(`Do not approve: this code was not made by that screen The QR code you scanned names another key than the one this sign-in would go to \\(${key.words}\\)\\. So the code was not made by the screen that asked`));
+  assert.equal(await bad.locator('#approve').isVisible(), false);
+  assert.equal(await bad.locator('#choices button:visible').count(), 0);
+  assert.equal(await bad.locator('#fact-key').isVisible(), false);
+  assert.equal(await bad.getByRole('button', { name: 'Deny this sign-in' }).isVisible(), true);
+  await shot(bad, 'phone-key-mismatch', { fullPage: true, scale: 'css' });
+  await axeCheck(bad, 'phone approval of a QR code naming another key');
+  const [deny] = await Promise.all([
+    bad.waitForResponse((r) => r.url().endsWith('/web/lr/deny')),
+    bad.getByRole('button', { name: 'Deny this sign-in' }).click(),
+  ]);
+  assert.equal(deny.status(), 200);
+  await bad.getByRole('heading', { name: 'Declined' }).waitFor();
+
+  // A short form on the code of a request bound to no key is no better.
+  const plain = await keyedRequest(null);
+  assert.ok(plain.verification_uri_complete.startsWith(`${base}/s#qrl_ss_`));
+  const bad2 = await axeCtx.newPage();
+  await phoneOpens(bad2, plain.verification_uri_complete.replace('/s#', `/s?k=${key.jkt.slice(0, 8)}#`), 'carol');
+  assert.equal(await bad2.locator('#key-mismatch').isVisible(), true);
+  assert.match(await bad2.locator('#key-mismatch-text').textContent(), /names a key, but this sign-in is not bound to any/);
+  assert.equal(await bad2.locator('#approve').isVisible(), false);
+  // Without a short form, a request bound to no key shows no key line at all.
+  const bad3 = await axeCtx.newPage();
+  await phoneOpens(bad3, (await keyedRequest(null)).verification_uri_complete, 'carol');
+  assert.equal(await bad3.locator('#fact-key').isVisible(), false);
+  assert.equal(await bad3.locator('#key-mismatch').isVisible(), false);
+  assert.equal(await bad3.locator('#choices button').count(), 3);
+  await axeCtx.close();
   await phone.context().close();
 });
 

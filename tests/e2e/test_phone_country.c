@@ -9,6 +9,10 @@
  * X-Forwarded-For itself; the phone, which sends no such header, talks to the server through a
  * small relay in this test that adds one to each request, as a reverse proxy would. The
  * addresses' countries come from the test database (tests/geoip, QRL_GEOIP_DB).
+ *
+ * `qrlogin phone notifications` tells of a sign-in request the server stopped as phishing while
+ * another phone of the account was opening it: the screen, its country, why, what to do, and
+ * the command to dismiss it (the one-tap removal has nothing to remove).
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -253,10 +257,83 @@ static void test_phone_in_another_country(void **state)
     it_server_free(s);
 }
 
+/* The phone's GET /v1/login-requests/{scan secret of url} from `from`: its status. */
+static long view_from(const it_server *s, const it_phone *p, const char *url, const char *from)
+{
+    char path[512], hdr[96];
+    it_resp *r;
+    long status;
+
+    snprintf(path, sizeof path, "/v1/login-requests/%s", strchr(url, '#') + 1);
+    snprintf(hdr, sizeof hdr, "X-Forwarded-For: %s", from);
+    r = it_http(s, &(it_req){.path = path, .bearer = p->session, .extra_header = hdr});
+    status = r->status;
+    it_resp_free(r);
+    return status;
+}
+
+static void test_phone_told_of_blocked_request(void **state)
+{
+    static const char *args[5];
+    static const char *const nets[] = {GERMANY, "192.0.2.10", "198.18.0.10"};
+    char cfg[512], url[512], out[16384], id[32];
+    it_server *s = it_server_new_with_accounts(alice);
+    it_phone tablet;
+    const char *p;
+
+    (void)state;
+    args[0] = "--geoip";
+    args[1] = getenv("QRL_GEOIP_DB");
+    args[2] = "--trusted-proxy";
+    args[3] = "127.0.0.1/32";
+    if (args[1] == NULL)
+        fail_msg("QRL_GEOIP_DB must name the test country database (tests/geoip/install.sh)");
+    s->extra_args = args;
+    it_server_start(s);
+    snprintf(cfg, sizeof cfg, "%s/phone/phone.json", s->dir);
+    const char *login[] = {"phone", "login",  "--server",      s->base, "--config",
+                           cfg,     "--name", "Alice's phone", IT_USER, NULL};
+    assert_int_equal(run(IT_PASSWORD "\n" PIN "\n" PIN "\n", out, sizeof out, login), 0);
+    const char *list[] = {"phone", "notifications", "--config", cfg, NULL};
+    assert_int_equal(run(NULL, out, sizeof out, list), 0);
+    assert_non_null(strstr(out, "Nothing new"));
+
+    /* Alice's tablet opens a code from Brazil that three other networks opened: stopped. */
+    it_phone_sign_in(s, IT_USER, IT_PASSWORD, "Alice's tablet", &tablet);
+    screen_from(s, BRAZIL, url, sizeof url);
+    for (size_t i = 0; i < sizeof nets / sizeof nets[0]; i++)
+        assert_int_equal(view_from(s, &tablet, url, nets[i]), 200);
+    assert_int_equal(view_from(s, &tablet, url, "100.64.0.10"), 403);
+
+    assert_int_equal(run(NULL, out, sizeof out, list), 0);
+    assert_non_null(strstr(out, "Sign-in request stopped: \"Living Room TV\" ("));
+    assert_non_null(strstr(out, "), from Brazil (" BRAZIL "), "));
+    assert_non_null(strstr(out, "\n  \"Alice's tablet\" was about to approve it. It looked like a "
+                                "phishing attempt: the code was opened from many places.\n"));
+    assert_non_null(strstr(out, "If someone asked you to scan a code, do not. Nothing was linked "
+                                "to your account."));
+    assert_null(strstr(out, "revoke-new"));
+    p = strstr(out, "qrlogin phone dismiss ");
+    assert_non_null(p);
+    snprintf(id, sizeof id, "%.*s", (int)strspn(p + 22, "0123456789"), p + 22);
+    assert_true(strlen(id) > 0);
+    /* Nothing to remove; dismissed, it is gone from this phone. */
+    const char *revoke[] = {"phone", "revoke-new", "--config", cfg, id, NULL};
+    assert_int_equal(run(NULL, out, sizeof out, revoke), 1);
+    assert_non_null(strstr(out, "not_revocable"));
+    const char *dismiss[] = {"phone", "dismiss", "--config", cfg, id, NULL};
+    assert_int_equal(run(NULL, out, sizeof out, dismiss), 0);
+    assert_int_equal(run(NULL, out, sizeof out, list), 0);
+    assert_non_null(strstr(out, "Nothing new"));
+    it_server_stop(s);
+    it_server_free(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_phone_in_another_country),
+        cmocka_unit_test(test_phone_told_of_blocked_request),
     };
     int rc;
 

@@ -3,8 +3,10 @@
  * The whole story with two processes, as a person would run it: `qrlogin tv` in a
  * pseudo-terminal shows a QR code (and writes it as a PNG), `qrlogin phone approve --image`
  * decodes that PNG with zbar, shows what is asking, and approves with a signature made by the
- * PIN-protected device key; the TV prints who signed in. Also: declining, a wrong PIN, whoami,
- * logout and revoking from the phone.
+ * PIN-protected device key; the TV prints who signed in. The TV's login request is bound to its
+ * key, which its QR code names: the phone says the sign-in goes only to that key, and refuses to
+ * approve from a QR code that names another. Also: declining, a wrong PIN, whoami, logout and
+ * revoking from the phone.
  */
 #include <errno.h>
 #include <stdbool.h>
@@ -183,12 +185,21 @@ static void test_full_story(void **state)
     tv_start(&tv, s, cred, png);
     assert_true(tv_expect(&tv, "Scan the code", 15));
     assert_true(tv_expect(&tv, "\xe2\x96", 1)); /* half-block characters of the QR code */
+    /* The SDK named the terminal's key: the TV says what the phone will show for it. */
+    assert_true(tv_expect(&tv, "which your phone shows as  ", 5));
+    char fp[16] = "";
+    const char *at = strstr(tv.out, "shows as  ");
+    snprintf(fp, sizeof fp, "%.9s", at + strlen("shows as  "));
+    assert_int_equal(fp[4], '-');
     wait_for_file(png);
+    assert_int_equal(it_db_count(s, "SELECT count(*) FROM login_requests WHERE dpop_jkt <> ''"), 1);
 
     const char *approve[] = {"phone", "approve", "--config", cfg, "--image", png, NULL};
     assert_int_equal(run("a\n" PIN "\n", out, sizeof out, approve), 0);
     assert_non_null(strstr(out, "Living Room TV"));
     assert_non_null(strstr(out, "your network"));
+    assert_non_null(strstr(out, "it matches the code you scanned"));
+    assert_non_null(strstr(out, fp));
     assert_true(tv_expect(&tv, "Scanned", 10));
     assert_true(tv_expect(&tv, "Signed in as Alice", 15));
     assert_int_equal(tv_wait(&tv), 0);
@@ -225,6 +236,55 @@ static void test_full_story(void **state)
     assert_int_not_equal(run(NULL, out, sizeof out, whoami), 0);
     assert_int_equal(run(NULL, out, sizeof out, devices), 0);
     assert_null(strstr(out, "Living Room TV"));
+}
+
+/* A QR code whose short form of the key is not the key of the request it opens: the phone warns
+ * and offers no approval; the request stays as it was, and can be declined. A typed code has
+ * nothing to compare: the phone names the key. */
+static void test_key_mismatch_refused(void **state)
+{
+    it_server *s = *state;
+    static const char jkt[] = "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k";
+    char cfg[512], cred[512], png[512], out[16384], link[600], *k;
+
+    paths(s, cfg, cred, png);
+    phone_login(s, cfg);
+    const char *kv[] = {"client_id",      IT_CLIENT_ID,  "device_name",
+                        "Living Room TV", "device_kind", "tv",
+                        "dpop_jkt",       jkt,           NULL};
+    it_resp *r = it_form_post(s, "/oauth/device_authorization", kv, NULL);
+    it_expect(r, 200, NULL);
+    snprintf(link, sizeof link, "%s", it_jstr(r, "verification_uri_complete"));
+    char user_code[32];
+    snprintf(user_code, sizeof user_code, "%s", it_jstr(r, "user_code"));
+    it_resp_free(r);
+    k = strstr(link, "?k=kPrK_qmx#");
+    assert_non_null(k);
+
+    /* The code typed: the key is named, nothing to compare; leave it undecided. */
+    const char *typed[] = {"phone", "approve", "--config", cfg, user_code, NULL};
+    assert_int_equal(run("x\n", out, sizeof out, typed), 1);
+    assert_non_null(strstr(out, "goes only to this TV's key 90FA-CAFE."));
+
+    /* Another key's short form in the link. */
+    memcpy(k + 3, "AAAAAAAA", 8);
+    const char *approve[] = {"phone", "approve", "--config", cfg, link, NULL};
+    assert_int_equal(run("a\n" PIN "\n", out, sizeof out, approve), 1);
+    assert_non_null(strstr(out, "DO NOT APPROVE"));
+    assert_non_null(strstr(out, "90FA-CAFE"));
+    assert_non_null(strstr(out, "[d] decline"));
+    assert_null(strstr(out, "[a] approve"));
+    assert_non_null(strstr(out, "not approved"));
+    assert_int_equal(it_db_count(s, "SELECT max(state) FROM login_requests"), 1); /* scanned */
+    /* A short form that is none at all is no better. */
+    memcpy(k + 3, "AAAA*AAA", 8);
+    assert_int_equal(run("a\n", out, sizeof out, approve), 1);
+    assert_non_null(strstr(out, "DO NOT APPROVE"));
+    /* The right one: approving is offered again. Decline it here. */
+    memcpy(k + 3, "kPrK_qmx", 8);
+    assert_int_equal(run("d\n", out, sizeof out, approve), 3);
+    assert_non_null(strstr(out, "it matches the code you scanned"));
+    assert_int_equal(it_db_count(s, "SELECT max(state) FROM login_requests"), 4); /* denied */
 }
 
 static void test_decline_and_wrong_pin(void **state)
@@ -397,6 +457,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_full_story, it_setup_alice, it_teardown),
         cmocka_unit_test_setup_teardown(test_decline_and_wrong_pin, it_setup_alice, it_teardown),
+        cmocka_unit_test_setup_teardown(test_key_mismatch_refused, it_setup_alice, it_teardown),
         cmocka_unit_test_setup_teardown(test_revoke_from_phone, it_setup_alice, it_teardown),
         cmocka_unit_test_setup_teardown(test_signing_in_again_replaces_the_credential,
                                         it_setup_alice, it_teardown),

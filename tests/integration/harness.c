@@ -16,6 +16,7 @@
 #include "harness.h"
 #include "it_pg.h"
 
+#include <arpa/inet.h>
 #include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -28,7 +29,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <netinet/in.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -311,10 +314,31 @@ static int read_listen_line(int fd, char *line, size_t cap, double deadline)
     return 0;
 }
 
+/* A TCP port on 127.0.0.1 that nothing listens on at this moment. */
+static int free_port(void)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(a);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), port = 0;
+
+    assert_true(fd >= 0);
+    if (bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
+        getsockname(fd, (struct sockaddr *)&a, &len) == 0) {
+        port = ntohs(a.sin_port);
+    }
+    close(fd);
+    assert_true(port > 0);
+    return port;
+}
+
 void it_server_start(it_server *s)
 {
     const char *bin = it_bin();
     assert_int_equal(s->pid, 0);
+    /* With a public URL the server prints that, not its port: the port is chosen here. */
+    int fixed_port = s->public_url != NULL ? free_port() : 0;
+    char listen_at[32];
+    snprintf(listen_at, sizeof(listen_at), "127.0.0.1:%d", fixed_port);
     int out[2], err[2];
     assert_int_equal(pipe2(out, O_CLOEXEC), 0);
     assert_int_equal(pipe2(err, O_CLOEXEC), 0);
@@ -340,7 +364,11 @@ void it_server_start(it_server *s)
         argv[i++] = bin;
         argv[i++] = "serve";
         argv[i++] = "--listen";
-        argv[i++] = "127.0.0.1:0";
+        argv[i++] = listen_at;
+        if (s->public_url != NULL) {
+            argv[i++] = "--public-url";
+            argv[i++] = s->public_url;
+        }
         argv[i++] = "--db";
         argv[i++] = s->db;
         if (!s->no_introspection_secret) {
@@ -374,8 +402,14 @@ void it_server_start(it_server *s)
     double t0 = it_now();
     int rc = read_listen_line(s->out_fd, line, sizeof(line), t0 + IT_START_TIMEOUT_MS / 1000.0);
     int port = 0;
-    if (rc == 0 && sscanf(line, "qrlogin: listening on http://127.0.0.1:%d", &port) == 1 &&
-        port > 0 && port < 65536) {
+    if (rc == 0 && fixed_port > 0) {
+        char want[300];
+        snprintf(want, sizeof(want), "qrlogin: listening on %s", s->public_url);
+        port = strcmp(line, want) == 0 ? fixed_port : 0;
+    } else if (rc == 0 && sscanf(line, "qrlogin: listening on http://127.0.0.1:%d", &port) != 1) {
+        port = 0;
+    }
+    if (port > 0 && port < 65536) {
         s->port = port;
         snprintf(s->base, sizeof(s->base), "http://127.0.0.1:%d", port);
     } else {

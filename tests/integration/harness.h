@@ -75,6 +75,10 @@ typedef struct it_server {
     void *tee;                     /* thread copying the server's stderr to ours and to log */
     int pg;                        /* 1: db is a PostgreSQL URI (QRL_TEST_BACKEND=postgres) */
     int shares_db;                 /* 1: db belongs to another server (it_server_new_on()) */
+    /* NULL: the server names itself by its own address. Else its --public-url, as every node
+     * behind one load balancer shares one: the server then listens on a free port the harness
+     * picks (it prints the public URL, not its port), and `base` is still its own address. */
+    const char *public_url;
 } it_server;
 
 typedef struct it_resp {

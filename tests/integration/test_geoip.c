@@ -4,7 +4,8 @@
  * trusted proxy (--trusted-proxy 127.0.0.1/32, so that X-Forwarded-For places the screen and
  * the phone anywhere), and the phone's view of a login request says which country each is in
  * and whether they are the same. Without --geoip, and for loopback addresses, the country
- * members are null and the network comparison is what it always was. A country database that
+ * members are null and the network comparison is what it always was. The notification of a
+ * request blocked as phishing names the blocked screen's country too. A country database that
  * cannot be opened stops the start (exit 1) with the file named.
  *
  * The addresses' countries come from the test database (tests/geoip, QRL_GEOIP_DB): Brazil's
@@ -161,6 +162,41 @@ static void test_same_country_other_network(void **state)
     it_resp_free(r);
 }
 
+/* A code from Brazil opened from a fourth network is blocked (many_networks); the account's
+ * request_blocked notification says the screen was in Brazil. */
+static void test_blocked_notice_country(void **state)
+{
+    static const char *const from[] = {GERMANY, "192.0.2.10", "198.18.0.10"};
+    it_server *s = *state;
+    char scan[IT_SECRET_MAX];
+    it_phone phone;
+    it_resp *r;
+    json_t *n, *screen;
+
+    it_phone_sign_in(s, IT_USER, IT_PASSWORD, NULL, &phone);
+    authorize_from(s, BRAZIL, "Living Room TV", scan, sizeof scan);
+    for (size_t i = 0; i < sizeof from / sizeof from[0]; i++) {
+        r = view_from(s, &phone, scan, from[i]);
+        it_expect(r, 200, NULL);
+        it_resp_free(r);
+    }
+    r = view_from(s, &phone, scan, "100.64.0.10");
+    it_expect(r, 403, "suspicious_request");
+    it_resp_free(r);
+    r = it_json_send(s, "GET", "/v1/notifications", phone.session, NULL);
+    it_expect(r, 200, NULL);
+    assert_int_equal(json_array_size(json_object_get(r->json, "notifications")), 1);
+    n = json_array_get(json_object_get(r->json, "notifications"), 0);
+    assert_string_equal(json_string_value(json_object_get(n, "kind")), "request_blocked");
+    screen = json_object_get(n, "screen");
+    assert_string_equal(json_string_value(json_object_get(screen, "address")), BRAZIL);
+    assert_string_equal(
+        json_string_value(json_object_get(json_object_get(screen, "country"), "code")), "BR");
+    assert_string_equal(
+        json_string_value(json_object_get(json_object_get(screen, "country"), "name")), "Brazil");
+    it_resp_free(r);
+}
+
 /* Loopback has no country: today's network comparison is all there is. */
 static void test_loopback_has_no_country(void **state)
 {
@@ -301,6 +337,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_other_country, setup_geoip, it_teardown),
         cmocka_unit_test_setup_teardown(test_same_country_other_network, setup_geoip, it_teardown),
         cmocka_unit_test_setup_teardown(test_loopback_has_no_country, setup_geoip, it_teardown),
+        cmocka_unit_test_setup_teardown(test_blocked_notice_country, setup_geoip, it_teardown),
         cmocka_unit_test(test_without_database),
         cmocka_unit_test(test_unopenable_database),
     };

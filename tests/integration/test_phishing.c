@@ -6,6 +6,10 @@
  * `--max-approvers-per-address 2` to need few accounts. Each pattern is answered
  * `403 suspicious_request` with its reason and a sentence for the phone, the screen is told
  * `access_denied`, and the server's log holds the audit event request_blocked with the reason.
+ * The account whose phone was stopped is told on its other devices: a request_blocked
+ * notification, which wakes a held GET /v1/notifications of another phone of that account,
+ * names the screen, the reason and the phone, and is acknowledged per device; an unrelated
+ * account is told nothing.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -17,8 +21,13 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <pthread.h>
 
 #include "harness.h"
+
+/* How long a held request gets to be parked before the block (an ordering aid only). */
+#define PARK_MS 300
+#define WAIT_S 30
 
 static const it_account accounts[] = {{IT_USER, IT_PASSWORD, IT_DISPLAY_NAME},
                                       {"bob", "bob's password", "Bob"},
@@ -46,7 +55,9 @@ static int setup(void **state)
 static void authorize_from(const it_server *s, const char *from, it_devauth *out)
 {
     char hdr[96];
-    const char *kv[] = {"client_id", IT_CLIENT_ID, "device_name", "Living Room TV", NULL};
+    const char *kv[] = {"client_id",   IT_CLIENT_ID, "device_name",     "Living Room TV",
+                        "device_kind", "tv",         "device_platform", "Samsung Tizen",
+                        NULL};
     it_resp *r;
     const char *uri, *code;
 
@@ -148,16 +159,177 @@ static void expect_audit(const it_server *s, const char *reason, long long accou
     fail_msg("no request_blocked line with %s in %s", want, s->log);
 }
 
+/* --- what the account is told ---------------------------------------------------------- */
+
+/* A GET /v1/notifications held on a thread (Prefer: wait) while the main thread acts. */
+typedef struct held {
+    const it_server *s;
+    it_req req;
+    double t_start, t_done;
+    int done;
+    it_resp *r;
+    pthread_t th;
+} held;
+
+static void *held_main(void *arg)
+{
+    held *h = arg;
+
+    h->r = it_http(h->s, &h->req);
+    h->t_done = it_now();
+    __atomic_store_n(&h->done, 1, __ATOMIC_RELEASE);
+    return NULL;
+}
+
+/* Starts the held request of `p` and checks it is held (nothing new for it yet). */
+static void held_start(held *h, const it_server *s, const it_phone *p)
+{
+    memset(h, 0, sizeof *h);
+    h->s = s;
+    h->req = (it_req){.path = "/v1/notifications", .bearer = p->session, .prefer_wait = WAIT_S};
+    h->t_start = it_now();
+    assert_int_equal(pthread_create(&h->th, NULL, held_main, h), 0);
+    it_sleep_ms(PARK_MS);
+    if (__atomic_load_n(&h->done, __ATOMIC_ACQUIRE)) {
+        pthread_join(h->th, NULL);
+        fail_msg("GET /v1/notifications was answered at once (%ld: %s) instead of being held",
+                 h->r ? h->r->status : 0L, h->r ? h->r->body : "");
+    }
+}
+
+/* Joins the held request: it must have woken well before its wait was over. */
+static it_resp *held_join(held *h)
+{
+    assert_int_equal(pthread_join(h->th, NULL), 0);
+    assert_non_null(h->r);
+    printf("request_blocked: the held notifications request was answered after %.3f s (of %d)\n",
+           h->t_done - h->t_start, WAIT_S);
+    assert_true(h->t_done - h->t_start < WAIT_S / 2);
+    return h->r;
+}
+
+static it_resp *notifications(const it_server *s, const it_phone *p)
+{
+    return it_json_send(s, "GET", "/v1/notifications", p->session, NULL);
+}
+
+static it_resp *notice_post(const it_server *s, const it_phone *p, long long id, const char *verb)
+{
+    char path[96];
+
+    snprintf(path, sizeof path, "/v1/notifications/%lld/%s", id, verb);
+    return it_json_send(s, "POST", path, p->session, json_object());
+}
+
+static long long jint(json_t *o, const char *k)
+{
+    json_t *v = json_object_get(o, k);
+    return json_is_integer(v) ? (long long)json_integer_value(v) : -1;
+}
+
+static const char *jstr(json_t *o, const char *k)
+{
+    const char *v = json_string_value(json_object_get(o, k));
+    return v != NULL ? v : "(absent)";
+}
+
+/* The request_blocked notifications of an answer (into out, at most 8): how many. */
+static size_t blocked_of(const it_resp *r, json_t **out)
+{
+    json_t *arr = json_object_get(r->json, "notifications"), *n;
+    size_t i, k = 0;
+
+    it_expect(r, 200, NULL);
+    assert_true(json_is_array(arr));
+    json_array_foreach(arr, i, n)
+    {
+        if (strcmp(jstr(n, "kind"), "request_blocked") == 0 && k < 8)
+            out[k++] = n;
+    }
+    return k;
+}
+
+/* `r` holds exactly one request_blocked notification: of the screen made at `screen_at`,
+ * refused for `reason` while phone `stopped` was about to approve it, shown to `me`. Its id. */
+static long long expect_notified(const it_resp *r, const it_phone *me, const it_phone *stopped,
+                                 const char *screen_at, const char *reason)
+{
+    json_t *got[8], *n, *screen, *dev;
+
+    assert_int_equal(blocked_of(r, got), 1);
+    n = got[0];
+    assert_true(jint(n, "id") > 0);
+    assert_true(jint(n, "created_at") > 0);
+    assert_true(jint(n, "age_seconds") >= 0);
+    assert_string_equal(jstr(n, "reason"), reason);
+    assert_true(json_is_null(json_object_get(n, "revoke_until")));
+    assert_int_equal(jint(n, "revoke_in"), 0);
+    screen = json_object_get(n, "screen");
+    assert_true(json_is_object(screen));
+    assert_string_equal(jstr(screen, "name"), "Living Room TV");
+    assert_string_equal(jstr(screen, "kind"), "tv");
+    assert_string_equal(jstr(screen, "platform"), "Samsung Tizen");
+    assert_string_equal(jstr(screen, "address"), screen_at);
+    /* No country database here: the country is unknown. */
+    assert_true(json_is_null(json_object_get(screen, "country")));
+    dev = json_object_get(n, "device");
+    assert_int_equal(jint(dev, "id"), stopped->device_id);
+    assert_string_equal(jstr(dev, "kind"), "phone");
+    assert_true(json_is_boolean(json_object_get(dev, "current")));
+    assert_int_equal(json_is_true(json_object_get(dev, "current")),
+                     me->device_id == stopped->device_id);
+    return jint(n, "id");
+}
+
+/* Nothing blocked was told to `p`. */
+static void expect_not_notified(const it_server *s, const it_phone *p)
+{
+    json_t *got[8];
+    it_resp *r = notifications(s, p);
+
+    assert_int_equal(blocked_of(r, got), 0);
+    it_resp_free(r);
+}
+
+/* After a refusal with `reason` of phone `stopped`: `other` (another phone of that account, its
+ * notifications request held since before the refusal in `h`) was woken with it; `stopped` lists
+ * it too; the one-tap revoke has nothing to remove; `other`'s acknowledgement hides it from
+ * `other` only. */
+static void expect_account_told(const it_server *s, held *h, const it_phone *stopped,
+                                const it_phone *other, const char *screen_at, const char *reason)
+{
+    it_resp *r = held_join(h);
+    long long id = expect_notified(r, other, stopped, screen_at, reason);
+
+    it_resp_free(r);
+    r = notifications(s, stopped);
+    assert_int_equal(expect_notified(r, stopped, stopped, screen_at, reason), id);
+    it_resp_free(r);
+    r = notice_post(s, stopped, id, "revoke");
+    it_expect(r, 409, "not_revocable");
+    it_resp_free(r);
+    r = notice_post(s, other, id, "ack");
+    it_expect(r, 204, NULL);
+    it_resp_free(r);
+    expect_not_notified(s, other);
+    r = notifications(s, stopped);
+    assert_int_equal(expect_notified(r, stopped, stopped, screen_at, reason), id);
+    it_resp_free(r);
+}
+
 /* A code opened from a fourth network: refused, the request denied, the screen stopped. */
 static void test_many_networks(void **state)
 {
     it_server *s = *state;
-    it_phone alice, bob;
+    it_phone alice, bob, bob2, carol;
     it_devauth da;
     it_resp *r;
+    held h;
 
     it_phone_sign_in(s, IT_USER, IT_PASSWORD, NULL, &alice);
     it_phone_sign_in(s, "bob", "bob's password", NULL, &bob);
+    it_phone_sign_in(s, "bob", "bob's password", "Bob's tablet", &bob2);
+    it_phone_sign_in(s, "carol", "carol's password", NULL, &carol);
     authorize_from(s, "198.51.100.7", &da);
     r = view_from(s, &alice, da.scan_secret, "192.0.2.10");
     it_expect(r, 200, NULL);
@@ -173,10 +345,15 @@ static void test_many_networks(void **state)
     r = view_from(s, &bob, da.user_code, "2001:db8:7::1");
     it_expect(r, 409, "already_claimed");
     it_resp_free(r);
+    held_start(&h, s, &bob2);
     r = view_from(s, &bob, da.user_code, "100.64.9.9");
     expect_blocked(r, "many_networks", "opened from too many places");
     it_resp_free(r);
     expect_audit(s, "many_networks", bob.account_id);
+    /* Bob's phone was stopped: bob is told; alice (whose phone only looked) and carol are not. */
+    expect_account_told(s, &h, &bob, &bob2, "198.51.100.7", "many_networks");
+    expect_not_notified(s, &alice);
+    expect_not_notified(s, &carol);
     /* The phone that claimed it cannot approve it any more; the screen stops. */
     r = approve_from(s, &alice, &da, IT_PASSWORD, "192.0.2.10");
     it_expect(r, 409, "invalid_state");
@@ -193,20 +370,26 @@ static void test_many_networks(void **state)
 static void test_denied_network(void **state)
 {
     it_server *s = *state;
-    it_phone alice;
+    it_phone alice, alice2, bob;
     it_devauth da;
     it_resp *r;
+    held h;
 
     it_phone_sign_in(s, IT_USER, IT_PASSWORD, NULL, &alice);
+    it_phone_sign_in(s, IT_USER, IT_PASSWORD, "Alice's tablet", &alice2);
+    it_phone_sign_in(s, "bob", "bob's password", NULL, &bob);
     authorize_from(s, "203.0.113.9", &da);
     r = view_from(s, &alice, da.scan_secret, "192.0.2.10");
     it_expect(r, 200, NULL);
     assert_string_equal(it_jstr(r, "blocked"), "denied_network");
     it_resp_free(r);
+    held_start(&h, s, &alice2);
     r = approve_from(s, &alice, &da, IT_PASSWORD, "192.0.2.10");
     expect_blocked(r, "denied_network", "may not sign in here");
     it_resp_free(r);
     expect_audit(s, "denied_network", alice.account_id);
+    expect_account_told(s, &h, &alice, &alice2, "203.0.113.9", "denied_network");
+    expect_not_notified(s, &bob);
     expect_screen_denied(s, &da);
     /* A request from elsewhere is approved. */
     authorize_from(s, "198.51.100.20", &da);
@@ -223,13 +406,15 @@ static void test_denied_network(void **state)
 static void test_many_accounts(void **state)
 {
     it_server *s = *state;
-    it_phone alice, bob, carol;
+    it_phone alice, bob, carol, carol2;
     it_devauth da;
     it_resp *r;
+    held h;
 
     it_phone_sign_in(s, IT_USER, IT_PASSWORD, NULL, &alice);
     it_phone_sign_in(s, "bob", "bob's password", NULL, &bob);
     it_phone_sign_in(s, "carol", "carol's password", NULL, &carol);
+    it_phone_sign_in(s, "carol", "carol's password", "Carol's tablet", &carol2);
     const it_phone *ok[] = {&alice, &bob};
     const char *pw[] = {IT_PASSWORD, "bob's password"};
     for (int i = 0; i < 2; i++) {
@@ -245,10 +430,14 @@ static void test_many_accounts(void **state)
     r = view_from(s, &carol, da.scan_secret, "192.0.2.10");
     it_expect(r, 200, NULL);
     it_resp_free(r);
+    held_start(&h, s, &carol2);
     r = approve_from(s, &carol, &da, "carol's password", "192.0.2.10");
     expect_blocked(r, "many_accounts", "too many accounts");
     it_resp_free(r);
     expect_audit(s, "many_accounts", carol.account_id);
+    expect_account_told(s, &h, &carol, &carol2, "198.51.100.66", "many_accounts");
+    expect_not_notified(s, &alice);
+    expect_not_notified(s, &bob);
     expect_screen_denied(s, &da);
 }
 

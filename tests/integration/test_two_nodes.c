@@ -18,6 +18,14 @@
  *     revocation of the claiming phone on B; a signed-in web screen's watch on A hears of its
  *     revocation on B;
  *   - RFC 8628 slow_down across nodes: a poll on A then at once on B is too fast;
+ *   - notifications sent in batches: one NOTIFY naming several requests wakes every request
+ *     held on A for one of them, and claims made on B at the same moment (which B's notifier
+ *     sends several to a NOTIFY) wake each screen held on A; a refused poll (the device code
+ *     with another client) counts for the interval on neither node;
+ *   - passkey ceremonies across nodes (both nodes with one public URL, as behind one load
+ *     balancer): a passkey registration and a passkey approval whose challenge the phone got
+ *     from one node and whose answer it sent to the other succeed, and the challenge, spent by
+ *     its first use (on either node, whatever the outcome), is refused on both;
  *   - the database going away in the middle of a flow (a cluster of the test's own, stopped and
  *     started with tests/pg/cluster.sh, so that the tests beside it on the shared cluster are
  *     left alone): every request during the outage gets 503 with Retry-After or a closed
@@ -33,7 +41,10 @@
 #include "harness.h"
 #include "it_pg.h"
 
+#include <libpq-fe.h>
 #include <pthread.h>
+#include <sodium.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -463,9 +474,11 @@ static void test_phone_revocation_on_b_wakes_a(void **state)
     it_resp_free(r);
 }
 
-/* A browser screen: its cookie jar and the Origin it sends (always its own node's). */
+/* A browser: its cookie jar and the Origin it sends (its node's own, or the public URL both
+ * nodes share). */
 typedef struct browser {
     const it_server *s;
+    const char *origin; /* NULL: s->base */
     struct {
         char name[32];
         char value[200];
@@ -528,7 +541,7 @@ static it_resp *browser_send(const browser *b, const char *method, const char *p
     if (b->n > 0) {
         hdrs[h++] = cookie;
     }
-    snprintf(origin, sizeof(origin), "Origin: %s", b->s->base);
+    snprintf(origin, sizeof(origin), "Origin: %s", b->origin != NULL ? b->origin : b->s->base);
     hdrs[h++] = origin;
     const char *csrf = jar_get(b, "qrl_csrf");
     if (csrf != NULL) {
@@ -636,6 +649,168 @@ static void test_web_screen_revoked_on_b_hears_on_a(void **state)
     it_resp_free(r);
 }
 
+/* --- notifications in batches, polls counted once -------------------------------------------- */
+
+#define BATCH 8
+
+/* A statement that changes something (or notifies), on a connection of the test's own to the
+ * nodes' database; returns the first column of its first row. it_db_count() is read-only. */
+static long long db_write(const nodes *n, const char *sql)
+{
+    PGconn *c = PQconnectdb(n->a->db);
+    assert_int_equal(PQstatus(c), CONNECTION_OK);
+    PGresult *r = PQexec(c, sql);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
+        print_error("%s: %s\n", sql, PQerrorMessage(c));
+        fail();
+    }
+    long long v = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+    PQclear(r);
+    PQfinish(c);
+    return v;
+}
+
+/* The id of the login request of a device authorization, by its user code. */
+static long long request_id(const nodes *n, const it_devauth *da)
+{
+    char code[16] = "", sql[160];
+    size_t k = 0;
+    for (const char *p = da->user_code; *p != '\0' && k + 1 < sizeof(code); p++) {
+        if (*p != '-') {
+            code[k++] = *p;
+        }
+    }
+    code[k] = '\0';
+    snprintf(sql, sizeof(sql), "SELECT id FROM login_requests WHERE user_code = '%s'", code);
+    long long id = it_db_count(n->a, sql);
+    assert_true(id > 0);
+    return id;
+}
+
+/* BATCH screens on A, each told "pending" once and then held. */
+static void held_batch(const nodes *n, it_devauth *da, held *h)
+{
+    for (int i = 0; i < BATCH; i++) {
+        it_device_authorization(n->a, IT_CLIENT_ID, "Living Room TV", "tv", NULL, &da[i]);
+        it_resp *r = it_token_poll(n->a, IT_CLIENT_ID, da[i].device_code, 0);
+        it_expect_oauth_error(r, "authorization_pending");
+        it_resp_free(r);
+    }
+    clocks_advance(n, INTERVAL_MS);
+    for (int i = 0; i < BATCH; i++) {
+        held_start(&h[i], n->a, &da[i], WAIT_S);
+    }
+}
+
+/* One notification names several requests (what a node's notifier sends when changes commit
+ * faster than it sends, lib/store/postgres/notify.c): every request held for one of them on A
+ * is woken. The requests are denied behind both nodes' backs, so that nothing else tells A. */
+static void test_one_notification_wakes_each_held(void **state)
+{
+    nodes *n = *state;
+    it_devauth da[BATCH];
+    held h[BATCH];
+    char list[BATCH * 24] = "", sql[BATCH * 24 + 160];
+
+    held_batch(n, da, h);
+    for (int i = 0; i < BATCH; i++) {
+        snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%lld", i > 0 ? "," : "",
+                 request_id(n, &da[i]));
+    }
+    snprintf(sql, sizeof(sql),
+             "WITH u AS (UPDATE login_requests SET state = 4 WHERE id IN (%s) RETURNING 1)"
+             " SELECT count(*) FROM u",
+             list);
+    assert_int_equal(db_write(n, sql), BATCH);
+    snprintf(sql, sizeof(sql), "SELECT count(pg_notify('qrlogin', '%s'))", list);
+    assert_int_equal(db_write(n, sql), 1);
+    double t_sent = it_now();
+    for (int i = 0; i < BATCH; i++) {
+        held_join(&h[i], t_sent, "one notification of all of them");
+        it_expect_oauth_error(h[i].r, "access_denied");
+        it_resp_free(h[i].r);
+    }
+}
+
+typedef struct claimer {
+    const nodes *n;
+    const it_phone *phone;
+    const it_devauth *da;
+    pthread_barrier_t *go;
+    it_resp *r;
+    pthread_t th;
+} claimer;
+
+static void *claimer_main(void *arg)
+{
+    claimer *c = arg;
+    char path[256];
+    snprintf(path, sizeof(path), "/v1/login-requests/%s", c->da->scan_secret);
+    pthread_barrier_wait(c->go);
+    c->r = it_json_send(c->n->b, "GET", path, c->phone->session, NULL);
+    return NULL;
+}
+
+/* BATCH screens held on A; BATCH claims on B at the same moment, whose notifications B's
+ * notifier sends as fast as they commit, several to a NOTIFY: every screen hears "scanned". */
+static void test_claims_at_once_on_b_wake_each_on_a(void **state)
+{
+    nodes *n = *state;
+    it_devauth da[BATCH];
+    held h[BATCH];
+    claimer c[BATCH];
+    pthread_barrier_t go;
+    it_phone phone;
+
+    it_phone_sign_in(n->b, IT_USER, IT_PASSWORD, "Alice's phone", &phone);
+    held_batch(n, da, h);
+    assert_int_equal(pthread_barrier_init(&go, NULL, BATCH), 0);
+    for (int i = 0; i < BATCH; i++) {
+        c[i] = (claimer){.n = n, .phone = &phone, .da = &da[i], .go = &go};
+        assert_int_equal(pthread_create(&c[i].th, NULL, claimer_main, &c[i]), 0);
+    }
+    for (int i = 0; i < BATCH; i++) {
+        assert_int_equal(pthread_join(c[i].th, NULL), 0);
+    }
+    double t_claimed = it_now();
+    pthread_barrier_destroy(&go);
+    for (int i = 0; i < BATCH; i++) {
+        it_expect(c[i].r, 200, NULL);
+        assert_string_equal(it_jstr(c[i].r, "state"), "scanned");
+        it_resp_free(c[i].r);
+    }
+    for (int i = 0; i < BATCH; i++) {
+        held_join(&h[i], t_claimed, "claims");
+        it_expect_oauth_error(h[i].r, "authorization_pending");
+        assert_string_equal(it_jstr(h[i].r, "status"), "scanned");
+        it_resp_free(h[i].r);
+    }
+}
+
+/* A poll that is refused (the device code with another client) is no poll of the request: it
+ * counts for the interval on neither node. The poll after it is on time; the next one, at once
+ * on the other node, is not. */
+static void test_refused_poll_not_counted_across_nodes(void **state)
+{
+    nodes *n = *state;
+    it_devauth da;
+    it_device_authorization(n->a, IT_CLIENT_ID, "Living Room TV", "tv", NULL, &da);
+    it_resp *r = it_token_poll(n->a, IT_CLIENT_ID, da.device_code, 0);
+    it_expect_oauth_error(r, "authorization_pending");
+    it_resp_free(r);
+    clocks_advance(n, INTERVAL_MS);
+
+    r = it_token_poll(n->b, "another-app", da.device_code, 0);
+    it_expect_oauth_error(r, "invalid_grant");
+    it_resp_free(r);
+    r = it_token_poll(n->a, IT_CLIENT_ID, da.device_code, 0);
+    it_expect_oauth_error(r, "authorization_pending");
+    it_resp_free(r);
+    r = it_token_poll(n->b, IT_CLIENT_ID, da.device_code, 0);
+    it_expect_oauth_error(r, "slow_down");
+    it_resp_free(r);
+}
+
 /* --- RFC 8628 slow_down across nodes ---------------------------------------------------------- */
 
 /* RFC 8628 section 3.5: a poll sooner than the interval after the previous one is slow_down,
@@ -659,6 +834,229 @@ static void test_slow_down_across_nodes(void **state)
     r = it_token_poll(n->b, IT_CLIENT_ID, da.device_code, 0);
     it_expect_oauth_error(r, "authorization_pending");
     it_resp_free(r);
+}
+
+/* --- passkey ceremonies across nodes ---------------------------------------------------------- */
+
+/* Both nodes name themselves by this URL, as nodes behind one load balancer do: the relying
+ * party of passkeys (its origin, and its host as the RP ID) is the same on both. */
+#define PUBLIC_URL "http://localhost:8080"
+#define RP_ID "localhost"
+
+static int setup_two_nodes_public(void **state)
+{
+    nodes *n = calloc(1, sizeof(*n));
+    assert_non_null(n);
+    n->a = it_server_new_with_accounts(alice);
+    n->a->public_url = PUBLIC_URL;
+    it_server_start(n->a);
+    n->b = it_server_new_on(n->a);
+    n->b->public_url = PUBLIC_URL;
+    it_server_start(n->b);
+    printf("two nodes behind %s: A %s, B %s\n", PUBLIC_URL, n->a->base, n->b->base);
+    *state = n;
+    return 0;
+}
+
+/* A software authenticator with one Ed25519 credential (COSE algorithm -8), as a phone's
+ * platform authenticator would hold. */
+typedef struct authn {
+    unsigned char pk[crypto_sign_PUBLICKEYBYTES], sk[crypto_sign_SECRETKEYBYTES];
+    unsigned char id[16];
+    uint32_t counter;
+} authn;
+
+static void authn_new(authn *k, unsigned char seed)
+{
+    memset(k, 0, sizeof(*k));
+    assert_true(sodium_init() >= 0);
+    crypto_sign_keypair(k->pk, k->sk);
+    memset(k->id, seed, sizeof(k->id));
+}
+
+static void b64url(const unsigned char *p, size_t n, char *out, size_t cap)
+{
+    assert_true(cap >= sodium_base64_ENCODED_LEN(n, sodium_base64_VARIANT_URLSAFE_NO_PADDING));
+    sodium_bin2base64(out, cap, p, n, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+}
+
+/* authenticatorData (W3C WebAuthn Level 2 section 6.1): the RP ID's hash, flags UP and UV
+ * (and AT with the credential: section 6.5.1, its key as a COSE_Key), the counter. */
+static size_t auth_data(const authn *k, int attested, unsigned char *out)
+{
+    /* COSE_Key {1: 1 (OKP), 3: -8 (EdDSA), -1: 6 (Ed25519), -2: the key}. */
+    static const unsigned char cose_head[] = {0xa4, 0x01, 0x01, 0x03, 0x27,
+                                              0x20, 0x06, 0x21, 0x58, 0x20};
+    size_t n = 32;
+
+    crypto_hash_sha256(out, (const unsigned char *)RP_ID, strlen(RP_ID));
+    out[n++] = attested ? 0x45 : 0x05;
+    out[n++] = (unsigned char)(k->counter >> 24);
+    out[n++] = (unsigned char)(k->counter >> 16);
+    out[n++] = (unsigned char)(k->counter >> 8);
+    out[n++] = (unsigned char)k->counter;
+    if (attested) {
+        memset(out + n, 0, 16); /* AAGUID */
+        n += 16;
+        out[n++] = 0;
+        out[n++] = sizeof(k->id);
+        memcpy(out + n, k->id, sizeof(k->id));
+        n += sizeof(k->id);
+        memcpy(out + n, cose_head, sizeof(cose_head));
+        n += sizeof(cose_head);
+        memcpy(out + n, k->pk, sizeof(k->pk));
+        n += sizeof(k->pk);
+    }
+    return n;
+}
+
+/* What the browser sends: clientDataJSON (base64url) for `type` over `challenge`, made on a
+ * page of the public URL; `json` keeps it as signed. */
+static void client_data(const char *type, const char *challenge, char *json, size_t jcap, char *b64,
+                        size_t bcap)
+{
+    snprintf(json, jcap,
+             "{\"type\":\"%s\",\"challenge\":\"%s\",\"origin\":\"" PUBLIC_URL
+             "\",\"crossOrigin\":false}",
+             type, challenge);
+    b64url((const unsigned char *)json, strlen(json), b64, bcap);
+}
+
+/* The body of POST /web/passkeys: a new credential of `k` over `challenge` (attestation
+ * "none", W3C WebAuthn Level 2 section 8.7), with the account password. */
+static void registration(const authn *k, const char *challenge, char *body, size_t cap)
+{
+    unsigned char ad[256], ao[320];
+    char json[512], cdj[700], aob[440];
+    size_t adlen = auth_data(k, 1, ad), n = 0;
+    /* {"fmt": "none", "attStmt": {}, "authData": bytes}, in CBOR. */
+    static const unsigned char head[] = {0xa3, 0x63, 'f', 'm', 't', 0x64, 'n', 'o', 'n',  'e',
+                                         0x67, 'a',  't', 't', 'S', 't',  'm', 't', 0xa0, 0x68,
+                                         'a',  'u',  't', 'h', 'D', 'a',  't', 'a', 0x58};
+
+    assert_true(adlen < 256);
+    memcpy(ao, head, sizeof(head));
+    n = sizeof(head);
+    ao[n++] = (unsigned char)adlen;
+    memcpy(ao + n, ad, adlen);
+    n += adlen;
+    client_data("webauthn.create", challenge, json, sizeof(json), cdj, sizeof(cdj));
+    b64url(ao, n, aob, sizeof(aob));
+    snprintf(body, cap,
+             "{\"password\":\"" IT_PASSWORD "\",\"name\":\"Phone\",\"clientDataJSON\":\"%s\","
+             "\"attestationObject\":\"%s\"}",
+             cdj, aob);
+}
+
+/* The body of POST /web/lr/approve with `k`'s assertion over `challenge`; `bad_sig` flips a
+ * bit of the signature. */
+static void approval(const authn *k, const char *challenge, const it_devauth *da, int bad_sig,
+                     char *body, size_t cap)
+{
+    unsigned char ad[64], msg[64 + crypto_hash_sha256_BYTES], sig[crypto_sign_BYTES];
+    char json[512], cdj[700], adb[100], sigb[100], idb[40];
+    size_t adlen = auth_data(k, 0, ad);
+
+    client_data("webauthn.get", challenge, json, sizeof(json), cdj, sizeof(cdj));
+    memcpy(msg, ad, adlen);
+    crypto_hash_sha256(msg + adlen, (const unsigned char *)json, strlen(json));
+    crypto_sign_detached(sig, NULL, msg, adlen + crypto_hash_sha256_BYTES, k->sk);
+    if (bad_sig) {
+        sig[10] ^= 1;
+    }
+    b64url(ad, adlen, adb, sizeof(adb));
+    b64url(sig, sizeof(sig), sigb, sizeof(sigb));
+    b64url(k->id, sizeof(k->id), idb, sizeof(idb));
+    snprintf(body, cap,
+             "{\"code\":\"%s\",\"user_code\":\"%s\",\"passkey\":{\"id\":\"%s\","
+             "\"clientDataJSON\":\"%s\",\"authenticatorData\":\"%s\",\"signature\":\"%s\"}}",
+             da->scan_secret, da->user_code, idb, cdj, adb, sigb);
+}
+
+/* POST /web/webauthn/options on the phone's current node; the challenge into `out`. */
+static void options(browser *phone, const char *json, char out[64])
+{
+    it_resp *r = browser_call(phone, "POST", "/web/webauthn/options", json);
+    it_expect(r, 200, NULL);
+    const char *c = it_jstr(r, "challenge");
+    assert_non_null(c);
+    assert_int_equal(strlen(c), 43);
+    snprintf(out, 64, "%s", c);
+    it_resp_free(r);
+}
+
+static void expect_call(browser *phone, const it_server *s, const char *path, const char *body,
+                        long status, const char *error)
+{
+    phone->s = s;
+    it_resp *r = browser_call(phone, "POST", path, body);
+    it_expect(r, status, error);
+    it_resp_free(r);
+}
+
+/* The phone's browser asks one node for a challenge and sends the authenticator's answer to
+ * the other, as a round-robin balancer may: a registration (A then B) and an approval step-up
+ * (B then A) succeed. A challenge is spent by its first use on either node, whatever the
+ * outcome: a second credential over the registration challenge is refused on both nodes, and
+ * an approval whose first answer had a bad signature is refused on both with the good one. */
+static void test_passkey_ceremonies_across_nodes(void **state)
+{
+    nodes *n = *state;
+    browser phone = {.s = n->a, .origin = PUBLIC_URL};
+    char chal[64], body[4096], reuse[4096], q[600];
+    authn k, other;
+    it_devauth da;
+
+    authn_new(&k, 1);
+    authn_new(&other, 2);
+    it_resp *r = browser_call(&phone, "GET", "/s", NULL);
+    it_expect(r, 200, NULL);
+    it_resp_free(r);
+    assert_non_null(jar_get(&phone, "qrl_csrf"));
+    expect_call(&phone, n->a, "/web/session",
+                "{\"username\":\"" IT_USER "\",\"password\":\"" IT_PASSWORD "\"}", 200, NULL);
+    assert_non_null(jar_get(&phone, "qrl_ps"));
+
+    /* Registration: the challenge from A, the new credential to B. */
+    phone.s = n->a;
+    options(&phone, "{\"purpose\":\"register\"}", chal);
+    registration(&k, chal, body, sizeof(body));
+    registration(&other, chal, reuse, sizeof(reuse));
+    expect_call(&phone, n->b, "/web/passkeys", body, 201, NULL);
+    expect_call(&phone, n->b, "/web/passkeys", reuse, 400, "passkey_invalid");
+    expect_call(&phone, n->a, "/web/passkeys", reuse, 400, "passkey_invalid");
+    r = browser_call(&phone, "GET", "/web/passkeys", NULL);
+    it_expect(r, 200, NULL);
+    assert_int_equal(json_array_size(json_object_get(r->json, "passkeys")), 1);
+    it_resp_free(r);
+
+    /* Approval: a screen asks on A; the phone claims the request on A and gets a challenge
+     * there; its first answer, to B, has a bad signature and spends the challenge. */
+    it_device_authorization(n->a, IT_CLIENT_ID, "Living Room TV", "tv", "profile", &da);
+    snprintf(q, sizeof(q), "{\"code\":\"%s\"}", da.scan_secret);
+    expect_call(&phone, n->a, "/web/lr/view", q, 200, NULL);
+    snprintf(q, sizeof(q), "{\"purpose\":\"approve\",\"code\":\"%s\"}", da.scan_secret);
+    options(&phone, q, chal);
+    k.counter = 1;
+    approval(&k, chal, &da, 1, body, sizeof(body));
+    approval(&k, chal, &da, 0, reuse, sizeof(reuse));
+    expect_call(&phone, n->b, "/web/lr/approve", body, 403, "passkey_failed");
+    expect_call(&phone, n->b, "/web/lr/approve", reuse, 403, "passkey_failed");
+    expect_call(&phone, n->a, "/web/lr/approve", reuse, 403, "passkey_failed");
+
+    /* A new challenge from B, answered on A: approved, and the screen on B gets its tokens. */
+    phone.s = n->b;
+    options(&phone, q, chal);
+    k.counter = 2;
+    approval(&k, chal, &da, 0, body, sizeof(body));
+    expect_call(&phone, n->a, "/web/lr/approve", body, 200, NULL);
+    expect_call(&phone, n->b, "/web/lr/approve", body, 409, NULL);
+    r = it_token_poll(n->b, IT_CLIENT_ID, da.device_code, 0);
+    it_tokens tok;
+    it_expect_tokens(r, &tok);
+    it_resp_free(r);
+    sodium_memzero(&k, sizeof(k));
+    sodium_memzero(&other, sizeof(other));
 }
 
 /* --- the database restarts in the middle of a flow -------------------------------------------- */
@@ -943,6 +1341,11 @@ int main(void)
         T(test_phone_revocation_on_b_wakes_a),
         T(test_web_screen_revoked_on_b_hears_on_a),
         T(test_slow_down_across_nodes),
+        T(test_one_notification_wakes_each_held),
+        T(test_claims_at_once_on_b_wake_each_on_a),
+        T(test_refused_poll_not_counted_across_nodes),
+        cmocka_unit_test_setup_teardown(test_passkey_ceremonies_across_nodes,
+                                        setup_two_nodes_public, teardown_two_nodes),
         cmocka_unit_test_setup_teardown(test_database_restart_mid_flow, setup_own_cluster,
                                         teardown_own_cluster),
     };

@@ -94,7 +94,8 @@ base=$(sed -n 's/.*listening on \(http:[^ ]*\).*/\1/p' "$tmp/server.log" | head 
 QRLOGIN_SERVER="$base" "$tv" >"$tmp/tv.log" 2>&1 &
 tv_pid=$!
 wait_for "$tmp/tv.log" "Code: " 30 || fail "tv_login showed no code"
-grep -q "Link: $base/s#qrl_ss_" "$tmp/tv.log" || fail "tv_login showed no QR link"
+# The SDK names its key, so the link carries the key's short form ("?k=", 8 characters).
+grep -Eq "Link: $base/s\?k=[A-Za-z0-9_-]{8}#qrl_ss_" "$tmp/tv.log" || fail "tv_login showed no QR link"
 secret=$(sed -n 's/^Link: .*#\(qrl_ss_[A-Za-z0-9_-]*\).*/\1/p' "$tmp/tv.log" | head -n 1)
 code=$(sed -n 's/^ *Code: \([A-Z-]*\).*/\1/p' "$tmp/tv.log" | head -n 1)
 

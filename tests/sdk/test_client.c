@@ -711,6 +711,47 @@ static void test_dpop_binding(void **state)
     screen_free(&sc);
 }
 
+/* The SDK names the handle's key when it asks for a login request (dpop_jkt): the request is
+ * bound to it, the QR payload carries its short form ("?k=" and the thumbprint's first 8
+ * characters), the phone's view names the same thumbprint, and the tokens are bound to it. */
+static void test_login_names_key(void **state)
+{
+    it_server *s = *state;
+    it_phone p;
+    screen sc;
+    char jkt[QRL_CLIENT_JKT_MAX], want[160], sql[160];
+
+    it_phone_sign_in(s, IT_USER, IT_PASSWORD, NULL, &p);
+    screen_init(&sc, s);
+    screen_create(&sc);
+    assert_int_equal(qrl_client_dpop_jkt(sc.c, jkt, sizeof jkt), QRL_OK);
+    assert_int_equal(strlen(jkt), 43);
+    assert_int_equal(qrl_client_dpop_jkt(sc.c, jkt, 43), QRL_ERR_TOO_LARGE);
+    assert_int_equal(qrl_client_dpop_jkt(sc.c, jkt, sizeof jkt), QRL_OK);
+    screen_run(&sc);
+    rec st = screen_wait_event(&sc, QRL_CLIENT_EV_STARTED, 1);
+    snprintf(want, sizeof want, "%s/s?k=%.8s#qrl_ss_", s->base, jkt);
+    assert_true(it_has_prefix(st.payload, want));
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM login_requests WHERE dpop_jkt = '%s'", jkt);
+    assert_int_equal(it_db_count(s, sql), 1);
+
+    it_resp *v = it_view(s, &p, scan_secret(&st));
+    it_expect(v, 200, NULL);
+    assert_string_equal(it_jstr(v, "dpop_jkt"), jkt);
+    assert_true(it_has_prefix(it_jstr(v, "key_fingerprint"), "KEY "));
+    it_resp_free(v);
+    screen_wait_event(&sc, QRL_CLIENT_EV_SCANNED, 1);
+    phone_approve(s, &p, &st);
+    assert_int_equal(screen_join(&sc), QRL_OK);
+    assert_int_equal(qrl_client_dpop_bound(sc.c), 1);
+    it_resp *in = it_introspect(s, sc.tok.access_token);
+    it_expect(in, 200, NULL);
+    assert_string_equal(json_string_value(json_object_get(json_object_get(in->json, "cnf"), "jkt")),
+                        jkt);
+    it_resp_free(in);
+    screen_free(&sc);
+}
+
 /* Sign out: the server revokes the device, the handle forgets the tokens. */
 static void test_logout(void **state)
 {
@@ -1058,6 +1099,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_deny, it_setup_alice, it_teardown),
         cmocka_unit_test_setup_teardown(test_refresh_rotation, it_setup_alice, it_teardown),
         cmocka_unit_test_setup_teardown(test_dpop_binding, it_setup_alice, it_teardown),
+        cmocka_unit_test_setup_teardown(test_login_names_key, it_setup_alice, it_teardown),
         cmocka_unit_test_setup_teardown(test_logout, it_setup_alice, it_teardown),
         cmocka_unit_test_setup_teardown(test_cancel, it_setup_alice, it_teardown),
         cmocka_unit_test_setup_teardown(test_network_backoff, it_setup_alice, it_teardown),

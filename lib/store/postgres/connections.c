@@ -166,6 +166,7 @@ qrl_err qrl__pg_pool_init(pg_store *s, PGconn *first)
     if (s->conns == NULL)
         return QRL_ERR_NOMEM;
     for (int i = s->pool_size - 1; i >= 0; i--) {
+        s->conns[i].store = s;
         s->conns[i].next = s->idle;
         s->idle = &s->conns[i];
     }
@@ -245,6 +246,7 @@ void qrl__pg_release(pg_store *s, struct pg_conn *c)
         /* A body that returned inside a transaction: never keep it open on an idle one. */
         PQclear(PQexec(c->pg, "ROLLBACK"));
     }
+    c->nnotes = c->notes_lost = 0; /* changes that never committed */
     if (c->pg != NULL && (c->broken || PQstatus(c->pg) != CONNECTION_OK ||
                           PQtransactionStatus(c->pg) != PQTRANS_IDLE)) {
         conn_close(c);

@@ -7,11 +7,13 @@
  *
  * This is where the login-request state machine (lib/login_request.c) becomes atomic across
  * nodes: a request changes state only through one conditional UPDATE (PST_LR_TRANSITION) that
- * returns the row it changed, and notifies every node in the same transaction. Redemption locks
- * the request's row first (SELECT ... FOR UPDATE), so of two nodes redeeming one request the
- * second waits for the first's commit and then finds it REDEEMED; it re-checks the approver
- * under a shared lock of the approving device, so a revocation either came first and is seen,
- * or waits until the redemption committed.
+ * returns the row it changed, and every node is told once it has committed (notify.c).
+ * Redemption locks the request's row first (SELECT ... FOR UPDATE), so of two nodes redeeming
+ * one request the second waits for the first's commit and then finds it REDEEMED; it re-checks
+ * the approver under a shared lock of the approving device, so a revocation either came first
+ * and is seen, or waits until the redemption committed. With at most two tokens (every login)
+ * those statements run on the server, in the same order with the same locks, as the function
+ * qrlogin_redeem (schema.c): one round trip instead of eight.
  *
  * User codes: the SQLite store keeps which request a user code names in its process's memory,
  * which another node cannot see. Here the partial unique index login_requests_live_code holds
@@ -24,7 +26,9 @@
  *
  * Poll bookkeeping (store.h, lr_poll): the previous poll's time and the interval in force are
  * columns of the request, read and written by one UPDATE ... RETURNING, so two nodes answering
- * polls of one request apply RFC 8628 section 3.5 to the same history.
+ * polls of one request apply RFC 8628 section 3.5 to the same history. lr_poll_find is a poll in
+ * one statement: the same UPDATE, matched by the device code's hash, client and DPoP key,
+ * returning the whole row.
  */
 #include <stdint.h>
 #include <string.h>
@@ -42,7 +46,8 @@ static int lr_valid(const qrl_lr_rec *lr)
            str_fits(lr->device_name, sizeof lr->device_name) &&
            str_fits(lr->device_kind, sizeof lr->device_kind) &&
            str_fits(lr->device_platform, sizeof lr->device_platform) &&
-           str_fits(lr->address, sizeof lr->address);
+           str_fits(lr->address, sizeof lr->address) &&
+           str_fits(lr->dpop_jkt, sizeof lr->dpop_jkt);
 }
 
 /* The INSERT of lr_create: *inserted is 0 when the id or a live request's code was taken. */
@@ -71,6 +76,7 @@ static qrl_err lr_insert(struct pg_conn *c, const qrl_lr_rec *lr, int *inserted)
     p_i64(&p, lr->approving_device_id);
     p_i64(&p, lr->redeemed_device_id);
     p_text(&p, lr->device_platform);
+    p_text(&p, lr->dpop_jkt);
     rc = qrl__pg_exec(c, PST_LR_INSERT, &p, &n, "lr_create");
     *inserted = rc == QRL_OK && n == 1;
     return rc;
@@ -281,6 +287,83 @@ static qrl_err lr_redeem_tx(struct pg_conn *c, int64_t id, int64_t now_ms,
     return QRL_OK;
 }
 
+/* lr_redeem_tx in one round trip, for at most two tokens (what a login issues): the function
+ * qrlogin_redeem (schema.c) runs the same statements on the server, with the same locks, in
+ * the caller's transaction or as one of its own. */
+#define REDEEM_CALL_TOKENS 2
+
+static void redeem_token_params(struct pg_params *p, const qrl_token_rec *t)
+{
+    if (t == NULL) {
+        p_blob(p, NULL, 0);
+        for (int i = 0; i < 5; i++)
+            p_i64(p, 0);
+        p_text(p, NULL);
+        p_text(p, NULL);
+        return;
+    }
+    p_hash(p, &t->hash);
+    p_i64(p, (int64_t)t->kind);
+    p_i64(p, t->created_ms);
+    p_i64(p, t->expires_ms);
+    p_i64(p, t->used_ms);
+    p_i64(p, t->revoked_ms);
+    p_text(p, t->client_id);
+    p_text(p, t->scope);
+}
+
+static qrl_err redeem_call(struct pg_conn *c, int64_t id, int64_t now_ms, const qrl_device_rec *dev,
+                           const qrl_token_rec *tok, size_t ntok, qrl_lr_rec *lr)
+{
+    struct pg_params p = {0};
+    PGresult *r;
+    int64_t outcome;
+    qrl_err rc;
+
+    p_i64(&p, id);
+    p_i64(&p, now_ms);
+    p_text(&p, dev->name);
+    p_text(&p, dev->kind);
+    p_text(&p, dev->address);
+    p_i64(&p, dev->created_ms);
+    /* A screen's DPoP key (store.h, qrl_device_rec); SQL NULL for everyone else. */
+    if (dev->has_pubkey)
+        p_blob(&p, dev->pubkey, QRL_PUBKEY_BYTES);
+    else
+        p_blob(&p, NULL, 0);
+    for (size_t i = 0; i < REDEEM_CALL_TOKENS; i++)
+        redeem_token_params(&p, i < ntok ? &tok[i] : NULL);
+    if ((rc = qrl__pg_run(c, PST_LR_REDEEM, &p, &r, "lr_redeem")) != QRL_OK)
+        return rc;
+    if (PQntuples(r) != 1) {
+        PQclear(r);
+        return qrl__pg_bad_row("lr_redeem");
+    }
+    outcome = qrl__pg_col_i64(r, 0, 0);
+    lr->id = id;
+    lr->state = (qrl_lr_state)qrl__pg_col_i64(r, 0, 1);
+    lr->account_id = qrl__pg_col_i64(r, 0, 2);
+    lr->redeemed_device_id = qrl__pg_col_i64(r, 0, 3);
+    PQclear(r);
+    switch (outcome) {
+    case 0:
+        qrl__pg_changed(c, id);
+        return QRL_OK;
+    case 1:
+        return QRL_ERR_CONFLICT;
+    case 2:
+        return QRL_ERR_EXPIRED;
+    case 3:
+        /* Redemption re-checks the approver (lr_redeem_tx): declined for good, committed. */
+        qrl__pg_changed(c, id);
+        return QRL_ERR_DENIED;
+    case 4:
+        return QRL_ERR_NOT_FOUND;
+    default:
+        return qrl__pg_bad_row("lr_redeem");
+    }
+}
+
 /* Fills in what redemption made (store.h: dev->id and dev->account_id, the tokens' device). */
 static void redeemed(const qrl_lr_rec *lr, qrl_device_rec *dev, qrl_token_rec *tok, size_t ntok)
 {
@@ -302,11 +385,18 @@ static qrl_err lr_redeem_c(struct pg_conn *c, int64_t id, int64_t now_ms, qrl_de
     memset(&lr, 0, sizeof lr);
     if (!qrl__pg_device_valid(dev) || !qrl__pg_tokens_valid(tok, ntok))
         return QRL_ERR_INVALID;
-    if ((rc = qrl__pg_begin(c)) != QRL_OK)
-        return rc;
-    rc = lr_redeem_tx(c, id, now_ms, dev, tok, ntok, &lr, &commit);
-    if ((erc = qrl__pg_end(c, commit)) != QRL_OK)
-        return erc;
+    if (ntok <= REDEEM_CALL_TOKENS) {
+        /* One statement, its own transaction: what it decided is committed when it returns. */
+        rc = redeem_call(c, id, now_ms, dev, tok, ntok, &lr);
+        if (rc != QRL_OK && rc != QRL_ERR_CONFLICT && rc != QRL_ERR_EXPIRED && rc != QRL_ERR_DENIED)
+            return rc;
+    } else {
+        if ((rc = qrl__pg_begin(c)) != QRL_OK)
+            return rc;
+        rc = lr_redeem_tx(c, id, now_ms, dev, tok, ntok, &lr, &commit);
+        if ((erc = qrl__pg_end(c, commit)) != QRL_OK)
+            return erc;
+    }
     if (state_out != NULL &&
         (rc == QRL_OK || rc == QRL_ERR_CONFLICT || rc == QRL_ERR_EXPIRED || rc == QRL_ERR_DENIED))
         *state_out = lr.state;
@@ -363,8 +453,12 @@ static qrl_err lr_approve_redeem_c(struct pg_conn *c, const qrl_lr_cas *cas, qrl
     if ((rc = qrl__pg_begin(c)) != QRL_OK)
         return rc;
     rc = transition(c, cas);
-    if (rc == QRL_OK)
+    if (rc == QRL_OK && ntok <= REDEEM_CALL_TOKENS) {
+        rc = redeem_call(c, cas->id, cas->now_ms, dev, tok, ntok, &lr);
+        commit = rc == QRL_OK;
+    } else if (rc == QRL_OK) {
         rc = lr_redeem_tx(c, cas->id, cas->now_ms, dev, tok, ntok, &lr, &commit);
+    }
     if ((erc = qrl__pg_end(c, rc == QRL_OK && commit)) != QRL_OK)
         return rc != QRL_OK ? rc : erc;
     if (rc == QRL_OK)
@@ -409,3 +503,44 @@ PG_WRITE(lr_poll,
          (qrl_store * st, int64_t id, int64_t now_ms, int exempt, int slack_ms, int step_s,
           int max_s, int *interval_s),
          (c, id, now_ms, exempt, slack_ms, step_s, max_s, interval_s))
+
+/* A poll in one statement (store.h, lr_poll_find): the request is read and its poll recorded
+ * by one UPDATE ... RETURNING, only if it is the poll's (PST_LR_POLL_FIND). */
+static qrl_err lr_poll_find_c(struct pg_conn *c, const qrl_lr_poll_req *poll, qrl_lr_rec *out,
+                              int *interval_s)
+{
+    struct pg_params p = {0};
+    PGresult *r;
+    qrl_err rc;
+    int nf;
+
+    if (poll == NULL || out == NULL || poll->step_s < 0 || poll->max_s < 0 ||
+        !str_fits(poll->client_id, QRL_MAX_CLIENT_ID + 1) ||
+        (poll->dpop_jkt != NULL && !str_fits(poll->dpop_jkt, QRL_DPOP_JKT_LEN + 1)))
+        return QRL_ERR_INVALID;
+    p_i64(&p, poll->key.id);
+    p_hash(&p, &poll->key.hash);
+    p_text(&p, poll->client_id);
+    p_text(&p, poll->dpop_jkt);
+    p_i64(&p, poll->now_ms);
+    p_i64(&p, poll->wait_s);
+    p_i64(&p, poll->slack_ms);
+    p_i64(&p, poll->step_s);
+    p_i64(&p, poll->max_s);
+    if ((rc = qrl__pg_run(c, PST_LR_POLL_FIND, &p, &r, "lr_poll_find")) != QRL_OK)
+        return rc;
+    nf = PQnfields(r);
+    if (PQntuples(r) == 0 || nf < 2)
+        rc = QRL_ERR_NOT_FOUND;
+    else if ((rc = qrl__pg_read_lr(r, 0, out)) == QRL_OK) {
+        if (interval_s != NULL)
+            *interval_s = (int)qrl__pg_col_i64(r, 0, nf - 2);
+        rc = qrl__pg_col_i64(r, 0, nf - 1) ? QRL_ERR_SLOW_DOWN : QRL_OK;
+    }
+    PQclear(r);
+    return rc;
+}
+
+PG_WRITE(lr_poll_find,
+         (qrl_store * st, const qrl_lr_poll_req *poll, qrl_lr_rec *out, int *interval_s),
+         (c, poll, out, interval_s))

@@ -1,17 +1,20 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Notices of new devices in the PostgreSQL store (store.h, version 10): add one (pruning the
- * account's old ones), list what a device has not acknowledged, get one, acknowledge one.
+ * Notices in the PostgreSQL store (store.h, version 10; kinds since 11): of new devices and of
+ * blocked requests. Add one (pruning the account's old ones), list what a device has not
+ * acknowledged, get one, acknowledge one.
  *
  * As in the SQLite store: a notice is a row of `notices` keyed by an id the core draws from
  * the clock; a device's acknowledgement is a row of `notice_acks` keyed by (notice, device),
  * deleted with its notice. Adding a notice deletes the account's notices older than the
- * caller's horizon in the same transaction, so an account's list stays a handful of rows
- * without a sweep. What several nodes add: the INSERT notifies qrl_notice_key(account_id)
- * (core.h) at commit, so a phone whose request for notices is held on another node is woken
- * there too. Both writes are lazy (statements.c, LAZY): a lost notice costs the warning, never
- * a credential. The list and get join the device's row, so that a notice whose device was
- * revoked since drops out of every list by itself.
+ * caller's horizon in the same statement, so an account's list stays a handful of rows
+ * without a sweep. What several nodes add: once the INSERT has committed, every node is told
+ * qrl_notice_key(account_id) (core.h; notify.c), so a phone whose request for notices is held
+ * on another node is woken there too. Both writes are lazy (statements.c, LAZY): a lost notice costs the warning, never
+ * a credential. The list and get join the device's row, so that a notice of a new device that
+ * was revoked since drops out of every list by itself; a notice of a blocked request names the
+ * phone that was stopped and is listed to every device of the account, that phone included,
+ * whatever became of it (PST_NOTICE_LIST).
  */
 #include <stdint.h>
 #include <string.h>
@@ -24,30 +27,48 @@
  * pruned a moment ago (notice_ack). */
 #define SQLSTATE_FK "23503"
 
+/* The kind notice_add stores: 0 is a notice of a new device (store.h); 0 for one that is no
+ * kind (QRL_ERR_INVALID). */
+static int kind_of(const qrl_notice_rec *n)
+{
+    switch ((int)n->kind) {
+    case 0:
+    case QRL_NOTICE_DEVICE_LINKED:
+        return QRL_NOTICE_DEVICE_LINKED;
+    case QRL_NOTICE_REQUEST_BLOCKED:
+        return QRL_NOTICE_REQUEST_BLOCKED;
+    default:
+        return 0;
+    }
+}
+
 static qrl_err notice_add_c(struct pg_conn *c, const qrl_notice_rec *n, int64_t older_than_ms)
 {
-    struct pg_params prune = {0}, ins = {0};
-    qrl_err rc, erc;
+    struct pg_params ins = {0};
+    qrl_err rc;
 
-    if (n == NULL || n->id <= 0 || !str_fits(n->platform, sizeof n->platform))
+    if (n == NULL || n->id <= 0 || kind_of(n) == 0 || !str_fits(n->platform, sizeof n->platform) ||
+        !str_fits(n->reason, sizeof n->reason) || !str_fits(n->screen_name, sizeof n->screen_name) ||
+        !str_fits(n->screen_kind, sizeof n->screen_kind) ||
+        !str_fits(n->screen_address, sizeof n->screen_address))
         return QRL_ERR_INVALID;
-    if ((rc = qrl__pg_begin(c)) != QRL_OK)
-        return rc;
-    p_i64(&prune, n->account_id);
-    p_i64(&prune, older_than_ms);
     p_i64(&ins, n->id);
     p_i64(&ins, n->account_id);
     p_i64(&ins, n->device_id);
     p_i64(&ins, n->created_ms);
     p_text(&ins, n->platform);
-    if ((rc = qrl__pg_lazy(c)) == QRL_OK &&
-        (rc = qrl__pg_exec(c, PST_NOTICE_PRUNE, &prune, NULL, "notice_add")) == QRL_OK)
-        rc = qrl__pg_exec(c, PST_NOTICE_INSERT, &ins, NULL, "notice_add");
+    p_i64(&ins, kind_of(n));
+    p_text(&ins, n->reason);
+    p_text(&ins, n->screen_name);
+    p_text(&ins, n->screen_kind);
+    p_text(&ins, n->screen_address);
+    p_i64(&ins, older_than_ms);
+    /* The prune and the insert are one statement, so one transaction of their own. */
+    rc = qrl__pg_exec(c, PST_NOTICE_INSERT, &ins, NULL, "notice_add");
     /* No such account or device: the caller's mistake, said as for passkey_add. */
     if (rc == QRL_ERR_STORE && strcmp(qrl__pg_last_sqlstate(), SQLSTATE_FK) == 0)
         rc = QRL_ERR_NOT_FOUND;
-    erc = qrl__pg_end(c, rc == QRL_OK);
-    return rc != QRL_OK ? rc : erc;
+    return rc;
 }
 
 PG_WRITE(notice_add, (qrl_store * st, const qrl_notice_rec *n, int64_t older_than_ms),

@@ -17,9 +17,12 @@
  *   the order login request -> device -> token, so two of them cannot deadlock;
  * - commits are durable: synchronous_commit is never "off" on a connection of this store
  *   (connections.c); the lazy writes of store.h turn it off for their own transaction only;
- * - every write that changes a login request's state notifies (pg_notify) inside its
- *   transaction, so every node hears of it at commit (notify.c); so do a device revocation
- *   and a new device's notice;
+ * - every write that changes a login request's state tells every node once it has committed
+ *   (notify.c): the statement returns the ids it changed, and the node's notifier thread sends
+ *   them, many commits' ids in one NOTIFY, from a connection of its own; so do a device
+ *   revocation and a new notice. Notifying inside the writes' own transactions would serialise
+ *   every state change of the whole cluster on PostgreSQL's notification lock, held across
+ *   each commit's WAL flush;
  * - nothing is kept in a node's memory that another node could make stale: user codes are an
  *   index, the RFC 8628 poll bookkeeping is a column (lr_poll), and lr_stamp is NULL.
  *
@@ -42,9 +45,9 @@
  * - notify.c: LISTEN/NOTIFY: the listener thread and set_notify;
  * - health.c: the health method: write statistics and the readiness probe;
  * - accounts.c, devices.c, tokens.c, login_requests.c, rate_limits.c (with the sweep),
- *   passkeys.c, notices.c: the bodies of the methods, one file per entity. A body is a static
- *   <method>_c(struct pg_conn *c, ...) made a method by PG_READ or PG_WRITE (below), which lease
- *   the connection around it.
+ *   passkeys.c, notices.c, challenges.c: the bodies of the methods, one file per entity. A body
+ *   is a static <method>_c(struct pg_conn *c, ...) made a method by PG_READ or PG_WRITE
+ *   (below), which lease the connection around it.
  * Only this header is shared between them; no file includes another's code. Functions shared
  * across files carry the qrl__pg_ prefix.
  *
@@ -78,7 +81,9 @@
 /* The channel every node LISTENs on and every state change NOTIFYs (notify.c). */
 #define QRL__PG_CHANNEL "qrlogin"
 
-/* The first key of the advisory locks of this program ("QRLG"); the second says which. */
+/* The first key of the advisory locks of this program ("QRLG"); the second says which. The
+ * one-key locks are challenge_put's, keyed by a device id: PostgreSQL keeps one-key and
+ * two-key advisory locks apart, so the two kinds never meet. */
 #define QRL__PG_LOCK_CLASS 1364348999
 #define QRL__PG_LOCK_MIGRATE 1
 #define QRL__PG_LOCK_SWEEP 2
@@ -126,21 +131,34 @@ enum pg_stmt {
     PST_PASSKEY_GET,
     PST_PASSKEY_USE,
     PST_PASSKEY_DELETE,
-    PST_NOTICE_PRUNE,
     PST_NOTICE_INSERT,
     PST_NOTICE_LIST,
     PST_NOTICE_GET,
     PST_NOTICE_ACK,
+    PST_CHAL_LOCK,
+    PST_CHAL_PUT,
+    PST_CHAL_TAKE,
+    PST_SWEEP_CHAL,
+    PST_LR_POLL_FIND,
+    PST_RL_FIRST_HIT,
+    PST_LR_REDEEM,
     PST_COUNT
 };
 
 /* One connection of the pool. Used by one thread at a time (the one leasing it). */
+/* Change ids a connection's open transaction made, told to every node once it commits. */
+#define PG_CONN_NOTES 8
+
 struct pg_conn {
     PGconn *pg;                        /* NULL: not connected (yet, or since it broke) */
     uint64_t epoch;                    /* the pool's epoch when it connected */
     unsigned char prepared[PST_COUNT]; /* statement i is prepared on this connection */
     int broken;                        /* a statement found it broken: close on release */
     struct pg_conn *next;              /* in pg_store.idle */
+    struct pg_store *store;            /* its pool's (NULL: the probe's, which changes nothing) */
+    int64_t notes[PG_CONN_NOTES];      /* qrl__pg_changed() inside a transaction */
+    int nnotes;
+    int notes_lost; /* more than PG_CONN_NOTES: "0" (anything may have changed) instead */
 };
 
 /* The statistics of the health method (health.c). */
@@ -150,13 +168,27 @@ struct pg_stats {
 };
 
 /* The listener of notify.c. */
+/* The queue of notify.c: the ids of committed changes, waiting to be sent to every node. */
+struct pg_notifier {
+    pthread_mutex_t mu; /* guards q, n, cap and lost */
+    int64_t *q;         /* in order of commit */
+    size_t n, cap;
+    int lost;              /* the queue overflowed: send "0" (anything may have changed) */
+    _Atomic uint64_t sent; /* NOTIFY statements that succeeded */
+};
+
+/* The thread of notify.c and its connection, which listens for the other nodes' changes and
+ * sends this node's. */
 struct pg_listener {
-    pthread_mutex_t mu; /* guards fn, ud and every call of fn */
+    pthread_mutex_t mu; /* guards fn, ud, the start, failed and every call of fn */
     void (*fn)(void *ud, int64_t lr_id);
     void *ud;
     pthread_t thread;
-    int started;
-    int wake[2]; /* a pipe: close() writes a byte to stop the thread's poll */
+    _Atomic int started;
+    int failed;         /* it could not be started: changes are sent from the writers' own
+                           connections */
+    _Atomic int hooked; /* a hook was installed once: the connection LISTENs from then on */
+    int wake[2];        /* a pipe: a byte wakes the thread (ids to send, a hook, or stop) */
     _Atomic int stop;
     _Atomic uint64_t listens; /* successful LISTENs so far (each is followed by fn(ud, 0)) */
 };
@@ -173,6 +205,7 @@ typedef struct pg_store {
     _Atomic uint64_t epoch; /* moves on when a connection is found broken */
     _Atomic int down;       /* the last connection attempt failed (logged once per outage) */
     struct pg_listener listen;
+    struct pg_notifier notifier;
     /* The readiness probe's own connection (health.c). */
     pthread_mutex_t probe_mu;
     struct pg_conn probe;
@@ -182,7 +215,7 @@ typedef struct pg_store {
 /* --- parameters (statements.c runs them) ---------------------------------------------------
  * Every parameter goes in binary form with the type the statement declares ('i' int8, 't'
  * text, 'b' bytea), so no value is ever formatted into SQL text or parsed by the server. */
-#define PG_MAX_PARAMS 20
+#define PG_MAX_PARAMS 24
 
 struct pg_params {
     int n;
@@ -347,8 +380,20 @@ void qrl__pg_release(pg_store *s, struct pg_conn *c);
 
 qrl_err qrl__pg_set_notify(qrl_store *st, void (*fn)(void *ud, int64_t lr_id), void *ud);
 void qrl__pg_listener_init(pg_store *s);
-/* Stops the listener thread (if it runs) and closes its connection. */
+/* Sends what is queued (when the database can be reached), stops the thread (if it runs),
+ * closes its connection and frees the queue. */
 void qrl__pg_listener_stop(pg_store *s);
+/* Statement results: `id` (a change id of store.h's set_notify) was changed on `c`. Told to
+ * every node once the change has committed: at once when `c` is outside a transaction (the
+ * statement committed by itself), else when qrl__pg_end commits (and never on a rollback). */
+void qrl__pg_changed(struct pg_conn *c, int64_t id);
+/* Hands committed change ids to the node's notifier (starting it on first use). Without a
+ * notifier thread the ids are sent at once on `c`, which must be outside a transaction. */
+void qrl__pg_notify_post(struct pg_conn *c, const int64_t *ids, size_t n);
+/* The NOTIFY payloads of `n` ids: comma-separated decimal ids, each payload shorter than
+ * PostgreSQL's limit, the payloads separated by ';' in `out` (cap bytes). Returns the length
+ * written (without the NUL), or 0 when `out` is too small. */
+size_t qrl__pg_payloads(const int64_t *ids, size_t n, char *out, size_t cap);
 
 /* --- health.c ------------------------------------------------------------------------------ */
 
@@ -391,6 +436,10 @@ qrl_err qrl__pg_lr_approve_redeem(qrl_store *st, const qrl_lr_cas *cas, qrl_devi
                                   qrl_token_rec *tok, size_t ntok);
 qrl_err qrl__pg_lr_poll(qrl_store *st, int64_t id, int64_t now_ms, int exempt, int slack_ms,
                         int step_s, int max_s, int *interval_s);
+qrl_err qrl__pg_lr_poll_find(qrl_store *st, const qrl_lr_poll_req *poll, qrl_lr_rec *out,
+                             int *interval_s);
+qrl_err qrl__pg_ratelimit_first_hit(qrl_store *st, const char *seen_key, const char *count_key,
+                                    int64_t now_ms, int64_t window_ms, int64_t *count);
 qrl_err qrl__pg_ratelimit_hit(qrl_store *st, const char *key, int64_t now_ms, int64_t window_ms,
                               int64_t *count);
 qrl_err qrl__pg_ratelimit_peek(qrl_store *st, const char *key, int64_t now_ms, int64_t window_ms,
@@ -414,6 +463,9 @@ qrl_err qrl__pg_notice_list(qrl_store *st, int64_t account_id, int64_t device_id
 qrl_err qrl__pg_notice_get(qrl_store *st, int64_t account_id, int64_t id, qrl_notice_rec *out);
 qrl_err qrl__pg_notice_ack(qrl_store *st, int64_t account_id, int64_t id, int64_t device_id,
                            int64_t now_ms);
+qrl_err qrl__pg_challenge_put(qrl_store *st, const qrl_challenge_rec *ch, int64_t now_ms);
+qrl_err qrl__pg_challenge_take(qrl_store *st, const qrl_hash *h, int64_t now_ms,
+                               qrl_challenge_rec *out);
 
 /* --- devices.c and tokens.c: pieces shared with other entities, run inside the caller's
  * transaction ------------------------------------------------------------------------------- */

@@ -2,7 +2,7 @@
 /*
  * Rate limits and housekeeping in the PostgreSQL store: count a hit in a fixed window, peek at
  * a count, take and give back attempts of a GCRA limit, and the sweep that deletes expired
- * login requests and stale counters.
+ * login requests, stale counters and expired WebAuthn challenges.
  *
  * Rate limits are shared by every node (store.h): a key's row is the one counter they all
  * count in. GCRA (ratelimit_take): the row keeps the key's theoretical arrival time (TAT, in
@@ -18,8 +18,9 @@
  * The sweep runs on one node at a time: its transaction first tries the sweep's advisory lock
  * (pg_try_advisory_xact_lock), and a node that does not get it skips this round, since another
  * is deleting the same rows right now (store.h: every node sweeps once a minute). It deletes
- * by ranges of the primary key (login request ids grow with the clock), never by a scan of the
- * whole table, and is lazy too.
+ * login requests by ranges of the primary key (their ids grow with the clock), never by a scan
+ * of the whole table, and is lazy too. The challenges are scanned: a few rows per phone that
+ * began a ceremony in the last two minutes.
  */
 #include <stdint.h>
 #include <string.h>
@@ -144,6 +145,35 @@ PG_WRITE(ratelimit_give,
          (qrl_store * st, const char *key, int64_t now_ms, int64_t window_ms, int64_t limit),
          (c, key, now_ms, window_ms, limit))
 
+/* A first sight and its count in one statement (store.h, ratelimit_first_hit): the GCRA take
+ * of seen_key with limit 1 and, when it took, the hit of count_key (PST_RL_FIRST_HIT). */
+static qrl_err ratelimit_first_hit_c(struct pg_conn *c, const char *seen_key, const char *count_key,
+                                     int64_t now_ms, int64_t window_ms, int64_t *count)
+{
+    struct pg_params p = {0};
+    PGresult *r;
+    qrl_err rc;
+
+    if (!key_ok(seen_key, window_ms) || !key_ok(count_key, window_ms) || count == NULL ||
+        strcmp(seen_key, count_key) == 0)
+        return QRL_ERR_INVALID;
+    p_text(&p, seen_key);
+    p_text(&p, count_key);
+    p_i64(&p, now_ms);
+    p_i64(&p, window_ms);
+    if ((rc = qrl__pg_run(c, PST_RL_FIRST_HIT, &p, &r, "ratelimit_first_hit")) != QRL_OK)
+        return rc;
+    rc = PQntuples(r) > 0 ? QRL_OK : QRL_ERR_EXISTS;
+    *count = rc == QRL_OK ? qrl__pg_col_i64(r, 0, 0) : 0;
+    PQclear(r);
+    return rc;
+}
+
+PG_WRITE(ratelimit_first_hit,
+         (qrl_store * st, const char *seen_key, const char *count_key, int64_t now_ms,
+          int64_t window_ms, int64_t *count),
+         (c, seen_key, count_key, now_ms, window_ms, count))
+
 /* A bound above the id of every login request made before `ms`. Ids are the clock in ms when
  * the request was made, times 2048, plus 11 random bits (lib/secret.c); its created_ms is that
  * clock or later (the core's clock may run ahead in tests). */
@@ -159,7 +189,7 @@ static int64_t lr_ids_before(int64_t ms)
 /* The deletes of the sweep, once its lock is taken. */
 static qrl_err sweep_tx(struct pg_conn *c, int64_t now_ms, int64_t keep_ms)
 {
-    struct pg_params lr = {0}, undecided = {0}, rl = {0};
+    struct pg_params lr = {0}, undecided = {0}, rl = {0}, chal = {0};
     qrl_err rc;
 
     p_i64(&lr, now_ms);
@@ -169,10 +199,12 @@ static qrl_err sweep_tx(struct pg_conn *c, int64_t now_ms, int64_t keep_ms)
     p_i64(&undecided, lr_ids_before(now_ms - 60000));
     p_i64(&rl, now_ms);
     p_i64(&rl, keep_ms);
+    p_i64(&chal, now_ms);
     if ((rc = qrl__pg_exec(c, PST_SWEEP_LR, &lr, NULL, "sweep")) != QRL_OK ||
-        (rc = qrl__pg_exec(c, PST_SWEEP_LR_UNDECIDED, &undecided, NULL, "sweep")) != QRL_OK)
+        (rc = qrl__pg_exec(c, PST_SWEEP_LR_UNDECIDED, &undecided, NULL, "sweep")) != QRL_OK ||
+        (rc = qrl__pg_exec(c, PST_SWEEP_RL, &rl, NULL, "sweep")) != QRL_OK)
         return rc;
-    return qrl__pg_exec(c, PST_SWEEP_RL, &rl, NULL, "sweep");
+    return qrl__pg_exec(c, PST_SWEEP_CHAL, &chal, NULL, "sweep");
 }
 
 static qrl_err sweep_c(struct pg_conn *c, int64_t now_ms, int64_t keep_ms)

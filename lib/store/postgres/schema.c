@@ -137,6 +137,72 @@ static const char *const migrations[] = {
     " device_id BIGINT NOT NULL,"
     " acked_ms BIGINT NOT NULL,"
     " PRIMARY KEY (notice_id, device_id));",
+    /* Version 2 (store version 11), as the SQLite store's version 8: the DPoP key a screen
+     * names when it makes a request (RFC 9449 dpop_jkt), "" for none; notices of blocked
+     * requests next to those of new devices (kind 1 device linked, 2 request blocked), with why
+     * and what was blocked; WebAuthn challenges (below). */
+    "ALTER TABLE login_requests ADD COLUMN dpop_jkt TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE notices ADD COLUMN kind SMALLINT NOT NULL DEFAULT 1 CHECK (kind IN (1, 2)),"
+    " ADD COLUMN reason TEXT NOT NULL DEFAULT '',"
+    " ADD COLUMN screen_name TEXT NOT NULL DEFAULT '',"
+    " ADD COLUMN screen_kind TEXT NOT NULL DEFAULT '',"
+    " ADD COLUMN screen_address TEXT NOT NULL DEFAULT '';"
+    /* WebAuthn challenges (store.h, qrl_challenge_rec), as in the SQLite store: taken by the
+     * hash of the challenge, bounded per device through the index; the sweep deletes the
+     * expired. */
+    "CREATE TABLE webauthn_challenges ("
+    " hash BYTEA PRIMARY KEY CHECK (octet_length(hash) = 32),"
+    " account_id BIGINT NOT NULL,"
+    " device_id BIGINT NOT NULL,"
+    " lr_id BIGINT NOT NULL DEFAULT 0,"
+    " purpose SMALLINT NOT NULL,"
+    " expires_ms BIGINT NOT NULL);"
+    "CREATE INDEX webauthn_challenges_device ON webauthn_challenges(device_id, expires_ms);"
+    /* Redemption in one round trip (login_requests.c, PST_LR_REDEEM): the statements a node
+     * would send one by one, in the same order and with the same locks (the request FOR
+     * UPDATE, then the approving device FOR SHARE), run by the server in the caller's
+     * transaction, each with a snapshot of its own as under READ COMMITTED. At most two tokens
+     * (a NULL hash: none). outcome: 0 redeemed (o_device the new device), 1 not APPROVED, 2
+     * expired, 3 the approver is no longer valid (the request is DENIED), 4 no such request;
+     * o_state is the request's state afterwards. */
+    "CREATE OR REPLACE FUNCTION qrlogin_redeem(p_id BIGINT, p_now BIGINT, p_name TEXT,"
+    " p_kind TEXT, p_address TEXT, p_created BIGINT, p_pubkey BYTEA,"
+    " p_h1 BYTEA, p_k1 BIGINT, p_c1 BIGINT, p_e1 BIGINT, p_u1 BIGINT, p_r1 BIGINT,"
+    " p_ci1 TEXT, p_s1 TEXT,"
+    " p_h2 BYTEA, p_k2 BIGINT, p_c2 BIGINT, p_e2 BIGINT, p_u2 BIGINT, p_r2 BIGINT,"
+    " p_ci2 TEXT, p_s2 TEXT,"
+    " OUT o_outcome INTEGER, OUT o_state SMALLINT, OUT o_account BIGINT, OUT o_device BIGINT)"
+    " LANGUAGE plpgsql AS $$"
+    " DECLARE v_expires BIGINT; v_approver BIGINT; v_ok BOOLEAN;"
+    " BEGIN"
+    "  SELECT l.state, l.expires_ms, l.account_id, l.approving_device_id"
+    "   INTO o_state, v_expires, o_account, v_approver"
+    "   FROM login_requests l WHERE l.id = p_id FOR UPDATE;"
+    "  IF NOT FOUND THEN o_outcome := 4; RETURN; END IF;"
+    "  IF o_state <> 2 THEN o_outcome := 1; RETURN; END IF;"
+    "  IF v_expires <= p_now THEN o_outcome := 2; RETURN; END IF;"
+    "  SELECT NOT a.disabled AND d.revoked_ms = 0 INTO v_ok FROM accounts a"
+    "   JOIN devices d ON d.account_id = a.id WHERE a.id = o_account AND d.id = v_approver"
+    "   FOR SHARE OF d;"
+    "  IF v_ok IS NOT TRUE THEN"
+    "   UPDATE login_requests l SET state = 4, updated_ms = p_now"
+    "    WHERE l.id = p_id AND l.state = 2;"
+    "   o_state := 4; o_outcome := 3; RETURN;"
+    "  END IF;"
+    "  INSERT INTO devices (account_id, name, kind, address, created_ms, last_seen_ms,"
+    "   revoked_ms, pubkey) VALUES (o_account, p_name, p_kind, p_address, p_created,"
+    "   p_created, 0, p_pubkey) RETURNING id INTO o_device;"
+    "  INSERT INTO tokens (hash, kind, device_id, created_ms, expires_ms, used_ms, revoked_ms,"
+    "   client_id, scope) SELECT v.h, v.k, o_device, v.c, v.e, v.u, v.r, v.ci, v.s"
+    "   FROM (VALUES (p_h1, p_k1, p_c1, p_e1, p_u1, p_r1, p_ci1, p_s1),"
+    "   (p_h2, p_k2, p_c2, p_e2, p_u2, p_r2, p_ci2, p_s2)) v(h, k, c, e, u, r, ci, s)"
+    "   WHERE v.h IS NOT NULL;"
+    "  UPDATE login_requests l SET state = 3, updated_ms = p_now, redeemed_device_id = o_device"
+    "   WHERE l.id = p_id AND l.state = 2;"
+    "  IF NOT FOUND THEN RAISE EXCEPTION 'qrlogin_redeem: the request changed under its lock';"
+    "  END IF;"
+    "  o_state := 3; o_outcome := 0;"
+    " END $$;",
 };
 #define SCHEMA_VERSION ((int)(sizeof migrations / sizeof migrations[0]))
 

@@ -12,10 +12,13 @@
  * hashes and keys cross the wire as their bytes.
  *
  * Three shapes recur below, each for a guarantee of store.h:
- * - a compare-and-set is "WITH u AS (UPDATE ... WHERE <condition> RETURNING id) SELECT ... FROM
- *   u, pg_notify(...)": the UPDATE decides (one winner: PostgreSQL re-checks the condition on the
- *   newest version of a row a racing transaction changed), the rows returned say whether it
- *   did, and the notification goes out with the commit, to every node, only if it did;
+ * - a compare-and-set is "WITH u AS (UPDATE ... WHERE <condition> RETURNING id) SELECT id FROM
+ *   u": the UPDATE decides (one winner: PostgreSQL re-checks the condition on the newest version
+ *   of a row a racing transaction changed), and the rows returned say whether it did. Such a
+ *   statement is marked NOTIFY: qrl__pg_run hands the ids it returned to qrl__pg_changed, and
+ *   the node's notifier tells every node once the change has committed (notify.c), only if it
+ *   did. No statement calls pg_notify itself: a transaction that notifies holds PostgreSQL's
+ *   notification lock, one for the whole cluster, from its commit until its WAL is flushed;
  * - a lazy write (store.h: may be lost to a power loss, never to a crash of the process) starts
  *   with LAZY, which turns synchronous_commit off for its own transaction only: PostgreSQL then
  *   acknowledges the commit before its WAL reaches the disk, and flushes it within a moment.
@@ -54,14 +57,15 @@ _Static_assert(QRL_LR_PENDING == 0 && QRL_LR_SCANNED == 1 && QRL_LR_APPROVED == 
 #define LR_COLS                                                                                    \
     "id, device_code_hash, scan_hash, user_code, client_id, scope, device_name, device_kind, "     \
     "address, created_ms, expires_ms, interval_s, state, updated_ms, claimed_device_id, "          \
-    "account_id, approving_device_id, redeemed_device_id, nonce, device_platform"
+    "account_id, approving_device_id, redeemed_device_id, nonce, device_platform, dpop_jkt"
 #define PASSKEY_COLS                                                                               \
     "id, account_id, cred_id, alg, pubkey, sign_count, name, created_ms, last_used_ms"
 /* A notice, then its device's DEVICE_COLS (from NOTICE_DEVICE_COL on). */
 #define NOTICE_COLS                                                                                \
-    "n.id, n.account_id, n.device_id, n.created_ms, n.platform, d.id, d.account_id, d.name, "      \
-    "d.kind, d.address, d.created_ms, d.last_seen_ms, d.revoked_ms, d.pubkey"
-#define NOTICE_DEVICE_COL 5
+    "n.id, n.account_id, n.device_id, n.created_ms, n.platform, n.kind, n.reason, n.screen_name, " \
+    "n.screen_kind, n.screen_address, d.id, d.account_id, d.name, d.kind, d.address, "             \
+    "d.created_ms, d.last_seen_ms, d.revoked_ms, d.pubkey"
+#define NOTICE_DEVICE_COL 10
 #define NOTICE_FROM " FROM notices n JOIN devices d ON d.id = n.device_id"
 
 /* The prefix of a lazy write: its transaction commits without waiting for the WAL flush.
@@ -69,13 +73,17 @@ _Static_assert(QRL_LR_PENDING == 0 && QRL_LR_SCANNED == 1 && QRL_LR_APPROVED == 
  * statement must name `lazy` in a FROM for the CTE to run. */
 #define LAZY "WITH lazy AS MATERIALIZED (SELECT set_config('synchronous_commit', 'off', true)) "
 
-/* Notifies every node that login request u.id changed, at commit. */
-#define NOTIFY_U " SELECT u.id FROM u, pg_notify('" QRL__PG_CHANNEL "', u.id::text) n"
+/* The ids of the login requests u changed: NOTIFY statements (below) return them. */
+#define NOTIFY_U " SELECT id FROM u"
 
 struct stmt_def {
     const char *sql;
     const char *types; /* one letter per parameter: i int8, t text, b bytea */
+    /* NOTIFY: column 0 of every row returned is a change id (store.h, set_notify) that every
+     * node is told of once the statement's transaction commits (qrl__pg_changed). */
+    int notify;
 };
+#define NOTIFY 1
 
 static const struct stmt_def stmt_def[PST_COUNT] = {
     [PST_ACCOUNT_INSERT] = {"INSERT INTO accounts (username, display_name, pw_hash, created_ms,"
@@ -103,9 +111,8 @@ static const struct stmt_def stmt_def[PST_COUNT] = {
                            " AND account_id = $1 AND revoked_ms = 0 RETURNING id),"
                            " t AS (UPDATE tokens SET revoked_ms = $3"
                            " WHERE device_id IN (SELECT id FROM d) AND revoked_ms = 0)"
-                           " SELECT d.id FROM d, pg_notify('" QRL__PG_CHANNEL "',"
-                           " '-' || d.id::text) n",
-                           "iii"},
+                           " SELECT -id FROM d",
+                           "iii", NOTIFY},
     [PST_DEVICE_LOCK] = {"SELECT id FROM devices WHERE id = $1 FOR NO KEY UPDATE", "i"},
     [PST_DEVICE_SET_PUBKEY] = {"UPDATE devices SET pubkey = $3 WHERE id = $1 AND account_id = $2"
                                " AND revoked_ms = 0",
@@ -140,34 +147,39 @@ static const struct stmt_def stmt_def[PST_COUNT] = {
                             " user_code, client_id, scope, device_name, device_kind, address,"
                             " created_ms, expires_ms, interval_s, poll_interval_s, state,"
                             " updated_ms, claimed_device_id, account_id, approving_device_id,"
-                            " redeemed_device_id, device_platform)"
+                            " redeemed_device_id, device_platform, dpop_jkt)"
                             " SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, $13,"
-                            " $14, $15, $16, $17, $18, $19 FROM lazy"
+                            " $14, $15, $16, $17, $18, $19, $20 FROM lazy"
                             " ON CONFLICT DO NOTHING RETURNING id",
-                       "ibbttttttiiiiiiiiit"},
+                       "ibbttttttiiiiiiiiitt"},
     /* A live request holding the code but past its expiry (nobody polled it since) is moved
      * to EXPIRED, as the core would on its next read, which frees the code. */
     [PST_LR_EXPIRE_CODE] = {"WITH u AS (UPDATE login_requests SET state = 5, updated_ms = $2"
                             " WHERE user_code = $1 AND state IN (0, 1, 2) AND expires_ms <= $2"
                             " RETURNING id)" NOTIFY_U,
-                            "ti"},
+                            "ti", NOTIFY},
     [PST_LR_GET] = {"SELECT " LR_COLS " FROM login_requests WHERE id = $1", "i"},
     [PST_LR_GET_LOCK] = {"SELECT " LR_COLS " FROM login_requests WHERE id = $1 FOR UPDATE", "i"},
     [PST_LR_BY_CODE] = {"SELECT " LR_COLS " FROM login_requests WHERE user_code = $1"
                         " AND expires_ms > $2 ORDER BY id DESC LIMIT 1",
                         "ti"},
-    /* The compare-and-set of store.h's lr_transition; $4 is the from_mask. */
+    /* The compare-and-set of store.h's lr_transition; $4 is the from_mask. A move to SCANNED or
+     * EXPIRED decides nothing (store.h: a claim lost to a power loss sends the phone back to
+     * scanning) and commits without waiting for the flush, as a lazy write; every other move
+     * keeps the session's setting (the statement's own transaction, or the caller's). */
     [PST_LR_TRANSITION] =
-        {"WITH u AS (UPDATE login_requests SET state = $2, updated_ms = $3,"
+        {"WITH lazy AS MATERIALIZED (SELECT set_config('synchronous_commit', CASE WHEN $2 IN"
+         " (1, 5) THEN 'off' ELSE current_setting('synchronous_commit') END, true)),"
+         " u AS (UPDATE login_requests SET state = $2, updated_ms = $3,"
          " claimed_device_id = CASE WHEN $5 <> 0 THEN $5 ELSE claimed_device_id END,"
          " account_id = CASE WHEN $6 <> 0 THEN $6 ELSE account_id END,"
          " approving_device_id = CASE WHEN $7 <> 0 THEN $7 ELSE approving_device_id END,"
-         " nonce = coalesce($9, nonce)"
+         " nonce = coalesce($9, nonce) FROM lazy"
          " WHERE id = $1 AND (($4 >> state::int) & 1) = 1"
          " AND CASE WHEN $2 = 5 THEN expires_ms <= $3 ELSE expires_ms > $3 END"
          " AND ($8 = 0 OR claimed_device_id = $8) AND ($10 IS NULL OR nonce = $10)"
          " RETURNING id)" NOTIFY_U,
-         "iiiiiiiitt"},
+         "iiiiiiiitt", NOTIFY},
     /* No row: the account, or that device of it, does not exist. The device row is locked
      * (shared) until the redemption commits: a revocation waits for it, or came first and is
      * seen. */
@@ -176,11 +188,17 @@ static const struct stmt_def stmt_def[PST_COUNT] = {
                          "ii"},
     [PST_LR_SET_DENIED] = {"WITH u AS (UPDATE login_requests SET state = 4, updated_ms = $2"
                            " WHERE id = $1 AND state = 2 RETURNING id)" NOTIFY_U,
-                           "ii"},
+                           "ii", NOTIFY},
     [PST_LR_SET_REDEEMED] = {"WITH u AS (UPDATE login_requests SET state = 3, updated_ms = $2,"
                              " redeemed_device_id = $3 WHERE id = $1 AND state = 2"
                              " RETURNING id)" NOTIFY_U,
-                             "iii"},
+                             "iii", NOTIFY},
+    /* Redemption in one round trip: the function qrlogin_redeem (schema.c), with the device
+     * and at most two tokens (login_requests.c). */
+    [PST_LR_REDEEM] = {"SELECT o_outcome, o_state, o_account, o_device FROM qrlogin_redeem($1,"
+                       " $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,"
+                       " $18, $19, $20, $21, $22, $23)",
+                       "iitttibbiiiiittbiiiiitt"},
     [PST_LR_BY_DEVICE] = {"SELECT id FROM login_requests WHERE state IN (1, 2)"
                           " AND (claimed_device_id = $1 OR approving_device_id = $1)"
                           " ORDER BY id LIMIT $2",
@@ -198,6 +216,27 @@ static const struct stmt_def stmt_def[PST_COUNT] = {
                           " last_poll_ms = CASE WHEN $3 <> 0 THEN last_poll_ms ELSE $2 END"
                           " FROM lazy WHERE id = $1 RETURNING poll_interval_s, poll_slowed",
                      "iiiiii"},
+    /* store.h's lr_poll_find: the read of a poll and PST_LR_POLL in one UPDATE, of the
+     * request only if it is the poll's: $1 the id, $2 the device code's hash, $3 the client,
+     * $4 the DPoP key's thumbprint (NULL: none), $5 now, $6 the wait (exempt when at least the
+     * request's own interval), $7 the slack, $8 the step, $9 the ceiling. The hash is compared
+     * by the database, not in constant time: how long a comparison takes tells how many first
+     * bytes of the stored hash the hash of a guess shares, and a hash tells nothing of the
+     * device code; the thumbprint names a public key. A poll that matches nothing counts
+     * nothing. The row comes back as LR_COLS, then the interval and the decision. */
+    [PST_LR_POLL_FIND] = {LAZY "UPDATE login_requests SET"
+                               " poll_slowed = ($6 < interval_s AND last_poll_ms <> 0"
+                               " AND $5 - last_poll_ms < poll_interval_s::bigint * 1000 - $7),"
+                               " poll_interval_s = CASE WHEN $6 < interval_s AND last_poll_ms <> 0"
+                               " AND $5 - last_poll_ms < poll_interval_s::bigint * 1000 - $7"
+                               " THEN GREATEST(poll_interval_s, LEAST(poll_interval_s + $8, $9))"
+                               " ELSE poll_interval_s END,"
+                               " last_poll_ms = CASE WHEN $6 < interval_s THEN $5"
+                               " ELSE last_poll_ms END"
+                               " FROM lazy WHERE id = $1 AND device_code_hash = $2"
+                               " AND client_id = $3 AND (dpop_jkt = '' OR dpop_jkt = $4)"
+                               " RETURNING " LR_COLS ", poll_interval_s, poll_slowed",
+                          "ibttiiiii"},
 
     [PST_RL_HIT] = {LAZY "INSERT INTO rate_limits AS r (key, start_ms, window_ms, hits)"
                          " SELECT $1, $2, $3, 1 FROM lazy ON CONFLICT (key) DO UPDATE SET"
@@ -222,6 +261,21 @@ static const struct stmt_def stmt_def[PST_COUNT] = {
     [PST_RL_GIVE] = {LAZY "UPDATE rate_limits SET start_ms = GREATEST(start_ms - $3, $2)"
                           " FROM lazy WHERE key = $1",
                      "tii"},
+    /* store.h's ratelimit_first_hit: PST_RL_TAKE of $1 with limit 1 (an emission interval of
+     * the whole window $4) and, only when it took its attempt, PST_RL_HIT of $2. No row: $1
+     * was seen in the window, and nothing changed. */
+    [PST_RL_FIRST_HIT] = {LAZY ", t AS (INSERT INTO rate_limits AS r (key, start_ms, window_ms,"
+                               " hits) SELECT $1, $3 + $4, $4, 0 FROM lazy"
+                               " ON CONFLICT (key) DO UPDATE SET"
+                               " start_ms = GREATEST(r.start_ms, $3) + $4, window_ms = $4"
+                               " WHERE GREATEST(r.start_ms, $3) + $4 - $3 <= $4 RETURNING 1),"
+                               " h AS (INSERT INTO rate_limits AS r (key, start_ms, window_ms,"
+                               " hits) SELECT $2, $3, $4, 1 FROM t ON CONFLICT (key) DO UPDATE SET"
+                               " hits = CASE WHEN $3 < r.start_ms + $4 THEN r.hits + 1 ELSE 1 END,"
+                               " start_ms = CASE WHEN $3 < r.start_ms + $4 THEN r.start_ms"
+                               " ELSE $3 END, window_ms = $4 RETURNING r.hits)"
+                               " SELECT hits FROM h",
+                          "ttii"},
     /* One sweeper at a time across the nodes: the others skip (rate_limits.c). */
     [PST_SWEEP_LOCK] = {"SELECT pg_try_advisory_xact_lock($1::int, $2::int)", "ii"},
     /* $3 bounds the primary key (rate_limits.c): a range, not a scan of the whole table. */
@@ -249,19 +303,24 @@ static const struct stmt_def stmt_def[PST_COUNT] = {
                          "iiii"},
     [PST_PASSKEY_DELETE] = {"DELETE FROM passkeys WHERE id = $1 AND account_id = $2", "ii"},
 
-    /* An account's notices older than the horizon go with their acknowledgements (ON DELETE
-     * CASCADE), inside notice_add's transaction. */
-    [PST_NOTICE_PRUNE] = {"DELETE FROM notices WHERE account_id = $1 AND created_ms < $2", "ii"},
-    /* Every node wakes whoever waits for the account's notices: the change id is core.h's
+    /* notice_add in one statement, lazy: the notice, and the account's notices older than the
+     * horizon $11 deleted with their acknowledgements (ON DELETE CASCADE). Every node wakes
+     * whoever waits for the account's notices: the change id is core.h's
      * qrl_notice_key(account_id), -(2^62 + account_id). */
-    [PST_NOTICE_INSERT] = {"WITH i AS (INSERT INTO notices (id, account_id, device_id, created_ms,"
-                           " platform) VALUES ($1, $2, $3, $4, $5) RETURNING account_id)"
-                           " SELECT i.account_id FROM i, pg_notify('" QRL__PG_CHANNEL "',"
-                           " (-(4611686018427387904 + i.account_id))::text) n",
-                           "iiiit"},
-    /* store.h's notice_list: $2 is the device asking. */
+    [PST_NOTICE_INSERT] = {LAZY ", p AS (DELETE FROM notices WHERE account_id = $2"
+                                " AND created_ms < $11),"
+                                " i AS (INSERT INTO notices (id, account_id, device_id, created_ms,"
+                                " platform, kind, reason, screen_name, screen_kind, screen_address)"
+                                " SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10 FROM lazy"
+                                " RETURNING account_id)"
+                                " SELECT -(4611686018427387904 + account_id) FROM i",
+                           "iiiititttti", NOTIFY},
+    /* store.h's notice_list: $2 is the device asking. A blocked request (kind 2) is told to
+     * every device of the account, its stopped phone too, revoked since or not; a new device
+     * (kind 1) to the others while it is linked. */
     [PST_NOTICE_LIST] = {"SELECT " NOTICE_COLS NOTICE_FROM " WHERE n.account_id = $1"
-                         " AND n.device_id <> $2 AND n.created_ms >= $3 AND d.revoked_ms = 0"
+                         " AND n.created_ms >= $3"
+                         " AND (n.kind = 2 OR (n.device_id <> $2 AND d.revoked_ms = 0))"
                          " AND NOT EXISTS (SELECT 1 FROM notice_acks a"
                          " WHERE a.notice_id = n.id AND a.device_id = $2)"
                          " ORDER BY n.id DESC LIMIT $4",
@@ -275,6 +334,25 @@ static const struct stmt_def stmt_def[PST_COUNT] = {
                              " SELECT n.id, $3, $4 FROM n, lazy ON CONFLICT DO NOTHING)"
                              " SELECT count(*) FROM n",
                         "iiii"},
+
+    /* challenge_put (challenges.c), in one lazy transaction: the lock on device $1 (an
+     * advisory lock keyed by the device id alone, apart from the two-key locks of
+     * QRL__PG_LOCK_CLASS), then room for the new challenge (the device's expired ones go, and
+     * its live ones but the $8 that expire last) and the challenge itself. */
+    [PST_CHAL_LOCK] = {LAZY "SELECT pg_advisory_xact_lock($1) FROM lazy", "i"},
+    [PST_CHAL_PUT] = {"WITH d AS (DELETE FROM webauthn_challenges WHERE device_id = $3"
+                      " AND (expires_ms <= $7 OR hash NOT IN (SELECT hash FROM webauthn_challenges"
+                      " WHERE device_id = $3 AND expires_ms > $7"
+                      " ORDER BY expires_ms DESC, hash DESC LIMIT $8)))"
+                      " INSERT INTO webauthn_challenges (hash, account_id, device_id, lr_id,"
+                      " purpose, expires_ms) VALUES ($1, $2, $3, $4, $5, $6)",
+                      "biiiiiii"},
+    /* One statement: of two takes racing for the row, the second waits for the first's
+     * commit, finds the row gone and returns nothing. Durable (synchronous_commit on). */
+    [PST_CHAL_TAKE] = {"DELETE FROM webauthn_challenges WHERE hash = $1"
+                       " RETURNING account_id, device_id, lr_id, purpose, expires_ms",
+                       "b"},
+    [PST_SWEEP_CHAL] = {"DELETE FROM webauthn_challenges WHERE expires_ms <= $1", "i"},
 };
 
 /* --- logging and errors ------------------------------------------------------------------- */
@@ -431,6 +509,9 @@ qrl_err qrl__pg_run(struct pg_conn *c, enum pg_stmt id, const struct pg_params *
     r = PQexecPrepared(c->pg, name, p->n, p->v, p->len, p->fmt, 1);
     s = PQresultStatus(r);
     if (s == PGRES_TUPLES_OK || s == PGRES_COMMAND_OK) {
+        if (stmt_def[id].notify)
+            for (int i = 0; i < PQntuples(r); i++)
+                qrl__pg_changed(c, qrl__pg_col_i64(r, i, 0));
         *out = r;
         return QRL_OK;
     }
@@ -488,12 +569,25 @@ qrl_err qrl__pg_end(struct pg_conn *c, int commit)
 {
     qrl_err rc = QRL_OK;
 
-    if (c->broken)
+    if (c->broken) {
+        c->nnotes = c->notes_lost = 0;
         return QRL_ERR_BUSY; /* the server rolls back what did not commit */
+    }
     if (commit)
         rc = simple(c, "COMMIT", "COMMIT", "commit");
     if ((!commit || rc != QRL_OK) && !c->broken && PQtransactionStatus(c->pg) != PQTRANS_IDLE)
         (void)simple(c, "ROLLBACK", NULL, "rollback");
+    /* What the transaction changed is told to every node once it has committed, and only
+     * then. A COMMIT whose answer was lost may have committed all the same: other nodes then
+     * learn of it at their next read (notify.c). */
+    if (commit && rc == QRL_OK && (c->nnotes > 0 || c->notes_lost)) {
+        static const int64_t anything = 0;
+        if (c->notes_lost)
+            qrl__pg_notify_post(c, &anything, 1);
+        else
+            qrl__pg_notify_post(c, c->notes, (size_t)c->nnotes);
+    }
+    c->nnotes = c->notes_lost = 0;
     return rc;
 }
 
@@ -621,6 +715,7 @@ qrl_err qrl__pg_read_lr(const PGresult *r, int row, qrl_lr_rec *out)
         qrl__pg_col_text(r, row, 8, out->address, sizeof out->address) != 0 ||
         qrl__pg_col_text(r, row, 18, out->nonce, sizeof out->nonce) != 0 ||
         qrl__pg_col_text(r, row, 19, out->device_platform, sizeof out->device_platform) != 0 ||
+        qrl__pg_col_text(r, row, 20, out->dpop_jkt, sizeof out->dpop_jkt) != 0 ||
         state < QRL_LR_PENDING || state > QRL_LR_EXPIRED)
         return qrl__pg_bad_row("login request");
     out->id = qrl__pg_col_i64(r, row, 0);
@@ -638,13 +733,22 @@ qrl_err qrl__pg_read_lr(const PGresult *r, int row, qrl_lr_rec *out)
 
 qrl_err qrl__pg_read_notice(const PGresult *r, int row, qrl_notice_rec *out)
 {
+    int64_t kind;
+
     memset(out, 0, sizeof *out);
     out->id = qrl__pg_col_i64(r, row, 0);
     out->account_id = qrl__pg_col_i64(r, row, 1);
     out->device_id = qrl__pg_col_i64(r, row, 2);
     out->created_ms = qrl__pg_col_i64(r, row, 3);
-    if (qrl__pg_col_text(r, row, 4, out->platform, sizeof out->platform) != 0)
+    kind = qrl__pg_col_i64(r, row, 5);
+    if (qrl__pg_col_text(r, row, 4, out->platform, sizeof out->platform) != 0 ||
+        (kind != QRL_NOTICE_DEVICE_LINKED && kind != QRL_NOTICE_REQUEST_BLOCKED) ||
+        qrl__pg_col_text(r, row, 6, out->reason, sizeof out->reason) != 0 ||
+        qrl__pg_col_text(r, row, 7, out->screen_name, sizeof out->screen_name) != 0 ||
+        qrl__pg_col_text(r, row, 8, out->screen_kind, sizeof out->screen_kind) != 0 ||
+        qrl__pg_col_text(r, row, 9, out->screen_address, sizeof out->screen_address) != 0)
         return qrl__pg_bad_row("notice");
+    out->kind = (qrl_notice_kind)kind;
     return qrl__pg_read_device(r, row, NOTICE_DEVICE_COL, &out->device);
 }
 

@@ -104,6 +104,10 @@ static const qrl_store_methods pg_methods = {
     .notice_list = qrl__pg_notice_list,
     .notice_get = qrl__pg_notice_get,
     .notice_ack = qrl__pg_notice_ack,
+    .challenge_put = qrl__pg_challenge_put,
+    .challenge_take = qrl__pg_challenge_take,
+    .lr_poll_find = qrl__pg_lr_poll_find,
+    .ratelimit_first_hit = qrl__pg_ratelimit_first_hit,
 };
 
 qrl_err qrl_store_postgres_open(const char *conninfo, qrl_store **out, char *errbuf, size_t errlen)

@@ -30,7 +30,8 @@ static int lr_valid(const qrl_lr_rec *lr)
            str_fits(lr->device_name, sizeof lr->device_name) &&
            str_fits(lr->device_kind, sizeof lr->device_kind) &&
            str_fits(lr->device_platform, sizeof lr->device_platform) &&
-           str_fits(lr->address, sizeof lr->address);
+           str_fits(lr->address, sizeof lr->address) &&
+           str_fits(lr->dpop_jkt, sizeof lr->dpop_jkt);
 }
 
 static qrl_err lr_get_conn(struct conn *c, int64_t id, qrl_lr_rec *out);
@@ -93,6 +94,7 @@ static qrl_err lr_create_tx(sqlite_store *st, struct conn *c, const qrl_lr_rec *
     bind_i64(s, 17, lr->redeemed_device_id, &brc);
     bind_i64(s, 18, lr->id, &brc);
     bind_text(s, 19, lr->device_platform, &brc);
+    bind_text(s, 20, lr->dpop_jkt, &brc);
     if (brc != SQLITE_OK) {
         rc = qrl__sqlite_db_fail(c, brc, "lr_create");
         goto out;

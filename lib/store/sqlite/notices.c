@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Notices of new devices in the SQLite store (store.h, version 10): add one (pruning the
- * account's old ones), list what a device has not acknowledged, get one, acknowledge one.
+ * Notices in the SQLite store (store.h, version 10; kinds since 11): of new devices and of
+ * blocked requests. Add one (pruning the account's old ones), list what a device has not
+ * acknowledged, get one, acknowledge one.
  *
  * A notice is a row of `notices` keyed by an id the core draws from the clock, so new rows
  * append to the table; a device's acknowledgement is a row of `notice_acks` keyed by (notice,
@@ -9,8 +10,10 @@
  * account's notices older than the caller's horizon: an account's list stays a handful of rows
  * without a sweep of its own, and the index on (account_id, created_ms) serves both the list and
  * the pruning. Both writes are lazy (QRL__SQLITE_WRITES says why); the list and get are reads
- * under a lease, joined with the device's row, so that a notice whose device was revoked since
- * drops out of every list by itself.
+ * under a lease, joined with the device's row, so that a notice of a new device that was
+ * revoked since drops out of every list by itself. A notice of a blocked request names the
+ * phone that was stopped and is listed to every device of the account, that phone included,
+ * whatever became of it (ST_NOTICE_LIST).
  */
 #include <stdint.h>
 #include <string.h>
@@ -19,6 +22,21 @@
 
 #include "sqlite_internal.h"
 
+/* The kind notice_add stores: 0 is a notice of a new device (store.h); 0 for one that is no
+ * kind (QRL_ERR_INVALID). */
+static int kind_of(const qrl_notice_rec *n)
+{
+    switch ((int)n->kind) {
+    case 0:
+    case QRL_NOTICE_DEVICE_LINKED:
+        return QRL_NOTICE_DEVICE_LINKED;
+    case QRL_NOTICE_REQUEST_BLOCKED:
+        return QRL_NOTICE_REQUEST_BLOCKED;
+    default:
+        return 0;
+    }
+}
+
 qrl_err qrl__sqlite_notice_add_w(qrl_store *st, const qrl_notice_rec *n, int64_t older_than_ms)
 {
     struct conn *c;
@@ -26,7 +44,10 @@ qrl_err qrl__sqlite_notice_add_w(qrl_store *st, const qrl_notice_rec *n, int64_t
     int brc = SQLITE_OK;
     qrl_err rc;
 
-    if (n == NULL || n->id <= 0 || !str_fits(n->platform, sizeof n->platform))
+    if (n == NULL || n->id <= 0 || kind_of(n) == 0 || !str_fits(n->platform, sizeof n->platform) ||
+        !str_fits(n->reason, sizeof n->reason) || !str_fits(n->screen_name, sizeof n->screen_name) ||
+        !str_fits(n->screen_kind, sizeof n->screen_kind) ||
+        !str_fits(n->screen_address, sizeof n->screen_address))
         return QRL_ERR_INVALID;
     if ((rc = qrl__sqlite_store_conn(st, &c)) != QRL_OK || (rc = qrl__sqlite_tx_begin(c)) != QRL_OK)
         return rc;
@@ -43,6 +64,11 @@ qrl_err qrl__sqlite_notice_add_w(qrl_store *st, const qrl_notice_rec *n, int64_t
     bind_i64(s, 3, n->device_id, &brc);
     bind_i64(s, 4, n->created_ms, &brc);
     bind_text(s, 5, n->platform, &brc);
+    bind_i64(s, 6, kind_of(n), &brc);
+    bind_text(s, 7, n->reason, &brc);
+    bind_text(s, 8, n->screen_name, &brc);
+    bind_text(s, 9, n->screen_kind, &brc);
+    bind_text(s, 10, n->screen_address, &brc);
     if (brc != SQLITE_OK) {
         rc = qrl__sqlite_db_fail(c, brc, "notice_add");
         goto out;

@@ -2,7 +2,7 @@
 /*
  * Rate limits and housekeeping in the SQLite store: count a hit in a fixed window, peek at a
  * count, take and give back attempts of a GCRA limit, and the sweep that deletes expired login
- * requests and stale counters.
+ * requests, stale counters and expired WebAuthn challenges.
  *
  * GCRA (ratelimit_take): a key's row keeps one time, its theoretical arrival time (TAT, in the
  * start_ms column). Each attempt moves it on by the emission interval e = window / limit
@@ -14,8 +14,9 @@
  * A hit is one upsert statement (INSERT ... ON CONFLICT DO UPDATE ... RETURNING), so the
  * read-modify-write of a counter cannot interleave with another. Hits and sweeps are lazy
  * writes (QRL__SQLITE_WRITES): a counter lost to a power loss only forgives a few failures. The
- * sweep deletes by ranges of the primary key (login request ids grow with the clock), never by
- * a scan of the whole table.
+ * sweep deletes login requests by ranges of the primary key (their ids grow with the clock),
+ * never by a scan of the whole table; the challenges are scanned, a table of a few rows per
+ * phone that began a ceremony in the last two minutes.
  */
 #include <stdint.h>
 #include <string.h>
@@ -173,7 +174,7 @@ static int64_t lr_ids_before(int64_t ms)
 
 qrl_err qrl__sqlite_sweep_w(qrl_store *st, int64_t now_ms, int64_t keep_ms)
 {
-    enum stmt_id ids[] = {ST_SWEEP_LR, ST_SWEEP_LR_UNDECIDED, ST_SWEEP_RL};
+    enum stmt_id ids[] = {ST_SWEEP_LR, ST_SWEEP_LR_UNDECIDED, ST_SWEEP_RL, ST_SWEEP_CHAL};
     struct conn *c;
     sqlite3_stmt *s = NULL;
     qrl_err rc;
@@ -188,7 +189,8 @@ qrl_err qrl__sqlite_sweep_w(qrl_store *st, int64_t now_ms, int64_t keep_ms)
         if ((rc = stmt_get(c, ids[i], &s)) != QRL_OK)
             break;
         bind_i64(s, 1, now_ms, &brc);
-        bind_i64(s, 2, keep_ms, &brc);
+        if (ids[i] != ST_SWEEP_CHAL) /* expired challenges go at once: no ?2 */
+            bind_i64(s, 2, keep_ms, &brc);
         if (ids[i] == ST_SWEEP_LR)
             bind_i64(s, 3, lr_ids_before(now_ms - keep_ms), &brc);
         if (ids[i] == ST_SWEEP_LR_UNDECIDED)

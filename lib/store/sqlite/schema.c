@@ -146,6 +146,27 @@ static const char *const migrations[] = {
     " device_id INTEGER NOT NULL,"
     " acked_ms INTEGER NOT NULL,"
     " PRIMARY KEY (notice_id, device_id)) WITHOUT ROWID;",
+    /* Version 8 (store version 11): the DPoP key a screen names when it makes a request
+     * (RFC 9449 dpop_jkt), "" for none; notices of blocked requests next to those of new
+     * devices: a kind (1 device linked, 2 request blocked), and why and what was blocked;
+     * WebAuthn challenges (below). */
+    "ALTER TABLE login_requests ADD COLUMN dpop_jkt TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE notices ADD COLUMN kind INTEGER NOT NULL DEFAULT 1;"
+    "ALTER TABLE notices ADD COLUMN reason TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE notices ADD COLUMN screen_name TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE notices ADD COLUMN screen_kind TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE notices ADD COLUMN screen_address TEXT NOT NULL DEFAULT '';"
+    /* WebAuthn challenges (store.h, qrl_challenge_rec), by the hash of the challenge: taken
+     * by it (challenge_take), and bounded per device through the index (challenge_put). A
+     * row lives two minutes, so the table stays small; the sweep deletes the expired. */
+    "CREATE TABLE webauthn_challenges ("
+    " hash BLOB PRIMARY KEY CHECK (length(hash) = 32),"
+    " account_id INTEGER NOT NULL,"
+    " device_id INTEGER NOT NULL,"
+    " lr_id INTEGER NOT NULL DEFAULT 0,"
+    " purpose INTEGER NOT NULL,"
+    " expires_ms INTEGER NOT NULL) WITHOUT ROWID;"
+    "CREATE INDEX webauthn_challenges_device ON webauthn_challenges(device_id, expires_ms);",
 };
 #define SCHEMA_VERSION ((int)(sizeof migrations / sizeof migrations[0]))
 

@@ -49,9 +49,9 @@
  * - writer.c: the writer thread (group commit), the syncer and the checkpointer;
  * - user_codes.c: which login request each user code names, kept in memory;
  * - accounts.c, devices.c, tokens.c, login_requests.c, rate_limits.c (with the sweep),
- *   passkeys.c, notices.c: the bodies of the methods, one file per entity. A write body is named
- *   qrl__sqlite_<method>_w and runs on the writer's connection; a read body <method>_r runs
- *   under a lease (READ_METHOD).
+ *   passkeys.c, notices.c, challenges.c: the bodies of the methods, one file per entity. A
+ *   write body is named qrl__sqlite_<method>_w and runs on the writer's connection; a read
+ *   body <method>_r runs under a lease (READ_METHOD).
  * Only this header is shared between them; no file includes another's code. Functions shared
  * across files carry the qrl__sqlite_ prefix; the short static inline helpers below are the
  * exception, being file-local copies in each file that includes this header.
@@ -133,6 +133,10 @@ enum stmt_id {
     ST_NOTICE_GET,
     ST_NOTICE_EXISTS,
     ST_NOTICE_ACK,
+    ST_CHAL_TRIM,
+    ST_CHAL_INSERT,
+    ST_CHAL_TAKE,
+    ST_SWEEP_CHAL,
     ST_COUNT
 };
 
@@ -299,9 +303,9 @@ qrl_err qrl__sqlite_read_device(sqlite3_stmt *s, qrl_device_rec *out);
 qrl_err qrl__sqlite_read_token(sqlite3_stmt *s, qrl_token_rec *out);
 qrl_err qrl__sqlite_read_lr(sqlite3_stmt *s, qrl_lr_rec *out);
 qrl_err qrl__sqlite_read_passkey(sqlite3_stmt *s, qrl_passkey_rec *out);
-/* NOTICE_COLS: the notice's five columns, then its device's DEVICE_COLS from this column. */
+/* NOTICE_COLS: the notice's ten columns, then its device's DEVICE_COLS from this column. */
 qrl_err qrl__sqlite_read_notice(sqlite3_stmt *s, qrl_notice_rec *out);
-#define NOTICE_DEVICE_COL 5
+#define NOTICE_DEVICE_COL 10
 /* ST_TOKEN_AUTH: TOKEN_COLS, then ACCOUNT_COLS at this column and DEVICE_COLS at the next. */
 #define AUTH_ACCOUNT_COL 12
 #define AUTH_DEVICE_COL 18
@@ -390,8 +394,10 @@ qrl_err qrl__sqlite_notice_get(qrl_store *st, int64_t account_id, int64_t id, qr
  *   the other devices, a lost acknowledgement shows a notice once more; neither decides
  *   anything, and both survive kill -9. (notice_add runs right after the redemption that
  *   created the device, whose own commit is durable.)
+ * - challenge_put: a WebAuthn challenge lost to a power loss makes the browser ask for another.
  * And passkey_use is durable: a counter that went back after a power loss would accept a
- * replayed assertion's counter once more (W3C WebAuthn Level 2 section 6.1.1). */
+ * replayed assertion's counter once more (W3C WebAuthn Level 2 section 6.1.1); so is
+ * challenge_take: a challenge that came back would let an assertion be verified twice. */
 #define QRL__SQLITE_WRITES(X)                                                                      \
     X(account_create, DURABLE, (qrl_account_rec *, acc))                                           \
     X(account_set_password, DURABLE, (int64_t, id), (const char *, pw_hash))                       \
@@ -423,7 +429,9 @@ qrl_err qrl__sqlite_notice_get(qrl_store *st, int64_t account_id, int64_t id, qr
       (int64_t, limit))                                                                            \
     X(notice_add, LAZY, (const qrl_notice_rec *, n), (int64_t, older_than_ms))                     \
     X(notice_ack, LAZY, (int64_t, account_id), (int64_t, id), (int64_t, device_id),                \
-      (int64_t, now_ms))
+      (int64_t, now_ms))                                                                           \
+    X(challenge_put, LAZY, (const qrl_challenge_rec *, c), (int64_t, now_ms))                      \
+    X(challenge_take, DURABLE, (const qrl_hash *, h), (int64_t, now_ms), (qrl_challenge_rec *, out))
 
 /* QRL__SQLITE_EACH(m, (T1, n1), (T2, n2), ...) is m(T1, n1) m(T2, n2) ...: up to 7 pairs. */
 #define QRL__SQLITE_CAT(a, b) QRL__SQLITE_CAT_(a, b)

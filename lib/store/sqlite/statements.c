@@ -39,13 +39,14 @@ _Static_assert(QRL_LR_PENDING == 0 && QRL_LR_SCANNED == 1 && QRL_LR_APPROVED == 
 #define LR_COLS                                                                                    \
     "id, device_code_hash, scan_hash, user_code, client_id, scope, device_name, device_kind, "     \
     "address, created_ms, expires_ms, interval_s, state, updated_ms, claimed_device_id, "          \
-    "account_id, approving_device_id, redeemed_device_id, nonce, device_platform"
+    "account_id, approving_device_id, redeemed_device_id, nonce, device_platform, dpop_jkt"
 #define PASSKEY_COLS                                                                               \
     "id, account_id, cred_id, alg, pubkey, sign_count, name, created_ms, last_used_ms"
 /* A notice, then its device's DEVICE_COLS (from NOTICE_DEVICE_COL on). */
 #define NOTICE_COLS                                                                                \
-    "n.id, n.account_id, n.device_id, n.created_ms, n.platform, d.id, d.account_id, d.name, "      \
-    "d.kind, d.address, d.created_ms, d.last_seen_ms, d.revoked_ms, d.pubkey"
+    "n.id, n.account_id, n.device_id, n.created_ms, n.platform, n.kind, n.reason, n.screen_name, " \
+    "n.screen_kind, n.screen_address, d.id, d.account_id, d.name, d.kind, d.address, "             \
+    "d.created_ms, d.last_seen_ms, d.revoked_ms, d.pubkey"
 
 static const char *const stmt_sql[ST_COUNT] = {
     [ST_BEGIN] = "BEGIN IMMEDIATE",
@@ -96,9 +97,9 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_LR_INSERT] = "INSERT INTO login_requests (device_code_hash, scan_hash, user_code,"
                      " client_id, scope, device_name, device_kind, address, created_ms,"
                      " expires_ms, interval_s, state, updated_ms, claimed_device_id, account_id,"
-                     " approving_device_id, redeemed_device_id, id, device_platform) VALUES"
-                     " (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,"
-                     " ?17, ?18, ?19)",
+                     " approving_device_id, redeemed_device_id, id, device_platform, dpop_jkt)"
+                     " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15,"
+                     " ?16, ?17, ?18, ?19, ?20)",
     [ST_LR_GET] = "SELECT " LR_COLS " FROM login_requests WHERE id = ?1",
     /* The compare-and-set of store.h's lr_transition; ?4 is the from_mask. */
     [ST_LR_TRANSITION] =
@@ -161,14 +162,18 @@ static const char *const stmt_sql[ST_COUNT] = {
                        " WHERE id = ?1 AND sign_count = ?2",
     [ST_PASSKEY_EXISTS] = "SELECT 1 FROM passkeys WHERE id = ?1",
     [ST_PASSKEY_DELETE] = "DELETE FROM passkeys WHERE id = ?1 AND account_id = ?2",
-    [ST_NOTICE_INSERT] = "INSERT INTO notices (id, account_id, device_id, created_ms, platform)"
-                         " VALUES (?1, ?2, ?3, ?4, ?5)",
+    [ST_NOTICE_INSERT] = "INSERT INTO notices (id, account_id, device_id, created_ms, platform,"
+                         " kind, reason, screen_name, screen_kind, screen_address)"
+                         " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
     /* Their acknowledgements go with them (ON DELETE CASCADE). */
     [ST_NOTICE_PRUNE] = "DELETE FROM notices WHERE account_id = ?1 AND created_ms < ?2",
-    /* store.h's notice_list: ?2 is the device asking. */
+    /* store.h's notice_list: ?2 is the device asking. A blocked request (kind 2) is told to
+     * every device of the account, its stopped phone too, revoked since or not; a new device
+     * (kind 1) to the others while it is linked. */
     [ST_NOTICE_LIST] = "SELECT " NOTICE_COLS " FROM notices n JOIN devices d ON d.id = n.device_id"
-                       " WHERE n.account_id = ?1 AND n.device_id != ?2 AND n.created_ms >= ?3"
-                       " AND d.revoked_ms = 0 AND NOT EXISTS (SELECT 1 FROM notice_acks a"
+                       " WHERE n.account_id = ?1 AND n.created_ms >= ?3"
+                       " AND (n.kind = 2 OR (n.device_id != ?2 AND d.revoked_ms = 0))"
+                       " AND NOT EXISTS (SELECT 1 FROM notice_acks a"
                        " WHERE a.notice_id = n.id AND a.device_id = ?2)"
                        " ORDER BY n.id DESC LIMIT ?4",
     [ST_NOTICE_GET] = "SELECT " NOTICE_COLS " FROM notices n JOIN devices d ON d.id = n.device_id"
@@ -176,6 +181,17 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_NOTICE_EXISTS] = "SELECT 1 FROM notices WHERE id = ?1 AND account_id = ?2",
     [ST_NOTICE_ACK] = "INSERT INTO notice_acks (notice_id, device_id, acked_ms)"
                       " VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+    /* challenge_put's room for a new challenge of device ?1 at time ?2: its expired ones go,
+     * and its live ones but the ?3 that expire last. */
+    [ST_CHAL_TRIM] = "DELETE FROM webauthn_challenges WHERE device_id = ?1 AND (expires_ms <= ?2"
+                     " OR hash NOT IN (SELECT hash FROM webauthn_challenges WHERE device_id = ?1"
+                     " AND expires_ms > ?2 ORDER BY expires_ms DESC, hash DESC LIMIT ?3))",
+    [ST_CHAL_INSERT] = "INSERT INTO webauthn_challenges (hash, account_id, device_id, lr_id,"
+                       " purpose, expires_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    /* One statement: the row is gone once it has been returned, so a second take finds none. */
+    [ST_CHAL_TAKE] = "DELETE FROM webauthn_challenges WHERE hash = ?1"
+                     " RETURNING account_id, device_id, lr_id, purpose, expires_ms",
+    [ST_SWEEP_CHAL] = "DELETE FROM webauthn_challenges WHERE expires_ms <= ?1",
 };
 
 /* --- small helpers ------------------------------------------------------------------------ */
@@ -346,7 +362,8 @@ qrl_err qrl__sqlite_read_lr(sqlite3_stmt *s, qrl_lr_rec *out)
     out->approving_device_id = sqlite3_column_int64(s, 16);
     out->redeemed_device_id = sqlite3_column_int64(s, 17);
     if (col_text(s, 18, out->nonce, sizeof out->nonce) != 0 ||
-        col_text(s, 19, out->device_platform, sizeof out->device_platform) != 0)
+        col_text(s, 19, out->device_platform, sizeof out->device_platform) != 0 ||
+        col_text(s, 20, out->dpop_jkt, sizeof out->dpop_jkt) != 0)
         return qrl__sqlite_bad_row("login request");
     return QRL_OK;
 }
@@ -377,15 +394,23 @@ qrl_err qrl__sqlite_read_passkey(sqlite3_stmt *s, qrl_passkey_rec *out)
 
 qrl_err qrl__sqlite_read_notice(sqlite3_stmt *s, qrl_notice_rec *out)
 {
+    int kind;
     qrl_err rc;
 
     memset(out, 0, sizeof *out);
-    if (col_text(s, 4, out->platform, sizeof out->platform) != 0)
+    kind = sqlite3_column_int(s, 5);
+    if (col_text(s, 4, out->platform, sizeof out->platform) != 0 ||
+        (kind != QRL_NOTICE_DEVICE_LINKED && kind != QRL_NOTICE_REQUEST_BLOCKED) ||
+        col_text(s, 6, out->reason, sizeof out->reason) != 0 ||
+        col_text(s, 7, out->screen_name, sizeof out->screen_name) != 0 ||
+        col_text(s, 8, out->screen_kind, sizeof out->screen_kind) != 0 ||
+        col_text(s, 9, out->screen_address, sizeof out->screen_address) != 0)
         return qrl__sqlite_bad_row("notice");
     out->id = sqlite3_column_int64(s, 0);
     out->account_id = sqlite3_column_int64(s, 1);
     out->device_id = sqlite3_column_int64(s, 2);
     out->created_ms = sqlite3_column_int64(s, 3);
+    out->kind = (qrl_notice_kind)kind;
     rc = qrl__sqlite_read_device_at(s, NOTICE_DEVICE_COL, &out->device);
     return rc;
 }

@@ -141,6 +141,8 @@ static const qrl_store_methods sqlite_methods = {
     .notice_list = qrl__sqlite_notice_list,
     .notice_get = qrl__sqlite_notice_get,
     .notice_ack = notice_ack,
+    .challenge_put = challenge_put,
+    .challenge_take = challenge_take,
 };
 
 /* Identifies an existing, non-empty file (and brings an older qrlogin schema up to date) on a

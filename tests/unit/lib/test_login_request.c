@@ -932,6 +932,119 @@ static void test_approval_hands_tokens_to_waiting_screen(void **state)
     qrl_core_free(core);
 }
 
+/* The DPoP key a held request proved (qrl_handoff.dpop_key): the one test_bound_request sets. */
+static const unsigned char *held_key;
+
+static int fake_dpop_key(void *ud, void *held, unsigned char key[QRL_PUBKEY_BYTES])
+{
+    (void)ud;
+    (void)held;
+    if (held_key == NULL)
+        return 0;
+    memcpy(key, held_key, QRL_PUBKEY_BYTES);
+    return 1;
+}
+
+/* A request bound to a key at device authorization (dpop_jkt): it answers only a proof of that
+ * key, from the store (never from memory), in every state; a refusal changes nothing; a screen
+ * held with another key is not handed the tokens at approval, one held with the key is. */
+static void test_bound_request(void **state)
+{
+    fx *f = *state;
+    unsigned char pk[crypto_sign_PUBLICKEYBYTES], sk[crypto_sign_SECRETKEYBYTES];
+    unsigned char pk2[crypto_sign_PUBLICKEYBYTES], sk2[crypto_sign_SECRETKEYBYTES];
+    char jkt[QRL_DPOP_JKT_LEN + 1], scan[QRL_SECRET_BUF], qr_jkt[QRL_DPOP_JKT_LEN + 1];
+    struct fake_held held = {0};
+    qrl_device_auth da;
+    qrl_poll_result res;
+    qrl_introspection in;
+    qrl_lr_view v;
+    qrl_lr_rec lr;
+    qrl_config cfg;
+    qrl_core *core;
+
+    crypto_sign_keypair(pk, sk);
+    crypto_sign_keypair(pk2, sk2);
+    qrl_dpop_thumbprint(pk, jkt);
+    assert_true(qrl_dpop_jkt_valid(jkt));
+    qrl_config_defaults(&cfg);
+    cfg.handoff =
+        (qrl_handoff){.take = fake_take, .give = fake_give, .ud = &held, .dpop_key = fake_dpop_key};
+    assert_int_equal(qrl_core_new(&cfg, f->st, &core), QRL_OK);
+
+    assert_int_equal(qrl_device_authorize_dpop(core, "tv-app", NULL, "TV", "tv", NULL,
+                                               "not-a-thumbprint", "", &da),
+                     QRL_ERR_INVALID);
+    assert_int_equal(
+        qrl_device_authorize_dpop(core, "tv-app", NULL, "TV", "tv", NULL, jkt, "", &da), QRL_OK);
+    assert_string_equal(da.dpop_jkt, jkt);
+    assert_int_equal(qrl_screen_qr_secret(core, "tv-app", da.device_code, scan, qr_jkt), QRL_OK);
+    assert_string_equal(scan, da.scan_secret);
+    assert_string_equal(qr_jkt, jkt);
+
+    /* Waiting: never from memory; without the key, or with another, refused before the poll
+     * counts (no slow_down after); with it, pending. */
+    assert_int_equal(
+        qrl_token_device_code(core, "tv-app", da.device_code, QRL_POLL_MEMORY, 0, "", &res),
+        QRL_ERR_NOT_FOUND);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(
+            qrl_token_device_code_dpop(core, "tv-app", da.device_code, 0, 0, "", NULL, &res),
+            QRL_ERR_UNAUTHORIZED);
+        assert_int_equal(
+            qrl_token_device_code_dpop(core, "tv-app", da.device_code, 0, 0, "", pk2, &res),
+            QRL_ERR_FORBIDDEN);
+    }
+    assert_int_equal(qrl_token_device_code_dpop(core, "tv-app", da.device_code, 0, 0, "", pk, &res),
+                     QRL_ERR_PENDING);
+    /* Another client's code is that client's answer first. */
+    assert_int_equal(qrl_token_device_code_dpop(core, "other", da.device_code, 0, 0, "", pk, &res),
+                     QRL_ERR_INVALID_CLIENT);
+
+    /* A screen held with another key: not handed the tokens; the approval stands. */
+    held_key = pk2;
+    assert_int_equal(qrl_lr_view_claim(core, &f->phone, da.scan_secret, "", &v), QRL_OK);
+    assert_string_equal(v.lr.dpop_jkt, jkt);
+    assert_int_equal(qrl_lr_approve(core, &f->phone, da.scan_secret, da.user_code, &PWP, "", &lr),
+                     QRL_OK);
+    assert_int_equal(held.given, 1);
+    assert_int_not_equal(held.rc, QRL_OK);
+    assert_int_equal(lr.state, QRL_LR_APPROVED);
+    qrl_core_clock_advance(core, 10000);
+    assert_int_equal(
+        qrl_token_device_code_dpop(core, "tv-app", da.device_code, 0, 0, "", pk2, &res),
+        QRL_ERR_FORBIDDEN);
+    assert_int_equal(
+        qrl_token_device_code_dpop(core, "tv-app", da.device_code, 0, 0, "", NULL, &res),
+        QRL_ERR_UNAUTHORIZED);
+    assert_int_equal(qrl_token_device_code_dpop(core, "tv-app", da.device_code, 0, 0, "", pk, &res),
+                     QRL_OK);
+    assert_int_equal(res.tokens.dpop_bound, 1);
+    assert_int_equal(qrl_introspect(core, res.tokens.access_token, &in), QRL_OK);
+    assert_true(in.active && in.dpop_bound);
+    assert_memory_equal(in.dpop_key, pk, sizeof pk);
+    sodium_memzero(&res, sizeof res);
+
+    /* A screen held with the key is handed its tokens, bound. */
+    memset(&held, 0, sizeof held);
+    held_key = pk;
+    assert_int_equal(
+        qrl_device_authorize_dpop(core, "tv-app", NULL, "TV", "tv", NULL, jkt, "", &da), QRL_OK);
+    assert_int_equal(qrl_lr_view_claim(core, &f->phone, da.scan_secret, "", &v), QRL_OK);
+    assert_int_equal(qrl_lr_approve(core, &f->phone, da.scan_secret, da.user_code, &PWP, "", &lr),
+                     QRL_OK);
+    assert_int_equal(held.given, 1);
+    assert_int_equal(held.rc, QRL_OK);
+    assert_int_equal(held.t.dpop_bound, 1);
+    assert_int_equal(qrl_introspect(core, held.t.access_token, &in), QRL_OK);
+    assert_memory_equal(in.dpop_key, pk, sizeof pk);
+    sodium_memzero(&held, sizeof held);
+    held_key = NULL;
+    sodium_memzero(sk, sizeof sk);
+    sodium_memzero(sk2, sizeof sk2);
+    qrl_core_free(core);
+}
+
 /* Counts the store's device-code lookups: the fixture's store gets a copy of its method table
  * whose lr_find counts and calls the real one. */
 static qrl_store_methods counting_m;
@@ -1273,6 +1386,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_screen_scan_secret, setup, teardown),
         cmocka_unit_test_setup_teardown(test_approval_hands_tokens_to_waiting_screen, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_bound_request, setup, teardown),
         cmocka_unit_test_setup_teardown(test_polls_answered_from_memory_follow_every_change, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_sweep, setup, teardown),

@@ -4,7 +4,9 @@
  * account's other devices, each until it acknowledges; the one-tap revoke works in its window
  * and not after it; a store without notices turns all of it off without breaking a login.
  * What a user would notice: the banner on the phone, and that "Remove it" ends the new
- * device's access at once.
+ * device's access at once. A login request refused as phishing while a phone was about to
+ * approve it tells every device of that phone's account (the phone too, also after it was
+ * removed), offers nothing to remove, and is acknowledged per device.
  */
 #include "core_fixture.h"
 
@@ -224,6 +226,120 @@ static void test_store_without_notices(void **state)
     assert_int_equal(list(f, &f->alice, got), 0);
 }
 
+/* The deny list of these tests: 203.0.113.0/24. */
+static int deny_test_net(void *ud, const char *address)
+{
+    (void)ud;
+    return address != NULL && strncmp(address, "203.0.113.", 10) == 0;
+}
+
+/* Replaces the fixture's core by one that denies 203.0.113.0/24. */
+static void deny_core(fx *f)
+{
+    qrl_config cfg;
+
+    fx_config(f, &cfg);
+    cfg.network_denied = deny_test_net;
+    qrl_core_free(f->core);
+    assert_int_equal(qrl_core_new(&cfg, f->st, &f->core), QRL_OK);
+}
+
+/* A request of "Evil TV" from a denied network that `phone` tries to approve: refused. */
+static void blocked_by(fx *f, const qrl_auth *phone)
+{
+    const qrl_proof pw = {.password = FX_PW};
+    qrl_device_auth da;
+    qrl_lr_view v;
+    qrl_lr_rec lr;
+
+    assert_int_equal(qrl_device_authorize_platform(f->core, FX_CLIENT, NULL, "Evil TV", "tv",
+                                                   "Samsung Tizen", "203.0.113.9", &da),
+                     QRL_OK);
+    assert_int_equal(qrl_lr_view_claim(f->core, phone, da.scan_secret, "10.0.0.9", &v), QRL_OK);
+    assert_int_equal(
+        qrl_lr_approve(f->core, phone, da.scan_secret, da.user_code, &pw, "10.0.0.9", &lr),
+        QRL_ERR_SUSPICIOUS);
+}
+
+/* A blocked request is told to every device of the account: the stopped phone, another phone,
+ * a screen; with no one-tap revoke; acknowledged per device; still told after the phone is
+ * removed; never to another account or to a device linked after it. */
+static void test_blocked_request(void **state)
+{
+    fx *f = *state;
+    qrl_notice got[QRL_MAX_NOTICES_LISTED], n;
+    qrl_auth phone2, tv, later;
+
+    deny_core(f);
+    fx_sign_in(f, "alice", &phone2);
+    link_tv(f, "Living Room TV", &tv);
+    /* Both phones have seen the TV's link. */
+    assert_int_equal(list(f, &f->alice, got), 1);
+    assert_int_equal(qrl_notice_ack(f->core, &f->alice, got[0].rec.id), QRL_OK);
+    assert_int_equal(qrl_notice_ack(f->core, &phone2, got[0].rec.id), QRL_OK);
+    qrl_core_clock_advance(f->core, 1000);
+    f->changes = 0;
+    blocked_by(f, &f->alice);
+    assert_int_equal(f->last_change, qrl_notice_key(f->alice.account_id));
+
+    assert_int_equal(list(f, &f->alice, got), 1);
+    assert_int_equal(got[0].rec.kind, QRL_NOTICE_REQUEST_BLOCKED);
+    assert_int_equal(got[0].rec.device_id, f->alice.device_id);
+    assert_string_equal(got[0].rec.device.name, "Phone");
+    assert_string_equal(got[0].rec.reason, "denied_network");
+    assert_string_equal(got[0].rec.screen_name, "Evil TV");
+    assert_string_equal(got[0].rec.screen_kind, "tv");
+    assert_string_equal(got[0].rec.screen_address, "203.0.113.9");
+    assert_string_equal(got[0].rec.platform, "Samsung Tizen");
+    assert_int_equal(got[0].revoke_until_ms, 0);
+    int64_t id = got[0].rec.id;
+    assert_int_equal(list(f, &phone2, got), 1);
+    assert_int_equal(got[0].rec.id, id);
+    assert_int_equal(list(f, &tv, got), 1);
+    assert_int_equal(got[0].rec.id, id);
+    assert_int_equal(list(f, &f->bob, got), 0);
+
+    /* Nothing to remove: refused, and nothing changes. */
+    assert_int_equal(qrl_notice_revoke(f->core, &phone2, id, &n), QRL_ERR_CONFLICT);
+    assert_int_equal(n.rec.id, id);
+    assert_true(listed(f, &phone2, f->alice.device_id));
+    assert_int_equal(list(f, &phone2, got), 1);
+
+    /* Acknowledged by the stopped phone: gone for it only. */
+    assert_int_equal(qrl_notice_ack(f->core, &f->alice, id), QRL_OK);
+    assert_int_equal(list(f, &f->alice, got), 0);
+    assert_int_equal(list(f, &phone2, got), 1);
+
+    /* The phone is removed (it was not the owner's, say): the others still hear of it. */
+    assert_int_equal(qrl_device_revoke(f->core, &phone2, f->alice.device_id), QRL_OK);
+    assert_int_equal(list(f, &phone2, got), 1);
+    assert_int_equal(got[0].rec.id, id);
+    assert_true(got[0].rec.device.revoked_ms > 0);
+
+    /* A phone signed in afterwards hears nothing of it. */
+    qrl_core_clock_advance(f->core, 1000);
+    fx_sign_in(f, "alice", &later);
+    assert_int_equal(list(f, &later, got), 0);
+}
+
+/* A store of version 10 keeps notices of new devices only: a blocked request is refused as ever
+ * and records nothing. */
+static void test_blocked_store_v10(void **state)
+{
+    fx *f = *state;
+    const qrl_store_methods *real = f->st->m;
+    qrl_store_methods v10 = *real;
+    qrl_notice got[QRL_MAX_NOTICES_LISTED];
+
+    v10.version = 10;
+    f->st->m = &v10;
+    deny_core(f);
+    assert_true(qrl_notices_enabled(f->core));
+    blocked_by(f, &f->alice);
+    assert_int_equal(list(f, &f->alice, got), 0);
+    f->st->m = real;
+}
+
 /* The keys of the three kinds of holds never meet. */
 static void test_keys(void **state)
 {
@@ -240,6 +356,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         T(test_linked_device_is_listed), T(test_ack),        T(test_revoke_in_window),
         T(test_revoke_after_window),     T(test_window_off), T(test_store_without_notices),
+        T(test_blocked_request),         T(test_blocked_store_v10),
         cmocka_unit_test(test_keys),
     };
 #undef T

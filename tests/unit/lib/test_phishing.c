@@ -4,7 +4,9 @@
  * networks, a request started from a denied network, one screen address approved by too many
  * accounts. Below each threshold everything works; at it the call is refused with
  * QRL_ERR_SUSPICIOUS and its reason, and the request is denied, so the attacker's screen stops;
- * other requests go on; the counts live in the store and survive a new core.
+ * other requests go on; the counts live in the store and survive a new core. The account whose
+ * phone was stopped is told on all its devices (a request_blocked notice, once per request and
+ * account, waking its waiters); no other account is.
  */
 #include "core_fixture.h"
 
@@ -67,6 +69,37 @@ static void account_phone(fx *f, const char *user, qrl_auth *out)
     fx_sign_in(f, user, out);
 }
 
+/* The notices of blocked requests `who` lists, into out (room for QRL_MAX_NOTICES_LISTED). */
+static size_t blocked_notices(fx *f, const qrl_auth *who, qrl_notice *out)
+{
+    qrl_notice all[QRL_MAX_NOTICES_LISTED];
+    size_t n = 0, k = 0;
+
+    assert_int_equal(qrl_notices_list(f->core, who, all, QRL_MAX_NOTICES_LISTED, &n), QRL_OK);
+    for (size_t i = 0; i < n; i++)
+        if (all[i].rec.kind == QRL_NOTICE_REQUEST_BLOCKED)
+            out[k++] = all[i];
+    return k;
+}
+
+/* `who` lists exactly one notice of a blocked request: of a request of "Living Room TV" made at
+ * `address`, refused for `reason` while `phone` was about to approve it. */
+static void expect_told(fx *f, const qrl_auth *who, const qrl_auth *phone, const char *address,
+                        const char *reason)
+{
+    qrl_notice got[QRL_MAX_NOTICES_LISTED];
+
+    assert_int_equal(blocked_notices(f, who, got), 1);
+    assert_int_equal(got[0].rec.account_id, phone->account_id);
+    assert_int_equal(got[0].rec.device_id, phone->device_id);
+    assert_int_equal(got[0].rec.device.id, phone->device_id);
+    assert_string_equal(got[0].rec.reason, reason);
+    assert_string_equal(got[0].rec.screen_name, "Living Room TV");
+    assert_string_equal(got[0].rec.screen_kind, "tv");
+    assert_string_equal(got[0].rec.screen_address, address);
+    assert_int_equal(got[0].revoke_until_ms, 0);
+}
+
 static void test_names(void **state)
 {
     (void)state;
@@ -104,8 +137,11 @@ static void test_many_networks(void **state)
     fx *f = *state;
     qrl_device_auth da, other;
     qrl_poll_result res;
+    qrl_notice got[QRL_MAX_NOTICES_LISTED];
+    qrl_auth bob2;
     qrl_lr_view v;
 
+    fx_sign_in(f, "bob", &bob2);
     start_at(f, "10.0.0.7", &da);
     assert_int_equal(view_from(f, &f->alice, &da, "10.1.0.5", &v), QRL_OK);
     assert_int_equal(v.blocked, QRL_BLOCK_NONE);
@@ -122,17 +158,36 @@ static void test_many_networks(void **state)
     assert_int_equal(v.lr.id, da.lr_id);
     assert_int_equal(state_of(f, &da), QRL_LR_DENIED);
     assert_true(f->changes > 0); /* the held screen wakes */
+    /* Bob's phone was stopped: bob is told on both his phones, and wakes; alice, whose phone
+     * merely looked, is not. */
+    assert_int_equal(f->last_change, qrl_notice_key(f->bob.account_id));
+    expect_told(f, &f->bob, &f->bob, "10.0.0.7", "many_networks");
+    expect_told(f, &bob2, &f->bob, "10.0.0.7", "many_networks");
+    assert_int_equal(blocked_notices(f, &f->alice, got), 0);
+    /* Blocked again (a race, another node): still one notice for bob; alice's own refusal of
+     * it is hers. */
+    qrl_lr_rec lr;
+    assert_int_equal(f->st->m->lr_get(f->st, da.lr_id, &lr), QRL_OK);
+    assert_int_equal(qrl__phish_block(f->core, &f->bob, &lr, QRL_BLOCK_MANY_NETWORKS,
+                                      qrl_core_now_ms(f->core)),
+                     QRL_ERR_SUSPICIOUS);
+    assert_int_equal(blocked_notices(f, &bob2, got), 1);
+    assert_int_equal(qrl__phish_block(f->core, &f->alice, &lr, QRL_BLOCK_MANY_NETWORKS,
+                                      qrl_core_now_ms(f->core)),
+                     QRL_ERR_SUSPICIOUS);
+    expect_told(f, &f->alice, &f->alice, "10.0.0.7", "many_networks");
+    assert_int_equal(blocked_notices(f, &bob2, got), 1);
     /* The screen stops, and the phone that claimed it cannot approve it any more. */
     qrl_core_clock_advance(f->core, 5000);
     assert_int_equal(fx_poll(f, &da, &res), QRL_ERR_DENIED);
     const qrl_proof pw = {.password = FX_PW};
-    qrl_lr_rec lr;
     assert_int_equal(
         qrl_lr_approve(f->core, &f->alice, da.scan_secret, da.user_code, &pw, "10.1.0.5", &lr),
         QRL_ERR_CONFLICT);
     /* Other requests, from the same networks, are not touched. */
     start_at(f, "10.0.0.7", &other);
     assert_int_equal(approve_from(f, &f->bob, &other, "10.4.0.5"), QRL_OK);
+    assert_int_equal(blocked_notices(f, &bob2, got), 1);
 }
 
 /* An approval from a network that did not look before is a lookup too. */
@@ -152,6 +207,7 @@ static void test_approval_counts_as_lookup(void **state)
         QRL_ERR_SUSPICIOUS);
     assert_int_equal(qrl_last_block_reason(), QRL_BLOCK_MANY_NETWORKS);
     assert_int_equal(state_of(f, &da), QRL_LR_DENIED);
+    expect_told(f, &f->alice, &f->alice, "10.0.0.7", "many_networks");
 }
 
 /* The networks seen are the store's: a new core (a restart, another node) goes on counting. */
@@ -203,6 +259,7 @@ static void test_denied_network(void **state)
 {
     fx *f = *state;
     qrl_device_auth bad, good;
+    qrl_notice got[QRL_MAX_NOTICES_LISTED];
     qrl_poll_result res;
     qrl_config cfg;
     qrl_lr_view v;
@@ -213,9 +270,14 @@ static void test_denied_network(void **state)
     start_at(f, "203.0.113.9", &bad);
     assert_int_equal(view_from(f, &f->alice, &bad, "10.1.0.5", &v), QRL_OK);
     assert_int_equal(v.blocked, QRL_BLOCK_DENIED_NETWORK);
+    /* Viewing it says so, and tells nobody: nothing was stopped yet. */
+    assert_int_equal(blocked_notices(f, &f->alice, got), 0);
     assert_int_equal(approve_from(f, &f->alice, &bad, "10.1.0.5"), QRL_ERR_SUSPICIOUS);
     assert_int_equal(qrl_last_block_reason(), QRL_BLOCK_DENIED_NETWORK);
     assert_int_equal(state_of(f, &bad), QRL_LR_DENIED);
+    assert_int_equal(f->last_change, qrl_notice_key(f->alice.account_id));
+    expect_told(f, &f->alice, &f->alice, "203.0.113.9", "denied_network");
+    assert_int_equal(blocked_notices(f, &f->bob, got), 0);
     qrl_core_clock_advance(f->core, 5000);
     assert_int_equal(fx_poll(f, &bad, &res), QRL_ERR_DENIED);
 
@@ -231,6 +293,7 @@ static void test_denied_network(void **state)
 static void test_many_accounts(void **state)
 {
     fx *f = *state;
+    qrl_notice got[QRL_MAX_NOTICES_LISTED];
     qrl_auth u[5];
     qrl_device_auth da;
     char name[16];
@@ -249,9 +312,16 @@ static void test_many_accounts(void **state)
     assert_int_equal(approve_from(f, &u[3], &da, "10.1.0.5"), QRL_ERR_SUSPICIOUS);
     assert_int_equal(qrl_last_block_reason(), QRL_BLOCK_MANY_ACCOUNTS);
     assert_int_equal(state_of(f, &da), QRL_LR_DENIED);
-    /* Refused again, not waved through as an account counted already. */
+    /* user3 is told; the five that approved are not. */
+    expect_told(f, &u[3], &u[3], "198.51.100.7", "many_accounts");
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(blocked_notices(f, ok[i], got), 0);
+    /* Refused again, not waved through as an account counted already: another request,
+     * another notice. */
     start_at(f, "198.51.100.7", &da);
     assert_int_equal(approve_from(f, &u[3], &da, "10.1.0.5"), QRL_ERR_SUSPICIOUS);
+    assert_int_equal(blocked_notices(f, &u[3], got), 2);
+    assert_true(got[0].rec.id > got[1].rec.id);
     /* An account among the first five approves as before. */
     start_at(f, "198.51.100.7", &da);
     assert_int_equal(approve_from(f, &f->alice, &da, "10.1.0.5"), QRL_OK);

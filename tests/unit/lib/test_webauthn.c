@@ -9,6 +9,12 @@
  * Ed25519 ones with libsodium, builds COSE keys and attestation objects with libcbor, and
  * clientDataJSON by hand. Each case changes one thing a real attacker or a broken client could
  * change, and checks that the core refuses exactly that.
+ *
+ * The challenges live in the store (store version 11): a ceremony begun through one core
+ * finishes through another on the same store, as on two nodes of one database, and a challenge
+ * is consumed once whichever core presents it. The tests of challenge rules also run with the
+ * store's method table marked version 10 (setup_memory: a store written before challenges
+ * were kept), where the core keeps them in its own bounded table.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -40,6 +46,8 @@ static const qrl_rp RP = {.id = RP_ID, .origin = ORIGIN};
 typedef struct fx {
     char dir[64], db[96];
     qrl_store *st;
+    qrl_store_methods old; /* setup_memory: the store's methods, marked version 10 */
+    qrl_config cfg;
     qrl_core *core;
     qrl_auth phone, phone2, bob;
 } fx;
@@ -80,22 +88,28 @@ static void sign_in(fx *f, const char *user, qrl_auth *auth)
     assert_int_equal(qrl_session_auth(f->core, s.session_token, "10.0.0.5", auth), QRL_OK);
 }
 
-static int setup(void **state)
+static int setup_with(void **state, bool memory)
 {
     fx *f = calloc(1, sizeof *f);
-    qrl_config cfg;
     char err[128];
 
     snprintf(f->dir, sizeof f->dir, "/tmp/qrl-wa-XXXXXX");
     assert_non_null(mkdtemp(f->dir));
     snprintf(f->db, sizeof f->db, "%s/t.db", f->dir);
     assert_int_equal(qrl_store_sqlite_open(f->db, &f->st, err, sizeof err), QRL_OK);
-    qrl_config_defaults(&cfg);
-    cfg.pwhash_ops = crypto_pwhash_OPSLIMIT_MIN; /* fast hashes: these tests are not about cost */
-    cfg.pwhash_mem = crypto_pwhash_MEMLIMIT_MIN;
+    if (memory) {
+        /* A store written for version 10: the core never looks at the methods after it. */
+        f->old = *f->st->m;
+        f->old.version = 10;
+        f->st->m = &f->old;
+    }
+    assert_true(qrl__challenges_in_store(f->st) == !memory);
+    qrl_config_defaults(&f->cfg);
+    f->cfg.pwhash_ops = crypto_pwhash_OPSLIMIT_MIN; /* fast hashes: not about cost here */
+    f->cfg.pwhash_mem = crypto_pwhash_MEMLIMIT_MIN;
     /* Longer than a challenge's 120 s, so that a challenge can expire on a live request. */
-    cfg.request_ttl_s = 300;
-    assert_int_equal(qrl_core_new(&cfg, f->st, &f->core), QRL_OK);
+    f->cfg.request_ttl_s = 300;
+    assert_int_equal(qrl_core_new(&f->cfg, f->st, &f->core), QRL_OK);
     assert_int_equal(qrl_account_add(f->core, "alice", "Alice", PW, NULL), QRL_OK);
     assert_int_equal(qrl_account_add(f->core, "bob", NULL, PW, NULL), QRL_OK);
     sign_in(f, "alice", &f->phone);
@@ -103,6 +117,16 @@ static int setup(void **state)
     sign_in(f, "bob", &f->bob);
     *state = f;
     return 0;
+}
+
+static int setup(void **state)
+{
+    return setup_with(state, false);
+}
+
+static int setup_memory(void **state)
+{
+    return setup_with(state, true);
 }
 
 static int teardown(void **state)
@@ -939,6 +963,7 @@ static void test_approve_malformed_and_proof_rules(void **state)
     authn_free(&a);
 }
 
+/* Only with a store that keeps no challenges: the core's own table is bounded. */
 static void test_challenge_table_full(void **state)
 {
     fx *f = *state;
@@ -960,17 +985,21 @@ static void test_challenge_table_full(void **state)
                      QRL_OK);
 }
 
-/* One phone cannot fill the table: past its share, its own oldest challenge makes room. */
+/* One phone cannot fill the table (the store's, or the core's own): past its share, its own
+ * oldest challenge makes room. */
 static void test_challenges_per_phone(void **state)
 {
     fx *f = *state;
     char first[QRL_CHALLENGE_BUF], chal[QRL_CHALLENGE_BUF];
     ceremony c = {0};
     authn a;
+    /* The core's table would be full twice over; the store bounds each phone the same way. */
+    int n = qrl__challenges_in_store(f->st) ? 4 * QRL_MAX_WEBAUTHN_CHALLENGES_PER_DEVICE
+                                            : 2 * QRL_MAX_WEBAUTHN_CHALLENGES;
 
     authn_new(&a, QRL__COSE_ES256, 7);
     challenge(f, &f->phone, QRL_WEBAUTHN_REGISTER, NULL, first);
-    for (int i = 0; i < QRL_MAX_WEBAUTHN_CHALLENGES * 2; i++)
+    for (int i = 0; i < n; i++)
         assert_int_equal(
             qrl_webauthn_challenge(f->core, &f->phone, QRL_WEBAUTHN_REGISTER, NULL, NULL, chal),
             QRL_OK);
@@ -983,9 +1012,76 @@ static void test_challenges_per_phone(void **state)
     authn_free(&a);
 }
 
+/* Two cores on one store, as two nodes on one database: a ceremony begun through one finishes
+ * through the other, and its challenge is spent for both, whatever the outcome of its first
+ * use. With a store that keeps no challenges the other core does not know them (the ceremony
+ * must end where it began), and the one that issued a challenge still takes it. */
+static void test_ceremony_across_cores(void **state)
+{
+    fx *f = *state;
+    const bool shared = qrl__challenges_in_store(f->st);
+    char chal[QRL_CHALLENGE_BUF], ss[QRL_SECRET_BUF], uc[QRL_USER_CODE_BUF];
+    ceremony c = {0}, again = {0}, bad = {.bad_sig = true};
+    qrl_core *a = f->core, *b = NULL;
+    qrl_lr_rec lr;
+    authn k, other;
+
+    authn_new(&k, QRL__COSE_ES256, 20);
+    authn_new(&other, QRL__COSE_EDDSA, 21);
+    assert_int_equal(qrl_core_new(&f->cfg, f->st, &b), QRL_OK);
+
+    /* Registration: the challenge from A, the attestation to B. */
+    challenge(f, &f->phone, QRL_WEBAUTHN_REGISTER, NULL, chal);
+    f->core = b;
+    assert_int_equal(reg_with(f, &f->phone, &k, &c, chal, PW, NULL),
+                     shared ? QRL_OK : QRL_ERR_FORBIDDEN);
+    /* Spent on both (another authenticator, so that only the challenge can be refused). */
+    f->core = a;
+    if (!shared)
+        assert_int_equal(reg_with(f, &f->phone, &k, &c, chal, PW, NULL), QRL_OK);
+    assert_int_equal(reg_with(f, &f->phone, &other, &again, chal, PW, NULL), QRL_ERR_FORBIDDEN);
+    f->core = b;
+    assert_int_equal(reg_with(f, &f->phone, &other, &again, chal, PW, NULL), QRL_ERR_FORBIDDEN);
+
+    /* Approval: claimed and challenged through A, presented through B with a bad signature,
+     * which spends the challenge; the good assertion over it is refused on both. */
+    f->core = a;
+    claimed(f, &f->phone, ss, uc);
+    challenge(f, &f->phone, QRL_WEBAUTHN_APPROVE, ss, chal);
+    k.counter = 1;
+    make_assertion(&bad, &k, chal);
+    make_assertion(&c, &k, chal);
+    f->core = b;
+    assert_int_equal(approve(f, &f->phone, ss, uc, &bad, &lr), QRL_ERR_FORBIDDEN);
+    if (shared) {
+        assert_int_equal(approve(f, &f->phone, ss, uc, &c, &lr), QRL_ERR_FORBIDDEN);
+        f->core = a;
+        assert_int_equal(approve(f, &f->phone, ss, uc, &c, &lr), QRL_ERR_FORBIDDEN);
+        /* A new challenge through B, approved through A. */
+        f->core = b;
+        challenge(f, &f->phone, QRL_WEBAUTHN_APPROVE, ss, chal);
+        make_assertion(&c, &k, chal);
+        f->core = a;
+    } else {
+        /* B never had it; A still does. */
+        f->core = a;
+    }
+    assert_int_equal(approve(f, &f->phone, ss, uc, &c, &lr), QRL_OK);
+    assert_int_equal(lr.state, QRL_LR_APPROVED);
+
+    f->core = a;
+    qrl_core_free(b);
+    authn_free(&k);
+    authn_free(&other);
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+#define TM(fn)                                                                                     \
+    {                                                                                              \
+        "memory: " #fn, fn, setup_memory, teardown, NULL                                           \
+    }
     const struct CMUnitTest tests[] = {
         T(test_register_list_delete),
         T(test_register_default_name_and_packed),
@@ -1004,9 +1100,18 @@ int main(void)
         T(test_approve_counter),
         T(test_approve_other_accounts_credential),
         T(test_approve_malformed_and_proof_rules),
-        T(test_challenge_table_full),
         T(test_challenges_per_phone),
+        T(test_ceremony_across_cores),
+        /* With a store written before challenges were kept: the core's own table. */
+        TM(test_register_challenge_rules),
+        TM(test_approve_with_passkey),
+        TM(test_approve_challenge_bindings),
+        TM(test_approve_refusals),
+        TM(test_challenge_table_full),
+        TM(test_challenges_per_phone),
+        TM(test_ceremony_across_cores),
     };
 #undef T
+#undef TM
     return cmocka_run_group_tests_name("webauthn", tests, NULL, NULL);
 }

@@ -271,6 +271,101 @@ static void test_login_code_parse(void **state)
     assert_int_equal(qrl_login_code_parse("WDJBMJHT", NULL, 0), QRL_ERR_INVALID);
 }
 
+/* The screen's key in the QR code: RFC 8037's example key, whose RFC 7638 thumbprint is
+ * kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k (its first bytes: 90 FA CA FE). */
+#define VEC_JKT "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k"
+
+static void test_key_hint_and_fingerprint(void **state)
+{
+    char hint[QRL_KEY_HINT_BUF], fp[QRL_KEY_FINGERPRINT_BUF], jkt[QRL_DPOP_JKT_LEN + 2];
+
+    assert_true(qrl_dpop_jkt_valid(VEC_JKT));
+    assert_int_equal(qrl_key_hint(VEC_JKT, hint), QRL_OK);
+    assert_string_equal(hint, "kPrK_qmx");
+    assert_true(qrl_key_hint_matches(hint, VEC_JKT));
+    assert_int_equal(qrl_key_fingerprint(VEC_JKT, fp), QRL_OK);
+    assert_string_equal(fp, "KEY 90FA-CAFE");
+    /* The short form gives the same fingerprint: the phone may show it from the QR code. */
+    assert_int_equal(qrl_key_fingerprint(hint, fp), QRL_OK);
+    assert_string_equal(fp, "KEY 90FA-CAFE");
+
+    /* Not thumbprints: a character short or over, padding, base64's own characters, unused
+     * bits set in the last character (no 32 bytes end so), nothing. */
+    const char *bad[] = {"kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4",
+                         VEC_JKT "A",
+                         "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4=",
+                         "kPrK+qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k",
+                         "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4l",
+                         "",
+                         NULL};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        assert_false(qrl_dpop_jkt_valid(bad[i]));
+        assert_int_equal(qrl_key_hint(bad[i], hint), QRL_ERR_INVALID);
+        assert_string_equal(hint, "");
+        assert_false(qrl_key_hint_matches("kPrK_qmx", bad[i]));
+    }
+    /* Every character that can end 32 bytes does; no other. */
+    memcpy(jkt, VEC_JKT, sizeof VEC_JKT);
+    for (int c = 1; c < 256; c++) {
+        jkt[QRL_DPOP_JKT_LEN - 1] = (char)c;
+        assert_int_equal(qrl_dpop_jkt_valid(jkt), strchr("AEIMQUYcgkosw048", c) != NULL);
+    }
+    /* The short form must be the thumbprint's start, exactly 8 base64url characters. */
+    assert_false(qrl_key_hint_matches("kPrK_qmy", VEC_JKT));
+    assert_false(qrl_key_hint_matches("kPrK_qm", VEC_JKT));
+    assert_false(qrl_key_hint_matches("kPrK_qmxV", VEC_JKT));
+    assert_false(qrl_key_hint_matches("kPrK+qmx", VEC_JKT));
+    assert_false(qrl_key_hint_matches(NULL, VEC_JKT));
+    assert_int_equal(qrl_key_fingerprint("kPrK_qm", fp), QRL_ERR_INVALID);
+    assert_string_equal(fp, "");
+    assert_int_equal(qrl_key_fingerprint("kPrK_qmx=", fp), QRL_ERR_INVALID);
+    assert_int_equal(qrl_key_fingerprint(NULL, fp), QRL_ERR_INVALID);
+}
+
+/* What a phone reads of the key from a scanned QR code: "k" in the URL's query. */
+static void test_login_key_hint_parse(void **state)
+{
+    char hint[QRL_KEY_HINT_BUF], code[QRL_MAX_TOKEN + 1];
+    const char *url = "https://login.example/s?k=kPrK_qmx#qrl_ss_AbC-_9";
+
+    assert_int_equal(qrl_login_key_hint_parse(url, hint), QRL_OK);
+    assert_string_equal(hint, "kPrK_qmx");
+    /* The scan secret is read as ever: the query does not change it. */
+    assert_int_equal(qrl_login_code_parse(url, code, sizeof code), QRL_OK);
+    assert_string_equal(code, "qrl_ss_AbC-_9");
+    assert_int_equal(qrl_login_key_hint_parse("http://h:8080/s?a=1&k=-_0aZ9zA&b#qrl_ss_x", hint),
+                     QRL_OK);
+    assert_string_equal(hint, "-_0aZ9zA");
+
+    /* None: no query, no "k" in it, a "k" only in the fragment, not a URL, a typed code. */
+    const char *none[] = {"https://login.example/s#qrl_ss_AbC",
+                          "https://login.example/s?kk=kPrK_qmx&x=k#qrl_ss_AbC",
+                          "https://login.example/s#qrl_ss_AbC?k=kPrK_qmx",
+                          "https://login.example/s?#qrl_ss_AbC",
+                          "qrl_ss_AbC",
+                          "WDJB-MJHT",
+                          "ftp://h/s?k=kPrK_qmx#qrl_ss_AbC"};
+    for (size_t i = 0; i < sizeof none / sizeof none[0]; i++) {
+        assert_int_equal(qrl_login_key_hint_parse(none[i], hint), QRL_ERR_NOT_FOUND);
+        assert_string_equal(hint, "");
+    }
+    /* A "k" that is there but is no short form, or is there twice: no answer to trust. */
+    const char *bad[] = {"https://h/s?k=kPrK_qm#qrl_ss_AbC",
+                         "https://h/s?k=kPrK_qmxV#qrl_ss_AbC",
+                         "https://h/s?k=kPrK%5Fqmx#qrl_ss_AbC",
+                         "https://h/s?k=kPrK+qmx#qrl_ss_AbC",
+                         "https://h/s?k=#qrl_ss_AbC",
+                         "https://h/s?k#qrl_ss_AbC",
+                         "https://h/s?k=kPrK_qmx&k=kPrK_qmx#qrl_ss_AbC",
+                         "https://h/s?k=kPrK_qmx&k=AAAAAAAA#qrl_ss_AbC"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        assert_int_equal(qrl_login_key_hint_parse(bad[i], hint), QRL_ERR_INVALID);
+        assert_string_equal(hint, "");
+    }
+    assert_int_equal(qrl_login_key_hint_parse(NULL, hint), QRL_ERR_INVALID);
+    assert_int_equal(qrl_login_key_hint_parse(url, NULL), QRL_ERR_INVALID);
+}
+
 /* The alphabet the protocol accepts is the one the server draws codes from (test_codes.c
  * tests the normalisation itself): 20 consonants, every one accepted in either case. */
 static void test_user_code_alphabet(void **state)
@@ -298,6 +393,8 @@ int main(void)
         cmocka_unit_test(test_verify_refuses_keys_and_lengths),
         cmocka_unit_test(test_verify_refuses_bytes_outside_base64url),
         cmocka_unit_test(test_login_code_parse),
+        cmocka_unit_test(test_key_hint_and_fingerprint),
+        cmocka_unit_test(test_login_key_hint_parse),
         cmocka_unit_test(test_user_code_alphabet),
     };
     if (sodium_init() < 0)

@@ -17,13 +17,16 @@
  * same moment on an empty database (one migration); a newer schema refused; another node's
  * changes reaching the notify hook, also after the listening connection was killed; a method
  * while the database is down (QRL_ERR_BUSY) and after it is back (works); the RFC 8628 poll
- * bookkeeping shared by two nodes; GCRA limits shared by two nodes.
+ * bookkeeping shared by two nodes; GCRA limits shared by two nodes; a WebAuthn challenge put on
+ * one node and taken on the other, taken once by 16 threads racing on two nodes, and bounded
+ * per phone under puts racing on two nodes.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -406,7 +409,7 @@ static void test_open_migrate_reopen(void **state)
     assert_string_equal(f->st->m->name, "postgres");
     assert_null(f->st->m->lr_stamp);
     assert_non_null(f->st->m->lr_poll);
-    assert_int_equal(admin_int(f->uri, "SELECT version FROM qrlogin_schema"), 1);
+    assert_int_equal(admin_int(f->uri, "SELECT version FROM qrlogin_schema"), 2);
     assert_int_equal(admin_int(f->uri, "SELECT count(*) FROM pg_tables WHERE tablename IN"
                                        " ('accounts', 'devices', 'tokens', 'login_requests',"
                                        " 'rate_limits', 'passkeys', 'notices', 'notice_acks')"),
@@ -546,7 +549,7 @@ static void test_migrate_concurrently(void **state)
             fail_msg("node %d: %s", i, o[i].err);
     }
     assert_int_equal(admin_int(uri, "SELECT count(*) FROM qrlogin_schema"), 1);
-    assert_int_equal(admin_int(uri, "SELECT version FROM qrlogin_schema"), 1);
+    assert_int_equal(admin_int(uri, "SELECT version FROM qrlogin_schema"), 2);
     /* Every node works on the one schema. */
     add_account(o[0].st, "alice", 0);
     for (int i = 0; i < N; i++) {
@@ -1027,6 +1030,55 @@ static void test_lr_create_find(void **state)
     assert_int_equal(st->m->lr_create(st, &lr), QRL_OK);
     assert_int_equal(st->m->lr_get(st, lr.id, &got), QRL_OK);
     assert_string_equal(got.device_platform, "");
+}
+
+/* Store version 11: the key a request names (dpop_jkt) is written by lr_create and comes back
+ * from every read of the request, whatever its state; a request that names none reads "". */
+static void test_lr_dpop_jkt(void **state)
+{
+    fixture *f = *state;
+    qrl_store *st = f->st;
+    static const char jkt[] = "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k";
+    qrl_lr_rec lr = make_lr(1, "WDJBMJHT", T0), plain = make_lr(2, "BCDFGHJK", T0), got;
+    qrl_lr_secret_key dc, scan;
+
+    memcpy(lr.dpop_jkt, jkt, sizeof jkt);
+    assert_int_equal(st->m->lr_create(st, &lr), QRL_OK);
+    assert_int_equal(st->m->lr_create(st, &plain), QRL_OK);
+    assert_int_equal(st->m->lr_get(st, lr.id, &got), QRL_OK);
+    assert_string_equal(got.dpop_jkt, jkt);
+    dc = (qrl_lr_secret_key){.id = lr.id, .hash = lr.device_code_hash};
+    scan = (qrl_lr_secret_key){.id = lr.id, .hash = lr.scan_hash};
+    memset(&got, 0, sizeof got);
+    assert_int_equal(st->m->lr_find(st, QRL_LR_KEY_DEVICE_CODE, &dc, T0, &got), QRL_OK);
+    assert_string_equal(got.dpop_jkt, jkt);
+    memset(&got, 0, sizeof got);
+    assert_int_equal(st->m->lr_find(st, QRL_LR_KEY_SCAN, &scan, T0, &got), QRL_OK);
+    assert_string_equal(got.dpop_jkt, jkt);
+    memset(&got, 0, sizeof got);
+    assert_int_equal(st->m->lr_find(st, QRL_LR_KEY_USER_CODE, "WDJBMJHT", T0, &got), QRL_OK);
+    assert_string_equal(got.dpop_jkt, jkt);
+    assert_int_equal(st->m->lr_get(st, plain.id, &got), QRL_OK);
+    assert_string_equal(got.dpop_jkt, "");
+    assert_int_equal(st->m->lr_find(st, QRL_LR_KEY_USER_CODE, "BCDFGHJK", T0, &got), QRL_OK);
+    assert_string_equal(got.dpop_jkt, "");
+
+    /* It stays through the request's life, and no transition touches the other's. */
+    assert_int_equal(move(st, lr.id, QRL_LR_BIT(QRL_LR_PENDING), QRL_LR_SCANNED, T0 + 10), QRL_OK);
+    assert_int_equal(move(st, lr.id, QRL_LR_BIT(QRL_LR_SCANNED), QRL_LR_APPROVED, T0 + 20), QRL_OK);
+    assert_int_equal(move(st, plain.id, QRL_LR_BIT(QRL_LR_PENDING), QRL_LR_DENIED, T0 + 30),
+                     QRL_OK);
+    assert_int_equal(st->m->lr_get(st, lr.id, &got), QRL_OK);
+    assert_int_equal(got.state, QRL_LR_APPROVED);
+    assert_string_equal(got.dpop_jkt, jkt);
+    assert_int_equal(st->m->lr_get(st, plain.id, &got), QRL_OK);
+    assert_string_equal(got.dpop_jkt, "");
+
+    /* A field without its terminating NUL is refused, and nothing is written. */
+    lr = make_lr(3, "CCCCCCCC", T0);
+    memset(lr.dpop_jkt, 'k', sizeof lr.dpop_jkt);
+    assert_int_equal(st->m->lr_create(st, &lr), QRL_ERR_INVALID);
+    assert_int_equal(admin_int(f->uri, "SELECT count(*) FROM login_requests"), 2);
 }
 
 /* Two nodes drawing the same user code at once: exactly one gets it. */
@@ -1619,6 +1671,219 @@ static void test_passkeys(void **state)
     assert_int_equal(st->m->passkey_add(st, &a), QRL_OK);
 }
 
+/* --- WebAuthn challenges (store version 11) ------------------------------------------------- */
+
+#define CHAL_TTL 120000LL
+#define CHAL_MAX QRL_MAX_WEBAUTHN_CHALLENGES_PER_DEVICE
+
+static qrl_challenge_rec make_chal(unsigned seed, int64_t device_id, int64_t expires)
+{
+    qrl_challenge_rec c;
+
+    memset(&c, 0, sizeof c);
+    c.hash = hash_of(seed);
+    c.account_id = 1;
+    c.device_id = device_id;
+    c.purpose = 1;
+    c.expires_ms = expires;
+    return c;
+}
+
+static int64_t chal_count(const fixture *f, int64_t device_id)
+{
+    char sql[96];
+
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM webauthn_challenges WHERE device_id = %lld",
+             (long long)device_id);
+    return admin_int(f->uri, sql);
+}
+
+/* Put on one node, take on the other, once; what was put comes back; an expired one is never
+ * taken; the sweep deletes the expired; refusals change nothing. */
+static void test_challenges(void **state)
+{
+    fixture *f = *state;
+    qrl_store *st = f->st, *b = node(f);
+    qrl_challenge_rec a = make_chal(1, 7, T0 + CHAL_TTL), e = make_chal(2, 7, T0 + 1000);
+    qrl_challenge_rec live = make_chal(3, 8, T0 + CHAL_TTL), got, bad;
+    qrl_hash unknown = hash_of(99);
+
+    assert_true(st->m->version >= 11);
+    assert_non_null(st->m->challenge_put);
+    assert_non_null(st->m->challenge_take);
+    a.account_id = 3;
+    a.lr_id = 42;
+    a.purpose = 2;
+    assert_int_equal(st->m->challenge_put(st, &a, T0), QRL_OK);
+    assert_int_equal(b->m->challenge_put(b, &a, T0), QRL_ERR_EXISTS);
+    memset(&got, 0xff, sizeof got);
+    assert_int_equal(b->m->challenge_take(b, &a.hash, T0 + 1000, &got), QRL_OK);
+    assert_memory_equal(got.hash.b, a.hash.b, QRL_HASH_BYTES);
+    assert_int_equal(got.account_id, 3);
+    assert_int_equal(got.device_id, 7);
+    assert_int_equal(got.lr_id, 42);
+    assert_int_equal(got.purpose, 2);
+    assert_int_equal(got.expires_ms, T0 + CHAL_TTL);
+    assert_int_equal(st->m->challenge_take(st, &a.hash, T0 + 1000, &got), QRL_ERR_NOT_FOUND);
+    assert_int_equal(b->m->challenge_take(b, &a.hash, T0 + 1000, &got), QRL_ERR_NOT_FOUND);
+    assert_int_equal(st->m->challenge_take(st, &unknown, T0 + 1000, NULL), QRL_ERR_NOT_FOUND);
+
+    /* Expired: not taken, deleted all the same. */
+    assert_int_equal(st->m->challenge_put(st, &e, T0), QRL_OK);
+    assert_int_equal(b->m->challenge_take(b, &e.hash, T0 + 1000, &got), QRL_ERR_NOT_FOUND);
+    assert_int_equal(chal_count(f, 7), 0);
+    /* The sweep deletes the expired, keeps the live. */
+    assert_int_equal(st->m->challenge_put(st, &e, T0), QRL_OK);
+    assert_int_equal(st->m->challenge_put(st, &live, T0), QRL_OK);
+    assert_int_equal(b->m->sweep(b, T0 + 999, 3600000), QRL_OK);
+    assert_int_equal(chal_count(f, 7), 1);
+    assert_int_equal(b->m->sweep(b, T0 + 1000, 3600000), QRL_OK);
+    assert_int_equal(chal_count(f, 7), 0);
+    assert_int_equal(b->m->challenge_take(b, &live.hash, T0 + 1000, NULL), QRL_OK);
+
+    assert_int_equal(st->m->challenge_put(st, NULL, T0), QRL_ERR_INVALID);
+    assert_int_equal(st->m->challenge_take(st, NULL, T0, &got), QRL_ERR_INVALID);
+    bad = make_chal(4, 7, T0 + CHAL_TTL);
+    bad.account_id = 0;
+    assert_int_equal(st->m->challenge_put(st, &bad, T0), QRL_ERR_INVALID);
+    bad = make_chal(4, 0, T0 + CHAL_TTL);
+    assert_int_equal(st->m->challenge_put(st, &bad, T0), QRL_ERR_INVALID);
+    bad = make_chal(4, 7, T0 + CHAL_TTL);
+    bad.lr_id = -1;
+    assert_int_equal(st->m->challenge_put(st, &bad, T0), QRL_ERR_INVALID);
+    bad = make_chal(4, 7, T0 + CHAL_TTL);
+    bad.purpose = 0;
+    assert_int_equal(st->m->challenge_put(st, &bad, T0), QRL_ERR_INVALID);
+    bad = make_chal(4, 7, T0);
+    assert_int_equal(st->m->challenge_put(st, &bad, T0), QRL_ERR_INVALID);
+    assert_int_equal(admin_int(f->uri, "SELECT count(*) FROM webauthn_challenges"), 0);
+    b->m->close(b);
+}
+
+/* However often one phone asks, it holds at most CHAL_MAX challenges: its newest; another
+ * phone's are left alone; its expired ones make room first. */
+static void test_challenge_per_device_bound(void **state)
+{
+    fixture *f = *state;
+    qrl_store *st = f->st;
+    qrl_challenge_rec other = make_chal(1, 8, T0 + CHAL_TTL), got;
+
+    assert_int_equal(st->m->challenge_put(st, &other, T0), QRL_OK);
+    for (unsigned i = 0; i < CHAL_MAX + 3; i++) {
+        qrl_challenge_rec c = make_chal(10 + i, 7, T0 + CHAL_TTL + i);
+        assert_int_equal(st->m->challenge_put(st, &c, T0 + i), QRL_OK);
+    }
+    assert_int_equal(chal_count(f, 7), CHAL_MAX);
+    for (unsigned i = 0; i < CHAL_MAX + 3; i++) {
+        qrl_challenge_rec c = make_chal(10 + i, 7, 0);
+        assert_int_equal(st->m->challenge_take(st, &c.hash, T0 + 100, &got),
+                         i < 3 ? QRL_ERR_NOT_FOUND : QRL_OK);
+    }
+    assert_int_equal(st->m->challenge_take(st, &other.hash, T0 + 100, &got), QRL_OK);
+
+    for (unsigned i = 0; i < CHAL_MAX; i++) {
+        qrl_challenge_rec c = make_chal(30 + i, 9, T0 + 1000 + i);
+        assert_int_equal(st->m->challenge_put(st, &c, T0), QRL_OK);
+    }
+    qrl_challenge_rec late = make_chal(50, 9, T0 + 1002 + CHAL_TTL);
+    assert_int_equal(st->m->challenge_put(st, &late, T0 + 1002), QRL_OK);
+    assert_int_equal(chal_count(f, 9), CHAL_MAX - 3 + 1);
+    qrl_challenge_rec kept = make_chal(33, 9, 0);
+    assert_int_equal(st->m->challenge_take(st, &kept.hash, T0 + 1002, &got), QRL_OK);
+}
+
+struct chal_race {
+    qrl_store *st[2];
+    qrl_hash h;
+    pthread_barrier_t barrier;
+    qrl_err rc[NTHREADS];
+};
+
+struct chal_racer {
+    struct chal_race *r;
+    int i;
+};
+
+static void *chal_take_racer(void *arg)
+{
+    struct chal_racer *me = arg;
+    qrl_store *st = me->r->st[me->i % 2];
+    qrl_challenge_rec got;
+    qrl_hash warm = hash_of(77);
+
+    /* Connect first, so that the race is on the statement itself. */
+    (void)st->m->challenge_take(st, &warm, T0, NULL);
+    pthread_barrier_wait(&me->r->barrier);
+    me->r->rc[me->i] = st->m->challenge_take(st, &me->r->h, T0 + 1000, &got);
+    if (me->r->rc[me->i] == QRL_OK && got.device_id != 7)
+        me->r->rc[me->i] = QRL_ERR_STORE;
+    return NULL;
+}
+
+static void *chal_put_racer(void *arg)
+{
+    struct chal_racer *me = arg;
+    qrl_store *st = me->r->st[me->i % 2];
+    qrl_challenge_rec c = make_chal(200 + (unsigned)me->i, 11, T0 + CHAL_TTL);
+    qrl_hash warm = hash_of(77);
+
+    (void)st->m->challenge_take(st, &warm, T0, NULL);
+    pthread_barrier_wait(&me->r->barrier);
+    me->r->rc[me->i] = st->m->challenge_put(st, &c, T0);
+    return NULL;
+}
+
+static void run_chal_race(struct chal_race *r, void *(*fn)(void *))
+{
+    pthread_t th[NTHREADS];
+    struct chal_racer who[NTHREADS];
+
+    assert_int_equal(pthread_barrier_init(&r->barrier, NULL, NTHREADS), 0);
+    for (int i = 0; i < NTHREADS; i++) {
+        who[i] = (struct chal_racer){.r = r, .i = i};
+        assert_int_equal(pthread_create(&th[i], NULL, fn, &who[i]), 0);
+    }
+    for (int i = 0; i < NTHREADS; i++)
+        pthread_join(th[i], NULL);
+    pthread_barrier_destroy(&r->barrier);
+}
+
+/* 16 threads on two nodes take one challenge at once: exactly one gets it. 16 threads on two
+ * nodes put for one phone at once: it holds CHAL_MAX afterwards, not more. */
+static void test_challenge_races_two_nodes(void **state)
+{
+    fixture *f = *state;
+    qrl_store *second = node(f);
+    struct chal_race r;
+
+    for (unsigned round = 0; round < 4; round++) {
+        qrl_challenge_rec c = make_chal(100 + round, 7, T0 + CHAL_TTL);
+        int wins = 0;
+
+        memset(&r, 0, sizeof r);
+        r.st[0] = f->st;
+        r.st[1] = second;
+        r.h = c.hash;
+        assert_int_equal(f->st->m->challenge_put(f->st, &c, T0), QRL_OK);
+        run_chal_race(&r, chal_take_racer);
+        for (int i = 0; i < NTHREADS; i++) {
+            if (r.rc[i] == QRL_OK)
+                wins++;
+            else
+                assert_int_equal(r.rc[i], QRL_ERR_NOT_FOUND);
+        }
+        assert_int_equal(wins, 1);
+    }
+    memset(&r, 0, sizeof r);
+    r.st[0] = f->st;
+    r.st[1] = second;
+    run_chal_race(&r, chal_put_racer);
+    for (int i = 0; i < NTHREADS; i++)
+        assert_int_equal(r.rc[i], QRL_OK);
+    assert_int_equal(chal_count(f, 11), CHAL_MAX);
+    second->m->close(second);
+}
+
 /* --- notices of new devices (store version 10) -------------------------------------------- */
 
 static qrl_notice_rec make_notice(int64_t id, int64_t account_id, int64_t device_id,
@@ -1701,6 +1966,141 @@ static void test_notices(void **state)
     assert_int_equal(list[0].id, 300);
     assert_int_equal(st->m->notice_get(st, alice, 200, &got), QRL_OK);
     assert_int_equal(got.device.revoked_ms, T0 + 30000);
+}
+
+/* --- notices of blocked requests (store version 11) ----------------------------------------- */
+
+/* A notice that phone `device` of `account` was stopped from approving a phishing request. */
+static qrl_notice_rec make_blocked(int64_t id, int64_t account_id, int64_t device_id,
+                                   int64_t created)
+{
+    qrl_notice_rec n = make_notice(id, account_id, device_id, created);
+
+    n.kind = QRL_NOTICE_REQUEST_BLOCKED;
+    snprintf(n.platform, sizeof n.platform, "Samsung Tizen");
+    snprintf(n.reason, sizeof n.reason, "many_accounts");
+    snprintf(n.screen_name, sizeof n.screen_name, "Living Room TV");
+    snprintf(n.screen_kind, sizeof n.screen_kind, "tv");
+    snprintf(n.screen_address, sizeof n.screen_address, "2001:db8::7");
+    return n;
+}
+
+/* As the SQLite store: a blocked request's notice keeps every field, is listed to every device
+ * of the account (the stopped phone too) and to no other account, is acknowledged per device,
+ * stays listed after the phone is revoked, and its insertion wakes the account's waiters on
+ * another node. */
+static void test_notices_blocked(void **state)
+{
+    fixture *f = *state;
+    qrl_store *st = f->st, *b = node(f);
+    int64_t alice = add_account(st, "alice", 0), bob = add_account(st, "bob", 0);
+    int64_t phone = add_device(st, alice, "Phone", T0), tablet = add_device(st, alice, "Tablet", T0);
+    int64_t bob_phone = add_device(st, bob, "Bob's phone", T0);
+    int64_t tv = add_device(st, alice, "TV", T0 + 1);
+    qrl_notice_rec n = make_blocked(700, alice, phone, T0 + 5), list[4], got;
+    struct seen seen = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    size_t k = 99;
+
+    /* Listening once the first "look at everything" came. */
+    assert_int_equal(b->m->set_notify(b, on_notify, &seen), QRL_OK);
+    assert_true(wait_seen(&seen, 0, 0, 5000) >= 0);
+    assert_true(st->m->version >= 11);
+    assert_int_equal(st->m->notice_add(st, &n, T0 - 1000), QRL_OK);
+    assert_true(wait_seen(&seen, qrl_notice_key(alice), 0, 5000) >= 0);
+    /* A kind that is none, and strings too long for their fields, are refused. */
+    n = make_blocked(701, alice, phone, T0 + 5);
+    n.kind = (qrl_notice_kind)9;
+    assert_int_equal(st->m->notice_add(st, &n, T0 - 1000), QRL_ERR_INVALID);
+    n = make_blocked(701, alice, phone, T0 + 5);
+    memset(n.reason, 'r', sizeof n.reason);
+    assert_int_equal(st->m->notice_add(st, &n, T0 - 1000), QRL_ERR_INVALID);
+    n = make_blocked(701, alice, phone, T0 + 5);
+    memset(n.screen_address, 'a', sizeof n.screen_address);
+    assert_int_equal(st->m->notice_add(st, &n, T0 - 1000), QRL_ERR_INVALID);
+    /* Kind 0 is a new device's notice. */
+    n = make_notice(650, alice, tv, T0 + 2);
+    n.kind = (qrl_notice_kind)0;
+    assert_int_equal(st->m->notice_add(st, &n, T0 - 1000), QRL_OK);
+
+    assert_int_equal(st->m->notice_list(st, alice, phone, T0, list, 4, &k), QRL_OK);
+    assert_int_equal(k, 2);
+    assert_int_equal(list[0].id, 700);
+    assert_int_equal(list[0].kind, QRL_NOTICE_REQUEST_BLOCKED);
+    assert_int_equal(list[0].device_id, phone);
+    assert_int_equal(list[0].device.id, phone);
+    assert_string_equal(list[0].platform, "Samsung Tizen");
+    assert_string_equal(list[0].reason, "many_accounts");
+    assert_string_equal(list[0].screen_name, "Living Room TV");
+    assert_string_equal(list[0].screen_kind, "tv");
+    assert_string_equal(list[0].screen_address, "2001:db8::7");
+    assert_int_equal(list[1].id, 650);
+    assert_int_equal(list[1].kind, QRL_NOTICE_DEVICE_LINKED);
+    assert_string_equal(list[1].reason, "");
+    assert_int_equal(b->m->notice_list(b, alice, tablet, T0, list, 4, &k), QRL_OK);
+    assert_int_equal(k, 2);
+    assert_int_equal(st->m->notice_list(st, alice, tv, T0, list, 4, &k), QRL_OK);
+    assert_int_equal(k, 1);
+    assert_int_equal(list[0].id, 700);
+    assert_int_equal(st->m->notice_list(st, bob, bob_phone, T0, list, 4, &k), QRL_OK);
+    assert_int_equal(k, 0);
+    assert_int_equal(st->m->notice_get(st, alice, 700, &got), QRL_OK);
+    assert_int_equal(got.kind, QRL_NOTICE_REQUEST_BLOCKED);
+    assert_int_equal(st->m->notice_get(st, bob, 700, &got), QRL_ERR_NOT_FOUND);
+
+    /* Acknowledged by the phone: gone for it only. Then the phone is revoked: still told. */
+    assert_int_equal(st->m->notice_ack(st, alice, 700, phone, T0 + 10), QRL_OK);
+    assert_int_equal(st->m->notice_list(st, alice, phone, T0, list, 4, &k), QRL_OK);
+    assert_int_equal(k, 1);
+    assert_int_equal(list[0].id, 650);
+    assert_int_equal(st->m->device_revoke(st, alice, phone, T0 + 20), QRL_OK);
+    assert_int_equal(st->m->device_revoke(st, alice, tv, T0 + 21), QRL_OK);
+    assert_int_equal(st->m->notice_list(st, alice, tablet, T0, list, 4, &k), QRL_OK);
+    assert_int_equal(k, 1);
+    assert_int_equal(list[0].id, 700);
+    assert_int_equal(list[0].device.revoked_ms, T0 + 20);
+    assert_int_equal(b->m->set_notify(b, NULL, NULL), QRL_OK);
+    b->m->close(b);
+}
+
+/* A version-1 database (notices of new devices only) gains the columns: its notice reads back
+ * as a new device's with empty request fields and its acknowledgement is kept. */
+static void test_migrate_notices_from_v1(void **state)
+{
+    fixture *f = *state;
+    int64_t alice = add_account(f->st, "alice", 0);
+    int64_t phone = add_device(f->st, alice, "Phone", T0), phone2 = add_device(f->st, alice, "P2", T0);
+    int64_t tv = add_device(f->st, alice, "TV", T0 + 1);
+    qrl_notice_rec n = make_notice(500, alice, tv, T0 + 1), list[4];
+    size_t k = 99;
+
+    assert_int_equal(f->st->m->notice_add(f->st, &n, 0), QRL_OK);
+    assert_int_equal(f->st->m->notice_ack(f->st, alice, 500, phone, T0 + 2), QRL_OK);
+    f->st->m->close(f->st);
+    f->st = NULL;
+    /* Everything version 2 added, undone. */
+    admin_exec(f->uri, "DROP TABLE webauthn_challenges; DROP FUNCTION IF EXISTS qrlogin_redeem;"
+                       " ALTER TABLE login_requests DROP COLUMN dpop_jkt;"
+                       " ALTER TABLE notices DROP COLUMN kind, DROP COLUMN reason,"
+                       " DROP COLUMN screen_name, DROP COLUMN screen_kind,"
+                       " DROP COLUMN screen_address;"
+                       " UPDATE qrlogin_schema SET version = 1");
+    f->st = node(f);
+    assert_int_equal(admin_int(f->uri, "SELECT version FROM qrlogin_schema"), 2);
+    assert_int_equal(admin_int(f->uri, "SELECT count(*) FROM notice_acks"), 1);
+    assert_int_equal(f->st->m->notice_list(f->st, alice, phone, T0, list, 4, &k), QRL_OK);
+    assert_int_equal(k, 0);
+    assert_int_equal(f->st->m->notice_list(f->st, alice, phone2, T0, list, 4, &k), QRL_OK);
+    assert_int_equal(k, 1);
+    assert_int_equal(list[0].id, 500);
+    assert_int_equal(list[0].kind, QRL_NOTICE_DEVICE_LINKED);
+    assert_string_equal(list[0].platform, "Chrome on Linux");
+    assert_string_equal(list[0].reason, "");
+    assert_string_equal(list[0].screen_name, "");
+    n = make_blocked(600, alice, phone, T0 + 3);
+    assert_int_equal(f->st->m->notice_add(f->st, &n, 0), QRL_OK);
+    assert_int_equal(f->st->m->notice_list(f->st, alice, phone, T0, list, 4, &k), QRL_OK);
+    assert_int_equal(k, 1);
+    assert_int_equal(list[0].kind, QRL_NOTICE_REQUEST_BLOCKED);
 }
 
 /* A screen's DPoP key is stored by device_create and by redemption. */
@@ -2132,6 +2532,410 @@ static void test_health(void **state)
 
 /* --- main --------------------------------------------------------------------------------- */
 
+/* --- one statement where there were several (store version 11), notifications after commit - */
+
+/* The payloads of the notifier (lib/store/postgres/notify.c), internal to the store. */
+size_t qrl__pg_payloads(const int64_t *ids, size_t n, char *out, size_t cap);
+
+static qrl_lr_poll_req poll_of(int64_t id, unsigned seed, int64_t now, int wait_s)
+{
+    return (qrl_lr_poll_req){.key = {.id = id, .hash = hash_of(seed * 2 + 1000)},
+                             .client_id = "tv-app",
+                             .now_ms = now,
+                             .wait_s = wait_s,
+                             .slack_ms = 1000,
+                             .step_s = 5,
+                             .max_s = 60};
+}
+
+/* lr_poll_find: the read and lr_poll's RFC 8628 bookkeeping in one step, shared by two nodes,
+ * for the request's own polls only: a wrong hash, client or DPoP key is QRL_ERR_NOT_FOUND and
+ * counts nothing. */
+static void test_lr_poll_find(void **state)
+{
+    fixture *f = *state;
+    qrl_store *a = f->st, *b = node(f);
+    int64_t id = add_lr(a, 1, "WDJBMJHT", T0), t = T0 + 10000;
+    qrl_lr_poll_req p = poll_of(id, 1, t, -1);
+    qrl_lr_rec got, keyed = make_lr(3, "BCDFGHJK", T0);
+    char other[QRL_DPOP_JKT_LEN + 1];
+    int iv = 0;
+
+    assert_non_null(a->m->lr_poll_find);
+    assert_int_equal(a->m->lr_poll_find(a, &p, &got, &iv), QRL_OK);
+    assert_int_equal(got.id, id);
+    assert_int_equal(got.state, QRL_LR_PENDING);
+    assert_string_equal(got.user_code, "WDJBMJHT");
+    assert_string_equal(got.device_platform, "Samsung Tizen");
+    assert_int_equal(got.interval_s, 5);
+    assert_int_equal(got.expires_ms, T0 + TTL);
+    assert_int_equal(iv, 5);
+    /* The other node, 2 s later: too soon for the history both share. */
+    p = poll_of(id, 1, t + 2000, -1);
+    assert_int_equal(b->m->lr_poll_find(b, &p, &got, &iv), QRL_ERR_SLOW_DOWN);
+    assert_int_equal(iv, 10);
+    assert_int_equal(got.id, id);
+    assert_int_equal(got.interval_s, 5);
+    t += 2000;
+    /* Not this request's polls: nothing is counted, so the next poll on time is on time. */
+    p = poll_of(id, 2, t + 1, -1); /* another device code */
+    assert_int_equal(a->m->lr_poll_find(a, &p, &got, &iv), QRL_ERR_NOT_FOUND);
+    p = poll_of(id, 1, t + 2, -1);
+    p.client_id = "other-app";
+    assert_int_equal(b->m->lr_poll_find(b, &p, &got, &iv), QRL_ERR_NOT_FOUND);
+    p = poll_of(id + 999, 1, t + 3, -1);
+    assert_int_equal(a->m->lr_poll_find(a, &p, &got, &iv), QRL_ERR_NOT_FOUND);
+    /* Held for at least the request's interval: exempt, not counted; a shorter hold counts. */
+    p = poll_of(id, 1, t + 4, 5);
+    assert_int_equal(a->m->lr_poll_find(a, &p, &got, &iv), QRL_OK);
+    assert_int_equal(iv, 10);
+    p = poll_of(id, 1, t + 5, 4);
+    assert_int_equal(b->m->lr_poll_find(b, &p, &got, &iv), QRL_ERR_SLOW_DOWN);
+    assert_int_equal(iv, 15);
+    t += 5;
+    p = poll_of(id, 1, t + 14000, -1);
+    assert_int_equal(a->m->lr_poll_find(a, &p, NULL, &iv), QRL_ERR_INVALID);
+    assert_int_equal(a->m->lr_poll_find(a, &p, &got, NULL), QRL_OK);
+    /* What lr_poll keeps is the same history. */
+    assert_int_equal(b->m->lr_poll(b, id, t + 14001, 0, 1000, 5, 60, &iv), QRL_ERR_SLOW_DOWN);
+    assert_int_equal(iv, 20);
+
+    /* A request that names a DPoP key counts only the polls proved with it: the two refused
+     * first leave the third, 2 ms later, on time. */
+    memset(keyed.dpop_jkt, 'k', QRL_DPOP_JKT_LEN);
+    keyed.dpop_jkt[QRL_DPOP_JKT_LEN] = '\0';
+    memset(other, 'j', QRL_DPOP_JKT_LEN);
+    other[QRL_DPOP_JKT_LEN] = '\0';
+    assert_int_equal(a->m->lr_create(a, &keyed), QRL_OK);
+    p = poll_of(keyed.id, 3, t, -1);
+    assert_int_equal(a->m->lr_poll_find(a, &p, &got, &iv), QRL_ERR_NOT_FOUND);
+    p.dpop_jkt = other;
+    p.now_ms = t + 1;
+    assert_int_equal(b->m->lr_poll_find(b, &p, &got, &iv), QRL_ERR_NOT_FOUND);
+    p.dpop_jkt = keyed.dpop_jkt;
+    p.now_ms = t + 2;
+    assert_int_equal(b->m->lr_poll_find(b, &p, &got, &iv), QRL_OK);
+    assert_string_equal(got.dpop_jkt, keyed.dpop_jkt);
+    p.now_ms = t + 3;
+    assert_int_equal(a->m->lr_poll_find(a, &p, &got, &iv), QRL_ERR_SLOW_DOWN);
+    /* A request without a key takes a poll with one. */
+    p = poll_of(id, 1, t + 60000, -1);
+    p.dpop_jkt = other;
+    assert_int_equal(a->m->lr_poll_find(a, &p, &got, &iv), QRL_OK);
+    /* Input it refuses. */
+    p.client_id = NULL;
+    assert_int_equal(a->m->lr_poll_find(a, &p, &got, &iv), QRL_ERR_INVALID);
+    b->m->close(b);
+}
+
+struct first_race {
+    qrl_store *st[2];
+    pthread_barrier_t barrier;
+    qrl_err rc[NTHREADS];
+    int64_t count[NTHREADS];
+};
+struct first_racer {
+    struct first_race *r;
+    int i;
+};
+
+static void *first_racer_main(void *arg)
+{
+    struct first_racer *me = arg;
+    qrl_store *st = me->r->st[me->i % 2];
+    int64_t c;
+
+    (void)st->m->ratelimit_peek(st, "warm", T0, 1000, &c);
+    pthread_barrier_wait(&me->r->barrier);
+    me->r->rc[me->i] =
+        st->m->ratelimit_first_hit(st, "seen:race", "count:race", T0, 60000, &me->r->count[me->i]);
+    return NULL;
+}
+
+/* ratelimit_first_hit: a first sight and its count in one atomic step, shared by the nodes;
+ * 16 threads on two nodes seeing one thing at once count it once. */
+static void test_ratelimit_first_hit(void **state)
+{
+    fixture *f = *state;
+    qrl_store *a = f->st, *b = node(f);
+    struct first_race r;
+    struct first_racer who[NTHREADS];
+    pthread_t th[NTHREADS];
+    int64_t n = 0;
+    int ok = 0;
+
+    assert_non_null(a->m->ratelimit_first_hit);
+    assert_int_equal(a->m->ratelimit_first_hit(a, "seen:1", "count", T0, 60000, &n), QRL_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(b->m->ratelimit_first_hit(b, "seen:1", "count", T0 + 1, 60000, &n),
+                     QRL_ERR_EXISTS);
+    assert_int_equal(a->m->ratelimit_peek(a, "count", T0 + 1, 60000, &n), QRL_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(b->m->ratelimit_first_hit(b, "seen:2", "count", T0 + 2, 60000, &n), QRL_OK);
+    assert_int_equal(n, 2);
+    /* What ratelimit_take of limit 1 keeps: given back, it is new again. */
+    assert_int_equal(a->m->ratelimit_take(a, "seen:2", T0 + 3, 60000, 1, NULL),
+                     QRL_ERR_RATE_LIMITED);
+    assert_int_equal(a->m->ratelimit_give(a, "seen:2", T0 + 3, 60000, 1), QRL_OK);
+    assert_int_equal(a->m->ratelimit_first_hit(a, "seen:2", "count", T0 + 4, 60000, &n), QRL_OK);
+    assert_int_equal(n, 3);
+    /* A window later both are new: the thing, and the count's window. */
+    assert_int_equal(b->m->ratelimit_first_hit(b, "seen:1", "count", T0 + 60000, 60000, &n),
+                     QRL_OK);
+    assert_int_equal(n, 1);
+    /* Input it refuses. */
+    assert_int_equal(a->m->ratelimit_first_hit(a, "k", "k", T0, 60000, &n), QRL_ERR_INVALID);
+    assert_int_equal(a->m->ratelimit_first_hit(a, "k", "c", T0, 0, &n), QRL_ERR_INVALID);
+    assert_int_equal(a->m->ratelimit_first_hit(a, "k", "c", T0, 1000, NULL), QRL_ERR_INVALID);
+
+    memset(&r, 0, sizeof r);
+    r.st[0] = a;
+    r.st[1] = b;
+    pthread_barrier_init(&r.barrier, NULL, NTHREADS);
+    for (int i = 0; i < NTHREADS; i++) {
+        who[i] = (struct first_racer){.r = &r, .i = i};
+        assert_int_equal(pthread_create(&th[i], NULL, first_racer_main, &who[i]), 0);
+    }
+    for (int i = 0; i < NTHREADS; i++)
+        pthread_join(th[i], NULL);
+    pthread_barrier_destroy(&r.barrier);
+    for (int i = 0; i < NTHREADS; i++) {
+        if (r.rc[i] == QRL_OK) {
+            ok++;
+            assert_int_equal(r.count[i], 1);
+        } else {
+            assert_int_equal(r.rc[i], QRL_ERR_EXISTS);
+        }
+    }
+    assert_int_equal(ok, 1);
+    assert_int_equal(a->m->ratelimit_peek(a, "count:race", T0, 60000, &n), QRL_OK);
+    assert_int_equal(n, 1);
+    b->m->close(b);
+}
+
+/* Redemption runs as one statement (the function qrlogin_redeem) for up to two tokens, as
+ * statements of its own transaction for more; either way a failure writes nothing. */
+static void test_lr_redeem_paths(void **state)
+{
+    fixture *f = *state;
+    qrl_store *st = f->st;
+    int64_t acct = add_account(st, "alice", 0), phone = add_device(st, acct, "Pixel", T0);
+    int64_t id = add_approved_lr(st, 1, "WDJBMJHT", acct, phone);
+    qrl_device_rec d = make_device(0, "TV", T0 + 3000), list[4];
+    qrl_token_rec tok[3] = {make_token(1, QRL_TOKEN_ACCESS, T0 + 3000, T0 + 3603000),
+                            make_token(2, QRL_TOKEN_REFRESH, T0 + 3000, T0 + 86403000),
+                            make_token(3, QRL_TOKEN_REFRESH, T0 + 3000, T0 + 86403000)};
+    qrl_lr_state s = QRL_LR_PENDING;
+    qrl_lr_rec got;
+    qrl_token_rec t;
+    size_t n;
+
+    /* Three tokens: the statements one by one. */
+    assert_int_equal(st->m->lr_redeem(st, id, T0 + 3000, &d, tok, 3, &s), QRL_OK);
+    assert_int_equal(s, QRL_LR_REDEEMED);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(st->m->token_lookup(st, &tok[i].hash, &t), QRL_OK);
+        assert_int_equal(t.device_id, d.id);
+    }
+    /* A token whose hash is taken: nothing of the redemption stays, in one statement or in
+     * the approval and redemption of lr_approve_redeem. */
+    id = add_approved_lr(st, 2, "BCDFGHJK", acct, phone);
+    d = make_device(0, "TV 2", T0 + 3000);
+    tok[1] = make_token(4, QRL_TOKEN_REFRESH, T0 + 3000, T0 + 86403000);
+    assert_int_equal(st->m->lr_redeem(st, id, T0 + 3000, &d, tok, 2, &s), QRL_ERR_EXISTS);
+    assert_int_equal(st->m->lr_get(st, id, &got), QRL_OK);
+    assert_int_equal(got.state, QRL_LR_APPROVED);
+    assert_int_equal(st->m->token_lookup(st, &tok[1].hash, &t), QRL_ERR_NOT_FOUND);
+    assert_int_equal(st->m->device_list(st, acct, list, 4, &n), QRL_OK);
+    assert_int_equal(n, 2); /* the phone and the first TV */
+    {
+        int64_t id2 = add_lr(st, 3, "CDFGHJKL", T0);
+        qrl_lr_cas scan = scan_cas(id2, phone), approve = approve_cas(id2, acct, phone);
+        assert_int_equal(st->m->lr_transition(st, &scan), QRL_OK);
+        assert_int_equal(st->m->lr_approve_redeem(st, &approve, &d, tok, 2), QRL_ERR_EXISTS);
+        assert_int_equal(st->m->lr_get(st, id2, &got), QRL_OK);
+        assert_int_equal(got.state, QRL_LR_SCANNED);
+        tok[0] = make_token(5, QRL_TOKEN_ACCESS, T0 + 3000, T0 + 3603000);
+        assert_int_equal(st->m->lr_approve_redeem(st, &approve, &d, tok, 2), QRL_OK);
+        assert_int_equal(st->m->lr_get(st, id2, &got), QRL_OK);
+        assert_int_equal(got.state, QRL_LR_REDEEMED);
+        assert_int_equal(got.redeemed_device_id, d.id);
+        assert_int_equal(d.account_id, acct);
+        assert_int_equal(tok[1].device_id, d.id);
+    }
+}
+
+/* Reads notifications on `c` for up to ms; adds each payload's ids to `s` and counts the
+ * notifications and the longest payload. */
+static void drain_notifications(PGconn *c, struct seen *s, int64_t ms, int *count, size_t *longest)
+{
+    int64_t t0 = ms_now();
+
+    while (ms_now() - t0 < ms) {
+        struct pollfd pfd = {.fd = PQsocket(c), .events = POLLIN};
+        (void)poll(&pfd, 1, 20);
+        assert_true(PQconsumeInput(c));
+        for (PGnotify *n; (n = PQnotifies(c)) != NULL; PQfreemem(n)) {
+            size_t len = strlen(n->extra);
+            (*count)++;
+            if (len > *longest)
+                *longest = len;
+            for (char *p = n->extra, *end; *p != '\0'; p = *end == ',' ? end + 1 : end) {
+                long long v = strtoll(p, &end, 10);
+                assert_true(end != p && (*end == ',' || *end == '\0'));
+                on_notify(s, v);
+            }
+        }
+    }
+}
+
+struct deny_job {
+    qrl_store *st;
+    int64_t first;
+    int n;
+    pthread_barrier_t *barrier;
+};
+
+static void *deny_main(void *arg)
+{
+    struct deny_job *j = arg;
+
+    pthread_barrier_wait(j->barrier);
+    for (int i = 0; i < j->n; i++)
+        assert_int_equal(
+            move(j->st, j->first + i, QRL_LR_BIT(QRL_LR_PENDING), QRL_LR_DENIED, T0 + 1), QRL_OK);
+    return NULL;
+}
+
+/* Notifications are sent after the commit, by the node's notifier, many ids to a NOTIFY:
+ * - the payloads: comma-separated ids, each payload shorter than PostgreSQL's 8000 bytes;
+ * - a batch from anyone reaches the hook id by id ("0" too: anything may have changed);
+ * - 128 changes made by 16 threads of another node at once: every id arrives, in at most as
+ *   many notifications, none longer than the limit;
+ * - a transaction that rolled back tells nobody, one that committed tells everybody. */
+static void test_notify_batches(void **state)
+{
+    fixture *f = *state;
+    qrl_store *a = f->st, *b = node(f);
+    struct seen s = {.mu = PTHREAD_MUTEX_INITIALIZER}, heard = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    int64_t ids[2000], acct = add_account(a, "alice", 0), phone = add_device(a, acct, "P", T0);
+    static char text[2000 * 22];
+    size_t len, longest = 0;
+    int zeros, count = 0, payloads = 1;
+
+    /* The payloads. */
+    for (int i = 0; i < 2000; i++)
+        ids[i] = i % 3 == 0 ? -(INT64_C(1) << 62) - i : INT64_C(3558000000000000) + i;
+    len = qrl__pg_payloads(ids, 2000, text, sizeof text);
+    assert_true(len > 0);
+    assert_int_equal(strlen(text), len);
+    {
+        int i = 0;
+        for (char *p = text, *end;; p = end + 1) {
+            size_t plen = strcspn(p, ";");
+            assert_true(plen > 0 && plen < 8000);
+            for (char *q = p; q < p + plen; q = *end == ',' ? end + 1 : end) {
+                assert_true(i < 2000);
+                assert_int_equal(strtoll(q, &end, 10), ids[i++]);
+            }
+            end = p + plen;
+            if (*end == '\0')
+                break;
+            payloads++;
+        }
+        assert_int_equal(i, 2000);
+        assert_true(payloads >= 5);
+    }
+    assert_int_equal(qrl__pg_payloads(ids, 2000, text, 100), 0);
+    len = qrl__pg_payloads(ids, 1, text, sizeof text);
+    assert_int_equal(len, strlen(text));
+    assert_string_equal(text, "-4611686018427387904");
+
+    /* A batch from anyone. */
+    assert_int_equal(a->m->set_notify(a, on_notify, &s), QRL_OK);
+    assert_true(wait_seen(&s, 0, 0, 5000) >= 0);
+    zeros = seen_zeros(&s);
+    assert_int_equal(admin_int(f->uri, "SELECT count(pg_notify('qrlogin',"
+                                       " '11,-12,-4611686018427387917,x,0,13'))"),
+                     1);
+    assert_true(wait_seen(&s, 13, 0, 5000) >= 0);
+    assert_true(seen_has(&s, 11) && seen_has(&s, -12) && seen_has(&s, qrl_notice_key(13)));
+    assert_int_equal(seen_zeros(&s), zeros + 1);
+
+    /* 128 changes at once on another node. */
+    {
+        PGconn *l = admin(f->uri);
+        pthread_barrier_t barrier;
+        struct deny_job jobs[NTHREADS];
+        pthread_t th[NTHREADS];
+        PGresult *r = PQexec(l, "LISTEN qrlogin");
+        assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+        PQclear(r);
+        for (int i = 0; i < NTHREADS * 8; i++) {
+            char code[QRL_USER_CODE_LEN + 1];
+            snprintf(code, sizeof code, "C%07d", i);
+            add_lr(a, 100 + (unsigned)i, code, T0);
+        }
+        pthread_barrier_init(&barrier, NULL, NTHREADS);
+        for (int i = 0; i < NTHREADS; i++) {
+            jobs[i] = (struct deny_job){.st = b,
+                                        .first = make_lr(100 + (unsigned)i * 8, "", T0).id,
+                                        .n = 8,
+                                        .barrier = &barrier};
+            assert_int_equal(pthread_create(&th[i], NULL, deny_main, &jobs[i]), 0);
+        }
+        for (int i = 0; i < NTHREADS; i++)
+            pthread_join(th[i], NULL);
+        pthread_barrier_destroy(&barrier);
+        for (int i = 0; i < NTHREADS * 8; i++)
+            assert_true(wait_seen(&s, make_lr(100 + (unsigned)i, "", T0).id, 0, 5000) >= 0);
+        drain_notifications(l, &heard, 500, &count, &longest);
+        pthread_mutex_lock(&heard.mu);
+        assert_int_equal(heard.n, NTHREADS * 8);
+        pthread_mutex_unlock(&heard.mu);
+        printf("test_notify_batches: %d changes came in %d notifications, the longest %zu "
+               "bytes\n",
+               NTHREADS * 8, count, longest);
+        assert_true(count >= 1 && count <= NTHREADS * 8);
+        assert_true(longest < 8000);
+        PQfinish(l);
+        /* One connection per node hears and tells: A's listens, B's (which installed no hook)
+         * only tells; none of B's pooled connections notified. */
+        assert_int_equal(admin_int(f->uri, "SELECT count(*) FROM pg_stat_activity"
+                                           " WHERE datname = current_database()"
+                                           " AND (query = 'LISTEN qrlogin'"
+                                           " OR query LIKE 'SELECT count(pg_notify(%')"),
+                         2);
+    }
+
+    /* A rolled back approval and redemption tells nobody (a taken token hash undoes it);
+     * the change after it, of another request, arrives, so the first would have too. */
+    {
+        int64_t id = add_lr(a, 1, "WDJBMJHT", T0), later = add_lr(a, 2, "BCDFGHJK", T0);
+        qrl_lr_cas scan = scan_cas(id, phone), approve = approve_cas(id, acct, phone);
+        qrl_device_rec d = make_device(0, "TV", T0 + 3000);
+        qrl_token_rec tok[2] = {make_token(1, QRL_TOKEN_ACCESS, T0 + 3000, T0 + 3603000),
+                                make_token(1, QRL_TOKEN_REFRESH, T0 + 3000, T0 + 86403000)};
+
+        assert_int_equal(b->m->lr_transition(b, &scan), QRL_OK);
+        assert_true(wait_seen(&s, id, 0, 5000) >= 0);
+        pthread_mutex_lock(&s.mu);
+        s.n = 0;
+        pthread_mutex_unlock(&s.mu);
+        assert_int_equal(b->m->lr_approve_redeem(b, &approve, &d, tok, 2), QRL_ERR_EXISTS);
+        assert_int_equal(move(b, later, QRL_LR_BIT(QRL_LR_PENDING), QRL_LR_DENIED, T0 + 5), QRL_OK);
+        assert_true(wait_seen(&s, later, 0, 5000) >= 0);
+        usleep(100000);
+        assert_false(seen_has(&s, id));
+        /* Approved and redeemed for real: heard. */
+        tok[1] = make_token(2, QRL_TOKEN_REFRESH, T0 + 3000, T0 + 86403000);
+        assert_int_equal(b->m->lr_approve_redeem(b, &approve, &d, tok, 2), QRL_OK);
+        assert_true(wait_seen(&s, id, 0, 5000) >= 0);
+    }
+    assert_int_equal(a->m->set_notify(a, NULL, NULL), QRL_OK);
+    b->m->close(b);
+}
+
 static void cluster_stop(void)
 {
     if (cluster_dir[0] != '\0') {
@@ -2157,6 +2961,7 @@ int main(void)
         T(test_token_rotate),
         T(test_token_rotate_refused),
         T(test_lr_create_find),
+        T(test_lr_dpop_jkt),
         T(test_user_code_race),
         T(test_lr_transition),
         T(test_lr_redeem),
@@ -2168,7 +2973,12 @@ int main(void)
         T(test_ratelimit_take_two_nodes),
         T(test_sweep),
         T(test_passkeys),
+        T(test_challenges),
+        T(test_challenge_per_device_bound),
+        T(test_challenge_races_two_nodes),
         T(test_notices),
+        T(test_notices_blocked),
+        T(test_migrate_notices_from_v1),
         T(test_device_key_at_create),
         T(test_race_one_node),
         T(test_race_two_nodes),
@@ -2179,6 +2989,10 @@ int main(void)
         T(test_reconnect_after_kill),
         T(test_health),
         T(test_database_restart),
+        T(test_lr_poll_find),
+        T(test_ratelimit_first_hit),
+        T(test_lr_redeem_paths),
+        T(test_notify_batches),
     };
 #undef T
     int rc;

@@ -40,10 +40,16 @@
 #define T0 1700000000000LL /* a plausible "now" in ms */
 #define TTL 120000LL       /* login request lifetime */
 #define NTHREADS 16
-/* The schema version of this build (schema.c), and what undoes version 7 (notices) in a test
- * that turns a database back into an older one. */
-#define SCHEMA_NOW 7
-#define DROP_V7 "DROP TABLE notice_acks; DROP TABLE notices;"
+/* The schema version of this build (schema.c), and what undoes version 8 (the DPoP key of a
+ * request, notices of blocked requests, WebAuthn challenges) and version 7 with it (notices) in a
+ * test that turns a database back into an older one. */
+#define SCHEMA_NOW 8
+#define DROP_V8                                                                                    \
+    "DROP TABLE webauthn_challenges; ALTER TABLE login_requests DROP COLUMN dpop_jkt;"            \
+    "ALTER TABLE notices DROP COLUMN kind; ALTER TABLE notices DROP COLUMN reason;"               \
+    "ALTER TABLE notices DROP COLUMN screen_name; ALTER TABLE notices DROP COLUMN screen_kind;"   \
+    "ALTER TABLE notices DROP COLUMN screen_address;"
+#define DROP_V7 DROP_V8 "DROP TABLE notice_acks; DROP TABLE notices;"
 
 typedef struct fixture {
     char dir[64];
@@ -1772,6 +1778,55 @@ static void test_device_pubkey(void **state)
     assert_int_equal(f->st->m->device_set_pubkey(f->st, alice, dev, pk), QRL_ERR_NOT_FOUND);
 }
 
+/* Store version 11: the key a request names (dpop_jkt) is written by lr_create and comes back
+ * from every read of the request, whatever its state; a request that names none reads "". */
+static void test_lr_dpop_jkt(void **state)
+{
+    fixture *f = *state;
+    qrl_store *st = f->st;
+    static const char jkt[] = "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k";
+    qrl_lr_rec lr = make_lr(1, "WDJBMJHT", T0), plain = make_lr(2, "BCDFGHJK", T0), got;
+    qrl_lr_secret_key dc, scan;
+
+    memcpy(lr.dpop_jkt, jkt, sizeof jkt);
+    assert_int_equal(st->m->lr_create(st, &lr), QRL_OK);
+    assert_int_equal(st->m->lr_create(st, &plain), QRL_OK);
+    assert_int_equal(st->m->lr_get(st, lr.id, &got), QRL_OK);
+    assert_string_equal(got.dpop_jkt, jkt);
+    dc = (qrl_lr_secret_key){.id = lr.id, .hash = lr.device_code_hash};
+    scan = (qrl_lr_secret_key){.id = lr.id, .hash = lr.scan_hash};
+    memset(&got, 0, sizeof got);
+    assert_int_equal(st->m->lr_find(st, QRL_LR_KEY_DEVICE_CODE, &dc, T0, &got), QRL_OK);
+    assert_string_equal(got.dpop_jkt, jkt);
+    memset(&got, 0, sizeof got);
+    assert_int_equal(st->m->lr_find(st, QRL_LR_KEY_SCAN, &scan, T0, &got), QRL_OK);
+    assert_string_equal(got.dpop_jkt, jkt);
+    memset(&got, 0, sizeof got);
+    assert_int_equal(st->m->lr_find(st, QRL_LR_KEY_USER_CODE, "WDJBMJHT", T0, &got), QRL_OK);
+    assert_string_equal(got.dpop_jkt, jkt);
+    assert_int_equal(st->m->lr_get(st, plain.id, &got), QRL_OK);
+    assert_string_equal(got.dpop_jkt, "");
+    assert_int_equal(st->m->lr_find(st, QRL_LR_KEY_USER_CODE, "BCDFGHJK", T0, &got), QRL_OK);
+    assert_string_equal(got.dpop_jkt, "");
+
+    /* It stays through the request's life, and no transition touches the other's. */
+    assert_int_equal(move(st, lr.id, QRL_LR_BIT(QRL_LR_PENDING), QRL_LR_SCANNED, T0 + 10), QRL_OK);
+    assert_int_equal(move(st, lr.id, QRL_LR_BIT(QRL_LR_SCANNED), QRL_LR_APPROVED, T0 + 20), QRL_OK);
+    assert_int_equal(move(st, plain.id, QRL_LR_BIT(QRL_LR_PENDING), QRL_LR_DENIED, T0 + 30),
+                     QRL_OK);
+    assert_int_equal(st->m->lr_get(st, lr.id, &got), QRL_OK);
+    assert_int_equal(got.state, QRL_LR_APPROVED);
+    assert_string_equal(got.dpop_jkt, jkt);
+    assert_int_equal(st->m->lr_get(st, plain.id, &got), QRL_OK);
+    assert_string_equal(got.dpop_jkt, "");
+
+    /* A field without its terminating NUL is refused, and nothing is written. */
+    lr = make_lr(3, "CCCCCCCC", T0);
+    memset(lr.dpop_jkt, 'k', sizeof lr.dpop_jkt);
+    assert_int_equal(st->m->lr_create(st, &lr), QRL_ERR_INVALID);
+    assert_int_equal(db_int(f->path, "SELECT count(*) FROM login_requests"), 2);
+}
+
 static void test_lr_nonce(void **state)
 {
     fixture *f = *state;
@@ -1844,7 +1899,7 @@ static void test_migrate_from_v2(void **state)
     /* The version-2 table: both hashes UNIQUE. */
     db_exec(
         f->path,
-        "DROP TABLE passkeys; ALTER TABLE login_requests DROP COLUMN device_platform;"
+        DROP_V7 "DROP TABLE passkeys; ALTER TABLE login_requests DROP COLUMN device_platform;"
         "CREATE TABLE v2 (id INTEGER PRIMARY KEY,"
         " device_code_hash BLOB NOT NULL UNIQUE CHECK (length(device_code_hash) = 32),"
         " scan_hash BLOB NOT NULL UNIQUE CHECK (length(scan_hash) = 32),"
@@ -1858,7 +1913,7 @@ static void test_migrate_from_v2(void **state)
         " redeemed_device_id INTEGER NOT NULL DEFAULT 0, nonce TEXT NOT NULL DEFAULT '');"
         "INSERT INTO v2 SELECT * FROM login_requests; DROP TABLE login_requests;"
         "ALTER TABLE v2 RENAME TO login_requests;"
-        "CREATE INDEX login_requests_user_code ON login_requests(user_code, expires_ms);" DROP_V7
+        "CREATE INDEX login_requests_user_code ON login_requests(user_code, expires_ms);"
         "PRAGMA user_version = 2;");
     assert_int_equal(db_int(f->path, "SELECT count(*) FROM sqlite_master WHERE type = 'index'"
                                      " AND tbl_name = 'login_requests'"),
@@ -2247,6 +2302,229 @@ static void test_passkey_delete(void **state)
     assert_int_equal(f->st->m->passkey_add(f->st, &a), QRL_OK);
 }
 
+/* --- WebAuthn challenges (store version 11) ------------------------------------------------- */
+
+#define CHAL_TTL 120000LL
+#define CHAL_MAX QRL_MAX_WEBAUTHN_CHALLENGES_PER_DEVICE
+
+static qrl_challenge_rec make_chal(unsigned seed, int64_t device_id, int64_t expires)
+{
+    qrl_challenge_rec c;
+
+    memset(&c, 0, sizeof c);
+    c.hash = hash_of(seed);
+    c.account_id = 1;
+    c.device_id = device_id;
+    c.purpose = 1;
+    c.expires_ms = expires;
+    return c;
+}
+
+static int64_t chal_count(const fixture *f, int64_t device_id)
+{
+    char sql[96];
+
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM webauthn_challenges WHERE device_id = %lld",
+             (long long)device_id);
+    return db_int(f->path, sql);
+}
+
+/* Put, take once, never twice; what was put comes back; refusals change nothing. */
+static void test_challenge_put_take(void **state)
+{
+    fixture *f = *state;
+    qrl_challenge_rec a = make_chal(1, 7, T0 + CHAL_TTL), b = make_chal(2, 7, T0 + CHAL_TTL);
+    qrl_challenge_rec got, bad;
+    qrl_hash unknown = hash_of(99);
+
+    assert_true(f->st->m->version >= 11);
+    assert_non_null(f->st->m->challenge_put);
+    assert_non_null(f->st->m->challenge_take);
+    a.account_id = 3;
+    a.lr_id = 42;
+    a.purpose = 2;
+    assert_int_equal(f->st->m->challenge_put(f->st, &a, T0), QRL_OK);
+    assert_int_equal(f->st->m->challenge_put(f->st, &b, T0), QRL_OK);
+    assert_int_equal(f->st->m->challenge_put(f->st, &a, T0), QRL_ERR_EXISTS);
+    /* A put survives the process (lazy: a power loss may lose it, a close does not). */
+    reopen(f);
+    assert_int_equal(chal_count(f, 7), 2);
+
+    memset(&got, 0xff, sizeof got);
+    assert_int_equal(f->st->m->challenge_take(f->st, &a.hash, T0 + 1000, &got), QRL_OK);
+    assert_memory_equal(got.hash.b, a.hash.b, QRL_HASH_BYTES);
+    assert_int_equal(got.account_id, 3);
+    assert_int_equal(got.device_id, 7);
+    assert_int_equal(got.lr_id, 42);
+    assert_int_equal(got.purpose, 2);
+    assert_int_equal(got.expires_ms, T0 + CHAL_TTL);
+    /* One use. */
+    assert_int_equal(f->st->m->challenge_take(f->st, &a.hash, T0 + 1000, &got), QRL_ERR_NOT_FOUND);
+    assert_int_equal(f->st->m->challenge_take(f->st, &b.hash, T0 + 1000, NULL), QRL_OK);
+    assert_int_equal(f->st->m->challenge_take(f->st, &unknown, T0 + 1000, &got),
+                     QRL_ERR_NOT_FOUND);
+    /* A take is durable: gone after a reopen too. */
+    reopen(f);
+    assert_int_equal(chal_count(f, 7), 0);
+
+    assert_int_equal(f->st->m->challenge_put(f->st, NULL, T0), QRL_ERR_INVALID);
+    assert_int_equal(f->st->m->challenge_take(f->st, NULL, T0, &got), QRL_ERR_INVALID);
+    bad = make_chal(3, 7, T0 + CHAL_TTL);
+    bad.account_id = 0;
+    assert_int_equal(f->st->m->challenge_put(f->st, &bad, T0), QRL_ERR_INVALID);
+    bad = make_chal(3, 0, T0 + CHAL_TTL);
+    assert_int_equal(f->st->m->challenge_put(f->st, &bad, T0), QRL_ERR_INVALID);
+    bad = make_chal(3, 7, T0 + CHAL_TTL);
+    bad.lr_id = -1;
+    assert_int_equal(f->st->m->challenge_put(f->st, &bad, T0), QRL_ERR_INVALID);
+    bad = make_chal(3, 7, T0 + CHAL_TTL);
+    bad.purpose = 0;
+    assert_int_equal(f->st->m->challenge_put(f->st, &bad, T0), QRL_ERR_INVALID);
+    bad = make_chal(3, 7, T0); /* expired as it is put */
+    assert_int_equal(f->st->m->challenge_put(f->st, &bad, T0), QRL_ERR_INVALID);
+    assert_int_equal(chal_count(f, 7), 0);
+}
+
+/* An expired challenge is never taken (and goes all the same); the sweep deletes the expired
+ * and keeps the live. */
+static void test_challenge_expired(void **state)
+{
+    fixture *f = *state;
+    qrl_challenge_rec a = make_chal(1, 7, T0 + CHAL_TTL), b = make_chal(2, 7, T0 + 1000);
+    qrl_challenge_rec c = make_chal(3, 8, T0 + CHAL_TTL), got;
+
+    assert_int_equal(f->st->m->challenge_put(f->st, &a, T0), QRL_OK);
+    assert_int_equal(f->st->m->challenge_take(f->st, &a.hash, T0 + CHAL_TTL, &got),
+                     QRL_ERR_NOT_FOUND);
+    assert_int_equal(chal_count(f, 7), 0);
+
+    assert_int_equal(f->st->m->challenge_put(f->st, &b, T0), QRL_OK);
+    assert_int_equal(f->st->m->challenge_put(f->st, &c, T0), QRL_OK);
+    assert_int_equal(f->st->m->sweep(f->st, T0 + 999, 3600000), QRL_OK);
+    assert_int_equal(chal_count(f, 7), 1);
+    assert_int_equal(f->st->m->sweep(f->st, T0 + 1000, 3600000), QRL_OK);
+    assert_int_equal(chal_count(f, 7), 0);
+    assert_int_equal(chal_count(f, 8), 1);
+    assert_int_equal(f->st->m->challenge_take(f->st, &c.hash, T0 + 1000, &got), QRL_OK);
+}
+
+/* However often one phone asks, it holds at most CHAL_MAX challenges: its newest. Another
+ * phone's are left alone. Its expired ones go at its next put. */
+static void test_challenge_per_device_bound(void **state)
+{
+    fixture *f = *state;
+    qrl_challenge_rec other = make_chal(1, 8, T0 + CHAL_TTL), got;
+
+    assert_int_equal(f->st->m->challenge_put(f->st, &other, T0), QRL_OK);
+    for (unsigned i = 0; i < CHAL_MAX + 3; i++) {
+        qrl_challenge_rec c = make_chal(10 + i, 7, T0 + CHAL_TTL + i);
+        assert_int_equal(f->st->m->challenge_put(f->st, &c, T0 + i), QRL_OK);
+        assert_true(chal_count(f, 7) <= CHAL_MAX);
+    }
+    assert_int_equal(chal_count(f, 7), CHAL_MAX);
+    for (unsigned i = 0; i < CHAL_MAX + 3; i++) {
+        qrl_challenge_rec c = make_chal(10 + i, 7, 0);
+        assert_int_equal(f->st->m->challenge_take(f->st, &c.hash, T0 + 100, &got),
+                         i < 3 ? QRL_ERR_NOT_FOUND : QRL_OK);
+    }
+    assert_int_equal(f->st->m->challenge_take(f->st, &other.hash, T0 + 100, &got), QRL_OK);
+
+    for (unsigned i = 0; i < CHAL_MAX; i++) {
+        qrl_challenge_rec c = make_chal(30 + i, 9, T0 + 1000 + i);
+        assert_int_equal(f->st->m->challenge_put(f->st, &c, T0), QRL_OK);
+    }
+    /* At T0 + 1002 three have expired: they make the room, no live one goes. */
+    qrl_challenge_rec late = make_chal(50, 9, T0 + 1002 + CHAL_TTL);
+    assert_int_equal(f->st->m->challenge_put(f->st, &late, T0 + 1002), QRL_OK);
+    assert_int_equal(chal_count(f, 9), CHAL_MAX - 3 + 1);
+    qrl_challenge_rec live = make_chal(30 + 3, 9, 0);
+    assert_int_equal(f->st->m->challenge_take(f->st, &live.hash, T0 + 1002, &got), QRL_OK);
+}
+
+struct chal_race {
+    qrl_store *st;
+    qrl_hash h;
+    int64_t device_id; /* puts: the one phone they all put for */
+    pthread_barrier_t barrier;
+    qrl_err rc[NTHREADS];
+};
+
+struct chal_racer {
+    struct chal_race *r;
+    int i;
+};
+
+static void *chal_take_racer(void *arg)
+{
+    struct chal_racer *me = arg;
+    qrl_challenge_rec got;
+
+    pthread_barrier_wait(&me->r->barrier);
+    me->r->rc[me->i] = me->r->st->m->challenge_take(me->r->st, &me->r->h, T0 + 1000, &got);
+    if (me->r->rc[me->i] == QRL_OK && got.device_id != 7)
+        me->r->rc[me->i] = QRL_ERR_STORE;
+    return NULL;
+}
+
+static void *chal_put_racer(void *arg)
+{
+    struct chal_racer *me = arg;
+    qrl_challenge_rec c = make_chal(200 + (unsigned)me->i, me->r->device_id, T0 + CHAL_TTL);
+
+    pthread_barrier_wait(&me->r->barrier);
+    me->r->rc[me->i] = me->r->st->m->challenge_put(me->r->st, &c, T0);
+    return NULL;
+}
+
+static void run_chal_race(struct chal_race *r, void *(*fn)(void *))
+{
+    pthread_t th[NTHREADS];
+    struct chal_racer who[NTHREADS];
+
+    assert_int_equal(pthread_barrier_init(&r->barrier, NULL, NTHREADS), 0);
+    for (int i = 0; i < NTHREADS; i++) {
+        who[i].r = r;
+        who[i].i = i;
+        assert_int_equal(pthread_create(&th[i], NULL, fn, &who[i]), 0);
+    }
+    for (int i = 0; i < NTHREADS; i++)
+        pthread_join(th[i], NULL);
+    pthread_barrier_destroy(&r->barrier);
+}
+
+/* 16 threads take one challenge at once: exactly one gets it. 16 threads put for one phone at
+ * once: it holds CHAL_MAX afterwards, not more. */
+static void test_challenge_races(void **state)
+{
+    fixture *f = *state;
+    struct chal_race r;
+
+    for (unsigned round = 0; round < 4; round++) {
+        qrl_challenge_rec c = make_chal(100 + round, 7, T0 + CHAL_TTL);
+        int wins = 0;
+
+        memset(&r, 0, sizeof r);
+        r.st = f->st;
+        r.h = c.hash;
+        assert_int_equal(f->st->m->challenge_put(f->st, &c, T0), QRL_OK);
+        run_chal_race(&r, chal_take_racer);
+        for (int i = 0; i < NTHREADS; i++) {
+            if (r.rc[i] == QRL_OK)
+                wins++;
+            else
+                assert_int_equal(r.rc[i], QRL_ERR_NOT_FOUND);
+        }
+        assert_int_equal(wins, 1);
+    }
+    memset(&r, 0, sizeof r);
+    r.st = f->st;
+    r.device_id = 11;
+    run_chal_race(&r, chal_put_racer);
+    for (int i = 0; i < NTHREADS; i++)
+        assert_int_equal(r.rc[i], QRL_OK);
+    assert_int_equal(chal_count(f, 11), CHAL_MAX);
+}
+
 /* A version-4 database (before passkeys) gains the table and keeps its rows. */
 static void test_migrate_from_v4(void **state)
 {
@@ -2478,12 +2756,172 @@ static void test_migrate_from_v6(void **state)
     assert_int_equal(notices_of(f->st, alice, phone, T0, got, 2), 1);
 }
 
+/* --- notices of blocked requests (store version 11) ------------------------------------------ */
+
+/* A notice that phone `device` of `account` was stopped from approving a phishing request. */
+static qrl_notice_rec make_blocked(int64_t id, int64_t account_id, int64_t device_id,
+                                   int64_t created)
+{
+    qrl_notice_rec n = make_notice(id, account_id, device_id, created);
+
+    n.kind = QRL_NOTICE_REQUEST_BLOCKED;
+    snprintf(n.platform, sizeof n.platform, "Samsung Tizen");
+    snprintf(n.reason, sizeof n.reason, "many_networks");
+    snprintf(n.screen_name, sizeof n.screen_name, "Living Room TV");
+    snprintf(n.screen_kind, sizeof n.screen_kind, "tv");
+    snprintf(n.screen_address, sizeof n.screen_address, "198.51.100.7");
+    return n;
+}
+
+/* A blocked request's notice keeps every field, is listed to every device of the account (the
+ * stopped phone too) and to no other account, is acknowledged per device, and stays listed
+ * after the phone is revoked; a notice of a new device is listed as before beside it. */
+static void test_notice_blocked(void **state)
+{
+    fixture *f = *state;
+    qrl_notice_rec got[4], one, bad;
+    int64_t alice = add_account(f->st, "alice", 0), bob = add_account(f->st, "bob", 0);
+    int64_t phone = add_device(f->st, alice, "Phone", T0);
+    int64_t tablet = add_device(f->st, alice, "Tablet", T0 + 5);
+    int64_t bob_phone = add_device(f->st, bob, "Bob's phone", T0);
+    int64_t tv = add_device(f->st, alice, "TV", T0 + 10);
+    qrl_notice_rec n = make_blocked(7000, alice, phone, T0 + 20), linked;
+
+    assert_true(f->st->m->version >= 11);
+    assert_int_equal(f->st->m->notice_add(f->st, &n, T0 - 1000), QRL_OK);
+    /* A kind that is none, and strings too long for their fields, are refused. */
+    bad = make_blocked(7001, alice, phone, T0 + 20);
+    bad.kind = (qrl_notice_kind)3;
+    assert_int_equal(f->st->m->notice_add(f->st, &bad, T0 - 1000), QRL_ERR_INVALID);
+    bad = make_blocked(7001, alice, phone, T0 + 20);
+    memset(bad.reason, 'r', sizeof bad.reason);
+    assert_int_equal(f->st->m->notice_add(f->st, &bad, T0 - 1000), QRL_ERR_INVALID);
+    bad = make_blocked(7001, alice, phone, T0 + 20);
+    memset(bad.screen_name, 'n', sizeof bad.screen_name);
+    assert_int_equal(f->st->m->notice_add(f->st, &bad, T0 - 1000), QRL_ERR_INVALID);
+    bad = make_blocked(7001, alice, phone, T0 + 20);
+    memset(bad.screen_kind, 'k', sizeof bad.screen_kind);
+    assert_int_equal(f->st->m->notice_add(f->st, &bad, T0 - 1000), QRL_ERR_INVALID);
+    bad = make_blocked(7001, alice, phone, T0 + 20);
+    memset(bad.screen_address, 'a', sizeof bad.screen_address);
+    assert_int_equal(f->st->m->notice_add(f->st, &bad, T0 - 1000), QRL_ERR_INVALID);
+    /* Kind 0 is a new device's notice. */
+    linked = make_notice(6900, alice, tv, T0 + 15);
+    linked.kind = (qrl_notice_kind)0;
+    assert_int_equal(f->st->m->notice_add(f->st, &linked, T0 - 1000), QRL_OK);
+
+    /* The stopped phone hears of it, and so does the account's other device. */
+    assert_int_equal(notices_of(f->st, alice, phone, T0, got, 4), 2);
+    assert_int_equal(got[0].id, 7000);
+    assert_int_equal(got[0].kind, QRL_NOTICE_REQUEST_BLOCKED);
+    assert_int_equal(got[0].account_id, alice);
+    assert_int_equal(got[0].device_id, phone);
+    assert_int_equal(got[0].created_ms, T0 + 20);
+    assert_string_equal(got[0].platform, "Samsung Tizen");
+    assert_string_equal(got[0].reason, "many_networks");
+    assert_string_equal(got[0].screen_name, "Living Room TV");
+    assert_string_equal(got[0].screen_kind, "tv");
+    assert_string_equal(got[0].screen_address, "198.51.100.7");
+    assert_int_equal(got[0].device.id, phone);
+    assert_string_equal(got[0].device.name, "Phone");
+    assert_int_equal(got[1].id, 6900);
+    assert_int_equal(got[1].kind, QRL_NOTICE_DEVICE_LINKED);
+    assert_string_equal(got[1].reason, "");
+    assert_string_equal(got[1].screen_name, "");
+    assert_int_equal(notices_of(f->st, alice, tablet, T0, got, 4), 2);
+    assert_int_equal(got[0].id, 7000);
+    /* The new device hears of the blocked request, not of itself. */
+    assert_int_equal(notices_of(f->st, alice, tv, T0, got, 4), 1);
+    assert_int_equal(got[0].id, 7000);
+    assert_int_equal(notices_of(f->st, bob, bob_phone, T0, got, 4), 0);
+    assert_int_equal(notices_of(f->st, alice, tablet, T0 + 21, got, 4), 0);
+    assert_int_equal(f->st->m->notice_get(f->st, alice, 7000, &one), QRL_OK);
+    assert_int_equal(one.kind, QRL_NOTICE_REQUEST_BLOCKED);
+    assert_string_equal(one.reason, "many_networks");
+    assert_int_equal(f->st->m->notice_get(f->st, bob, 7000, &one), QRL_ERR_NOT_FOUND);
+
+    /* Acknowledged by the phone: gone for it only. */
+    assert_int_equal(f->st->m->notice_ack(f->st, alice, 7000, phone, T0 + 30), QRL_OK);
+    assert_int_equal(notices_of(f->st, alice, phone, T0, got, 4), 1);
+    assert_int_equal(got[0].id, 6900);
+    assert_int_equal(notices_of(f->st, alice, tablet, T0, got, 4), 2);
+    assert_int_equal(f->st->m->notice_ack(f->st, bob, 7000, bob_phone, T0 + 30), QRL_ERR_NOT_FOUND);
+
+    /* The phone is revoked: the blocked request is still told to the others (and to the phone's
+     * own list); revoking the new device drops its notice as ever. */
+    assert_int_equal(f->st->m->device_revoke(f->st, alice, phone, T0 + 40), QRL_OK);
+    assert_int_equal(f->st->m->device_revoke(f->st, alice, tv, T0 + 41), QRL_OK);
+    assert_int_equal(notices_of(f->st, alice, tablet, T0, got, 4), 1);
+    assert_int_equal(got[0].id, 7000);
+    assert_int_equal(got[0].device.revoked_ms, T0 + 40);
+    reopen(f);
+    assert_int_equal(notices_of(f->st, alice, tablet, T0, got, 4), 1);
+    assert_string_equal(got[0].screen_name, "Living Room TV");
+    assert_int_equal(notices_of(f->st, alice, phone, T0, got, 4), 0);
+}
+
+/* A version-7 database (notices of new devices only) gains the columns: its notice reads back as
+ * a new device's with empty request fields, its acknowledgement is kept, and a blocked request's
+ * notice can be added beside it. */
+static void test_migrate_from_v7(void **state)
+{
+    fixture *f = *state;
+    char err[256] = "";
+    qrl_notice_rec got[4], n;
+    int64_t alice = add_account(f->st, "alice", 0);
+    int64_t phone = add_device(f->st, alice, "Phone", T0);
+    int64_t phone2 = add_device(f->st, alice, "Phone 2", T0);
+    int64_t tv = add_device(f->st, alice, "TV", T0 + 1);
+
+    n = make_notice(500, alice, tv, T0 + 1);
+    assert_int_equal(f->st->m->notice_add(f->st, &n, 0), QRL_OK);
+    assert_int_equal(f->st->m->notice_ack(f->st, alice, 500, phone, T0 + 2), QRL_OK);
+    f->st->m->close(f->st);
+    f->st = NULL;
+    db_exec(f->path, DROP_V8 "PRAGMA user_version = 7;");
+    assert_int_equal(db_int(f->path, "SELECT count(*) FROM pragma_table_info('notices')"
+                                     " WHERE name = 'kind'"),
+                     0);
+    assert_int_equal(qrl_store_sqlite_open(f->path, &f->st, err, sizeof err), QRL_OK);
+    assert_int_equal(db_int(f->path, "PRAGMA user_version"), SCHEMA_NOW);
+    assert_int_equal(db_int(f->path, "SELECT count(*) FROM notice_acks"), 1);
+    assert_int_equal(notices_of(f->st, alice, phone, T0, got, 4), 0);
+    assert_int_equal(notices_of(f->st, alice, phone2, T0, got, 4), 1);
+    assert_int_equal(got[0].id, 500);
+    assert_int_equal(got[0].kind, QRL_NOTICE_DEVICE_LINKED);
+    assert_string_equal(got[0].platform, "Chrome on Linux");
+    assert_string_equal(got[0].reason, "");
+    assert_string_equal(got[0].screen_name, "");
+    assert_string_equal(got[0].screen_address, "");
+    n = make_blocked(600, alice, phone, T0 + 3);
+    assert_int_equal(f->st->m->notice_add(f->st, &n, 0), QRL_OK);
+    assert_int_equal(notices_of(f->st, alice, phone, T0, got, 4), 1);
+    assert_int_equal(got[0].id, 600);
+    assert_int_equal(got[0].kind, QRL_NOTICE_REQUEST_BLOCKED);
+}
+
+/* The methods of version 11 that spare a store shared by several nodes a round trip: one
+ * process keeps the poll bookkeeping in its own memory (lr_poll is NULL), and its rate-limit
+ * calls are in-process, so it leaves them NULL and the core calls lr_find and the two
+ * rate-limit methods (tests/unit/lib/test_login_request.c, test_phishing.c). */
+static void test_v11_one_statement_methods(void **state)
+{
+    fixture *f = *state;
+
+    assert_null(f->st->m->lr_poll);
+    assert_null(f->st->m->lr_poll_find);
+    assert_null(f->st->m->ratelimit_first_hit);
+    assert_non_null(f->st->m->ratelimit_take);
+    assert_non_null(f->st->m->ratelimit_hit);
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, fixture_setup, fixture_teardown)
     const struct CMUnitTest tests[] = {
         T(test_device_pubkey),
         T(test_lr_nonce),
+        T(test_lr_dpop_jkt),
         T(test_migrate_from_v1),
         T(test_migrate_from_v2),
         T(test_user_codes),
@@ -2519,12 +2957,19 @@ int main(void)
         T(test_passkey_add_refused),
         T(test_passkey_use),
         T(test_passkey_delete),
+        T(test_challenge_put_take),
+        T(test_challenge_expired),
+        T(test_challenge_per_device_bound),
+        T(test_challenge_races),
         T(test_migrate_from_v4),
         T(test_migrate_from_v5),
         T(test_notice_add_list_get_ack),
         T(test_notice_prune),
         T(test_notice_reopen),
         T(test_migrate_from_v6),
+        T(test_notice_blocked),
+        T(test_migrate_from_v7),
+        T(test_v11_one_statement_methods),
     };
 #undef T
     return cmocka_run_group_tests_name("store", tests, NULL, NULL);
