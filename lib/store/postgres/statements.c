@@ -88,24 +88,24 @@ struct stmt_def {
 static const struct stmt_def stmt_def[PST_COUNT] = {
     [PST_ACCOUNT_INSERT] = {"INSERT INTO accounts (username, display_name, pw_hash, created_ms,"
                             " disabled) VALUES ($1, $2, $3, $4, $5 <> 0) RETURNING id",
-                            "tttii"},
-    [PST_ACCOUNT_GET] = {"SELECT " ACCOUNT_COLS " FROM accounts WHERE id = $1", "i"},
-    [PST_ACCOUNT_BY_NAME] = {"SELECT " ACCOUNT_COLS " FROM accounts WHERE username = $1", "t"},
-    [PST_ACCOUNT_SET_PW] = {"UPDATE accounts SET pw_hash = $2 WHERE id = $1", "it"},
+                            "tttii", 0},
+    [PST_ACCOUNT_GET] = {"SELECT " ACCOUNT_COLS " FROM accounts WHERE id = $1", "i", 0},
+    [PST_ACCOUNT_BY_NAME] = {"SELECT " ACCOUNT_COLS " FROM accounts WHERE username = $1", "t", 0},
+    [PST_ACCOUNT_SET_PW] = {"UPDATE accounts SET pw_hash = $2 WHERE id = $1", "it", 0},
 
     /* $6: a screen's DPoP key (store.h, qrl_device_rec), NULL for everyone else. */
     [PST_DEVICE_INSERT] = {"INSERT INTO devices (account_id, name, kind, address, created_ms,"
                            " last_seen_ms, revoked_ms, pubkey)"
                            " VALUES ($1, $2, $3, $4, $5, $5, 0, $6) RETURNING id",
-                           "itttib"},
-    [PST_DEVICE_GET] = {"SELECT " DEVICE_COLS " FROM devices WHERE id = $1", "i"},
+                           "itttib", 0},
+    [PST_DEVICE_GET] = {"SELECT " DEVICE_COLS " FROM devices WHERE id = $1", "i", 0},
     [PST_DEVICE_LIST] = {"SELECT " DEVICE_COLS " FROM devices WHERE account_id = $1"
                          " AND revoked_ms = 0 ORDER BY created_ms, id LIMIT $2",
-                         "ii"},
+                         "ii", 0},
     [PST_DEVICE_TOUCH] = {LAZY "UPDATE devices SET last_seen_ms = $2,"
                                " address = coalesce($3, address) FROM lazy"
                                " WHERE id = $1 AND revoked_ms = 0",
-                          "iit"},
+                          "iit", 0},
     /* The device and its tokens in one statement; "-<id>" tells every node (store.h). */
     [PST_DEVICE_REVOKE] = {"WITH d AS (UPDATE devices SET revoked_ms = $3 WHERE id = $2"
                            " AND account_id = $1 AND revoked_ms = 0 RETURNING id),"
@@ -113,33 +113,33 @@ static const struct stmt_def stmt_def[PST_COUNT] = {
                            " WHERE device_id IN (SELECT id FROM d) AND revoked_ms = 0)"
                            " SELECT -id FROM d",
                            "iii", NOTIFY},
-    [PST_DEVICE_LOCK] = {"SELECT id FROM devices WHERE id = $1 FOR NO KEY UPDATE", "i"},
+    [PST_DEVICE_LOCK] = {"SELECT id FROM devices WHERE id = $1 FOR NO KEY UPDATE", "i", 0},
     [PST_DEVICE_SET_PUBKEY] = {"UPDATE devices SET pubkey = $3 WHERE id = $1 AND account_id = $2"
                                " AND revoked_ms = 0",
-                               "iib"},
+                               "iib", 0},
 
     [PST_TOKEN_INSERT] = {"INSERT INTO tokens (hash, kind, device_id, created_ms, expires_ms,"
                           " used_ms, revoked_ms, client_id, scope)"
                           " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-                          "biiiiiitt"},
-    [PST_TOKEN_LOOKUP] = {"SELECT " TOKEN_COLS TOKEN_FROM " WHERE t.hash = $1", "b"},
+                          "biiiiiitt", 0},
+    [PST_TOKEN_LOOKUP] = {"SELECT " TOKEN_COLS TOKEN_FROM " WHERE t.hash = $1", "b", 0},
     /* Rotation: the token's row is locked after its device's (pg_internal.h: lock order). */
     [PST_TOKEN_LOOKUP_LOCK] = {"SELECT " TOKEN_COLS TOKEN_FROM " WHERE t.hash = $1"
                                " FOR NO KEY UPDATE OF t",
-                               "b"},
-    [PST_TOKEN_DEVICE] = {"SELECT device_id FROM tokens WHERE hash = $1", "b"},
+                               "b", 0},
+    [PST_TOKEN_DEVICE] = {"SELECT device_id FROM tokens WHERE hash = $1", "b", 0},
     /* TOKEN_COLS (12 columns), then ACCOUNT_COLS at column 12 and DEVICE_COLS at 18. */
     [PST_TOKEN_AUTH] =
         {"SELECT " TOKEN_COLS ", a.id, a.username, a.display_name, a.pw_hash,"
          " a.created_ms, a.disabled, d.id, d.account_id, d.name, d.kind,"
          " d.address, d.created_ms, d.last_seen_ms, d.revoked_ms, d.pubkey" TOKEN_FROM
          " WHERE t.hash = $1",
-         "b"},
-    [PST_TOKEN_SET_USED] = {"UPDATE tokens SET used_ms = $2 WHERE hash = $1 AND used_ms = 0", "bi"},
+         "b", 0},
+    [PST_TOKEN_SET_USED] = {"UPDATE tokens SET used_ms = $2 WHERE hash = $1 AND used_ms = 0", "bi", 0},
     /* Rewrites an already set revoked_ms with itself, so that the row count tells existence. */
     [PST_TOKEN_REVOKE] = {"UPDATE tokens SET revoked_ms = CASE WHEN revoked_ms = 0 THEN $2"
                           " ELSE revoked_ms END WHERE hash = $1",
-                          "bi"},
+                          "bi", 0},
 
     /* A taken id or a user code of a live request (the partial unique index
      * login_requests_live_code) inserts nothing: no row comes back (login_requests.c). */
@@ -151,18 +151,18 @@ static const struct stmt_def stmt_def[PST_COUNT] = {
                             " SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, $13,"
                             " $14, $15, $16, $17, $18, $19, $20 FROM lazy"
                             " ON CONFLICT DO NOTHING RETURNING id",
-                       "ibbttttttiiiiiiiiitt"},
+                       "ibbttttttiiiiiiiiitt", 0},
     /* A live request holding the code but past its expiry (nobody polled it since) is moved
      * to EXPIRED, as the core would on its next read, which frees the code. */
     [PST_LR_EXPIRE_CODE] = {"WITH u AS (UPDATE login_requests SET state = 5, updated_ms = $2"
                             " WHERE user_code = $1 AND state IN (0, 1, 2) AND expires_ms <= $2"
                             " RETURNING id)" NOTIFY_U,
                             "ti", NOTIFY},
-    [PST_LR_GET] = {"SELECT " LR_COLS " FROM login_requests WHERE id = $1", "i"},
-    [PST_LR_GET_LOCK] = {"SELECT " LR_COLS " FROM login_requests WHERE id = $1 FOR UPDATE", "i"},
+    [PST_LR_GET] = {"SELECT " LR_COLS " FROM login_requests WHERE id = $1", "i", 0},
+    [PST_LR_GET_LOCK] = {"SELECT " LR_COLS " FROM login_requests WHERE id = $1 FOR UPDATE", "i", 0},
     [PST_LR_BY_CODE] = {"SELECT " LR_COLS " FROM login_requests WHERE user_code = $1"
                         " AND expires_ms > $2 ORDER BY id DESC LIMIT 1",
-                        "ti"},
+                        "ti", 0},
     /* The compare-and-set of store.h's lr_transition; $4 is the from_mask. A move to SCANNED or
      * EXPIRED decides nothing (store.h: a claim lost to a power loss sends the phone back to
      * scanning) and commits without waiting for the flush, as a lazy write; every other move
@@ -185,7 +185,7 @@ static const struct stmt_def stmt_def[PST_COUNT] = {
      * seen. */
     [PST_LR_APPROVER] = {"SELECT a.disabled, d.revoked_ms FROM accounts a JOIN devices d"
                          " ON d.account_id = a.id WHERE a.id = $1 AND d.id = $2 FOR SHARE OF d",
-                         "ii"},
+                         "ii", 0},
     [PST_LR_SET_DENIED] = {"WITH u AS (UPDATE login_requests SET state = 4, updated_ms = $2"
                            " WHERE id = $1 AND state = 2 RETURNING id)" NOTIFY_U,
                            "ii", NOTIFY},
@@ -198,11 +198,11 @@ static const struct stmt_def stmt_def[PST_COUNT] = {
     [PST_LR_REDEEM] = {"SELECT o_outcome, o_state, o_account, o_device FROM qrlogin_redeem($1,"
                        " $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,"
                        " $18, $19, $20, $21, $22, $23)",
-                       "iitttibbiiiiittbiiiiitt"},
+                       "iitttibbiiiiittbiiiiitt", 0},
     [PST_LR_BY_DEVICE] = {"SELECT id FROM login_requests WHERE state IN (1, 2)"
                           " AND (claimed_device_id = $1 OR approving_device_id = $1)"
                           " ORDER BY id LIMIT $2",
-                          "ii"},
+                          "ii", 0},
     /* RFC 8628 section 3.5 in one statement (store.h, lr_poll): $2 now, $3 exempt, $4 the
      * slack, $5 the step, $6 the ceiling. The right-hand sides of SET read the row as it was
      * before the update, so poll_slowed keeps the decision for RETURNING. */
@@ -215,7 +215,7 @@ static const struct stmt_def stmt_def[PST_COUNT] = {
                           " ELSE poll_interval_s END,"
                           " last_poll_ms = CASE WHEN $3 <> 0 THEN last_poll_ms ELSE $2 END"
                           " FROM lazy WHERE id = $1 RETURNING poll_interval_s, poll_slowed",
-                     "iiiiii"},
+                     "iiiiii", 0},
     /* store.h's lr_poll_find: the read of a poll and PST_LR_POLL in one UPDATE, of the
      * request only if it is the poll's: $1 the id, $2 the device code's hash, $3 the client,
      * $4 the DPoP key's thumbprint (NULL: none), $5 now, $6 the wait (exempt when at least the
@@ -236,15 +236,15 @@ static const struct stmt_def stmt_def[PST_COUNT] = {
                                " FROM lazy WHERE id = $1 AND device_code_hash = $2"
                                " AND client_id = $3 AND (dpop_jkt = '' OR dpop_jkt = $4)"
                                " RETURNING " LR_COLS ", poll_interval_s, poll_slowed",
-                          "ibttiiiii"},
+                          "ibttiiiii", 0},
 
     [PST_RL_HIT] = {LAZY "INSERT INTO rate_limits AS r (key, start_ms, window_ms, hits)"
                          " SELECT $1, $2, $3, 1 FROM lazy ON CONFLICT (key) DO UPDATE SET"
                          " hits = CASE WHEN $2 < r.start_ms + $3 THEN r.hits + 1 ELSE 1 END,"
                          " start_ms = CASE WHEN $2 < r.start_ms + $3 THEN r.start_ms ELSE $2 END,"
                          " window_ms = $3 RETURNING r.hits",
-                    "tii"},
-    [PST_RL_PEEK] = {"SELECT hits, start_ms FROM rate_limits WHERE key = $1", "t"},
+                    "tii", 0},
+    [PST_RL_PEEK] = {"SELECT hits, start_ms FROM rate_limits WHERE key = $1", "t", 0},
     /* GCRA (rate_limits.c): start_ms holds the key's theoretical arrival time, hits stays 0.
      * $2 now, $3 the emission interval, $4 the window. The first row says whether the attempt
      * was taken; when it was not, its time is the arrival time the refusal left (read from
@@ -257,10 +257,10 @@ static const struct stmt_def stmt_def[PST_COUNT] = {
                           " SELECT true, start_ms FROM t UNION ALL"
                           " SELECT false, start_ms FROM rate_limits WHERE key = $1"
                           " AND NOT EXISTS (SELECT 1 FROM t)",
-                     "tiii"},
+                     "tiii", 0},
     [PST_RL_GIVE] = {LAZY "UPDATE rate_limits SET start_ms = GREATEST(start_ms - $3, $2)"
                           " FROM lazy WHERE key = $1",
-                     "tii"},
+                     "tii", 0},
     /* store.h's ratelimit_first_hit: PST_RL_TAKE of $1 with limit 1 (an emission interval of
      * the whole window $4) and, only when it took its attempt, PST_RL_HIT of $2. No row: $1
      * was seen in the window, and nothing changed. */
@@ -275,33 +275,33 @@ static const struct stmt_def stmt_def[PST_COUNT] = {
                                " start_ms = CASE WHEN $3 < r.start_ms + $4 THEN r.start_ms"
                                " ELSE $3 END, window_ms = $4 RETURNING r.hits)"
                                " SELECT hits FROM h",
-                          "ttii"},
+                          "ttii", 0},
     /* One sweeper at a time across the nodes: the others skip (rate_limits.c). */
-    [PST_SWEEP_LOCK] = {"SELECT pg_try_advisory_xact_lock($1::int, $2::int)", "ii"},
+    [PST_SWEEP_LOCK] = {"SELECT pg_try_advisory_xact_lock($1::int, $2::int)", "ii", 0},
     /* $3 bounds the primary key (rate_limits.c): a range, not a scan of the whole table. */
-    [PST_SWEEP_LR] = {"DELETE FROM login_requests WHERE id < $3 AND expires_ms < $1 - $2", "iii"},
+    [PST_SWEEP_LR] = {"DELETE FROM login_requests WHERE id < $3 AND expires_ms < $1 - $2", "iii", 0},
     /* Requests that expired undecided, a minute after their expiry; $2 bounds the key. */
     [PST_SWEEP_LR_UNDECIDED] = {"DELETE FROM login_requests WHERE id < $2"
                                 " AND expires_ms < $1 - 60000 AND state IN (0, 1, 5)",
-                                "ii"},
-    [PST_SWEEP_RL] = {"DELETE FROM rate_limits WHERE start_ms + window_ms < $1 - $2", "ii"},
+                                "ii", 0},
+    [PST_SWEEP_RL] = {"DELETE FROM rate_limits WHERE start_ms + window_ms < $1 - $2", "ii", 0},
 
     [PST_PASSKEY_INSERT] = {"INSERT INTO passkeys (account_id, cred_id, alg, pubkey, sign_count,"
                             " name, created_ms, last_used_ms) VALUES ($1, $2, $3, $4, $5, $6, $7,"
                             " 0) RETURNING id",
-                            "ibibiti"},
+                            "ibibiti", 0},
     [PST_PASSKEY_LIST] = {"SELECT " PASSKEY_COLS " FROM passkeys WHERE account_id = $1"
                           " ORDER BY created_ms, id LIMIT $2",
-                          "ii"},
-    [PST_PASSKEY_GET] = {"SELECT " PASSKEY_COLS " FROM passkeys WHERE cred_id = $1", "b"},
+                          "ii", 0},
+    [PST_PASSKEY_GET] = {"SELECT " PASSKEY_COLS " FROM passkeys WHERE cred_id = $1", "b", 0},
     /* The compare-and-set of store.h's passkey_use, and whether the passkey exists, in one
      * statement: a miss is a conflict only when the row is there. */
     [PST_PASSKEY_USE] = {"WITH u AS (UPDATE passkeys SET sign_count = $3, last_used_ms = $4"
                          " WHERE id = $1 AND sign_count = $2 RETURNING id)"
                          " SELECT (SELECT count(*) FROM u),"
                          " EXISTS (SELECT 1 FROM passkeys WHERE id = $1)",
-                         "iiii"},
-    [PST_PASSKEY_DELETE] = {"DELETE FROM passkeys WHERE id = $1 AND account_id = $2", "ii"},
+                         "iiii", 0},
+    [PST_PASSKEY_DELETE] = {"DELETE FROM passkeys WHERE id = $1 AND account_id = $2", "ii", 0},
 
     /* notice_add in one statement, lazy: the notice, and the account's notices older than the
      * horizon $11 deleted with their acknowledgements (ON DELETE CASCADE). Every node wakes
@@ -324,35 +324,35 @@ static const struct stmt_def stmt_def[PST_COUNT] = {
                          " AND NOT EXISTS (SELECT 1 FROM notice_acks a"
                          " WHERE a.notice_id = n.id AND a.device_id = $2)"
                          " ORDER BY n.id DESC LIMIT $4",
-                         "iiii"},
+                         "iiii", 0},
     [PST_NOTICE_GET] = {"SELECT " NOTICE_COLS NOTICE_FROM " WHERE n.id = $1 AND n.account_id = $2",
-                        "ii"},
+                        "ii", 0},
     /* The acknowledgement, and whether the account has the notice at all, in one statement;
      * a notice pruned by another node meanwhile fails the foreign key (notices.c). */
     [PST_NOTICE_ACK] = {LAZY ", n AS (SELECT id FROM notices WHERE id = $1 AND account_id = $2),"
                              " i AS (INSERT INTO notice_acks (notice_id, device_id, acked_ms)"
                              " SELECT n.id, $3, $4 FROM n, lazy ON CONFLICT DO NOTHING)"
                              " SELECT count(*) FROM n",
-                        "iiii"},
+                        "iiii", 0},
 
     /* challenge_put (challenges.c), in one lazy transaction: the lock on device $1 (an
      * advisory lock keyed by the device id alone, apart from the two-key locks of
      * QRL__PG_LOCK_CLASS), then room for the new challenge (the device's expired ones go, and
      * its live ones but the $8 that expire last) and the challenge itself. */
-    [PST_CHAL_LOCK] = {LAZY "SELECT pg_advisory_xact_lock($1) FROM lazy", "i"},
+    [PST_CHAL_LOCK] = {LAZY "SELECT pg_advisory_xact_lock($1) FROM lazy", "i", 0},
     [PST_CHAL_PUT] = {"WITH d AS (DELETE FROM webauthn_challenges WHERE device_id = $3"
                       " AND (expires_ms <= $7 OR hash NOT IN (SELECT hash FROM webauthn_challenges"
                       " WHERE device_id = $3 AND expires_ms > $7"
                       " ORDER BY expires_ms DESC, hash DESC LIMIT $8)))"
                       " INSERT INTO webauthn_challenges (hash, account_id, device_id, lr_id,"
                       " purpose, expires_ms) VALUES ($1, $2, $3, $4, $5, $6)",
-                      "biiiiiii"},
+                      "biiiiiii", 0},
     /* One statement: of two takes racing for the row, the second waits for the first's
      * commit, finds the row gone and returns nothing. Durable (synchronous_commit on). */
     [PST_CHAL_TAKE] = {"DELETE FROM webauthn_challenges WHERE hash = $1"
                        " RETURNING account_id, device_id, lr_id, purpose, expires_ms",
-                       "b"},
-    [PST_SWEEP_CHAL] = {"DELETE FROM webauthn_challenges WHERE expires_ms <= $1", "i"},
+                       "b", 0},
+    [PST_SWEEP_CHAL] = {"DELETE FROM webauthn_challenges WHERE expires_ms <= $1", "i", 0},
 };
 
 /* --- logging and errors ------------------------------------------------------------------- */
