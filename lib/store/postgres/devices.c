@@ -34,15 +34,7 @@ qrl_err qrl__pg_insert_device(struct pg_conn *c, const qrl_device_rec *dev, int6
     qrl_err rc;
 
     p_i64(&p, account_id);
-    p_text(&p, dev->name);
-    p_text(&p, dev->kind);
-    p_text(&p, dev->address);
-    p_i64(&p, dev->created_ms);
-    /* A screen's DPoP key (store.h, qrl_device_rec); SQL NULL for everyone else. */
-    if (dev->has_pubkey)
-        p_blob(&p, dev->pubkey, QRL_PUBKEY_BYTES);
-    else
-        p_blob(&p, NULL, 0);
+    p_device(&p, dev);
     if ((rc = qrl__pg_run(c, PST_DEVICE_INSERT, &p, &r, "device insert")) != QRL_OK)
         return rc;
     *id = qrl__pg_col_i64(r, 0, 0);

@@ -322,15 +322,7 @@ static qrl_err redeem_call(struct pg_conn *c, int64_t id, int64_t now_ms, const 
 
     p_i64(&p, id);
     p_i64(&p, now_ms);
-    p_text(&p, dev->name);
-    p_text(&p, dev->kind);
-    p_text(&p, dev->address);
-    p_i64(&p, dev->created_ms);
-    /* A screen's DPoP key (store.h, qrl_device_rec); SQL NULL for everyone else. */
-    if (dev->has_pubkey)
-        p_blob(&p, dev->pubkey, QRL_PUBKEY_BYTES);
-    else
-        p_blob(&p, NULL, 0);
+    p_device(&p, dev);
     for (size_t i = 0; i < REDEEM_CALL_TOKENS; i++)
         redeem_token_params(&p, i < ntok ? &tok[i] : NULL);
     if ((rc = qrl__pg_run(c, PST_LR_REDEEM, &p, &r, "lr_redeem")) != QRL_OK)

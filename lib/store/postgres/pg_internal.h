@@ -259,6 +259,20 @@ static inline void p_hash(struct pg_params *p, const qrl_hash *h)
     p_blob(p, h->b, QRL_HASH_BYTES);
 }
 
+/* A new device's columns, in the order of every statement that inserts one: name, kind,
+ * address, created_ms, and its DPoP key (store.h, qrl_device_rec; SQL NULL when it has none). */
+static inline void p_device(struct pg_params *p, const qrl_device_rec *dev)
+{
+    p_text(p, dev->name);
+    p_text(p, dev->kind);
+    p_text(p, dev->address);
+    p_i64(p, dev->created_ms);
+    if (dev->has_pubkey)
+        p_blob(p, dev->pubkey, QRL_PUBKEY_BYTES);
+    else
+        p_blob(p, NULL, 0);
+}
+
 /* True when `s` is a NUL-terminated string that fits an array of `cap` bytes. */
 static inline int str_fits(const char *s, size_t cap)
 {
